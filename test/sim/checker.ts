@@ -1,0 +1,246 @@
+/**
+ * The checker of a simulation run: from the recorded writes and the final state of every key, it finds
+ * acknowledged writes that vanished, deleted values that came back, values nobody wrote, and replicas that disagree.
+ *
+ * Every write carries a unique id as its value. A write's parents are the values returned by the read whose context
+ * it was put with: those are the versions it was allowed to supersede. Its ancestors are its parents and,
+ * transitively, theirs. A write is accounted for at the end when it, or a write having it as an ancestor, is still
+ * returned, or when a delete that may have taken effect had it as an ancestor.
+ *
+ * A put that is retried inside the cluster (a forwarded put whose coordinator timed out) may be stored under two
+ * dots, so a value is not one version. Resurrection is therefore judged twice: by value, only for writes that had
+ * completed before the delete's read began (a put still in flight may legitimately land again), and by version,
+ * where it is exact: a stored version whose dot an acknowledged write's context covers was superseded by that write
+ * and must not be there at the end.
+ */
+
+/** How a write ended, as its client saw it. */
+export type WriteOutcome =
+  /** The node acknowledged it. */
+  | 'ok'
+  /** It failed in a way that writes nothing (a stale conditional put, a bad argument). */
+  | 'failed'
+  /** It failed after it may have been stored somewhere (quorum not reached, timeout, node closed). */
+  | 'unknown';
+
+/** One put or delete of the history. */
+export interface WriteRecord {
+  /** Unique id; for a put, the text of its value. */
+  readonly id: string;
+  readonly kind: 'put' | 'delete';
+  readonly key: string;
+  /** Ids of the values returned by the read whose context the write carried; empty for a blind put. */
+  readonly parents: readonly string[];
+  /** The write quorum asked for. */
+  readonly w: number;
+  readonly outcome: WriteOutcome;
+  /** Virtual ms when the client issued the read whose context the write carried (or the write, if blind). */
+  readonly readAt?: number;
+  /** Virtual ms when the client had the write's answer. */
+  readonly end?: number;
+  /**
+   * For an acknowledged write, the versions it superseded: its new clock (the decoded context it returned) without
+   * its coordinator's own entry, which also counts that coordinator's concurrent siblings and so says nothing.
+   */
+  readonly supersedes?: readonly { readonly node: string; readonly counter: number }[];
+}
+
+/** One stored version, as the checker needs it. */
+export interface StoredVersion {
+  readonly node: string;
+  readonly counter: number;
+  /** The write id the value holds, or null for a tombstone. */
+  readonly value: string | null;
+}
+
+/** One replica's holding of a key: its siblings, tombstones included. */
+export interface ReplicaState {
+  readonly node: string;
+  readonly versions: readonly StoredVersion[];
+}
+
+/** The state of one key after the run has healed and quiesced. */
+export interface FinalKey {
+  readonly key: string;
+  /** Ids of the values a full (R = N) read returned. */
+  readonly values: readonly string[];
+  /** What each replica of the key's preference list stores. */
+  readonly replicas: readonly ReplicaState[];
+}
+
+/** An acknowledged write that is gone. */
+export interface LostWrite {
+  readonly id: string;
+  readonly key: string;
+  readonly w: number;
+  /** What the key holds instead. */
+  readonly finalValues: readonly string[];
+}
+
+/** A value returned or stored at the end although an acknowledged write had superseded it. */
+export interface Resurrection {
+  /** The value's write id. */
+  readonly id: string;
+  readonly key: string;
+  /** The acknowledged write that superseded it. */
+  readonly supersededBy: string;
+  /** `value`: an acknowledged delete had the value as an ancestor; `version` names the stored dot it covered. */
+  readonly by: 'value' | `version ${string}`;
+}
+
+/** A key whose replicas disagree. */
+export interface Divergence {
+  readonly key: string;
+  readonly replicas: readonly ReplicaState[];
+}
+
+/** The checker's findings. */
+export interface Verdict {
+  /** Acknowledged puts with W ≥ {@link CheckOptions.minW}: the writes that must survive. */
+  readonly acknowledged: number;
+  readonly lost: LostWrite[];
+  /** The lost writes whose key still holds values: concurrent siblings collapsed by mistake. */
+  readonly siblingsLost: LostWrite[];
+  readonly resurrected: Resurrection[];
+  /** Returned values that no write of the history (of that key) produced. */
+  readonly phantoms: { readonly key: string; readonly value: string }[];
+  readonly divergent: Divergence[];
+  /** True when every key's replicas hold the same sibling set. */
+  readonly converged: boolean;
+}
+
+/** Options of {@link check}. */
+export interface CheckOptions {
+  /** Only acknowledged puts with at least this W must survive. @default 2 */
+  readonly minW?: number;
+}
+
+/** Checks a history against the final state of its keys. */
+export function check(writes: readonly WriteRecord[], final: readonly FinalKey[], options: CheckOptions = {}): Verdict {
+  const minW = options.minW ?? 2;
+  const byId = new Map<string, WriteRecord>();
+  for (const w of writes) {
+    if (byId.has(w.id)) throw new Error(`write id ${w.id} appears twice in the history`);
+    byId.set(w.id, w);
+  }
+  const finalByKey = new Map<string, FinalKey>();
+  for (const f of final) finalByKey.set(f.key, f);
+
+  const phantoms: { key: string; value: string }[] = [];
+  const returned: string[] = [];
+  for (const f of final) {
+    for (const value of f.values) {
+      const w = byId.get(value);
+      if (w === undefined || w.kind !== 'put' || w.key !== f.key) phantoms.push({ key: f.key, value });
+      else returned.push(value);
+    }
+  }
+
+  // Everything the returned values descend from: a write in here was superseded by a write that survived.
+  const explained = ancestorsOf(
+    returned.map((id) => ({ id, root: id })),
+    byId,
+  );
+  // Everything a delete that may have taken effect descends from.
+  const deletes = writes.filter((w) => w.kind === 'delete' && w.outcome !== 'failed');
+  const deleted = ancestorsOf(
+    deletes.flatMap((d) => d.parents.map((id) => ({ id, root: d.id }))),
+    byId,
+  );
+
+  const lost: LostWrite[] = [];
+  let acknowledged = 0;
+  for (const w of writes) {
+    if (w.kind !== 'put' || w.outcome !== 'ok' || w.w < minW) continue;
+    acknowledged++;
+    if (explained.has(w.id) || deleted.has(w.id)) continue;
+    lost.push({ id: w.id, key: w.key, w: w.w, finalValues: finalByKey.get(w.key)?.values ?? [] });
+  }
+  const siblingsLost = lost.filter((l) => l.finalValues.length > 0);
+
+  const resurrected: Resurrection[] = [];
+  const acknowledgedDeletes = ancestorsOf(
+    deletes.filter((d) => d.outcome === 'ok').flatMap((d) => d.parents.map((id) => ({ id, root: d.id }))),
+    byId,
+  );
+  for (const id of new Set(returned)) {
+    const deletedBy = acknowledgedDeletes.get(id);
+    if (deletedBy === undefined) continue;
+    const write = byId.get(id)!;
+    const readAt = byId.get(deletedBy)!.readAt;
+    // A put still in flight when the delete read may be stored again, under a dot the delete never saw.
+    if (write.end !== undefined && readAt !== undefined && write.end >= readAt) continue;
+    resurrected.push({ id, key: write.key, supersededBy: deletedBy, by: 'value' });
+  }
+  resurrected.push(...supersededSurvivors(writes, final));
+
+  const divergent: Divergence[] = [];
+  for (const f of final) {
+    const [first, ...rest] = f.replicas.map((r) =>
+      r.versions
+        .map((v) => `${v.node}:${v.counter}`)
+        .sort()
+        .join(','),
+    );
+    if (rest.some((s) => s !== first)) divergent.push({ key: f.key, replicas: f.replicas });
+  }
+
+  return {
+    acknowledged,
+    lost,
+    siblingsLost,
+    resurrected,
+    phantoms,
+    divergent,
+    converged: divergent.length === 0,
+  };
+}
+
+/** Stored versions that an acknowledged write of their key superseded. */
+function supersededSurvivors(writes: readonly WriteRecord[], final: readonly FinalKey[]): Resurrection[] {
+  const stored = new Map<string, Map<string, StoredVersion>>();
+  for (const f of final) {
+    const versions = new Map<string, StoredVersion>();
+    for (const r of f.replicas) for (const v of r.versions) versions.set(`${v.node}:${v.counter}`, v);
+    stored.set(f.key, versions);
+  }
+  const out: Resurrection[] = [];
+  const reported = new Set<string>();
+  for (const w of writes) {
+    if (w.outcome !== 'ok' || w.supersedes === undefined) continue;
+    const versions = stored.get(w.key);
+    if (versions === undefined) continue;
+    for (const [dot, v] of versions) {
+      if (reported.has(dot)) continue;
+      const covering = w.supersedes.find((e) => e.node === v.node);
+      if (covering === undefined || covering.counter < v.counter) continue;
+      reported.add(dot);
+      out.push({ id: v.value ?? '(tombstone)', key: w.key, supersededBy: w.id, by: `version ${dot}` });
+    }
+  }
+  return out;
+}
+
+/**
+ * Every id in `roots` and every ancestor of theirs, by parent links, each mapped to the root it was first reached
+ * from (one search for all roots, so that long read-modify-write chains are walked once).
+ */
+function ancestorsOf(roots: readonly { id: string; root: string }[], byId: ReadonlyMap<string, WriteRecord>): Map<string, string> {
+  const seen = new Map<string, string>();
+  const stack: string[] = [];
+  for (const { id, root } of roots) {
+    if (seen.has(id)) continue;
+    seen.set(id, root);
+    stack.push(id);
+  }
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    const root = seen.get(id)!;
+    for (const parent of byId.get(id)?.parents ?? []) {
+      if (seen.has(parent)) continue;
+      seen.set(parent, root);
+      stack.push(parent);
+    }
+  }
+  return seen;
+}

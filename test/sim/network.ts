@@ -1,0 +1,168 @@
+/**
+ * A simulated network between simulated nodes. Each node incarnation gets its own `Transport`; frames are copied
+ * on send and delivered through the scheduler after a random latency (a base plus an exponential tail), unless
+ * lost, blocked by a partition, or addressed to an incarnation that has crashed since.
+ *
+ * Links are FIFO like the reliable, ordered data channels a tab uses, unless reordering is on, when every frame's
+ * delay is independent. Loss and duplication are per frame. A partition gives each node a side; nodes talk when
+ * they are on the same side or one of them is a bridge (side `bridge` talks to everyone), which also models the
+ * non-transitive reachability of a bridged partition. Reachability is checked when a frame arrives, so frames in
+ * flight when a partition starts are cut off too.
+ */
+import type { Transport } from '../../worker/env.ts';
+import type { Rng } from './random.ts';
+import type { Owner, Scheduler } from './scheduler.ts';
+
+/** Where a frame is handed on arrival. */
+export type Receiver = (from: string, frame: Uint8Array) => void;
+
+/** Latency and fault settings; all can be changed while the run goes on. */
+export interface NetworkConditions {
+  /** Fixed part of a frame's delay, ms. @default 1 */
+  baseLatency: number;
+  /** Mean of the exponential part of a frame's delay, ms. @default 2 */
+  latencyTail: number;
+  /** Probability that a frame is dropped. @default 0 */
+  lossRate: number;
+  /** Probability that a frame is delivered twice (each copy with its own delay). @default 0 */
+  duplicateRate: number;
+  /** When true, frames on one link may overtake each other. @default false */
+  reorder: boolean;
+}
+
+/** The side of a partition a node is on; `bridge` reaches both sides. */
+export type Side = 'a' | 'b' | 'bridge';
+
+/** Counters of what the network did. */
+export interface NetworkStats {
+  sent: number;
+  delivered: number;
+  bytes: number;
+  lost: number;
+  duplicated: number;
+  blocked: number;
+  /** Frames dropped because their sender or receiver incarnation had crashed. */
+  dead: number;
+}
+
+interface Endpoint {
+  readonly owner: Owner;
+  readonly receive: Receiver;
+  readonly incarnation: number;
+}
+
+/** The default conditions: a quiet LAN. */
+export const QUIET: Readonly<NetworkConditions> = Object.freeze({
+  baseLatency: 1,
+  latencyTail: 2,
+  lossRate: 0,
+  duplicateRate: 0,
+  reorder: false,
+});
+
+/** The simulated network of one run. */
+export class Network {
+  readonly conditions: NetworkConditions;
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, bytes: 0, lost: 0, duplicated: 0, blocked: 0, dead: 0 };
+  readonly #scheduler: Scheduler;
+  readonly #rng: Rng;
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #incarnations = new Map<string, number>();
+  /** By sender, then receiver: the time of the link's last frame, so that an ordered link never lets one overtake. */
+  readonly #linkLast = new Map<string, Map<string, number>>();
+  #sides: ReadonlyMap<string, Side> | null = null;
+
+  constructor(scheduler: Scheduler, rng: Rng, conditions: Partial<NetworkConditions> = {}) {
+    this.#scheduler = scheduler;
+    this.#rng = rng;
+    this.conditions = { ...QUIET, ...conditions };
+  }
+
+  /**
+   * Connects a new incarnation of node `id`, replacing any earlier one: frames sent to the earlier one and still in
+   * flight are dropped, as its connections died with it.
+   * @returns The transport the incarnation sends with; it sends nothing once `owner` is dead.
+   */
+  attach(id: string, owner: Owner, receive: Receiver): Transport {
+    const incarnation = (this.#incarnations.get(id) ?? 0) + 1;
+    this.#incarnations.set(id, incarnation);
+    this.#endpoints.set(id, { owner, receive, incarnation });
+    let links = this.#linkLast.get(id);
+    if (links === undefined) this.#linkLast.set(id, (links = new Map()));
+    const last = links;
+    return { send: (to, frame) => this.#send(id, owner, last, to, frame) };
+  }
+
+  /** Disconnects node `id` (a crash): nothing more reaches it until it is attached again. */
+  detach(id: string): void {
+    this.#endpoints.delete(id);
+  }
+
+  /** Splits the nodes: each listed node gets its side, unlisted nodes are on side `a`. */
+  partition(sides: ReadonlyMap<string, Side>): void {
+    this.#sides = sides;
+  }
+
+  /** Removes any partition. */
+  heal(): void {
+    this.#sides = null;
+  }
+
+  /** The current partition, or null. */
+  get sides(): ReadonlyMap<string, Side> | null {
+    return this.#sides;
+  }
+
+  /** True when frames from `a` reach `b` under the current partition. */
+  canTalk(a: string, b: string): boolean {
+    const sides = this.#sides;
+    if (sides === null) return true;
+    const sa = sides.get(a) ?? 'a';
+    const sb = sides.get(b) ?? 'a';
+    return sa === sb || sa === 'bridge' || sb === 'bridge';
+  }
+
+  #send(from: string, owner: Owner, links: Map<string, number>, to: string, frame: Uint8Array): void {
+    this.stats.sent++;
+    if (!owner.alive) {
+      this.stats.dead++;
+      return;
+    }
+    const c = this.conditions;
+    if (this.#rng.chance(c.lossRate)) {
+      this.stats.lost++;
+      return;
+    }
+    const target = this.#endpoints.get(to);
+    if (target === undefined) {
+      this.stats.dead++;
+      return;
+    }
+    const copies = this.#rng.chance(c.duplicateRate) ? 2 : 1;
+    if (copies === 2) this.stats.duplicated++;
+    const now = this.#scheduler.now;
+    for (let i = 0; i < copies; i++) {
+      const bytes = frame.slice();
+      let at = now + Math.max(1, Math.ceil(c.baseLatency + this.#rng.exponential(c.latencyTail)));
+      const last = links.get(to) ?? 0;
+      if (!c.reorder && at < last) at = last;
+      if (at > last) links.set(to, at);
+      this.#scheduler.schedule(at - now, () => this.#deliver(from, to, target.incarnation, bytes));
+    }
+  }
+
+  #deliver(from: string, to: string, incarnation: number, frame: Uint8Array): void {
+    const target = this.#endpoints.get(to);
+    if (target === undefined || target.incarnation !== incarnation || !target.owner.alive) {
+      this.stats.dead++;
+      return;
+    }
+    if (!this.canTalk(from, to)) {
+      this.stats.blocked++;
+      return;
+    }
+    this.stats.delivered++;
+    this.stats.bytes += frame.byteLength;
+    target.receive(from, frame);
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Command-line options shared by the simulation's CLI and soak, and the command that reproduces a run.
+ */
+import { parseArgs } from 'node:util';
+import { FAULT_KINDS, type FaultKind } from './faults.ts';
+import type { SimulationOptions } from './run.ts';
+
+/** The options a command line can set. */
+export type CliOptions = Pick<
+  SimulationOptions,
+  'seed' | 'nodes' | 'ops' | 'faults' | 'clients' | 'keys' | 'n' | 'requestTimeout' | 'hintInterval'
+>;
+
+const NUMERIC = ['seed', 'nodes', 'ops', 'clients', 'keys', 'n', 'request-timeout', 'hint-interval'] as const;
+
+/** The `parseArgs` option table of the simulation flags. */
+export const SIM_FLAGS = {
+  seed: { type: 'string' },
+  nodes: { type: 'string' },
+  ops: { type: 'string' },
+  faults: { type: 'string' },
+  clients: { type: 'string' },
+  keys: { type: 'string' },
+  n: { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'hint-interval': { type: 'string' },
+} as const;
+
+/**
+ * Parses `--faults`: a comma-separated list of {@link FAULT_KINDS}, `all`, or `none`.
+ * @throws Error naming an unknown kind.
+ */
+export function parseFaults(text: string | undefined): FaultKind[] {
+  if (text === undefined || text === '' || text === 'none') return [];
+  if (text === 'all') return [...FAULT_KINDS];
+  const kinds = text.split(',').map((k) => k.trim());
+  for (const k of kinds) {
+    if (!(FAULT_KINDS as readonly string[]).includes(k))
+      throw new Error(`unknown fault ${JSON.stringify(k)}; use ${FAULT_KINDS.join(', ')}, all or none`);
+  }
+  return [...new Set(kinds)] as FaultKind[];
+}
+
+/**
+ * Reads the simulation flags out of `values` (as `parseArgs` returns them), leaving unset ones out.
+ * @throws Error for a flag that is not a non-negative integer.
+ */
+export function readSimFlags(values: Record<string, unknown>): Partial<CliOptions> {
+  const out: Record<string, unknown> = {};
+  for (const flag of NUMERIC) {
+    const raw = values[flag];
+    if (raw === undefined) continue;
+    const number = Number(raw);
+    if (!Number.isSafeInteger(number) || number < 0) throw new Error(`--${flag} must be a non-negative integer`);
+    out[flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())] = number;
+  }
+  if (values.faults !== undefined) out.faults = parseFaults(String(values.faults));
+  return out as Partial<CliOptions>;
+}
+
+/** Parses a whole simulation command line. */
+export function parseSimArgs(args: readonly string[]): Partial<CliOptions> {
+  const { values } = parseArgs({ args: [...args], options: SIM_FLAGS, strict: true });
+  return readSimFlags(values);
+}
+
+/** The command that replays a run with these options. */
+export function reproduceCommand(options: CliOptions): string {
+  const parts = ['npm run sim --', `--seed ${options.seed}`];
+  if (options.nodes !== undefined) parts.push(`--nodes ${options.nodes}`);
+  if (options.ops !== undefined) parts.push(`--ops ${options.ops}`);
+  parts.push(`--faults ${options.faults !== undefined && options.faults.length > 0 ? options.faults.join(',') : 'none'}`);
+  if (options.clients !== undefined) parts.push(`--clients ${options.clients}`);
+  if (options.keys !== undefined) parts.push(`--keys ${options.keys}`);
+  if (options.n !== undefined) parts.push(`--n ${options.n}`);
+  if (options.requestTimeout !== undefined) parts.push(`--request-timeout ${options.requestTimeout}`);
+  if (options.hintInterval !== undefined) parts.push(`--hint-interval ${options.hintInterval}`);
+  return parts.join(' ');
+}

@@ -1,0 +1,337 @@
+/**
+ * One seeded simulation run: a cluster of real nodes on a simulated network, random clients, injected faults, then
+ * healing, quiescence, a final full read of every key, and the checker's verdict. The same options and seed give
+ * the same run, event for event.
+ */
+import type { Logger } from '../../worker/env.ts';
+import { type FinalKey, type ReplicaState, type Verdict, check } from './checker.ts';
+import { Cluster } from './cluster.ts';
+import { type FaultEvent, FaultDriver, type FaultKind } from './faults.ts';
+import { Network, type NetworkConditions, type NetworkStats } from './network.ts';
+import { Rng } from './random.ts';
+import { Scheduler } from './scheduler.ts';
+import { type OperationMix, type OperationRecord, Workload } from './workload.ts';
+
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+/** Options of {@link runSimulation}. */
+export interface SimulationOptions {
+  /** The seed everything random derives from. */
+  readonly seed: number;
+  /** Nodes in the cluster. @default 5 */
+  readonly nodes?: number;
+  /** Client node calls (gets, puts, deletes) to make. @default 2000 */
+  readonly ops?: number;
+  /** Faults to inject while the clients run. @default none */
+  readonly faults?: readonly FaultKind[];
+  /** Clients running at once. @default 2 × nodes */
+  readonly clients?: number;
+  /** Size of the hot key set. @default max(4, nodes) */
+  readonly keys?: number;
+  /** Replication factor N. @default 3 */
+  readonly n?: number;
+  /** Per-node reply timeout, ms. @default 500 */
+  readonly requestTimeout?: number;
+  /** Hinted-handoff round interval, ms. @default 1000 */
+  readonly hintInterval?: number;
+  /** Ring partitions Q. @default 64 */
+  readonly partitions?: number;
+  /** Ring tokens per node T. @default 16 */
+  readonly tokensPerNode?: number;
+  /** Latency and faults of the network when no fault is active. */
+  readonly network?: Partial<NetworkConditions>;
+  /** Relative weights of the client operations. */
+  readonly mix?: Partial<OperationMix>;
+  /** Virtual ms between faults, drawn uniformly. @default [100, 800] */
+  readonly faultInterval?: readonly [number, number];
+  /** Virtual ms a fault lasts, drawn uniformly. @default [300, 3000] */
+  readonly faultDuration?: readonly [number, number];
+  /** Most nodes crashed at once. @default max(1, floor(nodes / 5)) */
+  readonly maxCrashed?: number;
+  /** A client call still pending after this many virtual ms is reported as hung and ends the run. @default 60000 */
+  readonly hangAfter?: number;
+  /** Called about every `progressEvery` client calls. */
+  readonly onProgress?: (progress: Progress) => void;
+  /** @default 1000 */
+  readonly progressEvery?: number;
+  /** Called after every client call (for the demo's narration). */
+  readonly onOperation?: (record: OperationRecord) => void;
+  /** Called on every fault injected or healed. */
+  readonly onFault?: (event: FaultEvent) => void;
+  /** The nodes' logger. @default silent */
+  readonly logger?: Logger;
+}
+
+/** Where a run is. */
+export interface Progress {
+  readonly ops: number;
+  readonly simulatedMs: number;
+  readonly wallMs: number;
+  readonly crashed: number;
+  readonly partitioned: boolean;
+}
+
+/** The outcome of a run. */
+export interface SimulationResult {
+  readonly seed: number;
+  readonly nodes: number;
+  /** Client node calls made. */
+  readonly ops: number;
+  readonly faults: readonly FaultKind[];
+  /** Acknowledged puts with W ≥ 2. */
+  readonly acknowledged: number;
+  readonly lost: number;
+  readonly siblingsLost: number;
+  readonly resurrected: number;
+  /** Returned values nobody wrote to that key. */
+  readonly phantoms: number;
+  readonly converged: boolean;
+  readonly divergentKeys: number;
+  /** Client calls that never completed. */
+  readonly hung: number;
+  /** Errors no fault should cause: unexpected error codes, exceptions from timers or deliveries, malformed frames. */
+  readonly bugs: number;
+  /** True when nothing above is wrong. */
+  readonly ok: boolean;
+  readonly opsPerSecond: number;
+  readonly simulatedMs: number;
+  readonly wallMs: number;
+  /** Client calls that succeeded. */
+  readonly succeeded: number;
+  /** Failed client calls by error code. */
+  readonly failures: Readonly<Record<string, number>>;
+  /** Hints still held after quiescence. */
+  readonly hintsLeft: number;
+  readonly faultsInjected: Readonly<Record<FaultKind, number>>;
+  readonly network: NetworkStats;
+  readonly events: number;
+  readonly metrics: Readonly<Record<string, number>>;
+  /** The first few of each finding, for diagnosis. */
+  readonly details: {
+    readonly lost: Verdict['lost'];
+    readonly resurrected: Verdict['resurrected'];
+    readonly phantoms: Verdict['phantoms'];
+    readonly divergent: Verdict['divergent'];
+    readonly hung: readonly object[];
+    readonly bugs: readonly string[];
+  };
+  /** The full verdict, the writes and the fault log (not printed by the CLI). */
+  readonly verdict: Verdict;
+  readonly faultLog: readonly FaultEvent[];
+}
+
+const SHOWN = 5;
+
+/** Runs one seeded simulation and checks it. */
+export async function runSimulation(options: SimulationOptions): Promise<SimulationResult> {
+  const wallStart = performance.now();
+  const nodes = options.nodes ?? 5;
+  const n = Math.min(options.n ?? 3, nodes);
+  const requestTimeout = options.requestTimeout ?? 500;
+  const hintInterval = options.hintInterval ?? 1000;
+  const faults = options.faults ?? [];
+  const rng = new Rng(options.seed);
+  const scheduler = new Scheduler();
+  const network = new Network(scheduler, rng.fork('network'), options.network);
+  const cluster = new Cluster({
+    scheduler,
+    network,
+    rng: rng.fork('nodes'),
+    size: nodes,
+    node: {
+      n,
+      r: Math.min(2, n),
+      w: Math.min(2, n),
+      requestTimeout,
+      hintInterval,
+      partitions: options.partitions ?? 64,
+      tokensPerNode: options.tokensPerNode ?? 16,
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    },
+  });
+  const keys = Array.from({ length: options.keys ?? Math.max(4, nodes) }, (_, i) => `k${i}`);
+  const progressEvery = options.progressEvery ?? 1000;
+  let nextProgress = progressEvery;
+  const workload = new Workload({
+    cluster,
+    scheduler,
+    rng: rng.fork('clients'),
+    operations: options.ops ?? 2000,
+    clients: options.clients ?? 2 * nodes,
+    keys,
+    n,
+    ...(options.mix !== undefined ? { mix: options.mix } : {}),
+    onOperation: (record) => {
+      options.onOperation?.(record);
+      if (options.onProgress !== undefined && workload.operations >= nextProgress) {
+        nextProgress += progressEvery;
+        options.onProgress(progress());
+      }
+    },
+  });
+  const driver = new FaultDriver(scheduler, network, cluster, rng.fork('faults'), {
+    kinds: faults,
+    ...(options.faultInterval !== undefined ? { interval: options.faultInterval } : {}),
+    ...(options.faultDuration !== undefined ? { duration: options.faultDuration } : {}),
+    ...(options.maxCrashed !== undefined ? { maxCrashed: options.maxCrashed } : {}),
+    ...(options.onFault !== undefined ? { onEvent: options.onFault } : {}),
+  });
+  const progress = (): Progress => ({
+    ops: workload.operations,
+    simulatedMs: scheduler.now,
+    wallMs: performance.now() - wallStart,
+    crashed: cluster.crashed().length,
+    partitioned: network.sides !== null,
+  });
+
+  // The client phase, watched for calls that never complete.
+  const hangAfter = options.hangAfter ?? 60_000;
+  const hung: object[] = [];
+  const watchdog = (): void => {
+    for (const call of workload.inFlight.values()) {
+      if (scheduler.now - call.start > hangAfter) hung.push(call);
+    }
+    if (hung.length === 0) scheduler.schedule(1000, watchdog);
+  };
+  scheduler.schedule(1000, watchdog);
+  workload.start();
+  driver.start();
+  await scheduler.run(() => workload.done || hung.length > 0);
+  const clientsEnd = scheduler.now;
+
+  // Heal, then let hinted handoff and replication finish.
+  driver.stop();
+  const settleFor = Math.max(hintInterval, 4 * requestTimeout) + hintInterval;
+  await scheduler.advance(settleFor);
+  let hintsLeft = await cluster.hintsHeld();
+  for (let waited = 0; hintsLeft > 0 && waited < 60_000; waited += hintInterval) {
+    await scheduler.advance(hintInterval);
+    hintsLeft = await cluster.hintsHeld();
+  }
+
+  // Read every key with R = N until two rounds agree; the reads also repair.
+  let final: FinalKey[] = [];
+  let previous = '';
+  for (let round = 0; round < 6; round++) {
+    const values = await finalReads(cluster, scheduler, keys, n, round);
+    await scheduler.advance(2 * requestTimeout);
+    const snapshot = JSON.stringify(values);
+    final = await Promise.all(
+      keys.map(async (key, i) => ({ key, values: values[i]!, replicas: await replicaStates(cluster, key, n) })),
+    );
+    if (snapshot === previous) break;
+    previous = snapshot;
+  }
+
+  const verdict = check(workload.writes, final);
+  const metrics = cluster.metricTotals();
+  const bugs = [
+    ...workload.unexpected,
+    ...scheduler.errors.slice(0, SHOWN).map((e) => `thrown from an event: ${errorText(e)}`),
+    ...(metrics.malformedFrames ? [`${metrics.malformedFrames} malformed frames`] : []),
+  ];
+  const bugCount = workload.unexpectedCount + scheduler.errors.length + (metrics.malformedFrames ?? 0);
+  await cluster.close();
+  const wallMs = performance.now() - wallStart;
+  const result: SimulationResult = {
+    seed: options.seed,
+    nodes,
+    ops: workload.operations,
+    faults,
+    acknowledged: verdict.acknowledged,
+    lost: verdict.lost.length,
+    siblingsLost: verdict.siblingsLost.length,
+    resurrected: verdict.resurrected.length,
+    phantoms: verdict.phantoms.length,
+    converged: verdict.converged,
+    divergentKeys: verdict.divergent.length,
+    hung: hung.length,
+    bugs: bugCount,
+    ok:
+      verdict.lost.length === 0 &&
+      verdict.resurrected.length === 0 &&
+      verdict.phantoms.length === 0 &&
+      verdict.converged &&
+      hung.length === 0 &&
+      bugCount === 0,
+    opsPerSecond: Math.round(workload.operations / (wallMs / 1000)),
+    simulatedMs: clientsEnd,
+    wallMs: Math.round(wallMs),
+    succeeded: workload.succeeded,
+    failures: workload.failures,
+    hintsLeft,
+    faultsInjected: driver.counts,
+    network: network.stats,
+    events: scheduler.eventsRun,
+    metrics,
+    details: {
+      lost: verdict.lost.slice(0, SHOWN),
+      resurrected: verdict.resurrected.slice(0, SHOWN),
+      phantoms: verdict.phantoms.slice(0, SHOWN),
+      divergent: verdict.divergent.slice(0, SHOWN),
+      hung: hung.slice(0, SHOWN),
+      bugs: bugs.slice(0, SHOWN),
+    },
+    verdict,
+    faultLog: driver.log,
+  };
+  return result;
+}
+
+/** One R = N read of every key, each from a different running node; a failed read is retried after a pause. */
+async function finalReads(
+  cluster: Cluster,
+  scheduler: Scheduler,
+  keys: readonly string[],
+  n: number,
+  round: number,
+): Promise<string[][]> {
+  const out: string[][] = [];
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    let values: string[] | null = null;
+    for (let attempt = 0; values === null; attempt++) {
+      const alive = cluster.alive();
+      const node = cluster.node(alive[(i + round + attempt) % alive.length]!)!;
+      let settled = false;
+      const read = node.get(key, { r: n }).then(
+        (result) => result.values.map((v) => text.decode(v)).sort(),
+        (error: unknown) => {
+          if (attempt >= 20) throw error;
+          return null;
+        },
+      );
+      void read.finally(() => (settled = true)).catch(() => {});
+      await scheduler.run(() => settled);
+      values = await read;
+      if (values === null) await scheduler.advance(1000);
+    }
+    out.push(values);
+  }
+  return out;
+}
+
+/** The dots each replica of the key's preference list stores, read straight from its storage. */
+async function replicaStates(cluster: Cluster, key: string, n: number): Promise<ReplicaState[]> {
+  const bytes = utf8.encode(key);
+  const states: ReplicaState[] = [];
+  for (const id of cluster.preferenceList(bytes, n)) {
+    const handle = cluster.slot(id).data.reopen();
+    const siblings = await handle.get(bytes);
+    await handle.close();
+    states.push({
+      node: id,
+      versions: siblings.map((s) => ({
+        node: s.dot.node,
+        counter: s.dot.counter,
+        value: s.value === null ? null : text.decode(s.value),
+      })),
+    });
+  }
+  return states;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}

@@ -1,0 +1,561 @@
+/**
+ * The storage contract suite, written once and run against every engine (Voldemort's `AbstractStoreTest`): the
+ * memory engine under Node's test runner, the IndexedDB engine in Chromium under web-test-runner. It takes the
+ * runner's `describe`/`it` and asserts with chai, which runs in both places.
+ */
+import { assert, expect } from 'chai';
+import type { ErrorCode } from '../worker/errors.ts';
+import { hasErrorCode } from '../worker/errors.ts';
+import type { Hint, LocalWrite, Storage, StoredKey } from '../worker/storage/storage.ts';
+import type { ClockEntry } from '../worker/vclock.ts';
+import type { Version } from '../worker/version.ts';
+
+/** The part of a test runner the suite needs: node:test and mocha both fit. */
+export interface TestApi {
+  describe(name: string, fn: () => void): unknown;
+  it(name: string, fn: () => Promise<void>): unknown;
+}
+
+/** How the suite gets storages. */
+export interface StorageFactory {
+  /** A new, empty storage. */
+  open(): Promise<Storage>;
+  /** The storage that `open` returned last, opened again after it was closed; absent when nothing persists. */
+  reopen?(): Promise<Storage>;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function bytes(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+function clock(entries: Record<string, number>): ClockEntry[] {
+  return Object.keys(entries)
+    .sort()
+    .map((node) => ({ node, counter: entries[node]!, timestamp: 1000 + entries[node]! }));
+}
+
+/** A version written by `node` as its `counter`th write, having read `context`. */
+function version(
+  node: string,
+  counter: number,
+  context: Record<string, number> = {},
+  value: string | null = `${node}${counter}`,
+): Version {
+  return {
+    dot: { node, counter, timestamp: 1000 + counter },
+    context: clock(context),
+    value: value === null ? null : bytes(value),
+  };
+}
+
+/** Siblings as sortable text, `node:counter=value`, so that assertions read as the versions they expect. */
+function show(siblings: readonly Version[]): string[] {
+  return siblings
+    .map((v) => `${v.dot.node}:${v.dot.counter}=${v.value === null ? '<tombstone>' : decoder.decode(v.value)}`)
+    .sort();
+}
+
+function localWrite(node: string, value: string | null, context: Record<string, number> = {}, ifMatch = false) {
+  return {
+    node,
+    timestamp: 5000,
+    context: clock(context),
+    value: value === null ? null : bytes(value),
+    ifMatch,
+  } satisfies LocalWrite;
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length && i < b.length; i++) {
+    if (a[i] !== b[i]) return a[i]! - b[i]!;
+  }
+  return a.length - b.length;
+}
+
+function hex(key: Uint8Array): string {
+  return [...key].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function showHints(hints: readonly Hint[]): string[] {
+  return hints.map((h) => `${h.target}/${hex(h.key)}@${h.partition} ${show(h.siblings).join(' ')}`);
+}
+
+async function rejectsWithCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
+  let error: unknown = undefined;
+  let rejected = false;
+  try {
+    await promise;
+  } catch (e) {
+    rejected = true;
+    error = e;
+  }
+  assert.isTrue(rejected, `expected a rejection with ${code}`);
+  assert.isTrue(hasErrorCode(error, code), `expected ${code}, got ${String(error)}`);
+}
+
+/** Registers the contract suite for the engine `name`. */
+export function storageContract(name: string, factory: StorageFactory, { describe, it }: TestApi): void {
+  /** Runs `body` on a fresh storage and closes it afterwards, whatever happens. */
+  function test(title: string, body: (storage: Storage) => Promise<void>): void {
+    it(title, async () => {
+      const storage = await factory.open();
+      try {
+        await body(storage);
+      } finally {
+        await storage.close();
+      }
+    });
+  }
+
+  describe(`${name} storage contract`, () => {
+    describe('get and apply', () => {
+      test('returns no siblings for a key never stored', async (s) => {
+        expect(await s.get(bytes('absent'))).to.deep.equal([]);
+      });
+
+      test('stores applied versions and returns them from get', async (s) => {
+        const result = await s.apply(bytes('k'), 1, [version('a', 1)]);
+        expect(result.changed).to.equal(true);
+        expect(show(result.siblings)).to.deep.equal(['a:1=a1']);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:1=a1']);
+      });
+
+      test('returns versions with their dot, context and value intact', async (s) => {
+        const v = version('b', 7, { a: 3, c: 2 }, 'hello');
+        await s.apply(bytes('k'), 1, [v]);
+        const [stored] = await s.get(bytes('k'));
+        expect(stored!.dot).to.deep.equal(v.dot);
+        expect(stored!.context).to.deep.equal(v.context);
+        expect([...stored!.value!]).to.deep.equal([...v.value!]);
+      });
+
+      test('reports no change when applying a version already stored', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1)]);
+        const again = await s.apply(bytes('k'), 1, [version('a', 1)]);
+        expect(again.changed).to.equal(false);
+        expect(show(again.siblings)).to.deep.equal(['a:1=a1']);
+      });
+
+      test('reports no change when applying a version a stored one supersedes', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 2, { a: 1 })]);
+        const stale = await s.apply(bytes('k'), 1, [version('a', 1)]);
+        expect(stale.changed).to.equal(false);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:2=a2']);
+      });
+
+      test('replaces a stored sibling that an applied version supersedes', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1), version('b', 1)]);
+        const result = await s.apply(bytes('k'), 1, [version('c', 1, { a: 1 })]);
+        expect(result.changed).to.equal(true);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['b:1=b1', 'c:1=c1']);
+      });
+
+      test('keeps concurrent versions as siblings', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1)]);
+        await s.apply(bytes('k'), 1, [version('b', 1)]);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:1=a1', 'b:1=b1']);
+      });
+
+      test('stores a tombstone that supersedes a value and returns it', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1)]);
+        await s.apply(bytes('k'), 1, [version('a', 2, { a: 1 }, null)]);
+        const siblings = await s.get(bytes('k'));
+        expect(show(siblings)).to.deep.equal(['a:2=<tombstone>']);
+        expect(siblings[0]!.value).to.equal(null);
+      });
+
+      test('keeps keys apart from each other', async (s) => {
+        await s.apply(bytes('k1'), 1, [version('a', 1)]);
+        await s.apply(bytes('k2'), 1, [version('b', 1)]);
+        expect(show(await s.get(bytes('k1')))).to.deep.equal(['a:1=a1']);
+        expect(show(await s.get(bytes('k2')))).to.deep.equal(['b:1=b1']);
+      });
+
+      test('keeps every version when applies to one key run concurrently', async (s) => {
+        const nodes = Array.from({ length: 20 }, (_, i) => `n${String(i).padStart(2, '0')}`);
+        await Promise.all(nodes.map((n) => s.apply(bytes('k'), 1, [version(n, 1)])));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(nodes.map((n) => `${n}:1=${n}1`));
+      });
+    });
+
+    describe('write', () => {
+      test('creates a version with the next dot over the given context and value', async (s) => {
+        const w = localWrite('n', 'v', { a: 2 });
+        const result = await s.write(bytes('k'), 1, w);
+        expect(result.version.dot.node).to.equal('n');
+        expect(result.version.dot.timestamp).to.equal(w.timestamp);
+        expect(result.version.context).to.deep.equal(w.context);
+        expect(decoder.decode(result.version.value!)).to.equal('v');
+        expect(show(result.siblings)).to.deep.equal(show([result.version]));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([result.version]));
+      });
+
+      test('draws increasing counters that are never reused', async (s) => {
+        const counters: number[] = [];
+        for (const key of ['k1', 'k2', 'k1', 'k3', 'k2']) {
+          counters.push((await s.write(bytes(key), 1, localWrite('n', key))).version.dot.counter);
+        }
+        for (let i = 1; i < counters.length; i++) expect(counters[i]).to.be.greaterThan(counters[i - 1]!);
+      });
+
+      test('draws distinct counters for writes that run concurrently', async (s) => {
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => s.write(bytes('k'), 1, localWrite('n', `v${i}`))),
+        );
+        const counters = results.map((r) => r.version.dot.counter);
+        expect(new Set(counters).size).to.equal(counters.length);
+        expect(await s.get(bytes('k'))).to.have.length(10);
+      });
+
+      test('draws a counter above any the context or stored siblings hold for the node', async (s) => {
+        const fromContext = await s.write(bytes('k1'), 1, localWrite('n', 'x', { n: 41 }));
+        expect(fromContext.version.dot.counter).to.be.greaterThan(41);
+        await s.apply(bytes('k2'), 1, [version('m', 1, { n: 90 })]);
+        const fromStored = await s.write(bytes('k2'), 1, localWrite('n', 'y'));
+        expect(fromStored.version.dot.counter).to.be.greaterThan(90);
+        expect(show(await s.get(bytes('k2')))).to.deep.equal(show([version('m', 1), fromStored.version]));
+      });
+
+      test('keeps two writes by one node over empty contexts as siblings', async (s) => {
+        const first = await s.write(bytes('k'), 1, localWrite('n', 'one'));
+        const second = await s.write(bytes('k'), 1, localWrite('n', 'two'));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([first.version, second.version]));
+      });
+
+      test('replaces the siblings its context covers', async (s) => {
+        const first = await s.write(bytes('k'), 1, localWrite('n', 'one'));
+        await s.apply(bytes('k'), 1, [version('b', 1)]);
+        const second = await s.write(bytes('k'), 1, localWrite('n', 'two', { n: first.version.dot.counter }));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([version('b', 1), second.version]));
+      });
+
+      test('rejects a conditional write over a stale context with ERR_STALE_CONTEXT and stores nothing', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1), version('b', 1)]);
+        const before = await s.stats();
+        await rejectsWithCode(s.write(bytes('k'), 1, localWrite('n', 'x', { a: 1 }, true)), 'ERR_STALE_CONTEXT');
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:1=a1', 'b:1=b1']);
+        expect(await s.stats()).to.deep.equal(before);
+      });
+
+      test('does not use up a counter on a conditional write that fails', async (s) => {
+        const first = await s.write(bytes('k1'), 1, localWrite('n', 'one'));
+        await s.apply(bytes('k2'), 1, [version('a', 1)]);
+        await rejectsWithCode(s.write(bytes('k2'), 1, localWrite('n', 'x', {}, true)), 'ERR_STALE_CONTEXT');
+        const next = await s.write(bytes('k1'), 1, localWrite('n', 'two'));
+        expect(next.version.dot.counter).to.equal(first.version.dot.counter + 1);
+      });
+
+      test('accepts a conditional write whose context covers every sibling', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1), version('b', 3, { b: 2 })]);
+        const result = await s.write(bytes('k'), 1, localWrite('n', 'x', { a: 1, b: 3 }, true));
+        expect(show(result.siblings)).to.deep.equal(show([result.version]));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([result.version]));
+      });
+
+      test('accepts a conditional write to a key never stored', async (s) => {
+        const result = await s.write(bytes('k'), 1, localWrite('n', 'x', {}, true));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([result.version]));
+      });
+
+      test('writes a tombstone when the value is null', async (s) => {
+        const first = await s.write(bytes('k'), 1, localWrite('n', 'x'));
+        await s.write(bytes('k'), 1, localWrite('n', null, { n: first.version.dot.counter }));
+        const siblings = await s.get(bytes('k'));
+        expect(siblings).to.have.length(1);
+        expect(siblings[0]!.value).to.equal(null);
+      });
+    });
+
+    describe('scanPartition', () => {
+      const inPartition = [[0x02], [0x01, 0x00], [0x01], [0x80], [0x7f, 0xff], [0x01, 0xff, 0x00], [0xff]].map(
+        (b) => new Uint8Array(b),
+      );
+      const sorted = [...inPartition].sort(compareBytes);
+
+      async function fill(s: Storage): Promise<void> {
+        for (const key of inPartition) await s.apply(key, 7, [version('a', 1)]);
+        await s.apply(new Uint8Array([0x01, 0x01]), 6, [version('a', 1)]);
+        await s.apply(new Uint8Array([0x00]), 8, [version('a', 1)]);
+      }
+
+      const keysOf = (found: readonly StoredKey[]) => found.map((k) => hex(k.key));
+
+      test("returns only the partition's keys, in byte order, with their siblings", async (s) => {
+        await fill(s);
+        const found = await s.scanPartition(7);
+        expect(keysOf(found)).to.deep.equal(sorted.map(hex));
+        for (const k of found) {
+          expect(k.partition).to.equal(7);
+          expect(show(k.siblings)).to.deep.equal(['a:1=a1']);
+        }
+      });
+
+      test('returns nothing for a partition with no keys', async (s) => {
+        await fill(s);
+        expect(await s.scanPartition(5)).to.deep.equal([]);
+      });
+
+      test('pages through the partition with after and limit', async (s) => {
+        await fill(s);
+        const pages: string[][] = [];
+        let after: Uint8Array | undefined;
+        for (;;) {
+          const page = await s.scanPartition(7, after === undefined ? { limit: 3 } : { after, limit: 3 });
+          if (page.length === 0) break;
+          expect(page.length).to.be.at.most(3);
+          pages.push(keysOf(page));
+          after = page[page.length - 1]!.key;
+        }
+        expect(pages.flat()).to.deep.equal(sorted.map(hex));
+        expect(pages).to.have.length(Math.ceil(sorted.length / 3));
+      });
+
+      test('starts after a key that is not stored', async (s) => {
+        await fill(s);
+        const found = await s.scanPartition(7, { after: new Uint8Array([0x01, 0x05]) });
+        const expected = sorted.filter((k) => compareBytes(k, new Uint8Array([0x01, 0x05])) > 0);
+        expect(keysOf(found)).to.deep.equal(expected.map(hex));
+      });
+
+      test('returns nothing for a limit of zero', async (s) => {
+        await fill(s);
+        expect(await s.scanPartition(7, { limit: 0 })).to.deep.equal([]);
+      });
+    });
+
+    describe('hints', () => {
+      test('stores a hint apart from the main store', async (s) => {
+        await s.putHint({ target: 't', key: bytes('k'), partition: 3, siblings: [version('a', 1)] });
+        expect(showHints(await s.listHints())).to.deep.equal([`t/${hex(bytes('k'))}@3 a:1=a1`]);
+        expect(await s.get(bytes('k'))).to.deep.equal([]);
+      });
+
+      test('merges a hint put for the same target and key', async (s) => {
+        const key = bytes('k');
+        await s.putHint({ target: 't', key, partition: 3, siblings: [version('a', 1)] });
+        await s.putHint({ target: 't', key, partition: 3, siblings: [version('a', 2, { a: 1 })] });
+        await s.putHint({ target: 't', key, partition: 3, siblings: [version('b', 1), version('a', 1)] });
+        const hints = await s.hintsFor(key);
+        expect(hints).to.have.length(1);
+        expect(show(hints[0]!.siblings)).to.deep.equal(['a:2=a2', 'b:1=b1']);
+      });
+
+      test('returns every hint for a key whatever its target, and no other key', async (s) => {
+        await s.putHint({ target: 't2', key: bytes('k'), partition: 3, siblings: [version('a', 1)] });
+        await s.putHint({ target: 't1', key: bytes('k'), partition: 3, siblings: [version('b', 1)] });
+        await s.putHint({ target: 't1', key: bytes('other'), partition: 4, siblings: [version('c', 1)] });
+        const hints = await s.hintsFor(bytes('k'));
+        expect(hints.map((h) => h.target).sort()).to.deep.equal(['t1', 't2']);
+        for (const h of hints) expect(hex(h.key)).to.equal(hex(bytes('k')));
+        expect(await s.hintsFor(bytes('none'))).to.deep.equal([]);
+      });
+
+      test('lists hints in target and key order, by target, up to a limit', async (s) => {
+        const put = (target: string, key: number) =>
+          s.putHint({ target, key: new Uint8Array([key]), partition: 1, siblings: [version('a', 1)] });
+        for (const [target, key] of [
+          ['n2', 3],
+          ['n1', 0x90],
+          ['n2', 1],
+          ['n1', 2],
+          ['n3', 0],
+        ] as const) {
+          await put(target, key);
+        }
+        const all = (await s.listHints()).map((h) => `${h.target}/${hex(h.key)}`);
+        expect(all).to.deep.equal(['n1/02', 'n1/90', 'n2/01', 'n2/03', 'n3/00']);
+        const n2 = (await s.listHints({ target: 'n2' })).map((h) => `${h.target}/${hex(h.key)}`);
+        expect(n2).to.deep.equal(['n2/01', 'n2/03']);
+        const firstTwo = (await s.listHints({ limit: 2 })).map((h) => `${h.target}/${hex(h.key)}`);
+        expect(firstTwo).to.deep.equal(all.slice(0, 2));
+        expect(await s.listHints({ target: 'n9' })).to.deep.equal([]);
+      });
+
+      test('keeps the versions of a hint that were not delivered', async (s) => {
+        const key = bytes('k');
+        await s.putHint({ target: 't', key, partition: 3, siblings: [version('a', 1)] });
+        const delivered = (await s.hintsFor(key))[0]!.siblings;
+        await s.putHint({ target: 't', key, partition: 3, siblings: [version('b', 1)] });
+        expect(await s.deleteHint('t', key, delivered)).to.equal(false);
+        expect(show((await s.hintsFor(key))[0]!.siblings)).to.deep.equal(['b:1=b1']);
+      });
+
+      test('removes hinted versions that a delivered version supersedes', async (s) => {
+        const key = bytes('k');
+        await s.putHint({ target: 't', key, partition: 3, siblings: [version('a', 1)] });
+        expect(await s.deleteHint('t', key, [version('a', 2, { a: 1 })])).to.equal(true);
+        expect(await s.hintsFor(key)).to.deep.equal([]);
+      });
+
+      test('deletes the hint once every version is delivered, leaving other targets', async (s) => {
+        const key = bytes('k');
+        await s.putHint({ target: 't1', key, partition: 3, siblings: [version('a', 1), version('b', 1)] });
+        await s.putHint({ target: 't2', key, partition: 3, siblings: [version('a', 1)] });
+        expect(await s.deleteHint('t1', key, [version('a', 1), version('b', 1)])).to.equal(true);
+        expect((await s.hintsFor(key)).map((h) => h.target)).to.deep.equal(['t2']);
+        expect((await s.stats()).hints).to.equal(1);
+      });
+
+      test('reports a hint that is not held as gone', async (s) => {
+        expect(await s.deleteHint('t', bytes('k'), [version('a', 1)])).to.equal(true);
+      });
+    });
+
+    describe('stats', () => {
+      test('counts nothing in a new storage', async (s) => {
+        expect(await s.stats()).to.deep.equal({ keys: 0, bytes: 0, hints: 0 });
+      });
+
+      test('counts keys with tombstones, their bytes and hints', async (s) => {
+        await s.apply(bytes('k1'), 1, [version('a', 1, {}, 'x'.repeat(300))]);
+        await s.apply(bytes('k2'), 1, [version('a', 2, {}, null)]);
+        await s.putHint({ target: 't', key: bytes('k3'), partition: 1, siblings: [version('a', 3)] });
+        const stats = await s.stats();
+        expect(stats.keys).to.equal(2);
+        expect(stats.hints).to.equal(1);
+        expect(stats.bytes).to.be.at.least(300 + 2 + 2);
+      });
+
+      test('counts fewer bytes once a large version is superseded by a small one', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1, {}, 'x'.repeat(5000))]);
+        const large = (await s.stats()).bytes;
+        await s.apply(bytes('k'), 1, [version('a', 2, { a: 1 }, 'y')]);
+        const small = (await s.stats()).bytes;
+        expect(large).to.be.at.least(5000);
+        expect(small).to.be.below(large - 4900);
+        expect((await s.stats()).keys).to.equal(1);
+      });
+    });
+
+    describe('durability', () => {
+      test('stores writes made with strict durability', async (s) => {
+        const strict = { durability: 'strict' } as const;
+        await s.apply(bytes('k1'), 1, [version('a', 1)], strict);
+        const written = await s.write(bytes('k2'), 1, localWrite('n', 'x'), strict);
+        await s.putHint({ target: 't', key: bytes('k3'), partition: 1, siblings: [version('b', 1)] }, strict);
+        expect(show(await s.get(bytes('k1')))).to.deep.equal(['a:1=a1']);
+        expect(show(await s.get(bytes('k2')))).to.deep.equal(show([written.version]));
+        expect(await s.hintsFor(bytes('k3'))).to.have.length(1);
+      });
+    });
+
+    describe('isolation from callers', () => {
+      test("keeps stored data unchanged when the caller's arrays change after apply", async (s) => {
+        const key = bytes('k');
+        const value = bytes('value');
+        const context = clock({ b: 1 });
+        const pending = s.apply(key, 1, [{ dot: { node: 'a', counter: 1, timestamp: 1 }, context, value }]);
+        key[0] = 0x21;
+        value.fill(0x21);
+        context.push({ node: 'z', counter: 9, timestamp: 9 });
+        await pending;
+        const [stored] = await s.get(bytes('k'));
+        expect(decoder.decode(stored!.value!)).to.equal('value');
+        expect(stored!.context).to.deep.equal(clock({ b: 1 }));
+        expect(await s.get(key)).to.deep.equal([]);
+      });
+
+      test("keeps stored data unchanged when the caller's arrays change after write and putHint", async (s) => {
+        const key = bytes('k');
+        const value = bytes('value');
+        const context = clock({ a: 1 });
+        const writing = s.write(key, 1, { ...localWrite('n', null), value, context });
+        const hintKey = bytes('h');
+        const hintValue = bytes('hinted');
+        const hinting = s.putHint({
+          target: 't',
+          key: hintKey,
+          partition: 1,
+          siblings: [{ ...version('a', 1), value: hintValue }],
+        });
+        key.fill(0x21);
+        value.fill(0x21);
+        context.push({ node: 'z', counter: 9, timestamp: 9 });
+        hintKey.fill(0x21);
+        hintValue.fill(0x21);
+        await Promise.all([writing, hinting]);
+        const [written] = await s.get(bytes('k'));
+        expect(decoder.decode(written!.value!)).to.equal('value');
+        expect(written!.context).to.deep.equal(clock({ a: 1 }));
+        const [hint] = await s.hintsFor(bytes('h'));
+        expect(decoder.decode(hint!.siblings[0]!.value!)).to.equal('hinted');
+      });
+
+      test('keeps stored data unchanged when the caller changes what a read returned', async (s) => {
+        await s.apply(bytes('k'), 1, [version('a', 1, {}, 'value')]);
+        const [first] = await s.get(bytes('k'));
+        first!.value!.fill(0x21);
+        const [scanned] = await s.scanPartition(1);
+        scanned!.key.fill(0x21);
+        scanned!.siblings[0]!.value!.fill(0x21);
+        expect(decoder.decode((await s.get(bytes('k')))[0]!.value!)).to.equal('value');
+        expect(hex((await s.scanPartition(1))[0]!.key)).to.equal(hex(bytes('k')));
+      });
+
+      test('stores only the bytes of a value view, not the whole buffer behind it', async (s) => {
+        const frame = new Uint8Array(64 * 1024).fill(7);
+        const view = frame.subarray(100, 110);
+        await s.apply(frame.subarray(0, 4), 1, [{ ...version('a', 1), value: view }]);
+        const [stored] = await s.get(frame.subarray(0, 4));
+        expect(stored!.value!.byteLength).to.equal(10);
+        expect(stored!.value!.buffer.byteLength).to.be.below(1024);
+      });
+    });
+
+    describe('close', () => {
+      it('rejects every call with ERR_CLOSED once closed, and closes again quietly', async () => {
+        const s = await factory.open();
+        await s.close();
+        await s.close();
+        const key = bytes('k');
+        await rejectsWithCode(s.get(key), 'ERR_CLOSED');
+        await rejectsWithCode(s.apply(key, 1, [version('a', 1)]), 'ERR_CLOSED');
+        await rejectsWithCode(s.write(key, 1, localWrite('n', 'x')), 'ERR_CLOSED');
+        await rejectsWithCode(s.scanPartition(1), 'ERR_CLOSED');
+        await rejectsWithCode(s.putHint({ target: 't', key, partition: 1, siblings: [] }), 'ERR_CLOSED');
+        await rejectsWithCode(s.hintsFor(key), 'ERR_CLOSED');
+        await rejectsWithCode(s.listHints(), 'ERR_CLOSED');
+        await rejectsWithCode(s.deleteHint('t', key, []), 'ERR_CLOSED');
+        await rejectsWithCode(s.stats(), 'ERR_CLOSED');
+      });
+
+      const reopen = factory.reopen?.bind(factory);
+      if (reopen !== undefined) {
+        it('keeps keys, hints and counts across close and reopen', async () => {
+          const s = await factory.open();
+          await s.apply(bytes('k'), 2, [version('a', 1)]);
+          await s.putHint({ target: 't', key: bytes('h'), partition: 2, siblings: [version('b', 1)] });
+          const stats = await s.stats();
+          await s.close();
+          const again = await reopen();
+          try {
+            expect(show(await again.get(bytes('k')))).to.deep.equal(['a:1=a1']);
+            expect((await again.scanPartition(2)).map((k) => hex(k.key))).to.deep.equal([hex(bytes('k'))]);
+            expect(showHints(await again.listHints())).to.deep.equal([`t/${hex(bytes('h'))}@2 b:1=b1`]);
+            expect(await again.stats()).to.deep.equal(stats);
+          } finally {
+            await again.close();
+          }
+        });
+
+        it('draws counters above every earlier one after close and reopen', async () => {
+          const s = await factory.open();
+          let last = 0;
+          for (let i = 0; i < 3; i++)
+            last = (await s.write(bytes(`k${i}`), 1, localWrite('n', 'x'))).version.dot.counter;
+          await s.close();
+          const again = await reopen();
+          try {
+            const next = await again.write(bytes('other'), 1, localWrite('n', 'y'));
+            expect(next.version.dot.counter).to.equal(last + 1);
+          } finally {
+            await again.close();
+          }
+        });
+      }
+    });
+  });
+}

@@ -1,0 +1,996 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { decode as msgpackDecode, encode as msgpackEncode, ExtData } from '@msgpack/msgpack';
+import { decodeMessage, encodeMessage, MAX_FRAME_DEPTH, MAX_RECEIPT_NODES } from '../../worker/codec.ts';
+import { ERROR_CODES, MalformedFrameError } from '../../worker/errors.ts';
+import { DEFAULT_LIMITS, type PeerMessage, type ProtocolLimits } from '../../worker/protocol.ts';
+import { type ClockEntry, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/vclock.ts';
+import type { Version } from '../../worker/version.ts';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Generators of valid messages.
+
+const ID_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'.split('');
+const nodeIdArb = fc.oneof(
+  fc.constantFrom('a', 'b', 'c', 'node-1', 'node-2'),
+  fc.string({ unit: fc.constantFrom(...ID_CHARS), minLength: 1, maxLength: 64 }),
+);
+const entryArb: fc.Arbitrary<ClockEntry> = fc.record({
+  node: nodeIdArb,
+  counter: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+  timestamp: fc.oneof(fc.nat(), fc.double({ min: 0, noNaN: true, noDefaultInfinity: true })),
+});
+const byNode = (a: ClockEntry, b: ClockEntry): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+const clockArb: fc.Arbitrary<VClock> = fc
+  .uniqueArray(entryArb, { selector: (e) => e.node, maxLength: MAX_CLOCK_ENTRIES })
+  .map((entries) => entries.sort(byNode));
+const valueArb = fc.option(fc.uint8Array({ maxLength: 48 }), { nil: null });
+const versionArb: fc.Arbitrary<Version> = fc.record({ dot: entryArb, context: clockArb, value: valueArb });
+const versionsArb = fc.uniqueArray(versionArb, { selector: (v) => `${v.dot.node}:${v.dot.counter}`, maxLength: 5 });
+const keyArb = fc.uint8Array({ minLength: 1, maxLength: 48 });
+const requestIdArb = fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
+const envelope = { from: nodeIdArb, requestId: requestIdArb };
+
+const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessage, { type: T }>> } = {
+  replicate: fc.record({
+    type: fc.constant('replicate' as const),
+    ...envelope,
+    key: keyArb,
+    versions: versionsArb,
+    hintFor: fc.option(nodeIdArb, { nil: null }),
+    durable: fc.boolean(),
+  }),
+  'replicate-ack': fc.record({ type: fc.constant('replicate-ack' as const), ...envelope }),
+  read: fc.record({ type: fc.constant('read' as const), ...envelope, key: keyArb }),
+  'read-reply': fc.record({ type: fc.constant('read-reply' as const), ...envelope, versions: versionsArb }),
+  coordinate: fc.record({
+    type: fc.constant('coordinate' as const),
+    ...envelope,
+    key: keyArb,
+    value: valueArb,
+    context: clockArb,
+    w: fc.integer({ min: 1, max: 16 }),
+    ifMatch: fc.boolean(),
+    durable: fc.boolean(),
+  }),
+  'coordinate-reply': fc.record({
+    type: fc.constant('coordinate-reply' as const),
+    ...envelope,
+    context: clockArb,
+    receipt: fc.record({
+      coordinator: nodeIdArb,
+      acknowledged: fc.array(nodeIdArb, { maxLength: 5 }),
+      fallbacks: fc.array(nodeIdArb, { maxLength: 3 }),
+      hints: fc.array(fc.record({ holder: nodeIdArb, target: nodeIdArb }), { maxLength: 3 }),
+    }),
+  }),
+  error: fc.record({
+    type: fc.constant('error' as const),
+    ...envelope,
+    code: fc.constantFrom(...ERROR_CODES),
+    message: fc.string({ unit: 'grapheme', maxLength: 200 }).filter((s) => s.length <= 1024),
+    required: fc.option(fc.nat(16), { nil: null }),
+    acknowledged: fc.option(fc.nat(16), { nil: null }),
+  }),
+};
+const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(...Object.values(messageArbs));
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixed samples, one per type.
+
+const bytes = (...xs: number[]): Uint8Array => new Uint8Array(xs);
+const dotA1: ClockEntry = { node: 'a', counter: 1, timestamp: 1000 };
+const sampleVersions: Version[] = [
+  { dot: dotA1, context: [], value: bytes(1, 2, 3) },
+  {
+    dot: { node: 'b', counter: 7, timestamp: 1001.5 },
+    context: [
+      { node: 'a', counter: 1, timestamp: 999 },
+      { node: 'c', counter: 3, timestamp: 12 },
+    ],
+    value: null,
+  },
+];
+const samples: { [T in PeerMessage['type']]: Extract<PeerMessage, { type: T }> } = {
+  replicate: {
+    type: 'replicate',
+    from: 'node-1',
+    requestId: 42,
+    key: bytes(107, 101, 121),
+    versions: sampleVersions,
+    hintFor: 'node-3',
+    durable: true,
+  },
+  'replicate-ack': { type: 'replicate-ack', from: 'node-2', requestId: 42 },
+  read: { type: 'read', from: 'node-1', requestId: 0, key: bytes(0) },
+  'read-reply': { type: 'read-reply', from: 'node-2', requestId: 7, versions: sampleVersions },
+  coordinate: {
+    type: 'coordinate',
+    from: 'node-4',
+    requestId: Number.MAX_SAFE_INTEGER,
+    key: bytes(9, 9),
+    value: bytes(),
+    context: [dotA1],
+    w: 2,
+    ifMatch: false,
+    durable: false,
+  },
+  'coordinate-reply': {
+    type: 'coordinate-reply',
+    from: 'node-1',
+    requestId: 3,
+    context: [
+      { node: 'a', counter: 2, timestamp: 5 },
+      { node: 'b', counter: 1, timestamp: 6 },
+    ],
+    receipt: {
+      coordinator: 'a',
+      acknowledged: ['a', 'c'],
+      fallbacks: ['c'],
+      hints: [{ holder: 'c', target: 'b' }],
+    },
+  },
+  error: {
+    type: 'error',
+    from: 'node-2',
+    requestId: 9,
+    code: 'ERR_QUORUM',
+    message: 'only 1 of 2 replicas answered',
+    required: 2,
+    acknowledged: 1,
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers.
+
+type Tree = Record<string, unknown>;
+
+/** The message as the plain tree MessagePack carries, for editing before re-encoding. */
+function treeOf(message: PeerMessage): Tree {
+  return msgpackDecode(encodeMessage(message)) as Tree;
+}
+
+/** A frame of `message` edited by `edit`, encoded without any checks. */
+function edited(message: PeerMessage, edit: (tree: Tree) => void): Uint8Array {
+  const tree = treeOf(message);
+  edit(tree);
+  return msgpackEncode(tree);
+}
+
+function at(tree: unknown, path: (string | number)[]): Tree {
+  let node = tree;
+  for (const step of path) node = (node as Tree)[step];
+  return node as Tree;
+}
+
+function assertMalformed(frame: Uint8Array, pattern: RegExp, limits?: ProtocolLimits): MalformedFrameError {
+  try {
+    decodeMessage(frame, limits);
+  } catch (error) {
+    assert.ok(error instanceof MalformedFrameError, `expected a MalformedFrameError, got ${String(error)}`);
+    assert.equal(error.code, 'ERR_MALFORMED_FRAME');
+    assert.match(error.message, pattern);
+    return error;
+  }
+  assert.fail(`expected the frame to be rejected with ${pattern}`);
+}
+
+/** Decodes `frame`; true when it is valid, false when it is a MalformedFrameError; fails on anything else. */
+function validOrMalformed(frame: Uint8Array, limits?: ProtocolLimits): boolean {
+  let message: PeerMessage;
+  try {
+    message = decodeMessage(frame, limits);
+  } catch (error) {
+    if (error instanceof MalformedFrameError && error.code === 'ERR_MALFORMED_FRAME') return false;
+    throw new Error(`decodeMessage threw something other than MalformedFrameError: ${String(error)}`, {
+      cause: error,
+    });
+  }
+  // Whatever it accepts is a message it accepts again unchanged.
+  assert.deepEqual(decodeMessage(encodeMessage(message), limits), message);
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('encodeMessage and decodeMessage', () => {
+  for (const [type, message] of Object.entries(samples)) {
+    it(`round trips a ${type} message exactly`, () => {
+      assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+    });
+  }
+
+  it('round trips every generated message of every type exactly', () => {
+    fc.assert(
+      fc.property(messageArb, (message) => {
+        // fast-check makes objects without a prototype; the clone gives them the one decoded maps have.
+        assert.deepStrictEqual(decodeMessage(encodeMessage(message)), structuredClone(message));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('round trips a full message at every default limit', () => {
+    const fullClock = Array.from({ length: MAX_CLOCK_ENTRIES }, (_, i) => ({
+      node: `${String(i).padStart(2, '0')}${'n'.repeat(62)}`,
+      counter: Number.MAX_SAFE_INTEGER,
+      timestamp: Number.MAX_VALUE,
+    }));
+    const message: PeerMessage = {
+      type: 'replicate',
+      from: 'x'.repeat(64),
+      requestId: Number.MAX_SAFE_INTEGER,
+      key: new Uint8Array(DEFAULT_LIMITS.maxKeyBytes).fill(1),
+      versions: Array.from({ length: DEFAULT_LIMITS.maxSiblings }, (_, i) => ({
+        dot: { node: 'z', counter: i + 1, timestamp: i },
+        context: fullClock,
+        value: i === 0 ? new Uint8Array(DEFAULT_LIMITS.maxValueBytes).fill(2) : null,
+      })),
+      hintFor: null,
+      durable: false,
+    };
+    assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+  });
+
+  it('round trips an error message of 1024 characters of any script', () => {
+    for (const text of ['x'.repeat(1024), '€'.repeat(1024), '😀'.repeat(512)]) {
+      const message: PeerMessage = { ...samples.error, message: text };
+      assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+    }
+  });
+
+  it('round trips a receipt with the most node ids it may carry', () => {
+    const ids = Array.from({ length: MAX_RECEIPT_NODES }, (_, i) => `n${i}`);
+    const message: PeerMessage = {
+      ...samples['coordinate-reply'],
+      receipt: {
+        coordinator: 'n0',
+        acknowledged: ids,
+        fallbacks: ids,
+        hints: ids.map((id) => ({ holder: id, target: id })),
+      },
+    };
+    assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+  });
+
+  it('leaves out properties that the message type does not declare', () => {
+    const message = { ...samples.read, extra: 'x', versions: [] };
+    const frame = encodeMessage(message);
+    assert.deepEqual(Object.keys(msgpackDecode(frame) as Tree).sort(), ['from', 'key', 'requestId', 'type']);
+    assert.deepStrictEqual(decodeMessage(frame), samples.read);
+  });
+
+  it('returns byte fields that share no memory with the frame', () => {
+    const frame = encodeMessage(samples.replicate);
+    const decoded = decodeMessage(frame);
+    assert.equal(decoded.type, 'replicate');
+    if (decoded.type !== 'replicate') return;
+    const before = structuredClone({ key: decoded.key, value: decoded.versions[0]!.value });
+    frame.fill(0);
+    assert.notEqual(decoded.key.buffer, frame.buffer);
+    assert.deepStrictEqual({ key: decoded.key, value: decoded.versions[0]!.value }, before);
+  });
+
+  it('returns byte fields that are plain Uint8Array copies when the frame is a Node Buffer', () => {
+    const frame = Buffer.from(encodeMessage(samples.replicate));
+    const decoded = decodeMessage(frame);
+    assert.deepStrictEqual(decoded, samples.replicate);
+    if (decoded.type !== 'replicate') return;
+    assert.equal(Object.getPrototypeOf(decoded.key), Uint8Array.prototype);
+    frame.fill(0);
+    assert.deepStrictEqual(decoded.key, samples.replicate.key);
+  });
+
+  it('accepts a frame that is a view into a larger buffer', () => {
+    const frame = encodeMessage(samples.coordinate);
+    const big = new Uint8Array(frame.length + 20);
+    big.set(frame, 10);
+    assert.deepStrictEqual(decodeMessage(big.subarray(10, 10 + frame.length)), samples.coordinate);
+  });
+});
+
+describe('decodeMessage rejects', () => {
+  it('a frame over maxFrameBytes before decoding it', () => {
+    const frame = encodeMessage(samples.replicate);
+    assertMalformed(frame, /^frame: \d+ bytes is over the limit of 10 bytes$/, {
+      ...DEFAULT_LIMITS,
+      maxFrameBytes: 10,
+    });
+  });
+
+  it('something that is not a Uint8Array', () => {
+    assertMalformed('hello' as unknown as Uint8Array, /^frame: expected a Uint8Array/);
+  });
+
+  it('an empty frame', () => {
+    assertMalformed(new Uint8Array(0), /^frame: truncated at byte 0/);
+  });
+
+  it('a truncated frame', () => {
+    const frame = encodeMessage(samples.replicate);
+    for (let cut = 0; cut < frame.length; cut++) assertMalformed(frame.subarray(0, cut), /^frame: truncated/);
+  });
+
+  it('bytes after the message', () => {
+    const frame = encodeMessage(samples.read);
+    assertMalformed(new Uint8Array([...frame, 0xc0]), /^frame: 1 bytes after the message/);
+  });
+
+  it('the unused MessagePack byte 0xc1', () => {
+    assertMalformed(bytes(0x81, 0xa1, 0x61, 0xc1), /^frame: invalid byte 0xc1 at 3/);
+  });
+
+  it('a MessagePack extension, the timestamp type included', () => {
+    assertMalformed(msgpackEncode({ type: new Date(0) }), /^frame: extension type at byte \d+ is not allowed/);
+    assertMalformed(msgpackEncode([new ExtData(5, bytes(1, 2, 3, 4, 5))]), /^frame: extension type at byte 1/);
+  });
+
+  it('a bin whose declared length is over the value limit, without reading it', () => {
+    assertMalformed(bytes(0xc6, 0xff, 0xff, 0xff, 0xff), /^frame: bin of 4294967295 bytes is over the limit/);
+  });
+
+  it('a string whose declared length is over the string limit, without reading it', () => {
+    assertMalformed(bytes(0xdb, 0x7f, 0xff, 0xff, 0xff), /^frame: string of 2147483647 bytes is over the limit/);
+  });
+
+  it('an array whose declared length is over the array limit', () => {
+    assertMalformed(bytes(0xdd, 0xff, 0xff, 0xff, 0xff), /^frame: array of 4294967295 entries is over the limit/);
+  });
+
+  it('a map whose declared size is over the map limit', () => {
+    assertMalformed(bytes(0xdf, 0x00, 0x01, 0x00, 0x00), /^frame: map of 65536 entries is over the limit/);
+  });
+
+  it('containers nested deeper than any message, however long the frame', () => {
+    const bomb = new Uint8Array(1 << 20).fill(0x91);
+    bomb[bomb.length - 1] = 0;
+    const started = performance.now();
+    assertMalformed(bomb, new RegExp(`^frame: nested deeper than ${MAX_FRAME_DEPTH} levels`));
+    assert.ok(performance.now() - started < 100, 'refused without decoding the whole frame');
+  });
+
+  it('a frame of more items than any message of the limits holds', () => {
+    const frame = new Uint8Array(1 + 2 + 20000);
+    frame.set([0xdc, 0x4e, 0x20]); // array16 of 20000 items, each the fixint 0
+    assertMalformed(frame, /^frame: (array of 20000 entries is over the limit|more than \d+ MessagePack items)/);
+    const limits = { ...DEFAULT_LIMITS, maxSiblings: 1 };
+    const many = msgpackEncode(Array.from({ length: 40 }, () => Array.from({ length: 40 }, () => [0, 0, 0])));
+    assertMalformed(many, /^frame: more than \d+ MessagePack items/, limits);
+  });
+
+  it('a map key that is not a string, with the MessagePack error as cause', () => {
+    const error = assertMalformed(bytes(0x81, 0xc4, 0x01, 0x61, 0x01), /^frame: not valid MessagePack/);
+    assert.ok(error.cause instanceof Error);
+  });
+
+  it('the map key __proto__', () => {
+    assertMalformed(bytes(0x81, 0xa9, ...new TextEncoder().encode('__proto__'), 0x01), /^frame: not valid MessagePack/);
+  });
+
+  it('a frame that is not a map', () => {
+    assertMalformed(msgpackEncode(['replicate']), /^message: expected a map, got an array/);
+    assertMalformed(msgpackEncode(null), /^message: expected a map, got null/);
+    assertMalformed(msgpackEncode(bytes(1)), /^message: expected a map, got bytes/);
+    assertMalformed(msgpackEncode(5), /^message: expected a map, got the integer 5/);
+  });
+
+  it('a message without a type', () => {
+    assertMalformed(
+      edited(samples.read, (t) => delete t.type),
+      /^message\.type: missing field/,
+    );
+  });
+
+  it('a type that is not a string', () => {
+    assertMalformed(
+      edited(samples.read, (t) => (t.type = 3)),
+      /^message\.type: expected a string/,
+    );
+  });
+
+  it('an unknown type', () => {
+    assertMalformed(
+      edited(samples.read, (t) => (t.type = 'gossip')),
+      /^message\.type: unknown message type gossip/,
+    );
+    assertMalformed(
+      edited(samples.read, (t) => (t.type = 'toString')),
+      /^message\.type: unknown message type toString/,
+    );
+  });
+
+  it('a message missing a field of its type', () => {
+    for (const message of Object.values(samples)) {
+      for (const field of Object.keys(treeOf(message)).filter((f) => f !== 'type')) {
+        assertMalformed(
+          edited(message, (t) => delete t[field]),
+          new RegExp(`^${message.type}\\.${field}: missing field$`),
+        );
+      }
+    }
+  });
+
+  it('a message with a field its type does not declare', () => {
+    for (const message of Object.values(samples)) {
+      assertMalformed(
+        edited(message, (t) => (t.extra = 1)),
+        new RegExp(`^${message.type}\\.extra: unexpected field$`),
+      );
+    }
+    assertMalformed(
+      edited(samples.read, (t) => (t['a b'] = 1)),
+      /^read\."a b": unexpected field$/,
+    );
+  });
+
+  it('a from that is not a node id', () => {
+    for (const from of ['', 'x'.repeat(65), 'a b', 'é', 'a/b']) {
+      assertMalformed(
+        edited(samples.read, (t) => (t.from = from)),
+        /^read\.from: .* is not a node id/,
+      );
+    }
+    assertMalformed(
+      edited(samples.read, (t) => (t.from = 1)),
+      /^read\.from: expected a node id string, got the integer 1/,
+    );
+  });
+
+  it('a requestId that is not a non-negative safe integer', () => {
+    for (const id of [-1, 1.5, 2 ** 53, Number.NaN, Infinity, '1', null]) {
+      assertMalformed(
+        edited(samples['replicate-ack'], (t) => (t.requestId = id)),
+        /^replicate-ack\.requestId: expected a non-negative safe integer/,
+      );
+    }
+  });
+
+  it('a requestId beyond 64 bits of precision', () => {
+    const tree = { ...treeOf(samples['replicate-ack']), requestId: 2n ** 64n - 1n };
+    assertMalformed(
+      msgpackEncode(tree, { useBigInt64: true }),
+      /^replicate-ack\.requestId: expected a non-negative safe integer/,
+    );
+  });
+
+  it('a key that is empty, too long or not bytes', () => {
+    assertMalformed(
+      edited(samples.read, (t) => (t.key = bytes())),
+      /^read\.key: 0 bytes is under the minimum of 1$/,
+    );
+    assertMalformed(
+      edited(samples.read, (t) => (t.key = new Uint8Array(1025))),
+      /^read\.key: 1025 bytes is over the limit of 1024$/,
+    );
+    assertMalformed(
+      edited(samples.read, (t) => (t.key = 'key')),
+      /^read\.key: expected bytes, got a string/,
+    );
+  });
+
+  it('a key over a configured maxKeyBytes', () => {
+    const limits = { ...DEFAULT_LIMITS, maxKeyBytes: 2 };
+    assertMalformed(encodeMessage(samples.replicate), /^replicate\.key: 3 bytes is over the limit of 2$/, limits);
+  });
+
+  it('a value over maxValueBytes or of the wrong type', () => {
+    const limits = { ...DEFAULT_LIMITS, maxValueBytes: 2 };
+    assertMalformed(encodeMessage(samples.replicate), /^replicate\.versions\[0\]\.value: 3 bytes is over/, limits);
+    assertMalformed(
+      edited(samples.coordinate, (t) => (t.value = 'v')),
+      /^coordinate\.value: expected bytes, got a string/,
+    );
+    assertMalformed(
+      edited(samples.coordinate, (t) => (t.value = [1])),
+      /^coordinate\.value: expected bytes, got an array/,
+    );
+  });
+
+  it('a value over the default maxValueBytes', () => {
+    const message: PeerMessage = { ...samples.coordinate, value: new Uint8Array(DEFAULT_LIMITS.maxValueBytes + 1) };
+    assertMalformed(encodeMessage(message), /^frame: bin of 1048577 bytes is over the limit of 1048576/);
+  });
+
+  it('versions that are not an array', () => {
+    assertMalformed(
+      edited(samples['read-reply'], (t) => (t.versions = {})),
+      /^read-reply\.versions: expected an array of versions, got a map/,
+    );
+  });
+
+  it('more versions than maxSiblings', () => {
+    const limits = { ...DEFAULT_LIMITS, maxSiblings: 1 };
+    assertMalformed(
+      encodeMessage(samples['read-reply']),
+      /^read-reply\.versions: 2 versions is over the limit of 1$/,
+      limits,
+    );
+    const many = Array.from({ length: DEFAULT_LIMITS.maxSiblings + 1 }, (_, i) => ({
+      ...sampleVersions[0]!,
+      dot: { ...dotA1, counter: i + 1 },
+    }));
+    assertMalformed(
+      encodeMessage({ ...samples['read-reply'], versions: many }),
+      /^frame: array of 65 entries is over the limit/,
+    );
+  });
+
+  it('two versions of the same dot', () => {
+    const versions = [sampleVersions[0]!, { ...sampleVersions[1]!, dot: { ...dotA1, timestamp: 5 } }];
+    assertMalformed(
+      encodeMessage({ ...samples.replicate, versions }),
+      /^replicate\.versions\[1\]\.dot: the dot a:1 appears twice/,
+    );
+  });
+
+  it('a version that is not a map or has the wrong fields', () => {
+    assertMalformed(
+      edited(samples.replicate, (t) => ((t.versions as unknown[])[1] = [1, 2, 3])),
+      /^replicate\.versions\[1\]: expected a map, got an array/,
+    );
+    assertMalformed(
+      edited(samples.replicate, (t) => delete at(t, ['versions', 0]).context),
+      /^replicate\.versions\[0\]\.context: missing field/,
+    );
+    assertMalformed(
+      edited(samples.replicate, (t) => (at(t, ['versions', 0]).sibling = true)),
+      /^replicate\.versions\[0\]\.sibling: unexpected field/,
+    );
+  });
+
+  it('a dot counter that is not a positive safe integer', () => {
+    for (const counter of [0, -1, 1.5, 2 ** 53, 'one', null]) {
+      assertMalformed(
+        edited(samples.replicate, (t) => (at(t, ['versions', 1, 'dot']).counter = counter)),
+        /^replicate\.versions\[1\]\.dot\.counter: expected a positive safe integer/,
+      );
+    }
+  });
+
+  it('a timestamp that is negative, not finite or not a number', () => {
+    for (const timestamp of [-1, -0.5, Number.NaN, Infinity, -Infinity, '0', null]) {
+      assertMalformed(
+        edited(samples.replicate, (t) => (at(t, ['versions', 1, 'context', 1]).timestamp = timestamp)),
+        /^replicate\.versions\[1\]\.context\[1\]\.timestamp: expected a finite non-negative number/,
+      );
+    }
+  });
+
+  it('a clock entry whose node is not a node id', () => {
+    assertMalformed(
+      edited(samples.coordinate, (t) => (at(t, ['context', 0]).node = 'no spaces')),
+      /^coordinate\.context\[0\]\.node: "no spaces" is not a node id/,
+    );
+  });
+
+  it('a clock entry with a missing or extra field', () => {
+    assertMalformed(
+      edited(samples.coordinate, (t) => delete at(t, ['context', 0]).timestamp),
+      /^coordinate\.context\[0\]\.timestamp: missing field/,
+    );
+    assertMalformed(
+      edited(samples.coordinate, (t) => (at(t, ['context', 0]).actor = 'a')),
+      /^coordinate\.context\[0\]\.actor: unexpected field/,
+    );
+  });
+
+  it('a clock that is not sorted by node', () => {
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (t.context as unknown[]).reverse()),
+      /^coordinate-reply\.context\[1\]\.node: entries must be sorted by node with no node twice/,
+    );
+  });
+
+  it('a clock that names a node twice', () => {
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['context', 1]).node = 'a')),
+      /^coordinate-reply\.context\[1\]\.node: entries must be sorted by node with no node twice/,
+    );
+  });
+
+  it('a clock of more than MAX_CLOCK_ENTRIES entries', () => {
+    const context = Array.from({ length: MAX_CLOCK_ENTRIES + 1 }, (_, i) => ({
+      node: `n${String(i).padStart(2, '0')}`,
+      counter: 1,
+      timestamp: 0,
+    }));
+    assertMalformed(
+      encodeMessage({ ...samples.coordinate, context }),
+      /^coordinate\.context: 11 entries is over the limit of 10$/,
+    );
+  });
+
+  it('a clock that is not an array', () => {
+    assertMalformed(
+      edited(samples.coordinate, (t) => (t.context = { a: 1 })),
+      /^coordinate\.context: expected an array of clock entries, got a map/,
+    );
+  });
+
+  it('a w outside 1 to 16 or not an integer', () => {
+    for (const w of [0, 17, 1.5, -1, '2', true]) {
+      assertMalformed(
+        edited(samples.coordinate, (t) => (t.w = w)),
+        /^coordinate\.w: expected an integer from 1 to 16/,
+      );
+    }
+  });
+
+  it('a boolean field that is not a boolean', () => {
+    for (const [message, field] of [
+      [samples.replicate, 'durable'],
+      [samples.coordinate, 'ifMatch'],
+      [samples.coordinate, 'durable'],
+    ] as const) {
+      for (const value of [0, 1, 'true', null]) {
+        assertMalformed(
+          edited(message, (t) => (t[field] = value)),
+          new RegExp(`^${message.type}\\.${field}: expected a boolean`),
+        );
+      }
+    }
+  });
+
+  it('a hintFor that is neither null nor a node id', () => {
+    assertMalformed(
+      edited(samples.replicate, (t) => (t.hintFor = '')),
+      /^replicate\.hintFor: "" is not a node id/,
+    );
+    assertMalformed(
+      edited(samples.replicate, (t) => (t.hintFor = false)),
+      /^replicate\.hintFor: expected a node id string/,
+    );
+  });
+
+  it('an error code that dynamesh does not define', () => {
+    for (const code of ['ERR_NOPE', 'toString', '', 7]) {
+      assertMalformed(
+        edited(samples.error, (t) => (t.code = code)),
+        /^error\.code: expected an error code/,
+      );
+    }
+  });
+
+  it('an error message over 1024 characters or not a string', () => {
+    assertMalformed(
+      edited(samples.error, (t) => (t.message = 'x'.repeat(1025))),
+      /^error\.message: 1025 characters is over the limit of 1024$/,
+    );
+    assertMalformed(
+      edited(samples.error, (t) => (t.message = null)),
+      /^error\.message: expected a string, got null/,
+    );
+  });
+
+  it('required or acknowledged counts that are neither null nor non-negative integers', () => {
+    for (const field of ['required', 'acknowledged']) {
+      for (const value of [-1, 0.5, '2', false]) {
+        assertMalformed(
+          edited(samples.error, (t) => (t[field] = value)),
+          new RegExp(`^error\\.${field}: expected null or a non-negative safe integer`),
+        );
+      }
+    }
+  });
+
+  it('a receipt whose node lists hold something other than node ids', () => {
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).acknowledged = ['a', 'b c'])),
+      /^coordinate-reply\.receipt\.acknowledged\[1\]: "b c" is not a node id/,
+    );
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).fallbacks = 'c')),
+      /^coordinate-reply\.receipt\.fallbacks: expected an array of node ids, got a string/,
+    );
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).coordinator = null)),
+      /^coordinate-reply\.receipt\.coordinator: expected a node id string, got null/,
+    );
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt', 'hints', 0]).target = 9)),
+      /^coordinate-reply\.receipt\.hints\[0\]\.target: expected a node id string/,
+    );
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt', 'hints', 0]).via = 'x')),
+      /^coordinate-reply\.receipt\.hints\[0\]\.via: unexpected field/,
+    );
+  });
+
+  it('a receipt with more node ids than MAX_RECEIPT_NODES', () => {
+    const ids = Array.from({ length: MAX_RECEIPT_NODES + 1 }, (_, i) => `n${i}`);
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).acknowledged = ids)),
+      /^frame: array of 65 entries is over the limit/,
+    );
+    const limits = { ...DEFAULT_LIMITS, maxSiblings: 100 };
+    assertMalformed(
+      edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).fallbacks = ids)),
+      /^coordinate-reply\.receipt\.fallbacks: 65 node ids is over the limit of 64$/,
+      limits,
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fuzzing: whatever the bytes, the decoder answers a message or a MalformedFrameError.
+
+const hostileArb: fc.Arbitrary<unknown> = fc.oneof(
+  fc.constantFrom(
+    null,
+    true,
+    false,
+    0,
+    -0,
+    -1,
+    1,
+    1.5,
+    16,
+    17,
+    Number.NaN,
+    Infinity,
+    -Infinity,
+    2 ** 53,
+    2 ** 64,
+    -(2 ** 63),
+    Number.MAX_SAFE_INTEGER,
+    '',
+    'a',
+    'a b',
+    'x'.repeat(65),
+    'replicate',
+    'ERR_QUORUM',
+    '__proto__',
+    'constructor',
+    new Uint8Array(0),
+    new Uint8Array(1025),
+    [],
+    {},
+    { node: 'a', counter: 1, timestamp: 0 },
+    [
+      { node: 'b', counter: 1, timestamp: 0 },
+      { node: 'a', counter: 1, timestamp: 0 },
+    ],
+    { holder: 'a', target: 'b' },
+  ),
+  fc.integer(),
+  fc.double(),
+  fc.string({ maxLength: 70 }),
+  fc.uint8Array({ maxLength: 8 }),
+  fc.array(nodeIdArb, { maxLength: 3 }),
+  messageArb.map((m) => treeOf(m)),
+);
+
+type Mutation =
+  | { kind: 'replace'; pick: number; value: unknown }
+  | { kind: 'delete'; pick: number }
+  | { kind: 'add'; pick: number; name: string; value: unknown }
+  | { kind: 'duplicate'; pick: number };
+
+const fieldNameArb = fc.oneof(
+  fc.constantFrom(
+    'type',
+    'from',
+    'requestId',
+    'key',
+    'versions',
+    'value',
+    'context',
+    'node',
+    'counter',
+    'timestamp',
+    'dot',
+    'receipt',
+    'hints',
+    'w',
+  ),
+  fc.string({ maxLength: 10 }).filter((s) => s !== '__proto__'),
+);
+const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({ kind: fc.constant('replace' as const), pick: fc.nat(), value: hostileArb }),
+  fc.record({ kind: fc.constant('delete' as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant('add' as const), pick: fc.nat(), name: fieldNameArb, value: hostileArb }),
+  fc.record({ kind: fc.constant('duplicate' as const), pick: fc.nat() }),
+);
+
+/** Every container in `tree` with the keys or indexes it holds. */
+function slots(tree: unknown, out: { parent: Tree | unknown[]; key: string | number }[] = []) {
+  if (Array.isArray(tree)) {
+    tree.forEach((child, i) => {
+      out.push({ parent: tree, key: i });
+      slots(child, out);
+    });
+  } else if (typeof tree === 'object' && tree !== null && !(tree instanceof Uint8Array)) {
+    for (const [k, child] of Object.entries(tree)) {
+      out.push({ parent: tree as Tree, key: k });
+      slots(child, out);
+    }
+  }
+  return out;
+}
+
+function mutate(tree: Tree, mutation: Mutation): void {
+  const all = slots(tree);
+  const slot = all[mutation.pick % all.length]!;
+  const { parent, key } = slot;
+  switch (mutation.kind) {
+    case 'replace':
+      (parent as Record<string | number, unknown>)[key] = mutation.value;
+      break;
+    case 'delete':
+      if (Array.isArray(parent)) parent.splice(key as number, 1);
+      else delete parent[key as string];
+      break;
+    case 'add': {
+      const target = (parent as Record<string | number, unknown>)[key];
+      if (typeof target === 'object' && target !== null && !Array.isArray(target) && !(target instanceof Uint8Array)) {
+        (target as Tree)[mutation.name] = mutation.value;
+      } else if (Array.isArray(target)) {
+        target.push(mutation.value);
+      } else {
+        tree[mutation.name] = mutation.value;
+      }
+      break;
+    }
+    case 'duplicate':
+      if (Array.isArray(parent)) parent.push(structuredClone(parent[key as number]));
+      else (parent as Tree)[key] = [parent[key as string]];
+      break;
+  }
+}
+
+type ByteEdit =
+  | { kind: 'flip'; at: number; xor: number }
+  | { kind: 'truncate'; at: number }
+  | { kind: 'insert'; at: number; data: Uint8Array }
+  | { kind: 'remove'; at: number; length: number }
+  | { kind: 'set'; at: number; value: number };
+
+const byteEditArb: fc.Arbitrary<ByteEdit> = fc.oneof(
+  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    data: fc.uint8Array({ minLength: 1, maxLength: 8 }),
+  }),
+  fc.record({ kind: fc.constant('remove' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 8 }) }),
+  fc.record({
+    kind: fc.constant('set' as const),
+    at: fc.nat(),
+    value: fc.constantFrom(
+      0x00,
+      0x7f,
+      0x80,
+      0x8f,
+      0x90,
+      0x9f,
+      0xa0,
+      0xc0,
+      0xc1,
+      0xc4,
+      0xc6,
+      0xc7,
+      0xcb,
+      0xcf,
+      0xd3,
+      0xd4,
+      0xdb,
+      0xdd,
+      0xdf,
+      0xff,
+    ),
+  }),
+);
+
+function applyByteEdit(frame: Uint8Array, edit: ByteEdit): Uint8Array {
+  const at = frame.length === 0 ? 0 : edit.at % frame.length;
+  switch (edit.kind) {
+    case 'flip': {
+      const out = frame.slice();
+      if (out.length > 0) out[at] = out[at]! ^ edit.xor;
+      return out;
+    }
+    case 'set': {
+      const out = frame.slice();
+      if (out.length > 0) out[at] = edit.value;
+      return out;
+    }
+    case 'truncate':
+      return frame.slice(0, at);
+    case 'insert':
+      return new Uint8Array([...frame.subarray(0, at), ...edit.data, ...frame.subarray(at)]);
+    case 'remove':
+      return new Uint8Array([...frame.subarray(0, at), ...frame.subarray(at + edit.length)]);
+  }
+}
+
+describe('decodeMessage under fuzzing', () => {
+  it('answers random bytes with a message or a MalformedFrameError only', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), (frame) => {
+        validOrMalformed(frame);
+      }),
+      { numRuns: 20000 },
+    );
+  });
+
+  it('answers random bytes behind a map head with a message or a MalformedFrameError only', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0x80, max: 0x89 }), fc.uint8Array({ maxLength: 256 }), (head, rest) => {
+        validOrMalformed(new Uint8Array([head, ...rest]));
+      }),
+      { numRuns: 10000 },
+    );
+  });
+
+  it('answers valid frames with flipped, cut, inserted and removed bytes with a message or a MalformedFrameError only', () => {
+    fc.assert(
+      fc.property(messageArb, fc.array(byteEditArb, { minLength: 1, maxLength: 4 }), (message, edits) => {
+        let frame = encodeMessage(message);
+        for (const edit of edits) frame = applyByteEdit(frame, edit);
+        validOrMalformed(frame);
+      }),
+      { numRuns: 10000 },
+    );
+  });
+
+  it('answers two valid frames spliced together with a message or a MalformedFrameError only', () => {
+    fc.assert(
+      fc.property(messageArb, messageArb, fc.nat(), fc.nat(), (a, b, i, j) => {
+        const fa = encodeMessage(a);
+        const fb = encodeMessage(b);
+        const cut = i % (fa.length + 1);
+        validOrMalformed(new Uint8Array([...fa.subarray(0, cut), ...fb.subarray(j % (fb.length + 1))]));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('answers valid messages with fields changed, removed, added or duplicated with a message or a MalformedFrameError only', () => {
+    let accepted = 0;
+    let rejected = 0;
+    fc.assert(
+      fc.property(messageArb, fc.array(mutationArb, { minLength: 1, maxLength: 3 }), (message, mutations) => {
+        const tree = treeOf(message);
+        for (const mutation of mutations) mutate(tree, mutation);
+        if (validOrMalformed(msgpackEncode(tree))) accepted++;
+        else rejected++;
+      }),
+      { numRuns: 10000 },
+    );
+    // Both outcomes occur, so the mutations reach past the first check and the property is not vacuous.
+    assert.ok(accepted > 0 && rejected > 0, `accepted ${accepted}, rejected ${rejected}`);
+  });
+
+  it('rejects every message with one field given a value of another type', () => {
+    const kindOf = (v: unknown): string =>
+      v === null ? 'null' : v instanceof Uint8Array ? 'bytes' : Array.isArray(v) ? 'array' : typeof v;
+    // -1 is wrong for every number of the protocol.
+    const candidates: unknown[] = [null, true, -1, 'x y', bytes(), [], {}];
+    const wrongFor = (value: unknown): unknown[] => candidates.filter((c) => kindOf(c) !== kindOf(value));
+    for (const message of Object.values(samples)) {
+      const tree = treeOf(message);
+      const leaves = slots(tree).filter(({ parent, key }) => {
+        const v = (parent as Record<string | number, unknown>)[key];
+        return v === null || typeof v !== 'object' || v instanceof Uint8Array;
+      });
+      for (const { parent, key } of leaves) {
+        const original = (parent as Record<string | number, unknown>)[key];
+        for (const wrong of wrongFor(original)) {
+          // null is a legal value of the nullable fields; bytes of a nullable value field stay legal too.
+          if (
+            (wrong === null || original === null) &&
+            ['hintFor', 'value', 'required', 'acknowledged'].includes(String(key))
+          )
+            continue;
+          (parent as Record<string | number, unknown>)[key] = wrong;
+          const frame = msgpackEncode(tree);
+          (parent as Record<string | number, unknown>)[key] = original;
+          assert.equal(validOrMalformed(frame), false, `${message.type} with ${String(key)} = ${String(wrong)}`);
+        }
+      }
+    }
+  });
+});

@@ -1,0 +1,329 @@
+/**
+ * The node's behaviour as a client sees it, on small simulated clusters of real nodes (virtual time, a quiet
+ * network): quorums, siblings, contexts, conditional puts, deletes, fallbacks with hints, read repair, validation.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeMessage } from '../../worker/codec.ts';
+import { hasErrorCode } from '../../worker/errors.ts';
+import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
+import { Cluster } from '../sim/cluster.ts';
+import { Network } from '../sim/network.ts';
+import { Rng } from '../sim/random.ts';
+import { Scheduler } from '../sim/scheduler.ts';
+
+const text = new TextEncoder();
+const utf8 = new TextDecoder();
+
+interface World {
+  readonly scheduler: Scheduler;
+  readonly network: Network;
+  readonly cluster: Cluster;
+  /** Runs virtual time until `promise` settles, and returns its outcome. */
+  settle<T>(promise: Promise<T>): Promise<T>;
+  node(id: string): DynamoNode;
+}
+
+function world(
+  size: number,
+  node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
+): World {
+  const scheduler = new Scheduler();
+  const rng = new Rng(1);
+  const network = new Network(scheduler, rng.fork('network'));
+  const cluster = new Cluster({ scheduler, network, rng, size, node: { requestTimeout: 100, ...node } });
+  return {
+    scheduler,
+    network,
+    cluster,
+    async settle<T>(promise: Promise<T>): Promise<T> {
+      let done = false;
+      const tracked = promise.finally(() => {
+        done = true;
+      });
+      tracked.catch(() => {});
+      await scheduler.run(() => done);
+      return tracked;
+    },
+    node(id: string): DynamoNode {
+      const n = cluster.node(id);
+      assert.ok(n, `node ${id} is running`);
+      return n;
+    },
+  };
+}
+
+function values(result: { values: Uint8Array[] }): string[] {
+  return result.values.map((v) => utf8.decode(v)).sort();
+}
+
+/** A key whose preference list (N=3) is [a, b, c], and an id outside it. */
+function placement(w: World, key: string): { owners: readonly string[]; outsider: string } {
+  const owners = w.cluster.preferenceList(text.encode(key), 3);
+  const outsider = w.cluster.ids.find((id) => !owners.includes(id));
+  assert.ok(outsider !== undefined);
+  return { owners, outsider };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail('expected a rejection');
+}
+
+describe('DynamoNode', () => {
+  it('reads on one node a value put through another', async () => {
+    const w = world(5);
+    await w.settle(w.node('n0').put('k', text.encode('v1')));
+    const read = await w.settle(w.node('n4').get('k'));
+    assert.deepEqual(values(read), ['v1']);
+  });
+
+  it('returns an empty value list and a context for an absent key', async () => {
+    const w = world(3);
+    const read = await w.settle(w.node('n1').get('nothing-here'));
+    assert.deepEqual(read.values, []);
+    assert.equal(typeof read.context, 'string');
+  });
+
+  it('returns both siblings after concurrent puts with the same context', async () => {
+    const w = world(5);
+    const { owners } = placement(w, 'k');
+    const first = await w.settle(w.node(owners[0]!).put('k', text.encode('base')));
+    await w.settle(
+      Promise.all([
+        w.node(owners[0]!).put('k', text.encode('left'), { context: first.context }),
+        w.node(owners[1]!).put('k', text.encode('right'), { context: first.context }),
+      ]),
+    );
+    const read = await w.settle(w.node(owners[2]!).get('k', { r: 3 }));
+    assert.deepEqual(values(read), ['left', 'right']);
+  });
+
+  it('keeps two blind puts coordinated by the same node as siblings', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('k', text.encode('one')));
+    await w.settle(w.node('n0').put('k', text.encode('two')));
+    const read = await w.settle(w.node('n1').get('k'));
+    assert.deepEqual(values(read), ['one', 'two']);
+  });
+
+  it('leaves one value after a put with the merged context of the siblings', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('k', text.encode('one')));
+    await w.settle(w.node('n1').put('k', text.encode('two')));
+    const read = await w.settle(w.node('n2').get('k', { r: 3 }));
+    assert.equal(read.values.length, 2);
+    await w.settle(w.node('n2').put('k', text.encode('merged'), { context: read.context }));
+    const after = await w.settle(w.node('n0').get('k', { r: 3 }));
+    assert.deepEqual(values(after), ['merged']);
+  });
+
+  it('replaces the value read when a put carries the read context', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('k', text.encode('old')));
+    const read = await w.settle(w.node('n1').get('k'));
+    await w.settle(w.node('n1').put('k', text.encode('new'), { context: read.context }));
+    assert.deepEqual(values(await w.settle(w.node('n2').get('k', { r: 3 }))), ['new']);
+  });
+
+  it('hides a deleted key from reads', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('k', text.encode('doomed')));
+    const read = await w.settle(w.node('n0').get('k'));
+    await w.settle(w.node('n1').delete('k', { context: read.context }));
+    assert.deepEqual((await w.settle(w.node('n2').get('k', { r: 3 }))).values, []);
+  });
+
+  it('fails a conditional put over a stale context with ERR_STALE_CONTEXT and stores nothing', async () => {
+    const w = world(3);
+    const first = await w.settle(w.node('n0').put('k', text.encode('first')));
+    const second = await w.settle(w.node('n0').put('k', text.encode('second'), { context: first.context }));
+    assert.ok(second.context);
+    const error = await rejection(
+      w.settle(w.node('n1').put('k', text.encode('stale'), { context: first.context, ifMatch: true })),
+    );
+    assert.ok(hasErrorCode(error, 'ERR_STALE_CONTEXT'), String(error));
+    assert.deepEqual(values(await w.settle(w.node('n2').get('k', { r: 3 }))), ['second']);
+  });
+
+  it('accepts a conditional put over the context of the latest read', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('k', text.encode('first')));
+    const read = await w.settle(w.node('n1').get('k', { r: 3 }));
+    await w.settle(w.node('n1').put('k', text.encode('next'), { context: read.context, ifMatch: true }));
+    assert.deepEqual(values(await w.settle(w.node('n2').get('k', { r: 3 }))), ['next']);
+  });
+
+  it('creates an absent key with a conditional put and no context', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('fresh', text.encode('created'), { ifMatch: true }));
+    assert.deepEqual(values(await w.settle(w.node('n1').get('fresh'))), ['created']);
+  });
+
+  it('answers a put with a receipt naming the coordinator and W acknowledging replicas', async () => {
+    const w = world(5);
+    const { owners } = placement(w, 'k');
+    const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 3 }));
+    assert.equal(result.receipt.coordinator, owners[0]);
+    assert.deepEqual([...result.receipt.acknowledged].sort(), [...owners].sort());
+    assert.deepEqual(result.receipt.fallbacks, []);
+  });
+
+  it('forwards a put from a node outside the preference list to an owner that coordinates it', async () => {
+    const w = world(5);
+    const { owners, outsider } = placement(w, 'k');
+    const result = await w.settle(w.node(outsider).put('k', text.encode('v')));
+    assert.ok(owners.includes(result.receipt.coordinator));
+    assert.equal(w.node(outsider).metrics().forwards, 1);
+  });
+
+  it('writes through a fallback with a hint when an owner is down', async () => {
+    const w = world(5);
+    const { owners } = placement(w, 'k');
+    await w.cluster.crash(owners[1]!);
+    await w.cluster.crash(owners[2]!);
+    const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 2 }));
+    assert.equal(result.receipt.fallbacks.length, 1);
+    const fallback = result.receipt.fallbacks[0]!;
+    assert.ok(!owners.includes(fallback));
+    assert.equal(result.receipt.hints.length, 1);
+    assert.equal(result.receipt.hints[0]!.holder, fallback);
+    assert.ok(owners.slice(1).includes(result.receipt.hints[0]!.target));
+  });
+
+  it('delivers a hint to its owner when the owner returns, then forgets it', async () => {
+    const w = world(5, { hintInterval: 200 });
+    const { owners } = placement(w, 'k');
+    await w.cluster.crash(owners[2]!);
+    const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 3 }));
+    const hint = result.receipt.hints[0];
+    assert.ok(hint, 'the put left a hint');
+    assert.equal(await w.cluster.hintsHeld(), 1);
+    w.cluster.restart(owners[2]!);
+    await w.scheduler.advance(2_000);
+    assert.equal(await w.cluster.hintsHeld(), 0);
+    const stored = await w.cluster.slot(owners[2]!).storage!.get(text.encode('k'));
+    assert.deepEqual(
+      stored.map((v) => utf8.decode(v.value!)),
+      ['v'],
+    );
+  });
+
+  it('reads from a fallback that holds a hint when the owners are down', async () => {
+    const w = world(5);
+    const { owners } = placement(w, 'k');
+    await w.cluster.crash(owners[1]!);
+    await w.cluster.crash(owners[2]!);
+    await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 2 }));
+    await w.cluster.crash(owners[0]!);
+    const reader = w.cluster.alive()[0]!;
+    const read = await w.settle(w.node(reader).get('k', { r: 1 }));
+    assert.deepEqual(values(read), ['v']);
+  });
+
+  it('fails a put with ERR_QUORUM and the counts when too few replicas answer', async () => {
+    const w = world(3);
+    await w.cluster.crash('n1');
+    await w.cluster.crash('n2');
+    const error = await rejection(w.settle(w.node('n0').put('k', text.encode('v'), { w: 2 })));
+    assert.ok(hasErrorCode(error, 'ERR_QUORUM'), String(error));
+    assert.equal((error as { required: number }).required, 2);
+    assert.equal((error as { acknowledged: number }).acknowledged, 1);
+  });
+
+  it('answers a get with R=1 while the other replicas are down', async () => {
+    const w = world(3);
+    await w.settle(w.node('n0').put('k', text.encode('v'), { w: 3 }));
+    await w.cluster.crash('n1');
+    await w.cluster.crash('n2');
+    assert.deepEqual(values(await w.settle(w.node('n0').get('k', { r: 1 }))), ['v']);
+    const error = await rejection(w.settle(w.node('n0').get('k', { r: 2 })));
+    assert.ok(hasErrorCode(error, 'ERR_QUORUM'), String(error));
+  });
+
+  it('repairs a replica that missed a write when a read finds it stale', async () => {
+    const w = world(3);
+    w.network.partition(new Map([['n2', 'b'] as const, ['n0', 'a'] as const, ['n1', 'a'] as const]));
+    await w.settle(w.node('n0').put('k', text.encode('v'), { w: 2 }));
+    w.network.heal();
+    await w.scheduler.advance(1_000);
+    const stale = await w.cluster.slot('n2').storage!.get(text.encode('k'));
+    assert.equal(stale.length, 0, 'n2 missed the write (no fallback exists with 3 nodes)');
+    await w.settle(w.node('n0').get('k', { r: 3 }));
+    await w.scheduler.advance(100);
+    const repaired = await w.cluster.slot('n2').storage!.get(text.encode('k'));
+    assert.deepEqual(
+      repaired.map((v) => utf8.decode(v.value!)),
+      ['v'],
+    );
+    assert.ok(w.node('n0').metrics().readRepairs >= 1);
+  });
+
+  it('rejects r and w outside 1..N with ERR_INVALID_ARGUMENT', async () => {
+    const w = world(3);
+    for (const promise of [
+      w.node('n0').get('k', { r: 0 }),
+      w.node('n0').get('k', { r: 4 }),
+      w.node('n0').put('k', text.encode('v'), { w: 0 }),
+      w.node('n0').put('k', text.encode('v'), { w: 1.5 }),
+    ]) {
+      assert.ok(hasErrorCode(await rejection(promise), 'ERR_INVALID_ARGUMENT'));
+    }
+  });
+
+  it('rejects a context it did not issue with ERR_INVALID_ARGUMENT', async () => {
+    const w = world(3);
+    const error = await rejection(w.node('n0').put('k', text.encode('v'), { context: 'not a context!' }));
+    assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
+  });
+
+  it('rejects empty keys and non-byte values with ERR_INVALID_ARGUMENT', async () => {
+    const w = world(3);
+    assert.ok(hasErrorCode(await rejection(w.node('n0').get('')), 'ERR_INVALID_ARGUMENT'));
+    const notBytes = 'text' as unknown as Uint8Array;
+    assert.ok(hasErrorCode(await rejection(w.node('n0').put('k', notBytes)), 'ERR_INVALID_ARGUMENT'));
+  });
+
+  it('rejects a key over 1 KiB and a value over 1 MiB with ERR_TOO_LARGE', async () => {
+    const w = world(3);
+    const bigKey = 'k'.repeat(1025);
+    assert.ok(hasErrorCode(await rejection(w.node('n0').get(bigKey)), 'ERR_TOO_LARGE'));
+    const bigValue = new Uint8Array(1024 * 1024 + 1);
+    assert.ok(hasErrorCode(await rejection(w.node('n0').put('k', bigValue)), 'ERR_TOO_LARGE'));
+  });
+
+  it('does not let a caller change a stored value by mutating the array it put', async () => {
+    const w = world(3);
+    const value = text.encode('original');
+    const put = w.node('n0').put('k', value, { w: 3 });
+    value.fill(0);
+    await w.settle(put);
+    assert.deepEqual(values(await w.settle(w.node('n1').get('k'))), ['original']);
+  });
+
+  it('drops and counts a frame from a node outside its view', async () => {
+    const w = world(3);
+    const frame = encodeMessage({ type: 'read', from: 'stranger', requestId: 1, key: text.encode('k') });
+    w.node('n0').receive('stranger', frame);
+    assert.equal(w.node('n0').metrics().rejectedFrames, 1);
+  });
+
+  it('drops and counts a frame whose sender field differs from its link', async () => {
+    const w = world(3);
+    const frame = encodeMessage({ type: 'read', from: 'n2', requestId: 1, key: text.encode('k') });
+    w.node('n0').receive('n1', frame);
+    assert.equal(w.node('n0').metrics().malformedFrames, 1);
+  });
+
+  it('rejects requests with ERR_CLOSED once closed', async () => {
+    const w = world(3);
+    const node = w.node('n0');
+    await node.close();
+    await node.close();
+    assert.ok(hasErrorCode(await rejection(node.get('k')), 'ERR_CLOSED'));
+  });
+});

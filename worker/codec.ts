@@ -1,0 +1,583 @@
+/**
+ * The peer-frame codec: {@link PeerMessage} to MessagePack and back. Peers are not trusted, so `decodeMessage`
+ * checks the frame's size, its MessagePack structure (lengths, nesting, item count) and then every field of the
+ * message before returning it; anything wrong becomes a {@link MalformedFrameError} naming the field and the problem,
+ * and nothing else ever escapes it.
+ *
+ * Decoding is two passes over the frame: {@link scanFrame} walks the MessagePack tokens without allocating, so a
+ * hostile frame (a length header of 4 GiB, arrays nested sixteen million deep, millions of tiny items) is refused
+ * before `@msgpack/msgpack` builds anything from it; then the decoder builds the value and a hand-written checker
+ * copies it into a fresh message of exactly the declared shape.
+ */
+import { Decoder, Encoder, type ExtensionCodecType } from '@msgpack/msgpack';
+import { ERROR_CODES, type ErrorCode, MalformedFrameError } from './errors.ts';
+import {
+  type CoordinateMessage,
+  type CoordinateReplyMessage,
+  DEFAULT_LIMITS,
+  type ErrorMessage,
+  NODE_ID_PATTERN,
+  type PeerMessage,
+  type ProtocolLimits,
+  type ReadMessage,
+  type ReadReplyMessage,
+  type ReplicateAckMessage,
+  type ReplicateMessage,
+  type WireReceipt,
+} from './protocol.ts';
+import { type ClockEntry, type VClock, isWellFormed, MAX_CLOCK_ENTRIES } from './vclock.ts';
+import type { Version } from './version.ts';
+
+/** Most node ids in each list of a write receipt (`acknowledged`, `fallbacks`, `hints`). @default 64 */
+export const MAX_RECEIPT_NODES = 64;
+
+/** Longest `message` of an {@link ErrorMessage}, in UTF-16 code units. @default 1024 */
+export const MAX_ERROR_MESSAGE_LENGTH = 1024;
+
+/** Largest `w` a coordinate request may ask for. @default 16 */
+export const MAX_WRITE_QUORUM = 16;
+
+/**
+ * How deep MessagePack containers may nest in a frame: message → versions → version → context → clock entry.
+ * @default 5
+ */
+export const MAX_FRAME_DEPTH = 5;
+
+// Longest string in a frame, in UTF-8 bytes: an error message of MAX_ERROR_MESSAGE_LENGTH UTF-16 units takes at
+// most three bytes per unit (a surrogate pair is four bytes for two units).
+const MAX_STRING_BYTES = 3 * MAX_ERROR_MESSAGE_LENGTH;
+
+// The largest map of any message (coordinate) has nine fields; the room above that lets the field checker name
+// a few unexpected fields rather than the scanner refusing the map whole.
+const MAX_MAP_FIELDS = 16;
+
+// Tokens (headers, keys and scalars) in one clock entry `{node, counter, timestamp}`, and in a version
+// `{dot, context, value}` whose context is full.
+const ENTRY_TOKENS = 7;
+const VERSION_TOKENS = 1 + 3 + ENTRY_TOKENS + (1 + ENTRY_TOKENS * MAX_CLOCK_ENTRIES) + 1;
+// The envelope, a full context and a full receipt with room to spare; versions come on top.
+const BASE_TOKENS = 1024;
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+
+const FIELDS = {
+  replicate: ['type', 'from', 'requestId', 'key', 'versions', 'hintFor', 'durable'],
+  'replicate-ack': ['type', 'from', 'requestId'],
+  read: ['type', 'from', 'requestId', 'key'],
+  'read-reply': ['type', 'from', 'requestId', 'versions'],
+  coordinate: ['type', 'from', 'requestId', 'key', 'value', 'context', 'w', 'ifMatch', 'durable'],
+  'coordinate-reply': ['type', 'from', 'requestId', 'context', 'receipt'],
+  error: ['type', 'from', 'requestId', 'code', 'message', 'required', 'acknowledged'],
+} as const satisfies Record<PeerMessage['type'], readonly string[]>;
+
+const ENTRY_FIELDS = ['node', 'counter', 'timestamp'] as const;
+const VERSION_FIELDS = ['dot', 'context', 'value'] as const;
+const RECEIPT_FIELDS = ['coordinator', 'acknowledged', 'fallbacks', 'hints'] as const;
+const HINT_FIELDS = ['holder', 'target'] as const;
+
+/** A decoded MessagePack map. */
+type Fields = Record<string, unknown>;
+
+// Every extension is refused; the default codec would turn type -1 into a Date.
+const NO_EXTENSIONS: ExtensionCodecType<undefined> = {
+  tryToEncode: () => null,
+  decode: (_data, type) => {
+    throw new Error(`extension type ${type} is not allowed`);
+  },
+};
+
+const encoder = new Encoder({ extensionCodec: NO_EXTENSIONS });
+
+interface FrameReader {
+  readonly decoder: Decoder;
+  readonly maxTokens: number;
+  readonly maxBinBytes: number;
+}
+
+const readers = new WeakMap<ProtocolLimits, FrameReader>();
+
+function readerFor(limits: ProtocolLimits): FrameReader {
+  let reader = readers.get(limits);
+  if (reader === undefined) {
+    const maxBinBytes = Math.max(limits.maxKeyBytes, limits.maxValueBytes);
+    reader = {
+      decoder: new Decoder({
+        extensionCodec: NO_EXTENSIONS,
+        maxStrLength: MAX_STRING_BYTES,
+        maxBinLength: maxBinBytes,
+        maxArrayLength: Math.max(limits.maxSiblings, MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES),
+        maxMapLength: MAX_MAP_FIELDS,
+        maxExtLength: 0,
+      }),
+      maxTokens: BASE_TOKENS + VERSION_TOKENS * limits.maxSiblings,
+      maxBinBytes,
+    };
+    readers.set(limits, reader);
+  }
+  return reader;
+}
+
+/** Encodes `message` as one MessagePack frame holding exactly the fields its type declares. */
+export function encodeMessage(message: PeerMessage): Uint8Array {
+  return encoder.encode(wireForm(message));
+}
+
+// A copy with only the declared fields, so that a caller's extra properties never reach the wire (where the
+// receiver would refuse them).
+function wireForm(m: PeerMessage): object {
+  switch (m.type) {
+    case 'replicate':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        key: m.key,
+        versions: m.versions.map(wireVersion),
+        hintFor: m.hintFor,
+        durable: m.durable,
+      };
+    case 'replicate-ack':
+      return { type: m.type, from: m.from, requestId: m.requestId };
+    case 'read':
+      return { type: m.type, from: m.from, requestId: m.requestId, key: m.key };
+    case 'read-reply':
+      return { type: m.type, from: m.from, requestId: m.requestId, versions: m.versions.map(wireVersion) };
+    case 'coordinate':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        key: m.key,
+        value: m.value,
+        context: m.context.map(wireEntry),
+        w: m.w,
+        ifMatch: m.ifMatch,
+        durable: m.durable,
+      };
+    case 'coordinate-reply':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        context: m.context.map(wireEntry),
+        receipt: {
+          coordinator: m.receipt.coordinator,
+          acknowledged: m.receipt.acknowledged,
+          fallbacks: m.receipt.fallbacks,
+          hints: m.receipt.hints.map((h) => ({ holder: h.holder, target: h.target })),
+        },
+      };
+    case 'error':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        code: m.code,
+        message: m.message,
+        required: m.required,
+        acknowledged: m.acknowledged,
+      };
+  }
+}
+
+function wireVersion(v: Version): object {
+  return { dot: wireEntry(v.dot), context: v.context.map(wireEntry), value: v.value };
+}
+
+function wireEntry(e: ClockEntry): object {
+  return { node: e.node, counter: e.counter, timestamp: e.timestamp };
+}
+
+/**
+ * Decodes and checks one frame from a peer. The returned message has exactly the fields of its type, and its byte
+ * fields are fresh copies that share no memory with `frame`.
+ * @param limits Size limits to enforce. @default DEFAULT_LIMITS
+ * @throws MalformedFrameError for any frame that is not a valid message; nothing else.
+ */
+export function decodeMessage(frame: Uint8Array, limits: ProtocolLimits = DEFAULT_LIMITS): PeerMessage {
+  try {
+    if (!(frame instanceof Uint8Array)) fail('frame', 'expected a Uint8Array');
+    if (frame.byteLength > limits.maxFrameBytes) {
+      fail('frame', `${frame.byteLength} bytes is over the limit of ${limits.maxFrameBytes} bytes`);
+    }
+    const reader = readerFor(limits);
+    scanFrame(frame, reader.maxTokens, reader.maxBinBytes, limits.maxSiblings);
+    let raw: unknown;
+    try {
+      raw = reader.decoder.decode(frame);
+    } catch (error) {
+      fail('frame', `not valid MessagePack (${errorText(error)})`, error);
+    }
+    return readMessage(raw, limits);
+  } catch (error) {
+    if (error instanceof MalformedFrameError) throw error;
+    // A checker bug must still not let a peer's frame throw something the node does not expect.
+    throw new MalformedFrameError(`frame: could not be checked (${errorText(error)})`, { cause: error });
+  }
+}
+
+/**
+ * Walks the MessagePack tokens of `bytes` without building anything, refusing what no valid message contains:
+ * extension types, the unused byte 0xc1, strings, bins and containers over their limits, nesting deeper than
+ * {@link MAX_FRAME_DEPTH}, more than `maxTokens` tokens, a truncated value, or bytes after the value.
+ */
+function scanFrame(bytes: Uint8Array, maxTokens: number, maxBinBytes: number, maxSiblings: number): void {
+  const end = bytes.length;
+  const maxArray = Math.max(maxSiblings, MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES);
+  // left[d]: items still expected at nesting level d (level 0 holds the message itself).
+  const left = [1, 0, 0, 0, 0, 0];
+  let depth = 0;
+  let pos = 0;
+  let tokens = 0;
+  for (;;) {
+    while (left[depth] === 0) {
+      if (depth === 0) {
+        if (pos !== end) fail('frame', `${end - pos} bytes after the message`);
+        return;
+      }
+      depth--;
+    }
+    left[depth]!--;
+    if (++tokens > maxTokens) fail('frame', `more than ${maxTokens} MessagePack items`);
+    if (pos >= end) fail('frame', `truncated at byte ${pos}`);
+    const b = bytes[pos]!;
+    let size = 0; // bytes of the token after its head byte
+    let items = 0; // entries of a container: its items, or its keys and values
+    let map = false;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
+      // fixint, nil, false, true
+    } else if (b <= 0x8f) {
+      map = true;
+      items = b & 0x0f;
+    } else if (b <= 0x9f) {
+      items = b & 0x0f;
+    } else if (b <= 0xbf) {
+      size = b & 0x1f;
+      if (size > MAX_STRING_BYTES) fail('frame', `string of ${size} bytes is over the limit of ${MAX_STRING_BYTES}`);
+    } else if (b >= 0xca && b <= 0xd3) {
+      // float32, float64, uint8..64, int8..64
+      size = FIXED_SIZES[b - 0xca]!;
+    } else {
+      const kind = VARIABLE_KINDS[b];
+      if (kind === undefined) {
+        fail('frame', b === 0xc1 ? `invalid byte 0xc1 at ${pos}` : `extension type at byte ${pos} is not allowed`);
+      }
+      const head = kind.head;
+      const length = lengthAt(bytes, pos + 1, head);
+      if (length < 0) fail('frame', `truncated at byte ${pos}`);
+      switch (kind.kind) {
+        case 'bin':
+          if (length > maxBinBytes) fail('frame', `bin of ${length} bytes is over the limit of ${maxBinBytes}`);
+          size = head + length;
+          break;
+        case 'str':
+          if (length > MAX_STRING_BYTES) {
+            fail('frame', `string of ${length} bytes is over the limit of ${MAX_STRING_BYTES}`);
+          }
+          size = head + length;
+          break;
+        case 'array':
+        case 'map':
+          map = kind.kind === 'map';
+          items = length;
+          size = head;
+          break;
+      }
+    }
+    pos += 1 + size;
+    if (pos > end) fail('frame', `truncated at byte ${pos - 1 - size}`);
+    if (items > 0) {
+      if (map ? items > MAX_MAP_FIELDS : items > maxArray) {
+        fail('frame', `${map ? 'map' : 'array'} of ${items} entries is over the limit`);
+      }
+      if (depth === MAX_FRAME_DEPTH) fail('frame', `nested deeper than ${MAX_FRAME_DEPTH} levels`);
+      left[++depth] = map ? 2 * items : items;
+    }
+  }
+}
+
+// Bytes after the head byte of 0xca..0xd3: float32, float64, uint8, uint16, uint32, uint64, int8 .. int64.
+const FIXED_SIZES = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8];
+
+// Head bytes of the tokens whose length follows them, with the width of that length.
+const VARIABLE_KINDS: Partial<Record<number, { kind: 'bin' | 'str' | 'array' | 'map'; head: number }>> = {
+  0xc4: { kind: 'bin', head: 1 },
+  0xc5: { kind: 'bin', head: 2 },
+  0xc6: { kind: 'bin', head: 4 },
+  0xd9: { kind: 'str', head: 1 },
+  0xda: { kind: 'str', head: 2 },
+  0xdb: { kind: 'str', head: 4 },
+  0xdc: { kind: 'array', head: 2 },
+  0xdd: { kind: 'array', head: 4 },
+  0xde: { kind: 'map', head: 2 },
+  0xdf: { kind: 'map', head: 4 },
+};
+
+// The big-endian unsigned integer of `width` bytes at `at`, or -1 when the frame ends first.
+function lengthAt(bytes: Uint8Array, at: number, width: number): number {
+  if (at + width > bytes.length) return -1;
+  let n = 0;
+  for (let i = 0; i < width; i++) n = n * 256 + bytes[at + i]!;
+  return n;
+}
+
+function fail(path: string, problem: string, cause?: unknown): never {
+  throw new MalformedFrameError(`${path}: ${problem}`, cause === undefined ? undefined : { cause });
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+// Peer-chosen names quoted and cut short, so an error message stays readable and small.
+function quote(name: string): string {
+  return /^[A-Za-z0-9_-]{1,32}$/.test(name) ? name : JSON.stringify(name.length > 32 ? `${name.slice(0, 32)}…` : name);
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Uint8Array) return 'bytes';
+  if (typeof value === 'object') return 'a map';
+  if (typeof value === 'number') return Number.isInteger(value) ? `the integer ${value}` : `the number ${value}`;
+  return `a ${typeof value}`;
+}
+
+function isMap(value: unknown): value is Fields {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+/** `value` as a map with exactly `fields`, else a failure naming the missing or unexpected field. */
+function readMap(value: unknown, path: string, fields: readonly string[]): Fields {
+  if (!isMap(value)) fail(path, `expected a map, got ${typeName(value)}`);
+  for (const field of fields) {
+    if (!Object.hasOwn(value, field)) fail(`${path}.${field}`, 'missing field');
+  }
+  const keys = Object.keys(value);
+  if (keys.length !== fields.length) {
+    const extra = keys.find((k) => !fields.includes(k)) ?? '';
+    fail(`${path}.${quote(extra)}`, 'unexpected field');
+  }
+  return value;
+}
+
+function readNodeId(value: unknown, path: string): string {
+  if (typeof value !== 'string') fail(path, `expected a node id string, got ${typeName(value)}`);
+  if (!NODE_ID_PATTERN.test(value)) fail(path, `${quote(value)} is not a node id (1 to 64 of [A-Za-z0-9_-])`);
+  return value;
+}
+
+function readNodeIds(value: unknown, path: string): string[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of node ids, got ${typeName(value)}`);
+  if (value.length > MAX_RECEIPT_NODES)
+    fail(path, `${value.length} node ids is over the limit of ${MAX_RECEIPT_NODES}`);
+  const out: string[] = [];
+  for (let i = 0; i < value.length; i++) out.push(readNodeId(value[i], `${path}[${i}]`));
+  return out;
+}
+
+function readBoolean(value: unknown, path: string): boolean {
+  if (typeof value !== 'boolean') fail(path, `expected a boolean, got ${typeName(value)}`);
+  return value;
+}
+
+function readRequestId(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    fail(path, `expected a non-negative safe integer, got ${typeName(value)}`);
+  }
+  return value;
+}
+
+function readCount(value: unknown, path: string): number | null {
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    fail(path, `expected null or a non-negative safe integer, got ${typeName(value)}`);
+  }
+  return value;
+}
+
+function readBytes(value: unknown, path: string, min: number, max: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) fail(path, `expected bytes, got ${typeName(value)}`);
+  if (value.byteLength < min) fail(path, `${value.byteLength} bytes is under the minimum of ${min}`);
+  if (value.byteLength > max) fail(path, `${value.byteLength} bytes is over the limit of ${max}`);
+  // A copy: the decoder hands out views of the frame, which would pin the whole frame and change with it. Not
+  // `value.slice()`: when the frame is a Node Buffer, so is `value`, and Buffer's slice is a view.
+  const copy = new Uint8Array(value.byteLength);
+  copy.set(value);
+  return copy;
+}
+
+function readKey(value: unknown, path: string, limits: ProtocolLimits): Uint8Array {
+  return readBytes(value, path, 1, limits.maxKeyBytes);
+}
+
+function readValue(value: unknown, path: string, limits: ProtocolLimits): Uint8Array | null {
+  return value === null ? null : readBytes(value, path, 0, limits.maxValueBytes);
+}
+
+function readEntry(value: unknown, path: string): ClockEntry {
+  const m = readMap(value, path, ENTRY_FIELDS);
+  const node = readNodeId(m.node, `${path}.node`);
+  const { counter, timestamp } = m;
+  if (typeof counter !== 'number' || !Number.isSafeInteger(counter) || counter < 1) {
+    fail(`${path}.counter`, `expected a positive safe integer, got ${typeName(counter)}`);
+  }
+  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) {
+    fail(`${path}.timestamp`, `expected a finite non-negative number, got ${typeName(timestamp)}`);
+  }
+  return { node, counter, timestamp };
+}
+
+/**
+ * Checks that `value`, as decoded from MessagePack, is a well-formed vector clock of at most
+ * {@link MAX_CLOCK_ENTRIES} entries, and returns a fresh copy of it.
+ * @param path Names the clock in the error message, e.g. `coordinate.context`.
+ * @throws MalformedFrameError naming the entry and the problem.
+ */
+export function readClock(value: unknown, path: string): VClock {
+  if (!Array.isArray(value)) fail(path, `expected an array of clock entries, got ${typeName(value)}`);
+  if (value.length > MAX_CLOCK_ENTRIES) {
+    fail(path, `${value.length} entries is over the limit of ${MAX_CLOCK_ENTRIES}`);
+  }
+  const clock: ClockEntry[] = [];
+  for (let i = 0; i < value.length; i++) clock.push(readEntry(value[i], `${path}[${i}]`));
+  if (!isWellFormed(clock)) {
+    const i = clock.findIndex((e, j) => j > 0 && clock[j - 1]!.node >= e.node);
+    fail(`${path}[${i}].node`, 'entries must be sorted by node with no node twice');
+  }
+  return clock;
+}
+
+function readVersions(value: unknown, path: string, limits: ProtocolLimits): Version[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of versions, got ${typeName(value)}`);
+  if (value.length > limits.maxSiblings) {
+    fail(path, `${value.length} versions is over the limit of ${limits.maxSiblings}`);
+  }
+  const versions: Version[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const m = readMap(value[i], at, VERSION_FIELDS);
+    const dot = readEntry(m.dot, `${at}.dot`);
+    const context = readClock(m.context, `${at}.context`);
+    const v = readValue(m.value, `${at}.value`, limits);
+    for (const earlier of versions) {
+      if (earlier.dot.node === dot.node && earlier.dot.counter === dot.counter) {
+        fail(`${at}.dot`, `the dot ${dot.node}:${dot.counter} appears twice`);
+      }
+    }
+    versions.push({ dot, context, value: v });
+  }
+  return versions;
+}
+
+function readReceipt(value: unknown, path: string): WireReceipt {
+  const m = readMap(value, path, RECEIPT_FIELDS);
+  const coordinator = readNodeId(m.coordinator, `${path}.coordinator`);
+  const acknowledged = readNodeIds(m.acknowledged, `${path}.acknowledged`);
+  const fallbacks = readNodeIds(m.fallbacks, `${path}.fallbacks`);
+  const hintsPath = `${path}.hints`;
+  const rawHints = m.hints;
+  if (!Array.isArray(rawHints)) fail(hintsPath, `expected an array of hints, got ${typeName(rawHints)}`);
+  if (rawHints.length > MAX_RECEIPT_NODES) {
+    fail(hintsPath, `${rawHints.length} hints is over the limit of ${MAX_RECEIPT_NODES}`);
+  }
+  const hints: { holder: string; target: string }[] = [];
+  for (let i = 0; i < rawHints.length; i++) {
+    const at = `${hintsPath}[${i}]`;
+    const h = readMap(rawHints[i], at, HINT_FIELDS);
+    hints.push({ holder: readNodeId(h.holder, `${at}.holder`), target: readNodeId(h.target, `${at}.target`) });
+  }
+  return { coordinator, acknowledged, fallbacks, hints };
+}
+
+function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
+  if (!isMap(raw)) fail('message', `expected a map, got ${typeName(raw)}`);
+  const type = raw.type;
+  if (typeof type !== 'string')
+    fail('message.type', type === undefined ? 'missing field' : `expected a string, got ${typeName(type)}`);
+  if (!Object.hasOwn(FIELDS, type)) fail('message.type', `unknown message type ${quote(type)}`);
+  const t = type as PeerMessage['type'];
+  const m = readMap(raw, t, FIELDS[t]);
+  const from = readNodeId(m.from, `${t}.from`);
+  const requestId = readRequestId(m.requestId, `${t}.requestId`);
+  switch (t) {
+    case 'replicate': {
+      const message: ReplicateMessage = {
+        type: t,
+        from,
+        requestId,
+        key: readKey(m.key, 'replicate.key', limits),
+        versions: readVersions(m.versions, 'replicate.versions', limits),
+        hintFor: m.hintFor === null ? null : readNodeId(m.hintFor, 'replicate.hintFor'),
+        durable: readBoolean(m.durable, 'replicate.durable'),
+      };
+      return message;
+    }
+    case 'replicate-ack': {
+      const message: ReplicateAckMessage = { type: t, from, requestId };
+      return message;
+    }
+    case 'read': {
+      const message: ReadMessage = { type: t, from, requestId, key: readKey(m.key, 'read.key', limits) };
+      return message;
+    }
+    case 'read-reply': {
+      const message: ReadReplyMessage = {
+        type: t,
+        from,
+        requestId,
+        versions: readVersions(m.versions, 'read-reply.versions', limits),
+      };
+      return message;
+    }
+    case 'coordinate': {
+      const w = m.w;
+      if (typeof w !== 'number' || !Number.isInteger(w) || w < 1 || w > MAX_WRITE_QUORUM) {
+        fail('coordinate.w', `expected an integer from 1 to ${MAX_WRITE_QUORUM}, got ${typeName(w)}`);
+      }
+      const message: CoordinateMessage = {
+        type: t,
+        from,
+        requestId,
+        key: readKey(m.key, 'coordinate.key', limits),
+        value: readValue(m.value, 'coordinate.value', limits),
+        context: readClock(m.context, 'coordinate.context'),
+        w,
+        ifMatch: readBoolean(m.ifMatch, 'coordinate.ifMatch'),
+        durable: readBoolean(m.durable, 'coordinate.durable'),
+      };
+      return message;
+    }
+    case 'coordinate-reply': {
+      const message: CoordinateReplyMessage = {
+        type: t,
+        from,
+        requestId,
+        context: readClock(m.context, 'coordinate-reply.context'),
+        receipt: readReceipt(m.receipt, 'coordinate-reply.receipt'),
+      };
+      return message;
+    }
+    case 'error': {
+      const code = m.code;
+      if (typeof code !== 'string' || !KNOWN_CODES.has(code)) {
+        fail('error.code', `expected an error code, got ${typeof code === 'string' ? quote(code) : typeName(code)}`);
+      }
+      const text = m.message;
+      if (typeof text !== 'string') fail('error.message', `expected a string, got ${typeName(text)}`);
+      if (text.length > MAX_ERROR_MESSAGE_LENGTH) {
+        fail('error.message', `${text.length} characters is over the limit of ${MAX_ERROR_MESSAGE_LENGTH}`);
+      }
+      const message: ErrorMessage = {
+        type: t,
+        from,
+        requestId,
+        code: code as ErrorCode,
+        message: text,
+        required: readCount(m.required, 'error.required'),
+        acknowledged: readCount(m.acknowledged, 'error.acknowledged'),
+      };
+      return message;
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The node core's public surface: one Dynamo node, its storage engines, its environment, and its errors. The
+ * browser client (`openStore`) wraps this in a Web Worker.
+ */
+export {
+  DynamoNode,
+  type NodeOptions,
+  type GetOptions,
+  type PutOptions,
+  type DeleteOptions,
+  type GetResult,
+  type PutResult,
+  type ReadReceipt,
+  type NodeMetrics,
+} from './node.ts';
+export {
+  Ring,
+  keyPosition,
+  type Member,
+  type RingOptions,
+  DEFAULT_PARTITIONS,
+  DEFAULT_TOKENS_PER_NODE,
+} from './ring.ts';
+export { MemoryStorage } from './storage/memory.ts';
+export { openIndexedDbStorage, IndexedDbStorage } from './storage/indexeddb.ts';
+export type { Storage, Durability, WriteOptions, Hint, StorageStats } from './storage/storage.ts';
+export {
+  systemClock,
+  systemTimers,
+  silentLogger,
+  type Clock,
+  type Timers,
+  type Transport,
+  type Logger,
+  type Random,
+} from './env.ts';
+export * from './errors.ts';
+export type { WireReceipt as Receipt } from './protocol.ts';
+export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol.ts';
+export { encodeContext, decodeContext } from './context.ts';
+export { compare, descends, merge, increment, prune, type VClock, type ClockEntry, type Ordering } from './vclock.ts';

@@ -1,0 +1,88 @@
+/**
+ * A node's counters and latency samples. Plain numbers, so that a snapshot crosses the worker boundary as is and the
+ * signalling server can collect it.
+ */
+
+/** The counters a node keeps. */
+export const COUNTER_NAMES = [
+  'gets',
+  'puts',
+  'deletes',
+  'localWrites',
+  'forwards',
+  'coordinated',
+  'replicasWritten',
+  'readsServed',
+  'readRepairs',
+  'fallbacksUsed',
+  'hintsSent',
+  'hintsStored',
+  'hintsDelivered',
+  'quorumFailures',
+  'staleContexts',
+  'timeouts',
+  'invalidRequests',
+  'malformedFrames',
+  'rejectedFrames',
+  'framesReceived',
+  'framesSent',
+] as const;
+
+/** One counter's name. */
+export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/** Latency percentiles of one operation, in ms, over the most recent samples. */
+export interface LatencySummary {
+  readonly count: number;
+  readonly p50: number;
+  readonly p99: number;
+}
+
+/** A snapshot of a node's metrics. */
+export type MetricsSnapshot = Record<CounterName, number> & {
+  readonly latency: { readonly get: LatencySummary; readonly put: LatencySummary };
+};
+
+/** How many recent samples each latency window keeps. @default 1024 */
+export const LATENCY_WINDOW = 1024;
+
+class LatencyWindow {
+  readonly #samples: number[] = [];
+  #next = 0;
+  #count = 0;
+
+  record(ms: number): void {
+    if (this.#samples.length < LATENCY_WINDOW) this.#samples.push(ms);
+    else this.#samples[this.#next] = ms;
+    this.#next = (this.#next + 1) % LATENCY_WINDOW;
+    this.#count++;
+  }
+
+  summary(): LatencySummary {
+    const sorted = [...this.#samples].sort((a, b) => a - b);
+    const at = (q: number): number =>
+      sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    return { count: this.#count, p50: at(0.5), p99: at(0.99) };
+  }
+}
+
+/** Counters and latency windows of one node. */
+export class Metrics {
+  readonly #counters = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as Record<CounterName, number>;
+  readonly #latency = { get: new LatencyWindow(), put: new LatencyWindow() };
+
+  /** Adds `by` to counter `name`. */
+  count(name: CounterName, by = 1): void {
+    this.#counters[name] += by;
+  }
+
+  /** Records one operation's latency. */
+  observe(operation: 'get' | 'put', ms: number): void {
+    this.#latency[operation].record(ms);
+  }
+
+  /** A copy of every counter and the latency summaries. */
+  snapshot(): MetricsSnapshot {
+    return { ...this.#counters, latency: { get: this.#latency.get.summary(), put: this.#latency.put.summary() } };
+  }
+}

@@ -1,0 +1,434 @@
+/**
+ * One Dynamo node: wires the ring, the coordinator, the replica and hinted handoff to its storage and transport,
+ * validates what callers and peers hand it, and owns its timers. It runs unchanged in a Web Worker, in Node and in
+ * the seeded simulation, because everything it touches comes in through {@link NodeOptions}.
+ */
+import { decodeMessage, encodeMessage } from './codec.ts';
+import { decodeContext, encodeContext } from './context.ts';
+import { Coordinator, type PutRequest } from './coordinator.ts';
+import { ClosedError, DynameshError, InvalidArgumentError, TooLargeError, hasErrorCode } from './errors.ts';
+import {
+  type Clock,
+  type Logger,
+  type Random,
+  type Timers,
+  type TimerHandle,
+  type Transport,
+  silentLogger,
+} from './env.ts';
+import { Handoff } from './handoff.ts';
+import { Metrics, type MetricsSnapshot } from './metrics.ts';
+import { Peers } from './peers.ts';
+import {
+  DEFAULT_LIMITS,
+  NODE_ID_PATTERN,
+  type PeerMessage,
+  type ProtocolLimits,
+  type WireReceipt,
+} from './protocol.ts';
+import { Replica } from './replica.ts';
+import { type Member, Ring } from './ring.ts';
+import type { Storage } from './storage/storage.ts';
+import { contextOf } from './version.ts';
+
+/** Everything a node is made of and its tunables. */
+export interface NodeOptions {
+  /** This node's id, `[A-Za-z0-9_-]{1,64}`. */
+  readonly id: string;
+  /** The failure domain (browser profile) this node runs in. */
+  readonly domain: string;
+  readonly storage: Storage;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly timers: Timers;
+  /** Randomness, for anything that must not be predictable. @default Math.random */
+  readonly random?: Random;
+  /** @default a logger that drops everything */
+  readonly logger?: Logger;
+  /** Replication factor N. @default 3 */
+  readonly n?: number;
+  /** Default read quorum R. @default 2 */
+  readonly r?: number;
+  /** Default write quorum W. @default 2 */
+  readonly w?: number;
+  /** Per-node reply timeout in ms; past it a replica is replaced by a fallback. @default 500 */
+  readonly requestTimeout?: number;
+  /** How long a put forwarded to its coordinator may take, in ms. @default 4 × requestTimeout */
+  readonly forwardTimeout?: number;
+  /** How long a peer that timed out is skipped, in ms. @default 4 × requestTimeout */
+  readonly suspicionMs?: number;
+  /** Ms between hinted-handoff delivery rounds. @default 1000 */
+  readonly hintInterval?: number;
+  /** Hints delivered per owner per round. @default 64 */
+  readonly hintBatch?: number;
+  /** Ring partitions Q. @default 256 */
+  readonly partitions?: number;
+  /** Ring tokens per node T. @default DEFAULT_TOKENS_PER_NODE of ring.ts */
+  readonly tokensPerNode?: number;
+  /** Size limits of keys, values and frames. @default DEFAULT_LIMITS */
+  readonly limits?: Partial<ProtocolLimits>;
+}
+
+/** Options of a get. */
+export interface GetOptions {
+  /** Replicas that must answer, 1..N. @default the node's r */
+  readonly r?: number;
+}
+
+/** Options of a put. */
+export interface PutOptions {
+  /** The context of the read this put supersedes; omitted, the put supersedes nothing. */
+  readonly context?: string;
+  /** Replicas that must acknowledge, the coordinator included, 1..N. @default the node's w */
+  readonly w?: number;
+  /** Fail with `ERR_STALE_CONTEXT` unless the context has seen every stored version. @default false */
+  readonly ifMatch?: boolean;
+  /** Ask every replica for a durable (strict) write. @default false */
+  readonly durable?: boolean;
+}
+
+/** Options of a delete. */
+export type DeleteOptions = Omit<PutOptions, 'ifMatch'>;
+
+/** Which nodes answered a get. */
+export interface ReadReceipt {
+  readonly coordinator: string;
+  readonly replied: readonly string[];
+}
+
+/** The answer of a get. */
+export interface GetResult {
+  /** Every unresolved sibling's value; empty when the key is absent or deleted. */
+  readonly values: Uint8Array[];
+  /** The opaque context to put over what was read. */
+  readonly context: string;
+  readonly receipt: ReadReceipt;
+}
+
+/** The answer of a put or delete. */
+export interface PutResult {
+  /** The opaque context of the new version. */
+  readonly context: string;
+  /** Who acknowledged, which of them were fallbacks, and where hints are held. */
+  readonly receipt: WireReceipt;
+}
+
+/** A node's metrics and what it holds. */
+export type NodeMetrics = MetricsSnapshot & { readonly members: number; readonly pendingRequests: number };
+
+const encoder = new TextEncoder();
+
+/** One Dynamo node. */
+export class DynamoNode {
+  /** This node's id. */
+  readonly id: string;
+  /** This node's failure domain. */
+  readonly domain: string;
+  readonly #options: NodeOptions;
+  readonly #n: number;
+  readonly #r: number;
+  readonly #w: number;
+  readonly #limits: ProtocolLimits;
+  readonly #logger: Logger;
+  readonly #metrics = new Metrics();
+  readonly #peers: Peers;
+  readonly #replica: Replica;
+  readonly #coordinator: Coordinator;
+  readonly #handoff: Handoff;
+  #ring: Ring;
+  #hintTimer: TimerHandle | undefined;
+  #closed = false;
+
+  constructor(options: NodeOptions) {
+    if (!NODE_ID_PATTERN.test(options.id))
+      throw new InvalidArgumentError(`node id ${JSON.stringify(options.id)} is not [A-Za-z0-9_-]{1,64}`);
+    this.id = options.id;
+    this.domain = options.domain;
+    this.#options = options;
+    this.#n = positiveInteger(options.n ?? 3, 'n');
+    this.#r = quorum(options.r ?? 2, this.#n, 'r');
+    this.#w = quorum(options.w ?? 2, this.#n, 'w');
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#logger = options.logger ?? silentLogger;
+    const requestTimeout = options.requestTimeout ?? 500;
+    this.#ring = this.#buildRing([{ id: this.id, domain: this.domain }]);
+    this.#peers = new Peers({
+      self: this.id,
+      clock: options.clock,
+      timers: options.timers,
+      suspicionMs: options.suspicionMs ?? 4 * requestTimeout,
+      send: (to, message) => this.#send(to, message),
+      onTimeout: () => this.#metrics.count('timeouts'),
+    });
+    this.#replica = new Replica({
+      self: this.id,
+      storage: options.storage,
+      metrics: this.#metrics,
+      partitionOf: (key) => this.#ring.partitionOf(key),
+    });
+    this.#coordinator = new Coordinator({
+      self: this.id,
+      n: this.#n,
+      storage: options.storage,
+      peers: this.#peers,
+      metrics: this.#metrics,
+      logger: this.#logger,
+      requestTimeout,
+      forwardTimeout: options.forwardTimeout ?? 4 * requestTimeout,
+      ring: () => this.#ring,
+      readLocal: (key) => this.#replica.readLocal(key),
+      now: () => options.clock.now(),
+    });
+    this.#handoff = new Handoff({
+      storage: options.storage,
+      peers: this.#peers,
+      metrics: this.#metrics,
+      logger: this.#logger,
+      requestTimeout,
+      batch: options.hintBatch ?? 64,
+      peersInView: () => this.#ring.members.map((m) => m.id).filter((id) => id !== this.id),
+    });
+    this.#scheduleHandoff();
+  }
+
+  /** The members of the current view. */
+  get members(): readonly Member[] {
+    return this.#ring.members;
+  }
+
+  /** The ring of the current view. */
+  get ring(): Ring {
+    return this.#ring;
+  }
+
+  /** Replaces the view. This node is always part of its own ring, even when the view leaves it out. */
+  setMembers(members: readonly Member[]): void {
+    const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
+    this.#ring = this.#buildRing(view);
+  }
+
+  /** Handles one frame from peer `from`. Never throws: a malformed frame is counted, logged and dropped. */
+  receive(from: string, frame: Uint8Array): void {
+    if (this.#closed) return;
+    this.#metrics.count('framesReceived');
+    let message: PeerMessage;
+    try {
+      message = decodeMessage(frame, this.#limits);
+      if (message.from !== from)
+        throw new DynameshError('ERR_MALFORMED_FRAME', `frame from ${from} claims to be from ${message.from}`);
+    } catch (error) {
+      this.#metrics.count('malformedFrames');
+      this.#logger.warn({ from, error: errorText(error) }, 'dropped a malformed frame');
+      return;
+    }
+    if (!this.#ring.has(from) || from === this.id) {
+      this.#metrics.count('rejectedFrames');
+      this.#logger.warn({ from, type: message.type }, 'dropped a frame from a node outside the view');
+      return;
+    }
+    this.#peers.heard(from);
+    void this.#dispatch(message).catch((error: unknown) => {
+      this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
+    });
+  }
+
+  async #dispatch(message: PeerMessage): Promise<void> {
+    switch (message.type) {
+      case 'replicate-ack':
+      case 'read-reply':
+      case 'coordinate-reply':
+      case 'error':
+        if (!this.#peers.settle(message)) this.#logger.debug({ from: message.from, type: message.type }, 'late reply');
+        return;
+      case 'replicate':
+        try {
+          await this.#replica.replicate(message);
+          this.#peers.reply(message.from, message.requestId, { type: 'replicate-ack' });
+        } catch (error) {
+          this.#replyError(message.from, message.requestId, error);
+        }
+        return;
+      case 'read':
+        try {
+          const versions = await this.#replica.read(message.key);
+          this.#peers.reply(message.from, message.requestId, { type: 'read-reply', versions });
+        } catch (error) {
+          this.#replyError(message.from, message.requestId, error);
+        }
+        return;
+      case 'coordinate':
+        try {
+          this.#metrics.count('coordinated');
+          const outcome = await this.#coordinator.coordinatePut({
+            key: message.key,
+            value: message.value,
+            context: message.context,
+            w: quorum(message.w, this.#n, 'w'),
+            r: this.#r,
+            ifMatch: message.ifMatch,
+            durable: message.durable,
+          });
+          this.#peers.reply(message.from, message.requestId, {
+            type: 'coordinate-reply',
+            context: outcome.context,
+            receipt: outcome.receipt,
+          });
+        } catch (error) {
+          this.#replyError(message.from, message.requestId, error);
+        }
+        return;
+    }
+  }
+
+  /** Reads `key`: every unresolved sibling and one context for them. */
+  async get(key: Uint8Array | string, options: GetOptions = {}): Promise<GetResult> {
+    return this.#operation('get', async () => {
+      const bytes = this.#key(key);
+      const r = quorum(options.r ?? this.#r, this.#n, 'r');
+      this.#metrics.count('gets');
+      const outcome = await this.#coordinator.get(bytes, r);
+      return {
+        values: outcome.siblings.flatMap((s) => (s.value === null ? [] : [s.value])),
+        context: encodeContext(contextOf(outcome.siblings)),
+        receipt: { coordinator: outcome.coordinator, replied: outcome.replied },
+      };
+    });
+  }
+
+  /** Writes `value` under `key`, superseding what `options.context` has seen. */
+  async put(key: Uint8Array | string, value: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    return this.#operation('put', async () => {
+      const bytes = this.#key(key);
+      if (!(value instanceof Uint8Array)) throw new InvalidArgumentError('value must be a Uint8Array');
+      if (value.byteLength > this.#limits.maxValueBytes)
+        throw new TooLargeError('value', value.byteLength, this.#limits.maxValueBytes);
+      this.#metrics.count('puts');
+      return this.#write(bytes, new Uint8Array(value), options);
+    });
+  }
+
+  /** Deletes `key` by writing a tombstone over what `options.context` has seen. */
+  async delete(key: Uint8Array | string, options: DeleteOptions = {}): Promise<PutResult> {
+    return this.#operation('put', async () => {
+      const bytes = this.#key(key);
+      this.#metrics.count('deletes');
+      return this.#write(bytes, null, { ...options, ifMatch: false });
+    });
+  }
+
+  async #write(key: Uint8Array, value: Uint8Array | null, options: PutOptions): Promise<PutResult> {
+    const request: PutRequest = {
+      key,
+      value,
+      context: decodeContext(options.context),
+      w: quorum(options.w ?? this.#w, this.#n, 'w'),
+      r: this.#r,
+      ifMatch: booleanOption(options.ifMatch, 'ifMatch'),
+      durable: booleanOption(options.durable, 'durable'),
+    };
+    const outcome = await this.#coordinator.put(request);
+    return { context: encodeContext(outcome.context), receipt: outcome.receipt };
+  }
+
+  /** A snapshot of this node's counters and latencies. */
+  metrics(): NodeMetrics {
+    return {
+      ...this.#metrics.snapshot(),
+      members: this.#ring.members.length,
+      pendingRequests: this.#peers.pendingCount,
+    };
+  }
+
+  /** Stops the timers and ends every waiting request; later calls fail with `ERR_CLOSED`. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#hintTimer !== undefined) this.#options.timers.clearTimeout(this.#hintTimer);
+    this.#peers.close();
+  }
+
+  async #operation<T>(kind: 'get' | 'put', run: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ClosedError();
+    const started = this.#options.clock.now();
+    try {
+      const result = await run();
+      if (this.#closed) throw new ClosedError('the node closed before the request completed');
+      this.#metrics.observe(kind, this.#options.clock.now() - started);
+      return result;
+    } catch (error) {
+      if (hasErrorCode(error, 'ERR_INVALID_ARGUMENT') || hasErrorCode(error, 'ERR_TOO_LARGE')) {
+        this.#metrics.count('invalidRequests');
+      }
+      throw error;
+    }
+  }
+
+  #key(key: Uint8Array | string): Uint8Array {
+    let bytes: Uint8Array;
+    if (typeof key === 'string') bytes = encoder.encode(key);
+    else if (key instanceof Uint8Array) bytes = new Uint8Array(key);
+    else throw new InvalidArgumentError('key must be a string or a Uint8Array');
+    if (bytes.byteLength === 0) throw new InvalidArgumentError('key must not be empty');
+    if (bytes.byteLength > this.#limits.maxKeyBytes)
+      throw new TooLargeError('key', bytes.byteLength, this.#limits.maxKeyBytes);
+    return bytes;
+  }
+
+  #buildRing(members: readonly Member[]): Ring {
+    const options: { partitions?: number; tokensPerNode?: number } = {};
+    if (this.#options.partitions !== undefined) options.partitions = this.#options.partitions;
+    if (this.#options.tokensPerNode !== undefined) options.tokensPerNode = this.#options.tokensPerNode;
+    return new Ring(members, options);
+  }
+
+  #send(to: string, message: PeerMessage): void {
+    this.#metrics.count('framesSent');
+    this.#options.transport.send(to, encodeMessage(message));
+  }
+
+  #replyError(to: string, requestId: number, error: unknown): void {
+    const known = error instanceof DynameshError;
+    if (!known) this.#logger.error({ error: errorText(error) }, 'request failed unexpectedly');
+    const quorumCounts = error as { required?: unknown; acknowledged?: unknown };
+    this.#peers.reply(to, requestId, {
+      type: 'error',
+      code: known ? error.code : 'ERR_STORAGE',
+      message: errorText(error).slice(0, 1024),
+      required: typeof quorumCounts.required === 'number' ? quorumCounts.required : null,
+      acknowledged: typeof quorumCounts.acknowledged === 'number' ? quorumCounts.acknowledged : null,
+    });
+  }
+
+  #scheduleHandoff(): void {
+    if (this.#closed) return;
+    this.#hintTimer = this.#options.timers.setTimeout(() => {
+      this.#handoff
+        .deliverRound()
+        .catch((error: unknown) => this.#logger.warn({ error: errorText(error) }, 'hinted handoff round failed'))
+        .finally(() => this.#scheduleHandoff());
+    }, this.#options.hintInterval ?? 1000);
+  }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1 || value > 16)
+    throw new InvalidArgumentError(`${name} must be an integer from 1 to 16, got ${String(value)}`);
+  return value;
+}
+
+function quorum(value: unknown, n: number, name: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > n) {
+    throw new InvalidArgumentError(`${name} must be an integer from 1 to N=${n}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function booleanOption(value: unknown, name: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean`);
+  return value;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

@@ -1,0 +1,278 @@
+/**
+ * The consistent-hashing ring, pure. Keys fall into Q fixed, equal partitions of the 64-bit md5 space (Dynamo's
+ * strategy 3), and each node places T virtual-node tokens derived from its id. A partition is served by the nodes
+ * met walking clockwise over the tokens from the partition's upper bound, nodes of distinct domains first, so that
+ * replicas land in distinct browser profiles whenever there are enough of them. Partitions are the unit of transfer,
+ * hinted handoff and Merkle trees: a membership change moves whole partitions and never a boundary.
+ *
+ * Positions are 64-bit, but the ring never needs BigInt on its hot paths: partition bounds have zero low 32 bits, so
+ * finding where a partition's walk starts only compares the high halves of token positions.
+ */
+import { md5 } from '@noble/hashes/legacy.js';
+import { InvalidArgumentError } from './errors.ts';
+
+/** A node as the ring sees it. */
+export interface Member {
+  /** The node id, unique in the cluster. */
+  readonly id: string;
+  /** The failure domain the node runs in (its browser profile): replicas prefer distinct domains. */
+  readonly domain: string;
+}
+
+/** Tunables of a {@link Ring}. Every node of a cluster must use the same values, or their rings disagree. */
+export interface RingOptions {
+  /** Q: fixed equal partitions of the 64-bit ring, a power of two. @default 256 */
+  readonly partitions?: number;
+  /** T: virtual-node tokens per node. @default 128 */
+  readonly tokensPerNode?: number;
+}
+
+/** Q, the number of partitions when none is given. @default 256 */
+export const DEFAULT_PARTITIONS = 256;
+
+/**
+ * T, the tokens each node places when none is given, chosen with `test/bench/ring-balance.ts` (8 nodes, Q = 256, 200
+ * random clusters: `--sets 200 --seed 7 --tokens T`). From 64 tokens up the primary-owner balance stops improving
+ * (largest over mean 1.23 on average), because each partition's owner is then close to an independent draw and the
+ * spread left is the quantization of 256 partitions over 8 nodes. 128 tokens still even out the replica load (largest
+ * over mean 1.09 against 1.11 at 64, worst 1.19 against 1.22) and let a larger Q pay off, for about 33 ms to build a
+ * 64-member ring from fresh ids, 5 ms when one member joins. @default 128
+ */
+export const DEFAULT_TOKENS_PER_NODE = 128;
+
+/** The most partitions a ring accepts: partition numbers must fit in the top 16 bits of a position. */
+export const MAX_PARTITIONS = 65536;
+
+/** The most tokens per node a ring accepts, so that a bad option cannot stall every rebuild. */
+export const MAX_TOKENS_PER_NODE = 4096;
+
+const utf8 = new TextEncoder();
+
+/** Token positions of one node: the high and low 32-bit halves of md5(`${id}:${i}`) for i from 0. */
+interface NodeTokens {
+  readonly hi: Uint32Array;
+  readonly lo: Uint32Array;
+}
+
+/**
+ * Token positions by node id. Every membership change rebuilds the ring, and hashing the tokens is nearly all of its
+ * cost, while a change adds or removes one node: remembering the others' tokens makes a rebuild cheap. A node's
+ * first T tokens do not depend on T, so one entry serves every T up to its length. Bounded, oldest dropped first.
+ */
+const tokenCache = new Map<string, NodeTokens>();
+const TOKEN_CACHE_SIZE = 1024;
+
+function tokensOf(id: string, count: number): NodeTokens {
+  const cached = tokenCache.get(id);
+  if (cached !== undefined) {
+    tokenCache.delete(id);
+    tokenCache.set(id, cached);
+    if (cached.hi.length >= count) return cached;
+  }
+  const hi = new Uint32Array(count);
+  const lo = new Uint32Array(count);
+  for (let i = 0; i < count; i++) {
+    const digest = md5(utf8.encode(`${id}:${i}`));
+    const view = new DataView(digest.buffer, digest.byteOffset, 8);
+    hi[i] = view.getUint32(0);
+    lo[i] = view.getUint32(4);
+  }
+  const tokens = { hi, lo };
+  tokenCache.delete(id);
+  tokenCache.set(id, tokens);
+  if (tokenCache.size > TOKEN_CACHE_SIZE) tokenCache.delete(tokenCache.keys().next().value!);
+  return tokens;
+}
+
+/** md5 of the key, first 8 bytes big-endian as an unsigned 64-bit position. */
+export function keyPosition(key: Uint8Array): bigint {
+  const digest = md5(key);
+  return new DataView(digest.buffer, digest.byteOffset, 8).getBigUint64(0);
+}
+
+/** The ids that {@link Ring.walk} visits, and in what order, for one partition. */
+type Walk = readonly string[];
+
+/** A ring computed from one membership view. Immutable: build a new one on every membership change. */
+export class Ring {
+  /** Q, the number of partitions. */
+  readonly partitions: number;
+  /** T, the tokens each member placed. */
+  readonly tokensPerNode: number;
+  /** The members, sorted by id whatever order they were given in. */
+  readonly members: readonly Member[];
+
+  readonly #ids: ReadonlySet<string>;
+  /** log2(Q): a key's partition is the top `#bits` bits of its position. */
+  readonly #bits: number;
+  /** The high 32 bits of every token position, in clockwise order. */
+  readonly #tokenHi: Uint32Array;
+  /** The member index (into `members`) owning each token, in the same order. */
+  readonly #tokenOwner: Uint32Array;
+  /** The domain number of each member, so walks compare small integers rather than strings. */
+  readonly #memberDomain: Uint32Array;
+  readonly #domainCount: number;
+  /** Walks computed so far, by partition: most requests hit a few partitions many times. */
+  readonly #walks: (Walk | undefined)[];
+
+  /**
+   * @param members - The view's members, in any order: every node computes the same ring from the same set.
+   * @throws InvalidArgumentError when Q is not a power of two in 1..65536, T is not an integer in 1..4096, or a
+   *   member id is empty or repeated.
+   */
+  constructor(members: readonly Member[], options: RingOptions = {}) {
+    const partitions = options.partitions ?? DEFAULT_PARTITIONS;
+    const tokensPerNode = options.tokensPerNode ?? DEFAULT_TOKENS_PER_NODE;
+    if (
+      !Number.isInteger(partitions) ||
+      partitions < 1 ||
+      partitions > MAX_PARTITIONS ||
+      (partitions & (partitions - 1)) !== 0
+    ) {
+      throw new InvalidArgumentError(
+        `partitions must be a power of two from 1 to ${MAX_PARTITIONS}, not ${partitions}`,
+      );
+    }
+    if (!Number.isInteger(tokensPerNode) || tokensPerNode < 1 || tokensPerNode > MAX_TOKENS_PER_NODE) {
+      throw new InvalidArgumentError(
+        `tokensPerNode must be an integer from 1 to ${MAX_TOKENS_PER_NODE}, not ${tokensPerNode}`,
+      );
+    }
+    const ids = new Set<string>();
+    for (const m of members) {
+      if (typeof m.id !== 'string' || m.id === '') {
+        throw new InvalidArgumentError('a member id must be a non-empty string');
+      }
+      if (typeof m.domain !== 'string') throw new InvalidArgumentError(`member ${m.id} has no domain string`);
+      if (ids.has(m.id)) throw new InvalidArgumentError(`member id ${m.id} appears twice`);
+      ids.add(m.id);
+    }
+
+    this.partitions = partitions;
+    this.tokensPerNode = tokensPerNode;
+    this.#bits = Math.log2(partitions);
+    this.#ids = ids;
+    const sorted = members
+      .map((m) => Object.freeze({ id: m.id, domain: m.domain }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.members = Object.freeze(sorted);
+
+    const domains = new Map<string, number>();
+    this.#memberDomain = new Uint32Array(sorted.length);
+    sorted.forEach((m, i) => {
+      let d = domains.get(m.domain);
+      if (d === undefined) domains.set(m.domain, (d = domains.size));
+      this.#memberDomain[i] = d;
+    });
+    this.#domainCount = domains.size;
+
+    const count = sorted.length * tokensPerNode;
+    const hi = new Uint32Array(count);
+    const lo = new Uint32Array(count);
+    const owner = new Uint32Array(count);
+    let t = 0;
+    sorted.forEach((m, i) => {
+      const tokens = tokensOf(m.id, tokensPerNode);
+      for (let k = 0; k < tokensPerNode; k++, t++) {
+        hi[t] = tokens.hi[k]!;
+        lo[t] = tokens.lo[k]!;
+        owner[t] = i;
+      }
+    });
+    // Members are sorted by id, so breaking exact position ties by owner index is independent of the input order.
+    const order = Array.from({ length: count }, (_, k) => k).sort(
+      (a, b) => hi[a]! - hi[b]! || lo[a]! - lo[b]! || owner[a]! - owner[b]!,
+    );
+    this.#tokenHi = Uint32Array.from(order, (k) => hi[k]!);
+    this.#tokenOwner = Uint32Array.from(order, (k) => owner[k]!);
+    this.#walks = new Array<Walk | undefined>(partitions).fill(undefined);
+  }
+
+  /** True when `id` is a member of this ring. */
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
+  /** The partition a key falls in: position * Q / 2^64 (top log2(Q) bits of the md5). */
+  partitionOf(key: Uint8Array): number {
+    if (this.#bits === 0) return 0;
+    const digest = md5(key);
+    return new DataView(digest.buffer, digest.byteOffset, 4).getUint32(0) >>> (32 - this.#bits);
+  }
+
+  /**
+   * Every member id, in the order a request for this partition tries them: the preference list, then fallbacks.
+   * The walk goes clockwise from the partition's upper bound ((p+1)·2^64/Q, mod 2^64; a token exactly there counts)
+   * and takes the first node met of each domain, then the other nodes in the order met.
+   * @throws InvalidArgumentError when `partition` is not an integer in 0..Q-1.
+   */
+  walk(partition: number): readonly string[] {
+    this.#checkPartition(partition);
+    let walk = this.#walks[partition];
+    if (walk === undefined) {
+      walk = this.#computeWalk(partition);
+      this.#walks[partition] = walk;
+    }
+    return walk;
+  }
+
+  /**
+   * The first n ids of walk(partition).
+   * @throws InvalidArgumentError when `partition` is out of range or `n` is not a non-negative integer.
+   */
+  preferenceList(partition: number, n: number): readonly string[] {
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`n must be a non-negative integer, not ${n}`);
+    const walk = this.walk(partition);
+    return n >= walk.length ? walk : walk.slice(0, n);
+  }
+
+  #checkPartition(partition: number): void {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= this.partitions) {
+      throw new InvalidArgumentError(`partition must be an integer from 0 to ${this.partitions - 1}, not ${partition}`);
+    }
+  }
+
+  #computeWalk(partition: number): Walk {
+    const tokens = this.#tokenHi.length;
+    const memberCount = this.members.length;
+    if (tokens === 0) return Object.freeze([]);
+    const start = this.#firstTokenAtOrAfter(partition);
+    const seenMember = new Uint8Array(memberCount);
+    const seenDomain = new Uint8Array(this.#domainCount);
+    const first: string[] = [];
+    const rest: string[] = [];
+    let met = 0;
+    for (let k = 0; k < tokens && met < memberCount; k++) {
+      const m = this.#tokenOwner[(start + k) % tokens]!;
+      if (seenMember[m] === 1) continue;
+      seenMember[m] = 1;
+      met++;
+      const d = this.#memberDomain[m]!;
+      const id = this.members[m]!.id;
+      if (seenDomain[d] === 1) {
+        rest.push(id);
+      } else {
+        seenDomain[d] = 1;
+        first.push(id);
+      }
+    }
+    return Object.freeze(first.concat(rest));
+  }
+
+  /** Index of the first token at or clockwise after partition p's upper bound. */
+  #firstTokenAtOrAfter(partition: number): number {
+    // The last partition's upper bound is 2^64, which is position 0: its walk starts at the first token.
+    if (partition === this.partitions - 1) return 0;
+    // The bound's low 32 bits are zero, so a token is at or after it exactly when its high half is.
+    const boundHi = (partition + 1) * 2 ** (32 - this.#bits);
+    const hi = this.#tokenHi;
+    let lo = 0;
+    let up = hi.length;
+    while (lo < up) {
+      const mid = (lo + up) >>> 1;
+      if (hi[mid]! < boundHi) lo = mid + 1;
+      else up = mid;
+    }
+    return lo === hi.length ? 0 : lo;
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The IndexedDB storage engine, for a node running in a browser (normally inside its dedicated worker). One
+ * database per node, named by the caller after cluster and node id. Each write is one readwrite transaction that
+ * reads, merges with {@link resolve} and writes, so that concurrent writes to a key never lose a version.
+ *
+ * Stores: `keys` (key path `key`, binary, so IndexedDB orders keys by their bytes; index `partition` on
+ * [partition, key] for scans), `hints` (key path [target, key]; index `key`), `meta` (one record: the node's dot
+ * counter and the running counts that {@link IndexedDbStorage.stats} reports, kept in the same transactions as
+ * the writes they count so they never drift).
+ */
+import { openDB } from 'idb';
+import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
+import { ClosedError, DynameshError, StaleContextError, StorageError } from '../errors.ts';
+import type { VClock } from '../vclock.ts';
+import type { Version } from '../version.ts';
+import { contextCoversAll, createVersion, resolve } from '../version.ts';
+import { nextCounter, ownBytes, storedSize, takeCount, undelivered } from './memory.ts';
+import type {
+  ApplyResult,
+  Durability,
+  Hint,
+  LocalWrite,
+  LocalWriteResult,
+  Storage,
+  StorageStats,
+  StoredKey,
+  WriteOptions,
+} from './storage.ts';
+
+/** Bytes that own their buffer: what IndexedDB takes as a binary key. */
+type Bytes = Uint8Array<ArrayBuffer>;
+
+interface KeyRecord {
+  key: Bytes;
+  partition: number;
+  siblings: Version[];
+}
+
+interface HintRecord {
+  target: string;
+  key: Bytes;
+  partition: number;
+  siblings: Version[];
+}
+
+interface MetaRecord {
+  /** The last dot counter drawn by {@link IndexedDbStorage.write}. */
+  counter: number;
+  keys: number;
+  bytes: number;
+}
+
+interface Schema extends DBSchema {
+  keys: { key: Bytes; value: KeyRecord; indexes: { partition: [number, Bytes] } };
+  hints: { key: [string, Bytes]; value: HintRecord; indexes: { key: Bytes } };
+  meta: { key: string; value: MetaRecord };
+}
+
+type StoreName = 'keys' | 'hints' | 'meta';
+type WriteTx = IDBPTransaction<Schema, StoreName[], 'readwrite'>;
+
+const SCHEMA_VERSION = 1;
+const STATE = 'state';
+const EMPTY_STATE: MetaRecord = { counter: 0, keys: 0, bytes: 0 };
+/** The largest count `getAll` accepts (an unsigned long); zero would mean "no limit" to IndexedDB. */
+const MAX_COUNT = 2 ** 32 - 1;
+
+/**
+ * A plain copy that owns its bytes. Taken when a method is called, not when its transaction gets to the write:
+ * the caller may change its arrays in between, and structured clone of a view would store its whole buffer.
+ */
+function plainVersion(v: Version): Version {
+  return {
+    dot: { node: v.dot.node, counter: v.dot.counter, timestamp: v.dot.timestamp },
+    context: plainClock(v.context),
+    value: v.value === null ? null : ownBytes(v.value),
+  };
+}
+
+function plainClock(clock: VClock): VClock {
+  return clock.map((e) => ({ node: e.node, counter: e.counter, timestamp: e.timestamp }));
+}
+
+function failure(error: unknown, what: string): Error {
+  if (error instanceof DynameshError) return error;
+  const e = error as { name?: unknown; message?: unknown } | null;
+  const detail = typeof e?.message === 'string' ? `${String(e.name)}: ${e.message}` : String(error);
+  return new StorageError(`IndexedDB ${what} failed (${detail})`, { cause: error });
+}
+
+function countOf(limit: number | undefined): number | undefined {
+  const take = takeCount(limit);
+  return take === Infinity ? undefined : Math.min(take, MAX_COUNT);
+}
+
+/** The running counts after `old` is replaced by `siblings` under `key`. */
+function recount(state: MetaRecord, key: Uint8Array, old: KeyRecord | undefined, siblings: Version[]): MetaRecord {
+  return {
+    counter: state.counter,
+    keys: state.keys + (old === undefined ? 1 : 0),
+    bytes: state.bytes + storedSize(key, siblings) - (old === undefined ? 0 : storedSize(old.key, old.siblings)),
+  };
+}
+
+/**
+ * Opens (creating when absent) the database `name` as a {@link Storage}. The caller names it after cluster and
+ * node id so that tabs never share one. Fails with `ERR_STORAGE` when IndexedDB cannot open it.
+ */
+export async function openIndexedDbStorage(name: string): Promise<IndexedDbStorage> {
+  return IndexedDbStorage.open(name);
+}
+
+/** {@link Storage} on one IndexedDB database; open it with {@link openIndexedDbStorage}. */
+export class IndexedDbStorage implements Storage {
+  #db: IDBPDatabase<Schema> | undefined;
+  #closed = false;
+
+  private constructor() {}
+
+  /** Same as {@link openIndexedDbStorage}. */
+  static async open(name: string): Promise<IndexedDbStorage> {
+    const storage = new IndexedDbStorage();
+    try {
+      storage.#db = await openDB<Schema>(name, SCHEMA_VERSION, {
+        upgrade(database, oldVersion) {
+          if (oldVersion < 1) {
+            database.createObjectStore('keys', { keyPath: 'key' }).createIndex('partition', ['partition', 'key']);
+            database.createObjectStore('hints', { keyPath: ['target', 'key'] }).createIndex('key', 'key');
+            database.createObjectStore('meta');
+          }
+        },
+        // Another connection wants a newer schema or to delete the database: give way rather than block it.
+        blocking() {
+          void storage.close();
+        },
+        // The browser closed the connection (storage cleared, disk error): nothing more can be done on it.
+        terminated() {
+          storage.#closed = true;
+        },
+      });
+      return storage;
+    } catch (error) {
+      throw failure(error, `open of "${name}"`);
+    }
+  }
+
+  #open(): IDBPDatabase<Schema> {
+    if (this.#closed || this.#db === undefined) throw new ClosedError('the storage is closed');
+    return this.#db;
+  }
+
+  /** Runs `body` in one readwrite transaction and resolves once the transaction has committed. */
+  async #update<T>(
+    what: string,
+    stores: StoreName[],
+    durability: Durability | undefined,
+    body: (tx: WriteTx) => Promise<T>,
+  ): Promise<T> {
+    const db = this.#open();
+    let tx: WriteTx;
+    try {
+      tx = db.transaction(stores, 'readwrite', { durability: durability ?? 'relaxed' });
+    } catch (error) {
+      throw failure(error, what);
+    }
+    // Observed here so that an abort never surfaces as an unhandled rejection; awaited below.
+    tx.done.catch(() => {});
+    try {
+      const result = await body(tx);
+      await tx.done;
+      return result;
+    } catch (error) {
+      try {
+        tx.abort();
+      } catch {
+        // Already committed or aborted.
+      }
+      throw failure(error, what);
+    }
+  }
+
+  async get(key: Uint8Array): Promise<Version[]> {
+    const db = this.#open();
+    try {
+      return (await db.get('keys', ownBytes(key)))?.siblings ?? [];
+    } catch (error) {
+      throw failure(error, 'get');
+    }
+  }
+
+  async apply(
+    key: Uint8Array,
+    partition: number,
+    versions: readonly Version[],
+    options?: WriteOptions,
+  ): Promise<ApplyResult> {
+    const id = ownBytes(key);
+    const incoming = versions.map(plainVersion);
+    return this.#update('apply', ['keys', 'meta'], options?.durability, async (tx) => {
+      const keys = tx.objectStore('keys');
+      const meta = tx.objectStore('meta');
+      const [old, state = EMPTY_STATE] = await Promise.all([keys.get(id), meta.get(STATE)]);
+      const { siblings, changed } = resolve(old?.siblings ?? [], incoming);
+      if (changed) {
+        await Promise.all([
+          keys.put({ key: id, partition, siblings }),
+          meta.put(recount(state, id, old, siblings), STATE),
+        ]);
+      }
+      return { siblings, changed };
+    });
+  }
+
+  async write(
+    key: Uint8Array,
+    partition: number,
+    write: LocalWrite,
+    options?: WriteOptions,
+  ): Promise<LocalWriteResult> {
+    const id = ownBytes(key);
+    const context = plainClock(write.context);
+    const value = write.value === null ? null : ownBytes(write.value);
+    const { node, timestamp, ifMatch } = write;
+    return this.#update('write', ['keys', 'meta'], options?.durability, async (tx) => {
+      const keys = tx.objectStore('keys');
+      const meta = tx.objectStore('meta');
+      const [old, state = EMPTY_STATE] = await Promise.all([keys.get(id), meta.get(STATE)]);
+      const stored = old?.siblings ?? [];
+      if (ifMatch && !contextCoversAll(context, stored)) {
+        throw new StaleContextError('the context does not cover every stored version of the key');
+      }
+      const counter = nextCounter(state.counter, node, context, stored);
+      const version = createVersion(node, counter, timestamp, context, value);
+      const { siblings } = resolve(stored, [version]);
+      await Promise.all([
+        keys.put({ key: id, partition, siblings }),
+        meta.put({ ...recount(state, id, old, siblings), counter }, STATE),
+      ]);
+      return { version, siblings };
+    });
+  }
+
+  async scanPartition(partition: number, options: { after?: Uint8Array; limit?: number } = {}): Promise<StoredKey[]> {
+    const db = this.#open();
+    const count = countOf(options.limit);
+    if (count === 0) return [];
+    const after = options.after;
+    // Arrays sort above binary keys, so [partition, []] bounds every [partition, key] from above.
+    const range = IDBKeyRange.bound(
+      after === undefined ? [partition] : [partition, ownBytes(after)],
+      [partition, []],
+      after !== undefined,
+      true,
+    );
+    try {
+      return await db.getAllFromIndex('keys', 'partition', range, count);
+    } catch (error) {
+      throw failure(error, 'scanPartition');
+    }
+  }
+
+  async putHint(hint: Hint, options?: WriteOptions): Promise<void> {
+    const record: HintRecord = {
+      target: hint.target,
+      key: ownBytes(hint.key),
+      partition: hint.partition,
+      siblings: hint.siblings.map(plainVersion),
+    };
+    await this.#update('putHint', ['hints'], options?.durability, async (tx) => {
+      const hints = tx.objectStore('hints');
+      const old = await hints.get([record.target, record.key]);
+      const { siblings, changed } = resolve(old?.siblings ?? [], record.siblings);
+      if (changed) await hints.put({ ...record, siblings });
+    });
+  }
+
+  async hintsFor(key: Uint8Array): Promise<Hint[]> {
+    const db = this.#open();
+    try {
+      return await db.getAllFromIndex('hints', 'key', ownBytes(key));
+    } catch (error) {
+      throw failure(error, 'hintsFor');
+    }
+  }
+
+  async listHints(options: { target?: string; limit?: number } = {}): Promise<Hint[]> {
+    const db = this.#open();
+    const count = countOf(options.limit);
+    if (count === 0) return [];
+    const target = options.target;
+    const range = target === undefined ? undefined : IDBKeyRange.bound([target], [target, []], false, true);
+    try {
+      return await db.getAll('hints', range, count);
+    } catch (error) {
+      throw failure(error, 'listHints');
+    }
+  }
+
+  async deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
+    const id = ownBytes(key);
+    const done = delivered.map(plainVersion);
+    return this.#update('deleteHint', ['hints'], 'relaxed', async (tx) => {
+      const hints = tx.objectStore('hints');
+      const old = await hints.get([target, id]);
+      if (old === undefined) return true;
+      const left = undelivered(old.siblings, done);
+      if (left.length === 0) {
+        await hints.delete([target, id]);
+        return true;
+      }
+      if (left.length < old.siblings.length) await hints.put({ ...old, siblings: left });
+      return false;
+    });
+  }
+
+  async stats(): Promise<StorageStats> {
+    const db = this.#open();
+    try {
+      const tx = db.transaction(['meta', 'hints'], 'readonly');
+      const [state = EMPTY_STATE, hints] = await Promise.all([
+        tx.objectStore('meta').get(STATE),
+        tx.objectStore('hints').count(),
+      ]);
+      return { keys: state.keys, bytes: state.bytes, hints };
+    } catch (error) {
+      throw failure(error, 'stats');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Transactions already started run to their end; IndexedDB closes the connection after them.
+    this.#db?.close();
+  }
+}

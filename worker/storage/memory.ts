@@ -1,0 +1,323 @@
+/**
+ * The in-memory storage engine: the reference engine of the contract and the one the deterministic simulation runs,
+ * so it is synchronous underneath (every method settles in the microtask after the call) and cheap per operation.
+ * It shares nothing a caller could mutate: stored versions are frozen copies, and byte arrays are copied on the way
+ * in and on the way out (a Uint8Array cannot be frozen).
+ */
+import { ClosedError, StaleContextError } from '../errors.ts';
+import type { VClock } from '../vclock.ts';
+import { counterOf } from '../vclock.ts';
+import type { Version } from '../version.ts';
+import { clockOf, contextCoversAll, createVersion, resolve, versionSize } from '../version.ts';
+import type {
+  ApplyResult,
+  Hint,
+  LocalWrite,
+  LocalWriteResult,
+  Storage,
+  StorageStats,
+  StoredKey,
+  WriteOptions,
+} from './storage.ts';
+
+/**
+ * The key's bytes as a string of char codes 0–255. Comparing two such strings with `<` orders them exactly as
+ * their bytes compare (UTF-16 code units of these chars are the byte values), which is also IndexedDB's order of
+ * binary keys, so both engines scan in the same order.
+ */
+export function keyId(key: Uint8Array): string {
+  // fromCharCode.apply has an argument-count ceiling; keys are small, but stay safe for large ones.
+  if (key.length <= 4096) return String.fromCharCode.apply(null, key as unknown as number[]);
+  let out = '';
+  for (let i = 0; i < key.length; i += 4096) {
+    out += String.fromCharCode.apply(null, key.subarray(i, i + 4096) as unknown as number[]);
+  }
+  return out;
+}
+
+/** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
+export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.slice();
+}
+
+/** Bytes a stored key takes, roughly: its key plus its versions (see {@link versionSize}). */
+export function storedSize(key: Uint8Array, siblings: readonly Version[]): number {
+  let size = key.byteLength;
+  for (const v of siblings) size += versionSize(v);
+  return size;
+}
+
+/**
+ * The counter a coordinator's new dot takes: one above the node's persistent counter and above anything of the
+ * node that the context or the stored siblings have seen. The last two matter only when the counter was lost (a
+ * wiped database under a reused node id): a reused dot would be mistaken for an older write, and a dot below a
+ * stored sibling's context would be dropped by {@link resolve} as already superseded.
+ */
+export function nextCounter(counter: number, node: string, context: VClock, stored: readonly Version[]): number {
+  let top = Math.max(counter, counterOf(context, node));
+  for (const s of stored) top = Math.max(top, counterOf(clockOf(s), node));
+  return top + 1;
+}
+
+/**
+ * The versions of a hint that survive delivery of `delivered`: those that {@link resolve} would still add to the
+ * delivered set, that is, neither delivered nor superseded by a delivered version.
+ */
+export function undelivered(stored: readonly Version[], delivered: readonly Version[]): Version[] {
+  return stored.filter((s) => resolve(delivered, [s]).changed);
+}
+
+/** A limit as a count to take: absent means all; zero or less means none. */
+export function takeCount(limit: number | undefined): number {
+  if (limit === undefined) return Infinity;
+  return limit > 0 ? Math.floor(limit) : 0;
+}
+
+function freezeClock(clock: VClock): VClock {
+  return Object.freeze(clock.map((e) => Object.freeze({ node: e.node, counter: e.counter, timestamp: e.timestamp })));
+}
+
+/** A frozen deep copy: the engine's own version, which no caller can reach. */
+function ownVersion(v: Version): Version {
+  return Object.freeze({
+    dot: Object.freeze({ node: v.dot.node, counter: v.dot.counter, timestamp: v.dot.timestamp }),
+    context: freezeClock(v.context),
+    value: v.value === null ? null : ownBytes(v.value),
+  });
+}
+
+/** What a caller gets: the frozen dot and context shared, the value copied since bytes cannot be frozen. */
+function exportVersion(v: Version): Version {
+  return { dot: v.dot, context: v.context, value: v.value === null ? null : v.value.slice() };
+}
+
+function exportAll(siblings: readonly Version[]): Version[] {
+  return siblings.map(exportVersion);
+}
+
+/** Merges `incoming` into `stored` with {@link resolve}, owning a copy of only the incoming versions it keeps. */
+function merged(stored: readonly Version[], incoming: readonly Version[]): { siblings: Version[]; changed: boolean } {
+  const { siblings, changed } = resolve(stored, incoming);
+  if (!changed) return { siblings, changed };
+  return { siblings: siblings.map((v) => (stored.includes(v) ? v : ownVersion(v))), changed };
+}
+
+interface KeySlot {
+  readonly key: Uint8Array;
+  readonly partition: number;
+  readonly siblings: readonly Version[];
+  readonly size: number;
+}
+
+interface HintSlot {
+  readonly key: Uint8Array;
+  readonly partition: number;
+  readonly siblings: readonly Version[];
+}
+
+interface PartitionIndex {
+  readonly ids: Set<string>;
+  /** The ids in key order; null until a scan needs it, and again whenever a key joins. */
+  sorted: string[] | null;
+}
+
+/** The data behind every handle on one memory storage: what a database is to its connections. */
+class MemoryData {
+  readonly keys = new Map<string, KeySlot>();
+  readonly partitions = new Map<number, PartitionIndex>();
+  /** target → key id → hint. */
+  readonly hints = new Map<string, Map<string, HintSlot>>();
+  hintCount = 0;
+  bytes = 0;
+  counter = 0;
+
+  place(id: string, partition: number): void {
+    let index = this.partitions.get(partition);
+    if (index === undefined) {
+      index = { ids: new Set(), sorted: null };
+      this.partitions.set(partition, index);
+    }
+    index.ids.add(id);
+    index.sorted = null;
+  }
+
+  unplace(id: string, partition: number): void {
+    const index = this.partitions.get(partition);
+    if (index === undefined) return;
+    index.ids.delete(id);
+    index.sorted = null;
+    if (index.ids.size === 0) this.partitions.delete(partition);
+  }
+
+  store(id: string, key: Uint8Array, partition: number, siblings: readonly Version[]): void {
+    const old = this.keys.get(id);
+    const size = storedSize(key, siblings);
+    if (old === undefined) this.place(id, partition);
+    else if (old.partition !== partition) {
+      this.unplace(id, old.partition);
+      this.place(id, partition);
+    }
+    this.bytes += size - (old?.size ?? 0);
+    this.keys.set(id, { key: old?.key ?? ownBytes(key), partition, siblings, size });
+  }
+}
+
+function upperBound(sorted: readonly string[], id: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const NONE: readonly Version[] = Object.freeze([]);
+
+/**
+ * Storage in plain maps, for the simulation and for tests. `durability` is accepted and has no effect: nothing
+ * here outlives the process. {@link MemoryStorage.reopen} gives a fresh handle on the same data, as reopening a
+ * database by name would, so that a simulated node can restart with what it stored.
+ */
+export class MemoryStorage implements Storage {
+  #data = new MemoryData();
+  #closed = false;
+
+  /** A new open handle on this storage's data, whether or not this handle is closed. */
+  reopen(): MemoryStorage {
+    const handle = new MemoryStorage();
+    handle.#data = this.#data;
+    return handle;
+  }
+
+  #open(): MemoryData {
+    if (this.#closed) throw new ClosedError('the storage is closed');
+    return this.#data;
+  }
+
+  async get(key: Uint8Array): Promise<Version[]> {
+    const slot = this.#open().keys.get(keyId(key));
+    return slot === undefined ? [] : exportAll(slot.siblings);
+  }
+
+  async apply(
+    key: Uint8Array,
+    partition: number,
+    versions: readonly Version[],
+    _options?: WriteOptions,
+  ): Promise<ApplyResult> {
+    const data = this.#open();
+    const id = keyId(key);
+    const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
+    if (changed) data.store(id, key, partition, siblings);
+    return { siblings: exportAll(siblings), changed };
+  }
+
+  async write(
+    key: Uint8Array,
+    partition: number,
+    write: LocalWrite,
+    _options?: WriteOptions,
+  ): Promise<LocalWriteResult> {
+    const data = this.#open();
+    const id = keyId(key);
+    const stored = data.keys.get(id)?.siblings ?? NONE;
+    if (write.ifMatch && !contextCoversAll(write.context, stored)) {
+      throw new StaleContextError('the context does not cover every stored version of the key');
+    }
+    const counter = nextCounter(data.counter, write.node, write.context, stored);
+    const version = ownVersion(createVersion(write.node, counter, write.timestamp, write.context, write.value));
+    const { siblings } = resolve(stored, [version]);
+    data.counter = counter;
+    data.store(id, key, partition, siblings);
+    return { version: exportVersion(version), siblings: exportAll(siblings) };
+  }
+
+  async scanPartition(partition: number, options: { after?: Uint8Array; limit?: number } = {}): Promise<StoredKey[]> {
+    const data = this.#open();
+    const take = takeCount(options.limit);
+    const index = data.partitions.get(partition);
+    if (index === undefined || take === 0) return [];
+    const sorted = (index.sorted ??= [...index.ids].sort());
+    const start = options.after === undefined ? 0 : upperBound(sorted, keyId(options.after));
+    const out: StoredKey[] = [];
+    for (let i = start; i < sorted.length && out.length < take; i++) {
+      const slot = data.keys.get(sorted[i]!)!;
+      out.push({ key: slot.key.slice(), partition: slot.partition, siblings: exportAll(slot.siblings) });
+    }
+    return out;
+  }
+
+  async putHint(hint: Hint, _options?: WriteOptions): Promise<void> {
+    const data = this.#open();
+    const id = keyId(hint.key);
+    let byKey = data.hints.get(hint.target);
+    const old = byKey?.get(id);
+    const { siblings, changed } = merged(old?.siblings ?? NONE, hint.siblings);
+    if (!changed) return;
+    if (byKey === undefined) {
+      byKey = new Map();
+      data.hints.set(hint.target, byKey);
+    }
+    if (old === undefined) data.hintCount++;
+    byKey.set(id, { key: old?.key ?? ownBytes(hint.key), partition: hint.partition, siblings });
+  }
+
+  async hintsFor(key: Uint8Array): Promise<Hint[]> {
+    const data = this.#open();
+    const id = keyId(key);
+    const out: Hint[] = [];
+    for (const target of [...data.hints.keys()].sort()) {
+      const slot = data.hints.get(target)!.get(id);
+      if (slot !== undefined) out.push(exportHint(target, slot));
+    }
+    return out;
+  }
+
+  async listHints(options: { target?: string; limit?: number } = {}): Promise<Hint[]> {
+    const data = this.#open();
+    const take = takeCount(options.limit);
+    const targets = options.target === undefined ? [...data.hints.keys()].sort() : [options.target];
+    const out: Hint[] = [];
+    for (const target of targets) {
+      const byKey = data.hints.get(target);
+      if (byKey === undefined) continue;
+      for (const id of [...byKey.keys()].sort()) {
+        if (out.length >= take) return out;
+        out.push(exportHint(target, byKey.get(id)!));
+      }
+    }
+    return out;
+  }
+
+  async deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
+    const data = this.#open();
+    const id = keyId(key);
+    const byKey = data.hints.get(target);
+    const slot = byKey?.get(id);
+    if (byKey === undefined || slot === undefined) return true;
+    const left = undelivered(slot.siblings, delivered);
+    if (left.length > 0) {
+      if (left.length < slot.siblings.length) byKey.set(id, { ...slot, siblings: left });
+      return false;
+    }
+    byKey.delete(id);
+    if (byKey.size === 0) data.hints.delete(target);
+    data.hintCount--;
+    return true;
+  }
+
+  async stats(): Promise<StorageStats> {
+    const data = this.#open();
+    return { keys: data.keys.size, bytes: data.bytes, hints: data.hintCount };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}
+
+function exportHint(target: string, slot: HintSlot): Hint {
+  return { target, key: slot.key.slice(), partition: slot.partition, siblings: exportAll(slot.siblings) };
+}

@@ -1,0 +1,103 @@
+/**
+ * The storage contract every engine keeps (memory, IndexedDB). Keys are bytes; each key belongs to one ring
+ * partition, stored beside it so that a partition can be scanned for transfer and repair. Every method that writes
+ * does its read, its {@link resolve} and its write in one transaction.
+ */
+import type { VClock } from '../vclock.ts';
+import type { Version } from '../version.ts';
+
+/** How hard a write tries to reach the disk before it is acknowledged. */
+export type Durability = 'relaxed' | 'strict';
+
+/** Options of a write. */
+export interface WriteOptions {
+  /** `strict` waits for the write to reach the disk; `relaxed` lets the engine batch. @default 'relaxed' */
+  readonly durability?: Durability;
+}
+
+/** A key with its siblings, as stored. */
+export interface StoredKey {
+  readonly key: Uint8Array;
+  readonly partition: number;
+  readonly siblings: Version[];
+}
+
+/** The result of merging versions into a key. */
+export interface ApplyResult {
+  /** The key's siblings after the merge. */
+  readonly siblings: Version[];
+  /** True when the merge changed what is stored. */
+  readonly changed: boolean;
+}
+
+/** A coordinator's local write: the engine draws the dot's counter in the same transaction. */
+export interface LocalWrite {
+  /** The coordinating node, owner of the new dot. */
+  readonly node: string;
+  /** Wall-clock milliseconds for the dot. */
+  readonly timestamp: number;
+  /** The clock the client read. */
+  readonly context: VClock;
+  /** The encoded value, or null for a delete. */
+  readonly value: Uint8Array | null;
+  /** When true the write fails with `ERR_STALE_CONTEXT` unless `context` covers every stored sibling. */
+  readonly ifMatch: boolean;
+}
+
+/** The result of a local write. */
+export interface LocalWriteResult {
+  /** The version the write created. */
+  readonly version: Version;
+  /** The key's siblings after the write, the new version among them. */
+  readonly siblings: Version[];
+}
+
+/** Versions a fallback node holds for an owner it stood in for (sloppy quorum). */
+export interface Hint {
+  /** The node the versions are meant for. */
+  readonly target: string;
+  readonly key: Uint8Array;
+  readonly partition: number;
+  readonly siblings: Version[];
+}
+
+/** Counts of what an engine holds. */
+export interface StorageStats {
+  /** Keys in the main store, tombstones included. */
+  readonly keys: number;
+  /** Bytes of keys and versions in the main store, approximately. */
+  readonly bytes: number;
+  /** Hint records held for other nodes. */
+  readonly hints: number;
+}
+
+/** The storage contract. Engines: {@link MemoryStorage}, {@link IndexedDbStorage}. */
+export interface Storage {
+  /** The key's siblings in the main store, tombstones included; empty when absent. */
+  get(key: Uint8Array): Promise<Version[]>;
+  /** Merges `versions` into the key in one transaction (see {@link resolve}). */
+  apply(key: Uint8Array, partition: number, versions: readonly Version[], options?: WriteOptions): Promise<ApplyResult>;
+  /**
+   * Writes a new version as coordinator: draws the next value of this node's counter (persistent, never reused),
+   * checks `ifMatch`, merges the version into the key, all in one transaction. Throws `ERR_STALE_CONTEXT` and
+   * writes nothing when the conditional check fails.
+   */
+  write(key: Uint8Array, partition: number, write: LocalWrite, options?: WriteOptions): Promise<LocalWriteResult>;
+  /** Keys of `partition` in key order, after `after` when given, at most `limit`. */
+  scanPartition(partition: number, options?: { after?: Uint8Array; limit?: number }): Promise<StoredKey[]>;
+  /** Merges `siblings` into the hint for (`target`, `key`) in one transaction. */
+  putHint(hint: Hint, options?: WriteOptions): Promise<void>;
+  /** Every hint held for `key`, whatever its target. */
+  hintsFor(key: Uint8Array): Promise<Hint[]>;
+  /** Hints in (target, key) order, only `target`'s when given, at most `limit`. */
+  listHints(options?: { target?: string; limit?: number }): Promise<Hint[]>;
+  /**
+   * Removes from the hint for (`target`, `key`) the versions that `delivered` holds or supersedes, and the hint
+   * itself when nothing is left. Versions added since delivery began stay. Returns true when the hint is gone.
+   */
+  deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean>;
+  /** Counts of keys, bytes and hints. */
+  stats(): Promise<StorageStats>;
+  /** Releases the engine; later calls fail with `ERR_CLOSED`. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,139 @@
+/**
+ * Versions of one key, pure. A version is a dotted version vector: the `dot` names the write event (the
+ * coordinator's entry and its counter) and `context` is the clock the writer had read. Version `a` supersedes `b`
+ * when `a`'s context has seen `b`'s dot. Keeping the dot apart from the context is what lets one coordinator make
+ * two concurrent writes of a key without the later one silently replacing the earlier (with one plain clock per
+ * sibling, `{x:2}` would descend `{x:1}` although the writer of the second never saw the first).
+ *
+ * A replica always stores and ships a key's whole sibling set, so whatever holds a coordinator's dot `x:n` also holds
+ * or supersedes that coordinator's earlier dots of the key: the merged clock of a read never claims a dot it did not
+ * see.
+ */
+import {
+  type ClockEntry,
+  type VClock,
+  counterOf,
+  merge,
+  mergeAll,
+  prune,
+  setEntry,
+  MAX_CLOCK_ENTRIES,
+} from './vclock.ts';
+
+/** One stored version of a key: a value, or a tombstone when `value` is null. */
+export interface Version {
+  /** The write event: coordinator node, its counter, wall-clock milliseconds. */
+  readonly dot: ClockEntry;
+  /** The clock the writer had read: every version whose dot it covers is superseded by this one. */
+  readonly context: VClock;
+  /** The encoded value, or null for a tombstone. */
+  readonly value: Uint8Array | null;
+}
+
+/** The outcome of merging versions into a sibling set. */
+export interface Resolution {
+  /** The siblings after the merge, sorted by dot. */
+  readonly siblings: Version[];
+  /** True when the merge changed the set. */
+  readonly changed: boolean;
+}
+
+/** The version's clock: its context with its own dot. */
+export function clockOf(version: Version): VClock {
+  return merge(version.context, [version.dot]);
+}
+
+/** True when `a` and `b` are the same write. */
+export function sameDot(a: Version, b: Version): boolean {
+  return a.dot.node === b.dot.node && a.dot.counter === b.dot.counter;
+}
+
+/** True when `clock` has seen `version`'s write. */
+export function covers(clock: VClock, version: Version): boolean {
+  return counterOf(clock, version.dot.node) >= version.dot.counter;
+}
+
+/** True when `a` is a later write than `b` that has seen it. */
+export function supersedes(a: Version, b: Version): boolean {
+  return !sameDot(a, b) && covers(a.context, b);
+}
+
+function byDot(a: Version, b: Version): number {
+  if (a.dot.node !== b.dot.node) return a.dot.node < b.dot.node ? -1 : 1;
+  return a.dot.counter - b.dot.counter;
+}
+
+/**
+ * Merges `incoming` into `stored`: an incoming version already stored or superseded by a stored one is dropped,
+ * stored versions that an incoming one supersedes are replaced, concurrent ones are kept.
+ */
+export function resolve(stored: readonly Version[], incoming: readonly Version[]): Resolution {
+  let siblings = [...stored];
+  let changed = false;
+  for (const v of incoming) {
+    if (siblings.some((s) => sameDot(s, v) || supersedes(s, v))) continue;
+    siblings = siblings.filter((s) => !supersedes(v, s));
+    siblings.push(v);
+    changed = true;
+  }
+  siblings.sort(byDot);
+  return { siblings, changed };
+}
+
+/** True when both sets hold the same writes. */
+export function sameSiblings(a: readonly Version[], b: readonly Version[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((x) => b.some((y) => sameDot(x, y)));
+}
+
+/**
+ * The context a read returns for `siblings`: their merged clocks, pruned to `max` entries so that a put over it can
+ * add its coordinator's entry without pruning again. Entries naming a sibling's dot are kept whatever their age:
+ * without them no put over this read could ever supersede that sibling.
+ */
+export function contextOf(siblings: readonly Version[], max: number = MAX_CLOCK_ENTRIES - 1): VClock {
+  const merged = mergeAll(siblings.map(clockOf));
+  if (merged.length <= max) return merged;
+  const dotNodes = new Set(siblings.map((s) => s.dot.node));
+  const dotEntries = merged.filter((e) => dotNodes.has(e.node));
+  const others = merged.filter((e) => !dotNodes.has(e.node));
+  return merge(dotEntries, prune(others, Math.max(0, max - dotEntries.length)));
+}
+
+/**
+ * A new version written by `node` with counter `counter` at `timestamp` over the read `context`. The context is
+ * pruned so that the version's clock keeps at most {@link MAX_CLOCK_ENTRIES} entries; pruning only makes the new
+ * version supersede less, never more.
+ */
+export function createVersion(
+  node: string,
+  counter: number,
+  timestamp: number,
+  context: VClock,
+  value: Uint8Array | null,
+): Version {
+  // The dot is the clock's own entry, so the context keeps that node's entry and at most MAX - 1 others.
+  const own = context.find((e) => e.node === node);
+  const others = prune(
+    context.filter((e) => e.node !== node),
+    MAX_CLOCK_ENTRIES - 1,
+  );
+  return { dot: { node, counter, timestamp }, context: own === undefined ? others : setEntry(others, own), value };
+}
+
+/** True when every version in `siblings` is covered by `context`: a conditional put over it is not stale. */
+export function contextCoversAll(context: VClock, siblings: readonly Version[]): boolean {
+  return siblings.every((s) => covers(context, s));
+}
+
+/** The siblings that are not tombstones. */
+export function liveSiblings(siblings: readonly Version[]): Version[] {
+  return siblings.filter((s) => s.value !== null);
+}
+
+/** Bytes a version takes, roughly: its value plus its clock entries. */
+export function versionSize(version: Version): number {
+  let size = (version.value?.byteLength ?? 0) + 24 + version.dot.node.length;
+  for (const e of version.context) size += 16 + e.node.length;
+  return size;
+}
