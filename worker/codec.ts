@@ -4,7 +4,7 @@
  * message before returning it; anything wrong becomes a {@link MalformedFrameError} naming the field and the problem,
  * and nothing else ever escapes it.
  *
- * Decoding is two passes over the frame: {@link scanFrame} walks the MessagePack tokens without allocating, so a
+ * Decoding is two passes over the frame: a scanner walks the MessagePack tokens without allocating, so a
  * hostile frame (a length header of 4 GiB, arrays nested sixteen million deep, millions of tiny items) is refused
  * before `@msgpack/msgpack` builds anything from it; then the decoder builds the value and a hand-written checker
  * copies it into a fresh message of exactly the declared shape.
@@ -191,7 +191,8 @@ function wireEntry(e: ClockEntry): object {
 /**
  * Decodes and checks one frame from a peer. The returned message has exactly the fields of its type, and its byte
  * fields are fresh copies that share no memory with `frame`.
- * @param limits Size limits to enforce. @default DEFAULT_LIMITS
+ * @param limits Size limits to enforce; pass the same object on every call, since the decoder built for it is
+ * cached per object. @default DEFAULT_LIMITS
  * @throws MalformedFrameError for any frame that is not a valid message; nothing else.
  */
 export function decodeMessage(frame: Uint8Array, limits: ProtocolLimits = DEFAULT_LIMITS): PeerMessage {

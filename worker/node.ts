@@ -232,6 +232,13 @@ export class DynamoNode {
     });
   }
 
+  /** Counts and logs a frame the transport could not turn into a message (a bad chunk, a non-binary frame). */
+  rejectFrame(from: string, reason: string): void {
+    if (this.#closed) return;
+    this.#metrics.count('malformedFrames');
+    this.#logger.warn({ from, reason }, 'dropped a malformed frame');
+  }
+
   async #dispatch(message: PeerMessage): Promise<void> {
     switch (message.type) {
       case 'replicate-ack':

@@ -9,9 +9,9 @@
  *
  * A put that is retried inside the cluster (a forwarded put whose coordinator timed out) may be stored under two
  * dots, so a value is not one version. Resurrection is therefore judged twice: by value, only for writes that had
- * completed before the delete's read began (a put still in flight may legitimately land again), and by version,
- * where it is exact: a stored version whose dot an acknowledged write's context covers was superseded by that write
- * and must not be there at the end.
+ * completed before the delete's read began (a put still in flight may legitimately land again) and only when some
+ * stored copy of the value is one the delete may have seen; and by version, where it is exact: a stored version whose
+ * dot an acknowledged write's context covers was superseded by that write and must not be there at the end.
  */
 
 /** How a write ended, as its client saw it. */
@@ -39,10 +39,12 @@ export interface WriteRecord {
   /** Virtual ms when the client had the write's answer. */
   readonly end?: number;
   /**
-   * For an acknowledged write, the versions it superseded: its new clock (the decoded context it returned) without
-   * its coordinator's own entry, which also counts that coordinator's concurrent siblings and so says nothing.
+   * The clock of the context the write carried (node and counter of each entry): the stored versions whose dots it
+   * covers are the ones the write supersedes. Empty for a blind put.
    */
   readonly supersedes?: readonly { readonly node: string; readonly counter: number }[];
+  /** For an acknowledged write, the node that coordinated it (the owner of its dot). */
+  readonly coordinator?: string;
 }
 
 /** One stored version, as the checker needs it. */
@@ -167,12 +169,16 @@ export function check(writes: readonly WriteRecord[], final: readonly FinalKey[]
     const deletedBy = acknowledgedDeletes.get(id);
     if (deletedBy === undefined) continue;
     const write = byId.get(id)!;
-    const readAt = byId.get(deletedBy)!.readAt;
+    const deletion = byId.get(deletedBy)!;
     // A put still in flight when the delete read may be stored again, under a dot the delete never saw.
-    if (write.end !== undefined && readAt !== undefined && write.end >= readAt) continue;
+    if (write.end !== undefined && deletion.readAt !== undefined && write.end >= deletion.readAt) continue;
+    // So may a put retried inside the cluster before it was acknowledged: a copy the delete never saw survives.
+    const copies = storedCopies(finalByKey.get(write.key), id);
+    if (copies.length > 0 && copies.every((dot) => unseenBy(deletion, dot))) continue;
     resurrected.push({ id, key: write.key, supersededBy: deletedBy, by: 'value' });
   }
-  resurrected.push(...supersededSurvivors(writes, final));
+  const byValue = new Set(resurrected.map((r) => r.id));
+  resurrected.push(...supersededSurvivors(writes, final).filter((r) => !byValue.has(r.id)));
 
   const divergent: Divergence[] = [];
   for (const f of final) {
@@ -194,6 +200,22 @@ export function check(writes: readonly WriteRecord[], final: readonly FinalKey[]
     divergent,
     converged: divergent.length === 0,
   };
+}
+
+/** The dots under which the final replicas of a key store value `id`. */
+function storedCopies(final: FinalKey | undefined, id: string): StoredVersion[] {
+  const out = new Map<string, StoredVersion>();
+  for (const r of final?.replicas ?? []) {
+    for (const v of r.versions) if (v.value === id) out.set(`${v.node}:${v.counter}`, v);
+  }
+  return [...out.values()];
+}
+
+/** True when a write's context did not cover `dot`: the write never saw that version. */
+function unseenBy(write: WriteRecord, dot: StoredVersion): boolean {
+  if (write.supersedes === undefined) return false;
+  const entry = write.supersedes.find((e) => e.node === dot.node);
+  return entry === undefined || entry.counter < dot.counter;
 }
 
 /** Stored versions that an acknowledged write of their key superseded. */
@@ -225,7 +247,10 @@ function supersededSurvivors(writes: readonly WriteRecord[], final: readonly Fin
  * Every id in `roots` and every ancestor of theirs, by parent links, each mapped to the root it was first reached
  * from (one search for all roots, so that long read-modify-write chains are walked once).
  */
-function ancestorsOf(roots: readonly { id: string; root: string }[], byId: ReadonlyMap<string, WriteRecord>): Map<string, string> {
+function ancestorsOf(
+  roots: readonly { id: string; root: string }[],
+  byId: ReadonlyMap<string, WriteRecord>,
+): Map<string, string> {
   const seen = new Map<string, string>();
   const stack: string[] = [];
   for (const { id, root } of roots) {
@@ -236,8 +261,11 @@ function ancestorsOf(roots: readonly { id: string; root: string }[], byId: Reado
   while (stack.length > 0) {
     const id = stack.pop()!;
     const root = seen.get(id)!;
-    for (const parent of byId.get(id)?.parents ?? []) {
-      if (seen.has(parent)) continue;
+    const write = byId.get(id);
+    if (write === undefined) continue;
+    for (const parent of write.parents) {
+      // A read of one key cannot stand for another key's write.
+      if (seen.has(parent) || byId.get(parent)?.key !== write.key) continue;
       seen.set(parent, root);
       stack.push(parent);
     }

@@ -17,7 +17,8 @@ async function main(): Promise<number> {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
     process.stderr.write(
       'usage: npm run sim -- [--seed S] [--nodes N] [--ops K] [--faults partition,crash,loss,reorder,duplicate|all|none]\n' +
-        '                      [--clients C] [--keys K] [--n N] [--request-timeout MS] [--hint-interval MS]\n',
+        '                      [--clients C] [--keys K] [--n N] [--request-timeout MS] [--hint-interval MS]\n' +
+        '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX]\n',
     );
     return 2;
   }
@@ -46,7 +47,9 @@ async function main(): Promise<number> {
   );
   process.stdout.write(`${JSON.stringify(summary(result))}\n`);
   if (result.ok) return 0;
-  process.stderr.write(`\nFAILED\n${describeFailure(result).join('\n')}\n\nreproduce with:\n  ${reproduceCommand(options)}\n`);
+  process.stderr.write(
+    `\nFAILED\n${describeFailure(result).join('\n')}\n\nreproduce with:\n  ${reproduceCommand(options)}\n`,
+  );
   return 1;
 }
 

@@ -110,6 +110,25 @@ export class Cluster {
     return this.ids.filter((id) => this.slot(id).node !== null);
   }
 
+  /** Ids of the running nodes that are not paused: those a client in their tab could call now. */
+  available(): string[] {
+    const now = this.#options.scheduler.now;
+    return this.ids.filter((id) => {
+      const slot = this.slot(id);
+      return slot.node !== null && (slot.owner.pausedUntil ?? 0) <= now;
+    });
+  }
+
+  /**
+   * Freezes node `id` for `ms` virtual ms, as a browser freezes a background tab: its timers and the frames sent to
+   * it wait until the pause ends, and nothing fails.
+   */
+  pause(id: string, ms: number): void {
+    const slot = this.slot(id);
+    if (slot.node === null) return;
+    slot.owner.pausedUntil = this.#options.scheduler.now + ms;
+  }
+
   /** Ids of the crashed nodes. */
   crashed(): string[] {
     return this.ids.filter((id) => this.slot(id).node === null);

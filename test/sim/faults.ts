@@ -1,7 +1,8 @@
 /**
  * The fault driver: while the clients run, it injects faults at random times and heals each after a random while.
  * Partitions (one node alone, a minority against a majority, or two sides joined only through a bridge node),
- * crashes (with restart over the same data), frame loss, reordering and duplication. At most one partition and
+ * crashes (with restart over the same data), frame loss, reordering, duplication, and pauses (a node frozen like a
+ * background tab: its timers and incoming frames wait, so its replies come late rather than never). At most one partition and
  * one episode of each network fault are active at once; crashes overlap up to a limit.
  */
 import type { Cluster } from './cluster.ts';
@@ -10,10 +11,17 @@ import type { Rng } from './random.ts';
 import type { Scheduler } from './scheduler.ts';
 
 /** The faults a run can inject. */
-export type FaultKind = 'partition' | 'crash' | 'loss' | 'reorder' | 'duplicate';
+export type FaultKind = 'partition' | 'crash' | 'loss' | 'reorder' | 'duplicate' | 'pause';
 
 /** Every fault kind, in a stable order. */
-export const FAULT_KINDS: readonly FaultKind[] = Object.freeze(['partition', 'crash', 'loss', 'reorder', 'duplicate']);
+export const FAULT_KINDS: readonly FaultKind[] = Object.freeze([
+  'partition',
+  'crash',
+  'loss',
+  'reorder',
+  'duplicate',
+  'pause',
+]);
 
 /** One fault starting or ending, for the run's log. */
 export interface FaultEvent {
@@ -30,7 +38,7 @@ export interface FaultOptions {
   readonly interval?: readonly [number, number];
   /** How long a fault lasts, virtual ms, drawn uniformly. @default [300, 3000] */
   readonly duration?: readonly [number, number];
-  /** Most nodes crashed at once. @default max(1, floor(nodes / 5)) */
+  /** Most nodes crashed at once, and most paused at once. @default max(1, floor(nodes / 5)) */
   readonly maxCrashed?: number;
   /** Frame loss rate while a loss fault lasts, drawn uniformly. @default [0.02, 0.3] */
   readonly lossRate?: readonly [number, number];
@@ -47,7 +55,14 @@ export class FaultDriver {
   /** Everything injected and healed, in order. */
   readonly log: FaultEvent[] = [];
   /** Faults injected, by kind. */
-  readonly counts: Record<FaultKind, number> = { partition: 0, crash: 0, loss: 0, reorder: 0, duplicate: 0 };
+  readonly counts: Record<FaultKind, number> = {
+    partition: 0,
+    crash: 0,
+    loss: 0,
+    reorder: 0,
+    duplicate: 0,
+    pause: 0,
+  };
   readonly #scheduler: Scheduler;
   readonly #network: Network;
   readonly #cluster: Cluster;
@@ -84,14 +99,23 @@ export class FaultDriver {
       this.#cluster.restart(id);
       this.#record('heal', `${id} restarted`);
     }
+    for (const id of this.#cluster.alive()) {
+      if (!this.#cluster.available().includes(id)) {
+        this.#cluster.pause(id, 0);
+        this.#record('heal', `${id} resumed`);
+      }
+    }
   }
 
   async #loop(): Promise<void> {
     const [minGap, maxGap] = this.#options.interval ?? [100, 800];
+    // Every kind asked for comes once, in a random order, before the draws turn independent, so that even a short
+    // run sees each of them.
+    const first = this.#rng.shuffle(this.#options.kinds);
     for (;;) {
       await this.#scheduler.sleep(this.#rng.between(minGap, maxGap));
       if (this.#stopped) return;
-      this.#inject(this.#rng.pick(this.#options.kinds));
+      this.#inject(first.shift() ?? this.#rng.pick(this.#options.kinds));
     }
   }
 
@@ -108,6 +132,17 @@ export class FaultDriver {
       case 'crash':
         this.#crash();
         return;
+      case 'pause': {
+        const available = this.#cluster.available();
+        const paused = this.#cluster.alive().length - available.length;
+        if (available.length <= 1 || paused >= this.#maxDown()) return;
+        const id = this.#rng.pick(available);
+        const ms = this.#duration();
+        this.#cluster.pause(id, ms);
+        this.counts.pause++;
+        this.#record('pause', `${id} frozen for ${ms} ms`);
+        return;
+      }
       case 'loss': {
         if (this.#active.has('loss')) return;
         const [min, max] = this.#options.lossRate ?? [0.02, 0.3];
@@ -184,10 +219,14 @@ export class FaultDriver {
     this.#record('heal', 'partition healed');
   }
 
+  /** How many nodes may be crashed at once, and, apart, how many paused. */
+  #maxDown(): number {
+    return this.#options.maxCrashed ?? Math.max(1, Math.floor(this.#cluster.ids.length / 5));
+  }
+
   #crash(): void {
-    const max = this.#options.maxCrashed ?? Math.max(1, Math.floor(this.#cluster.ids.length / 5));
     const alive = this.#cluster.alive();
-    if (this.#cluster.crashed().length >= max || alive.length <= 1) return;
+    if (this.#cluster.crashed().length >= this.#maxDown() || alive.length <= 1) return;
     const id = this.#rng.pick(alive);
     const incarnation = this.#cluster.slot(id).incarnations;
     this.counts.crash++;

@@ -161,6 +161,12 @@ export class Network {
       this.stats.blocked++;
       return;
     }
+    const resume = target.owner.pausedUntil;
+    if (resume !== undefined && resume > this.#scheduler.now) {
+      // A frozen tab reads its channel once it runs again; frames queue meanwhile, in order.
+      this.#scheduler.schedule(resume - this.#scheduler.now, () => this.#deliver(from, to, incarnation, frame));
+      return;
+    }
     this.stats.delivered++;
     this.stats.bytes += frame.byteLength;
     target.receive(from, frame);

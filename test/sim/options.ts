@@ -8,10 +8,32 @@ import type { SimulationOptions } from './run.ts';
 /** The options a command line can set. */
 export type CliOptions = Pick<
   SimulationOptions,
-  'seed' | 'nodes' | 'ops' | 'faults' | 'clients' | 'keys' | 'n' | 'requestTimeout' | 'hintInterval'
+  | 'seed'
+  | 'nodes'
+  | 'ops'
+  | 'faults'
+  | 'clients'
+  | 'keys'
+  | 'n'
+  | 'requestTimeout'
+  | 'hintInterval'
+  | 'thinkTime'
+  | 'faultInterval'
+  | 'faultDuration'
 >;
 
-const NUMERIC = ['seed', 'nodes', 'ops', 'clients', 'keys', 'n', 'request-timeout', 'hint-interval'] as const;
+const NUMERIC = [
+  'seed',
+  'nodes',
+  'ops',
+  'clients',
+  'keys',
+  'n',
+  'request-timeout',
+  'hint-interval',
+  'think-time',
+] as const;
+const RANGES = ['fault-interval', 'fault-duration'] as const;
 
 /** The `parseArgs` option table of the simulation flags. */
 export const SIM_FLAGS = {
@@ -24,6 +46,9 @@ export const SIM_FLAGS = {
   n: { type: 'string' },
   'request-timeout': { type: 'string' },
   'hint-interval': { type: 'string' },
+  'think-time': { type: 'string' },
+  'fault-interval': { type: 'string' },
+  'fault-duration': { type: 'string' },
 } as const;
 
 /**
@@ -52,10 +77,22 @@ export function readSimFlags(values: Record<string, unknown>): Partial<CliOption
     if (raw === undefined) continue;
     const number = Number(raw);
     if (!Number.isSafeInteger(number) || number < 0) throw new Error(`--${flag} must be a non-negative integer`);
-    out[flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())] = number;
+    out[camel(flag)] = number;
+  }
+  for (const flag of RANGES) {
+    const raw = values[flag];
+    if (raw === undefined) continue;
+    const match = /^(\d+)-(\d+)$/.exec(String(raw));
+    if (match === null || Number(match[1]) > Number(match[2]))
+      throw new Error(`--${flag} must be MIN-MAX in virtual ms, such as 100-800`);
+    out[camel(flag)] = [Number(match[1]), Number(match[2])];
   }
   if (values.faults !== undefined) out.faults = parseFaults(String(values.faults));
   return out as Partial<CliOptions>;
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
 }
 
 /** Parses a whole simulation command line. */
@@ -69,11 +106,16 @@ export function reproduceCommand(options: CliOptions): string {
   const parts = ['npm run sim --', `--seed ${options.seed}`];
   if (options.nodes !== undefined) parts.push(`--nodes ${options.nodes}`);
   if (options.ops !== undefined) parts.push(`--ops ${options.ops}`);
-  parts.push(`--faults ${options.faults !== undefined && options.faults.length > 0 ? options.faults.join(',') : 'none'}`);
+  parts.push(
+    `--faults ${options.faults !== undefined && options.faults.length > 0 ? options.faults.join(',') : 'none'}`,
+  );
   if (options.clients !== undefined) parts.push(`--clients ${options.clients}`);
   if (options.keys !== undefined) parts.push(`--keys ${options.keys}`);
   if (options.n !== undefined) parts.push(`--n ${options.n}`);
   if (options.requestTimeout !== undefined) parts.push(`--request-timeout ${options.requestTimeout}`);
   if (options.hintInterval !== undefined) parts.push(`--hint-interval ${options.hintInterval}`);
+  if (options.thinkTime !== undefined) parts.push(`--think-time ${options.thinkTime}`);
+  if (options.faultInterval !== undefined) parts.push(`--fault-interval ${options.faultInterval.join('-')}`);
+  if (options.faultDuration !== undefined) parts.push(`--fault-duration ${options.faultDuration.join('-')}`);
   return parts.join(' ');
 }

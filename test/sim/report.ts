@@ -19,8 +19,11 @@ export function describeFailure(result: SimulationResult): string[] {
   const lines: string[] = [];
   const d = result.details;
   if (result.lost > 0) {
-    lines.push(`${result.lost} acknowledged writes lost (${result.siblingsLost} of them siblings of surviving values):`);
-    for (const l of d.lost) lines.push(`  ${l.id} (key ${l.key}, W=${l.w}); the key holds [${l.finalValues.join(', ')}]`);
+    lines.push(
+      `${result.lost} acknowledged writes lost (${result.siblingsLost} of them siblings of surviving values):`,
+    );
+    for (const l of d.lost)
+      lines.push(`  ${l.id} (key ${l.key}, W=${l.w}); the key holds [${l.finalValues.join(', ')}]`);
   }
   if (result.resurrected > 0) {
     lines.push(`${result.resurrected} superseded values came back:`);

@@ -41,6 +41,8 @@ export interface SimulationOptions {
   readonly tokensPerNode?: number;
   /** Latency and faults of the network when no fault is active. */
   readonly network?: Partial<NetworkConditions>;
+  /** Longest pause between a client's calls, virtual ms. @default 5 */
+  readonly thinkTime?: number;
   /** Relative weights of the client operations. */
   readonly mix?: Partial<OperationMix>;
   /** Virtual ms between faults, drawn uniformly. @default [100, 800] */
@@ -61,6 +63,8 @@ export interface SimulationOptions {
   readonly onFault?: (event: FaultEvent) => void;
   /** The nodes' logger. @default silent */
   readonly logger?: Logger;
+  /** Called once the cluster is built and before anything runs, for tracing tools. */
+  readonly inspect?: (world: { scheduler: Scheduler; network: Network; cluster: Cluster }) => void;
 }
 
 /** Where a run is. */
@@ -106,6 +110,8 @@ export interface SimulationResult {
   readonly faultsInjected: Readonly<Record<FaultKind, number>>;
   readonly network: NetworkStats;
   readonly events: number;
+  /** Batches of events run, each followed by a microtask drain. */
+  readonly batches: number;
   readonly metrics: Readonly<Record<string, number>>;
   /** The first few of each finding, for diagnosis. */
   readonly details: {
@@ -123,8 +129,22 @@ export interface SimulationResult {
 
 const SHOWN = 5;
 
-/** Runs one seeded simulation and checks it. */
+/**
+ * Runs one seeded simulation and checks it. A promise rejection that nothing handles during the run (a node
+ * dropping an error on the floor) is counted among the bugs rather than ending the process.
+ */
 export async function runSimulation(options: SimulationOptions): Promise<SimulationResult> {
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown): void => void rejections.push(reason);
+  process.on('unhandledRejection', onRejection);
+  try {
+    return await simulate(options, rejections);
+  } finally {
+    process.off('unhandledRejection', onRejection);
+  }
+}
+
+async function simulate(options: SimulationOptions, rejections: readonly unknown[]): Promise<SimulationResult> {
   const wallStart = performance.now();
   const nodes = options.nodes ?? 5;
   const n = Math.min(options.n ?? 3, nodes);
@@ -150,6 +170,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
     },
   });
+  options.inspect?.({ scheduler, network, cluster });
   const keys = Array.from({ length: options.keys ?? Math.max(4, nodes) }, (_, i) => `k${i}`);
   const progressEvery = options.progressEvery ?? 1000;
   let nextProgress = progressEvery;
@@ -162,6 +183,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     keys,
     n,
     ...(options.mix !== undefined ? { mix: options.mix } : {}),
+    ...(options.thinkTime !== undefined ? { thinkTime: options.thinkTime } : {}),
     onOperation: (record) => {
       options.onOperation?.(record);
       if (options.onProgress !== undefined && workload.operations >= nextProgress) {
@@ -229,9 +251,11 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const bugs = [
     ...workload.unexpected,
     ...scheduler.errors.slice(0, SHOWN).map((e) => `thrown from an event: ${errorText(e)}`),
+    ...rejections.slice(0, SHOWN).map((e) => `unhandled rejection: ${errorText(e)}`),
     ...(metrics.malformedFrames ? [`${metrics.malformedFrames} malformed frames`] : []),
   ];
-  const bugCount = workload.unexpectedCount + scheduler.errors.length + (metrics.malformedFrames ?? 0);
+  const bugCount =
+    workload.unexpectedCount + scheduler.errors.length + rejections.length + (metrics.malformedFrames ?? 0);
   await cluster.close();
   const wallMs = performance.now() - wallStart;
   const result: SimulationResult = {
@@ -264,6 +288,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     faultsInjected: driver.counts,
     network: network.stats,
     events: scheduler.eventsRun,
+    batches: scheduler.batches,
     metrics,
     details: {
       lost: verdict.lost.slice(0, SHOWN),

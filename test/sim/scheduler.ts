@@ -10,9 +10,14 @@
  */
 import type { Clock, TimerHandle, Timers } from '../../worker/env.ts';
 
-/** Something events belong to; a dead owner's events are dropped when they come due (a crashed node's timers). */
+/**
+ * Something events belong to. A dead owner's events are dropped when they come due (a crashed node's timers); a
+ * paused owner's wait until the pause ends (a frozen or throttled tab).
+ */
 export interface Owner {
   alive: boolean;
+  /** Virtual ms until which the owner runs nothing. */
+  pausedUntil?: number;
 }
 
 /** An owner that never dies: the clients', the network's and the fault driver's events. */
@@ -20,7 +25,7 @@ export const WORLD: Owner = Object.freeze({ alive: true });
 
 /** One scheduled callback. Also the handle `Timers.setTimeout` returns. */
 export interface SimEvent {
-  readonly time: number;
+  time: number;
   readonly owner: Owner;
   callback: (() => void) | null;
 }
@@ -62,14 +67,7 @@ export class Scheduler {
   schedule(delay: number, callback: () => void, owner: Owner = WORLD): SimEvent {
     const time = this.#now + (delay > 0 ? Math.ceil(delay) : 0);
     const event: SimEvent = { time, owner, callback };
-    let bucket = this.#buckets.get(time);
-    if (bucket === undefined) {
-      bucket = [];
-      this.#buckets.set(time, bucket);
-      this.#pushTime(time);
-    }
-    bucket.push(event);
-    this.#pending++;
+    this.#defer(event, time);
     return event;
   }
 
@@ -117,6 +115,11 @@ export class Scheduler {
       for (const event of bucket) {
         const callback = event.callback;
         if (callback === null || !event.owner.alive) continue;
+        const resume = event.owner.pausedUntil;
+        if (resume !== undefined && resume > time) {
+          this.#defer(event, resume);
+          continue;
+        }
         event.callback = null;
         this.eventsRun++;
         try {
@@ -134,6 +137,19 @@ export class Scheduler {
   async advance(ms: number): Promise<void> {
     const until = this.#now + ms;
     if ((await this.run(() => false, until)) === 'idle') this.#now = until;
+  }
+
+  /** Files an event under `time`; a deferred event keeps its handle, so clearTimeout still finds it. */
+  #defer(event: SimEvent, time: number): void {
+    event.time = time;
+    let bucket = this.#buckets.get(time);
+    if (bucket === undefined) {
+      bucket = [];
+      this.#buckets.set(time, bucket);
+      this.#pushTime(time);
+    }
+    bucket.push(event);
+    this.#pending++;
   }
 
   #pushTime(time: number): void {

@@ -59,7 +59,9 @@ async function main(): Promise<number> {
         `${(result.wallMs / 1000).toFixed(1)} s  ${result.ok ? 'ok' : 'FAILED'}\n`,
     );
     if (!result.ok) {
-      process.stdout.write(`\n${describeFailure(result).join('\n')}\n\nreproduce with:\n  ${reproduceCommand(options)}\n`);
+      process.stdout.write(
+        `\n${describeFailure(result).join('\n')}\n\nreproduce with:\n  ${reproduceCommand(options)}\n`,
+      );
       return 1;
     }
   }

@@ -6,6 +6,7 @@
  */
 import { decodeContext } from '../../worker/context.ts';
 import type { DynamoNode, GetResult, PutResult } from '../../worker/node.ts';
+import { MAX_CLOCK_ENTRIES, prune } from '../../worker/vclock.ts';
 import type { WriteOutcome, WriteRecord } from './checker.ts';
 import type { Cluster } from './cluster.ts';
 import type { Rng } from './random.ts';
@@ -82,14 +83,26 @@ export interface WorkloadOptions {
   readonly mix?: Partial<OperationMix>;
   /** Longest pause between a client's operations, ms. @default 5 */
   readonly thinkTime?: number;
+  /** Longest pause of a client after a call failed for want of replicas, ms. @default 100 */
+  readonly backoff?: number;
   /** Called after every node call. */
   readonly onOperation?: (record: OperationRecord) => void;
 }
 
 /** Error codes that mean a write was refused before anything was stored. */
 const REFUSED = new Set(['ERR_STALE_CONTEXT', 'ERR_INVALID_ARGUMENT', 'ERR_TOO_LARGE']);
+/** Error codes that say the cluster could not serve the call right now. */
+const UNAVAILABLE = new Set(['ERR_QUORUM', 'ERR_TIMEOUT', 'ERR_CLOSED']);
 /** Error codes a client may see in a faulty cluster; any other failure is a bug. */
 const EXPECTED = new Set(['ERR_QUORUM', 'ERR_TIMEOUT', 'ERR_STALE_CONTEXT', 'ERR_CLOSED']);
+
+/** One client's identity and what its current operation met. */
+interface ClientState {
+  readonly id: string;
+  readonly rng: Rng;
+  /** A call of the current operation failed for want of replicas. */
+  unavailable: boolean;
+}
 
 /** What a client read, for the write that follows. */
 interface Read {
@@ -126,6 +139,7 @@ export class Workload {
   readonly #options: WorkloadOptions;
   readonly #mix: OperationMix;
   readonly #mixTotal: number;
+  readonly #backoff: number;
   #budget: number;
   #running = 0;
 
@@ -134,6 +148,7 @@ export class Workload {
     this.#mix = { ...DEFAULT_MIX, ...options.mix };
     this.#mixTotal = Object.values(this.#mix).reduce((a, b) => a + b, 0);
     this.#budget = options.operations;
+    this.#backoff = options.backoff ?? 100;
   }
 
   /** True once every client has finished. */
@@ -155,21 +170,26 @@ export class Workload {
     const { scheduler, keys } = this.#options;
     const think = this.#options.thinkTime ?? 5;
     let seq = 0;
+    const state: ClientState = { id, rng, unavailable: false };
     // Clients start spread out, so they do not all hit the first millisecond.
     await scheduler.sleep(rng.int(think + 1));
     while (this.#budget > 0) {
       const key = rng.pick(keys);
       const kind = this.#pickKind(rng);
+      state.unavailable = false;
       if (kind === 'blindPut') {
-        await this.#write(id, rng, 'put', key, `${id}:${++seq}`, null, false);
+        await this.#write(state, 'put', key, `${id}:${++seq}`, null, false);
       } else {
-        const read = await this.#get(id, rng, key);
+        const read = await this.#get(state, key);
         if (read !== null && kind !== 'read' && this.#budget > 0) {
-          if (kind === 'delete') await this.#write(id, rng, 'delete', key, `${id}:d${++seq}`, read, false);
-          else await this.#write(id, rng, 'put', key, `${id}:${++seq}`, read, kind === 'conditionalPut');
+          if (kind === 'delete') await this.#write(state, 'delete', key, `${id}:d${++seq}`, read, false);
+          else await this.#write(state, 'put', key, `${id}:${++seq}`, read, kind === 'conditionalPut');
         }
       }
-      if (think > 0) await scheduler.sleep(rng.int(think + 1));
+      // A client that found the cluster unavailable waits a while, as a real one would, rather than spend its
+      // calls failing fast against the same fault.
+      const pause = state.unavailable ? rng.between(Math.floor(this.#backoff / 2), this.#backoff) : rng.int(think + 1);
+      if (pause > 0) await scheduler.sleep(pause);
     }
   }
 
@@ -194,13 +214,14 @@ export class Workload {
   async #node(rng: Rng): Promise<DynamoNode> {
     const { cluster, scheduler } = this.#options;
     for (;;) {
-      const alive = cluster.alive();
-      if (alive.length > 0) return cluster.node(rng.pick(alive))!;
+      const available = cluster.available();
+      if (available.length > 0) return cluster.node(rng.pick(available))!;
       await scheduler.sleep(10);
     }
   }
 
-  async #get(client: string, rng: Rng, key: string): Promise<Read | null> {
+  async #get(state: ClientState, key: string): Promise<Read | null> {
+    const { id: client, rng } = state;
     const node = await this.#node(rng);
     const r = this.#quorum(rng);
     const start = this.#begin(client, 'get', node.id, key);
@@ -221,7 +242,7 @@ export class Workload {
       });
       return { values, context: result.context, at: start };
     } catch (error) {
-      this.#fail(error);
+      this.#fail(state, error);
       this.#options.onOperation?.({
         kind: 'get',
         client,
@@ -239,14 +260,14 @@ export class Workload {
   }
 
   async #write(
-    client: string,
-    rng: Rng,
+    state: ClientState,
     kind: 'put' | 'delete',
     key: string,
     id: string,
     read: Read | null,
     ifMatch: boolean,
   ): Promise<void> {
+    const { id: client, rng } = state;
     const node = await this.#node(rng);
     const w = this.#quorum(rng);
     const start = this.#begin(client, kind, node.id, key);
@@ -263,7 +284,7 @@ export class Workload {
     } catch (error) {
       failure = error;
       outcome = REFUSED.has(codeOf(error)) ? 'failed' : 'unknown';
-      this.#fail(error);
+      this.#fail(state, error);
     } finally {
       this.inFlight.delete(client);
     }
@@ -277,7 +298,8 @@ export class Workload {
       outcome,
       readAt: read?.at ?? start,
       end,
-      ...(result !== undefined ? { supersedes: superseded(result) } : {}),
+      supersedes: read === null ? [] : superseded(read.context),
+      ...(result !== undefined ? { coordinator: result.receipt.coordinator } : {}),
     };
     this.writes.push(write);
     const record = { kind, client, node: node.id, key, w, ifMatch, start, end, write };
@@ -294,21 +316,25 @@ export class Workload {
     return start;
   }
 
-  #fail(error: unknown): void {
+  #fail(state: ClientState, error: unknown): void {
     const code = codeOf(error);
+    if (UNAVAILABLE.has(code)) state.unavailable = true;
     this.failures[code] = (this.failures[code] ?? 0) + 1;
     if (!EXPECTED.has(code)) {
       this.unexpectedCount++;
-      if (this.unexpected.length < 10) this.unexpected.push(error instanceof Error ? (error.stack ?? error.message) : String(error));
+      if (this.unexpected.length < 10)
+        this.unexpected.push(error instanceof Error ? (error.stack ?? error.message) : String(error));
     }
   }
 }
 
-/** The entries of a write's new clock that say what it superseded: all but its coordinator's own. */
-function superseded(result: PutResult): { node: string; counter: number }[] {
-  return decodeContext(result.context)
-    .filter((e) => e.node !== result.receipt.coordinator)
-    .map((e) => ({ node: e.node, counter: e.counter }));
+/**
+ * What a write over `context` supersedes: the versions whose dots the context covers. The coordinator prunes the
+ * context to make room for its own entry, so it is pruned here the same way, to one entry fewer than the maximum,
+ * which can only make it cover less.
+ */
+function superseded(context: string): { node: string; counter: number }[] {
+  return prune(decodeContext(context), MAX_CLOCK_ENTRIES - 1).map((e) => ({ node: e.node, counter: e.counter }));
 }
 
 function codeOf(error: unknown): string {

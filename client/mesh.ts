@@ -1,0 +1,223 @@
+/**
+ * The peer connections of a tab: one simple-peer connection per other member, living on the main thread because
+ * workers have no `RTCPeerConnection`. simple-peer owns offer, answer and ICE; the side with the smaller id
+ * initiates, so two members never offer to each other at once. The data plane reaches the worker in one of two ways:
+ * - `transfer`: a negotiated data channel is created on the same connection and transferred to the worker in the
+ *   task that created it, so frames go straight from worker to worker;
+ * - `relay`: the main thread moves opaque frames between simple-peer's channel and a `MessagePort` of the worker.
+ * Every connection carries a random connection id in its signals, so that signals of a connection that was since
+ * replaced (a reload, a reconnection) are told apart from the current one.
+ */
+import * as Comlink from 'comlink';
+import SimplePeer from 'simple-peer/simplepeer.min.js';
+import type { SignalData } from '../signaling/events.ts';
+import type { NodeHost } from '../worker/main.ts';
+import { randomId } from './identity.ts';
+
+/** How frames reach the worker. */
+export type DataPlane = 'transfer' | 'relay';
+
+/** The state of the connection to one peer. */
+export type PeerState = 'connecting' | 'connected' | 'closed';
+
+/** Options of {@link Mesh}. */
+export interface MeshOptions {
+  readonly self: string;
+  readonly host: Comlink.Remote<NodeHost>;
+  readonly dataPlane: DataPlane;
+  /** Sends signalling data to a member through the server. */
+  readonly signal: (to: string, data: SignalData) => void;
+  /** A connection changed state. */
+  readonly onPeerState?: (peer: string, state: PeerState) => void;
+  /** A connection failed to come up in time or broke. */
+  readonly onUnreachable?: (peer: string) => void;
+  /** How long a connection may take to come up before it is replaced, ms. @default 15000 */
+  readonly connectTimeout?: number;
+  /** Wait before replacing a broken connection, ms. @default 1000 */
+  readonly retryDelay?: number;
+}
+
+/** The negotiated data channel id of the worker's data plane; simple-peer's own channel takes 0 or 1. */
+const DATA_CHANNEL_ID = 512;
+
+interface Connection {
+  readonly peer: SimplePeer.Instance;
+  readonly initiator: boolean;
+  /** The connection id; a non-initiator learns it from the first signal. */
+  conn: string | null;
+  state: PeerState;
+  /** The member's `joinedAt` when this connection was made: a new one means the member restarted. */
+  readonly joinedAt: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  port: MessagePort | undefined;
+}
+
+interface SignalEnvelope {
+  readonly conn: string;
+  readonly payload: SimplePeer.SignalData;
+}
+
+/** Detects whether this browser can transfer an `RTCDataChannel` to a worker (Chromium ≥ 130, Safari). */
+export function canTransferDataChannels(): boolean {
+  if (typeof RTCPeerConnection === 'undefined') return false;
+  const pc = new RTCPeerConnection();
+  const { port1, port2 } = new MessageChannel();
+  try {
+    const channel = pc.createDataChannel('probe', { negotiated: true, id: 0 });
+    port1.postMessage(channel, [channel as unknown as Transferable]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    port1.close();
+    port2.close();
+    pc.close();
+  }
+}
+
+/** The tab's connections to the other members. */
+export class Mesh {
+  readonly #options: MeshOptions;
+  readonly #connections = new Map<string, Connection>();
+  /** Members of the latest view and their `joinedAt`. */
+  #members = new Map<string, number>();
+  #closed = false;
+
+  constructor(options: MeshOptions) {
+    this.#options = options;
+  }
+
+  /** The state of every connection. */
+  states(): Record<string, PeerState> {
+    return Object.fromEntries([...this.#connections].map(([id, c]) => [id, c.state]));
+  }
+
+  /** Connects to new members, replaces connections of restarted ones, and drops those that left. */
+  update(members: readonly { id: string; joinedAt: number }[]): void {
+    if (this.#closed) return;
+    this.#members = new Map(members.filter((m) => m.id !== this.#options.self).map((m) => [m.id, m.joinedAt]));
+    for (const [id, connection] of this.#connections) {
+      const joinedAt = this.#members.get(id);
+      if (joinedAt === undefined) this.#drop(id, connection);
+      else if (joinedAt !== connection.joinedAt) this.#replace(id);
+    }
+    for (const id of this.#members.keys()) {
+      if (!this.#connections.has(id)) this.#connect(id, null);
+    }
+  }
+
+  /** Hands a relayed signal to the connection it belongs to. */
+  handleSignal(from: string, data: SignalData): void {
+    if (this.#closed || !isEnvelope(data)) return;
+    let connection = this.#connections.get(from);
+    const initiator = this.#options.self < from;
+    if (initiator) {
+      // Only answers to our current offer count; anything else belongs to a connection we replaced.
+      if (connection === undefined || connection.conn !== data.conn) return;
+    } else if (connection === undefined || (connection.conn !== null && connection.conn !== data.conn)) {
+      // A new offer from the initiator: it replaced its connection, so we replace ours.
+      if (connection !== undefined) this.#drop(from, connection);
+      connection = this.#connect(from, data.conn);
+    } else if (connection.conn === null) {
+      connection.conn = data.conn;
+    }
+    try {
+      connection.peer.signal(data.payload);
+    } catch {
+      this.#replace(from);
+    }
+  }
+
+  /** Closes every connection. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    for (const [id, connection] of this.#connections) this.#drop(id, connection);
+  }
+
+  #connect(id: string, conn: string | null): Connection {
+    const { self, host, dataPlane } = this.#options;
+    const initiator = self < id;
+    const peer = new SimplePeer({ initiator, trickle: true, config: { iceServers: [] } });
+    const connection: Connection = {
+      peer,
+      initiator,
+      conn: initiator ? randomId() : conn,
+      state: 'connecting',
+      joinedAt: this.#members.get(id) ?? 0,
+      timer: undefined,
+      port: undefined,
+    };
+    this.#connections.set(id, connection);
+    if (dataPlane === 'transfer') {
+      // Must happen in the task that created the channel, before anything is sent on it.
+      const pc = (peer as unknown as { _pc: RTCPeerConnection })._pc;
+      const channel = pc.createDataChannel('dynamesh', { negotiated: true, id: DATA_CHANNEL_ID });
+      void host.attachChannel(id, Comlink.transfer(channel, [channel as unknown as Transferable]));
+    }
+    peer.on('signal', (payload: SimplePeer.SignalData) => {
+      if (this.#connections.get(id) === connection && connection.conn !== null) {
+        this.#options.signal(id, { conn: connection.conn, payload } as unknown as SignalData);
+      }
+    });
+    peer.on('connect', () => {
+      if (this.#connections.get(id) !== connection) return;
+      clearTimeout(connection.timer);
+      connection.state = 'connected';
+      if (dataPlane === 'relay') this.#relay(id, connection);
+      this.#options.onPeerState?.(id, 'connected');
+    });
+    const broken = (): void => {
+      if (this.#connections.get(id) !== connection) return;
+      this.#options.onUnreachable?.(id);
+      this.#retry(id, connection);
+    };
+    peer.on('close', broken);
+    peer.on('error', broken);
+    connection.timer = setTimeout(broken, this.#options.connectTimeout ?? 15_000);
+    this.#options.onPeerState?.(id, 'connecting');
+    return connection;
+  }
+
+  /** Moves frames between simple-peer's channel and a port of the worker, without decoding them. */
+  #relay(id: string, connection: Connection): void {
+    const { port1, port2 } = new MessageChannel();
+    connection.port = port1;
+    port1.onmessage = (event: MessageEvent<ArrayBuffer>) => {
+      if (connection.state === 'connected') connection.peer.send(new Uint8Array(event.data));
+    };
+    connection.peer.on('data', (data: Uint8Array) => {
+      const copy = new Uint8Array(data);
+      port1.postMessage(copy.buffer, [copy.buffer]);
+    });
+    void this.#options.host.attachPort(id, Comlink.transfer(port2, [port2]));
+  }
+
+  #retry(id: string, connection: Connection): void {
+    this.#drop(id, connection);
+    setTimeout(() => {
+      if (!this.#closed && this.#members.has(id) && !this.#connections.has(id)) this.#connect(id, null);
+    }, this.#options.retryDelay ?? 1000);
+  }
+
+  #replace(id: string): void {
+    const connection = this.#connections.get(id);
+    if (connection !== undefined) this.#drop(id, connection);
+    if (this.#members.has(id)) this.#connect(id, null);
+  }
+
+  #drop(id: string, connection: Connection): void {
+    if (this.#connections.get(id) === connection) {
+      this.#connections.delete(id);
+      void this.#options.host.detach(id);
+    }
+    clearTimeout(connection.timer);
+    connection.state = 'closed';
+    connection.port?.close();
+    connection.peer.destroy();
+    this.#options.onPeerState?.(id, 'closed');
+  }
+}
+
+function isEnvelope(data: SignalData): data is SignalData & SignalEnvelope {
+  return typeof data['conn'] === 'string' && typeof data['payload'] === 'object' && data['payload'] !== null;
+}

@@ -1,0 +1,175 @@
+/**
+ * The tab's connection to the signalling server: join, heartbeats, the pushed view, relay of WebRTC signals, and
+ * re-joining after every reconnection. If the server goes away the node keeps serving on its last view.
+ */
+import { type Socket, io } from 'socket.io-client';
+import type {
+  Ack,
+  ClientToServerEvents,
+  ClusterView,
+  JoinAccepted,
+  MetricsSnapshot,
+  NodeMetrics,
+  RelayedSignal,
+  ServerToClientEvents,
+  SignalData,
+} from '../signaling/events.ts';
+import { DynameshError, TimeoutError, UnauthorizedError } from '../worker/errors.ts';
+
+/** Options of {@link SignalingClient}. */
+export interface SignalingClientOptions {
+  readonly url: string;
+  readonly cluster: string;
+  readonly nodeId: string;
+  readonly domain: string;
+  readonly token?: string;
+  /** A new view arrived. */
+  readonly onView: (view: ClusterView) => void;
+  /** A WebRTC signal from another member arrived. */
+  readonly onSignal: (signal: RelayedSignal) => void;
+  /** The connection to the server went up or down. */
+  readonly onConnection?: (connected: boolean) => void;
+  /** Another tab joined with this node id. */
+  readonly onSuperseded?: () => void;
+  /** How long the first join may take, in ms. @default 10000 */
+  readonly joinTimeout?: number;
+}
+
+type TypedSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** A joined member's link to the signalling server. */
+export class SignalingClient {
+  readonly #options: SignalingClientOptions;
+  readonly #socket: TypedSocket;
+  #view: ClusterView | null = null;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  private constructor(options: SignalingClientOptions, socket: TypedSocket) {
+    this.#options = options;
+    this.#socket = socket;
+  }
+
+  /** Connects and joins; rejects with `ERR_UNAUTHORIZED` for refused credentials, `ERR_TIMEOUT` if no server answers. */
+  static async connect(options: SignalingClientOptions): Promise<SignalingClient> {
+    const socket: TypedSocket = io(options.url, { transports: ['websocket'], reconnectionDelayMax: 2000 });
+    const client = new SignalingClient(options, socket);
+    try {
+      await client.#firstJoin();
+    } catch (error) {
+      socket.disconnect();
+      throw error;
+    }
+    return client;
+  }
+
+  /** The latest view. */
+  get view(): ClusterView | null {
+    return this.#view;
+  }
+
+  /** True while connected to the server. */
+  get connected(): boolean {
+    return this.#socket.connected;
+  }
+
+  /** Relays WebRTC signalling data to member `to`. */
+  signal(to: string, data: SignalData): void {
+    if (this.#socket.connected) this.#socket.emit('signal', { to, data }, () => {});
+  }
+
+  /** Tells the server that this node cannot reach `nodeId`. */
+  reportUnreachable(nodeId: string): void {
+    if (this.#socket.connected) this.#socket.emit('report-unreachable', { nodeId }, () => {});
+  }
+
+  /** Pushes this node's metrics snapshot to the server. */
+  pushMetrics(snapshot: MetricsSnapshot): void {
+    if (this.#socket.connected) this.#socket.emit('metrics', snapshot, () => {});
+  }
+
+  /** The metrics every member pushed, as the server holds them. */
+  async clusterMetrics(): Promise<Record<string, NodeMetrics>> {
+    const ack = await this.#socket.timeout(5000).emitWithAck('get-metrics', {});
+    return unwrap(ack).metrics;
+  }
+
+  /** Leaves the cluster and disconnects. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    if (this.#socket.connected) {
+      await this.#socket
+        .timeout(1000)
+        .emitWithAck('leave', {})
+        .catch(() => {});
+    }
+    this.#socket.disconnect();
+  }
+
+  async #firstJoin(): Promise<void> {
+    const { joinTimeout = 10_000 } = this.#options;
+    const socket = this.#socket;
+    const joined = new Promise<JoinAccepted>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new TimeoutError(`no answer from the signalling server at ${this.#options.url}`)),
+        joinTimeout,
+      );
+      socket.once('connect', () => {
+        this.#join().then(
+          (accepted) => {
+            clearTimeout(timer);
+            resolve(accepted);
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        );
+      });
+    });
+    const accepted = await joined;
+    socket.on('view', (view) => this.#acceptView(view));
+    socket.on('signal', (signal) => this.#options.onSignal(signal));
+    socket.on('superseded', () => this.#options.onSuperseded?.());
+    socket.on('disconnect', () => this.#options.onConnection?.(false));
+    socket.on('connect', () => {
+      this.#options.onConnection?.(true);
+      // Every reconnection is a new server-side connection: join again, on the same id.
+      this.#join().catch(() => {});
+    });
+    this.#heartbeat = setInterval(() => this.#beat(), accepted.heartbeatInterval);
+  }
+
+  async #join(): Promise<JoinAccepted> {
+    const { cluster, nodeId, domain, token } = this.#options;
+    const ack = await this.#socket
+      .timeout(this.#options.joinTimeout ?? 10_000)
+      .emitWithAck('join', { cluster, nodeId, domain, ...(token !== undefined ? { token } : {}) });
+    const accepted = unwrap(ack);
+    this.#acceptView(accepted.view);
+    return accepted;
+  }
+
+  #beat(): void {
+    if (!this.#socket.connected) return;
+    const epoch = this.#view?.epoch;
+    this.#socket.emit('heartbeat', epoch === undefined ? {} : { epoch }, (ack) => {
+      if (ack.ok && ack.view !== null) this.#acceptView(ack.view);
+    });
+  }
+
+  #acceptView(view: ClusterView): void {
+    if (this.#view !== null && view.epoch < this.#view.epoch) return;
+    this.#view = view;
+    this.#options.onView(view);
+  }
+}
+
+function unwrap<T extends object>(ack: Ack<T>): T {
+  if (ack.ok) return ack;
+  if (ack.error.code === 'ERR_UNAUTHORIZED') throw new UnauthorizedError(ack.error.message);
+  const code = ack.error.code === 'ERR_TOO_LARGE' ? 'ERR_TOO_LARGE' : 'ERR_INVALID_ARGUMENT';
+  throw new DynameshError(code, `${ack.error.code}: ${ack.error.message}`);
+}

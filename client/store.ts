@@ -1,0 +1,339 @@
+/**
+ * `openStore()`: the library a web app embeds. It claims the tab's node identity, starts the node in a dedicated
+ * Worker, joins the cluster through the signalling server, connects to every other member, and answers `get`,
+ * `put` and `delete` through the node.
+ */
+import * as Comlink from 'comlink';
+import type { ClusterView, NodeMetrics as ServerNodeMetrics, ViewMember } from '../signaling/events.ts';
+import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
+import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome } from '../worker/main.ts';
+import type { ReadReceipt } from '../worker/node.ts';
+import type { WireReceipt as Receipt } from '../worker/protocol.ts';
+import { claimIdentity, type Identity } from './identity.ts';
+import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
+import { SignalingClient } from './signaling.ts';
+import { type Value, decodeValue, encodeValue } from './values.ts';
+
+/** Options of {@link openStore}. */
+export interface OpenStoreOptions {
+  /** The signalling server, e.g. `http://127.0.0.1:8787`. */
+  readonly url: string;
+  /** The cluster to join: `[A-Za-z0-9_-]{1,64}`. */
+  readonly cluster: string;
+  /** A token minted for the cluster, when the server runs with a secret. */
+  readonly token?: string;
+  /** Replication factor N; every node of a cluster must use the same. @default 3 */
+  readonly n?: number;
+  /** Default read quorum. @default 2 */
+  readonly r?: number;
+  /** Default write quorum. @default 2 */
+  readonly w?: number;
+  /** Per-node reply timeout, ms. @default 500 */
+  readonly requestTimeout?: number;
+  /** Ms between hinted-handoff rounds. @default 1000 */
+  readonly hintInterval?: number;
+  /** Largest key, bytes. @default 1024 */
+  readonly maxKeyBytes?: number;
+  /** Largest encoded value, bytes. @default 1048576 */
+  readonly maxValueBytes?: number;
+  /** How frames reach the worker: `auto` transfers data channels where the browser can, else relays. @default 'auto' */
+  readonly dataPlane?: 'auto' | DataPlane;
+  /** Ms between pushes of this node's metrics to the server. @default 2000 */
+  readonly metricsInterval?: number;
+  /** Makes the worker; the default loads the bundled `worker/main.ts` as a module worker. */
+  readonly createWorker?: () => Worker;
+}
+
+/** Options of {@link Store.get}. */
+export interface StoreGetOptions {
+  /** Replicas that must answer, 1..N. @default the store's r */
+  readonly r?: number;
+}
+
+/** Options of {@link Store.put}. */
+export interface StorePutOptions {
+  /** The context of the read this put supersedes. */
+  readonly context?: string;
+  /** Replicas that must acknowledge, 1..N. @default the store's w */
+  readonly w?: number;
+  /** Fail with `ERR_STALE_CONTEXT` unless the context has seen every stored version. @default false */
+  readonly ifMatch?: boolean;
+  /** Ask every replica for a strict (durable) IndexedDB commit. @default false */
+  readonly durable?: boolean;
+}
+
+/** Options of {@link Store.delete}. */
+export type StoreDeleteOptions = Omit<StorePutOptions, 'ifMatch'>;
+
+/** What a get answers. */
+export interface StoreGetResult {
+  /** Every unresolved sibling; empty when the key is absent or deleted. */
+  readonly values: Value[];
+  /** Put with this context to supersede what was read. */
+  readonly context: string;
+  readonly receipt: ReadReceipt;
+}
+
+/** What a put or delete answers. */
+export interface StorePutResult {
+  /** The new version's context. */
+  readonly context: string;
+  readonly receipt: Receipt;
+}
+
+/** Events a store emits. */
+export interface StoreEvents {
+  /** The cluster view changed. */
+  membership: ClusterView;
+  /** A get found concurrent siblings: resolve them by putting with `context`. */
+  conflict: { readonly key: string | Uint8Array; readonly values: Value[]; readonly context: string };
+  /** A peer connection changed state. */
+  peer: { readonly peer: string; readonly state: PeerState };
+  /** The connection to the signalling server went up or down. */
+  server: { readonly connected: boolean };
+  /** A log entry of the node. */
+  log: LogEntry;
+  /** The store closed. */
+  closed: undefined;
+}
+
+/** A key-value store backed by this tab's node and its cluster. */
+export interface Store {
+  /** This tab's node id (kept across reloads of the tab). */
+  readonly nodeId: string;
+  /** This browser profile's failure domain. */
+  readonly domain: string;
+  readonly cluster: string;
+  /** How frames reach the worker in this tab. */
+  readonly dataPlane: DataPlane;
+  /** The members of the current view. */
+  members(): ViewMember[];
+  /** The current view, with its epoch. */
+  view(): ClusterView | null;
+  get(key: string | Uint8Array, options?: StoreGetOptions): Promise<StoreGetResult>;
+  put(key: string | Uint8Array, value: Value, options?: StorePutOptions): Promise<StorePutResult>;
+  delete(key: string | Uint8Array, options?: StoreDeleteOptions): Promise<StorePutResult>;
+  /** This node's counters, latencies, storage and links. */
+  metrics(): Promise<HostMetrics>;
+  /** The metrics every member pushed to the signalling server. */
+  clusterMetrics(): Promise<Record<string, ServerNodeMetrics>>;
+  /** The state of each peer connection. */
+  peers(): Record<string, PeerState>;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void;
+  /** Leaves the cluster, stops the worker, releases the node id. Idempotent. */
+  close(): Promise<void>;
+}
+
+const CLUSTER_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Starts this tab's node and joins `options.cluster`. */
+export async function openStore(options: OpenStoreOptions): Promise<Store> {
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
+  if (typeof options.url !== 'string' || options.url === '') throw new InvalidArgumentError('url must be a string');
+  if (typeof options.cluster !== 'string' || !CLUSTER_PATTERN.test(options.cluster)) {
+    throw new InvalidArgumentError('cluster must match [A-Za-z0-9_-]{1,64}');
+  }
+  const identity = await claimIdentity({ cluster: options.cluster });
+  try {
+    return await DynameshStore.open(options, identity);
+  } catch (error) {
+    identity.release();
+    throw error;
+  }
+}
+
+type Listener = (payload: never) => void;
+
+class DynameshStore implements Store {
+  readonly nodeId: string;
+  readonly domain: string;
+  readonly cluster: string;
+  readonly dataPlane: DataPlane;
+  readonly #identity: Identity;
+  readonly #worker: Worker;
+  readonly #host: Comlink.Remote<NodeHost>;
+  readonly #mesh: Mesh;
+  readonly #listeners = new Map<keyof StoreEvents, Set<Listener>>();
+  #signaling: SignalingClient | undefined;
+  #metricsTimer: ReturnType<typeof setInterval> | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: OpenStoreOptions, identity: Identity, worker: Worker, dataPlane: DataPlane) {
+    this.nodeId = identity.nodeId;
+    this.domain = identity.domain;
+    this.cluster = options.cluster;
+    this.dataPlane = dataPlane;
+    this.#identity = identity;
+    this.#worker = worker;
+    this.#host = Comlink.wrap<NodeHost>(worker);
+    this.#mesh = new Mesh({
+      self: identity.nodeId,
+      host: this.#host,
+      dataPlane,
+      signal: (to, data) => this.#signaling?.signal(to, data),
+      onPeerState: (peer, state) => this.#emit('peer', { peer, state }),
+      onUnreachable: (peer) => this.#signaling?.reportUnreachable(peer),
+    });
+  }
+
+  static async open(options: OpenStoreOptions, identity: Identity): Promise<DynameshStore> {
+    const requested = options.dataPlane ?? 'auto';
+    const dataPlane: DataPlane = requested === 'auto' ? (canTransferDataChannels() ? 'transfer' : 'relay') : requested;
+    const worker =
+      options.createWorker?.() ??
+      new Worker(new URL('../worker/main.ts', import.meta.url), { type: 'module', name: 'dynamesh-node' });
+    const store = new DynameshStore(options, identity, worker, dataPlane);
+    try {
+      await store.#start(options);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    return store;
+  }
+
+  async #start(options: OpenStoreOptions): Promise<void> {
+    const limits: HostConfig['limits'] = {
+      ...(options.maxKeyBytes !== undefined ? { maxKeyBytes: options.maxKeyBytes } : {}),
+      ...(options.maxValueBytes !== undefined ? { maxValueBytes: options.maxValueBytes } : {}),
+    };
+    const config: HostConfig = {
+      id: this.nodeId,
+      domain: this.domain,
+      database: `dynamesh:${this.cluster}:${this.nodeId}`,
+      n: options.n ?? 3,
+      r: options.r ?? 2,
+      w: options.w ?? 2,
+      requestTimeout: options.requestTimeout ?? 500,
+      hintInterval: options.hintInterval ?? 1000,
+      limits,
+    };
+    unwrap(
+      await this.#host.start(
+        config,
+        Comlink.proxy((entry: LogEntry) => this.#emit('log', entry)),
+      ),
+    );
+    this.#signaling = await SignalingClient.connect({
+      url: options.url,
+      cluster: this.cluster,
+      nodeId: this.nodeId,
+      domain: this.domain,
+      ...(options.token !== undefined ? { token: options.token } : {}),
+      onView: (view) => this.#acceptView(view),
+      onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
+      onConnection: (connected) => this.#emit('server', { connected }),
+    });
+    this.#metricsTimer = setInterval(() => void this.#pushMetrics(), options.metricsInterval ?? 2000);
+  }
+
+  #acceptView(view: ClusterView): void {
+    if (this.#closing !== undefined) return;
+    void this.#host.setMembers(view.members.map((m) => ({ id: m.id, domain: m.domain })));
+    this.#mesh.update(view.members);
+    this.#emit('membership', view);
+  }
+
+  members(): ViewMember[] {
+    return [...(this.#signaling?.view?.members ?? [])];
+  }
+
+  view(): ClusterView | null {
+    return this.#signaling?.view ?? null;
+  }
+
+  peers(): Record<string, PeerState> {
+    return this.#mesh.states();
+  }
+
+  async get(key: string | Uint8Array, options: StoreGetOptions = {}): Promise<StoreGetResult> {
+    this.#open();
+    const result = unwrap(await this.#host.get(key, options));
+    const values = result.values.map(decodeValue);
+    if (values.length > 1) this.#emit('conflict', { key, values, context: result.context });
+    return { values, context: result.context, receipt: result.receipt };
+  }
+
+  async put(key: string | Uint8Array, value: Value, options: StorePutOptions = {}): Promise<StorePutResult> {
+    this.#open();
+    const bytes = encodeValue(value);
+    return unwrap(await this.#host.put(key, Comlink.transfer(bytes, [bytes.buffer]), options));
+  }
+
+  async delete(key: string | Uint8Array, options: StoreDeleteOptions = {}): Promise<StorePutResult> {
+    this.#open();
+    return unwrap(await this.#host.delete(key, options));
+  }
+
+  async metrics(): Promise<HostMetrics> {
+    this.#open();
+    return unwrap(await this.#host.metrics());
+  }
+
+  async clusterMetrics(): Promise<Record<string, ServerNodeMetrics>> {
+    this.#open();
+    return this.#signaling!.clusterMetrics();
+  }
+
+  on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void {
+    let set = this.#listeners.get(event);
+    if (set === undefined) this.#listeners.set(event, (set = new Set()));
+    set.add(listener);
+    return () => void set.delete(listener);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#metricsTimer);
+      await this.#signaling?.close();
+      this.#mesh.close();
+      await this.#host.close().catch(() => {});
+      this.#host[Comlink.releaseProxy]();
+      this.#worker.terminate();
+      this.#identity.release();
+      this.#emit('closed', undefined);
+    })();
+    return this.#closing;
+  }
+
+  async #pushMetrics(): Promise<void> {
+    const outcome = await this.#host.metrics().catch(() => null);
+    if (outcome === null || !outcome.ok) return;
+    const { node, storage } = outcome.value;
+    const flat: Record<string, number> = {};
+    for (const [name, value] of Object.entries(node)) if (typeof value === 'number') flat[name] = value;
+    flat['get_p50_ms'] = node.latency.get.p50;
+    flat['get_p99_ms'] = node.latency.get.p99;
+    flat['put_p50_ms'] = node.latency.put.p50;
+    flat['put_p99_ms'] = node.latency.put.p99;
+    flat['keys'] = storage.keys;
+    flat['bytes'] = storage.bytes;
+    flat['hints'] = storage.hints;
+    this.#signaling?.pushMetrics(flat);
+  }
+
+  #open(): void {
+    if (this.#closing !== undefined) throw new ClosedError('the store is closed');
+  }
+
+  #emit<E extends keyof StoreEvents>(event: E, payload: StoreEvents[E]): void {
+    for (const listener of this.#listeners.get(event) ?? []) {
+      try {
+        (listener as (payload: StoreEvents[E]) => void)(payload);
+      } catch (error) {
+        console.error(`dynamesh: a ${event} listener threw`, error);
+      }
+    }
+  }
+}
+
+function unwrap<T>(outcome: Outcome<T>): T {
+  if (outcome.ok) return outcome.value;
+  const { code, message, required, acknowledged } = outcome.error;
+  throw errorFromCode(
+    code as ErrorCode,
+    message,
+    required !== undefined && acknowledged !== undefined ? { required, acknowledged } : undefined,
+  );
+}

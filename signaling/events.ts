@@ -1,0 +1,253 @@
+/**
+ * The signalling protocol: every Socket.IO event between a node (the browser client) and the signalling server, as
+ * typed event maps in socket.io's `Server<ListenEvents, EmitEvents>` pattern, with their payloads and
+ * acknowledgements. This module has no runtime dependency on Node.js: the browser client imports it too.
+ *
+ * Every client → server event takes exactly one payload object and an acknowledgement callback; the server answers
+ * every event through that callback with {@link Ack}: `{ ok: true, … }` or `{ ok: false, error: { code, message } }`.
+ * A rejected event changes nothing on the server.
+ */
+
+/** The state of a member in a cluster view. */
+export type MemberState =
+  /** Heartbeating and unreported. */
+  | 'alive'
+  /**
+   * Still in the view (and in the ring), but in doubt: its connection to the server dropped, or a peer reported it
+   * unreachable. It either confirms itself (heartbeat, reconnection, reports expiring) or leaves the view.
+   */
+  | 'suspect';
+
+/** One node in a cluster view. */
+export interface ViewMember {
+  /** The node id; matches `NODE_ID_PATTERN` from `worker/protocol.ts`. */
+  readonly id: string;
+  /** The node's failure domain (one per browser profile); same pattern as node ids. */
+  readonly domain: string;
+  readonly state: MemberState;
+  /**
+   * Server time (ms since the Unix epoch) of this member's latest `join`. A new value means the node joined again
+   * (a reload or a reconnection), so its peers should expect a new peer connection. A member that comes back from
+   * silence by heartbeating keeps its value.
+   */
+  readonly joinedAt: number;
+}
+
+/** A cluster's membership as the server sees it. */
+export interface ClusterView {
+  readonly cluster: string;
+  /**
+   * Grows with every change of this cluster's view. It is `max(last epoch the server gave any cluster + 1, server
+   * time in ms)`: it grows across a cluster emptying and re-forming, and across server restarts as long as the server
+   * clock does not step back. Compare epochs, do not count them.
+   */
+  readonly epoch: number;
+  /** Sorted by `id`. */
+  readonly members: readonly ViewMember[];
+}
+
+/** Codes the signalling server answers with; the first five are the library's `ErrorCode`s. */
+export type SignalingErrorCode =
+  /** The payload failed validation, or the event is unknown. */
+  | 'ERR_INVALID_ARGUMENT'
+  /** A payload field is over its size limit (signal data, metrics entries). */
+  | 'ERR_TOO_LARGE'
+  /** The server has a secret and the join's token is missing, forged, expired, or for another cluster or node. */
+  | 'ERR_UNAUTHORIZED'
+  /** The cluster already has `maxMembersPerCluster` members. */
+  | 'ERR_CLUSTER_FULL'
+  /** The connection sent more events than its token bucket allows; the event was dropped. */
+  | 'ERR_RATE_LIMITED'
+  /** The event needs a joined connection: join first (again after every reconnection). */
+  | 'ERR_NOT_JOINED'
+  /** The named node is not a connected member of the caller's view, or the caller itself is out of the view. */
+  | 'ERR_NOT_MEMBER';
+
+/** Every code in {@link SignalingErrorCode}, for guards on the client. */
+export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freeze([
+  'ERR_INVALID_ARGUMENT',
+  'ERR_TOO_LARGE',
+  'ERR_UNAUTHORIZED',
+  'ERR_CLUSTER_FULL',
+  'ERR_RATE_LIMITED',
+  'ERR_NOT_JOINED',
+  'ERR_NOT_MEMBER',
+]);
+
+/** A refused event. */
+export interface ErrorAck {
+  readonly ok: false;
+  readonly error: { readonly code: SignalingErrorCode; readonly message: string };
+}
+
+/** The acknowledgement of an event: success with its fields, or {@link ErrorAck}. */
+export type Ack<T extends object = object> = ({ readonly ok: true } & T) | ErrorAck;
+
+/** Payload of `join`. */
+export interface JoinRequest {
+  /** The cluster to join: `[A-Za-z0-9_-]{1,64}`. A cluster exists while it has members. */
+  readonly cluster: string;
+  /** This node's id: `NODE_ID_PATTERN`. A second join with the same id takes the member over (see `superseded`). */
+  readonly nodeId: string;
+  /** This node's failure domain: same pattern as node ids. */
+  readonly domain: string;
+  /** Required when the server runs with a secret: a token minted for this cluster (see `signaling/token.ts`). */
+  readonly token?: string;
+}
+
+/** The limits a server enforces, told to every node in its join acknowledgement. */
+export interface SignalingLimits {
+  readonly maxMembersPerCluster: number;
+  /** Largest Socket.IO message; a bigger one closes the connection. */
+  readonly maxPayloadBytes: number;
+  /** Largest `signal.data`, as JSON, in bytes. */
+  readonly maxSignalBytes: number;
+  /** Most entries in a `metrics` snapshot. */
+  readonly maxMetricsEntries: number;
+  /** Sustained events per second per connection. */
+  readonly maxEventsPerSecond: number;
+  /** Events a connection may send at once before the sustained rate applies. */
+  readonly maxEventBurst: number;
+}
+
+/** Success fields of the `join` acknowledgement. */
+export interface JoinAccepted {
+  /** The view including the new member; the same view is also pushed as a `view` event. */
+  readonly view: ClusterView;
+  /** Send `heartbeat` this often, in ms. */
+  readonly heartbeatInterval: number;
+  /** A member silent for this long, in ms, leaves the view until it heartbeats again. */
+  readonly heartbeatTimeout: number;
+  readonly limits: SignalingLimits;
+}
+
+/** Acknowledgement of `join`. */
+export type JoinAck = Ack<JoinAccepted>;
+
+/** Payload of `heartbeat`. */
+export interface HeartbeatRequest {
+  /** The epoch of the latest view this node has; when it is not current, the acknowledgement carries the view. */
+  readonly epoch?: number;
+}
+
+/** Acknowledgement of `heartbeat`. */
+export type HeartbeatAck = Ack<{
+  /** The current epoch of the caller's cluster. */
+  readonly epoch: number;
+  /** The current view when the request's epoch differs from it (a missed push), else null. */
+  readonly view: ClusterView | null;
+}>;
+
+/**
+ * Payload of `signal`: WebRTC signalling data (an offer, answer, ICE candidate or renegotiation request, as
+ * simple-peer emits them) for one member of the caller's cluster. The server does not read `data`; it checks that
+ * it is a JSON object of at most `maxSignalBytes`.
+ */
+export interface SignalRequest {
+  /** The receiving node's id. */
+  readonly to: string;
+  readonly data: SignalData;
+}
+
+/** Opaque WebRTC signalling data: a JSON object. */
+export type SignalData = { readonly [key: string]: unknown };
+
+/** Acknowledgement of `signal`: success means the server handed it to the receiver's connection. */
+export type SignalAck = Ack;
+
+/** A `signal` relayed by the server, received by the member it was sent to. */
+export interface RelayedSignal {
+  /** The sending node's id, as the server knows it from its join. */
+  readonly from: string;
+  readonly data: SignalData;
+}
+
+/** Payload of `report-unreachable`: the caller cannot reach `nodeId` over its peer connection. */
+export interface ReportRequest {
+  readonly nodeId: string;
+}
+
+/** Acknowledgement of `report-unreachable`: what the server made of the reported member. */
+export type ReportAck = Ack<{
+  /** `suspect`: now in doubt, must confirm itself; `removed`: taken out of the view. */
+  readonly state: 'suspect' | 'removed';
+}>;
+
+/**
+ * Payload of `metrics`: a node's counters and gauges, a flat object of finite numbers keyed by Prometheus-safe names
+ * (`[A-Za-z_][A-Za-z0-9_]{0,63}`), at most `maxMetricsEntries` of them. Each snapshot replaces the previous one.
+ */
+export type MetricsSnapshot = { readonly [name: string]: number };
+
+/** Acknowledgement of `metrics`. */
+export type MetricsAck = Ack;
+
+/** A node's latest pushed metrics. */
+export interface NodeMetrics {
+  /** Server time (ms) of the push. */
+  readonly at: number;
+  readonly values: MetricsSnapshot;
+}
+
+/** Payload of `get-metrics` and `leave`: an empty object. */
+export type EmptyRequest = Record<string, never>;
+
+/** Acknowledgement of `get-metrics`: the latest snapshot of every member of the caller's cluster that pushed one. */
+export type GetMetricsAck = Ack<{ readonly metrics: { readonly [nodeId: string]: NodeMetrics } }>;
+
+/** Acknowledgement of `leave`. Leaving when not joined succeeds too. */
+export type LeaveAck = Ack;
+
+/** Sent to a connection whose member was taken over by a newer `join` with the same cluster and node id. */
+export interface SupersededNotice {
+  readonly cluster: string;
+  readonly nodeId: string;
+}
+
+/** Events a node sends the server (the server's listen events, the client's emit events). */
+export interface ClientToServerEvents {
+  /** Join a cluster as a node. One membership per connection; join again after every reconnection. */
+  join: (request: JoinRequest, ack: (response: JoinAck) => void) => void;
+  /** Proof of life, every `heartbeatInterval` ms after joining. */
+  heartbeat: (request: HeartbeatRequest, ack: (response: HeartbeatAck) => void) => void;
+  /** WebRTC signalling for one member of the caller's cluster, delivered to it as a `signal` event. */
+  signal: (request: SignalRequest, ack: (response: SignalAck) => void) => void;
+  /** The caller cannot reach a member over its peer connection. */
+  'report-unreachable': (request: ReportRequest, ack: (response: ReportAck) => void) => void;
+  /** Replace this node's metrics snapshot on the server. */
+  metrics: (snapshot: MetricsSnapshot, ack: (response: MetricsAck) => void) => void;
+  /** Read the metrics every member of the caller's cluster pushed. */
+  'get-metrics': (request: EmptyRequest, ack: (response: GetMetricsAck) => void) => void;
+  /** Leave the cluster now (rather than after `heartbeatTimeout` of silence). */
+  leave: (request: EmptyRequest, ack: (response: LeaveAck) => void) => void;
+}
+
+/** Events the server sends a node. */
+export interface ServerToClientEvents {
+  /** The caller's cluster view, after every change; also sent to joined connections that are out of the view. */
+  view: (view: ClusterView) => void;
+  /** WebRTC signalling from another member. */
+  signal: (message: RelayedSignal) => void;
+  /** This connection no longer holds its membership: another connection joined with the same node id. */
+  superseded: (notice: SupersededNotice) => void;
+}
+
+/** The names of the events a node sends. */
+export type ClientEventName = keyof ClientToServerEvents;
+
+/** Every {@link ClientEventName}. */
+export const CLIENT_EVENT_NAMES: readonly ClientEventName[] = Object.freeze([
+  'join',
+  'heartbeat',
+  'signal',
+  'report-unreachable',
+  'metrics',
+  'get-metrics',
+  'leave',
+]);
+
+/** The pattern cluster names and failure domains match (the same as node ids). */
+export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The pattern metric names in a {@link MetricsSnapshot} match. */
+export const METRIC_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;

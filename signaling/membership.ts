@@ -1,0 +1,423 @@
+/**
+ * Cluster membership and failure detection, as plain state over an injected clock: no sockets, no timers. The server
+ * calls one method per event (and {@link Membership.sweep} on a timer) and pushes the views each call reports as
+ * changed. Every change of a cluster's view bumps its epoch; a call that changes nothing visible bumps nothing.
+ *
+ * The rules, with `interval` = heartbeatInterval and `timeout` = heartbeatTimeout:
+ * - A member is in the view from its join. Each `heartbeat` (or join) refreshes its last-seen time.
+ * - Silence: a member not seen for `timeout` leaves the view (failure `'heartbeat'`). If its connection is still
+ *   open it stays joined, out of the view, and comes back (`alive`, same `joinedAt`) on its next heartbeat.
+ * - Disconnection: the member turns `suspect` at once and leaves only through the silence rule, so a connection
+ *   that drops and rejoins within `timeout` does not change the ring.
+ * - Reports: a member of the view may report another as unreachable. A report makes the target `suspect` and sets
+ *   a deadline of `2 × interval`: if the target sends no heartbeat by then it leaves the view (failure
+ *   `'unconfirmed'`), since it is probably gone and the server would only learn it at `timeout`. A heartbeat meets
+ *   the deadline; the target then stays `suspect` until its reports expire (`timeout` after each was made). When
+ *   reports from at least two members and from a strict majority of the other members of the view are current, the
+ *   target leaves the view even though it heartbeats (failure `'majority'`): most of the cluster cannot reach it.
+ *   It is then kept out until `timeout` has passed, so it does not bounce straight back. One peer's word alone never
+ *   removes a member the server can hear.
+ * - `leave` removes the member at once; so does a newer join of the same node id from another connection, which
+ *   takes the member over (the older connection is told it was superseded).
+ */
+import type {
+  ClusterView,
+  MemberState,
+  MetricsSnapshot,
+  NodeMetrics,
+  SignalingErrorCode,
+  ViewMember,
+} from './events.ts';
+
+/** Why a member left its view without leaving. */
+export type FailureReason = 'heartbeat' | 'unconfirmed' | 'majority';
+
+/** A member that left its view without leaving. */
+export interface DetectedFailure {
+  readonly cluster: string;
+  readonly nodeId: string;
+  readonly reason: FailureReason;
+}
+
+/** Options of {@link Membership}. */
+export interface MembershipOptions {
+  /** Expected time between heartbeats, in ms. @default 1000 */
+  readonly heartbeatInterval: number;
+  /** Silence after which a member leaves the view, in ms. @default 3000 */
+  readonly heartbeatTimeout: number;
+  /** Most members (in or out of the view) a cluster holds. @default 64 */
+  readonly maxMembersPerCluster: number;
+  /** The clock, in ms since the Unix epoch. @default Date.now */
+  readonly now: () => number;
+}
+
+/** Where a connection is joined. */
+export interface Seat {
+  readonly cluster: string;
+  readonly nodeId: string;
+}
+
+/** What an operation did: the views that changed (to push) and the failures it detected. */
+export interface Changes {
+  readonly views: readonly ClusterView[];
+  readonly failures: readonly DetectedFailure[];
+}
+
+/** Outcome of an operation that can be refused. */
+export type Outcome<T> =
+  ({ readonly ok: true } & T) | { readonly ok: false; readonly code: SignalingErrorCode; readonly message: string };
+
+/** Counts of the current state, for health checks and gauges. */
+export interface MembershipStats {
+  readonly clusters: number;
+  /** Members in views, by state. */
+  readonly alive: number;
+  readonly suspect: number;
+  /** Joined connections out of their view (silent, or held out by reports). */
+  readonly outOfView: number;
+}
+
+interface MemberRecord {
+  readonly id: string;
+  domain: string;
+  joinedAt: number;
+  /** Null once its connection dropped; the record then lives until the silence rule removes it. */
+  connection: string | null;
+  lastSeen: number;
+  inView: boolean;
+  /** Reporter id → time of its latest report. */
+  reports: Map<string, number>;
+  /** When the target must have heartbeaten by, after a report; null when no deadline is pending. */
+  reportDeadline: number | null;
+  /** A member removed by a majority of reports stays out until then. */
+  heldOutUntil: number;
+  metrics: NodeMetrics | null;
+}
+
+interface ClusterRecord {
+  readonly name: string;
+  epoch: number;
+  view: ClusterView;
+  readonly members: Map<string, MemberRecord>;
+}
+
+/** The membership of every cluster on one server. */
+export class Membership {
+  readonly #options: MembershipOptions;
+  readonly #clusters = new Map<string, ClusterRecord>();
+  readonly #seats = new Map<string, Seat>();
+  /** The last epoch given to any cluster: one sequence for all, so a re-formed cluster never repeats an epoch. */
+  #lastEpoch = 0;
+
+  constructor(options: MembershipOptions) {
+    this.#options = options;
+  }
+
+  /** The cluster and node a connection joined as, if it did. */
+  seat(connection: string): Seat | undefined {
+    return this.#seats.get(connection);
+  }
+
+  /** The current view of a cluster, if it has members. */
+  view(cluster: string): ClusterView | undefined {
+    return this.#clusters.get(cluster)?.view;
+  }
+
+  /** Every cluster name. */
+  clusterNames(): string[] {
+    return [...this.#clusters.keys()];
+  }
+
+  /**
+   * Joins `connection` to `cluster` as `nodeId`. A connection holds one seat: joining again with the same seat
+   * refreshes it, with another seat is refused. A node id already held by another connection is taken over; that
+   * connection is returned as `superseded`.
+   */
+  join(
+    connection: string,
+    request: { readonly cluster: string; readonly nodeId: string; readonly domain: string },
+  ): Outcome<{ view: ClusterView; superseded: string | null; changes: Changes }> {
+    const now = this.#options.now();
+    const seat = this.#seats.get(connection);
+    if (seat !== undefined && (seat.cluster !== request.cluster || seat.nodeId !== request.nodeId)) {
+      return refuse(
+        'ERR_INVALID_ARGUMENT',
+        `this connection already joined cluster ${seat.cluster} as ${seat.nodeId}; leave first`,
+      );
+    }
+    let cluster = this.#clusters.get(request.cluster);
+    const existing = cluster?.members.get(request.nodeId);
+    if (existing === undefined && cluster !== undefined && cluster.members.size >= this.#options.maxMembersPerCluster) {
+      return refuse(
+        'ERR_CLUSTER_FULL',
+        `cluster ${request.cluster} has ${this.#options.maxMembersPerCluster} members, the most it may have`,
+      );
+    }
+    if (cluster === undefined) {
+      cluster = {
+        name: request.cluster,
+        epoch: 0,
+        view: { cluster: request.cluster, epoch: 0, members: [] },
+        members: new Map(),
+      };
+      this.#clusters.set(request.cluster, cluster);
+    }
+    let superseded: string | null = null;
+    if (existing !== undefined && existing.connection !== null && existing.connection !== connection) {
+      superseded = existing.connection;
+      this.#seats.delete(existing.connection);
+    }
+    const member: MemberRecord = existing ?? {
+      id: request.nodeId,
+      domain: request.domain,
+      joinedAt: now,
+      connection,
+      lastSeen: now,
+      inView: true,
+      reports: new Map(),
+      reportDeadline: null,
+      heldOutUntil: 0,
+      metrics: null,
+    };
+    // A join is a fresh start for the node: whatever peers said about its previous connection no longer applies.
+    member.domain = request.domain;
+    member.joinedAt = now;
+    member.connection = connection;
+    member.lastSeen = now;
+    member.inView = true;
+    member.reports.clear();
+    member.reportDeadline = null;
+    member.heldOutUntil = 0;
+    cluster.members.set(member.id, member);
+    this.#seats.set(connection, { cluster: cluster.name, nodeId: member.id });
+    const changed = this.#refresh(cluster, now);
+    return {
+      ok: true,
+      view: cluster.view,
+      superseded,
+      changes: { views: changed ? [cluster.view] : [], failures: [] },
+    };
+  }
+
+  /** Records a heartbeat; a member out of the view comes back unless it is held out. */
+  heartbeat(connection: string): Outcome<{ view: ClusterView; changes: Changes }> {
+    const found = this.#find(connection);
+    if (found === undefined) return notJoined();
+    const { cluster, member } = found;
+    const now = this.#options.now();
+    member.lastSeen = now;
+    member.reportDeadline = null;
+    if (!member.inView && member.heldOutUntil <= now) {
+      member.inView = true;
+      member.reports.clear();
+    }
+    const changed = this.#refresh(cluster, now);
+    return { ok: true, view: cluster.view, changes: { views: changed ? [cluster.view] : [], failures: [] } };
+  }
+
+  /** Records that the member on `connection` cannot reach `target`; see the module comment for what follows. */
+  report(connection: string, target: string): Outcome<{ state: 'suspect' | 'removed'; changes: Changes }> {
+    const found = this.#find(connection);
+    if (found === undefined) return notJoined();
+    const { cluster, member: reporter } = found;
+    if (!reporter.inView) return refuse('ERR_NOT_MEMBER', 'you are out of the view; heartbeat to return');
+    if (target === reporter.id) return refuse('ERR_INVALID_ARGUMENT', 'a node cannot report itself');
+    const reported = cluster.members.get(target);
+    if (reported === undefined || !reported.inView) {
+      return refuse('ERR_NOT_MEMBER', `${target} is not a member of the view of ${cluster.name}`);
+    }
+    const now = this.#options.now();
+    reported.reports.set(reporter.id, now);
+    reported.reportDeadline ??= now + 2 * this.#options.heartbeatInterval;
+    const failures: DetectedFailure[] = [];
+    if (this.#reportedByMajority(cluster, reported, now)) {
+      this.#remove(cluster, reported, 'majority', now, failures);
+    }
+    const changed = this.#refresh(cluster, now);
+    return {
+      ok: true,
+      state: reported.inView ? 'suspect' : 'removed',
+      changes: { views: changed ? [cluster.view] : [], failures },
+    };
+  }
+
+  /** Removes the member on `connection` from its cluster at once. Leaving without a seat changes nothing. */
+  leave(connection: string): Changes {
+    const found = this.#find(connection);
+    if (found === undefined) return { views: [], failures: [] };
+    const { cluster, member } = found;
+    this.#seats.delete(connection);
+    cluster.members.delete(member.id);
+    return this.#settle(cluster);
+  }
+
+  /** The connection dropped: its member turns suspect, and leaves only if it stays silent. */
+  disconnect(connection: string): Changes {
+    const found = this.#find(connection);
+    if (found === undefined) return { views: [], failures: [] };
+    const { cluster, member } = found;
+    this.#seats.delete(connection);
+    member.connection = null;
+    if (!member.inView) cluster.members.delete(member.id);
+    return this.#settle(cluster);
+  }
+
+  /** The connection holding `nodeId`'s seat in the caller's view, for relaying a signal. */
+  route(connection: string, to: string): Outcome<{ from: string; connection: string }> {
+    const found = this.#find(connection);
+    if (found === undefined) return notJoined();
+    const { cluster, member } = found;
+    if (!member.inView) return refuse('ERR_NOT_MEMBER', 'you are out of the view; heartbeat to return');
+    if (to === member.id) return refuse('ERR_INVALID_ARGUMENT', 'a node cannot signal itself');
+    const target = cluster.members.get(to);
+    if (target === undefined || !target.inView) {
+      return refuse('ERR_NOT_MEMBER', `${to} is not a member of the view of ${cluster.name}`);
+    }
+    if (target.connection === null) return refuse('ERR_NOT_MEMBER', `${to} is not connected`);
+    return { ok: true, from: member.id, connection: target.connection };
+  }
+
+  /** Replaces the metrics snapshot of the member on `connection`. */
+  setMetrics(connection: string, values: MetricsSnapshot): Outcome<object> {
+    const found = this.#find(connection);
+    if (found === undefined) return notJoined();
+    found.member.metrics = { at: this.#options.now(), values };
+    return { ok: true };
+  }
+
+  /** The latest metrics of every member of `cluster` that pushed some, by node id. */
+  metrics(cluster: string): Record<string, NodeMetrics> {
+    const result: Record<string, NodeMetrics> = {};
+    const record = this.#clusters.get(cluster);
+    if (record === undefined) return result;
+    for (const member of [...record.members.values()].sort((a, b) => compare(a.id, b.id))) {
+      if (member.metrics !== null) result[member.id] = member.metrics;
+    }
+    return result;
+  }
+
+  /** Applies the silence and report rules at the current time; call it on a timer. */
+  sweep(): Changes {
+    const now = this.#options.now();
+    const views: ClusterView[] = [];
+    const failures: DetectedFailure[] = [];
+    for (const cluster of [...this.#clusters.values()]) {
+      for (const member of [...cluster.members.values()]) {
+        this.#expireReports(member, now);
+        if (member.inView && now - member.lastSeen >= this.#options.heartbeatTimeout) {
+          this.#remove(cluster, member, 'heartbeat', now, failures);
+        } else if (member.inView && member.reportDeadline !== null && now >= member.reportDeadline) {
+          this.#remove(cluster, member, 'unconfirmed', now, failures);
+        }
+        if (!member.inView && member.connection === null) cluster.members.delete(member.id);
+      }
+      if (cluster.members.size === 0) this.#clusters.delete(cluster.name);
+      else if (this.#refresh(cluster, now)) views.push(cluster.view);
+    }
+    return { views, failures };
+  }
+
+  /** Counts for health checks and gauges. */
+  stats(): MembershipStats {
+    let alive = 0;
+    let suspect = 0;
+    let outOfView = 0;
+    for (const cluster of this.#clusters.values()) {
+      for (const member of cluster.view.members) {
+        if (member.state === 'alive') alive++;
+        else suspect++;
+      }
+      outOfView += cluster.members.size - cluster.view.members.length;
+    }
+    return { clusters: this.#clusters.size, alive, suspect, outOfView };
+  }
+
+  #find(connection: string): { cluster: ClusterRecord; member: MemberRecord } | undefined {
+    const seat = this.#seats.get(connection);
+    if (seat === undefined) return undefined;
+    const cluster = this.#clusters.get(seat.cluster);
+    const member = cluster?.members.get(seat.nodeId);
+    if (cluster === undefined || member === undefined || member.connection !== connection) return undefined;
+    return { cluster, member };
+  }
+
+  #expireReports(member: MemberRecord, now: number): void {
+    for (const [reporter, at] of member.reports) {
+      if (now - at >= this.#options.heartbeatTimeout) member.reports.delete(reporter);
+    }
+    if (member.reports.size === 0) member.reportDeadline = null;
+  }
+
+  #reportedByMajority(cluster: ClusterRecord, target: MemberRecord, now: number): boolean {
+    this.#expireReports(target, now);
+    let others = 0;
+    for (const member of cluster.members.values()) {
+      if (member.inView && member !== target) others++;
+    }
+    let reporters = 0;
+    for (const reporter of target.reports.keys()) {
+      if (cluster.members.get(reporter)?.inView === true) reporters++;
+    }
+    return reporters >= 2 && 2 * reporters > others;
+  }
+
+  #remove(cluster: ClusterRecord, member: MemberRecord, reason: FailureReason, now: number, out: DetectedFailure[]) {
+    member.inView = false;
+    member.reports.clear();
+    member.reportDeadline = null;
+    member.heldOutUntil = reason === 'majority' ? now + this.#options.heartbeatTimeout : 0;
+    out.push({ cluster: cluster.name, nodeId: member.id, reason });
+  }
+
+  /** Drops an emptied cluster, or refreshes its view; reports the view when it changed. */
+  #settle(cluster: ClusterRecord): Changes {
+    if (cluster.members.size === 0) {
+      this.#clusters.delete(cluster.name);
+      return { views: [], failures: [] };
+    }
+    const changed = this.#refresh(cluster, this.#options.now());
+    return { views: changed ? [cluster.view] : [], failures: [] };
+  }
+
+  /** Recomputes the view; bumps the epoch and returns true when it differs from the last one. */
+  #refresh(cluster: ClusterRecord, now: number): boolean {
+    const members: ViewMember[] = [];
+    for (const member of cluster.members.values()) {
+      if (!member.inView) continue;
+      const state: MemberState = member.connection === null || member.reports.size > 0 ? 'suspect' : 'alive';
+      members.push({ id: member.id, domain: member.domain, state, joinedAt: member.joinedAt });
+    }
+    members.sort((a, b) => compare(a.id, b.id));
+    if (cluster.epoch > 0 && sameMembers(cluster.view.members, members)) return false;
+    this.#lastEpoch = Math.max(this.#lastEpoch + 1, Math.floor(now));
+    cluster.epoch = this.#lastEpoch;
+    cluster.view = Object.freeze({ cluster: cluster.name, epoch: cluster.epoch, members: Object.freeze(members) });
+    return true;
+  }
+}
+
+function sameMembers(a: readonly ViewMember[], b: readonly ViewMember[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((member, i) => {
+    const other = b[i];
+    return (
+      other !== undefined &&
+      member.id === other.id &&
+      member.domain === other.domain &&
+      member.state === other.state &&
+      member.joinedAt === other.joinedAt
+    );
+  });
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function refuse(code: SignalingErrorCode, message: string): { ok: false; code: SignalingErrorCode; message: string } {
+  return { ok: false, code, message };
+}
+
+function notJoined(): { ok: false; code: SignalingErrorCode; message: string } {
+  return refuse('ERR_NOT_JOINED', 'this connection has not joined a cluster; join first');
+}

@@ -1,0 +1,112 @@
+/**
+ * The signalling server's Prometheus metrics, in a Registry of its own (never prom-client's global one, so several
+ * servers in one process, as in tests, keep apart). Gauges are read from the membership when scraped.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { MetricsSnapshot } from './events.ts';
+import type { FailureReason, MembershipStats } from './membership.ts';
+
+/** Where scrape-time gauges read from. */
+export interface MetricsSource {
+  stats(): MembershipStats;
+  connections(): number;
+  /** Every pushed node snapshot, for the optional per-node gauge. */
+  nodeSnapshots(): Iterable<{ cluster: string; node: string; values: MetricsSnapshot }>;
+}
+
+/** Labels of rejected events: the event name (or `unknown`) and the reason (the error code, lower-case, no `ERR_`). */
+export type RejectionLabels = 'event' | 'reason';
+
+/** The counters the server increments and the registry `/metrics` serves. */
+export interface SignalingMetrics {
+  readonly registry: Registry;
+  readonly joins: Counter;
+  readonly leaves: Counter;
+  readonly failures: Counter<'reason'>;
+  readonly signalsRelayed: Counter;
+  readonly viewsPushed: Counter;
+  readonly rejected: Counter<RejectionLabels>;
+}
+
+/** Creates the registry and metrics; `exportNodeMetrics` adds `dynamesh_node_metric{cluster,node,name}`. */
+export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics: boolean): SignalingMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  new Gauge({
+    name: 'dynamesh_signaling_clusters',
+    help: 'Clusters with at least one member.',
+    registers,
+    collect() {
+      this.set(source.stats().clusters);
+    },
+  });
+  new Gauge({
+    name: 'dynamesh_signaling_members',
+    help: 'Members by state: alive and suspect are in their view, out_of_view are joined but out of it.',
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      const stats = source.stats();
+      this.set({ state: 'alive' }, stats.alive);
+      this.set({ state: 'suspect' }, stats.suspect);
+      this.set({ state: 'out_of_view' }, stats.outOfView);
+    },
+  });
+  new Gauge({
+    name: 'dynamesh_signaling_connections',
+    help: 'Open Socket.IO connections, joined or not.',
+    registers,
+    collect() {
+      this.set(source.connections());
+    },
+  });
+  if (exportNodeMetrics) {
+    new Gauge({
+      name: 'dynamesh_node_metric',
+      help: 'The latest metrics snapshot each node pushed, one series per entry.',
+      labelNames: ['cluster', 'node', 'name'] as const,
+      registers,
+      collect() {
+        // Rebuilt on every scrape, so nodes that left take their series with them.
+        this.reset();
+        for (const { cluster, node, values } of source.nodeSnapshots()) {
+          for (const [name, value] of Object.entries(values)) this.set({ cluster, node, name }, value);
+        }
+      },
+    });
+  }
+  const failures = new Counter({
+    name: 'dynamesh_signaling_failures_detected_total',
+    help: 'Members that left their view without leaving, by reason (heartbeat, unconfirmed, majority).',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  for (const reason of ['heartbeat', 'unconfirmed', 'majority'] satisfies FailureReason[]) failures.inc({ reason }, 0);
+  return {
+    registry,
+    joins: new Counter({ name: 'dynamesh_signaling_joins_total', help: 'Accepted joins.', registers }),
+    leaves: new Counter({ name: 'dynamesh_signaling_leaves_total', help: 'Explicit leaves.', registers }),
+    failures,
+    signalsRelayed: new Counter({
+      name: 'dynamesh_signaling_signals_relayed_total',
+      help: 'WebRTC signals relayed between members.',
+      registers,
+    }),
+    viewsPushed: new Counter({
+      name: 'dynamesh_signaling_view_changes_total',
+      help: 'View changes pushed to a cluster.',
+      registers,
+    }),
+    rejected: new Counter({
+      name: 'dynamesh_signaling_events_rejected_total',
+      help: 'Events answered with an error or dropped, by event and reason.',
+      labelNames: ['event', 'reason'] as const,
+      registers,
+    }),
+  };
+}
+
+/** The `reason` label of an error code: `ERR_RATE_LIMITED` → `rate_limited`. */
+export function reasonLabel(code: string): string {
+  return code.replace(/^ERR_/, '').toLowerCase();
+}

@@ -1,0 +1,486 @@
+/**
+ * The signalling server: one HTTP server carrying Socket.IO (membership, heartbeats, signal relay), `/healthz`,
+ * `/metrics` and the built demo. Each cluster is a Socket.IO room; {@link Membership} decides views and failures,
+ * this module validates, limits, authorises, relays and pushes.
+ *
+ * Every client event goes through the same steps: the connection's token bucket (over it: `ERR_RATE_LIMITED`,
+ * dropped), a known name (else `ERR_INVALID_ARGUMENT`), exactly one payload that its validator accepts, then the
+ * handler. Any refusal is answered through the acknowledgement when there is one, counted in
+ * `dynamesh_signaling_events_rejected_total{event,reason}`, logged at debug level, and changes nothing.
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { Server, type Socket } from 'socket.io';
+import {
+  CLIENT_EVENT_NAMES,
+  type Ack,
+  type ClientEventName,
+  type ClientToServerEvents,
+  type ClusterView,
+  type EmptyRequest,
+  type ErrorAck,
+  type HeartbeatRequest,
+  type JoinRequest,
+  type MetricsSnapshot,
+  type NodeMetrics,
+  type ReportRequest,
+  type ServerToClientEvents,
+  type SignalingErrorCode,
+  type SignalingLimits,
+  type SignalRequest,
+} from './events.ts';
+import { Membership, type Changes, type MembershipStats } from './membership.ts';
+import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
+import { TokenBucket } from './rate-limit.ts';
+import { serveStatic } from './static.ts';
+import { verifyToken } from './token.ts';
+import { VALIDATORS, type PayloadLimits } from './validate.ts';
+
+/** Interval timers, injectable so tests can drive failure detection. */
+export interface IntervalTimers {
+  setInterval(callback: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+/** Options of {@link createSignalingServer}; every one has a default. */
+export interface SignalingServerOptions {
+  /** TCP port; 0 picks a free one (see `port` on the result). @default 8787 */
+  readonly port?: number | undefined;
+  /** Interface to bind; `0.0.0.0` or `::` to accept other machines. @default '127.0.0.1' */
+  readonly host?: string | undefined;
+  /** How often members heartbeat, in ms; told to them in the join acknowledgement. @default 1000 */
+  readonly heartbeatInterval?: number | undefined;
+  /** Silence after which a member leaves its view, in ms; more than `heartbeatInterval`. @default 3000 */
+  readonly heartbeatTimeout?: number | undefined;
+  /**
+   * How often failure detection runs, in ms: a silent member leaves its view between `heartbeatTimeout` and
+   * `heartbeatTimeout + sweepInterval` after it was last heard. @default 250
+   */
+  readonly sweepInterval?: number | undefined;
+  /** Most members per cluster; one more join gets `ERR_CLUSTER_FULL`. @default 64 */
+  readonly maxMembersPerCluster?: number | undefined;
+  /** Largest Socket.IO message in bytes (Socket.IO's `maxHttpBufferSize`); a bigger one closes the connection. @default 65536 */
+  readonly maxPayloadBytes?: number | undefined;
+  /** Largest `signal.data`, as JSON, in bytes; more gets `ERR_TOO_LARGE`. @default 16384 */
+  readonly maxSignalBytes?: number | undefined;
+  /** Most entries in a `metrics` snapshot; more gets `ERR_TOO_LARGE`. @default 64 */
+  readonly maxMetricsEntries?: number | undefined;
+  /** Sustained events per second per connection (token bucket refill); over it gets `ERR_RATE_LIMITED`. @default 100 */
+  readonly maxEventsPerSecond?: number | undefined;
+  /** Token bucket size: events a connection may send at once. @default 200 */
+  readonly maxEventBurst?: number | undefined;
+  /** When set, joins need a token minted with this secret for their cluster (`ERR_UNAUTHORIZED` otherwise). @default undefined (open) */
+  readonly secret?: string | undefined;
+  /** Directory of the built demo, served at `/`; without an `index.html` there, `/` says the demo is not built. @default undefined */
+  readonly staticDir?: string | undefined;
+  /** Origins allowed to connect with HTTP long-polling (WebSocket connections are not subject to CORS). @default '*' */
+  readonly corsOrigin?: string | readonly string[];
+  /** Export the nodes' pushed metrics as `dynamesh_node_metric{cluster,node,name}` on `/metrics`. @default true */
+  readonly exportNodeMetrics?: boolean;
+  /** The logger; when absent, a pino logger at `logLevel`. */
+  readonly logger?: Logger;
+  /** Level of the default logger. @default process.env.LOG_LEVEL ?? 'info' */
+  readonly logLevel?: string;
+  /** The clock, ms since the Unix epoch: view times, token expiry, rate limits, failure detection. @default Date.now */
+  readonly now?: () => number;
+  /** Timers for failure detection. @default the global setInterval and clearInterval */
+  readonly timers?: IntervalTimers;
+}
+
+/** A running signalling server. */
+export interface SignalingServer {
+  readonly httpServer: HttpServer;
+  readonly io: Server<ListenEvents, ServerToClientEvents>;
+  /** `http://host:port`, the URL clients connect to. */
+  readonly url: string;
+  /** The bound port (the chosen one when the option was 0). */
+  readonly port: number;
+  readonly host: string;
+  /** The limits in force, as told to clients. */
+  readonly limits: SignalingLimits;
+  /** The Prometheus metrics served at `/metrics`. */
+  readonly metrics: SignalingMetrics;
+  readonly logger: Logger;
+  /** The view of a cluster, or undefined when it has no members. */
+  view(cluster: string): ClusterView | undefined;
+  /** The metrics each member of a cluster pushed, by node id. */
+  nodeMetrics(cluster: string): Record<string, NodeMetrics>;
+  /** Membership counts. */
+  stats(): MembershipStats;
+  /** Runs failure detection now, as the timer does, and pushes what changed. */
+  sweep(): void;
+  /** Disconnects every client and closes the HTTP server; idempotent. */
+  close(): Promise<void>;
+}
+
+/** The server listens to the client's events but trusts nothing about their arguments until validated. */
+export type ListenEvents = { [E in keyof ClientToServerEvents]: (...args: unknown[]) => void };
+
+type ClientSocket = Socket<ListenEvents, ServerToClientEvents>;
+type AckFunction = (response: Ack) => void;
+type Reply = { readonly response: Ack; readonly changes?: Changes };
+
+const KNOWN_EVENTS: ReadonlySet<string> = new Set(CLIENT_EVENT_NAMES);
+
+/** The numeric and address options, with defaults applied. */
+export interface SignalingSettings {
+  readonly port: number;
+  readonly host: string;
+  readonly heartbeatInterval: number;
+  readonly heartbeatTimeout: number;
+  readonly sweepInterval: number;
+  readonly maxMembersPerCluster: number;
+  readonly maxPayloadBytes: number;
+  readonly maxSignalBytes: number;
+  readonly maxMetricsEntries: number;
+  readonly maxEventsPerSecond: number;
+  readonly maxEventBurst: number;
+}
+
+/** Defaults of {@link SignalingServerOptions}. */
+export const SIGNALING_DEFAULTS: SignalingSettings = Object.freeze({
+  port: 8787,
+  host: '127.0.0.1',
+  heartbeatInterval: 1000,
+  heartbeatTimeout: 3000,
+  sweepInterval: 250,
+  maxMembersPerCluster: 64,
+  maxPayloadBytes: 64 * 1024,
+  maxSignalBytes: 16 * 1024,
+  maxMetricsEntries: 64,
+  maxEventsPerSecond: 100,
+  maxEventBurst: 200,
+});
+
+/** Starts a signalling server; resolves once it listens. Throws a RangeError on a bad option. */
+export async function createSignalingServer(options: SignalingServerOptions = {}): Promise<SignalingServer> {
+  const defaults = SIGNALING_DEFAULTS;
+  const settings: SignalingSettings = {
+    port: options.port ?? defaults.port,
+    host: options.host ?? defaults.host,
+    heartbeatInterval: options.heartbeatInterval ?? defaults.heartbeatInterval,
+    heartbeatTimeout: options.heartbeatTimeout ?? defaults.heartbeatTimeout,
+    sweepInterval: options.sweepInterval ?? defaults.sweepInterval,
+    maxMembersPerCluster: options.maxMembersPerCluster ?? defaults.maxMembersPerCluster,
+    maxPayloadBytes: options.maxPayloadBytes ?? defaults.maxPayloadBytes,
+    maxSignalBytes: options.maxSignalBytes ?? defaults.maxSignalBytes,
+    maxMetricsEntries: options.maxMetricsEntries ?? defaults.maxMetricsEntries,
+    maxEventsPerSecond: options.maxEventsPerSecond ?? defaults.maxEventsPerSecond,
+    maxEventBurst: options.maxEventBurst ?? defaults.maxEventBurst,
+  };
+  checkOptions(settings);
+  const now = options.now ?? Date.now;
+  const timers = options.timers ?? {
+    setInterval: (callback: () => void, ms: number) => setInterval(callback, ms),
+    clearInterval: (handle: unknown) => clearInterval(handle as ReturnType<typeof setInterval>),
+  };
+  const logger =
+    options.logger ?? pino({ name: 'dynamesh-signaling', level: options.logLevel ?? process.env.LOG_LEVEL ?? 'info' });
+  const secret = options.secret !== undefined && options.secret !== '' ? options.secret : undefined;
+  const limits: SignalingLimits = Object.freeze({
+    maxMembersPerCluster: settings.maxMembersPerCluster,
+    maxPayloadBytes: settings.maxPayloadBytes,
+    maxSignalBytes: settings.maxSignalBytes,
+    maxMetricsEntries: settings.maxMetricsEntries,
+    maxEventsPerSecond: settings.maxEventsPerSecond,
+    maxEventBurst: settings.maxEventBurst,
+  });
+  const payloadLimits: PayloadLimits = limits;
+  const membership = new Membership({
+    heartbeatInterval: settings.heartbeatInterval,
+    heartbeatTimeout: settings.heartbeatTimeout,
+    maxMembersPerCluster: settings.maxMembersPerCluster,
+    now,
+  });
+
+  const httpServer = createServer();
+  const io = new Server<ListenEvents, ServerToClientEvents>(httpServer, {
+    maxHttpBufferSize: settings.maxPayloadBytes,
+    serveClient: false,
+    cors: { origin: corsOrigin(options.corsOrigin) },
+  });
+  const metrics = createSignalingMetrics(
+    {
+      stats: () => membership.stats(),
+      connections: () => io.engine.clientsCount,
+      *nodeSnapshots() {
+        for (const cluster of membership.clusterNames()) {
+          for (const [node, { values }] of Object.entries(membership.metrics(cluster))) yield { cluster, node, values };
+        }
+      },
+    },
+    options.exportNodeMetrics ?? true,
+  );
+  const startedAt = now();
+
+  httpServer.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    // Socket.IO answers its own path before this listener runs.
+    void onRequest(request, response).catch((error: unknown) => {
+      logger.error({ err: error, url: request.url }, 'http request failed');
+      if (!response.headersSent) response.writeHead(500);
+      response.end();
+    });
+  });
+
+  async function onRequest(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const pathname = new URL(request.url ?? '/', 'http://localhost').pathname;
+    if (pathname === '/healthz') {
+      const stats = membership.stats();
+      const body = JSON.stringify({
+        ok: true,
+        uptimeSeconds: Math.round((now() - startedAt) / 1000),
+        clusters: stats.clusters,
+        members: stats.alive + stats.suspect,
+        suspect: stats.suspect,
+        outOfView: stats.outOfView,
+        connections: io.engine.clientsCount,
+        secured: secret !== undefined,
+      });
+      response.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+      response.end(body);
+      return;
+    }
+    if (pathname === '/metrics') {
+      const body = await metrics.registry.metrics();
+      response.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
+      response.end(body);
+      return;
+    }
+    await serveStatic(request, response, options.staticDir);
+  }
+
+  const room = (cluster: string) => `cluster:${cluster}`;
+
+  function publish(changes: Changes | undefined): void {
+    if (changes === undefined) return;
+    for (const view of changes.views) {
+      io.to(room(view.cluster)).emit('view', view);
+      metrics.viewsPushed.inc();
+    }
+    for (const failure of changes.failures) {
+      metrics.failures.inc({ reason: failure.reason });
+      logger.warn(failure, 'member left its view: failure detected');
+    }
+  }
+
+  function reject(
+    socket: ClientSocket,
+    event: string,
+    ack: AckFunction | undefined,
+    code: SignalingErrorCode,
+    message: string,
+  ) {
+    metrics.rejected.inc({ event, reason: reasonLabel(code) });
+    logger.debug({ socket: socket.id, event, code, message }, 'event rejected');
+    ack?.(errorAck(code, message));
+  }
+
+  const handlers: { [E in ClientEventName]: (socket: ClientSocket, payload: never) => Reply } = {
+    join(socket, request: JoinRequest) {
+      if (secret !== undefined) {
+        if (request.token === undefined) return fail('ERR_UNAUTHORIZED', 'this server needs a token to join');
+        const check = verifyToken(request.token, secret, request.cluster, now(), request.nodeId);
+        if (!check.ok) return fail('ERR_UNAUTHORIZED', `token refused: ${check.reason}`);
+      }
+      const joined = membership.join(socket.id, request);
+      if (!joined.ok) return fail(joined.code, joined.message);
+      void socket.join(room(request.cluster));
+      if (joined.superseded !== null) {
+        io.to(joined.superseded).emit('superseded', { cluster: request.cluster, nodeId: request.nodeId });
+        io.in(joined.superseded).socketsLeave(room(request.cluster));
+      }
+      metrics.joins.inc();
+      logger.info({ cluster: request.cluster, nodeId: request.nodeId, socket: socket.id }, 'member joined');
+      return {
+        response: {
+          ok: true,
+          view: joined.view,
+          heartbeatInterval: settings.heartbeatInterval,
+          heartbeatTimeout: settings.heartbeatTimeout,
+          limits,
+        },
+        changes: joined.changes,
+      };
+    },
+    heartbeat(socket, request: HeartbeatRequest) {
+      const beat = membership.heartbeat(socket.id);
+      if (!beat.ok) return fail(beat.code, beat.message);
+      const { view } = beat;
+      return {
+        response: { ok: true, epoch: view.epoch, view: request.epoch === view.epoch ? null : view },
+        changes: beat.changes,
+      };
+    },
+    signal(socket, request: SignalRequest) {
+      const route = membership.route(socket.id, request.to);
+      if (!route.ok) return fail(route.code, route.message);
+      io.to(route.connection).emit('signal', { from: route.from, data: request.data });
+      metrics.signalsRelayed.inc();
+      return { response: { ok: true } };
+    },
+    'report-unreachable'(socket, request: ReportRequest) {
+      const report = membership.report(socket.id, request.nodeId);
+      if (!report.ok) return fail(report.code, report.message);
+      logger.info(
+        { reporter: membership.seat(socket.id), nodeId: request.nodeId, state: report.state },
+        'member reported unreachable',
+      );
+      return { response: { ok: true, state: report.state }, changes: report.changes };
+    },
+    metrics(socket, snapshot: MetricsSnapshot) {
+      const stored = membership.setMetrics(socket.id, snapshot);
+      return stored.ok ? { response: { ok: true } } : fail(stored.code, stored.message);
+    },
+    'get-metrics'(socket, _request: EmptyRequest) {
+      const seat = membership.seat(socket.id);
+      if (seat === undefined) return fail('ERR_NOT_JOINED', 'this connection has not joined a cluster; join first');
+      return { response: { ok: true, metrics: membership.metrics(seat.cluster) } };
+    },
+    leave(socket, _request: EmptyRequest) {
+      const seat = membership.seat(socket.id);
+      if (seat === undefined) return { response: { ok: true } };
+      const changes = membership.leave(socket.id);
+      void socket.leave(room(seat.cluster));
+      metrics.leaves.inc();
+      logger.info({ ...seat, socket: socket.id }, 'member left');
+      return { response: { ok: true }, changes };
+    },
+  };
+
+  function dispatch(socket: ClientSocket, event: ClientEventName, args: unknown[]): void {
+    const ack = typeof args.at(-1) === 'function' ? (args.pop() as AckFunction) : undefined;
+    if (args.length !== 1) {
+      return reject(socket, event, ack, 'ERR_INVALID_ARGUMENT', `${event}: takes exactly one payload object`);
+    }
+    const validation = VALIDATORS[event](args[0], payloadLimits);
+    if (!validation.ok) return reject(socket, event, ack, validation.code, validation.message);
+    const { response, changes } = handlers[event](socket, validation.value as never);
+    if (!response.ok) return reject(socket, event, ack, response.error.code, response.error.message);
+    // Acknowledge before pushing, so a joining node sees its join accepted before the view it caused.
+    ack?.(response);
+    publish(changes);
+  }
+
+  io.on('connection', (socket: ClientSocket) => {
+    logger.debug({ socket: socket.id }, 'connected');
+    const bucket = new TokenBucket(settings.maxEventsPerSecond, settings.maxEventBurst, now);
+    socket.use((packet, next) => {
+      const [event] = packet;
+      const last: unknown = packet.at(-1);
+      const ack = packet.length > 1 && typeof last === 'function' ? (last as AckFunction) : undefined;
+      const label = typeof event === 'string' && KNOWN_EVENTS.has(event) ? event : 'unknown';
+      if (!bucket.take()) return reject(socket, label, ack, 'ERR_RATE_LIMITED', 'too many events; slow down');
+      if (label === 'unknown') {
+        return reject(
+          socket,
+          label,
+          ack,
+          'ERR_INVALID_ARGUMENT',
+          `unknown event ${JSON.stringify(String(event)).slice(0, 80)}`,
+        );
+      }
+      next();
+    });
+    for (const event of CLIENT_EVENT_NAMES) {
+      socket.on(event, (...args: unknown[]) => {
+        try {
+          dispatch(socket, event, args);
+        } catch (error) {
+          logger.error({ err: error, event, socket: socket.id }, 'event handler failed');
+        }
+      });
+    }
+    socket.on('disconnect', (reason) => {
+      logger.debug({ socket: socket.id, reason }, 'disconnected');
+      publish(membership.disconnect(socket.id));
+    });
+  });
+
+  const sweepTimer = timers.setInterval(() => {
+    try {
+      publish(membership.sweep());
+    } catch (error) {
+      logger.error({ err: error }, 'failure detection failed');
+    }
+  }, settings.sweepInterval);
+  (sweepTimer as { unref?: () => void } | null)?.unref?.();
+
+  try {
+    httpServer.listen(settings.port, settings.host);
+    await once(httpServer, 'listening');
+  } catch (error) {
+    timers.clearInterval(sweepTimer);
+    await io.close();
+    throw error;
+  }
+  const address = httpServer.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    httpServer,
+    io,
+    url,
+    port: address.port,
+    host: address.address,
+    limits,
+    metrics,
+    logger,
+    view: (cluster) => membership.view(cluster),
+    nodeMetrics: (cluster) => membership.metrics(cluster),
+    stats: () => membership.stats(),
+    sweep: () => publish(membership.sweep()),
+    close() {
+      closing ??= (async () => {
+        timers.clearInterval(sweepTimer);
+        const closed = httpServer.listening ? once(httpServer, 'close') : Promise.resolve();
+        await io.close();
+        // Idle keep-alive HTTP connections would hold the server open.
+        httpServer.closeAllConnections();
+        await closed;
+        logger.info('signalling server closed');
+      })();
+      return closing;
+    },
+  };
+}
+
+function fail(code: SignalingErrorCode, message: string): Reply {
+  return { response: errorAck(code, message) };
+}
+
+function errorAck(code: SignalingErrorCode, message: string): ErrorAck {
+  return { ok: false, error: { code, message } };
+}
+
+function corsOrigin(origin: string | readonly string[] | undefined): string | string[] {
+  if (origin === undefined) return '*';
+  return typeof origin === 'string' ? origin : [...origin];
+}
+
+function checkOptions(settings: SignalingSettings): void {
+  const { port, heartbeatInterval, heartbeatTimeout } = settings;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be 0–65535, got ${port}`);
+  for (const name of [
+    'heartbeatInterval',
+    'heartbeatTimeout',
+    'sweepInterval',
+    'maxMembersPerCluster',
+    'maxPayloadBytes',
+    'maxSignalBytes',
+    'maxMetricsEntries',
+    'maxEventsPerSecond',
+    'maxEventBurst',
+  ] as const) {
+    const value = settings[name];
+    if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got ${value}`);
+  }
+  if (heartbeatTimeout <= heartbeatInterval) {
+    throw new RangeError(
+      `heartbeatTimeout (${heartbeatTimeout}) must be more than heartbeatInterval (${heartbeatInterval})`,
+    );
+  }
+  if (settings.maxEventBurst < 1) throw new RangeError('maxEventBurst must be at least 1');
+}

@@ -1,0 +1,222 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster } from './cluster.ts';
+import { Network } from './network.ts';
+import { Rng } from './random.ts';
+import { runSimulation } from './run.ts';
+import { Scheduler } from './scheduler.ts';
+
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+describe('seeded randomness', () => {
+  it('replays the same stream from the same seed', () => {
+    const a = new Rng(42);
+    const b = new Rng(42);
+    assert.deepEqual(
+      Array.from({ length: 20 }, () => a.uint32()),
+      Array.from({ length: 20 }, () => b.uint32()),
+    );
+  });
+
+  it('gives different streams for different seeds and fork labels', () => {
+    const root = new Rng(42);
+    const streams = [new Rng(43), root.fork('x'), root.fork('y')].map((r) => Array.from({ length: 5 }, () => r.next()));
+    const first = Array.from({ length: 5 }, () => new Rng(42).next());
+    for (const s of streams) assert.notDeepEqual(s, first);
+    assert.notDeepEqual(streams[1], streams[2]);
+  });
+
+  it('draws integers below the bound and covers it', () => {
+    const rng = new Rng(7);
+    const seen = new Set<number>();
+    for (let i = 0; i < 1000; i++) {
+      const x = rng.int(5);
+      assert.ok(Number.isInteger(x) && x >= 0 && x < 5);
+      seen.add(x);
+    }
+    assert.equal(seen.size, 5);
+  });
+});
+
+describe('virtual time', () => {
+  it('runs events in time order, and in scheduling order within one millisecond', async () => {
+    const scheduler = new Scheduler();
+    const order: string[] = [];
+    scheduler.schedule(5, () => order.push('c'));
+    scheduler.schedule(1, () => order.push('a'));
+    scheduler.schedule(5, () => order.push('d'));
+    scheduler.schedule(1, () => order.push('b'));
+    await scheduler.run(() => false);
+    assert.deepEqual(order, ['a', 'b', 'c', 'd']);
+    assert.equal(scheduler.now, 5);
+  });
+
+  it('lets a microtask chain started by an event finish before time moves on', async () => {
+    const scheduler = new Scheduler();
+    const seen: string[] = [];
+    scheduler.schedule(1, () => {
+      void (async () => {
+        for (let i = 0; i < 100; i++) await Promise.resolve();
+        seen.push(`chain done at ${scheduler.now}`);
+      })();
+    });
+    scheduler.schedule(2, () => seen.push(`next event at ${scheduler.now}`));
+    await scheduler.run(() => false);
+    assert.deepEqual(seen, ['chain done at 1', 'next event at 2']);
+  });
+
+  it('drops the timers of an owner that died, and honours clearTimeout', async () => {
+    const scheduler = new Scheduler();
+    const owner = { alive: true };
+    const timers = scheduler.timersFor(owner);
+    const fired: string[] = [];
+    timers.setTimeout(() => fired.push('dead'), 10);
+    const cleared = timers.setTimeout(() => fired.push('cleared'), 5);
+    scheduler.schedule(10, () => fired.push('world'));
+    timers.clearTimeout(cleared);
+    owner.alive = false;
+    await scheduler.run(() => false);
+    assert.deepEqual(fired, ['world']);
+  });
+
+  it('stops at the given time with the clock set to it', async () => {
+    const scheduler = new Scheduler();
+    const fired: number[] = [];
+    scheduler.schedule(10, () => fired.push(10));
+    scheduler.schedule(30, () => fired.push(30));
+    await scheduler.advance(20);
+    assert.deepEqual(fired, [10]);
+    assert.equal(scheduler.now, 20);
+  });
+});
+
+/** A network of plain receivers, for tests of the network alone. */
+function testNetwork(seed: number, ids: string[], conditions: ConstructorParameters<typeof Network>[2] = {}) {
+  const scheduler = new Scheduler();
+  const network = new Network(scheduler, new Rng(seed), conditions);
+  const received = new Map<string, string[]>(ids.map((id) => [id, []]));
+  const owners = new Map(ids.map((id) => [id, { alive: true }]));
+  const transports = new Map(
+    ids.map((id) => [
+      id,
+      network.attach(id, owners.get(id)!, (from, frame) => received.get(id)!.push(`${from}:${text.decode(frame)}`)),
+    ]),
+  );
+  return { scheduler, network, received, transports, owners };
+}
+
+describe('simulated network', () => {
+  it('keeps a link in order when reordering is off, despite random latencies', async () => {
+    const { scheduler, received, transports } = testNetwork(1, ['a', 'b'], { latencyTail: 30 });
+    for (let i = 0; i < 200; i++) transports.get('a')!.send('b', utf8.encode(String(i)));
+    await scheduler.run(() => false);
+    assert.deepEqual(
+      received.get('b'),
+      Array.from({ length: 200 }, (_, i) => `a:${i}`),
+    );
+  });
+
+  it('lets frames overtake each other when reordering is on', async () => {
+    const { scheduler, received, transports } = testNetwork(1, ['a', 'b'], { latencyTail: 30, reorder: true });
+    for (let i = 0; i < 200; i++) transports.get('a')!.send('b', utf8.encode(String(i)));
+    await scheduler.run(() => false);
+    const got = received.get('b')!.map((s) => Number(s.slice(2)));
+    assert.equal(got.length, 200);
+    assert.ok(
+      got.some((x, i) => i > 0 && x < got[i - 1]!),
+      'some frame arrived before an earlier one',
+    );
+  });
+
+  it('drops about the configured share of frames', async () => {
+    const { scheduler, received, transports, network } = testNetwork(3, ['a', 'b'], { lossRate: 0.3 });
+    for (let i = 0; i < 2000; i++) transports.get('a')!.send('b', utf8.encode('x'));
+    await scheduler.run(() => false);
+    const delivered = received.get('b')!.length;
+    assert.ok(delivered > 1300 && delivered < 1500, `${delivered} of 2000 delivered`);
+    assert.equal(network.stats.lost + delivered, 2000);
+  });
+
+  it('blocks frames across a partition but lets a bridge reach both sides', async () => {
+    const { scheduler, received, transports, network } = testNetwork(4, ['a', 'b', 'c']);
+    network.partition(
+      new Map([
+        ['b', 'b'],
+        ['c', 'bridge'],
+      ]),
+    );
+    transports.get('a')!.send('b', utf8.encode('1'));
+    transports.get('a')!.send('c', utf8.encode('2'));
+    transports.get('c')!.send('b', utf8.encode('3'));
+    await scheduler.run(() => false);
+    network.heal();
+    transports.get('a')!.send('b', utf8.encode('4'));
+    await scheduler.run(() => false);
+    assert.deepEqual(received.get('b'), ['c:3', 'a:4']);
+    assert.deepEqual(received.get('c'), ['a:2']);
+  });
+
+  it('delivers a copy of the frame, not the sender buffer', async () => {
+    const { scheduler, received, transports } = testNetwork(5, ['a', 'b']);
+    const frame = utf8.encode('abc');
+    transports.get('a')!.send('b', frame);
+    frame[0] = 'z'.charCodeAt(0);
+    await scheduler.run(() => false);
+    assert.deepEqual(received.get('b'), ['a:abc']);
+  });
+
+  it('drops frames in flight to a crashed incarnation and sends nothing from a dead one', async () => {
+    const { scheduler, received, transports, network, owners } = testNetwork(6, ['a', 'b', 'c']);
+    transports.get('a')!.send('b', utf8.encode('to the old b'));
+    network.detach('b');
+    network.attach('b', { alive: true }, (from, frame) => received.get('b')!.push(`${from}:${text.decode(frame)}`));
+    transports.get('a')!.send('b', utf8.encode('to the new b'));
+    owners.get('c')!.alive = false;
+    transports.get('c')!.send('b', utf8.encode('from the dead c'));
+    await scheduler.run(() => false);
+    assert.deepEqual(received.get('b'), ['a:to the new b']);
+  });
+});
+
+describe('simulated cluster', () => {
+  it('keeps what a node stored across its crash and restart', async () => {
+    const scheduler = new Scheduler();
+    const network = new Network(scheduler, new Rng(1));
+    const cluster = new Cluster({ scheduler, network, rng: new Rng(2), size: 3, node: { n: 3, r: 3, w: 3 } });
+    const call = async <T>(promise: Promise<T>): Promise<T> => {
+      let done = false;
+      void promise.finally(() => (done = true)).catch(() => {});
+      await scheduler.run(() => done);
+      return promise;
+    };
+    await call(cluster.node('n0')!.put('k', utf8.encode('v1')));
+    for (const id of cluster.ids) await cluster.crash(id);
+    assert.equal(cluster.node('n1'), null);
+    for (const id of cluster.ids) cluster.restart(id);
+    const read = await call(cluster.node('n1')!.get('k', { r: 3 }));
+    assert.deepEqual(
+      read.values.map((v) => text.decode(v)),
+      ['v1'],
+    );
+    assert.equal(cluster.slot('n1').incarnations, 2);
+    await cluster.close();
+  });
+});
+
+describe('determinism', () => {
+  it('replays a faulty run exactly from its seed', async () => {
+    const options = { seed: 99, nodes: 5, ops: 600, faults: ['partition', 'crash', 'loss', 'reorder'] as const };
+    const runs = [await runSimulation(options), await runSimulation(options)];
+    const [a, b] = runs.map((r) => ({
+      writes: JSON.stringify(r.verdict),
+      faults: JSON.stringify(r.faultLog),
+      network: r.network,
+      events: r.events,
+      simulatedMs: r.simulatedMs,
+      metrics: r.metrics,
+    }));
+    assert.deepEqual(a, b);
+    assert.ok(runs[0]!.faultLog.length > 0);
+  });
+});

@@ -1,0 +1,145 @@
+/** The signalling server's HTTP side: health, Prometheus metrics, the demo's files, and the command line. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, it, type TestContext } from 'node:test';
+import { io as connect } from 'socket.io-client';
+import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
+
+async function start(t: TestContext, options: SignalingServerOptions = {}) {
+  const server = await createSignalingServer({ port: 0, logLevel: 'silent', ...options });
+  t.after(() => server.close());
+  return server;
+}
+
+async function demoDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'dynamesh-demo-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'assets'));
+  await writeFile(join(dir, 'index.html'), '<!doctype html><title>demo</title>');
+  await writeFile(join(dir, 'assets', 'app-1234.js'), 'console.log("demo")');
+  return dir;
+}
+
+/** GET with the path sent exactly as given (fetch would normalise `..` away). */
+function rawGet(url: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url);
+    const req = request({ hostname, port, path, method: 'GET' }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('signalling server over HTTP', () => {
+  it('answers /healthz with ok and its counts', async (t) => {
+    const server = await start(t);
+    const client = connect(server.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+    t.after(() => client.close());
+    const ack = await client.emitWithAck('join', { cluster: 'main', nodeId: 'a', domain: 'd' });
+    assert.ok(ack.ok);
+    const response = await fetch(`${server.url}/healthz`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+    const body = (await response.json()) as Record<string, unknown>;
+    assert.equal(body.ok, true);
+    assert.equal(body.clusters, 1);
+    assert.equal(body.members, 1);
+    assert.equal(body.connections, 1);
+    assert.equal(body.secured, false);
+  });
+
+  it('serves Prometheus text on /metrics with the server’s gauges and counters', async (t) => {
+    const server = await start(t);
+    const response = await fetch(`${server.url}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    for (const name of [
+      'dynamesh_signaling_clusters',
+      'dynamesh_signaling_members',
+      'dynamesh_signaling_connections',
+      'dynamesh_signaling_joins_total',
+      'dynamesh_signaling_failures_detected_total',
+      'dynamesh_signaling_signals_relayed_total',
+      'dynamesh_signaling_events_rejected_total',
+    ]) {
+      assert.match(text, new RegExp(`^# TYPE ${name} (gauge|counter)$`, 'm'), name);
+    }
+  });
+
+  it('says the demo is not built when it has no static directory', async (t) => {
+    const server = await start(t);
+    const response = await fetch(`${server.url}/`);
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /demo is not built/);
+    assert.equal((await fetch(`${server.url}/app.js`)).status, 404);
+  });
+
+  it('serves the built demo and its assets with their content types', async (t) => {
+    const server = await start(t, { staticDir: await demoDir(t) });
+    const page = await fetch(`${server.url}/`);
+    assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.equal(await page.text(), '<!doctype html><title>demo</title>');
+    const script = await fetch(`${server.url}/assets/app-1234.js`);
+    assert.equal(script.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.match(script.headers.get('cache-control') ?? '', /immutable/);
+    assert.equal(await script.text(), 'console.log("demo")');
+    assert.equal((await fetch(`${server.url}/missing.js`)).status, 404);
+    assert.equal((await fetch(`${server.url}/`, { method: 'POST' })).status, 405);
+  });
+
+  it('serves nothing outside its static directory', async (t) => {
+    const root = await mkdtemp(join(tmpdir(), 'dynamesh-root-'));
+    t.after(() => rm(root, { recursive: true, force: true }));
+    await mkdir(join(root, 'site'));
+    await writeFile(join(root, 'site', 'index.html'), 'demo');
+    await writeFile(join(root, 'secret.txt'), 'secret');
+    const server = await start(t, { staticDir: join(root, 'site') });
+    assert.equal(await rawGet(server.url, '/index.html'), 200);
+    for (const path of ['/../secret.txt', '/%2e%2e/secret.txt', '/%2e%2e%2fsecret.txt', '/x/..%2f..%2fsecret.txt']) {
+      assert.equal(await rawGet(server.url, path), 404, path);
+    }
+    assert.equal(await rawGet(server.url, '/%E0%A4%A'), 400);
+  });
+
+  it('refuses nonsensical options', async () => {
+    await assert.rejects(createSignalingServer({ port: 0, logLevel: 'silent', heartbeatInterval: 0 }), RangeError);
+    await assert.rejects(
+      createSignalingServer({ port: 0, logLevel: 'silent', heartbeatInterval: 3000, heartbeatTimeout: 3000 }),
+      RangeError,
+    );
+    await assert.rejects(createSignalingServer({ port: 70000, logLevel: 'silent' }), RangeError);
+  });
+
+  it('starts from the command line, logs its URL, and exits cleanly on SIGTERM', async (t) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'signaling/cli.ts', '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, LOG_LEVEL: 'info', DYNAMESH_SECRET: '' },
+    });
+    t.after(() => child.kill('SIGKILL'));
+    const exited = once(child, 'exit');
+    let url: string | undefined;
+    for await (const line of createInterface({ input: child.stdout })) {
+      const entry = JSON.parse(line) as { url?: string };
+      if (entry.url !== undefined) {
+        url = entry.url;
+        break;
+      }
+    }
+    assert.match(url ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    const health = (await (await fetch(`${url}/healthz`)).json()) as { ok: boolean };
+    assert.equal(health.ok, true);
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    assert.equal(code, 0);
+  });
+});

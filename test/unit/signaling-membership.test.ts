@@ -1,0 +1,376 @@
+/** Membership rules and the rate limiter, driven by a hand-moved clock: no sockets, no timers. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Membership, type MembershipOptions } from '../../signaling/membership.ts';
+import { TokenBucket } from '../../signaling/rate-limit.ts';
+
+const INTERVAL = 1000;
+const TIMEOUT = 3000;
+
+function setup(overrides: Partial<MembershipOptions> = {}) {
+  const clock = { time: 1_000_000 };
+  const membership = new Membership({
+    heartbeatInterval: INTERVAL,
+    heartbeatTimeout: TIMEOUT,
+    maxMembersPerCluster: 64,
+    now: () => clock.time,
+    ...overrides,
+  });
+  /** Joins node `id` of `cluster` on connection `c-<id>` and asserts it was accepted. */
+  const join = (id: string, cluster = 'main') => {
+    const outcome = membership.join(`c-${id}`, { cluster, nodeId: id, domain: `d-${id}` });
+    assert.ok(outcome.ok, `join of ${id} refused`);
+    return outcome;
+  };
+  const states = (cluster = 'main') =>
+    Object.fromEntries((membership.view(cluster)?.members ?? []).map((member) => [member.id, member.state]));
+  const epoch = (cluster = 'main') => membership.view(cluster)?.epoch ?? -1;
+  return { clock, membership, join, states, epoch };
+}
+
+describe('membership views', () => {
+  it('gives the first member a view holding itself, alive, with its join time', () => {
+    const { clock, join } = setup();
+    const { view } = join('a');
+    assert.deepEqual(view.members, [{ id: 'a', domain: 'd-a', state: 'alive', joinedAt: clock.time }]);
+    assert.equal(view.cluster, 'main');
+  });
+
+  it('reports the new view as changed on every join and keeps members sorted by id', () => {
+    const { join } = setup();
+    join('b');
+    const { changes } = join('a');
+    assert.equal(changes.views.length, 1);
+    assert.deepEqual(
+      changes.views[0]?.members.map((member) => member.id),
+      ['a', 'b'],
+    );
+  });
+
+  it('grows the epoch on every change even when the clock stands still or steps back', () => {
+    const { clock, membership, join, epoch } = setup();
+    const seen: number[] = [];
+    join('a');
+    seen.push(epoch());
+    join('b');
+    seen.push(epoch());
+    clock.time -= 60_000;
+    join('c');
+    seen.push(epoch());
+    membership.leave('c-b');
+    seen.push(epoch());
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]! > seen[i - 1]!, `epochs ${seen.join(', ')}`);
+  });
+
+  it('takes the epoch from the clock so a re-formed cluster starts above its old epochs', () => {
+    const { clock, membership, join, epoch } = setup();
+    join('a');
+    join('b');
+    const before = epoch();
+    membership.leave('c-a');
+    membership.leave('c-b');
+    assert.equal(membership.view('main'), undefined);
+    clock.time += 1;
+    join('a');
+    assert.ok(epoch() > before);
+  });
+
+  it('does not bump the epoch for a heartbeat that changes nothing', () => {
+    const { clock, membership, join, epoch } = setup();
+    join('a');
+    const before = epoch();
+    clock.time += INTERVAL;
+    const beat = membership.heartbeat('c-a');
+    assert.ok(beat.ok);
+    assert.equal(beat.changes.views.length, 0);
+    assert.equal(epoch(), before);
+  });
+
+  it('keeps clusters apart', () => {
+    const { membership, join } = setup();
+    join('a', 'one');
+    join('b', 'two');
+    assert.deepEqual(
+      membership.view('one')?.members.map((member) => member.id),
+      ['a'],
+    );
+    assert.deepEqual(
+      membership.view('two')?.members.map((member) => member.id),
+      ['b'],
+    );
+  });
+
+  it('refuses a join beyond maxMembersPerCluster but lets a member already there rejoin', () => {
+    const { membership, join } = setup({ maxMembersPerCluster: 2 });
+    join('a');
+    join('b');
+    const refused = membership.join('c-c', { cluster: 'main', nodeId: 'c', domain: 'd' });
+    assert.equal(refused.ok ? 'ok' : refused.code, 'ERR_CLUSTER_FULL');
+    const rejoin = membership.join('c-a2', { cluster: 'main', nodeId: 'a', domain: 'd-a' });
+    assert.ok(rejoin.ok);
+    assert.ok(membership.join('c-x', { cluster: 'other', nodeId: 'x', domain: 'd' }).ok);
+  });
+
+  it('refuses a second join of one connection under another cluster or node id', () => {
+    const { membership, join } = setup();
+    join('a');
+    const other = membership.join('c-a', { cluster: 'main', nodeId: 'z', domain: 'd' });
+    assert.equal(other.ok ? 'ok' : other.code, 'ERR_INVALID_ARGUMENT');
+    assert.ok(membership.join('c-a', { cluster: 'main', nodeId: 'a', domain: 'd-a' }).ok);
+  });
+
+  it('hands a node id to the newest connection and names the superseded one', () => {
+    const { membership, join } = setup();
+    join('a');
+    const takeover = membership.join('c-a-new', { cluster: 'main', nodeId: 'a', domain: 'd-a' });
+    assert.ok(takeover.ok);
+    assert.equal(takeover.superseded, 'c-a');
+    const stale = membership.heartbeat('c-a');
+    assert.equal(stale.ok ? 'ok' : stale.code, 'ERR_NOT_JOINED');
+    assert.ok(membership.heartbeat('c-a-new').ok);
+  });
+
+  it('removes a leaving member at once and forgets an emptied cluster', () => {
+    const { membership, join } = setup();
+    join('a');
+    join('b');
+    const changes = membership.leave('c-a');
+    assert.deepEqual(
+      changes.views[0]?.members.map((member) => member.id),
+      ['b'],
+    );
+    membership.leave('c-b');
+    assert.equal(membership.view('main'), undefined);
+    assert.deepEqual(membership.clusterNames(), []);
+  });
+});
+
+describe('failure detection', () => {
+  it('keeps a member until heartbeatTimeout of silence and removes it at the first sweep after', () => {
+    const { clock, membership, join, states } = setup();
+    join('a');
+    join('b');
+    clock.time += TIMEOUT - 1;
+    membership.heartbeat('c-a');
+    assert.equal(membership.sweep().views.length, 0);
+    clock.time += 1;
+    const { views, failures } = membership.sweep();
+    assert.deepEqual(failures, [{ cluster: 'main', nodeId: 'b', reason: 'heartbeat' }]);
+    assert.equal(views.length, 1);
+    assert.deepEqual(states(), { a: 'alive' });
+  });
+
+  it('brings a silent member back on its next heartbeat with its original join time', () => {
+    const { clock, membership, join, epoch } = setup();
+    join('a');
+    const joinedAt = join('b').view.members.find((member) => member.id === 'b')?.joinedAt;
+    clock.time += TIMEOUT;
+    membership.heartbeat('c-a');
+    membership.sweep();
+    const out = epoch();
+    clock.time += 500;
+    const beat = membership.heartbeat('c-b');
+    assert.ok(beat.ok);
+    assert.equal(beat.changes.views.length, 1);
+    assert.ok(epoch() > out);
+    assert.deepEqual(
+      beat.view.members.find((member) => member.id === 'b'),
+      {
+        id: 'b',
+        domain: 'd-b',
+        state: 'alive',
+        joinedAt,
+      },
+    );
+  });
+
+  it('marks a disconnected member suspect at once and removes it after heartbeatTimeout', () => {
+    const { clock, membership, join, states } = setup();
+    join('a');
+    join('b');
+    const changes = membership.disconnect('c-b');
+    assert.equal(changes.views.length, 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+    clock.time += TIMEOUT;
+    membership.heartbeat('c-a');
+    assert.deepEqual(membership.sweep().failures, [{ cluster: 'main', nodeId: 'b', reason: 'heartbeat' }]);
+    assert.deepEqual(states(), { a: 'alive' });
+    assert.equal(membership.stats().outOfView, 0);
+  });
+
+  it('restores a disconnected member that rejoins within heartbeatTimeout without it ever leaving the view', () => {
+    const { clock, membership, join, states } = setup();
+    join('a');
+    join('b');
+    membership.disconnect('c-b');
+    clock.time += TIMEOUT / 2;
+    const rejoin = membership.join('c-b2', { cluster: 'main', nodeId: 'b', domain: 'd-b' });
+    assert.ok(rejoin.ok);
+    assert.equal(rejoin.superseded, null);
+    assert.equal(rejoin.view.members.find((member) => member.id === 'b')?.joinedAt, clock.time);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive' });
+  });
+
+  it('marks a reported member suspect and removes it when it misses its next heartbeat deadline', () => {
+    const { clock, membership, join, states } = setup();
+    for (const id of ['a', 'b', 'c']) join(id);
+    const report = membership.report('c-a', 'c');
+    assert.ok(report.ok);
+    assert.equal(report.state, 'suspect');
+    assert.deepEqual(states(), { a: 'alive', b: 'alive', c: 'suspect' });
+    clock.time += 2 * INTERVAL - 1;
+    membership.heartbeat('c-a');
+    membership.heartbeat('c-b');
+    assert.deepEqual(membership.sweep().failures, []);
+    clock.time += 1;
+    assert.deepEqual(membership.sweep().failures, [{ cluster: 'main', nodeId: 'c', reason: 'unconfirmed' }]);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive' });
+  });
+
+  it('keeps a reported member that heartbeats, suspect until the report expires, then alive', () => {
+    const { clock, membership, join, states } = setup();
+    for (const id of ['a', 'b', 'c']) join(id);
+    membership.report('c-a', 'c');
+    const step = (ms: number) => {
+      clock.time += ms;
+      for (const id of ['a', 'b', 'c']) membership.heartbeat(`c-${id}`);
+      return membership.sweep();
+    };
+    step(INTERVAL);
+    step(INTERVAL);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive', c: 'suspect' });
+    const { views } = step(INTERVAL);
+    assert.equal(views.length, 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive', c: 'alive' });
+  });
+
+  it('never removes a heartbeating member on one peer’s word, even in a cluster of two', () => {
+    const { clock, membership, join, states } = setup();
+    join('a');
+    join('b');
+    for (let i = 0; i < 5; i++) {
+      assert.ok(membership.report('c-a', 'b').ok);
+      clock.time += INTERVAL;
+      membership.heartbeat('c-a');
+      membership.heartbeat('c-b');
+      assert.deepEqual(membership.sweep().failures, []);
+    }
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+  });
+
+  it('removes a member reported by a strict majority of the others and holds it out until heartbeatTimeout', () => {
+    const { clock, membership, join, states } = setup();
+    for (const id of ['a', 'b', 'c', 'd', 'e']) join(id);
+    assert.equal((membership.report('c-a', 'e') as { state: string }).state, 'suspect');
+    assert.equal((membership.report('c-b', 'e') as { state: string }).state, 'suspect');
+    const third = membership.report('c-c', 'e');
+    assert.ok(third.ok);
+    assert.equal(third.state, 'removed');
+    assert.deepEqual(third.changes.failures, [{ cluster: 'main', nodeId: 'e', reason: 'majority' }]);
+    clock.time += TIMEOUT - 1;
+    const held = membership.heartbeat('c-e');
+    assert.ok(held.ok);
+    assert.equal(held.changes.views.length, 0);
+    assert.equal(states().e, undefined);
+    clock.time += 1;
+    membership.heartbeat('c-e');
+    assert.equal(states().e, 'alive');
+  });
+
+  it('refuses reports of oneself, of non-members and from a member out of the view', () => {
+    const { clock, membership, join } = setup();
+    join('a');
+    join('b');
+    join('x', 'other');
+    const code = (outcome: { ok: boolean; code?: string }) => (outcome.ok ? 'ok' : outcome.code);
+    assert.equal(code(membership.report('c-a', 'a')), 'ERR_INVALID_ARGUMENT');
+    assert.equal(code(membership.report('c-a', 'x')), 'ERR_NOT_MEMBER');
+    assert.equal(code(membership.report('c-a', 'nobody')), 'ERR_NOT_MEMBER');
+    assert.equal(code(membership.report('c-nobody', 'a')), 'ERR_NOT_JOINED');
+    clock.time += TIMEOUT;
+    membership.heartbeat('c-a');
+    membership.sweep();
+    assert.equal(code(membership.report('c-b', 'a')), 'ERR_NOT_MEMBER');
+  });
+});
+
+describe('signal routing and node metrics', () => {
+  it('routes a signal to the connection of a member of the sender’s view', () => {
+    const { membership, join } = setup();
+    join('a');
+    join('b');
+    assert.deepEqual(membership.route('c-a', 'b'), { ok: true, from: 'a', connection: 'c-b' });
+  });
+
+  it('refuses to route to oneself, another cluster, a disconnected member, or from outside the view', () => {
+    const { clock, membership, join } = setup();
+    join('a');
+    join('b');
+    join('c');
+    join('x', 'other');
+    const code = (outcome: { ok: boolean; code?: string }) => (outcome.ok ? 'ok' : outcome.code);
+    assert.equal(code(membership.route('c-a', 'a')), 'ERR_INVALID_ARGUMENT');
+    assert.equal(code(membership.route('c-a', 'x')), 'ERR_NOT_MEMBER');
+    assert.equal(code(membership.route('c-nobody', 'a')), 'ERR_NOT_JOINED');
+    membership.disconnect('c-c');
+    assert.equal(code(membership.route('c-a', 'c')), 'ERR_NOT_MEMBER');
+    clock.time += TIMEOUT;
+    membership.heartbeat('c-a');
+    membership.sweep();
+    assert.equal(code(membership.route('c-b', 'a')), 'ERR_NOT_MEMBER');
+  });
+
+  it('keeps each member’s latest metrics snapshot and drops it when the member leaves', () => {
+    const { clock, membership, join } = setup();
+    join('a');
+    join('b');
+    membership.setMetrics('c-a', { puts: 1 });
+    clock.time += 10;
+    membership.setMetrics('c-a', { puts: 2, gets: 5 });
+    membership.setMetrics('c-b', { puts: 7 });
+    assert.deepEqual(membership.metrics('main'), {
+      a: { at: clock.time, values: { puts: 2, gets: 5 } },
+      b: { at: clock.time, values: { puts: 7 } },
+    });
+    membership.leave('c-b');
+    assert.deepEqual(Object.keys(membership.metrics('main')), ['a']);
+    const refused = membership.setMetrics('c-nobody', { puts: 1 });
+    assert.equal(refused.ok ? 'ok' : refused.code, 'ERR_NOT_JOINED');
+  });
+
+  it('counts members by state and those out of the view', () => {
+    const { clock, membership, join } = setup();
+    for (const id of ['a', 'b', 'c']) join(id);
+    join('x', 'other');
+    membership.report('c-a', 'b');
+    clock.time += TIMEOUT;
+    for (const id of ['a', 'b', 'x']) membership.heartbeat(`c-${id}`);
+    membership.sweep();
+    assert.deepEqual(membership.stats(), { clusters: 2, alive: 3, suspect: 0, outOfView: 1 });
+  });
+});
+
+describe('token bucket', () => {
+  it('allows a burst and then refuses until time refills it at the configured rate', () => {
+    const clock = { time: 0 };
+    const bucket = new TokenBucket(10, 3, () => clock.time);
+    assert.deepEqual([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false]);
+    clock.time += 99;
+    assert.equal(bucket.take(), false);
+    clock.time += 1;
+    assert.equal(bucket.take(), true);
+    clock.time += 10_000;
+    const taken = Array.from({ length: 5 }, () => bucket.take()).filter(Boolean).length;
+    assert.equal(taken, 3);
+  });
+
+  it('neither mints tokens nor jams when the clock steps back', () => {
+    const clock = { time: 1000 };
+    const bucket = new TokenBucket(10, 1, () => clock.time);
+    assert.equal(bucket.take(), true);
+    clock.time -= 500;
+    assert.equal(bucket.take(), false);
+    clock.time += 100;
+    assert.equal(bucket.take(), true);
+  });
+});

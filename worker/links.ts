@@ -1,0 +1,164 @@
+/**
+ * The node's transport in a tab: one link per peer, either a data channel transferred into the worker (frames go
+ * straight from worker to worker) or a `MessagePort` whose other end the main thread relays to a data channel.
+ * Messages are cut into frames that fit a data-channel message (see frames.ts). Sending is best effort: frames for
+ * a peer without a link, or past a full buffer, are dropped and counted; the node's timeouts notice.
+ */
+import type { Logger, Transport } from './env.ts';
+import { Reassembler, toFrames } from './frames.ts';
+
+/** The two kinds of link. */
+export type LinkKind = 'channel' | 'relay';
+
+/** What a link reports about itself. */
+export interface LinkState {
+  readonly peer: string;
+  readonly kind: LinkKind;
+  readonly open: boolean;
+}
+
+/** Options of {@link Links}. */
+export interface LinksOptions {
+  /** A whole message arrived from `from`. */
+  readonly onMessage: (from: string, message: Uint8Array) => void;
+  /** A frame from `from` could not be joined into a message. */
+  readonly onInvalid: (from: string, reason: string) => void;
+  /** Largest message accepted. */
+  readonly maxMessageBytes: number;
+  readonly logger: Logger;
+  /** Frames held for a link that is not open yet; older ones are dropped past it. @default 1024 */
+  readonly maxQueuedFrames?: number;
+  /** Past this many bytes waiting in a channel's buffer, frames are dropped. @default 8 MiB */
+  readonly maxBufferedBytes?: number;
+}
+
+interface Link {
+  readonly kind: LinkKind;
+  readonly send: (frame: Uint8Array) => void;
+  readonly isOpen: () => boolean;
+  readonly buffered: () => number;
+  readonly close: () => void;
+  readonly queue: Uint8Array[];
+}
+
+/** Per-peer links and the transport over them. */
+export class Links implements Transport {
+  readonly #options: LinksOptions;
+  readonly #links = new Map<string, Link>();
+  #nextMessageId = 1;
+  /** Frames dropped: no link, queue full, or buffer full. */
+  dropped = 0;
+
+  constructor(options: LinksOptions) {
+    this.#options = options;
+  }
+
+  /** Uses a data channel transferred into this worker as the link to `peer`, replacing any earlier link. */
+  attachChannel(peer: string, channel: RTCDataChannel): void {
+    channel.binaryType = 'arraybuffer';
+    const reassembler = new Reassembler(this.#options.maxMessageBytes);
+    const link: Link = {
+      kind: 'channel',
+      send: (frame) => channel.send(frame as Uint8Array<ArrayBuffer>),
+      isOpen: () => channel.readyState === 'open',
+      buffered: () => channel.bufferedAmount,
+      close: () => channel.close(),
+      queue: [],
+    };
+    channel.onopen = () => this.#flush(peer, link);
+    channel.onmessage = (event: MessageEvent) => this.#receive(peer, link, reassembler, event.data);
+    channel.onclose = () => this.#forget(peer, link);
+    this.#replace(peer, link);
+    if (link.isOpen()) this.#flush(peer, link);
+  }
+
+  /** Uses a port relayed by the main thread to a data channel as the link to `peer`, replacing any earlier link. */
+  attachPort(peer: string, port: MessagePort): void {
+    const reassembler = new Reassembler(this.#options.maxMessageBytes);
+    const link: Link = {
+      kind: 'relay',
+      send: (frame) => port.postMessage(frame.buffer, [frame.buffer]),
+      isOpen: () => true,
+      buffered: () => 0,
+      close: () => port.close(),
+      queue: [],
+    };
+    port.onmessage = (event: MessageEvent) => this.#receive(peer, link, reassembler, event.data);
+    port.start();
+    this.#replace(peer, link);
+  }
+
+  /** Closes and forgets the link to `peer`. */
+  detach(peer: string): void {
+    const link = this.#links.get(peer);
+    if (link === undefined) return;
+    this.#links.delete(peer);
+    link.close();
+  }
+
+  /** Sends one message to `to`, in frames. */
+  send(to: string, message: Uint8Array): void {
+    const link = this.#links.get(to);
+    if (link === undefined) {
+      this.dropped++;
+      return;
+    }
+    const frames = toFrames(message, this.#nextMessageId++);
+    if (!link.isOpen()) {
+      const max = this.#options.maxQueuedFrames ?? 1024;
+      link.queue.push(...frames);
+      if (link.queue.length > max) this.dropped += link.queue.splice(0, link.queue.length - max).length;
+      return;
+    }
+    this.#write(to, link, frames);
+  }
+
+  /** Every link and whether it is open. */
+  states(): LinkState[] {
+    return [...this.#links].map(([peer, link]) => ({ peer, kind: link.kind, open: link.isOpen() }));
+  }
+
+  /** Closes every link. */
+  close(): void {
+    for (const peer of [...this.#links.keys()]) this.detach(peer);
+  }
+
+  #write(peer: string, link: Link, frames: Uint8Array[]): void {
+    if (link.buffered() > (this.#options.maxBufferedBytes ?? 8 * 1024 * 1024)) {
+      this.dropped += frames.length;
+      return;
+    }
+    try {
+      for (const frame of frames) link.send(frame);
+    } catch (error) {
+      this.dropped += frames.length;
+      this.#options.logger.warn({ peer, error: String(error) }, 'send failed');
+    }
+  }
+
+  #flush(peer: string, link: Link): void {
+    if (this.#links.get(peer) !== link || link.queue.length === 0) return;
+    this.#write(peer, link, link.queue.splice(0));
+  }
+
+  #receive(peer: string, link: Link, reassembler: Reassembler, data: unknown): void {
+    if (this.#links.get(peer) !== link) return;
+    if (!(data instanceof ArrayBuffer)) {
+      this.#options.onInvalid(peer, 'a frame that is not binary');
+      return;
+    }
+    const outcome = reassembler.push(new Uint8Array(data));
+    if (outcome.kind === 'message') this.#options.onMessage(peer, outcome.message);
+    else if (outcome.kind === 'invalid') this.#options.onInvalid(peer, outcome.reason);
+  }
+
+  #replace(peer: string, link: Link): void {
+    const old = this.#links.get(peer);
+    this.#links.set(peer, link);
+    if (old !== undefined && old !== link) old.close();
+  }
+
+  #forget(peer: string, link: Link): void {
+    if (this.#links.get(peer) === link) this.#links.delete(peer);
+  }
+}

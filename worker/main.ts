@@ -1,0 +1,213 @@
+/**
+ * The entry point of the dedicated Worker that runs one node in a tab. It opens the node's IndexedDB database,
+ * builds the {@link DynamoNode} with the real clock and timers, and takes its peer links from the main thread:
+ * data channels transferred here, or relay ports. The main thread drives it through comlink; every call answers
+ * with an {@link Outcome} instead of throwing, so that error codes survive the boundary intact.
+ */
+import * as Comlink from 'comlink';
+import { DynameshError } from './errors.ts';
+import { type Logger, systemClock, systemTimers } from './env.ts';
+import { type LinkState, Links } from './links.ts';
+import {
+  type DeleteOptions,
+  DynamoNode,
+  type GetOptions,
+  type GetResult,
+  type NodeMetrics,
+  type PutOptions,
+  type PutResult,
+} from './node.ts';
+import { DEFAULT_LIMITS, type ProtocolLimits } from './protocol.ts';
+import type { Member } from './ring.ts';
+import { openIndexedDbStorage } from './storage/indexeddb.ts';
+import type { Storage, StorageStats } from './storage/storage.ts';
+
+/** How the main thread configures the node. */
+export interface HostConfig {
+  readonly id: string;
+  readonly domain: string;
+  /** The IndexedDB database of this node: named after cluster and node id. */
+  readonly database: string;
+  readonly n: number;
+  readonly r: number;
+  readonly w: number;
+  readonly requestTimeout: number;
+  readonly hintInterval: number;
+  readonly limits: Partial<ProtocolLimits>;
+}
+
+/** A failure as it crosses the worker boundary. */
+export interface WireError {
+  readonly code: DynameshError['code'];
+  readonly message: string;
+  readonly required?: number;
+  readonly acknowledged?: number;
+}
+
+/** The result of a call into the worker. */
+export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: WireError };
+
+/** One log entry, forwarded to the page. */
+export interface LogEntry {
+  readonly time: number;
+  readonly level: 'debug' | 'info' | 'warn' | 'error';
+  readonly msg: string;
+  readonly fields: Record<string, unknown>;
+}
+
+/** A snapshot of what the node holds and does. */
+export interface HostMetrics {
+  readonly node: NodeMetrics;
+  readonly storage: StorageStats;
+  readonly links: LinkState[];
+  readonly framesDropped: number;
+}
+
+/** The node's side of the worker boundary. */
+export class NodeHost {
+  #node: DynamoNode | undefined;
+  #storage: Storage | undefined;
+  #links: Links | undefined;
+  #onLog: ((entry: LogEntry) => void) | undefined;
+  readonly #logger: Logger = {
+    debug: () => {},
+    info: (fields, msg) => this.#log('info', fields, msg),
+    warn: (fields, msg) => this.#log('warn', fields, msg),
+    error: (fields, msg) => this.#log('error', fields, msg),
+  };
+
+  /** Opens storage and starts the node. */
+  async start(config: HostConfig, onLog?: (entry: LogEntry) => void): Promise<Outcome<void>> {
+    return attempt(async () => {
+      if (this.#node !== undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node has already started');
+      this.#onLog = onLog;
+      const limits = { ...DEFAULT_LIMITS, ...config.limits };
+      const storage = await openIndexedDbStorage(config.database);
+      const links = new Links({
+        maxMessageBytes: limits.maxFrameBytes,
+        logger: this.#logger,
+        onMessage: (from, message) => this.#node?.receive(from, message),
+        onInvalid: (from, reason) => this.#node?.rejectFrame(from, reason),
+      });
+      this.#storage = storage;
+      this.#links = links;
+      this.#node = new DynamoNode({
+        id: config.id,
+        domain: config.domain,
+        storage,
+        transport: links,
+        clock: systemClock,
+        timers: systemTimers,
+        logger: this.#logger,
+        n: config.n,
+        r: config.r,
+        w: config.w,
+        requestTimeout: config.requestTimeout,
+        hintInterval: config.hintInterval,
+        limits,
+      });
+      this.#logger.info({ id: config.id, domain: config.domain, database: config.database }, 'node started');
+    });
+  }
+
+  /** Replaces the view. */
+  setMembers(members: readonly Member[]): void {
+    this.#node?.setMembers(members);
+  }
+
+  /** Takes a data channel transferred from the main thread as the link to `peer`. */
+  attachChannel(peer: string, channel: RTCDataChannel): void {
+    this.#links?.attachChannel(peer, channel);
+  }
+
+  /** Takes a relay port from the main thread as the link to `peer`. */
+  attachPort(peer: string, port: MessagePort): void {
+    this.#links?.attachPort(peer, port);
+  }
+
+  /** Drops the link to `peer`. */
+  detach(peer: string): void {
+    this.#links?.detach(peer);
+  }
+
+  get(key: Uint8Array | string, options: GetOptions): Promise<Outcome<GetResult>> {
+    return attempt(() => this.#running().get(key, options));
+  }
+
+  put(key: Uint8Array | string, value: Uint8Array, options: PutOptions): Promise<Outcome<PutResult>> {
+    return attempt(() => this.#running().put(key, value, options));
+  }
+
+  delete(key: Uint8Array | string, options: DeleteOptions): Promise<Outcome<PutResult>> {
+    return attempt(() => this.#running().delete(key, options));
+  }
+
+  /** Counters, latencies, storage counts and link states. */
+  metrics(): Promise<Outcome<HostMetrics>> {
+    return attempt(async () => ({
+      node: this.#running().metrics(),
+      storage: await this.#storage!.stats(),
+      links: this.#links!.states(),
+      framesDropped: this.#links!.dropped,
+    }));
+  }
+
+  /** Stops the node, closes the links and the database. Idempotent. */
+  async close(): Promise<void> {
+    const node = this.#node;
+    if (node === undefined) return;
+    await node.close();
+    this.#links?.close();
+    await this.#storage?.close();
+  }
+
+  #running(): DynamoNode {
+    if (this.#node === undefined) throw new DynameshError('ERR_CLOSED', 'the node has not started');
+    return this.#node;
+  }
+
+  #log(level: LogEntry['level'], fields: object, msg?: string): void {
+    const entry: LogEntry = { time: Date.now(), level, msg: msg ?? '', fields: plain(fields) };
+    try {
+      this.#onLog?.(entry);
+    } catch {
+      // The page went away; logging must never break the node.
+    }
+  }
+}
+
+async function attempt<T>(run: () => Promise<T>): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await run() };
+  } catch (error) {
+    return { ok: false, error: toWireError(error) };
+  }
+}
+
+/** The parts of an error that cross the boundary: its code, message and quorum counts. */
+export function toWireError(error: unknown): WireError {
+  if (error instanceof DynameshError) {
+    const counts = error as unknown as { required?: unknown; acknowledged?: unknown };
+    return {
+      code: error.code,
+      message: error.message,
+      ...(typeof counts.required === 'number' ? { required: counts.required } : {}),
+      ...(typeof counts.acknowledged === 'number' ? { acknowledged: counts.acknowledged } : {}),
+    };
+  }
+  return { code: 'ERR_STORAGE', message: error instanceof Error ? error.message : String(error) };
+}
+
+function plain(fields: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    out[k] = typeof v === 'object' && v !== null ? JSON.stringify(v) : v;
+  }
+  return out;
+}
+
+// Only when loaded as a worker: the module is also imported for its types and by tests.
+const scope = globalThis as { WorkerGlobalScope?: unknown; postMessage?: unknown };
+if (typeof scope.WorkerGlobalScope !== 'undefined' && typeof scope.postMessage === 'function') {
+  Comlink.expose(new NodeHost());
+}
