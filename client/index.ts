@@ -12,6 +12,7 @@ export {
   type StoreDeleteOptions,
   type StoreGetResult,
   type StorePutResult,
+  type StoreConfig,
 } from './store.ts';
 export type { Value } from './values.ts';
 export type { DataPlane, PeerState } from './mesh.ts';

@@ -44,6 +44,7 @@ export class SignalingClient {
   #view: ClusterView | null = null;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  #superseded = false;
 
   private constructor(options: SignalingClientOptions, socket: TypedSocket) {
     this.#options = options;
@@ -132,12 +133,17 @@ export class SignalingClient {
     const accepted = await joined;
     socket.on('view', (view) => this.#acceptView(view));
     socket.on('signal', (signal) => this.#options.onSignal(signal));
-    socket.on('superseded', () => this.#options.onSuperseded?.());
+    socket.on('superseded', () => {
+      // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
+      this.#superseded = true;
+      clearInterval(this.#heartbeat);
+      this.#options.onSuperseded?.();
+    });
     socket.on('disconnect', () => this.#options.onConnection?.(false));
     socket.on('connect', () => {
       this.#options.onConnection?.(true);
       // Every reconnection is a new server-side connection: join again, on the same id.
-      this.#join().catch(() => {});
+      if (!this.#superseded) this.#join().catch(() => {});
     });
     this.#heartbeat = setInterval(() => this.#beat(), accepted.heartbeatInterval);
   }
@@ -156,7 +162,11 @@ export class SignalingClient {
     if (!this.#socket.connected) return;
     const epoch = this.#view?.epoch;
     this.#socket.emit('heartbeat', epoch === undefined ? {} : { epoch }, (ack) => {
-      if (ack.ok && ack.view !== null) this.#acceptView(ack.view);
+      if (ack.ok) {
+        if (ack.view !== null) this.#acceptView(ack.view);
+      } else if (ack.error.code === 'ERR_NOT_JOINED' && !this.#superseded) {
+        this.#join().catch(() => {});
+      }
     });
   }
 
@@ -170,6 +180,5 @@ export class SignalingClient {
 function unwrap<T extends object>(ack: Ack<T>): T {
   if (ack.ok) return ack;
   if (ack.error.code === 'ERR_UNAUTHORIZED') throw new UnauthorizedError(ack.error.message);
-  const code = ack.error.code === 'ERR_TOO_LARGE' ? 'ERR_TOO_LARGE' : 'ERR_INVALID_ARGUMENT';
-  throw new DynameshError(code, `${ack.error.code}: ${ack.error.message}`);
+  throw new DynameshError(ack.error.code, ack.error.message);
 }

@@ -8,6 +8,7 @@ import type { ClusterView, NodeMetrics as ServerNodeMetrics, ViewMember } from '
 import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
 import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome } from '../worker/main.ts';
 import type { ReadReceipt } from '../worker/node.ts';
+import { DEFAULT_PARTITIONS } from '../worker/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/protocol.ts';
 import { claimIdentity, type Identity } from './identity.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
@@ -93,8 +94,22 @@ export interface StoreEvents {
   server: { readonly connected: boolean };
   /** A log entry of the node. */
   log: LogEntry;
+  /** Another tab took over this node id (a reload of this tab); this store stops talking to the server. */
+  superseded: undefined;
   /** The store closed. */
   closed: undefined;
+}
+
+/** The settings a store's node runs with. */
+export interface StoreConfig {
+  /** Replication factor. */
+  readonly n: number;
+  /** Default read quorum. */
+  readonly r: number;
+  /** Default write quorum. */
+  readonly w: number;
+  /** Ring partitions. */
+  readonly partitions: number;
 }
 
 /** A key-value store backed by this tab's node and its cluster. */
@@ -106,6 +121,8 @@ export interface Store {
   readonly cluster: string;
   /** How frames reach the worker in this tab. */
   readonly dataPlane: DataPlane;
+  /** The node's replication and quorum settings. */
+  readonly config: StoreConfig;
   /** The members of the current view. */
   members(): ViewMember[];
   /** The current view, with its epoch. */
@@ -150,6 +167,7 @@ class DynameshStore implements Store {
   readonly domain: string;
   readonly cluster: string;
   readonly dataPlane: DataPlane;
+  readonly config: StoreConfig;
   readonly #identity: Identity;
   readonly #worker: Worker;
   readonly #host: Comlink.Remote<NodeHost>;
@@ -164,6 +182,12 @@ class DynameshStore implements Store {
     this.domain = identity.domain;
     this.cluster = options.cluster;
     this.dataPlane = dataPlane;
+    this.config = Object.freeze({
+      n: options.n ?? 3,
+      r: options.r ?? 2,
+      w: options.w ?? 2,
+      partitions: DEFAULT_PARTITIONS,
+    });
     this.#identity = identity;
     this.#worker = worker;
     this.#host = Comlink.wrap<NodeHost>(worker);
@@ -202,9 +226,9 @@ class DynameshStore implements Store {
       id: this.nodeId,
       domain: this.domain,
       database: `dynamesh:${this.cluster}:${this.nodeId}`,
-      n: options.n ?? 3,
-      r: options.r ?? 2,
-      w: options.w ?? 2,
+      n: this.config.n,
+      r: this.config.r,
+      w: this.config.w,
       requestTimeout: options.requestTimeout ?? 500,
       hintInterval: options.hintInterval ?? 1000,
       limits,
@@ -224,6 +248,7 @@ class DynameshStore implements Store {
       onView: (view) => this.#acceptView(view),
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       onConnection: (connected) => this.#emit('server', { connected }),
+      onSuperseded: () => this.#emit('superseded', undefined),
     });
     this.#metricsTimer = setInterval(() => void this.#pushMetrics(), options.metricsInterval ?? 2000);
   }

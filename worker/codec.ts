@@ -119,7 +119,8 @@ function readerFor(limits: ProtocolLimits): FrameReader {
 
 /** Encodes `message` as one MessagePack frame holding exactly the fields its type declares. */
 export function encodeMessage(message: PeerMessage): Uint8Array {
-  return encoder.encode(wireForm(message));
+  const frame = writer.frame(message);
+  return frame ?? encoder.encode(wireForm(message));
 }
 
 // A copy with only the declared fields, so that a caller's extra properties never reach the wire (where the
@@ -201,6 +202,8 @@ export function decodeMessage(frame: Uint8Array, limits: ProtocolLimits = DEFAUL
     if (frame.byteLength > limits.maxFrameBytes) {
       fail('frame', `${frame.byteLength} bytes is over the limit of ${limits.maxFrameBytes} bytes`);
     }
+    const fast = readFast(frame, limits);
+    if (fast !== null) return fast;
     const reader = readerFor(limits);
     scanFrame(frame, reader.maxTokens, reader.maxBinBytes, limits.maxSiblings);
     let raw: unknown;
@@ -580,5 +583,747 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
       };
       return message;
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The fast paths. Frames from encodeMessage have one layout: every map's fields in the declared order, keys as
+// fixstr, node ids as fixstr or str8. readFast reads a frame of that layout once, straight into the message, checking
+// every field, type and size on the way (the same checks as readMessage, and the scanner's limits, which a message
+// that passes them cannot exceed). Anything else (another field order, an unexpected encoding, a wrong value, a
+// truncation, bytes after the message) makes it give up before building anything of consequence, and the frame goes
+// through the checked path above, which alone names problems. So the fast path accepts a subset of what the checked
+// path accepts and returns the same message for it; a hostile frame costs at most one failed fast read on top.
+// writeFast is its mirror: it writes what `encoder.encode(wireForm(m))` writes for well-typed messages and gives up
+// on anything else, which then takes that generic path.
+
+/** Thrown inside the fast paths when a frame or message leaves their layout; caught in this module. */
+const BAIL = new Error('not in the fast layout');
+
+// Characters of a node id, by byte.
+const ID_BYTE = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_') ID_BYTE[c.charCodeAt(0)] = 1;
+
+/** The MessagePack bytes of a short ASCII string, as encodeMessage writes it. */
+function packed(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+const K = {
+  type: packed('type'),
+  from: packed('from'),
+  requestId: packed('requestId'),
+  key: packed('key'),
+  versions: packed('versions'),
+  hintFor: packed('hintFor'),
+  durable: packed('durable'),
+  value: packed('value'),
+  context: packed('context'),
+  w: packed('w'),
+  ifMatch: packed('ifMatch'),
+  receipt: packed('receipt'),
+  code: packed('code'),
+  message: packed('message'),
+  required: packed('required'),
+  acknowledged: packed('acknowledged'),
+  node: packed('node'),
+  counter: packed('counter'),
+  timestamp: packed('timestamp'),
+  dot: packed('dot'),
+  coordinator: packed('coordinator'),
+  fallbacks: packed('fallbacks'),
+  hints: packed('hints'),
+  holder: packed('holder'),
+  target: packed('target'),
+};
+
+const TYPES = Object.keys(FIELDS) as PeerMessage['type'][];
+// The head of each message type's frame: its map header, the key `type` and the type's name.
+const HEADS = TYPES.map((t) => {
+  const name = packed(t);
+  const head = new Uint8Array(1 + K.type.length + name.length);
+  head[0] = 0x80 | FIELDS[t].length;
+  head.set(K.type, 1);
+  head.set(name, 1 + K.type.length);
+  return head;
+});
+
+// ---- writing
+
+// Frames are written one after another into a block and handed out as views of it, as Node hands out small Buffers
+// from a shared pool: one allocation per block instead of an ArrayBuffer per frame, which costs more than encoding a
+// small message. A frame that outgrows what is left of the block moves to a new one.
+const BLOCK_BYTES = 64 * 1024;
+
+class FrameWriter {
+  block = new Uint8Array(BLOCK_BYTES);
+  view = new DataView(this.block.buffer);
+  /** Where the frame being written starts in `block`. */
+  start = 0;
+  at = 0;
+
+  /** The frame of `m`, or null when some field is not of its declared type (the generic encoder then decides). */
+  frame(m: PeerMessage): Uint8Array | null {
+    this.at = this.start;
+    try {
+      this.message(m);
+    } catch {
+      this.at = this.start;
+      return null;
+    }
+    const frame = this.block.subarray(this.start, this.at);
+    // The next frame starts 8-byte aligned, so no two frames ever share a word a reader might fetch as one.
+    this.start = (this.at + 7) & ~7;
+    return frame;
+  }
+
+  room(bytes: number): void {
+    if (this.at + bytes <= this.block.length) return;
+    const length = this.at - this.start;
+    let size = BLOCK_BYTES;
+    while (size < length + bytes) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.block.subarray(this.start, this.at));
+    this.block = next;
+    this.view = new DataView(next.buffer);
+    this.start = 0;
+    this.at = length;
+  }
+
+  raw(bytes: Uint8Array): void {
+    const n = bytes.length;
+    this.room(n);
+    const block = this.block;
+    let at = this.at;
+    for (let i = 0; i < n; i++) block[at++] = bytes[i]!;
+    this.at = at;
+  }
+
+  byte(b: number): void {
+    this.room(1);
+    this.block[this.at++] = b;
+  }
+
+  boolean(value: unknown): void {
+    if (typeof value !== 'boolean') throw BAIL;
+    this.byte(value ? 0xc3 : 0xc2);
+  }
+
+  // Numbers as @msgpack/msgpack writes them: safe integers in the smallest integer format, the rest as float64.
+  // Negative numbers never occur in a well-typed message and are left to the generic encoder.
+  number(value: unknown): void {
+    if (typeof value !== 'number') throw BAIL;
+    this.room(9);
+    const block = this.block;
+    if (!Number.isSafeInteger(value)) {
+      block[this.at] = 0xcb;
+      this.view.setFloat64(this.at + 1, value);
+      this.at += 9;
+    } else if (value < 0) {
+      throw BAIL;
+    } else if (value < 0x80) {
+      block[this.at++] = value;
+    } else if (value < 0x100) {
+      block[this.at] = 0xcc;
+      block[this.at + 1] = value;
+      this.at += 2;
+    } else if (value < 0x10000) {
+      block[this.at] = 0xcd;
+      block[this.at + 1] = value >>> 8;
+      block[this.at + 2] = value & 0xff;
+      this.at += 3;
+    } else if (value < 0x100000000) {
+      block[this.at] = 0xce;
+      this.view.setUint32(this.at + 1, value);
+      this.at += 5;
+    } else {
+      block[this.at] = 0xcf;
+      this.view.setUint32(this.at + 1, Math.floor(value / 0x100000000));
+      this.view.setUint32(this.at + 5, value >>> 0);
+      this.at += 9;
+    }
+  }
+
+  /** An ASCII string; any other is left to the generic encoder, whose UTF-8 is the reference. */
+  ascii(value: unknown): void {
+    if (typeof value !== 'string') throw BAIL;
+    const n = value.length;
+    this.room(3 + n);
+    const block = this.block;
+    let at = this.at;
+    if (n < 32) {
+      block[at++] = 0xa0 | n;
+    } else if (n < 0x100) {
+      block[at++] = 0xd9;
+      block[at++] = n;
+    } else if (n < 0x10000) {
+      block[at++] = 0xda;
+      block[at++] = n >>> 8;
+      block[at++] = n & 0xff;
+    } else {
+      throw BAIL;
+    }
+    for (let i = 0; i < n; i++) {
+      const c = value.charCodeAt(i);
+      if (c >= 0x80) throw BAIL;
+      block[at++] = c;
+    }
+    this.at = at;
+  }
+
+  bytes(value: unknown): void {
+    if (!(value instanceof Uint8Array)) throw BAIL;
+    const n = value.byteLength;
+    this.room(5 + n);
+    const block = this.block;
+    if (n < 0x100) {
+      block[this.at] = 0xc4;
+      block[this.at + 1] = n;
+      this.at += 2;
+    } else if (n < 0x10000) {
+      block[this.at] = 0xc5;
+      block[this.at + 1] = n >>> 8;
+      block[this.at + 2] = n & 0xff;
+      this.at += 3;
+    } else {
+      block[this.at] = 0xc6;
+      this.view.setUint32(this.at + 1, n);
+      this.at += 5;
+    }
+    if (n < 64) {
+      let at = this.at;
+      for (let i = 0; i < n; i++) block[at++] = value[i]!;
+      this.at = at;
+    } else {
+      block.set(value, this.at);
+      this.at += n;
+    }
+  }
+
+  nullableBytes(value: unknown): void {
+    if (value === null) this.byte(0xc0);
+    else this.bytes(value);
+  }
+
+  arrayHeader(value: unknown): number {
+    if (!Array.isArray(value)) throw BAIL;
+    const n = value.length;
+    if (n < 16) {
+      this.byte(0x90 | n);
+    } else if (n < 0x10000) {
+      this.room(3);
+      this.block[this.at] = 0xdc;
+      this.block[this.at + 1] = n >>> 8;
+      this.block[this.at + 2] = n & 0xff;
+      this.at += 3;
+    } else {
+      throw BAIL;
+    }
+    return n;
+  }
+
+  entry(e: ClockEntry): void {
+    if (typeof e !== 'object' || e === null) throw BAIL;
+    this.byte(0x83);
+    this.raw(K.node);
+    this.ascii(e.node);
+    this.raw(K.counter);
+    this.number(e.counter);
+    this.raw(K.timestamp);
+    this.number(e.timestamp);
+  }
+
+  clock(clock: VClock): void {
+    const n = this.arrayHeader(clock);
+    for (let i = 0; i < n; i++) this.entry(clock[i]!);
+  }
+
+  versions(versions: readonly Version[]): void {
+    const n = this.arrayHeader(versions);
+    for (let i = 0; i < n; i++) {
+      const v = versions[i]!;
+      if (typeof v !== 'object' || v === null) throw BAIL;
+      this.byte(0x83);
+      this.raw(K.dot);
+      this.entry(v.dot);
+      this.raw(K.context);
+      this.clock(v.context);
+      this.raw(K.value);
+      this.nullableBytes(v.value);
+    }
+  }
+
+  ids(ids: readonly string[]): void {
+    const n = this.arrayHeader(ids);
+    for (let i = 0; i < n; i++) this.ascii(ids[i]);
+  }
+
+  envelope(m: PeerMessage, type: number): void {
+    this.raw(HEADS[type]!);
+    this.raw(K.from);
+    this.ascii(m.from);
+    this.raw(K.requestId);
+    this.number(m.requestId);
+  }
+
+  message(m: PeerMessage): void {
+    switch (m.type) {
+      case 'replicate':
+        this.envelope(m, 0);
+        this.raw(K.key);
+        this.bytes(m.key);
+        this.raw(K.versions);
+        this.versions(m.versions);
+        this.raw(K.hintFor);
+        if (m.hintFor === null) this.byte(0xc0);
+        else this.ascii(m.hintFor);
+        this.raw(K.durable);
+        this.boolean(m.durable);
+        return;
+      case 'replicate-ack':
+        this.envelope(m, 1);
+        return;
+      case 'read':
+        this.envelope(m, 2);
+        this.raw(K.key);
+        this.bytes(m.key);
+        return;
+      case 'read-reply':
+        this.envelope(m, 3);
+        this.raw(K.versions);
+        this.versions(m.versions);
+        return;
+      case 'coordinate':
+        this.envelope(m, 4);
+        this.raw(K.key);
+        this.bytes(m.key);
+        this.raw(K.value);
+        this.nullableBytes(m.value);
+        this.raw(K.context);
+        this.clock(m.context);
+        this.raw(K.w);
+        this.number(m.w);
+        this.raw(K.ifMatch);
+        this.boolean(m.ifMatch);
+        this.raw(K.durable);
+        this.boolean(m.durable);
+        return;
+      case 'coordinate-reply': {
+        this.envelope(m, 5);
+        this.raw(K.context);
+        this.clock(m.context);
+        const r = m.receipt;
+        if (typeof r !== 'object' || r === null) throw BAIL;
+        this.raw(K.receipt);
+        this.byte(0x84);
+        this.raw(K.coordinator);
+        this.ascii(r.coordinator);
+        this.raw(K.acknowledged);
+        this.ids(r.acknowledged);
+        this.raw(K.fallbacks);
+        this.ids(r.fallbacks);
+        this.raw(K.hints);
+        const n = this.arrayHeader(r.hints);
+        for (let i = 0; i < n; i++) {
+          const h = r.hints[i]!;
+          if (typeof h !== 'object' || h === null) throw BAIL;
+          this.byte(0x82);
+          this.raw(K.holder);
+          this.ascii(h.holder);
+          this.raw(K.target);
+          this.ascii(h.target);
+        }
+        return;
+      }
+      case 'error':
+        this.envelope(m, 6);
+        this.raw(K.code);
+        this.ascii(m.code);
+        this.raw(K.message);
+        this.ascii(m.message);
+        this.raw(K.required);
+        if (m.required === null) this.byte(0xc0);
+        else this.number(m.required);
+        this.raw(K.acknowledged);
+        if (m.acknowledged === null) this.byte(0xc0);
+        else this.number(m.acknowledged);
+        return;
+      default:
+        throw BAIL;
+    }
+  }
+}
+
+const writer = new FrameWriter();
+
+// ---- reading
+
+const EMPTY = new Uint8Array(0);
+let src: Uint8Array = EMPTY;
+let pos = 0;
+const scratch = new DataView(new ArrayBuffer(8));
+
+// Node ids met lately, by a hash of their bytes: peers repeat a few dozen ids in every frame, and a hit costs a
+// comparison of bytes instead of a new string. Direct-mapped, so a collision only costs a miss.
+const ID_CACHE_SIZE = 1024;
+const cachedIdBytes: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(ID_CACHE_SIZE).fill(undefined);
+const cachedIds: string[] = new Array<string>(ID_CACHE_SIZE).fill('');
+
+/** The message in `frame` when it has the fast layout and every field is valid, else null. */
+function readFast(frame: Uint8Array, limits: ProtocolLimits): PeerMessage | null {
+  // A Node Buffer's slice is a view, so byte fields are sliced from a plain Uint8Array over the same memory.
+  src = frame.constructor === Uint8Array ? frame : new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+  pos = 0;
+  try {
+    const message = readFastMessage(limits);
+    if (pos !== src.length) return null;
+    return message;
+  } catch {
+    return null;
+  } finally {
+    src = EMPTY;
+  }
+}
+
+function byte(): number {
+  if (pos >= src.length) throw BAIL;
+  return src[pos++]!;
+}
+
+function need(bytes: number): void {
+  if (pos + bytes > src.length) throw BAIL;
+}
+
+function readU16(): number {
+  need(2);
+  const v = (src[pos]! << 8) | src[pos + 1]!;
+  pos += 2;
+  return v;
+}
+
+function readU32(): number {
+  need(4);
+  const v = src[pos]! * 0x1000000 + ((src[pos + 1]! << 16) | (src[pos + 2]! << 8) | src[pos + 3]!);
+  pos += 4;
+  return v;
+}
+
+/** Checks that the next bytes are `expected` (a key or a head): the layout leaves no choice. */
+function expect(expected: Uint8Array): void {
+  const n = expected.length;
+  need(n);
+  for (let i = 0; i < n; i++) if (src[pos + i] !== expected[i]) throw BAIL;
+  pos += n;
+}
+
+/** Any MessagePack number, decoded as @msgpack/msgpack decodes it. */
+function readNumber(): number {
+  const b = byte();
+  if (b < 0x80) return b;
+  if (b >= 0xe0) return b - 0x100;
+  switch (b) {
+    case 0xcc:
+      return byte();
+    case 0xcd:
+      return readU16();
+    case 0xce:
+      return readU32();
+    case 0xcf: {
+      const high = readU32();
+      return high * 0x100000000 + readU32();
+    }
+    case 0xd0:
+      return (byte() << 24) >> 24;
+    case 0xd1:
+      return (readU16() << 16) >> 16;
+    case 0xd2:
+      return readU32() | 0;
+    case 0xd3: {
+      const high = readU32() | 0;
+      return high * 0x100000000 + readU32();
+    }
+    case 0xca:
+    case 0xcb: {
+      const n = b === 0xca ? 4 : 8;
+      need(n);
+      for (let i = 0; i < n; i++) scratch.setUint8(i, src[pos + i]!);
+      pos += n;
+      return n === 4 ? scratch.getFloat32(0) : scratch.getFloat64(0);
+    }
+    default:
+      throw BAIL;
+  }
+}
+
+function readBool(): boolean {
+  const b = byte();
+  if (b === 0xc3) return true;
+  if (b === 0xc2) return false;
+  throw BAIL;
+}
+
+/** A node id: 1 to 64 of [A-Za-z0-9_-], as fixstr or str8. */
+function readId(): string {
+  const b = byte();
+  let n: number;
+  if ((b & 0xe0) === 0xa0) n = b & 0x1f;
+  else if (b === 0xd9) n = byte();
+  else throw BAIL;
+  if (n === 0 || n > 64) throw BAIL;
+  need(n);
+  const start = pos;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < n; i++) {
+    const c = src[start + i]!;
+    if (ID_BYTE[c] === 0) throw BAIL;
+    hash = Math.imul(hash ^ c, 0x01000193);
+  }
+  pos += n;
+  const slot = (hash >>> 0) & (ID_CACHE_SIZE - 1);
+  const cached = cachedIdBytes[slot];
+  if (cached !== undefined && cached.length === n) {
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (cached[i] !== src[start + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cachedIds[slot]!;
+  }
+  const bytes = src.slice(start, start + n);
+  const id = String.fromCharCode.apply(null, bytes as unknown as number[]);
+  cachedIdBytes[slot] = bytes;
+  cachedIds[slot] = id;
+  return id;
+}
+
+/** A string of ASCII bytes, at most `max` long. */
+function readAscii(max: number): string {
+  const b = byte();
+  let n: number;
+  if ((b & 0xe0) === 0xa0) n = b & 0x1f;
+  else if (b === 0xd9) n = byte();
+  else if (b === 0xda) n = readU16();
+  else throw BAIL;
+  if (n > max) throw BAIL;
+  need(n);
+  for (let i = 0; i < n; i++) if (src[pos + i]! >= 0x80) throw BAIL;
+  const text = String.fromCharCode.apply(null, src.subarray(pos, pos + n) as unknown as number[]);
+  pos += n;
+  return text;
+}
+
+/** Fresh bytes of `min` to `max` bytes, or null for nil when `nullable`. */
+function readBytesFast(min: number, max: number, nullable: boolean): Uint8Array | null {
+  const b = byte();
+  let n: number;
+  if (b === 0xc4) n = byte();
+  else if (b === 0xc5) n = readU16();
+  else if (b === 0xc6) n = readU32();
+  else if (b === 0xc0 && nullable) return null;
+  else throw BAIL;
+  if (n < min || n > max) throw BAIL;
+  need(n);
+  const bytes = src.slice(pos, pos + n);
+  pos += n;
+  return bytes;
+}
+
+function readArrayHeader(max: number): number {
+  const b = byte();
+  let n: number;
+  if ((b & 0xf0) === 0x90) n = b & 0x0f;
+  else if (b === 0xdc) n = readU16();
+  else if (b === 0xdd) n = readU32();
+  else throw BAIL;
+  if (n > max) throw BAIL;
+  return n;
+}
+
+function readCountFast(): number | null {
+  if (pos < src.length && src[pos] === 0xc0) {
+    pos++;
+    return null;
+  }
+  const n = readNumber();
+  if (!Number.isSafeInteger(n) || n < 0) throw BAIL;
+  return n;
+}
+
+function readFastEntry(): ClockEntry {
+  if (byte() !== 0x83) throw BAIL;
+  expect(K.node);
+  const node = readId();
+  expect(K.counter);
+  const counter = readNumber();
+  if (!Number.isSafeInteger(counter) || counter < 1) throw BAIL;
+  expect(K.timestamp);
+  const timestamp = readNumber();
+  if (!Number.isFinite(timestamp) || timestamp < 0) throw BAIL;
+  return { node, counter, timestamp };
+}
+
+function readFastClock(): VClock {
+  const n = readArrayHeader(MAX_CLOCK_ENTRIES);
+  const clock: ClockEntry[] = [];
+  for (let i = 0; i < n; i++) {
+    const entry = readFastEntry();
+    if (i > 0 && clock[i - 1]!.node >= entry.node) throw BAIL;
+    clock.push(entry);
+  }
+  return clock;
+}
+
+function readFastVersions(limits: ProtocolLimits): Version[] {
+  const n = readArrayHeader(limits.maxSiblings);
+  const versions: Version[] = [];
+  for (let i = 0; i < n; i++) {
+    if (byte() !== 0x83) throw BAIL;
+    expect(K.dot);
+    const dot = readFastEntry();
+    expect(K.context);
+    const context = readFastClock();
+    expect(K.value);
+    const value = readBytesFast(0, limits.maxValueBytes, true);
+    for (let j = 0; j < i; j++) {
+      const earlier = versions[j]!.dot;
+      if (earlier.node === dot.node && earlier.counter === dot.counter) throw BAIL;
+    }
+    versions.push({ dot, context, value });
+  }
+  return versions;
+}
+
+function readFastIds(): string[] {
+  const n = readArrayHeader(MAX_RECEIPT_NODES);
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(readId());
+  return ids;
+}
+
+function readFastMessage(limits: ProtocolLimits): PeerMessage {
+  let type = -1;
+  for (let t = 0; t < HEADS.length; t++) {
+    const head = HEADS[t]!;
+    if (pos + head.length > src.length) continue;
+    let same = true;
+    for (let i = 0; i < head.length; i++) {
+      if (src[i] !== head[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) {
+      type = t;
+      break;
+    }
+  }
+  if (type < 0) throw BAIL;
+  pos = HEADS[type]!.length;
+  expect(K.from);
+  const from = readId();
+  expect(K.requestId);
+  const requestId = readNumber();
+  if (!Number.isSafeInteger(requestId) || requestId < 0) throw BAIL;
+  switch (TYPES[type]) {
+    case 'replicate': {
+      expect(K.key);
+      const key = readBytesFast(1, limits.maxKeyBytes, false)!;
+      expect(K.versions);
+      const versions = readFastVersions(limits);
+      expect(K.hintFor);
+      let hintFor: string | null = null;
+      if (pos < src.length && src[pos] === 0xc0) pos++;
+      else hintFor = readId();
+      expect(K.durable);
+      const durable = readBool();
+      const message: ReplicateMessage = { type: 'replicate', from, requestId, key, versions, hintFor, durable };
+      return message;
+    }
+    case 'replicate-ack': {
+      const message: ReplicateAckMessage = { type: 'replicate-ack', from, requestId };
+      return message;
+    }
+    case 'read': {
+      expect(K.key);
+      const message: ReadMessage = { type: 'read', from, requestId, key: readBytesFast(1, limits.maxKeyBytes, false)! };
+      return message;
+    }
+    case 'read-reply': {
+      expect(K.versions);
+      const message: ReadReplyMessage = { type: 'read-reply', from, requestId, versions: readFastVersions(limits) };
+      return message;
+    }
+    case 'coordinate': {
+      expect(K.key);
+      const key = readBytesFast(1, limits.maxKeyBytes, false)!;
+      expect(K.value);
+      const value = readBytesFast(0, limits.maxValueBytes, true);
+      expect(K.context);
+      const context = readFastClock();
+      expect(K.w);
+      const w = readNumber();
+      if (!Number.isInteger(w) || w < 1 || w > MAX_WRITE_QUORUM) throw BAIL;
+      expect(K.ifMatch);
+      const ifMatch = readBool();
+      expect(K.durable);
+      const durable = readBool();
+      const message: CoordinateMessage = { type: 'coordinate', from, requestId, key, value, context, w, ifMatch, durable };
+      return message;
+    }
+    case 'coordinate-reply': {
+      expect(K.context);
+      const context = readFastClock();
+      expect(K.receipt);
+      if (byte() !== 0x84) throw BAIL;
+      expect(K.coordinator);
+      const coordinator = readId();
+      expect(K.acknowledged);
+      const acknowledged = readFastIds();
+      expect(K.fallbacks);
+      const fallbacks = readFastIds();
+      expect(K.hints);
+      const n = readArrayHeader(MAX_RECEIPT_NODES);
+      const hints: { holder: string; target: string }[] = [];
+      for (let i = 0; i < n; i++) {
+        if (byte() !== 0x82) throw BAIL;
+        expect(K.holder);
+        const holder = readId();
+        expect(K.target);
+        hints.push({ holder, target: readId() });
+      }
+      const message: CoordinateReplyMessage = {
+        type: 'coordinate-reply',
+        from,
+        requestId,
+        context,
+        receipt: { coordinator, acknowledged, fallbacks, hints },
+      };
+      return message;
+    }
+    case 'error': {
+      expect(K.code);
+      const code = readAscii(64);
+      if (!KNOWN_CODES.has(code)) throw BAIL;
+      expect(K.message);
+      const text = readAscii(MAX_ERROR_MESSAGE_LENGTH);
+      expect(K.required);
+      const required = readCountFast();
+      expect(K.acknowledged);
+      const acknowledged = readCountFast();
+      const message: ErrorMessage = {
+        type: 'error',
+        from,
+        requestId,
+        code: code as ErrorCode,
+        message: text,
+        required,
+        acknowledged,
+      };
+      return message;
+    }
+    default:
+      throw BAIL;
   }
 }

@@ -14,7 +14,11 @@ export type ErrorCode =
   | 'ERR_UNAUTHORIZED'
   | 'ERR_MALFORMED_FRAME'
   | 'ERR_NOT_RESPONSIBLE'
-  | 'ERR_STORAGE';
+  | 'ERR_STORAGE'
+  | 'ERR_CLUSTER_FULL'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_NOT_JOINED'
+  | 'ERR_NOT_MEMBER';
 
 /** Every error code, for validation of codes that arrive over the wire. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
@@ -28,6 +32,10 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_MALFORMED_FRAME',
   'ERR_NOT_RESPONSIBLE',
   'ERR_STORAGE',
+  'ERR_CLUSTER_FULL',
+  'ERR_RATE_LIMITED',
+  'ERR_NOT_JOINED',
+  'ERR_NOT_MEMBER',
 ]);
 
 /** Base class of every error dynamesh throws. */
@@ -157,7 +165,11 @@ export function errorFromCode(
     case 'ERR_STORAGE':
       return new StorageError(message);
     case 'ERR_TOO_LARGE':
-      return new DynameshError('ERR_TOO_LARGE', message);
+    case 'ERR_CLUSTER_FULL':
+    case 'ERR_RATE_LIMITED':
+    case 'ERR_NOT_JOINED':
+    case 'ERR_NOT_MEMBER':
+      return new DynameshError(code, message);
   }
 }
 

@@ -156,6 +156,7 @@ export class DynamoNode {
       self: this.id,
       clock: options.clock,
       timers: options.timers,
+      random: options.random ?? Math.random,
       suspicionMs: options.suspicionMs ?? 4 * requestTimeout,
       send: (to, message) => this.#send(to, message),
       onTimeout: () => this.#metrics.count('timeouts'),

@@ -27,6 +27,8 @@ export interface PeersOptions {
   readonly self: string;
   readonly clock: Clock;
   readonly timers: Timers;
+  /** Uniform randomness in [0, 1), for the first request id. */
+  readonly random: () => number;
   /** Sends one encoded message. */
   readonly send: (to: string, message: PeerMessage) => void;
   /** How long a peer stays suspected after a timeout, in ms. */
@@ -40,11 +42,14 @@ export class Peers {
   readonly #options: PeersOptions;
   readonly #pending = new Map<number, Pending>();
   readonly #suspectedUntil = new Map<string, number>();
-  #nextRequestId = 1;
+  #nextRequestId: number;
   #closed = false;
 
   constructor(options: PeersOptions) {
     this.#options = options;
+    // A random start, so that a late reply meant for an earlier incarnation of this node cannot settle a request of
+    // this one that happens to reuse its id.
+    this.#nextRequestId = Math.floor(options.random() * 2 ** 40);
   }
 
   /** Sends `message` to `to` and resolves with its reply, or with null after `timeoutMs` or on close. */

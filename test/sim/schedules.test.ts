@@ -28,7 +28,7 @@ const MIXES: readonly (readonly FaultKind[])[] = [
 const SIZES = [3, 5, 8];
 const SCHEDULES = 55;
 /** Sized so that the file stays well under a minute on two cores while every schedule sees several faults. */
-const OPS = 800;
+const OPS = 600;
 
 describe('seeded fault schedules', () => {
   for (let i = 0; i < SCHEDULES; i++) {

@@ -120,7 +120,8 @@ describe('signalling server over HTTP', () => {
     await assert.rejects(createSignalingServer({ port: 70000, logLevel: 'silent' }), RangeError);
   });
 
-  it('starts from the command line, logs its URL, and exits cleanly on SIGTERM', async (t) => {
+  // A generous deadline: starting tsx in a child process takes seconds on a loaded machine.
+  it('starts from the command line, logs its URL, and exits cleanly on SIGTERM', { timeout: 60_000 }, async (t) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'signaling/cli.ts', '--port', '0'], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, LOG_LEVEL: 'info', DYNAMESH_SECRET: '' },

@@ -19,7 +19,7 @@ type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
 /** A client that may send anything, to play a broken or hostile node. */
 type RawClient = { emitWithAck(event: string, ...args: unknown[]): Promise<unknown> };
 
-const WAIT_MS = 5000;
+const WAIT_MS = 10_000;
 
 /** Starts a server for test `t` and closes it, with every client opened through the harness, when `t` ends. */
 async function harness(t: TestContext, options: SignalingServerOptions = {}) {
@@ -154,7 +154,7 @@ describe('signalling server: membership', () => {
     const without = await nextView(alive.client, (view) => !ids(view).includes('quiet'), 'the view without quiet');
     const silence = Date.now() - lastHeard;
     assert.ok(silence >= heartbeatTimeout - 5, `left after ${silence} ms of silence`);
-    assert.ok(silence < heartbeatTimeout + 700, `left only after ${silence} ms of silence`);
+    assert.ok(silence < heartbeatTimeout + 1000, `left only after ${silence} ms of silence`);
     // At least: under heavy load the heartbeating member may miss its deadline too.
     assert.ok(sample(await metricsText(), 'dynamesh_signaling_failures_detected_total{reason="heartbeat"}') >= 1);
     const back = nextView(alive.client, (view) => ids(view).includes('quiet'), 'the view with quiet back');

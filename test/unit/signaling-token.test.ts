@@ -77,7 +77,7 @@ describe('join tokens', () => {
     const { stdout } = await run(
       process.execPath,
       ['--import', 'tsx', 'signaling/mint-token.ts', '--secret', SECRET, '--cluster', 'alpha', '--ttl', '120'],
-      { timeout: 20_000 },
+      { timeout: 60_000 },
     );
     const token = stdout.trim();
     const check = verifyToken(token, SECRET, 'alpha');
@@ -88,7 +88,7 @@ describe('join tokens', () => {
 
   it('exits with an error when the command line lacks the cluster', async () => {
     await assert.rejects(
-      run(process.execPath, ['--import', 'tsx', 'signaling/mint-token.ts', '--secret', SECRET], { timeout: 20_000 }),
+      run(process.execPath, ['--import', 'tsx', 'signaling/mint-token.ts', '--secret', SECRET], { timeout: 60_000 }),
       (error: { code?: number; stderr?: string }) => error.code === 2 && /--cluster/.test(error.stderr ?? ''),
     );
   });

@@ -303,13 +303,9 @@ export class IndexedDbStorage implements Storage {
       const hints = tx.objectStore('hints');
       const old = await hints.get([target, id]);
       if (old === undefined) return true;
-      const left = undelivered(old.siblings, done);
-      if (left.length === 0) {
-        await hints.delete([target, id]);
-        return true;
-      }
-      if (left.length < old.siblings.length) await hints.put({ ...old, siblings: left });
-      return false;
+      if (undelivered(old.siblings, done).length > 0) return false;
+      await hints.delete([target, id]);
+      return true;
     });
   }
 

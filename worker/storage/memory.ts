@@ -297,11 +297,7 @@ export class MemoryStorage implements Storage {
     const byKey = data.hints.get(target);
     const slot = byKey?.get(id);
     if (byKey === undefined || slot === undefined) return true;
-    const left = undelivered(slot.siblings, delivered);
-    if (left.length > 0) {
-      if (left.length < slot.siblings.length) byKey.set(id, { ...slot, siblings: left });
-      return false;
-    }
+    if (undelivered(slot.siblings, delivered).length > 0) return false;
     byKey.delete(id);
     if (byKey.size === 0) data.hints.delete(target);
     data.hintCount--;

@@ -92,8 +92,10 @@ export interface Storage {
   /** Hints in (target, key) order, only `target`'s when given, at most `limit`. */
   listHints(options?: { target?: string; limit?: number }): Promise<Hint[]>;
   /**
-   * Removes from the hint for (`target`, `key`) the versions that `delivered` holds or supersedes, and the hint
-   * itself when nothing is left. Versions added since delivery began stay. Returns true when the hint is gone.
+   * Removes the hint for (`target`, `key`) when `delivered` holds or supersedes every version in it. A hint that
+   * gained versions since delivery began is kept whole, never trimmed: reads merge hints in, and a hint holding a
+   * coordinator's later dot without its earlier one would let a read's context claim a write it never saw.
+   * Returns true when the hint is gone.
    */
   deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean>;
   /** Counts of keys, bytes and hints. */

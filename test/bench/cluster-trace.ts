@@ -1,0 +1,221 @@
+/**
+ * A timeline of puts in the live cluster, taken without changing the node: the benchmark patches a few browser
+ * primitives inside each tab's node worker (through Playwright's `worker.evaluate`) to stamp when things happen:
+ * a comlink call arriving (`MessageEvent.timeStamp`), a readwrite IndexedDB transaction starting and completing, a
+ * frame leaving (`RTCDataChannel.send` on the transfer plane, `MessagePort.postMessage` on the relay plane) or
+ * arriving (the `message` event its link handles), and the reply posted back to the page. Stamps are `performance.timeOrigin + now()`, comparable across tabs and workers
+ * of one machine. Puts run one at a time from one tab, so every stamp inside a put's window belongs to it.
+ *
+ * A put's time then splits into the consecutive {@link PUT_SEGMENTS}: "in flight" runs from the sender's `send` to
+ * the receiving worker's `message` event (the data channel, plus the main-thread relay on the relay plane, plus the
+ * wake-up of the receiving thread). With W=2 the replica that matters is the one whose ack left first.
+ */
+import type { Page, Worker } from 'playwright-core';
+import { type Summary, summarize } from './cluster-stats.ts';
+
+/** One stamped event in a worker. */
+type TraceEvent = readonly [kind: 'in' | 'out' | 'tx-start' | 'tx-done' | 'send' | 'recv', at: number, id: number];
+
+/** The segments of a put, in order. */
+export const PUT_SEGMENTS = [
+  'page → worker (comlink call)',
+  'worker: call → local write starts',
+  'local write (IndexedDB tx)',
+  'commit → replicate frame sent',
+  'replicate frame in flight to the replica worker',
+  'replica: frame → its write starts',
+  'replica write (IndexedDB tx)',
+  'replica commit → ack frame sent',
+  'ack frame in flight to the coordinator worker',
+  'coordinator: ack → reply posted',
+  'worker → page (comlink reply)',
+] as const;
+
+/** The traced puts, summarised per segment. */
+export interface PutTrace {
+  /** Puts whose every segment was found. */
+  readonly traced: number;
+  readonly puts: number;
+  readonly segments: Record<string, Summary>;
+  /** The whole put, timed in the page, over the traced puts. */
+  readonly total: Summary;
+}
+
+type TraceGlobal = { __benchTrace?: TraceEvent[]; __benchTraceOn?: boolean; __name?: unknown };
+
+const NODE_WORKER = /\/assets\/main-[^/]*\.js$/;
+
+/** The node worker of a demo tab. */
+function nodeWorker(page: Page): Worker {
+  const workers = page.workers();
+  const worker = workers.find((w) => NODE_WORKER.test(w.url())) ?? workers[0];
+  if (worker === undefined) throw new Error('the tab has no worker to trace');
+  return worker;
+}
+
+/**
+ * Instruments the node worker of `page` as soon as it starts: call before the page loads the demo. Frame receipts
+ * can only be stamped by wrapping the `onmessage` a link sets when its channel or port is attached, which happens
+ * once peers connect, long after the worker starts. Stamps are kept only while a trace runs.
+ */
+export function traceWorkersOf(page: Page): void {
+  page.on('worker', (worker) => {
+    if (!NODE_WORKER.test(worker.url())) return;
+    void worker
+      .evaluate('self.__name ??= (f) => f;')
+      .then(() => worker.evaluate(instrument))
+      .catch(() => {});
+  });
+}
+
+/** Runs in the worker: wraps the primitives that mark a put's steps. Closes over nothing. */
+function instrument(): void {
+  const g = self as unknown as TraceGlobal & { postMessage: (message: unknown, transfer?: unknown) => void };
+  if (g.__benchTrace !== undefined) return;
+  const events: TraceEvent[] = [];
+  g.__benchTrace = events;
+  g.__benchTraceOn = false;
+  const origin = performance.timeOrigin;
+  const now = (): number => origin + performance.now();
+  let nextId = 1;
+  self.addEventListener('message', (event) => g.__benchTraceOn && events.push(['in', origin + event.timeStamp, 0]));
+  const post = g.postMessage.bind(self);
+  g.postMessage = (message: unknown, transfer?: unknown) => {
+    if (g.__benchTraceOn) events.push(['out', now(), 0]);
+    post(message, transfer);
+  };
+  const transaction = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: Parameters<IDBDatabase['transaction']>) {
+    const tx = transaction.apply(this, args);
+    if (g.__benchTraceOn && args[1] === 'readwrite') {
+      const id = nextId++;
+      events.push(['tx-start', now(), id]);
+      tx.addEventListener('complete', (event) => events.push(['tx-done', origin + event.timeStamp, id]));
+    }
+    return tx;
+  } as IDBDatabase['transaction'];
+  const send = RTCDataChannel.prototype.send;
+  RTCDataChannel.prototype.send = function (this: RTCDataChannel, data: never) {
+    if (g.__benchTraceOn) events.push(['send', now(), 0]);
+    return send.call(this, data);
+  } as RTCDataChannel['send'];
+  const portPost = MessagePort.prototype.postMessage;
+  MessagePort.prototype.postMessage = function (this: MessagePort, ...args: never[]) {
+    if (g.__benchTraceOn) events.push(['send', now(), 0]);
+    return (portPost as (...a: never[]) => void).apply(this, args);
+  } as MessagePort['postMessage'];
+  for (const proto of [RTCDataChannel.prototype, MessagePort.prototype]) {
+    const handler = Object.getOwnPropertyDescriptor(proto, 'onmessage')!;
+    Object.defineProperty(proto, 'onmessage', {
+      configurable: true,
+      enumerable: handler.enumerable ?? true,
+      get(this: object) {
+        return handler.get!.call(this);
+      },
+      set(this: object, listener: unknown) {
+        const wrapped =
+          typeof listener === 'function'
+            ? function (this: unknown, event: MessageEvent) {
+                if (g.__benchTraceOn) events.push(['recv', origin + event.timeStamp, 0]);
+                return (listener as (e: MessageEvent) => unknown).call(this, event);
+              }
+            : listener;
+        handler.set!.call(this, wrapped);
+      },
+    });
+  }
+}
+
+/** Runs `count` puts one at a time from `pages[0]` and splits each into {@link PUT_SEGMENTS}. */
+export async function tracePuts(
+  pages: readonly Page[],
+  count: number,
+  size: number,
+  prefix: string,
+): Promise<PutTrace> {
+  const workers = pages.map(nodeWorker);
+  const ready = await Promise.all(
+    workers.map((w) => w.evaluate(() => (self as TraceGlobal).__benchTrace !== undefined)),
+  );
+  if (!ready.every(Boolean)) throw new Error('a node worker was not instrumented: call traceWorkersOf before loading');
+  const switchTo = (on: boolean): Promise<unknown> =>
+    Promise.all(
+      workers.map((w) =>
+        w.evaluate((on) => {
+          const g = self as TraceGlobal;
+          g.__benchTrace!.length = 0;
+          g.__benchTraceOn = on;
+        }, on),
+      ),
+    );
+  await switchTo(true);
+  const windows = await pages[0]!.evaluate(
+    async ({ count, size, prefix }) => {
+      const store = (globalThis as unknown as { store: { put(k: string, v: Uint8Array, o: object): Promise<unknown> } })
+        .store;
+      const value = crypto.getRandomValues(new Uint8Array(size));
+      const out: [number, number][] = [];
+      for (let i = 0; i < count; i++) {
+        const started = performance.timeOrigin + performance.now();
+        await store.put(`${prefix}:${i}`, value, { w: 2 });
+        out.push([started, performance.timeOrigin + performance.now()]);
+        // A pause, so that the replica that did not count finishes before the next put's window opens.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return out;
+    },
+    { count, size, prefix },
+  );
+  const events = await Promise.all(workers.map((w) => w.evaluate(() => [...(self as TraceGlobal).__benchTrace!])));
+  await switchTo(false);
+  const [own, ...replicas] = events;
+  const segments: number[][] = PUT_SEGMENTS.map(() => []);
+  const totals: number[] = [];
+  for (const [start, end] of windows) {
+    const inside = (list: readonly TraceEvent[]): TraceEvent[] => list.filter(([, at]) => at >= start && at <= end);
+    const mine = inside(own!);
+    const arrived = mine.find(([kind]) => kind === 'in');
+    const write = mine.find(([kind]) => kind === 'tx-start');
+    const written = write && mine.find(([kind, , id]) => kind === 'tx-done' && id === write[2]);
+    const sent = written && mine.find(([kind, at]) => kind === 'send' && at >= written[1]);
+    if (sent === undefined) continue;
+    // The replica whose ack left first is the one that completed the quorum.
+    let best: { recv: number; start: number; done: number; ack: number } | undefined;
+    for (const list of replicas) {
+      // Each step must follow the one before, so that a slow replica's leftovers from the previous put never match.
+      const theirs = list.filter(([, at]) => at >= sent[1] && at <= end);
+      const recv = theirs.find(([kind]) => kind === 'recv');
+      const rs = recv && theirs.find(([kind, at]) => kind === 'tx-start' && at >= recv[1]);
+      const rd = rs && theirs.find(([kind, , id]) => kind === 'tx-done' && id === rs[2]);
+      const ack = rd && theirs.find(([kind, at]) => kind === 'send' && at >= rd[1]);
+      if (recv && rs && rd && ack && (best === undefined || ack[1] < best.ack)) {
+        best = { recv: recv[1], start: rs[1], done: rd[1], ack: ack[1] };
+      }
+    }
+    const acked = best && mine.find(([kind, at]) => kind === 'recv' && at >= best.ack);
+    const replied = acked && mine.find(([kind, at]) => kind === 'out' && at >= acked[1]);
+    if (!arrived || !write || !written || !best || !acked || !replied) continue;
+    const marks = [
+      start,
+      arrived[1],
+      write[1],
+      written[1],
+      sent[1],
+      best.recv,
+      best.start,
+      best.done,
+      best.ack,
+      acked[1],
+      replied[1],
+      end,
+    ];
+    for (let i = 0; i < PUT_SEGMENTS.length; i++) segments[i]!.push(marks[i + 1]! - marks[i]!);
+    totals.push(end - start);
+  }
+  return {
+    traced: totals.length,
+    puts: windows.length,
+    segments: Object.fromEntries(PUT_SEGMENTS.map((name, i) => [name, summarize(segments[i]!, 0)])),
+    total: summarize(totals, 0),
+  };
+}

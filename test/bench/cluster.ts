@@ -1,0 +1,650 @@
+/**
+ * `npm run bench`: put and get latency of a live cluster of browser tabs, against the physical floor measured in
+ * the same run on the same machine (NOTES-chromium.md). A script that prints figures, not a test: it exits 0 unless
+ * something breaks (setup fails, or more than 1% of the measured operations fail).
+ *
+ *   node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]
+ *     [--sizes 100,4096] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]
+ *
+ * What it does: builds the demo when `dist/` is older than its sources, starts the signalling server in process on
+ * an ephemeral port, launches Chromium through playwright-core with one browser context, measures the floor, then for
+ * each data plane and each cluster size opens a fresh cluster (a new cluster name and new tabs, so every size starts
+ * from empty databases and no handoff or repair of an earlier phase runs under the measurement), waits until every
+ * tab's `store.peers()` shows all others connected, warms up, and times `store.put` / `store.get` with
+ * `performance.now()` inside the page: first sequentially from one tab, then from every tab at once (one operation
+ * outstanding per tab). Unless `--no-profile`, it then traces 200 puts in each cluster (cluster-trace.ts: stamps
+ * taken inside the node workers split each put into nine segments) and, at the end, times the parts of a put with the
+ * project's own modules alone (cluster-breakdown.ts). Prints the floor, a table with every figure's ratio to the
+ * floor, whether the target is met, the profile, and one JSON line with everything. Progress goes to stderr.
+ *
+ * Every page of the context is served cross-origin isolated (floor.ts, `isolate`), so `performance.now()` has 5 µs
+ * resolution instead of 100 µs; the demo's bytes are unchanged.
+ *
+ * The floor of a put is (a) + (c) + 2×(b): one data-channel round trip to a replica, one IndexedDB commit, and two
+ * main thread ⇄ worker round trips — NOTES-chromium.md's "one data-channel round trip plus one IndexedDB commit plus
+ * the worker hops": the client's call into its worker and back, and the hop frames take between a data channel and
+ * a worker (Chromium's own on the transfer plane; the relay plane adds main-thread relays the floor does not count,
+ * so its ratios are against the best the browser allows). The floor of a get is (a) + (d) + 2×(b), (d) an
+ * IndexedDB read. The p50, p99 and mean floors are the sums of the parts' p50s, p99s and means.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { pino } from 'pino';
+import type { Store } from '../../client/store.ts';
+import { createSignalingServer } from '../../signaling/server.ts';
+import { type Breakdown, measureBreakdown } from './cluster-breakdown.ts';
+import { type Summary, fmt, summarize, table } from './cluster-stats.ts';
+import { PUT_SEGMENTS, type PutTrace, traceWorkersOf, tracePuts } from './cluster-trace.ts';
+import { FLOOR_INIT_SCRIPT, type FloorSamples, isolate, measureFloor } from './floor.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The put p50 the issue aims for, as a multiple of the floor. */
+const TARGET_RATIO = 3;
+
+/** Most failed operations tolerated before the run counts as broken. */
+const MAX_ERROR_RATE = 0.01;
+
+type Plane = 'transfer' | 'relay';
+
+interface Options {
+  readonly tabs: number[];
+  readonly ops: number;
+  readonly planes: Plane[];
+  readonly sizes: number[];
+  readonly warmup: number;
+  readonly floorSamples: number;
+  readonly storage: 'disk' | 'memory';
+  readonly profile: boolean;
+}
+
+/** One measured phase: who issued the operations, what they were, and their summary. */
+interface Run {
+  readonly plane: Plane;
+  readonly tabs: number;
+  readonly mode: 'sequential' | 'concurrent';
+  readonly op: 'put' | 'get';
+  readonly size: number;
+  readonly summary: Summary;
+  readonly errors: Record<string, number>;
+  /** Gets that did not answer exactly one value of the right size. */
+  readonly wrongReads: number;
+  /** Counters of the issuing nodes' workers over the phase (e.g. how many puts were forwarded). */
+  readonly counters: Record<string, number>;
+}
+
+/** A put timeline of one cluster (see cluster-trace.ts). */
+interface Traced extends PutTrace {
+  readonly plane: Plane;
+  readonly tabs: number;
+  readonly size: number;
+}
+
+interface Floor {
+  readonly parts: Record<string, Record<number, Summary>>;
+  readonly put: Record<number, Summary>;
+  readonly get: Record<number, Summary>;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      tabs: { type: 'string', default: '3,5' },
+      ops: { type: 'string', default: '500' },
+      plane: { type: 'string', default: 'transfer' },
+      sizes: { type: 'string', default: '100,4096' },
+      warmup: { type: 'string', default: '50' },
+      'floor-samples': { type: 'string', default: '1000' },
+      storage: { type: 'string', default: 'disk' },
+      'no-profile': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'usage: node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]\n' +
+        '         [--sizes 100,4096] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]',
+    );
+    process.exit(0);
+  }
+  const ints = (text: string, name: string, min: number): number[] =>
+    text.split(',').map((part) => {
+      const n = Number(part.trim());
+      if (!Number.isInteger(n) || n < min) throw new RangeError(`--${name} takes integers ≥ ${min}, got "${part}"`);
+      return n;
+    });
+  const planes = values.plane.split(',').map((p) => p.trim());
+  for (const p of planes) if (p !== 'transfer' && p !== 'relay') throw new RangeError(`--plane: unknown "${p}"`);
+  if (values.storage !== 'disk' && values.storage !== 'memory') throw new RangeError('--storage takes disk or memory');
+  const tabs = ints(values.tabs, 'tabs', 2);
+  for (const t of tabs) if (t < 3) console.error(`note: with ${t} tabs, N=3 leaves a replica slot empty`);
+  return {
+    tabs,
+    ops: ints(values.ops, 'ops', 1)[0]!,
+    planes: planes as Plane[],
+    sizes: ints(values.sizes, 'sizes', 1),
+    warmup: ints(values.warmup, 'warmup', 0)[0]!,
+    floorSamples: ints(values['floor-samples'], 'floor-samples', 10)[0]!,
+    storage: values.storage,
+    profile: !values['no-profile'],
+  };
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+/** The newest modification time under `path`. */
+function newest(path: string): number {
+  if (!existsSync(path)) return 0;
+  const stat = statSync(path);
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  let latest = stat.mtimeMs;
+  for (const entry of readdirSync(path)) latest = Math.max(latest, newest(join(path, entry)));
+  return latest;
+}
+
+/** Builds the demo when `dist/index.html` is missing or older than its sources (as `npm start` decides). */
+function ensureBuilt(): void {
+  const built = join(ROOT, 'dist', 'index.html');
+  const sources = ['demo', 'client', 'worker', 'signaling/events.ts', 'vite.config.ts'].map((p) =>
+    newest(join(ROOT, p)),
+  );
+  if (existsSync(built) && Math.max(...sources) <= statSync(built).mtimeMs) return;
+  log('building the demo (vite build)…');
+  const result = spawnSync(join(ROOT, 'node_modules', '.bin', 'vite'), ['build', '--logLevel', 'warn'], {
+    cwd: ROOT,
+    stdio: ['ignore', process.stderr, process.stderr],
+  });
+  if (result.status !== 0) throw new Error(`vite build failed with status ${String(result.status)}`);
+}
+
+type StoreGlobal = { store?: Store };
+
+/** Opens `tabs` pages of the demo in `cluster` and waits until each sees every other member connected. */
+async function openCluster(
+  context: BrowserContext,
+  origin: string,
+  cluster: string,
+  tabs: number,
+  plane: Plane,
+  trace: boolean,
+): Promise<Page[]> {
+  const pages: Page[] = [];
+  for (let i = 0; i < tabs; i++) {
+    const page = await context.newPage();
+    page.on('pageerror', (error) => log(`tab ${i}: ${error.message}`));
+    if (trace) traceWorkersOf(page);
+    await page.goto(`${origin}/?cluster=${cluster}&dataPlane=${plane}`);
+    await page.waitForFunction(() => (globalThis as StoreGlobal).store !== undefined, undefined, { timeout: 20_000 });
+    pages.push(page);
+  }
+  const plane0 = await pages[0]!.evaluate(() => (globalThis as StoreGlobal).store!.dataPlane);
+  if (plane0 !== plane) throw new Error(`asked for the ${plane} data plane, the store runs ${plane0}`);
+  await Promise.all(
+    pages.map((page) =>
+      page.waitForFunction(
+        (n) => {
+          const store = (globalThis as StoreGlobal).store!;
+          const states = Object.values(store.peers());
+          return store.members().length === n && states.length === n - 1 && states.every((s) => s === 'connected');
+        },
+        tabs,
+        { timeout: 30_000, polling: 50 },
+      ),
+    ),
+  );
+  return pages;
+}
+
+/** Puts and gets from every tab until each succeeds (a transferred channel may open a moment after `connect`). */
+async function warmUp(pages: Page[], ops: number, prefix: string): Promise<void> {
+  await Promise.all(
+    pages.map((page, tab) =>
+      page.evaluate(
+        async ({ ops, prefix }) => {
+          const store = (globalThis as StoreGlobal).store!;
+          const value = new Uint8Array(100);
+          const deadline = performance.now() + 20_000;
+          for (let i = 0; i < Math.max(ops, 1); i++) {
+            for (;;) {
+              try {
+                await store.put(`${prefix}:${i}`, value, { w: 2 });
+                await store.get(`${prefix}:${i}`, { r: 2 });
+                break;
+              } catch (error) {
+                if (performance.now() > deadline) throw error;
+                await new Promise((resolve) => setTimeout(resolve, 100));
+              }
+            }
+          }
+        },
+        { ops, prefix: `${prefix}:warm:${tab}` },
+      ),
+    ),
+  );
+}
+
+interface PhaseResult {
+  readonly latencies: number[];
+  readonly start: number;
+  readonly end: number;
+  readonly errors: Record<string, number>;
+  readonly wrongReads: number;
+}
+
+/** Runs `ops` puts or gets one after another from the page; times each call around the client API. */
+function runPhase(
+  page: Page,
+  args: { op: 'put' | 'get'; ops: number; size: number; prefix: string },
+): Promise<PhaseResult> {
+  return page.evaluate(async ({ op, ops, size, prefix }) => {
+    const store = (globalThis as StoreGlobal).store!;
+    const value = new Uint8Array(size);
+    crypto.getRandomValues(value);
+    const latencies: number[] = [];
+    const errors: Record<string, number> = {};
+    let wrongReads = 0;
+    const start = performance.timeOrigin + performance.now();
+    for (let i = 0; i < ops; i++) {
+      const key = `${prefix}:${i}`;
+      const started = performance.now();
+      try {
+        if (op === 'put') {
+          await store.put(key, value, { w: 2 });
+          latencies.push(performance.now() - started);
+        } else {
+          const result = await store.get(key, { r: 2 });
+          latencies.push(performance.now() - started);
+          const got = result.values[0];
+          if (result.values.length !== 1 || !(got instanceof Uint8Array) || got.byteLength !== size) wrongReads++;
+        }
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        const name = typeof code === 'string' ? code : String(error);
+        errors[name] = (errors[name] ?? 0) + 1;
+      }
+    }
+    return { latencies, start, end: performance.timeOrigin + performance.now(), errors, wrongReads };
+  }, args);
+}
+
+const COUNTERS = ['forwards', 'localWrites', 'replicasWritten', 'readRepairs', 'fallbacksUsed', 'timeouts'] as const;
+
+/** The sum over `pages` of the worker counters that explain a phase's latencies. */
+async function counters(pages: Page[]): Promise<Record<string, number>> {
+  const all = await Promise.all(
+    pages.map((page) =>
+      page.evaluate(async () => {
+        const { node } = await (globalThis as StoreGlobal).store!.metrics();
+        return node as unknown as Record<string, number>;
+      }),
+    ),
+  );
+  const sum: Record<string, number> = {};
+  for (const name of COUNTERS) sum[name] = all.reduce((s, c) => s + (c[name] ?? 0), 0);
+  return sum;
+}
+
+function delta(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+}
+
+function merge(results: PhaseResult[]): PhaseResult {
+  const errors: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  return {
+    latencies: results.flatMap((r) => r.latencies),
+    start: Math.min(...results.map((r) => r.start)),
+    end: Math.max(...results.map((r) => r.end)),
+    errors,
+    wrongReads: results.reduce((s, r) => s + r.wrongReads, 0),
+  };
+}
+
+/** Measures one cluster size on one data plane. */
+async function measureCluster(
+  context: BrowserContext,
+  origin: string,
+  options: Options,
+  plane: Plane,
+  tabs: number,
+): Promise<{ runs: Run[]; trace: Traced | undefined }> {
+  const cluster = `bench-${plane}-${tabs}-${Math.random().toString(36).slice(2, 8)}`;
+  const opened = performance.now();
+  const pages = await openCluster(context, origin, cluster, tabs, plane, options.profile);
+  log(`${plane}, ${tabs} tabs: cluster ${cluster} connected in ${((performance.now() - opened) / 1000).toFixed(1)} s`);
+  const runs: Run[] = [];
+  try {
+    await warmUp(pages, options.warmup, 'w');
+    const record = async (
+      mode: Run['mode'],
+      op: Run['op'],
+      size: number,
+      issuers: Page[],
+      measure: () => Promise<PhaseResult>,
+    ): Promise<void> => {
+      const before = await counters(issuers);
+      const result = await measure();
+      const after = await counters(issuers);
+      const summary = summarize(result.latencies, result.end - result.start);
+      runs.push({
+        plane,
+        tabs,
+        mode,
+        op,
+        size,
+        summary,
+        errors: result.errors,
+        wrongReads: result.wrongReads,
+        counters: delta(after, before),
+      });
+      log(`${plane}, ${tabs} tabs, ${mode} ${op} ${size} B: p50 ${fmt(summary.p50)} ms, p99 ${fmt(summary.p99)} ms`);
+    };
+    for (const size of options.sizes) {
+      const prefix = `s:${size}`;
+      const first = pages[0]!;
+      for (const op of ['put', 'get'] as const) {
+        await record('sequential', op, size, [first], () => runPhase(first, { op, ops: options.ops, size, prefix }));
+      }
+      const perTab = Math.ceil(options.ops / tabs);
+      for (const op of ['put', 'get'] as const) {
+        await record('concurrent', op, size, pages, async () =>
+          merge(
+            await Promise.all(
+              pages.map((page, tab) => runPhase(page, { op, ops: perTab, size, prefix: `c:${size}:${tab}` })),
+            ),
+          ),
+        );
+      }
+    }
+    if (options.profile) {
+      const size = options.sizes[0]!;
+      const trace = await tracePuts(pages, Math.min(200, options.ops), size, 'trace');
+      log(`${plane}, ${tabs} tabs: traced ${trace.traced} of ${trace.puts} puts of ${size} B`);
+      return { runs, trace: { plane, tabs, size, ...trace } };
+    }
+    return { runs, trace: undefined };
+  } finally {
+    await Promise.all(pages.map((page) => page.close()));
+  }
+}
+
+function floorOf(samples: FloorSamples, sizes: number[]): Floor {
+  const parts: Record<string, Record<number, Summary>> = {};
+  const labels = {
+    dataChannel: 'a',
+    workerDataChannel: "a'",
+    workerHop: 'b',
+    idbPut: 'c',
+    idbGet: 'd',
+    idbReadModifyWrite: "c'",
+  } as const;
+  for (const key of Object.keys(labels) as (keyof typeof labels)[]) {
+    parts[key] = Object.fromEntries(
+      sizes.map((size) => {
+        const lat = samples[key][size]!;
+        return [
+          size,
+          summarize(
+            lat,
+            lat.reduce((s, x) => s + x, 0),
+          ),
+        ];
+      }),
+    );
+  }
+  const combine = (size: number, store: 'idbPut' | 'idbGet'): Summary => {
+    const a = parts['dataChannel']![size]!;
+    const b = parts['workerHop']![size]!;
+    const c = parts[store]![size]!;
+    const mean = a.mean + c.mean + 2 * b.mean;
+    return {
+      count: 0,
+      p50: a.p50 + c.p50 + 2 * b.p50,
+      p99: a.p99 + c.p99 + 2 * b.p99,
+      mean,
+      max: a.max + c.max + 2 * b.max,
+      opsPerSecond: 1000 / mean,
+    };
+  };
+  return {
+    parts,
+    put: Object.fromEntries(sizes.map((size) => [size, combine(size, 'idbPut')])),
+    get: Object.fromEntries(sizes.map((size) => [size, combine(size, 'idbGet')])),
+  };
+}
+
+function sizeLabel(size: number): string {
+  return size >= 1024 && size % 1024 === 0 ? `${size / 1024} KB` : `${size} B`;
+}
+
+function ratio(value: number, floor: number): string {
+  return `${(value / floor).toFixed(1)}×`;
+}
+
+function report(
+  options: Options,
+  floor: Floor,
+  runs: Run[],
+  traces: Traced[],
+  breakdown: Breakdown | undefined,
+  meta: object,
+): void {
+  const partRows: string[][] = [];
+  const names = {
+    dataChannel: '(a) data channel round trip',
+    workerDataChannel: "(a') not in the floor: same, worker to worker",
+    workerHop: '(b) main ⇄ worker round trip',
+    idbPut: '(c) IndexedDB put, relaxed',
+    idbGet: '(d) IndexedDB get',
+    idbReadModifyWrite: "(c') not in the floor: get+get, put+put in 1 tx",
+  } as const;
+  for (const size of options.sizes) {
+    for (const key of Object.keys(names) as (keyof typeof names)[]) {
+      const s = floor.parts[key]![size]!;
+      partRows.push([`${names[key]}, ${sizeLabel(size)}`, fmt(s.p50, 3), fmt(s.p99, 3), fmt(s.mean, 3)]);
+    }
+    const p = floor.put[size]!;
+    const g = floor.get[size]!;
+    partRows.push([`floor of a put = a + c + 2b, ${sizeLabel(size)}`, fmt(p.p50, 3), fmt(p.p99, 3), fmt(p.mean, 3)]);
+    partRows.push([`floor of a get = a + d + 2b, ${sizeLabel(size)}`, fmt(g.p50, 3), fmt(g.p99, 3), fmt(g.mean, 3)]);
+  }
+  console.log('\nPhysical floor (ms), measured in this run');
+  console.log(table(['part', 'p50', 'p99', 'mean'], partRows));
+
+  const rows = runs.map((run) => {
+    const f = run.op === 'put' ? floor.put[run.size]! : floor.get[run.size]!;
+    const s = run.summary;
+    const failed = Object.values(run.errors).reduce((a, b) => a + b, 0);
+    return [
+      `${run.plane} ${run.tabs} tabs ${run.mode} ${run.op} ${sizeLabel(run.size)}`,
+      String(s.count),
+      fmt(s.p50),
+      ratio(s.p50, f.p50),
+      fmt(s.p99),
+      ratio(s.p99, f.p99),
+      fmt(s.mean),
+      ratio(s.mean, f.mean),
+      fmt(s.opsPerSecond, 0),
+      ratio(s.opsPerSecond, f.opsPerSecond),
+      String(failed + run.wrongReads),
+      run.op === 'put' ? String(run.counters['forwards'] ?? 0) : String(run.counters['readRepairs'] ?? 0),
+    ];
+  });
+  console.log('\nCluster latency (ms) timed in the page around store.put / store.get; N=3, R=2, W=2; ×floor = ratio');
+  console.log(
+    table(
+      ['run', 'ops', 'p50', '×floor', 'p99', '×floor', 'mean', '×floor', 'ops/s', '×floor', 'failed', 'fwd/repair'],
+      rows,
+    ),
+  );
+  console.log(
+    '(ops/s ×floor compares with one caller at the floor, 1000 / floor mean; concurrent runs keep one operation ' +
+      'outstanding per tab. fwd/repair: puts forwarded to a coordinator / read repairs, in the issuing workers.)',
+  );
+
+  const targets = runs
+    .filter((run) => run.op === 'put' && run.mode === 'sequential')
+    .map((run) => {
+      const r = run.summary.p50 / floor.put[run.size]!.p50;
+      return { plane: run.plane, tabs: run.tabs, size: run.size, ratio: r, met: r <= TARGET_RATIO };
+    });
+  console.log(`\nTarget: sequential put p50 within ${TARGET_RATIO}× the floor`);
+  for (const t of targets) {
+    console.log(
+      `  ${t.plane}, ${t.tabs} tabs, ${sizeLabel(t.size)}: ${t.ratio.toFixed(2)}× — ${t.met ? 'met' : 'NOT met'}`,
+    );
+  }
+
+  for (const trace of traces) {
+    console.log(
+      `\nWhere a put's time goes in the live cluster: ${trace.plane}, ${trace.tabs} tabs, ${sizeLabel(trace.size)}, ` +
+        `${trace.traced} of ${trace.puts} puts traced (a put forwarded to another coordinator is not), ms`,
+    );
+    const rows = PUT_SEGMENTS.map((name, i) => {
+      const s = trace.segments[name]!;
+      return [
+        `${i + 1} ${name}`,
+        fmt(s.p50, 3),
+        fmt(s.p99, 3),
+        fmt(s.mean, 3),
+        `${((100 * s.mean) / trace.total.mean).toFixed(0)}%`,
+      ];
+    });
+    const t = trace.total;
+    rows.push(['whole put, timed in the page', fmt(t.p50, 3), fmt(t.p99, 3), fmt(t.mean, 3), '100%']);
+    console.log(table(['segment', 'p50', 'p99', 'mean', 'of mean'], rows));
+  }
+
+  if (breakdown !== undefined) {
+    console.log('\nWhere a put goes: its parts timed with the project’s own modules (ms, p50 / p99)');
+    console.log(
+      table(
+        ['part', ...options.sizes.map(sizeLabel)],
+        breakdown.rows.map((row) => [
+          row.name,
+          ...options.sizes.map((size) => {
+            const s = row.bySize[size];
+            return s === undefined ? '—' : `${fmt(s.p50, 3)} / ${fmt(s.p99, 3)}`;
+          }),
+        ]),
+      ),
+    );
+    for (const note of breakdown.notes) console.log(`  ${note}`);
+  }
+
+  console.log(
+    JSON.stringify({
+      bench: 'cluster',
+      ...meta,
+      options,
+      floor,
+      runs,
+      target: { ratio: TARGET_RATIO, results: targets },
+      traces,
+      breakdown,
+    }),
+  );
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2));
+  const began = performance.now();
+  ensureBuilt();
+  const server = await createSignalingServer({
+    port: 0,
+    host: '127.0.0.1',
+    staticDir: join(ROOT, 'dist'),
+    // Warnings (a closed tab leaving its view) go to stderr, so stdout holds the figures alone.
+    logger: pino({ name: 'dynamesh-signaling', level: 'warn' }, pino.destination(2)),
+  });
+  const executablePath = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+  const launch = { executablePath, args: ['--disable-gpu', '--disable-dev-shm-usage'] };
+  const profile = options.storage === 'disk' ? mkdtempSync(join(tmpdir(), 'dynamesh-bench-')) : undefined;
+  // A persistent context keeps IndexedDB on disk, as a user's profile does; a plain context keeps it in memory.
+  const browser = profile === undefined ? await chromium.launch(launch) : undefined;
+  const context =
+    profile !== undefined ? await chromium.launchPersistentContext(profile, launch) : await browser!.newContext();
+  try {
+    await context.addInitScript(FLOOR_INIT_SCRIPT);
+    await isolate(context, server.url);
+    const version = context.browser()?.version() ?? (await versionOf(context));
+    const load = loadavg()[0]!;
+    log(
+      `server ${server.url}, Chromium ${version}, storage on ${options.storage}, ${cpus().length} cores, load ${load.toFixed(1)}`,
+    );
+    if (load > cpus().length) log(`warning: load ${load.toFixed(1)} on ${cpus().length} cores; figures will be noisy`);
+    log('measuring the floor…');
+    const samples = await measureFloor(context, server.url, {
+      sizes: options.sizes,
+      samples: options.floorSamples,
+      warmup: Math.min(100, options.floorSamples),
+    });
+    const floor = floorOf(samples, options.sizes);
+    const runs: Run[] = [];
+    const traces: Traced[] = [];
+    for (const plane of options.planes) {
+      for (const tabs of options.tabs) {
+        const measured = await measureCluster(context, server.url, options, plane, tabs);
+        runs.push(...measured.runs);
+        if (measured.trace !== undefined) traces.push(measured.trace);
+      }
+    }
+    let breakdown: Breakdown | undefined;
+    if (options.profile) {
+      log('timing the parts of a put…');
+      breakdown = await measureBreakdown(context, server.url, {
+        sizes: options.sizes,
+        samples: options.floorSamples,
+        runs,
+        floor: samples,
+      });
+    }
+    const seconds = (performance.now() - began) / 1000;
+    report(options, floor, runs, traces, breakdown, {
+      chromium: version,
+      node: process.version,
+      cores: cpus().length,
+      loadBefore: Number(load.toFixed(2)),
+      loadAfter: Number(loadavg()[0]!.toFixed(2)),
+      seconds: Math.round(seconds),
+    });
+    log(`done in ${seconds.toFixed(0)} s`);
+    const failed = runs.reduce((s, r) => s + Object.values(r.errors).reduce((a, b) => a + b, 0) + r.wrongReads, 0);
+    const total = runs.reduce((s, r) => s + r.summary.count, 0);
+    if (failed > MAX_ERROR_RATE * total) {
+      console.error(`${failed} of ${total} operations failed or read wrongly`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    await context.close();
+    await browser?.close();
+    await server.close();
+    if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+async function versionOf(context: BrowserContext): Promise<string> {
+  const page = await context.newPage();
+  try {
+    return await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] ?? 'unknown');
+  } finally {
+    await page.close();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

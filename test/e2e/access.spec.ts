@@ -1,0 +1,63 @@
+/**
+ * Who may talk to whom: clusters on one server never see each other, and a server with a secret admits only joins
+ * with a valid token.
+ */
+import { mintToken } from '../../signaling/token.ts';
+import { demoUrl, expect, freshCluster, openCluster, openTab, test } from './fixtures.ts';
+
+test('two clusters on one server are isolated', async ({ context, server }) => {
+  const red = freshCluster('red');
+  const blue = freshCluster('blue');
+  const reds = await openCluster(context, server, 2, { cluster: red, dataPlane: 'transfer' });
+  const blues = await openCluster(context, server, 2, { cluster: blue, dataPlane: 'relay' });
+  const redIds = reds.map((t) => t.nodeId).sort();
+  const blueIds = blues.map((t) => t.nodeId).sort();
+  expect(server.view(red)?.members.map((m) => m.id)).toEqual(redIds);
+  expect(server.view(blue)?.members.map((m) => m.id)).toEqual(blueIds);
+  for (const [tabs, ids] of [
+    [reds, redIds],
+    [blues, blueIds],
+  ] as const) {
+    for (const tab of tabs) {
+      const seen = await tab.call(
+        (store) => ({ members: store.members().map((m) => m.id), peers: store.peers() }),
+        null,
+      );
+      expect([...seen.members].sort()).toEqual(ids);
+      expect(Object.keys(seen.peers)).toEqual(ids.filter((id) => id !== tab.nodeId));
+    }
+  }
+
+  await reds[0]!.call((store) => store.put('same-key', 'red value', { w: 2 }), null);
+  const blueRead = await blues[0]!.call((store) => store.get('same-key', { r: 2 }), null);
+  expect(blueRead.values).toEqual([]);
+  await blues[1]!.call((store) => store.put('same-key', 'blue value', { w: 2 }), null);
+  const redRead = await reds[1]!.call((store) => store.get('same-key', { r: 2 }), null);
+  expect(redRead.values).toEqual(['red value']);
+});
+
+test.describe('a server with a secret', () => {
+  const secret = 'e2e-secret';
+  test.use({ serverOptions: { secret } });
+
+  test('refuses joins with a forged, an expired or another cluster’s token with ERR_UNAUTHORIZED, and admits a valid one', async ({
+    context,
+    server,
+  }) => {
+    const cluster = freshCluster('auth');
+    const admitted = await openTab(context, server, { cluster, token: mintToken({ secret, cluster }) });
+    const refused = {
+      forged: mintToken({ secret: 'not-the-secret', cluster }),
+      expired: mintToken({ secret, cluster, ttlSeconds: 60, now: Date.now() - 120_000 }),
+      'for another cluster': mintToken({ secret, cluster: 'some-other-cluster' }),
+    };
+    for (const [what, token] of Object.entries(refused)) {
+      const page = await context.newPage();
+      await page.goto(demoUrl(server, { cluster, token }));
+      await expect(page.getByTestId('error-code'), `the ${what} token`).toHaveText('ERR_UNAUTHORIZED');
+      expect(await page.evaluate(() => (window as { store?: unknown }).store === undefined)).toBe(true);
+    }
+    expect(server.view(cluster)?.members.map((m) => m.id)).toEqual([admitted.nodeId]);
+    expect(await admitted.call((store) => store.members().length, null)).toBe(1);
+  });
+});

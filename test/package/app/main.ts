@@ -1,0 +1,44 @@
+// An app as a user of the published package writes it: it knows `dynamesh` only by its name, its exports map and
+// its declarations. test/package/package.test.ts builds it with Vite and drives two tabs through `window.fixture`.
+import { openStore, type Store, type StoreGetResult, type Value } from 'dynamesh';
+
+/** What the test reaches from Playwright: the store, and calls that return plain, cloneable data. */
+export interface Fixture {
+  readonly store: Store;
+  put(key: string, value: Value): Promise<string>;
+  get(key: string): Promise<Value[]>;
+}
+
+const params = new URLSearchParams(location.search);
+const app = document.getElementById('app');
+
+openStore({
+  url: params.get('server') ?? location.origin,
+  cluster: params.get('cluster') ?? 'fixture',
+  // Two tabs: both hold every key, and a write needs both.
+  n: 2,
+  r: 2,
+  w: 2,
+}).then(
+  (store) => {
+    const render = (): void => {
+      if (app !== null) app.textContent = `${store.nodeId}: ${store.members().length} members`;
+    };
+    store.on('membership', render);
+    render();
+    const fixture: Fixture = {
+      store,
+      put: async (key, value) => (await store.put(key, value)).context,
+      get: async (key) => {
+        const result: StoreGetResult = await store.get(key);
+        return result.values;
+      },
+    };
+    (window as unknown as { fixture: Fixture }).fixture = fixture;
+  },
+  (error: unknown) => {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    if (app !== null) app.textContent = `failed: ${message}`;
+    (window as unknown as { fixtureError: string }).fixtureError = message;
+  },
+);
