@@ -4,7 +4,7 @@
  * initiates, so two members never offer to each other at once. The data plane reaches the worker in one of two ways:
  * - `transfer`: a negotiated data channel is created on the same connection and transferred to the worker in the
  *   task that created it, so frames go straight from worker to worker;
- * - `relay`: the main thread moves opaque frames between simple-peer's channel and a `MessagePort` of the worker.
+ * - `relay`: the main thread moves opaque frames between that channel and a `MessagePort` of the worker.
  * Every connection carries a random connection id in its signals, so that signals of a connection that was since
  * replaced (a reload, a reconnection) are told apart from the current one.
  */
@@ -148,11 +148,15 @@ export class Mesh {
       port: undefined,
     };
     this.#connections.set(id, connection);
+    // Both data planes carry frames on the same negotiated channel, so a tab that transfers and a tab that relays
+    // (a browser that cannot transfer) still talk to each other; simple-peer's own channel only signals liveness.
+    const pc = (peer as unknown as { _pc: RTCPeerConnection })._pc;
+    const channel = pc.createDataChannel('dynamesh', { negotiated: true, id: DATA_CHANNEL_ID });
     if (dataPlane === 'transfer') {
       // Must happen in the task that created the channel, before anything is sent on it.
-      const pc = (peer as unknown as { _pc: RTCPeerConnection })._pc;
-      const channel = pc.createDataChannel('dynamesh', { negotiated: true, id: DATA_CHANNEL_ID });
       void host.attachChannel(id, Comlink.transfer(channel, [channel as unknown as Transferable]));
+    } else {
+      this.#relay(id, connection, channel);
     }
     peer.on('signal', (payload: SimplePeer.SignalData) => {
       if (this.#connections.get(id) === connection && connection.conn !== null) {
@@ -163,7 +167,6 @@ export class Mesh {
       if (this.#connections.get(id) !== connection) return;
       clearTimeout(connection.timer);
       connection.state = 'connected';
-      if (dataPlane === 'relay') this.#relay(id, connection);
       this.#options.onPeerState?.(id, 'connected');
     });
     const broken = (): void => {
@@ -178,17 +181,23 @@ export class Mesh {
     return connection;
   }
 
-  /** Moves frames between simple-peer's channel and a port of the worker, without decoding them. */
-  #relay(id: string, connection: Connection): void {
+  /** Moves frames between the data channel and a port of the worker, without decoding them. */
+  #relay(id: string, connection: Connection, channel: RTCDataChannel): void {
     const { port1, port2 } = new MessageChannel();
     connection.port = port1;
+    channel.binaryType = 'arraybuffer';
+    const pending: ArrayBuffer[] = [];
     port1.onmessage = (event: MessageEvent<ArrayBuffer>) => {
-      if (connection.state === 'connected') connection.peer.send(new Uint8Array(event.data));
+      if (channel.readyState === 'open') channel.send(event.data);
+      else if (channel.readyState === 'connecting' && pending.length < 1024) pending.push(event.data);
     };
-    connection.peer.on('data', (data: Uint8Array) => {
-      const copy = new Uint8Array(data);
-      port1.postMessage(copy.buffer, [copy.buffer]);
-    });
+    channel.onopen = () => {
+      for (const frame of pending.splice(0)) channel.send(frame);
+    };
+    channel.onmessage = (event: MessageEvent) => {
+      if (event.data instanceof ArrayBuffer) port1.postMessage(event.data, [event.data]);
+      else port1.postMessage(event.data);
+    };
     void this.#options.host.attachPort(id, Comlink.transfer(port2, [port2]));
   }
 

@@ -119,7 +119,7 @@ function readerFor(limits: ProtocolLimits): FrameReader {
 
 /** Encodes `message` as one MessagePack frame holding exactly the fields its type declares. */
 export function encodeMessage(message: PeerMessage): Uint8Array {
-  const frame = writer.frame(message);
+  const frame = fastWriter.frame(message);
   return frame ?? encoder.encode(wireForm(message));
 }
 
@@ -202,7 +202,7 @@ export function decodeMessage(frame: Uint8Array, limits: ProtocolLimits = DEFAUL
     if (frame.byteLength > limits.maxFrameBytes) {
       fail('frame', `${frame.byteLength} bytes is over the limit of ${limits.maxFrameBytes} bytes`);
     }
-    const fast = readFast(frame, limits);
+    const fast = fastReader.message(frame, limits);
     if (fast !== null) return fast;
     const reader = readerFor(limits);
     scanFrame(frame, reader.maxTokens, reader.maxBinBytes, limits.maxSiblings);
@@ -655,7 +655,7 @@ const HEADS = TYPES.map((t) => {
 // small message. A frame that outgrows what is left of the block moves to a new one.
 const BLOCK_BYTES = 64 * 1024;
 
-class FrameWriter {
+class FastWriter {
   block = new Uint8Array(BLOCK_BYTES);
   view = new DataView(this.block.buffer);
   /** Where the frame being written starts in `block`. */
@@ -671,10 +671,48 @@ class FrameWriter {
       this.at = this.start;
       return null;
     }
-    const frame = this.block.subarray(this.start, this.at);
-    // The next frame starts 8-byte aligned, so no two frames ever share a word a reader might fetch as one.
+    return this.finish();
+  }
+
+  /** The bytes of `clock` when it is a valid clock of at most MAX_CLOCK_ENTRIES entries, else null. */
+  checkedClock(clock: VClock): Uint8Array | null {
+    if (!Array.isArray(clock) || clock.length > MAX_CLOCK_ENTRIES) return null;
+    this.at = this.start;
+    try {
+      const n = this.arrayHeader(clock);
+      for (let i = 0; i < n; i++) {
+        const e = clock[i]!;
+        if (typeof e !== 'object' || e === null) throw BAIL;
+        const { node, counter, timestamp } = e;
+        if (typeof node !== 'string' || node.length === 0 || node.length > 64) throw BAIL;
+        for (let k = 0; k < node.length; k++) {
+          const c = node.charCodeAt(k);
+          if (c > 0x7f || ID_BYTE[c] === 0) throw BAIL;
+        }
+        if (i > 0 && clock[i - 1]!.node >= node) throw BAIL;
+        if (typeof counter !== 'number' || !Number.isSafeInteger(counter) || counter < 1) throw BAIL;
+        if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) throw BAIL;
+        this.byte(0x83);
+        this.raw(K.node);
+        this.ascii(node);
+        this.raw(K.counter);
+        this.number(counter);
+        this.raw(K.timestamp);
+        this.number(timestamp);
+      }
+    } catch {
+      this.at = this.start;
+      return null;
+    }
+    return this.finish();
+  }
+
+  /** The bytes written since `start`, as a view; the next write starts after them. */
+  finish(): Uint8Array {
+    const bytes = this.block.subarray(this.start, this.at);
+    // The next write starts 8-byte aligned, so no two outputs share a word a reader might fetch as one.
     this.start = (this.at + 7) & ~7;
-    return frame;
+    return bytes;
   }
 
   room(bytes: number): void {
@@ -954,376 +992,439 @@ class FrameWriter {
   }
 }
 
-const writer = new FrameWriter();
+const fastWriter = new FastWriter();
 
 // ---- reading
 
 const EMPTY = new Uint8Array(0);
-let src: Uint8Array = EMPTY;
-let pos = 0;
-const scratch = new DataView(new ArrayBuffer(8));
 
 // Node ids met lately, by a hash of their bytes: peers repeat a few dozen ids in every frame, and a hit costs a
 // comparison of bytes instead of a new string. Direct-mapped, so a collision only costs a miss.
 const ID_CACHE_SIZE = 1024;
-const cachedIdBytes: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(ID_CACHE_SIZE).fill(undefined);
-const cachedIds: string[] = new Array<string>(ID_CACHE_SIZE).fill('');
 
-/** The message in `frame` when it has the fast layout and every field is valid, else null. */
-function readFast(frame: Uint8Array, limits: ProtocolLimits): PeerMessage | null {
-  // A Node Buffer's slice is a view, so byte fields are sliced from a plain Uint8Array over the same memory.
-  src = frame.constructor === Uint8Array ? frame : new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+class FastReader {
+  src: Uint8Array = EMPTY;
   pos = 0;
-  try {
-    const message = readFastMessage(limits);
-    if (pos !== src.length) return null;
-    return message;
-  } catch {
-    return null;
-  } finally {
-    src = EMPTY;
-  }
-}
+  readonly scratch = new DataView(new ArrayBuffer(8));
+  readonly idBytes: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(ID_CACHE_SIZE).fill(undefined);
+  readonly ids: string[] = new Array<string>(ID_CACHE_SIZE).fill('');
 
-function byte(): number {
-  if (pos >= src.length) throw BAIL;
-  return src[pos++]!;
-}
-
-function need(bytes: number): void {
-  if (pos + bytes > src.length) throw BAIL;
-}
-
-function readU16(): number {
-  need(2);
-  const v = (src[pos]! << 8) | src[pos + 1]!;
-  pos += 2;
-  return v;
-}
-
-function readU32(): number {
-  need(4);
-  const v = src[pos]! * 0x1000000 + ((src[pos + 1]! << 16) | (src[pos + 2]! << 8) | src[pos + 3]!);
-  pos += 4;
-  return v;
-}
-
-/** Checks that the next bytes are `expected` (a key or a head): the layout leaves no choice. */
-function expect(expected: Uint8Array): void {
-  const n = expected.length;
-  need(n);
-  for (let i = 0; i < n; i++) if (src[pos + i] !== expected[i]) throw BAIL;
-  pos += n;
-}
-
-/** Any MessagePack number, decoded as @msgpack/msgpack decodes it. */
-function readNumber(): number {
-  const b = byte();
-  if (b < 0x80) return b;
-  if (b >= 0xe0) return b - 0x100;
-  switch (b) {
-    case 0xcc:
-      return byte();
-    case 0xcd:
-      return readU16();
-    case 0xce:
-      return readU32();
-    case 0xcf: {
-      const high = readU32();
-      return high * 0x100000000 + readU32();
+  /** The message in `frame` when it has the fast layout and every field is valid, else null. */
+  message(frame: Uint8Array, limits: ProtocolLimits): PeerMessage | null {
+    try {
+      this.start(frame);
+      const message = this.readMessage(limits);
+      return this.pos === this.src.length ? message : null;
+    } catch {
+      return null;
+    } finally {
+      this.src = EMPTY;
     }
-    case 0xd0:
-      return (byte() << 24) >> 24;
-    case 0xd1:
-      return (readU16() << 16) >> 16;
-    case 0xd2:
-      return readU32() | 0;
-    case 0xd3: {
-      const high = readU32() | 0;
-      return high * 0x100000000 + readU32();
-    }
-    case 0xca:
-    case 0xcb: {
-      const n = b === 0xca ? 4 : 8;
-      need(n);
-      for (let i = 0; i < n; i++) scratch.setUint8(i, src[pos + i]!);
-      pos += n;
-      return n === 4 ? scratch.getFloat32(0) : scratch.getFloat64(0);
-    }
-    default:
-      throw BAIL;
   }
-}
 
-function readBool(): boolean {
-  const b = byte();
-  if (b === 0xc3) return true;
-  if (b === 0xc2) return false;
-  throw BAIL;
-}
-
-/** A node id: 1 to 64 of [A-Za-z0-9_-], as fixstr or str8. */
-function readId(): string {
-  const b = byte();
-  let n: number;
-  if ((b & 0xe0) === 0xa0) n = b & 0x1f;
-  else if (b === 0xd9) n = byte();
-  else throw BAIL;
-  if (n === 0 || n > 64) throw BAIL;
-  need(n);
-  const start = pos;
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < n; i++) {
-    const c = src[start + i]!;
-    if (ID_BYTE[c] === 0) throw BAIL;
-    hash = Math.imul(hash ^ c, 0x01000193);
+  /** The clock in `bytes` when they hold exactly what {@link FastWriter.checkedClock} writes for a valid clock, else null. */
+  clock(bytes: Uint8Array): VClock | null {
+    try {
+      this.start(bytes);
+      const clock = this.readClock();
+      return this.pos === this.src.length ? clock : null;
+    } catch {
+      return null;
+    } finally {
+      this.src = EMPTY;
+    }
   }
-  pos += n;
-  const slot = (hash >>> 0) & (ID_CACHE_SIZE - 1);
-  const cached = cachedIdBytes[slot];
-  if (cached !== undefined && cached.length === n) {
-    let same = true;
+
+  start(bytes: Uint8Array): void {
+    // A Node Buffer's slice is a view, so byte fields are sliced from a plain Uint8Array over the same memory.
+    this.src =
+      bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.pos = 0;
+  }
+
+  byte(): number {
+    if (this.pos >= this.src.length) throw BAIL;
+    return this.src[this.pos++]!;
+  }
+
+  need(bytes: number): void {
+    if (this.pos + bytes > this.src.length) throw BAIL;
+  }
+
+  u16(): number {
+    this.need(2);
+    const src = this.src;
+    const v = (src[this.pos]! << 8) | src[this.pos + 1]!;
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4);
+    const src = this.src;
+    const p = this.pos;
+    const v = src[p]! * 0x1000000 + ((src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!);
+    this.pos += 4;
+    return v;
+  }
+
+  /** Checks that the next bytes are `expected` (a key or a head): the layout leaves no choice. */
+  expect(expected: Uint8Array): void {
+    const n = expected.length;
+    this.need(n);
+    const src = this.src;
+    const p = this.pos;
+    for (let i = 0; i < n; i++) if (src[p + i] !== expected[i]) throw BAIL;
+    this.pos = p + n;
+  }
+
+  /** Consumes a nil and answers true, or answers false and consumes nothing. */
+  nil(): boolean {
+    if (this.pos < this.src.length && this.src[this.pos] === 0xc0) {
+      this.pos++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Any MessagePack number, decoded as @msgpack/msgpack decodes it. */
+  number(): number {
+    const b = this.byte();
+    if (b < 0x80) return b;
+    if (b >= 0xe0) return b - 0x100;
+    switch (b) {
+      case 0xcc:
+        return this.byte();
+      case 0xcd:
+        return this.u16();
+      case 0xce:
+        return this.u32();
+      case 0xcf: {
+        const high = this.u32();
+        return high * 0x100000000 + this.u32();
+      }
+      case 0xd0:
+        return (this.byte() << 24) >> 24;
+      case 0xd1:
+        return (this.u16() << 16) >> 16;
+      case 0xd2:
+        return this.u32() | 0;
+      case 0xd3: {
+        const high = this.u32() | 0;
+        return high * 0x100000000 + this.u32();
+      }
+      case 0xca:
+      case 0xcb: {
+        const n = b === 0xca ? 4 : 8;
+        this.need(n);
+        for (let i = 0; i < n; i++) this.scratch.setUint8(i, this.src[this.pos + i]!);
+        this.pos += n;
+        return n === 4 ? this.scratch.getFloat32(0) : this.scratch.getFloat64(0);
+      }
+      default:
+        throw BAIL;
+    }
+  }
+
+  boolean(): boolean {
+    const b = this.byte();
+    if (b === 0xc3) return true;
+    if (b === 0xc2) return false;
+    throw BAIL;
+  }
+
+  /** A node id: 1 to 64 of [A-Za-z0-9_-], as fixstr or str8. */
+  id(): string {
+    const b = this.byte();
+    let n: number;
+    if ((b & 0xe0) === 0xa0) n = b & 0x1f;
+    else if (b === 0xd9) n = this.byte();
+    else throw BAIL;
+    if (n === 0 || n > 64) throw BAIL;
+    this.need(n);
+    const src = this.src;
+    const start = this.pos;
+    let hash = 0x811c9dc5;
     for (let i = 0; i < n; i++) {
-      if (cached[i] !== src[start + i]) {
-        same = false;
-        break;
-      }
+      const c = src[start + i]!;
+      if (ID_BYTE[c] === 0) throw BAIL;
+      hash = Math.imul(hash ^ c, 0x01000193);
     }
-    if (same) return cachedIds[slot]!;
-  }
-  const bytes = src.slice(start, start + n);
-  const id = String.fromCharCode.apply(null, bytes as unknown as number[]);
-  cachedIdBytes[slot] = bytes;
-  cachedIds[slot] = id;
-  return id;
-}
-
-/** A string of ASCII bytes, at most `max` long. */
-function readAscii(max: number): string {
-  const b = byte();
-  let n: number;
-  if ((b & 0xe0) === 0xa0) n = b & 0x1f;
-  else if (b === 0xd9) n = byte();
-  else if (b === 0xda) n = readU16();
-  else throw BAIL;
-  if (n > max) throw BAIL;
-  need(n);
-  for (let i = 0; i < n; i++) if (src[pos + i]! >= 0x80) throw BAIL;
-  const text = String.fromCharCode.apply(null, src.subarray(pos, pos + n) as unknown as number[]);
-  pos += n;
-  return text;
-}
-
-/** Fresh bytes of `min` to `max` bytes, or null for nil when `nullable`. */
-function readBytesFast(min: number, max: number, nullable: boolean): Uint8Array | null {
-  const b = byte();
-  let n: number;
-  if (b === 0xc4) n = byte();
-  else if (b === 0xc5) n = readU16();
-  else if (b === 0xc6) n = readU32();
-  else if (b === 0xc0 && nullable) return null;
-  else throw BAIL;
-  if (n < min || n > max) throw BAIL;
-  need(n);
-  const bytes = src.slice(pos, pos + n);
-  pos += n;
-  return bytes;
-}
-
-function readArrayHeader(max: number): number {
-  const b = byte();
-  let n: number;
-  if ((b & 0xf0) === 0x90) n = b & 0x0f;
-  else if (b === 0xdc) n = readU16();
-  else if (b === 0xdd) n = readU32();
-  else throw BAIL;
-  if (n > max) throw BAIL;
-  return n;
-}
-
-function readCountFast(): number | null {
-  if (pos < src.length && src[pos] === 0xc0) {
-    pos++;
-    return null;
-  }
-  const n = readNumber();
-  if (!Number.isSafeInteger(n) || n < 0) throw BAIL;
-  return n;
-}
-
-function readFastEntry(): ClockEntry {
-  if (byte() !== 0x83) throw BAIL;
-  expect(K.node);
-  const node = readId();
-  expect(K.counter);
-  const counter = readNumber();
-  if (!Number.isSafeInteger(counter) || counter < 1) throw BAIL;
-  expect(K.timestamp);
-  const timestamp = readNumber();
-  if (!Number.isFinite(timestamp) || timestamp < 0) throw BAIL;
-  return { node, counter, timestamp };
-}
-
-function readFastClock(): VClock {
-  const n = readArrayHeader(MAX_CLOCK_ENTRIES);
-  const clock: ClockEntry[] = [];
-  for (let i = 0; i < n; i++) {
-    const entry = readFastEntry();
-    if (i > 0 && clock[i - 1]!.node >= entry.node) throw BAIL;
-    clock.push(entry);
-  }
-  return clock;
-}
-
-function readFastVersions(limits: ProtocolLimits): Version[] {
-  const n = readArrayHeader(limits.maxSiblings);
-  const versions: Version[] = [];
-  for (let i = 0; i < n; i++) {
-    if (byte() !== 0x83) throw BAIL;
-    expect(K.dot);
-    const dot = readFastEntry();
-    expect(K.context);
-    const context = readFastClock();
-    expect(K.value);
-    const value = readBytesFast(0, limits.maxValueBytes, true);
-    for (let j = 0; j < i; j++) {
-      const earlier = versions[j]!.dot;
-      if (earlier.node === dot.node && earlier.counter === dot.counter) throw BAIL;
-    }
-    versions.push({ dot, context, value });
-  }
-  return versions;
-}
-
-function readFastIds(): string[] {
-  const n = readArrayHeader(MAX_RECEIPT_NODES);
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push(readId());
-  return ids;
-}
-
-function readFastMessage(limits: ProtocolLimits): PeerMessage {
-  let type = -1;
-  for (let t = 0; t < HEADS.length; t++) {
-    const head = HEADS[t]!;
-    if (pos + head.length > src.length) continue;
-    let same = true;
-    for (let i = 0; i < head.length; i++) {
-      if (src[i] !== head[i]) {
-        same = false;
-        break;
-      }
-    }
-    if (same) {
-      type = t;
-      break;
-    }
-  }
-  if (type < 0) throw BAIL;
-  pos = HEADS[type]!.length;
-  expect(K.from);
-  const from = readId();
-  expect(K.requestId);
-  const requestId = readNumber();
-  if (!Number.isSafeInteger(requestId) || requestId < 0) throw BAIL;
-  switch (TYPES[type]) {
-    case 'replicate': {
-      expect(K.key);
-      const key = readBytesFast(1, limits.maxKeyBytes, false)!;
-      expect(K.versions);
-      const versions = readFastVersions(limits);
-      expect(K.hintFor);
-      let hintFor: string | null = null;
-      if (pos < src.length && src[pos] === 0xc0) pos++;
-      else hintFor = readId();
-      expect(K.durable);
-      const durable = readBool();
-      const message: ReplicateMessage = { type: 'replicate', from, requestId, key, versions, hintFor, durable };
-      return message;
-    }
-    case 'replicate-ack': {
-      const message: ReplicateAckMessage = { type: 'replicate-ack', from, requestId };
-      return message;
-    }
-    case 'read': {
-      expect(K.key);
-      const message: ReadMessage = { type: 'read', from, requestId, key: readBytesFast(1, limits.maxKeyBytes, false)! };
-      return message;
-    }
-    case 'read-reply': {
-      expect(K.versions);
-      const message: ReadReplyMessage = { type: 'read-reply', from, requestId, versions: readFastVersions(limits) };
-      return message;
-    }
-    case 'coordinate': {
-      expect(K.key);
-      const key = readBytesFast(1, limits.maxKeyBytes, false)!;
-      expect(K.value);
-      const value = readBytesFast(0, limits.maxValueBytes, true);
-      expect(K.context);
-      const context = readFastClock();
-      expect(K.w);
-      const w = readNumber();
-      if (!Number.isInteger(w) || w < 1 || w > MAX_WRITE_QUORUM) throw BAIL;
-      expect(K.ifMatch);
-      const ifMatch = readBool();
-      expect(K.durable);
-      const durable = readBool();
-      const message: CoordinateMessage = { type: 'coordinate', from, requestId, key, value, context, w, ifMatch, durable };
-      return message;
-    }
-    case 'coordinate-reply': {
-      expect(K.context);
-      const context = readFastClock();
-      expect(K.receipt);
-      if (byte() !== 0x84) throw BAIL;
-      expect(K.coordinator);
-      const coordinator = readId();
-      expect(K.acknowledged);
-      const acknowledged = readFastIds();
-      expect(K.fallbacks);
-      const fallbacks = readFastIds();
-      expect(K.hints);
-      const n = readArrayHeader(MAX_RECEIPT_NODES);
-      const hints: { holder: string; target: string }[] = [];
+    this.pos = start + n;
+    const slot = (hash >>> 0) & (ID_CACHE_SIZE - 1);
+    const cached = this.idBytes[slot];
+    if (cached !== undefined && cached.length === n) {
+      let same = true;
       for (let i = 0; i < n; i++) {
-        if (byte() !== 0x82) throw BAIL;
-        expect(K.holder);
-        const holder = readId();
-        expect(K.target);
-        hints.push({ holder, target: readId() });
+        if (cached[i] !== src[start + i]) {
+          same = false;
+          break;
+        }
       }
-      const message: CoordinateReplyMessage = {
-        type: 'coordinate-reply',
-        from,
-        requestId,
-        context,
-        receipt: { coordinator, acknowledged, fallbacks, hints },
-      };
-      return message;
+      if (same) return this.ids[slot]!;
     }
-    case 'error': {
-      expect(K.code);
-      const code = readAscii(64);
-      if (!KNOWN_CODES.has(code)) throw BAIL;
-      expect(K.message);
-      const text = readAscii(MAX_ERROR_MESSAGE_LENGTH);
-      expect(K.required);
-      const required = readCountFast();
-      expect(K.acknowledged);
-      const acknowledged = readCountFast();
-      const message: ErrorMessage = {
-        type: 'error',
-        from,
-        requestId,
-        code: code as ErrorCode,
-        message: text,
-        required,
-        acknowledged,
-      };
-      return message;
-    }
-    default:
-      throw BAIL;
+    const bytes = src.slice(start, start + n);
+    const id = String.fromCharCode.apply(null, bytes as unknown as number[]);
+    this.idBytes[slot] = bytes;
+    this.ids[slot] = id;
+    return id;
   }
+
+  /** A string of ASCII bytes, at most `max` long. */
+  ascii(max: number): string {
+    const b = this.byte();
+    let n: number;
+    if ((b & 0xe0) === 0xa0) n = b & 0x1f;
+    else if (b === 0xd9) n = this.byte();
+    else if (b === 0xda) n = this.u16();
+    else throw BAIL;
+    if (n > max) throw BAIL;
+    this.need(n);
+    const src = this.src;
+    const p = this.pos;
+    for (let i = 0; i < n; i++) if (src[p + i]! >= 0x80) throw BAIL;
+    this.pos = p + n;
+    return String.fromCharCode.apply(null, src.subarray(p, p + n) as unknown as number[]);
+  }
+
+  /** Fresh bytes, `min` to `max` of them, or null for a nil when `nullable`. */
+  bytes(min: number, max: number, nullable: boolean): Uint8Array | null {
+    const b = this.byte();
+    let n: number;
+    if (b === 0xc4) n = this.byte();
+    else if (b === 0xc5) n = this.u16();
+    else if (b === 0xc6) n = this.u32();
+    else if (b === 0xc0 && nullable) return null;
+    else throw BAIL;
+    if (n < min || n > max) throw BAIL;
+    this.need(n);
+    const bytes = this.src.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return bytes;
+  }
+
+  key(limits: ProtocolLimits): Uint8Array {
+    return this.bytes(1, limits.maxKeyBytes, false)!;
+  }
+
+  arrayHeader(max: number): number {
+    const b = this.byte();
+    let n: number;
+    if ((b & 0xf0) === 0x90) n = b & 0x0f;
+    else if (b === 0xdc) n = this.u16();
+    else if (b === 0xdd) n = this.u32();
+    else throw BAIL;
+    if (n > max) throw BAIL;
+    return n;
+  }
+
+  count(): number | null {
+    if (this.nil()) return null;
+    const n = this.number();
+    if (!Number.isSafeInteger(n) || n < 0) throw BAIL;
+    return n;
+  }
+
+  entry(): ClockEntry {
+    if (this.byte() !== 0x83) throw BAIL;
+    this.expect(K.node);
+    const node = this.id();
+    this.expect(K.counter);
+    const counter = this.number();
+    if (!Number.isSafeInteger(counter) || counter < 1) throw BAIL;
+    this.expect(K.timestamp);
+    const timestamp = this.number();
+    if (!Number.isFinite(timestamp) || timestamp < 0) throw BAIL;
+    return { node, counter, timestamp };
+  }
+
+  readClock(): VClock {
+    const n = this.arrayHeader(MAX_CLOCK_ENTRIES);
+    const clock: ClockEntry[] = [];
+    for (let i = 0; i < n; i++) {
+      const entry = this.entry();
+      if (i > 0 && clock[i - 1]!.node >= entry.node) throw BAIL;
+      clock.push(entry);
+    }
+    return clock;
+  }
+
+  versions(limits: ProtocolLimits): Version[] {
+    const n = this.arrayHeader(limits.maxSiblings);
+    const versions: Version[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.byte() !== 0x83) throw BAIL;
+      this.expect(K.dot);
+      const dot = this.entry();
+      this.expect(K.context);
+      const context = this.readClock();
+      this.expect(K.value);
+      const value = this.bytes(0, limits.maxValueBytes, true);
+      for (let j = 0; j < i; j++) {
+        const earlier = versions[j]!.dot;
+        if (earlier.node === dot.node && earlier.counter === dot.counter) throw BAIL;
+      }
+      versions.push({ dot, context, value });
+    }
+    return versions;
+  }
+
+  idList(): string[] {
+    const n = this.arrayHeader(MAX_RECEIPT_NODES);
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) ids.push(this.id());
+    return ids;
+  }
+
+  /** The index into TYPES of the frame's head, which the frame starts with. */
+  head(): number {
+    const src = this.src;
+    for (let t = 0; t < HEADS.length; t++) {
+      const head = HEADS[t]!;
+      if (head.length > src.length) continue;
+      let i = 0;
+      while (i < head.length && src[i] === head[i]) i++;
+      if (i === head.length) {
+        this.pos = i;
+        return t;
+      }
+    }
+    throw BAIL;
+  }
+
+  readMessage(limits: ProtocolLimits): PeerMessage {
+    const type = this.head();
+    this.expect(K.from);
+    const from = this.id();
+    this.expect(K.requestId);
+    const requestId = this.number();
+    if (!Number.isSafeInteger(requestId) || requestId < 0) throw BAIL;
+    switch (TYPES[type]) {
+      case 'replicate': {
+        this.expect(K.key);
+        const key = this.key(limits);
+        this.expect(K.versions);
+        const versions = this.versions(limits);
+        this.expect(K.hintFor);
+        const hintFor = this.nil() ? null : this.id();
+        this.expect(K.durable);
+        const durable = this.boolean();
+        const message: ReplicateMessage = { type: 'replicate', from, requestId, key, versions, hintFor, durable };
+        return message;
+      }
+      case 'replicate-ack': {
+        const message: ReplicateAckMessage = { type: 'replicate-ack', from, requestId };
+        return message;
+      }
+      case 'read': {
+        this.expect(K.key);
+        const message: ReadMessage = { type: 'read', from, requestId, key: this.key(limits) };
+        return message;
+      }
+      case 'read-reply': {
+        this.expect(K.versions);
+        const message: ReadReplyMessage = { type: 'read-reply', from, requestId, versions: this.versions(limits) };
+        return message;
+      }
+      case 'coordinate': {
+        this.expect(K.key);
+        const key = this.key(limits);
+        this.expect(K.value);
+        const value = this.bytes(0, limits.maxValueBytes, true);
+        this.expect(K.context);
+        const context = this.readClock();
+        this.expect(K.w);
+        const w = this.number();
+        if (!Number.isInteger(w) || w < 1 || w > MAX_WRITE_QUORUM) throw BAIL;
+        this.expect(K.ifMatch);
+        const ifMatch = this.boolean();
+        this.expect(K.durable);
+        const durable = this.boolean();
+        const message: CoordinateMessage = {
+          type: 'coordinate',
+          from,
+          requestId,
+          key,
+          value,
+          context,
+          w,
+          ifMatch,
+          durable,
+        };
+        return message;
+      }
+      case 'coordinate-reply': {
+        this.expect(K.context);
+        const context = this.readClock();
+        this.expect(K.receipt);
+        if (this.byte() !== 0x84) throw BAIL;
+        this.expect(K.coordinator);
+        const coordinator = this.id();
+        this.expect(K.acknowledged);
+        const acknowledged = this.idList();
+        this.expect(K.fallbacks);
+        const fallbacks = this.idList();
+        this.expect(K.hints);
+        const n = this.arrayHeader(MAX_RECEIPT_NODES);
+        const hints: { holder: string; target: string }[] = [];
+        for (let i = 0; i < n; i++) {
+          if (this.byte() !== 0x82) throw BAIL;
+          this.expect(K.holder);
+          const holder = this.id();
+          this.expect(K.target);
+          hints.push({ holder, target: this.id() });
+        }
+        const message: CoordinateReplyMessage = {
+          type: 'coordinate-reply',
+          from,
+          requestId,
+          context,
+          receipt: { coordinator, acknowledged, fallbacks, hints },
+        };
+        return message;
+      }
+      case 'error': {
+        this.expect(K.code);
+        const code = this.ascii(64);
+        if (!KNOWN_CODES.has(code)) throw BAIL;
+        this.expect(K.message);
+        const text = this.ascii(MAX_ERROR_MESSAGE_LENGTH);
+        this.expect(K.required);
+        const required = this.count();
+        this.expect(K.acknowledged);
+        const acknowledged = this.count();
+        const message: ErrorMessage = {
+          type: 'error',
+          from,
+          requestId,
+          code: code as ErrorCode,
+          message: text,
+          required,
+          acknowledged,
+        };
+        return message;
+      }
+      default:
+        throw BAIL;
+    }
+  }
+}
+
+const fastReader = new FastReader();
+
+/**
+ * The MessagePack bytes of `clock` as an array of `{node, counter, timestamp}` maps, byte for byte what
+ * `@msgpack/msgpack` writes for such an array, when `clock` is a clock that {@link readClock} accepts; else null,
+ * and the caller takes the checked path, which names the problem. The bytes are a view that stays valid.
+ */
+export function packClock(clock: VClock): Uint8Array | null {
+  return fastWriter.checkedClock(clock);
+}
+
+/**
+ * The clock that `bytes` hold when they are exactly what {@link packClock} writes for a valid clock, else null (the
+ * caller then takes the checked path). The clock is fresh.
+ */
+export function unpackClock(bytes: Uint8Array): VClock | null {
+  return fastReader.clock(bytes);
 }

@@ -5,7 +5,7 @@
  */
 import { Decoder, Encoder, type ExtensionCodecType } from '@msgpack/msgpack';
 import { InvalidArgumentError, MalformedFrameError } from './errors.ts';
-import { readClock } from './codec.ts';
+import { packClock, readClock, unpackClock } from './codec.ts';
 import { EMPTY_CLOCK, type VClock } from './vclock.ts';
 
 /**
@@ -45,6 +45,8 @@ for (let i = 0; i < ALPHABET.length; i++) SIXTETS[ALPHABET.charCodeAt(i)] = i;
  * has more than `MAX_CLOCK_ENTRIES` entries.
  */
 export function encodeContext(clock: VClock): string {
+  const packed = packClock(clock);
+  if (packed !== null) return toBase64Url(packed);
   let copy: VClock;
   try {
     // The copy also drops any extra properties of the caller's entries, which decodeContext would refuse.
@@ -74,6 +76,8 @@ export function decodeContext(context: string | undefined | null): VClock {
   }
   const bytes = fromBase64Url(context);
   if (bytes === null) throw new InvalidArgumentError('invalid context: not unpadded base64url');
+  const clock = unpackClock(bytes);
+  if (clock !== null) return clock;
   let raw: unknown;
   try {
     raw = decoder.decode(bytes);

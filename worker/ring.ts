@@ -84,6 +84,32 @@ function tokensOf(id: string, count: number): NodeTokens {
   return tokens;
 }
 
+/**
+ * The top 32 bits of md5(key), by the key's bytes as a string of char codes 0–255. Every request needs its key's
+ * partition, often on several nodes and several times, and a lookup costs a small fraction of an md5. Bounded, oldest
+ * dropped first; keys longer than HASH_CACHE_KEY_BYTES are hashed every time.
+ */
+const hashCache = new Map<string, number>();
+const HASH_CACHE_SIZE = 4096;
+const HASH_CACHE_KEY_BYTES = 256;
+
+function keyHash32(key: Uint8Array): number {
+  if (key.length > HASH_CACHE_KEY_BYTES) return md5Hash32(key);
+  const id = String.fromCharCode.apply(null, key as unknown as number[]);
+  let hash = hashCache.get(id);
+  if (hash === undefined) {
+    hash = md5Hash32(key);
+    if (hashCache.size >= HASH_CACHE_SIZE) hashCache.delete(hashCache.keys().next().value!);
+    hashCache.set(id, hash);
+  }
+  return hash;
+}
+
+function md5Hash32(key: Uint8Array): number {
+  const digest = md5(key);
+  return ((digest[0]! << 24) | (digest[1]! << 16) | (digest[2]! << 8) | digest[3]!) >>> 0;
+}
+
 /** md5 of the key, first 8 bytes big-endian as an unsigned 64-bit position. */
 export function keyPosition(key: Uint8Array): bigint {
   const digest = md5(key);
@@ -196,8 +222,7 @@ export class Ring {
   /** The partition a key falls in: position * Q / 2^64 (top log2(Q) bits of the md5). */
   partitionOf(key: Uint8Array): number {
     if (this.#bits === 0) return 0;
-    const digest = md5(key);
-    return new DataView(digest.buffer, digest.byteOffset, 4).getUint32(0) >>> (32 - this.#bits);
+    return keyHash32(key) >>> (32 - this.#bits);
   }
 
   /**

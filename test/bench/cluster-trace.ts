@@ -1,10 +1,10 @@
 /**
- * A timeline of puts in the live cluster, taken without changing the node: the benchmark patches a few browser
+ * A timeline of puts and gets in the live cluster, taken without changing the node: the benchmark patches a few browser
  * primitives inside each tab's node worker (through Playwright's `worker.evaluate`) to stamp when things happen:
  * a comlink call arriving (`MessageEvent.timeStamp`), a readwrite IndexedDB transaction starting and completing, a
  * frame leaving (`RTCDataChannel.send` on the transfer plane, `MessagePort.postMessage` on the relay plane) or
  * arriving (the `message` event its link handles), and the reply posted back to the page. Stamps are `performance.timeOrigin + now()`, comparable across tabs and workers
- * of one machine. Puts run one at a time from one tab, so every stamp inside a put's window belongs to it.
+ * of one machine. Operations run one at a time from one tab, so every stamp inside one's window belongs to it.
  *
  * A put's time then splits into the consecutive {@link PUT_SEGMENTS}: "in flight" runs from the sender's `send` to
  * the receiving worker's `message` event (the data channel, plus the main-thread relay on the relay plane, plus the
@@ -31,13 +31,25 @@ export const PUT_SEGMENTS = [
   'worker → page (comlink reply)',
 ] as const;
 
-/** The traced puts, summarised per segment. */
-export interface PutTrace {
-  /** Puts whose every segment was found. */
+/** The segments of a get, in order. */
+export const GET_SEGMENTS = [
+  'page → worker (comlink call)',
+  'worker: call → read frame sent',
+  'read frame in flight to the replica worker',
+  'replica: frame → answer sent (its IndexedDB reads)',
+  'answer frame in flight to the coordinator worker',
+  'coordinator: answer → reply posted',
+  'worker → page (comlink reply)',
+] as const;
+
+/** The traced operations, summarised per segment. */
+export interface OperationTrace {
+  /** Operations whose every segment was found. */
   readonly traced: number;
-  readonly puts: number;
+  /** Operations run. */
+  readonly operations: number;
   readonly segments: Record<string, Summary>;
-  /** The whole put, timed in the page, over the traced puts. */
+  /** The whole operation, timed in the page, over the traced ones. */
   readonly total: Summary;
 }
 
@@ -126,13 +138,11 @@ function instrument(): void {
   }
 }
 
-/** Runs `count` puts one at a time from `pages[0]` and splits each into {@link PUT_SEGMENTS}. */
-export async function tracePuts(
+/** Stamps of every node worker, taken while `pages[0]` runs `count` operations one at a time; and their windows. */
+async function collect(
   pages: readonly Page[],
-  count: number,
-  size: number,
-  prefix: string,
-): Promise<PutTrace> {
+  args: { op: 'put' | 'get'; count: number; size: number; prefix: string },
+): Promise<{ windows: [number, number][]; events: TraceEvent[][] }> {
   const workers = pages.map(nodeWorker);
   const ready = await Promise.all(
     workers.map((w) => w.evaluate(() => (self as TraceGlobal).__benchTrace !== undefined)),
@@ -149,31 +159,70 @@ export async function tracePuts(
       ),
     );
   await switchTo(true);
-  const windows = await pages[0]!.evaluate(
-    async ({ count, size, prefix }) => {
-      const store = (globalThis as unknown as { store: { put(k: string, v: Uint8Array, o: object): Promise<unknown> } })
-        .store;
-      const value = crypto.getRandomValues(new Uint8Array(size));
-      const out: [number, number][] = [];
-      for (let i = 0; i < count; i++) {
-        const started = performance.timeOrigin + performance.now();
-        await store.put(`${prefix}:${i}`, value, { w: 2 });
-        out.push([started, performance.timeOrigin + performance.now()]);
-        // A pause, so that the replica that did not count finishes before the next put's window opens.
-        await new Promise((resolve) => setTimeout(resolve, 20));
+  const windows = await pages[0]!.evaluate(async ({ op, count, size, prefix }) => {
+    const store = (
+      globalThis as unknown as {
+        store: {
+          put(k: string, v: Uint8Array, o: object): Promise<unknown>;
+          get(k: string, o: object): Promise<unknown>;
+        };
       }
-      return out;
-    },
-    { count, size, prefix },
-  );
+    ).store;
+    const value = crypto.getRandomValues(new Uint8Array(size));
+    const out: [number, number][] = [];
+    for (let i = 0; i < count; i++) {
+      const started = performance.timeOrigin + performance.now();
+      if (op === 'put') await store.put(`${prefix}:${i}`, value, { w: 2 });
+      else await store.get(`${prefix}:${i}`, { r: 2 });
+      out.push([started, performance.timeOrigin + performance.now()]);
+      // A pause, so that the replica that did not count finishes before the next window opens.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return out;
+  }, args);
   const events = await Promise.all(workers.map((w) => w.evaluate(() => [...(self as TraceGlobal).__benchTrace!])));
   await switchTo(false);
+  return { windows, events };
+}
+
+function summarise(names: readonly string[], rows: number[][], totals: number[], operations: number): OperationTrace {
+  return {
+    traced: totals.length,
+    operations,
+    segments: Object.fromEntries(
+      names.map((name, i) => [
+        name,
+        summarize(
+          rows.map((r) => r[i]!),
+          0,
+        ),
+      ]),
+    ),
+    total: summarize(totals, 0),
+  };
+}
+
+/** Differences of consecutive marks. */
+function steps(marks: number[]): number[] {
+  return marks.slice(1).map((mark, i) => mark - marks[i]!);
+}
+
+/**
+ * Runs `count` puts one at a time from `pages[0]` and splits each into {@link PUT_SEGMENTS}. Keys are
+ * `${prefix}:${i}`, so {@link traceGets} with the same prefix reads them back.
+ */
+export async function tracePuts(
+  pages: readonly Page[],
+  count: number,
+  size: number,
+  prefix: string,
+): Promise<OperationTrace> {
+  const { windows, events } = await collect(pages, { op: 'put', count, size, prefix });
   const [own, ...replicas] = events;
-  const segments: number[][] = PUT_SEGMENTS.map(() => []);
+  const rows: number[][] = [];
   const totals: number[] = [];
   for (const [start, end] of windows) {
-    const inside = (list: readonly TraceEvent[]): TraceEvent[] => list.filter(([, at]) => at >= start && at <= end);
-    const mine = inside(own!);
+    const mine = own!.filter(([, at]) => at >= start && at <= end);
     const arrived = mine.find(([kind]) => kind === 'in');
     const write = mine.find(([kind]) => kind === 'tx-start');
     const written = write && mine.find(([kind, , id]) => kind === 'tx-done' && id === write[2]);
@@ -195,27 +244,59 @@ export async function tracePuts(
     const acked = best && mine.find(([kind, at]) => kind === 'recv' && at >= best.ack);
     const replied = acked && mine.find(([kind, at]) => kind === 'out' && at >= acked[1]);
     if (!arrived || !write || !written || !best || !acked || !replied) continue;
-    const marks = [
-      start,
-      arrived[1],
-      write[1],
-      written[1],
-      sent[1],
-      best.recv,
-      best.start,
-      best.done,
-      best.ack,
-      acked[1],
-      replied[1],
-      end,
-    ];
-    for (let i = 0; i < PUT_SEGMENTS.length; i++) segments[i]!.push(marks[i + 1]! - marks[i]!);
+    rows.push(
+      steps([
+        start,
+        arrived[1],
+        write[1],
+        written[1],
+        sent[1],
+        best.recv,
+        best.start,
+        best.done,
+        best.ack,
+        acked[1],
+        replied[1],
+        end,
+      ]),
+    );
     totals.push(end - start);
   }
-  return {
-    traced: totals.length,
-    puts: windows.length,
-    segments: Object.fromEntries(PUT_SEGMENTS.map((name, i) => [name, summarize(segments[i]!, 0)])),
-    total: summarize(totals, 0),
-  };
+  return summarise(PUT_SEGMENTS, rows, totals, windows.length);
+}
+
+/**
+ * Runs `count` gets one at a time from `pages[0]` of keys {@link tracePuts} wrote, and splits each into
+ * {@link GET_SEGMENTS}. The local read runs beside the remote ones and is not on the path once it is the faster.
+ */
+export async function traceGets(
+  pages: readonly Page[],
+  count: number,
+  size: number,
+  prefix: string,
+): Promise<OperationTrace> {
+  const { windows, events } = await collect(pages, { op: 'get', count, size, prefix });
+  const [own, ...replicas] = events;
+  const rows: number[][] = [];
+  const totals: number[] = [];
+  for (const [start, end] of windows) {
+    const mine = own!.filter(([, at]) => at >= start && at <= end);
+    const arrived = mine.find(([kind]) => kind === 'in');
+    const sent = arrived && mine.find(([kind, at]) => kind === 'send' && at >= arrived[1]);
+    if (sent === undefined) continue;
+    // The replica whose answer left first is the one that completed R=2 with the local read.
+    let best: { recv: number; reply: number } | undefined;
+    for (const list of replicas) {
+      const theirs = list.filter(([, at]) => at >= sent[1] && at <= end);
+      const recv = theirs.find(([kind]) => kind === 'recv');
+      const reply = recv && theirs.find(([kind, at]) => kind === 'send' && at >= recv[1]);
+      if (recv && reply && (best === undefined || reply[1] < best.reply)) best = { recv: recv[1], reply: reply[1] };
+    }
+    const answered = best && mine.find(([kind, at]) => kind === 'recv' && at >= best.reply);
+    const replied = answered && mine.find(([kind, at]) => kind === 'out' && at >= answered[1]);
+    if (!best || !answered || !replied) continue;
+    rows.push(steps([start, arrived[1], sent[1], best.recv, best.reply, answered[1], replied[1], end]));
+    totals.push(end - start);
+  }
+  return summarise(GET_SEGMENTS, rows, totals, windows.length);
 }

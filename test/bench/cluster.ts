@@ -39,7 +39,14 @@ import type { Store } from '../../client/store.ts';
 import { createSignalingServer } from '../../signaling/server.ts';
 import { type Breakdown, measureBreakdown } from './cluster-breakdown.ts';
 import { type Summary, fmt, summarize, table } from './cluster-stats.ts';
-import { PUT_SEGMENTS, type PutTrace, traceWorkersOf, tracePuts } from './cluster-trace.ts';
+import {
+  GET_SEGMENTS,
+  type OperationTrace,
+  PUT_SEGMENTS,
+  traceGets,
+  tracePuts,
+  traceWorkersOf,
+} from './cluster-trace.ts';
 import { FLOOR_INIT_SCRIPT, type FloorSamples, isolate, measureFloor } from './floor.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -78,8 +85,9 @@ interface Run {
   readonly counters: Record<string, number>;
 }
 
-/** A put timeline of one cluster (see cluster-trace.ts). */
-interface Traced extends PutTrace {
+/** The timeline of puts or gets in one cluster (see cluster-trace.ts). */
+interface Traced extends OperationTrace {
+  readonly op: 'put' | 'get';
   readonly plane: Plane;
   readonly tabs: number;
   readonly size: number;
@@ -315,7 +323,7 @@ async function measureCluster(
   options: Options,
   plane: Plane,
   tabs: number,
-): Promise<{ runs: Run[]; trace: Traced | undefined }> {
+): Promise<{ runs: Run[]; traces: Traced[] }> {
   const cluster = `bench-${plane}-${tabs}-${Math.random().toString(36).slice(2, 8)}`;
   const opened = performance.now();
   const pages = await openCluster(context, origin, cluster, tabs, plane, options.profile);
@@ -364,13 +372,17 @@ async function measureCluster(
         );
       }
     }
+    const traces: Traced[] = [];
     if (options.profile) {
       const size = options.sizes[0]!;
-      const trace = await tracePuts(pages, Math.min(200, options.ops), size, 'trace');
-      log(`${plane}, ${tabs} tabs: traced ${trace.traced} of ${trace.puts} puts of ${size} B`);
-      return { runs, trace: { plane, tabs, size, ...trace } };
+      const count = Math.min(200, options.ops);
+      const puts = await tracePuts(pages, count, size, 'trace');
+      traces.push({ op: 'put', plane, tabs, size, ...puts });
+      const gets = await traceGets(pages, count, size, 'trace');
+      traces.push({ op: 'get', plane, tabs, size, ...gets });
+      log(`${plane}, ${tabs} tabs: traced ${puts.traced} puts and ${gets.traced} gets of ${count}`);
     }
-    return { runs, trace: undefined };
+    return { runs, traces };
   } finally {
     await Promise.all(pages.map((page) => page.close()));
   }
@@ -504,22 +516,19 @@ function report(
   }
 
   for (const trace of traces) {
+    const names = trace.op === 'put' ? PUT_SEGMENTS : GET_SEGMENTS;
     console.log(
-      `\nWhere a put's time goes in the live cluster: ${trace.plane}, ${trace.tabs} tabs, ${sizeLabel(trace.size)}, ` +
-        `${trace.traced} of ${trace.puts} puts traced (a put forwarded to another coordinator is not), ms`,
+      `\nWhere a ${trace.op}'s time goes in the live cluster: ${trace.plane}, ${trace.tabs} tabs, ` +
+        `${sizeLabel(trace.size)}, ${trace.traced} of ${trace.operations} traced ` +
+        `(one the node forwards to another coordinator is not), ms`,
     );
-    const rows = PUT_SEGMENTS.map((name, i) => {
+    const rows = names.map((name, i) => {
       const s = trace.segments[name]!;
-      return [
-        `${i + 1} ${name}`,
-        fmt(s.p50, 3),
-        fmt(s.p99, 3),
-        fmt(s.mean, 3),
-        `${((100 * s.mean) / trace.total.mean).toFixed(0)}%`,
-      ];
+      const share = `${((100 * s.mean) / trace.total.mean).toFixed(0)}%`;
+      return [`${i + 1} ${name}`, fmt(s.p50, 3), fmt(s.p99, 3), fmt(s.mean, 3), share];
     });
     const t = trace.total;
-    rows.push(['whole put, timed in the page', fmt(t.p50, 3), fmt(t.p99, 3), fmt(t.mean, 3), '100%']);
+    rows.push([`whole ${trace.op}, timed in the page`, fmt(t.p50, 3), fmt(t.p99, 3), fmt(t.mean, 3), '100%']);
     console.log(table(['segment', 'p50', 'p99', 'mean', 'of mean'], rows));
   }
 
@@ -594,7 +603,7 @@ async function main(): Promise<number> {
       for (const tabs of options.tabs) {
         const measured = await measureCluster(context, server.url, options, plane, tabs);
         runs.push(...measured.runs);
-        if (measured.trace !== undefined) traces.push(measured.trace);
+        traces.push(...measured.traces);
       }
     }
     let breakdown: Breakdown | undefined;

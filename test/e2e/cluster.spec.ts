@@ -76,10 +76,6 @@ test('a tab on the transfer data plane and a tab on the relay data plane serve o
   context,
   server,
 }) => {
-  test.fail(
-    true,
-    'client/mesh.ts: the transfer plane sends frames on the negotiated channel 512, the relay plane on simple-peer’s own channel, so neither hears the other',
-  );
   const cluster = freshCluster('mixed');
   const transfer = await openTab(context, server, { cluster, dataPlane: 'transfer' });
   const relay = await openTab(context, server, { cluster, dataPlane: 'relay' });

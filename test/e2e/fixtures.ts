@@ -163,18 +163,15 @@ export function freshCluster(label: string): string {
 interface Fixtures {
   /** Options of the test's signalling server, on top of the fixture's. */
   serverOptions: SignalingServerOptions;
-  /** Uncaught errors of the test's pages are a failure unless the test expects them. */
-  allowPageErrors: boolean;
   /** A real signalling server on 127.0.0.1, on a free port, serving the built demo. */
   server: SignalingServer;
-  /** Uncaught errors of the test's pages, as `page url: message`. */
+  /** Uncaught errors of the test's pages, as `page url: message`; any makes the test fail. */
   pageErrors: string[];
 }
 
 /** The test function with the dynamesh fixtures. */
 export const test = base.extend<Fixtures>({
   serverOptions: [{}, { option: true }],
-  allowPageErrors: [false, { option: true }],
   server: async ({ serverOptions }, use) => {
     const staticDir = process.env[STATIC_DIR_ENV];
     if (staticDir === undefined) throw new Error(`${STATIC_DIR_ENV} is not set: run through playwright.config.ts`);
@@ -189,14 +186,14 @@ export const test = base.extend<Fixtures>({
     await server.close();
   },
   pageErrors: [
-    async ({ context, allowPageErrors }, use, testInfo) => {
+    async ({ context }, use, testInfo) => {
       const errors: string[] = [];
       context.on('page', (page) => {
         page.on('pageerror', (error) => errors.push(`${page.url()}: ${error.name}: ${error.message}`));
       });
       await use(errors);
       if (errors.length > 0) await testInfo.attach('page errors', { body: errors.join('\n') });
-      if (!allowPageErrors) expect(errors, 'uncaught errors in the tabs').toEqual([]);
+      expect(errors, 'uncaught errors in the tabs').toEqual([]);
     },
     { auto: true },
   ],

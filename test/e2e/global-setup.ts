@@ -6,7 +6,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { build } from 'vite';
 
 /** The environment variable through which the tests learn where the built demo is. */
 export const STATIC_DIR_ENV = 'DYNAMESH_E2E_STATIC_DIR';
@@ -16,12 +15,19 @@ export default async function globalSetup(): Promise<(() => Promise<void>) | und
   if (process.env[STATIC_DIR_ENV] !== undefined) return undefined;
   const root = resolve(import.meta.dirname, '../..');
   const outDir = await mkdtemp(join(tmpdir(), 'dynamesh-e2e-'));
-  await build({
-    configFile: join(root, 'vite.config.ts'),
-    root: join(root, 'demo'),
-    logLevel: 'warn',
-    build: { outDir, emptyOutDir: true },
-  });
+  // Imported here, not at the top: the tests import this module for STATIC_DIR_ENV and need no Vite.
+  const { build } = await import('vite');
+  try {
+    await build({
+      configFile: join(root, 'vite.config.ts'),
+      root: join(root, 'demo'),
+      logLevel: 'warn',
+      build: { outDir, emptyOutDir: true },
+    });
+  } catch (error) {
+    await rm(outDir, { recursive: true, force: true });
+    throw error;
+  }
   // Playwright starts its workers after the global setup, and they inherit this environment.
   process.env[STATIC_DIR_ENV] = outDir;
   return async () => {

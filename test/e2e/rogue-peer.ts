@@ -3,7 +3,7 @@
  * the same stock libraries (socket.io-client's browser build, simple-peer's prebuilt bundle). It joins a cluster
  * through the real signalling server, opens a real WebRTC connection to one member the way the client's mesh does,
  * and then writes whatever bytes the test hands it onto the channel that member's worker reads: the negotiated
- * data-plane channel for the transfer plane, simple-peer's own channel for the relay plane. Nothing in the victim
+ * data-plane channel, which the victim transfers to its worker or relays to it, by its data plane. Nothing in the victim
  * is bypassed or stubbed: its mesh, its relay (if any), its links, its frame reassembly and its decoder all run.
  */
 import { createRequire } from 'node:module';
@@ -13,7 +13,7 @@ import type { Plane } from './fixtures.ts';
 
 const require = createRequire(import.meta.url);
 
-/** The negotiated channel id of the transfer data plane (`DATA_CHANNEL_ID` in client/mesh.ts). */
+/** The negotiated channel id of the data plane (`DATA_CHANNEL_ID` in client/mesh.ts). */
 const DATA_PLANE_CHANNEL_ID = 512;
 
 /** What the test tells the rogue page. */
@@ -77,10 +77,7 @@ export class RoguePeer {
 
       const conn = 'rogue-connection';
       const peer = new g.SimplePeer({ initiator: true, trickle: true, config: { iceServers: [] } });
-      const channel =
-        setup.plane === 'transfer'
-          ? peer._pc.createDataChannel('dynamesh', { negotiated: true, id: setup.channelId })
-          : null;
+      const channel = peer._pc.createDataChannel('dynamesh', { negotiated: true, id: setup.channelId });
       const received: number[][] = [];
       const keep = (data: ArrayBuffer | Uint8Array): void => void received.push([...new Uint8Array(data)]);
       peer.on('signal', (payload: never) =>
@@ -93,19 +90,14 @@ export class RoguePeer {
         peer.on('connect', () => resolve());
         peer.on('error', (error: Error) => reject(error));
       });
-      if (channel !== null) {
-        channel.binaryType = 'arraybuffer';
-        channel.onmessage = (event: MessageEvent<ArrayBuffer>) => keep(event.data);
-        if (channel.readyState !== 'open') await new Promise((resolve) => (channel.onopen = resolve));
-      } else {
-        peer.on('data', (data: Uint8Array) => keep(data));
-      }
+      channel.binaryType = 'arraybuffer';
+      channel.onmessage = (event: MessageEvent<ArrayBuffer>) => keep(event.data);
+      if (channel.readyState !== 'open') await new Promise((resolve) => (channel.onopen = resolve));
       g.rogue = {
         received,
         send(frame) {
-          const data = typeof frame === 'string' ? frame : new Uint8Array(frame);
-          if (channel !== null) channel.send(data as string & Uint8Array<ArrayBuffer>);
-          else peer.send(data);
+          if (typeof frame === 'string') channel.send(frame);
+          else channel.send(new Uint8Array(frame));
         },
       };
     }, setup);

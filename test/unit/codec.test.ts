@@ -811,6 +811,9 @@ function slots(tree: unknown, out: { parent: Tree | unknown[]; key: string | num
 }
 
 function mutate(tree: Tree, mutation: Mutation): void {
+  // A copy: the hostile constants are shared between runs, and a mutation that reached into one would change it for
+  // every later run, until one of them holds itself.
+  if ('value' in mutation) mutation = { ...mutation, value: structuredClone(mutation.value) };
   const all = slots(tree);
   const slot = all[mutation.pick % all.length]!;
   const { parent, key } = slot;
