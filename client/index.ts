@@ -13,7 +13,9 @@ export {
   type StoreGetResult,
   type StorePutResult,
   type StoreConfig,
+  type StoreFaults,
 } from './store.ts';
+export type { FaultState } from '../worker/faults.ts';
 export type { Value } from './values.ts';
 export type { DataPlane, PeerState } from './mesh.ts';
 export type { ReadReceipt } from '../worker/node.ts';

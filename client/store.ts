@@ -6,6 +6,7 @@
 import * as Comlink from 'comlink';
 import type { ClusterView, NodeMetrics as ServerNodeMetrics, ViewMember } from '../signaling/events.ts';
 import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
+import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/faults.ts';
 import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome } from '../worker/main.ts';
 import type { ReadReceipt } from '../worker/node.ts';
 import { DEFAULT_PARTITIONS } from '../worker/ring.ts';
@@ -43,6 +44,8 @@ export interface OpenStoreOptions {
   readonly metricsInterval?: number;
   /** Makes the worker; the default loads the bundled `worker/main.ts` as a module worker. */
   readonly createWorker?: () => Worker;
+  /** Gives the store {@link Store.faults}, to cut, slow and thin this node's links for tests and demos. @default false */
+  readonly faults?: boolean;
 }
 
 /** Options of {@link Store.get}. */
@@ -112,6 +115,26 @@ export interface StoreConfig {
   readonly partitions: number;
 }
 
+/**
+ * Faults injected into this tab's node transport. Each call resolves to the faults now in force and their counts.
+ * Faults are this node's alone: a cut here drops messages both ways at this node, so one side suffices for a partition.
+ */
+export interface StoreFaults {
+  /**
+   * Drops every message between this node and `nodeIds`, on top of earlier cuts; this node's own id cuts it from
+   * every peer. Its requests then fail for lack of replicas (`ERR_QUORUM`), as in a real partition.
+   */
+  isolate(nodeIds: readonly string[]): Promise<FaultState>;
+  /** Ends isolation, loss and delay; messages held by the delay go out at once. */
+  heal(): Promise<FaultState>;
+  /** Drops each message in or out with probability `p` (0..1, else `ERR_INVALID_ARGUMENT`). */
+  dropRate(p: number): Promise<FaultState>;
+  /** Holds each outgoing message `ms` (0..60000, else `ERR_INVALID_ARGUMENT`), keeping their order per peer. */
+  delay(ms: number): Promise<FaultState>;
+  /** The faults in force and the counts of messages dropped and delayed. */
+  state(): Promise<FaultState>;
+}
+
 /** A key-value store backed by this tab's node and its cluster. */
 export interface Store {
   /** This tab's node id (kept across reloads of the tab). */
@@ -123,6 +146,8 @@ export interface Store {
   readonly dataPlane: DataPlane;
   /** The node's replication and quorum settings. */
   readonly config: StoreConfig;
+  /** Fault injection; present only when the store was opened with `faults: true` (`'faults' in store` is false otherwise). */
+  readonly faults?: StoreFaults;
   /** The members of the current view. */
   members(): ViewMember[];
   /** The current view, with its epoch. */
@@ -151,6 +176,9 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (typeof options.cluster !== 'string' || !CLUSTER_PATTERN.test(options.cluster)) {
     throw new InvalidArgumentError('cluster must match [A-Za-z0-9_-]{1,64}');
   }
+  if (options.faults !== undefined && typeof options.faults !== 'boolean') {
+    throw new InvalidArgumentError('faults must be a boolean');
+  }
   const identity = await claimIdentity({ cluster: options.cluster });
   try {
     return await DynameshStore.open(options, identity);
@@ -168,6 +196,8 @@ class DynameshStore implements Store {
   readonly cluster: string;
   readonly dataPlane: DataPlane;
   readonly config: StoreConfig;
+  // Declared only: the property exists on a store opened with faults and nowhere else.
+  declare readonly faults?: StoreFaults;
   readonly #identity: Identity;
   readonly #worker: Worker;
   readonly #host: Comlink.Remote<NodeHost>;
@@ -199,6 +229,9 @@ class DynameshStore implements Store {
       onPeerState: (peer, state) => this.#emit('peer', { peer, state }),
       onUnreachable: (peer) => this.#signaling?.reportUnreachable(peer),
     });
+    if (options.faults === true) {
+      Object.defineProperty(this, 'faults', { value: this.#faultControls(), enumerable: true });
+    }
   }
 
   static async open(options: OpenStoreOptions, identity: Identity): Promise<DynameshStore> {
@@ -232,6 +265,7 @@ class DynameshStore implements Store {
       requestTimeout: options.requestTimeout ?? 500,
       hintInterval: options.hintInterval ?? 1000,
       limits,
+      ...(options.faults === true ? { faults: true } : {}),
     };
     unwrap(
       await this.#host.start(
@@ -299,6 +333,33 @@ class DynameshStore implements Store {
   async clusterMetrics(): Promise<Record<string, ServerNodeMetrics>> {
     this.#open();
     return this.#signaling!.clusterMetrics();
+  }
+
+  #faultControls(): StoreFaults {
+    const call = async (run: () => Promise<Outcome<FaultState>>): Promise<FaultState> => {
+      this.#open();
+      return unwrap(await run());
+    };
+    // Arguments are checked here too: what structured clone refuses would fail as a DataCloneError, without a code.
+    return Object.freeze({
+      isolate: (nodeIds: readonly string[]) =>
+        call(() => {
+          validateNodeIds(nodeIds);
+          return this.#host.isolate([...nodeIds]);
+        }),
+      heal: () => call(() => this.#host.heal()),
+      dropRate: (p: number) =>
+        call(() => {
+          validateDropRate(p);
+          return this.#host.setDropRate(p);
+        }),
+      delay: (ms: number) =>
+        call(() => {
+          validateDelay(ms);
+          return this.#host.setDelay(ms);
+        }),
+      state: () => call(() => this.#host.faultState()),
+    });
   }
 
   on<E extends keyof StoreEvents>(event: E, listener: (payload: StoreEvents[E]) => void): () => void {

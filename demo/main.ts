@@ -1,11 +1,13 @@
 /**
  * The demo page: opens this tab's node with `openStore()` and shows the cluster it joined. Query parameters:
  * `cluster` (default `demo`), `server` (default this page's origin), `token` (when the server has a secret),
- * `dataPlane` (`auto`, `transfer` or `relay`) and `n` (replication factor; every tab of a cluster must agree).
+ * `dataPlane` (`auto`, `transfer` or `relay`), `n` (replication factor; every tab of a cluster must agree) and
+ * `faults=1` (gives the store `store.faults` and the fault panel its controls).
  * The open store is `window.store`, for the console and for tests.
  */
 import { type ClusterView, type OpenStoreOptions, type Store, type ViewMember, openStore } from '../client/index.ts';
 import { ConflictView } from './conflict-view.ts';
+import { FaultView } from './fault-view.ts';
 import { byId, h, replace } from './dom.ts';
 import { memberColors } from './format.ts';
 import { LogView } from './log-view.ts';
@@ -48,6 +50,10 @@ function readParams(): PageParams {
     });
   }
   const token = params.get('token');
+  const faults = params.get('faults');
+  if (faults !== null && faults !== '0' && faults !== '1') {
+    throw Object.assign(new Error(`faults must be 0 or 1, not “${faults}”`), { code: 'ERR_INVALID_ARGUMENT' });
+  }
   return {
     n,
     options: {
@@ -58,6 +64,7 @@ function readParams(): PageParams {
       w: Math.min(2, n),
       ...(token !== null && token !== '' ? { token } : {}),
       ...(dataPlane !== null ? { dataPlane } : {}),
+      ...(faults === '1' ? { faults: true } : {}),
     },
   };
 }
@@ -157,6 +164,7 @@ class Page implements PageContext {
   readonly #metrics: MetricsView;
   readonly #logView = new LogView();
   readonly #ops: OpsView;
+  readonly #faults: FaultView;
   readonly #memberCount = h('span', { class: 'count', testid: 'member-count' }, '0');
   readonly #stateBadge = h('span', { class: 'badge', testid: 'node-state' });
   readonly #epoch = h('code', { testid: 'epoch' });
@@ -177,6 +185,7 @@ class Page implements PageContext {
     this.#members = new MembersView(store.nodeId, store.domain);
     this.#metrics = new MetricsView(this);
     this.#ops = new OpsView(this, n);
+    this.#faults = new FaultView(this);
     this.#ownership = computeOwnership([], n);
     const conflict = new ConflictView(this);
 
@@ -218,6 +227,7 @@ class Page implements PageContext {
           { class: 'col col-2' },
           card('ops-card', 'Get · Put · Delete', this.#ops.element),
           card('conflict-card', 'Guided conflict', conflict.element),
+          card('faults-card', 'Faults', this.#faults.element),
         ),
         h(
           'div',
@@ -334,6 +344,7 @@ class Page implements PageContext {
     this.#colors = memberColors(view.members);
     this.#ownership = computeOwnership(view.members, this.#n);
     this.#ring.update(this.#ownership, this.#colors);
+    this.#faults.updateMembers(view.members);
     this.#render();
   }
 
@@ -358,7 +369,10 @@ class Page implements PageContext {
     this.#polling = true;
     try {
       const [node, cluster] = await Promise.allSettled([this.store.metrics(), this.store.clusterMetrics()]);
-      if (node.status === 'fulfilled') this.#metrics.showNode(node.value);
+      if (node.status === 'fulfilled') {
+        this.#metrics.showNode(node.value);
+        this.#faults.showState(node.value.faults);
+      }
       if (cluster.status === 'fulfilled') this.#metrics.showCluster(this.store.members(), cluster.value);
     } finally {
       this.#polling = false;

@@ -4,10 +4,14 @@
  * message before returning it; anything wrong becomes a {@link MalformedFrameError} naming the field and the problem,
  * and nothing else ever escapes it.
  *
- * Decoding is two passes over the frame: a scanner walks the MessagePack tokens without allocating, so a
- * hostile frame (a length header of 4 GiB, arrays nested sixteen million deep, millions of tiny items) is refused
+ * Frames in the layout encodeMessage writes (every map's fields in declared order) are read by a fast path: one
+ * pass straight into the message, checking every field, type and size as it goes, and giving up at the first byte
+ * that leaves the layout or a value that is not valid. Every other frame, and every frame the fast path gives up on,
+ * takes the checked path, which alone produces errors: a scanner walks the MessagePack tokens without allocating, so
+ * a hostile frame (a length header of 4 GiB, arrays nested sixteen million deep, millions of tiny items) is refused
  * before `@msgpack/msgpack` builds anything from it; then the decoder builds the value and a hand-written checker
- * copies it into a fresh message of exactly the declared shape.
+ * copies it into a fresh message of exactly the declared shape. Encoding mirrors this: a writer for well-typed
+ * messages, and the generic encoder for anything else.
  */
 import { Decoder, Encoder, type ExtensionCodecType } from '@msgpack/msgpack';
 import { ERROR_CODES, type ErrorCode, MalformedFrameError } from './errors.ts';
@@ -117,7 +121,11 @@ function readerFor(limits: ProtocolLimits): FrameReader {
   return reader;
 }
 
-/** Encodes `message` as one MessagePack frame holding exactly the fields its type declares. */
+/**
+ * Encodes `message` as one MessagePack frame holding exactly the fields its type declares. The frame is usually a
+ * view into a block shared with other frames, as Node's small Buffers are: its bytes never change, but its `buffer`
+ * holds other frames too, so copy the frame before transferring or keeping a buffer.
+ */
 export function encodeMessage(message: PeerMessage): Uint8Array {
   const frame = fastWriter.frame(message);
   return frame ?? encoder.encode(wireForm(message));
@@ -637,6 +645,9 @@ const K = {
   target: packed('target'),
 };
 
+// A clock entry's map header and its first key.
+const ENTRY_HEAD = Uint8Array.of(0x83, ...K.node);
+
 const TYPES = Object.keys(FIELDS) as PeerMessage['type'][];
 // The head of each message type's frame: its map header, the key `type` and the type's name.
 const HEADS = TYPES.map((t) => {
@@ -710,8 +721,16 @@ class FastWriter {
   /** The bytes written since `start`, as a view; the next write starts after them. */
   finish(): Uint8Array {
     const bytes = this.block.subarray(this.start, this.at);
-    // The next write starts 8-byte aligned, so no two outputs share a word a reader might fetch as one.
-    this.start = (this.at + 7) & ~7;
+    if (this.block.length > BLOCK_BYTES) {
+      // A block grown for a huge frame is left to that frame alone, so that it is freed along with it.
+      this.block = new Uint8Array(BLOCK_BYTES);
+      this.view = new DataView(this.block.buffer);
+      this.start = 0;
+    } else {
+      // The next write starts 8-byte aligned, so no two outputs share a word a reader might fetch as one.
+      this.start = (this.at + 7) & ~7;
+    }
+    this.at = this.start;
     return bytes;
   }
 
@@ -860,11 +879,28 @@ class FastWriter {
     return n;
   }
 
+  // The hottest write, straight-line: one check of room for the whole entry when its node id is a short string.
   entry(e: ClockEntry): void {
     if (typeof e !== 'object' || e === null) throw BAIL;
-    this.byte(0x83);
-    this.raw(K.node);
-    this.ascii(e.node);
+    const node = e.node;
+    if (typeof node !== 'string' || node.length >= 32) {
+      this.byte(0x83);
+      this.raw(K.node);
+      this.ascii(node);
+    } else {
+      const n = node.length;
+      this.room(ENTRY_HEAD.length + 1 + n);
+      const block = this.block;
+      let at = this.at;
+      for (let i = 0; i < ENTRY_HEAD.length; i++) block[at++] = ENTRY_HEAD[i]!;
+      block[at++] = 0xa0 | n;
+      for (let i = 0; i < n; i++) {
+        const c = node.charCodeAt(i);
+        if (c >= 0x80) throw BAIL;
+        block[at++] = c;
+      }
+      this.at = at;
+    }
     this.raw(K.counter);
     this.number(e.counter);
     this.raw(K.timestamp);

@@ -96,30 +96,49 @@ function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+// Base64url digits by sixtet, as bytes, and the text they spell is read in one call: building the string a few
+// characters at a time costs more than the encoding itself.
+const DIGITS = new Uint8Array(64);
+for (let i = 0; i < 64; i++) DIGITS[i] = ALPHABET.charCodeAt(i);
+const digits = new Uint8Array(Math.ceil((MAX_CONTEXT_LENGTH * 3) / 4) + 4);
+const ascii = new TextDecoder('latin1');
+
 function toBase64Url(bytes: Uint8Array): string {
-  let out = '';
   const n = bytes.length;
+  const out = n <= ((digits.length - 4) / 4) * 3 ? digits : new Uint8Array(Math.ceil((n * 4) / 3) + 4);
+  let o = 0;
   let i = 0;
   for (; i + 2 < n; i += 3) {
     const v = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out += ALPHABET[v >> 18]! + ALPHABET[(v >> 12) & 63]! + ALPHABET[(v >> 6) & 63]! + ALPHABET[v & 63]!;
+    out[o++] = DIGITS[v >> 18]!;
+    out[o++] = DIGITS[(v >> 12) & 63]!;
+    out[o++] = DIGITS[(v >> 6) & 63]!;
+    out[o++] = DIGITS[v & 63]!;
   }
   if (n - i === 1) {
     const v = bytes[i]! << 16;
-    out += ALPHABET[v >> 18]! + ALPHABET[(v >> 12) & 63]!;
+    out[o++] = DIGITS[v >> 18]!;
+    out[o++] = DIGITS[(v >> 12) & 63]!;
   } else if (n - i === 2) {
     const v = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
-    out += ALPHABET[v >> 18]! + ALPHABET[(v >> 12) & 63]! + ALPHABET[(v >> 6) & 63]!;
+    out[o++] = DIGITS[v >> 18]!;
+    out[o++] = DIGITS[(v >> 12) & 63]!;
+    out[o++] = DIGITS[(v >> 6) & 63]!;
   }
-  return out;
+  return ascii.decode(out.subarray(0, o));
 }
 
-// The bytes of unpadded base64url `text`, or null when it is not exactly what toBase64Url produces: a character
-// outside the alphabet, padding, an impossible length, or non-zero bits after the last byte.
+// Decoded contexts land here and are read before the next decode: a context's bytes are a few dozen, and a fresh
+// array of more than 64 bytes costs V8 more than decoding it.
+const scratch = new Uint8Array((MAX_CONTEXT_LENGTH / 4) * 3);
+
+// The bytes of unpadded base64url `text` (at most MAX_CONTEXT_LENGTH characters), as a view of `scratch` valid
+// until the next call, or null when it is not exactly what toBase64Url produces: a character outside the alphabet,
+// padding, an impossible length, or non-zero bits after the last byte.
 function fromBase64Url(text: string): Uint8Array | null {
   const tail = text.length % 4;
   if (tail === 1) return null;
-  const out = new Uint8Array(((text.length - tail) / 4) * 3 + (tail === 0 ? 0 : tail - 1));
+  const out = scratch.subarray(0, ((text.length - tail) / 4) * 3 + (tail === 0 ? 0 : tail - 1));
   let bits = 0;
   let count = 0;
   let o = 0;

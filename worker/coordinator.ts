@@ -16,7 +16,7 @@ import {
   hasErrorCode,
 } from './errors.ts';
 import type { Logger } from './env.ts';
-import type { Peers, Reply } from './peers.ts';
+import type { Peers, Reply, ReplyHandler } from './peers.ts';
 import type { WireReceipt } from './protocol.ts';
 import type { Ring } from './ring.ts';
 import type { Storage } from './storage/storage.ts';
@@ -76,12 +76,15 @@ export interface GetOutcome {
 interface Plan {
   readonly partition: number;
   readonly owners: readonly string[];
-  readonly fallbacks: string[];
+  readonly fallbacks: readonly string[];
 }
 
 /** Coordinates gets and puts for one node. */
 export class Coordinator {
   readonly #deps: CoordinatorDeps;
+  /** The ring the cached plans were made from, and its plans by partition. */
+  #plannedRing: Ring | null = null;
+  #plans: (Plan | undefined)[] = [];
 
   constructor(deps: CoordinatorDeps) {
     this.#deps = deps;
@@ -90,9 +93,22 @@ export class Coordinator {
   /** The partition, preference list and fallbacks for `key` under the current ring. */
   plan(key: Uint8Array): Plan {
     const ring = this.#deps.ring();
+    if (ring !== this.#plannedRing) {
+      this.#plannedRing = ring;
+      this.#plans = [];
+    }
     const partition = ring.partitionOf(key);
-    const walk = ring.walk(partition);
-    return { partition, owners: walk.slice(0, this.#deps.n), fallbacks: walk.slice(this.#deps.n) };
+    let plan = this.#plans[partition];
+    if (plan === undefined) {
+      const walk = ring.walk(partition);
+      plan = Object.freeze({
+        partition,
+        owners: Object.freeze(walk.slice(0, this.#deps.n)),
+        fallbacks: Object.freeze(walk.slice(this.#deps.n)),
+      });
+      this.#plans[partition] = plan;
+    }
+    return plan;
   }
 
   /** Puts (or deletes, when `value` is null) as coordinator when this node owns the key, else forwards. */
@@ -140,76 +156,17 @@ export class Coordinator {
    * next fallback with a hint. Resolves once W replicas (this node included) hold it; the others keep going.
    */
   #replicate(request: PutRequest, plan: Plan, siblings: readonly Version[]): Promise<WireReceipt> {
-    const { self, peers, metrics } = this.#deps;
-    const acknowledged = [self];
-    const fallbacks: string[] = [];
-    const hints: { holder: string; target: string }[] = [];
-    const spare = [...plan.fallbacks];
-    const owners = plan.owners.filter((id) => id !== self);
-    const receipt = (): WireReceipt => ({
-      coordinator: self,
-      acknowledged: [...acknowledged],
-      fallbacks: [...fallbacks],
-      hints: hints.map((h) => ({ ...h })),
-    });
-
-    return new Promise<WireReceipt>((resolvePut, rejectPut) => {
-      let open = owners.length;
-      let settled = false;
-      const settle = (): void => {
-        if (settled) return;
-        if (acknowledged.length >= request.w) {
-          settled = true;
-          resolvePut(receipt());
-        } else if (open === 0) {
-          settled = true;
-          metrics.count('quorumFailures');
-          rejectPut(new QuorumError('put did not reach its write quorum', request.w, acknowledged.length));
-        }
-      };
-      const runSlot = async (owner: string): Promise<void> => {
-        let target: string | undefined = owner;
-        let hintFor: string | null = null;
-        if (peers.isSuspected(owner)) {
-          target = takeFallback(spare, peers);
-          hintFor = owner;
-        }
-        while (target !== undefined) {
-          const reply = await peers.request(
-            target,
-            { type: 'replicate', key: request.key, versions: siblings, hintFor, durable: request.durable },
-            this.#deps.requestTimeout,
-          );
-          if (reply?.type === 'replicate-ack') {
-            acknowledged.push(target);
-            if (hintFor !== null) {
-              fallbacks.push(target);
-              hints.push({ holder: target, target: hintFor });
-              metrics.count('hintsSent');
-            }
-            return;
-          }
-          target = takeFallback(spare, peers);
-          hintFor = owner;
-          if (target !== undefined) metrics.count('fallbacksUsed');
-        }
-      };
-      for (const owner of owners) {
-        void runSlot(owner)
-          .catch((error: unknown) => this.#deps.logger.error({ error: String(error) }, 'replication slot failed'))
-          .finally(() => {
-            open--;
-            settle();
-          });
-      }
-      settle();
-    });
+    return new Replication(this.#deps, request, plan, siblings).done;
   }
 
   /** Step: hands the put to the first owner that answers; only their errors that are final stop the walk. */
   async #forwardPut(request: PutRequest, plan: Plan): Promise<PutOutcome> {
     const { peers, metrics } = this.#deps;
-    const candidates = [...plan.owners].sort((a, b) => Number(peers.isSuspected(a)) - Number(peers.isSuspected(b)));
+    // Unsuspected owners first, each group in preference order (what a stable sort on suspicion gives).
+    const candidates: string[] = [];
+    const suspected: string[] = [];
+    for (const owner of plan.owners) (peers.isSuspected(owner) ? suspected : candidates).push(owner);
+    for (const owner of suspected) candidates.push(owner);
     let lastError: DynameshError | undefined;
     for (const owner of candidates) {
       metrics.count('forwards');
@@ -249,65 +206,28 @@ export class Coordinator {
    * set are repaired (read repair).
    */
   #read(key: Uint8Array, r: number, plan: Plan, repair: boolean): Promise<GetOutcome> {
-    const { self, peers, metrics } = this.#deps;
-    const replies = new Map<string, Version[]>();
-    const spare = [...plan.fallbacks];
-
-    return new Promise<GetOutcome>((resolveGet, rejectGet) => {
-      let open = plan.owners.length;
-      let settled = false;
-      const merged = (): Version[] => resolve([], [...replies.values()].flat()).siblings;
-      const settle = (): void => {
-        if (!settled && replies.size >= r) {
-          settled = true;
-          resolveGet({ siblings: merged(), coordinator: self, replied: [...replies.keys()] });
-        }
-        if (open > 0) return;
-        if (!settled) {
-          settled = true;
-          metrics.count('quorumFailures');
-          rejectGet(new QuorumError('get did not reach its read quorum', r, replies.size));
-        }
-        if (repair) void this.#repair(key, plan, replies, merged());
-      };
-      const runSlot = async (owner: string): Promise<void> => {
-        let target: string | undefined =
-          owner === self || !peers.isSuspected(owner) ? owner : takeFallback(spare, peers);
-        while (target !== undefined) {
-          if (target === self) {
-            replies.set(self, await this.#deps.readLocal(key));
-            return;
-          }
-          const reply: Reply | null = await peers.request(target, { type: 'read', key }, this.#deps.requestTimeout);
-          if (reply?.type === 'read-reply') {
-            replies.set(target, [...reply.versions]);
-            return;
-          }
-          target = takeFallback(spare, peers);
-        }
-      };
-      for (const owner of plan.owners) {
-        void runSlot(owner)
-          .catch((error: unknown) => this.#deps.logger.error({ error: String(error) }, 'read slot failed'))
-          .finally(() => {
-            open--;
-            settle();
-          });
-      }
-    });
+    const read = new Read(
+      this.#deps,
+      key,
+      r,
+      plan,
+      repair ? (replied, replies, merged) => this.#repair(key, plan, replied, replies, merged) : null,
+    );
+    return read.done;
   }
 
   /** Step: sends the merged siblings to each owner that replied with less. */
   async #repair(
     key: Uint8Array,
     plan: Plan,
-    replies: ReadonlyMap<string, Version[]>,
-    merged: Version[],
+    replied: readonly string[],
+    replies: readonly (readonly Version[])[],
+    merged: readonly Version[],
   ): Promise<void> {
     const { self, peers, metrics, storage } = this.#deps;
     for (const owner of plan.owners) {
-      const seen = replies.get(owner);
-      if (seen === undefined || sameSiblings(seen, merged)) continue;
+      const k = replied.indexOf(owner);
+      if (k < 0 || sameSiblings(replies[k]!, merged)) continue;
       metrics.count('readRepairs');
       try {
         if (owner === self) {
@@ -323,6 +243,296 @@ export class Coordinator {
         this.#deps.logger.warn({ error: String(error), owner }, 'read repair failed');
       }
     }
+  }
+}
+
+/**
+ * One put's replication, as state and methods rather than closures: a put makes one, and closures would be made
+ * afresh (and, under some bundlers, renamed) on every put.
+ */
+class Replication {
+  /** Settles with the receipt once W replicas hold the siblings, or fails once every slot has finished short of W. */
+  readonly done: Promise<WireReceipt>;
+  readonly deps: CoordinatorDeps;
+  readonly request: PutRequest;
+  readonly siblings: readonly Version[];
+  readonly spare: string[];
+  readonly #acknowledged: string[];
+  readonly #fallbacks: string[] = [];
+  readonly #hints: { holder: string; target: string }[] = [];
+  #open: number;
+  #settled = false;
+  #resolve!: (receipt: WireReceipt) => void;
+  #reject!: (error: unknown) => void;
+
+  constructor(deps: CoordinatorDeps, request: PutRequest, plan: Plan, siblings: readonly Version[]) {
+    this.deps = deps;
+    this.request = request;
+    this.siblings = siblings;
+    this.#acknowledged = [deps.self];
+    this.spare = [...plan.fallbacks];
+    const owners = plan.owners.filter((id) => id !== deps.self);
+    this.#open = owners.length;
+    this.done = new Promise<WireReceipt>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    for (const owner of owners) new ReplicaSlot(this, owner).start();
+    this.#settle();
+  }
+
+  /** `target` acknowledged, standing in for `hintFor` unless that is null. */
+  acknowledge(target: string, hintFor: string | null): void {
+    this.#acknowledged.push(target);
+    if (hintFor !== null) {
+      this.#fallbacks.push(target);
+      this.#hints.push({ holder: target, target: hintFor });
+      this.deps.metrics.count('hintsSent');
+    }
+  }
+
+  /** A slot has finished, acknowledged or not. */
+  slotDone(): void {
+    this.#open--;
+    this.#settle();
+  }
+
+  #settle(): void {
+    if (this.#settled) return;
+    const { w } = this.request;
+    if (this.#acknowledged.length >= w) {
+      this.#settled = true;
+      this.#resolve({
+        coordinator: this.deps.self,
+        acknowledged: [...this.#acknowledged],
+        fallbacks: [...this.#fallbacks],
+        hints: this.#hints.map((h) => ({ holder: h.holder, target: h.target })),
+      });
+    } else if (this.#open === 0) {
+      this.#settled = true;
+      this.deps.metrics.count('quorumFailures');
+      this.#reject(new QuorumError('put did not reach its write quorum', w, this.#acknowledged.length));
+    }
+  }
+}
+
+/**
+ * One owner's part of a put: ship the siblings to the owner, or, each time a node does not answer, to the next
+ * fallback with a hint naming the owner. A reply handler rather than an async loop: a put makes two of these and a
+ * get three, and the promise and suspended function behind each await cost more than the rest of a slot.
+ */
+class ReplicaSlot implements ReplyHandler {
+  readonly #replication: Replication;
+  readonly #owner: string;
+  #target: string | undefined;
+  #hintFor: string | null = null;
+  #finished = false;
+
+  constructor(replication: Replication, owner: string) {
+    this.#replication = replication;
+    this.#owner = owner;
+    this.#target = owner;
+  }
+
+  start(): void {
+    try {
+      const { peers } = this.#replication.deps;
+      if (peers.isSuspected(this.#owner)) {
+        this.#target = takeFallback(this.#replication.spare, peers);
+        this.#hintFor = this.#owner;
+      }
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  onReply(reply: Reply | null): void {
+    try {
+      const replication = this.#replication;
+      if (reply?.type === 'replicate-ack') {
+        replication.acknowledge(this.#target!, this.#hintFor);
+        this.#finish();
+        return;
+      }
+      this.#target = takeFallback(replication.spare, replication.deps.peers);
+      this.#hintFor = this.#owner;
+      if (this.#target !== undefined) replication.deps.metrics.count('fallbacksUsed');
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #ask(): void {
+    const target = this.#target;
+    if (target === undefined) {
+      this.#finish();
+      return;
+    }
+    const { deps, request, siblings } = this.#replication;
+    deps.peers.send(
+      target,
+      { type: 'replicate', key: request.key, versions: siblings, hintFor: this.#hintFor, durable: request.durable },
+      deps.requestTimeout,
+      this,
+    );
+  }
+
+  #fail(error: unknown): void {
+    this.#replication.deps.logger.error({ error: String(error) }, 'replication slot failed');
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#replication.slotDone();
+  }
+}
+
+/** Repairs the owners whose replies lack some of `merged`; `replies[i]` is what `replied[i]` answered. */
+type Repairer = (
+  replied: readonly string[],
+  replies: readonly (readonly Version[])[],
+  merged: readonly Version[],
+) => void;
+
+/** One read of R replicas, as state and methods (see {@link Replication}). */
+class Read {
+  /** Settles with the merged siblings after R replies, or fails once every slot has finished short of R. */
+  readonly done: Promise<GetOutcome>;
+  readonly deps: CoordinatorDeps;
+  readonly key: Uint8Array;
+  readonly spare: string[];
+  readonly #r: number;
+  /** Who replied, in order, and what each replied (a map as two arrays: a get holds N entries at most). */
+  readonly #replied: string[] = [];
+  readonly #replies: (readonly Version[])[] = [];
+  readonly #repair: Repairer | null;
+  #open: number;
+  #settled = false;
+  #resolve!: (outcome: GetOutcome) => void;
+  #reject!: (error: unknown) => void;
+
+  constructor(deps: CoordinatorDeps, key: Uint8Array, r: number, plan: Plan, repair: Repairer | null) {
+    this.deps = deps;
+    this.key = key;
+    this.#r = r;
+    this.spare = [...plan.fallbacks];
+    this.#repair = repair;
+    this.#open = plan.owners.length;
+    this.done = new Promise<GetOutcome>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    for (const owner of plan.owners) new ReadSlot(this, owner).start();
+  }
+
+  #merged(): Version[] {
+    const all: Version[] = [];
+    for (const versions of this.#replies) for (let i = 0; i < versions.length; i++) all.push(versions[i]!);
+    return resolve([], all).siblings;
+  }
+
+  /** `id` answered `versions`. */
+  reply(id: string, versions: readonly Version[]): void {
+    const k = this.#replied.indexOf(id);
+    if (k < 0) {
+      this.#replied.push(id);
+      this.#replies.push(versions);
+    } else {
+      this.#replies[k] = versions;
+    }
+  }
+
+  /** A slot has finished, answered or not. */
+  slotDone(): void {
+    this.#open--;
+    this.#settle();
+  }
+
+  #settle(): void {
+    const count = this.#replied.length;
+    if (!this.#settled && count >= this.#r) {
+      this.#settled = true;
+      this.#resolve({ siblings: this.#merged(), coordinator: this.deps.self, replied: [...this.#replied] });
+    }
+    if (this.#open > 0) return;
+    if (!this.#settled) {
+      this.#settled = true;
+      this.deps.metrics.count('quorumFailures');
+      this.#reject(new QuorumError('get did not reach its read quorum', this.#r, count));
+    }
+    if (this.#repair !== null) this.#repair(this.#replied, this.#replies, this.#merged());
+  }
+}
+
+/** One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. */
+class ReadSlot implements ReplyHandler {
+  readonly #read: Read;
+  #target: string | undefined;
+  #finished = false;
+
+  constructor(read: Read, owner: string) {
+    this.#read = read;
+    const { self, peers } = read.deps;
+    this.#target = owner === self || !peers.isSuspected(owner) ? owner : undefined;
+    if (this.#target === undefined) this.#target = takeFallback(read.spare, peers);
+  }
+
+  start(): void {
+    try {
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  onReply(reply: Reply | null): void {
+    try {
+      if (reply?.type === 'read-reply') {
+        this.#read.reply(this.#target!, reply.versions);
+        this.#finish();
+        return;
+      }
+      this.#target = takeFallback(this.#read.spare, this.#read.deps.peers);
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #ask(): void {
+    const target = this.#target;
+    if (target === undefined) {
+      this.#finish();
+      return;
+    }
+    const read = this.#read;
+    const deps = read.deps;
+    if (target === deps.self) {
+      deps.readLocal(read.key).then(
+        (versions) => {
+          read.reply(target, versions);
+          this.#finish();
+        },
+        (error: unknown) => this.#fail(error),
+      );
+      return;
+    }
+    deps.peers.send(target, { type: 'read', key: read.key }, deps.requestTimeout, this);
+  }
+
+  #fail(error: unknown): void {
+    this.#read.deps.logger.error({ error: String(error) }, 'read slot failed');
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#read.slotDone();
   }
 }
 

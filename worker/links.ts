@@ -2,9 +2,11 @@
  * The node's transport in a tab: one link per peer, either a data channel transferred into the worker (frames go
  * straight from worker to worker) or a `MessagePort` whose other end the main thread relays to a data channel.
  * Messages are cut into frames that fit a data-channel message (see frames.ts). Sending is best effort: frames for
- * a peer without a link, or past a full buffer, are dropped and counted; the node's timeouts notice.
+ * a peer without a link, or past a full buffer, are dropped and counted; the node's timeouts notice. With
+ * {@link Faults}, every whole message in or out passes its isolation, loss and delay first.
  */
 import type { Logger, Transport } from './env.ts';
+import type { Faults } from './faults.ts';
 import { Reassembler, toFrames } from './frames.ts';
 
 /** The two kinds of link. */
@@ -30,6 +32,8 @@ export interface LinksOptions {
   readonly maxQueuedFrames?: number;
   /** Past this many bytes waiting in a channel's buffer, frames are dropped. @default 8 MiB */
   readonly maxBufferedBytes?: number;
+  /** Injected faults every message passes; without them nothing is dropped or held on purpose. */
+  readonly faults?: Faults;
 }
 
 interface Link {
@@ -98,19 +102,19 @@ export class Links implements Transport {
 
   /** Sends one message to `to`, in frames. */
   send(to: string, message: Uint8Array): void {
+    const faults = this.#options.faults;
+    if (faults !== undefined) {
+      // Framed now, which copies the message: a delayed send must not keep a buffer the caller may reuse.
+      const frames = toFrames(message, this.#nextMessageId++);
+      faults.outgoing(to, () => this.#deliver(to, frames));
+      return;
+    }
     const link = this.#links.get(to);
     if (link === undefined) {
       this.dropped++;
       return;
     }
-    const frames = toFrames(message, this.#nextMessageId++);
-    if (!link.isOpen()) {
-      const max = this.#options.maxQueuedFrames ?? 1024;
-      link.queue.push(...frames);
-      if (link.queue.length > max) this.dropped += link.queue.splice(0, link.queue.length - max).length;
-      return;
-    }
-    this.#write(to, link, frames);
+    this.#toLink(to, link, toFrames(message, this.#nextMessageId++));
   }
 
   /** Every link and whether it is open. */
@@ -121,6 +125,26 @@ export class Links implements Transport {
   /** Closes every link. */
   close(): void {
     for (const peer of [...this.#links.keys()]) this.detach(peer);
+  }
+
+  /** Sends frames that passed the faults, to the link `to` has now. */
+  #deliver(to: string, frames: Uint8Array[]): void {
+    const link = this.#links.get(to);
+    if (link === undefined) {
+      this.dropped += frames.length;
+      return;
+    }
+    this.#toLink(to, link, frames);
+  }
+
+  #toLink(to: string, link: Link, frames: Uint8Array[]): void {
+    if (!link.isOpen()) {
+      const max = this.#options.maxQueuedFrames ?? 1024;
+      link.queue.push(...frames);
+      if (link.queue.length > max) this.dropped += link.queue.splice(0, link.queue.length - max).length;
+      return;
+    }
+    this.#write(to, link, frames);
   }
 
   #write(peer: string, link: Link, frames: Uint8Array[]): void {
@@ -148,8 +172,11 @@ export class Links implements Transport {
       return;
     }
     const outcome = reassembler.push(new Uint8Array(data));
-    if (outcome.kind === 'message') this.#options.onMessage(peer, outcome.message);
-    else if (outcome.kind === 'invalid') this.#options.onInvalid(peer, outcome.reason);
+    if (outcome.kind === 'message') {
+      // Faults judge whole messages, after reassembly, so that a dropped one leaves the reassembler in step.
+      if (this.#options.faults?.admits(peer) === false) return;
+      this.#options.onMessage(peer, outcome.message);
+    } else if (outcome.kind === 'invalid') this.#options.onInvalid(peer, outcome.reason);
   }
 
   #replace(peer: string, link: Link): void {

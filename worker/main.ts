@@ -7,6 +7,7 @@
 import * as Comlink from 'comlink';
 import { DynameshError } from './errors.ts';
 import { type Logger, systemClock, systemTimers } from './env.ts';
+import { type FaultState, Faults } from './faults.ts';
 import { type LinkState, Links } from './links.ts';
 import {
   type DeleteOptions,
@@ -34,6 +35,8 @@ export interface HostConfig {
   readonly requestTimeout: number;
   readonly hintInterval: number;
   readonly limits: Partial<ProtocolLimits>;
+  /** Lets the page inject faults into this node's transport. @default false */
+  readonly faults?: boolean;
 }
 
 /** A failure as it crosses the worker boundary. */
@@ -61,6 +64,8 @@ export interface HostMetrics {
   readonly storage: StorageStats;
   readonly links: LinkState[];
   readonly framesDropped: number;
+  /** The injected faults and what they dropped and held; present only when the node runs with faults. */
+  readonly faults?: FaultState;
 }
 
 /** The node's side of the worker boundary. */
@@ -68,6 +73,7 @@ export class NodeHost {
   #node: DynamoNode | undefined;
   #storage: Storage | undefined;
   #links: Links | undefined;
+  #faults: Faults | undefined;
   #onLog: ((entry: LogEntry) => void) | undefined;
   readonly #logger: Logger = {
     debug: () => {},
@@ -83,14 +89,20 @@ export class NodeHost {
       this.#onLog = onLog;
       const limits = { ...DEFAULT_LIMITS, ...config.limits };
       const storage = await openIndexedDbStorage(config.database);
+      const faults =
+        config.faults === true
+          ? new Faults({ self: config.id, random: Math.random, clock: systemClock, timers: systemTimers })
+          : undefined;
       const links = new Links({
         maxMessageBytes: limits.maxFrameBytes,
         logger: this.#logger,
         onMessage: (from, message) => this.#node?.receive(from, message),
         onInvalid: (from, reason) => this.#node?.rejectFrame(from, reason),
+        ...(faults !== undefined ? { faults } : {}),
       });
       this.#storage = storage;
       this.#links = links;
+      this.#faults = faults;
       this.#node = new DynamoNode({
         id: config.id,
         domain: config.domain,
@@ -149,7 +161,33 @@ export class NodeHost {
       storage: await this.#storage!.stats(),
       links: this.#links!.states(),
       framesDropped: this.#links!.dropped,
+      ...(this.#faults !== undefined ? { faults: this.#faults.state() } : {}),
     }));
+  }
+
+  /** Cuts this node from `nodeIds` (its own id: from everyone), on top of earlier cuts. */
+  isolate(nodeIds: readonly string[]): Promise<Outcome<FaultState>> {
+    return this.#fault((faults) => faults.isolate(nodeIds));
+  }
+
+  /** Ends isolation, loss and delay. */
+  heal(): Promise<Outcome<FaultState>> {
+    return this.#fault((faults) => faults.heal());
+  }
+
+  /** Drops each message in or out with probability `p`. */
+  setDropRate(p: number): Promise<Outcome<FaultState>> {
+    return this.#fault((faults) => faults.setDropRate(p));
+  }
+
+  /** Holds each outgoing message `ms`. */
+  setDelay(ms: number): Promise<Outcome<FaultState>> {
+    return this.#fault((faults) => faults.setDelay(ms));
+  }
+
+  /** The faults in force and their counts. */
+  faultState(): Promise<Outcome<FaultState>> {
+    return this.#fault(() => {});
   }
 
   /** Stops the node, closes the links and the database. Idempotent. */
@@ -157,6 +195,7 @@ export class NodeHost {
     const node = this.#node;
     if (node === undefined) return;
     await node.close();
+    this.#faults?.close();
     this.#links?.close();
     await this.#storage?.close();
   }
@@ -164,6 +203,16 @@ export class NodeHost {
   #running(): DynamoNode {
     if (this.#node === undefined) throw new DynameshError('ERR_CLOSED', 'the node has not started');
     return this.#node;
+  }
+
+  #fault(change: (faults: Faults) => void): Promise<Outcome<FaultState>> {
+    return attempt(async () => {
+      this.#running();
+      const faults = this.#faults;
+      if (faults === undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node runs without faults');
+      change(faults);
+      return faults.state();
+    });
   }
 
   #log(level: LogEntry['level'], fields: object, msg?: string): void {

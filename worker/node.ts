@@ -18,7 +18,7 @@ import {
 } from './env.ts';
 import { Handoff } from './handoff.ts';
 import { Metrics, type MetricsSnapshot } from './metrics.ts';
-import { Peers } from './peers.ts';
+import { Peers, isReply } from './peers.ts';
 import {
   DEFAULT_LIMITS,
   NODE_ID_PATTERN,
@@ -228,6 +228,15 @@ export class DynamoNode {
       return;
     }
     this.#peers.heard(from);
+    if (isReply(message)) {
+      // Half of all frames are replies, which settle their request at once: no promise of #dispatch for them.
+      try {
+        if (!this.#peers.settle(message)) this.#logger.debug({ from, type: message.type }, 'late reply');
+      } catch (error) {
+        this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
+      }
+      return;
+    }
     void this.#dispatch(message).catch((error: unknown) => {
       this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
     });

@@ -2,6 +2,10 @@
  * Requests to peers and their replies: request ids, per-request timeouts, and link-level failure detection. A peer
  * that lets a request time out is suspected for a while, so that the next requests go straight to a fallback instead
  * of waiting out the same timeout again; any frame from it clears the suspicion.
+ *
+ * Timeouts share one timer, armed for the earliest deadline of the requests waiting: nearly every request is answered
+ * long before its deadline, and a timer per request would be set and cleared for nothing (in the simulation each one
+ * is an event that outlives its request by the whole timeout).
  */
 import type { Clock, Timers, TimerHandle } from './env.ts';
 import type { PeerMessage } from './protocol.ts';
@@ -16,10 +20,40 @@ export type Outgoing = PeerMessage extends infer M
 /** The replies a request can get. */
 export type Reply = Extract<PeerMessage, { type: 'replicate-ack' | 'read-reply' | 'coordinate-reply' | 'error' }>;
 
+/** True when `message` answers a request (see {@link Peers.settle}) rather than asking something. */
+export function isReply(message: PeerMessage): message is Reply {
+  const type = message.type;
+  return type === 'replicate-ack' || type === 'read-reply' || type === 'coordinate-reply' || type === 'error';
+}
+
+/**
+ * Takes the outcome of a request made with {@link Peers.send}: its reply, or null once it timed out or the node
+ * closed. Called exactly once, never from inside `send`, and must not throw.
+ */
+export interface ReplyHandler {
+  onReply(reply: Reply | null): void;
+}
+
+/** A promise's resolve as a handler, for {@link Peers.request}. */
+class Resolver implements ReplyHandler {
+  readonly onReply: (reply: Reply | null) => void;
+  constructor(resolve: (reply: Reply | null) => void) {
+    this.onReply = resolve;
+  }
+}
+
+/** Ids of requests made with one timeout, in the order they were made (so by deadline); `head` is the first left. */
+interface TimeoutQueue {
+  ids: number[];
+  head: number;
+}
+
 interface Pending {
   readonly to: string;
-  readonly resolve: (reply: Reply | null) => void;
-  readonly timer: TimerHandle;
+  readonly handler: ReplyHandler;
+  readonly timeoutMs: number;
+  /** When the request times out, on the clock. */
+  deadline: number;
 }
 
 /** Options of {@link Peers}. */
@@ -44,6 +78,14 @@ export class Peers {
   readonly #suspectedUntil = new Map<string, number>();
   #nextRequestId: number;
   #closed = false;
+  /**
+   * Requests by timeout: within one queue deadlines only grow, so a sweep looks at each queue's first requests only.
+   * Answered requests leave their queue when a sweep reaches them.
+   */
+  readonly #queues = new Map<number, TimeoutQueue>();
+  /** The shared timeout timer, and the deadline it is armed for (Infinity when none is). */
+  #timer: TimerHandle | undefined;
+  #timerAt = Infinity;
 
   constructor(options: PeersOptions) {
     this.#options = options;
@@ -54,25 +96,87 @@ export class Peers {
 
   /** Sends `message` to `to` and resolves with its reply, or with null after `timeoutMs` or on close. */
   request(to: string, message: Outgoing, timeoutMs: number): Promise<Reply | null> {
-    if (this.#closed) return Promise.resolve(null);
+    return new Promise<Reply | null>((resolve) => this.send(to, message, timeoutMs, new Resolver(resolve)));
+  }
+
+  /**
+   * Sends `message` to `to` and hands its reply to `handler`, or null after `timeoutMs` or on close: what
+   * {@link request} does without a promise, for the hot paths that make several requests per operation.
+   */
+  send(to: string, message: Outgoing, timeoutMs: number, handler: ReplyHandler): void {
+    if (this.#closed) {
+      queueMicrotask(() => handler.onReply(null));
+      return;
+    }
     const requestId = this.#nextRequestId++;
-    return new Promise<Reply | null>((resolve) => {
-      const timer = this.#options.timers.setTimeout(() => {
-        if (this.#pending.delete(requestId)) {
-          this.suspect(to);
-          this.#options.onTimeout?.(to);
-          resolve(null);
+    const full = withEnvelope(message, this.#options.self, requestId);
+    const now = this.#options.clock.now();
+    const deadline = now + timeoutMs;
+    this.#pending.set(requestId, { to, handler, timeoutMs, deadline });
+    let queue = this.#queues.get(timeoutMs);
+    if (queue === undefined) this.#queues.set(timeoutMs, (queue = { ids: [], head: 0 }));
+    queue.ids.push(requestId);
+    if (deadline < this.#timerAt) this.#arm(deadline, now);
+    this.#options.send(to, full);
+  }
+
+  #arm(deadline: number, now: number): void {
+    const timers = this.#options.timers;
+    if (this.#timer !== undefined) timers.clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = timers.setTimeout(() => this.#sweep(), Math.max(0, deadline - now));
+  }
+
+  /** Times out every request whose deadline has come, in the order they were made, and arms for the next one. */
+  #sweep(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = this.#options.clock.now();
+    let due: number[] | undefined;
+    let next = Infinity;
+    for (const queue of this.#queues.values()) {
+      const ids = queue.ids;
+      let head = queue.head;
+      for (; head < ids.length; head++) {
+        const pending = this.#pending.get(ids[head]!);
+        if (pending === undefined) continue;
+        // A deadline further off than a whole timeout means the clock went back: the wait restarts, never unbounded.
+        if (pending.deadline - now > pending.timeoutMs) pending.deadline = now + pending.timeoutMs;
+        if (pending.deadline > now) {
+          if (pending.deadline < next) next = pending.deadline;
+          break;
         }
-      }, timeoutMs);
-      this.#pending.set(requestId, { to, resolve, timer });
-      this.#options.send(to, { ...message, from: this.#options.self, requestId } as PeerMessage);
-    });
+        (due ??= []).push(ids[head]!);
+      }
+      if (head === ids.length) {
+        queue.ids = [];
+        queue.head = 0;
+      } else if (head > 64 && head * 2 > ids.length) {
+        queue.ids = ids.slice(head);
+        queue.head = 0;
+      } else {
+        queue.head = head;
+      }
+    }
+    if (next !== Infinity) this.#arm(next, now);
+    if (due === undefined) return;
+    // Request ids grow in the order requests are made: ties between queues expire in that order too.
+    if (this.#queues.size > 1) due.sort((a, b) => a - b);
+    const expired: ReplyHandler[] = [];
+    for (const requestId of due) {
+      const pending = this.#pending.get(requestId)!;
+      this.#pending.delete(requestId);
+      this.suspect(pending.to);
+      this.#options.onTimeout?.(pending.to);
+      expired.push(pending.handler);
+    }
+    callAll(expired);
   }
 
   /** Sends a reply to request `requestId` of `to`. */
   reply(to: string, requestId: number, message: Outgoing): void {
     if (this.#closed) return;
-    this.#options.send(to, { ...message, from: this.#options.self, requestId } as PeerMessage);
+    this.#options.send(to, withEnvelope(message, this.#options.self, requestId));
   }
 
   /** Hands a reply to the request waiting for it. Returns false when none waits (late, duplicated or forged). */
@@ -80,8 +184,7 @@ export class Peers {
     const pending = this.#pending.get(reply.requestId);
     if (pending === undefined || pending.to !== reply.from) return false;
     this.#pending.delete(reply.requestId);
-    this.#options.timers.clearTimeout(pending.timer);
-    pending.resolve(reply);
+    pending.handler.onReply(reply);
     return true;
   }
 
@@ -114,10 +217,74 @@ export class Peers {
   /** Resolves every waiting request with null and refuses new ones. */
   close(): void {
     this.#closed = true;
-    for (const pending of this.#pending.values()) {
-      this.#options.timers.clearTimeout(pending.timer);
-      pending.resolve(null);
-    }
+    if (this.#timer !== undefined) this.#options.timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const handlers = Array.from(this.#pending.values(), (pending) => pending.handler);
     this.#pending.clear();
+    this.#queues.clear();
+    callAll(handlers);
+  }
+}
+
+/** Hands null to every handler, even when one throws; the first error is rethrown once all have been called. */
+function callAll(handlers: readonly ReplyHandler[]): void {
+  let failure: { error: unknown } | undefined;
+  for (const handler of handlers) {
+    try {
+      handler.onReply(null);
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure !== undefined) throw failure.error;
+}
+
+/**
+ * `message` with its envelope, as a new object of exactly its type's fields. Written out per type rather than as a
+ * spread: a spread over seven message shapes is a megamorphic copy that costs more than encoding the message.
+ */
+function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage {
+  switch (m.type) {
+    case 'replicate':
+      return {
+        type: m.type,
+        from,
+        requestId,
+        key: m.key,
+        versions: m.versions,
+        hintFor: m.hintFor,
+        durable: m.durable,
+      };
+    case 'replicate-ack':
+      return { type: m.type, from, requestId };
+    case 'read':
+      return { type: m.type, from, requestId, key: m.key };
+    case 'read-reply':
+      return { type: m.type, from, requestId, versions: m.versions };
+    case 'coordinate':
+      return {
+        type: m.type,
+        from,
+        requestId,
+        key: m.key,
+        value: m.value,
+        context: m.context,
+        w: m.w,
+        ifMatch: m.ifMatch,
+        durable: m.durable,
+      };
+    case 'coordinate-reply':
+      return { type: m.type, from, requestId, context: m.context, receipt: m.receipt };
+    case 'error':
+      return {
+        type: m.type,
+        from,
+        requestId,
+        code: m.code,
+        message: m.message,
+        required: m.required,
+        acknowledged: m.acknowledged,
+      };
   }
 }

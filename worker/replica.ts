@@ -27,7 +27,17 @@ export class Replica {
   /** The key's siblings here: the main store merged with every hint held for the key, tombstones included. */
   async readLocal(key: Uint8Array): Promise<Version[]> {
     const { storage } = this.#deps;
-    const [stored, hints] = await Promise.all([storage.get(key), storage.hintsFor(key)]);
+    // Both reads start at once, as under Promise.all, which costs more than the two reads of a memory engine.
+    const reading = storage.get(key);
+    const hinted = storage.hintsFor(key);
+    let stored: Version[];
+    try {
+      stored = await reading;
+    } catch (error) {
+      hinted.catch(() => {});
+      throw error;
+    }
+    const hints = await hinted;
     if (hints.length === 0) return stored;
     return resolve(
       stored,
@@ -53,7 +63,7 @@ export class Replica {
   }
 
   /** Serves a read. */
-  async read(key: Uint8Array): Promise<Version[]> {
+  read(key: Uint8Array): Promise<Version[]> {
     this.#deps.metrics.count('readsServed');
     return this.readLocal(key);
   }

@@ -26,7 +26,8 @@ export const EMPTY_CLOCK: VClock = Object.freeze([]);
 
 /** The counter `clock` holds for `node`, 0 when absent. */
 export function counterOf(clock: VClock, node: string): number {
-  for (const entry of clock) {
+  for (let i = 0; i < clock.length; i++) {
+    const entry = clock[i]!;
     if (entry.node === node) return entry.counter;
   }
   return 0;
@@ -83,6 +84,10 @@ export function merge(a: VClock, b: VClock): VClock {
 /** Merges every clock in `clocks`. */
 export function mergeAll(clocks: Iterable<VClock>): VClock {
   let out = EMPTY_CLOCK;
+  if (Array.isArray(clocks)) {
+    for (let i = 0; i < clocks.length; i++) out = merge(out, clocks[i] as VClock);
+    return out;
+  }
   for (const c of clocks) out = merge(out, c);
   return out;
 }
@@ -90,7 +95,8 @@ export function mergeAll(clocks: Iterable<VClock>): VClock {
 /** True when `a` has seen everything `b` has: every counter of `b` is at most `a`'s. */
 export function descends(a: VClock, b: VClock): boolean {
   let i = 0;
-  for (const y of b) {
+  for (let j = 0; j < b.length; j++) {
+    const y = b[j]!;
     while (i < a.length && a[i]!.node < y.node) i++;
     const x = a[i];
     if (x === undefined || x.node !== y.node) {

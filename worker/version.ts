@@ -12,9 +12,9 @@
 import {
   type ClockEntry,
   type VClock,
+  EMPTY_CLOCK,
   counterOf,
   merge,
-  mergeAll,
   prune,
   setEntry,
   MAX_CLOCK_ENTRIES,
@@ -40,7 +40,18 @@ export interface Resolution {
 
 /** The version's clock: its context with its own dot. */
 export function clockOf(version: Version): VClock {
-  return merge(version.context, [version.dot]);
+  // merge(context, [dot]), without the one-entry clock.
+  const { context, dot } = version;
+  const out: ClockEntry[] = [];
+  let i = 0;
+  while (i < context.length && context[i]!.node < dot.node) out.push(context[i++]!);
+  const same = i < context.length && context[i]!.node === dot.node ? context[i++]! : undefined;
+  if (same === undefined) out.push(dot);
+  else if (same.counter > dot.counter || (same.counter === dot.counter && same.timestamp >= dot.timestamp))
+    out.push(same);
+  else out.push({ node: same.node, counter: dot.counter, timestamp: dot.timestamp });
+  while (i < context.length) out.push(context[i++]!);
+  return out;
 }
 
 /** True when `a` and `b` are the same write. */
@@ -68,22 +79,44 @@ function byDot(a: Version, b: Version): number {
  * stored versions that an incoming one supersedes are replaced, concurrent ones are kept.
  */
 export function resolve(stored: readonly Version[], incoming: readonly Version[]): Resolution {
-  let siblings = [...stored];
+  // Plain loops and an insertion sort: sibling sets are a handful of versions, and this runs on every read and write.
+  const siblings = stored.slice();
   let changed = false;
-  for (const v of incoming) {
-    if (siblings.some((s) => sameDot(s, v) || supersedes(s, v))) continue;
-    siblings = siblings.filter((s) => !supersedes(v, s));
+  next: for (let i = 0; i < incoming.length; i++) {
+    const v = incoming[i]!;
+    for (let j = 0; j < siblings.length; j++) {
+      const s = siblings[j]!;
+      if (sameDot(s, v) || supersedes(s, v)) continue next;
+    }
+    let kept = 0;
+    for (let j = 0; j < siblings.length; j++) {
+      const s = siblings[j]!;
+      if (!supersedes(v, s)) siblings[kept++] = s;
+    }
+    siblings.length = kept;
     siblings.push(v);
     changed = true;
   }
-  siblings.sort(byDot);
+  for (let i = 1; i < siblings.length; i++) {
+    const v = siblings[i]!;
+    let j = i - 1;
+    while (j >= 0 && byDot(siblings[j]!, v) > 0) {
+      siblings[j + 1] = siblings[j]!;
+      j--;
+    }
+    siblings[j + 1] = v;
+  }
   return { siblings, changed };
 }
 
 /** True when both sets hold the same writes. */
 export function sameSiblings(a: readonly Version[], b: readonly Version[]): boolean {
   if (a.length !== b.length) return false;
-  return a.every((x) => b.some((y) => sameDot(x, y)));
+  outer: for (let i = 0; i < a.length; i++) {
+    for (let j = 0; j < b.length; j++) if (sameDot(a[i]!, b[j]!)) continue outer;
+    return false;
+  }
+  return true;
 }
 
 /**
@@ -92,7 +125,8 @@ export function sameSiblings(a: readonly Version[], b: readonly Version[]): bool
  * without them no put over this read could ever supersede that sibling.
  */
 export function contextOf(siblings: readonly Version[], max: number = MAX_CLOCK_ENTRIES - 1): VClock {
-  const merged = mergeAll(siblings.map(clockOf));
+  let merged = EMPTY_CLOCK;
+  for (let i = 0; i < siblings.length; i++) merged = merge(merged, clockOf(siblings[i]!));
   if (merged.length <= max) return merged;
   const dotNodes = new Set(siblings.map((s) => s.dot.node));
   const dotEntries = merged.filter((e) => dotNodes.has(e.node));
@@ -126,7 +160,8 @@ export function createVersion(
 
 /** True when every version in `siblings` is covered by `context`: a conditional put over it is not stale. */
 export function contextCoversAll(context: VClock, siblings: readonly Version[]): boolean {
-  return siblings.every((s) => covers(context, s));
+  for (let i = 0; i < siblings.length; i++) if (!covers(context, siblings[i]!)) return false;
+  return true;
 }
 
 /** The siblings that are not tombstones. */
@@ -137,6 +172,7 @@ export function liveSiblings(siblings: readonly Version[]): Version[] {
 /** Bytes a version takes, roughly: its value plus its clock entries. */
 export function versionSize(version: Version): number {
   let size = (version.value?.byteLength ?? 0) + 24 + version.dot.node.length;
-  for (const e of version.context) size += 16 + e.node.length;
+  const context = version.context;
+  for (let i = 0; i < context.length; i++) size += 16 + context[i]!.node.length;
   return size;
 }

@@ -30,17 +30,22 @@ export const breakdownApi = {
 
   /**
    * Times the storage operations of a put and a get on a fresh database: the coordinator's `write`, a replica's
-   * `apply` of the shipped siblings, and `readLocal` (`get` and `hintsFor` together), each on its own key.
+   * `apply` of the shipped siblings, and `readLocal` (`get` and `hintsFor` together), each on its own key; and,
+   * interleaved with them, the same transaction as `write` in bare IndexedDB (`bareWrite`), which tells the engine's
+   * own cost from the transaction's.
    */
   async storage(sizes: number[], samples: number, warmup: number, concurrency: number): Promise<PartSamples> {
     const name = `bench-breakdown-${crypto.randomUUID()}`;
     const storage = await openIndexedDbStorage(name);
-    const out: PartSamples = { write: {}, apply: {}, readLocal: {}, concurrentWrite: {} };
+    const bare = await openBare(`${name}-bare`);
+    const out: PartSamples = { write: {}, bareWrite: {}, apply: {}, readLocal: {}, concurrentWrite: {} };
     try {
       for (const size of sizes) {
         const value = crypto.getRandomValues(new Uint8Array(size));
-        const key = (kind: string, i: number): Uint8Array => new TextEncoder().encode(`${kind}:${size}:${i}`);
+        const key = (kind: string, i: number): Uint8Array<ArrayBuffer> =>
+          new TextEncoder().encode(`${kind}:${size}:${i}`);
         const writes: number[] = [];
+        const bareWrites: number[] = [];
         const applies: number[] = [];
         const reads: number[] = [];
         for (let i = 0; i < warmup + samples; i++) {
@@ -52,6 +57,9 @@ export const breakdownApi = {
             { durability: 'relaxed' },
           );
           if (i >= warmup) writes.push(performance.now() - started);
+          started = performance.now();
+          await bareWrite(bare, key('b', i), i % 256, value);
+          if (i >= warmup) bareWrites.push(performance.now() - started);
           started = performance.now();
           await storage.apply(key('a', i), i % 256, siblings as Version[], { durability: 'relaxed' });
           if (i >= warmup) applies.push(performance.now() - started);
@@ -77,6 +85,7 @@ export const breakdownApi = {
           );
         }
         out['write']![size] = writes;
+        out['bareWrite']![size] = bareWrites;
         out['apply']![size] = applies;
         out['readLocal']![size] = reads;
         out['concurrentWrite']![size] = together;
@@ -84,10 +93,13 @@ export const breakdownApi = {
       return out;
     } finally {
       await storage.close();
-      await new Promise((resolve) => {
-        const request = indexedDB.deleteDatabase(name);
-        request.onsuccess = request.onerror = request.onblocked = resolve;
-      });
+      bare.close();
+      for (const db of [name, `${name}-bare`]) {
+        await new Promise((resolve) => {
+          const request = indexedDB.deleteDatabase(db);
+          request.onsuccess = request.onerror = request.onblocked = resolve;
+        });
+      }
     }
   },
 
@@ -117,6 +129,50 @@ export const breakdownApi = {
     return out;
   },
 };
+
+function request<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error ?? new Error('request failed'));
+  });
+}
+
+/** A database with the node's schema (worker/storage/indexeddb.ts), driven without idb. */
+async function openBare(name: string): Promise<IDBDatabase> {
+  const open = indexedDB.open(name, 1);
+  open.onupgradeneeded = () => {
+    open.result.createObjectStore('keys', { keyPath: 'key' }).createIndex('partition', ['partition', 'key']);
+    open.result.createObjectStore('meta');
+  };
+  return request(open);
+}
+
+/** What `IndexedDbStorage.write` does to a new key, in bare IndexedDB: read key and state, write both. */
+async function bareWrite(
+  db: IDBDatabase,
+  key: Uint8Array<ArrayBuffer>,
+  partition: number,
+  value: Uint8Array,
+): Promise<void> {
+  const tx = db.transaction(['keys', 'meta'], 'readwrite', { durability: 'relaxed' });
+  const done = new Promise<void>((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onabort = tx.onerror = () => reject(tx.error ?? new Error('transaction aborted'));
+  });
+  const keys = tx.objectStore('keys');
+  const meta = tx.objectStore('meta');
+  const [, state] = await Promise.all([request(keys.get(key)), request(meta.get('state'))]);
+  const previous = (state as { counter: number; keys: number; bytes: number } | undefined) ?? {
+    counter: 0,
+    keys: 0,
+    bytes: 0,
+  };
+  const counter = previous.counter + 1;
+  const dot = { node: NODE, counter, timestamp: Date.now() };
+  keys.put({ key, partition, siblings: [{ dot, context: [], value }] });
+  meta.put({ counter, keys: previous.keys + 1, bytes: previous.bytes + value.byteLength }, 'state');
+  await done;
+}
 
 /** The type the page side wraps. */
 export type BreakdownApi = typeof breakdownApi;

@@ -283,7 +283,7 @@ export async function traceGets(
     const mine = own!.filter(([, at]) => at >= start && at <= end);
     const arrived = mine.find(([kind]) => kind === 'in');
     const sent = arrived && mine.find(([kind, at]) => kind === 'send' && at >= arrived[1]);
-    if (sent === undefined) continue;
+    if (arrived === undefined || sent === undefined) continue;
     // The replica whose answer left first is the one that completed R=2 with the local read.
     let best: { recv: number; reply: number } | undefined;
     for (const list of replicas) {

@@ -4,7 +4,11 @@
  * something breaks (setup fails, or more than 1% of the measured operations fail).
  *
  *   node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]
- *     [--sizes 100,4096] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]
+ *     [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]
+ *
+ * Defaults: clusters of 3 then 5 tabs, 500 operations per figure, the transfer data plane (what `auto` picks in
+ * Chromium), 100-byte values (`--sizes 100,4096` adds 4 KB at about twice the run time), IndexedDB on disk in a
+ * temporary profile (`--storage memory` uses an in-memory context instead).
  *
  * What it does: builds the demo when `dist/` is older than its sources, starts the signalling server in process on
  * an ephemeral port, launches Chromium through playwright-core with one browser context, measures the floor, then for
@@ -12,10 +16,12 @@
  * from empty databases and no handoff or repair of an earlier phase runs under the measurement), waits until every
  * tab's `store.peers()` shows all others connected, warms up, and times `store.put` / `store.get` with
  * `performance.now()` inside the page: first sequentially from one tab, then from every tab at once (one operation
- * outstanding per tab). Unless `--no-profile`, it then traces 200 puts in each cluster (cluster-trace.ts: stamps
- * taken inside the node workers split each put into nine segments) and, at the end, times the parts of a put with the
- * project's own modules alone (cluster-breakdown.ts). Prints the floor, a table with every figure's ratio to the
- * floor, whether the target is met, the profile, and one JSON line with everything. Progress goes to stderr.
+ * outstanding per tab). On Linux it also reads the browser's CPU time per operation from `/proc` (cluster-cpu.ts),
+ * which does not depend on what else the machine runs. Unless `--no-profile`, it then traces 200 puts and 200 gets
+ * in each cluster (cluster-trace.ts: stamps taken inside the node workers split each into segments) and, at the end,
+ * times the parts of a put with the project's own modules alone (cluster-breakdown.ts). Prints the floor, a table
+ * with every figure's ratio to the floor, the CPU per operation, whether the target is met, the profile, and one
+ * JSON line with everything. Progress goes to stderr.
  *
  * Every page of the context is served cross-origin isolated (floor.ts, `isolate`), so `performance.now()` has 5 µs
  * resolution instead of 100 µs; the demo's bytes are unchanged.
@@ -28,6 +34,7 @@
  * IndexedDB read. The p50, p99 and mean floors are the sums of the parts' p50s, p99s and means.
  */
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -38,6 +45,7 @@ import { pino } from 'pino';
 import type { Store } from '../../client/store.ts';
 import { createSignalingServer } from '../../signaling/server.ts';
 import { type Breakdown, measureBreakdown } from './cluster-breakdown.ts';
+import { CPU_GROUPS, ChromiumCpu, type CpuTimes, perOperation, totalOf } from './cluster-cpu.ts';
 import { type Summary, fmt, summarize, table } from './cluster-stats.ts';
 import {
   GET_SEGMENTS,
@@ -83,6 +91,17 @@ interface Run {
   readonly wrongReads: number;
   /** Counters of the issuing nodes' workers over the phase (e.g. how many puts were forwarded). */
   readonly counters: Record<string, number>;
+  /** The browser's CPU time over the phase (Linux only; see cluster-cpu.ts). */
+  readonly cpu?: PhaseCpu;
+}
+
+/** CPU time of a phase: per operation by where it ran, and how many cores it kept busy on average. */
+interface PhaseCpu {
+  readonly perOperation: CpuTimes;
+  readonly total: number;
+  readonly coresBusy: number;
+  /** The cores the same cluster kept busy while idle, measured before the phases. */
+  readonly idleCores: number;
 }
 
 /** The timeline of puts or gets in one cluster (see cluster-trace.ts). */
@@ -106,7 +125,7 @@ function parseOptions(argv: string[]): Options {
       tabs: { type: 'string', default: '3,5' },
       ops: { type: 'string', default: '500' },
       plane: { type: 'string', default: 'transfer' },
-      sizes: { type: 'string', default: '100,4096' },
+      sizes: { type: 'string', default: '100' },
       warmup: { type: 'string', default: '50' },
       'floor-samples': { type: 'string', default: '1000' },
       storage: { type: 'string', default: 'disk' },
@@ -117,7 +136,7 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     console.log(
       'usage: node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]\n' +
-        '         [--sizes 100,4096] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]',
+        '         [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]',
     );
     process.exit(0);
   }
@@ -323,6 +342,7 @@ async function measureCluster(
   options: Options,
   plane: Plane,
   tabs: number,
+  cpu: ChromiumCpu | undefined,
 ): Promise<{ runs: Run[]; traces: Traced[] }> {
   const cluster = `bench-${plane}-${tabs}-${Math.random().toString(36).slice(2, 8)}`;
   const opened = performance.now();
@@ -331,6 +351,14 @@ async function measureCluster(
   const runs: Run[] = [];
   try {
     await warmUp(pages, options.warmup, 'w');
+    // What the cluster costs doing nothing (heartbeats, metrics polls, handoff rounds, the demo's rendering).
+    let idleCores = 0;
+    if (cpu !== undefined) {
+      const before = cpu.sample();
+      const started = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      idleCores = totalOf(perOperation(before, cpu.sample(), 1)) / (performance.now() - started);
+    }
     const record = async (
       mode: Run['mode'],
       op: Run['op'],
@@ -339,10 +367,25 @@ async function measureCluster(
       measure: () => Promise<PhaseResult>,
     ): Promise<void> => {
       const before = await counters(issuers);
+      const cpuBefore = cpu?.sample();
       const result = await measure();
+      const cpuAfter = cpu?.sample();
       const after = await counters(issuers);
-      const summary = summarize(result.latencies, result.end - result.start);
+      const wall = result.end - result.start;
+      const summary = summarize(result.latencies, wall);
+      const operations = result.latencies.length;
+      const perOp = cpuBefore && cpuAfter ? perOperation(cpuBefore, cpuAfter, operations) : undefined;
       runs.push({
+        ...(perOp !== undefined
+          ? {
+              cpu: {
+                perOperation: perOp,
+                total: totalOf(perOp),
+                coresBusy: (totalOf(perOp) * operations) / wall,
+                idleCores,
+              },
+            }
+          : {}),
         plane,
         tabs,
         mode,
@@ -390,23 +433,16 @@ async function measureCluster(
 
 function floorOf(samples: FloorSamples, sizes: number[]): Floor {
   const parts: Record<string, Record<number, Summary>> = {};
-  const labels = {
-    dataChannel: 'a',
-    workerDataChannel: "a'",
-    workerHop: 'b',
-    idbPut: 'c',
-    idbGet: 'd',
-    idbReadModifyWrite: "c'",
-  } as const;
-  for (const key of Object.keys(labels) as (keyof typeof labels)[]) {
+  for (const key of Object.keys(samples) as (keyof FloorSamples)[]) {
     parts[key] = Object.fromEntries(
       sizes.map((size) => {
         const lat = samples[key][size]!;
+        // Back-to-back samples: their wall time is their sum.
         return [
           size,
           summarize(
             lat,
-            lat.reduce((s, x) => s + x, 0),
+            lat.reduce((sum, x) => sum + x, 0),
           ),
         ];
       }),
@@ -456,7 +492,9 @@ function report(
     workerHop: '(b) main ⇄ worker round trip',
     idbPut: '(c) IndexedDB put, relaxed',
     idbGet: '(d) IndexedDB get',
-    idbReadModifyWrite: "(c') not in the floor: get+get, put+put in 1 tx",
+    idbRecord: "(c1) not in the floor: (c) with the node's record",
+    idbIndexedRecord: '(c2) not in the floor: (c1) + partition index',
+    idbReadModifyWrite: '(c3) not in the floor: (c2) + reads, counter row',
   } as const;
   for (const size of options.sizes) {
     for (const key of Object.keys(names) as (keyof typeof names)[]) {
@@ -502,6 +540,34 @@ function report(
       'outstanding per tab. fwd/repair: puts forwarded to a coordinator / read repairs, in the issuing workers.)',
   );
 
+  const withCpu = runs.filter((run) => run.cpu !== undefined);
+  if (withCpu.length > 0) {
+    console.log(
+      '\nBrowser CPU per operation (ms), by where it ran, over each run above (Linux /proc; independent of other load)',
+    );
+    const sized = options.sizes.length > 1;
+    const header = [
+      'where',
+      ...withCpu.map(
+        (run) => `${run.tabs}t ${run.mode.slice(0, 3)} ${run.op}${sized ? ` ${sizeLabel(run.size)}` : ''}`,
+      ),
+    ];
+    const rows = CPU_GROUPS.map((group) => [group, ...withCpu.map((run) => fmt(run.cpu!.perOperation[group]))]);
+    rows.push(['total per operation', ...withCpu.map((run) => fmt(run.cpu!.total))]);
+    // The idle cluster's own CPU over the run's wall time, spread over its operations, taken out.
+    rows.push([
+      'total, less the idle cluster',
+      ...withCpu.map((run) => {
+        const c = run.cpu!;
+        return fmt(c.total * (1 - c.idleCores / c.coresBusy));
+      }),
+    ]);
+    rows.push(['cores busy during the run', ...withCpu.map((run) => fmt(run.cpu!.coresBusy))]);
+    rows.push(['cores busy, same cluster idle', ...withCpu.map((run) => fmt(run.cpu!.idleCores))]);
+    console.log(table(header, rows));
+    console.log(`(${cpus().length} cores on this machine; t = tabs, seq/con = sequential/concurrent)`);
+  }
+
   const targets = runs
     .filter((run) => run.op === 'put' && run.mode === 'sequential')
     .map((run) => {
@@ -519,8 +585,8 @@ function report(
     const names = trace.op === 'put' ? PUT_SEGMENTS : GET_SEGMENTS;
     console.log(
       `\nWhere a ${trace.op}'s time goes in the live cluster: ${trace.plane}, ${trace.tabs} tabs, ` +
-        `${sizeLabel(trace.size)}, ${trace.traced} of ${trace.operations} traced ` +
-        `(one the node forwards to another coordinator is not), ms`,
+        `${sizeLabel(trace.size)}, ${trace.traced} of ${trace.operations} traced` +
+        ` (the others were forwarded to another coordinator, or a step fell outside their window), ms`,
     );
     const rows = names.map((name, i) => {
       const s = trace.segments[name]!;
@@ -575,7 +641,10 @@ async function main(): Promise<number> {
     logger: pino({ name: 'dynamesh-signaling', level: 'warn' }, pino.destination(2)),
   });
   const executablePath = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-  const launch = { executablePath, args: ['--disable-gpu', '--disable-dev-shm-usage'] };
+  // Chromium ignores a switch it does not know; this one lets cluster-cpu.ts find the processes of this run.
+  const marker = `--dynamesh-bench=${randomUUID()}`;
+  const cpu = ChromiumCpu.available() ? new ChromiumCpu(marker) : undefined;
+  const launch = { executablePath, args: ['--disable-gpu', '--disable-dev-shm-usage', marker] };
   const profile = options.storage === 'disk' ? mkdtempSync(join(tmpdir(), 'dynamesh-bench-')) : undefined;
   // A persistent context keeps IndexedDB on disk, as a user's profile does; a plain context keeps it in memory.
   const browser = profile === undefined ? await chromium.launch(launch) : undefined;
@@ -601,7 +670,7 @@ async function main(): Promise<number> {
     const traces: Traced[] = [];
     for (const plane of options.planes) {
       for (const tabs of options.tabs) {
-        const measured = await measureCluster(context, server.url, options, plane, tabs);
+        const measured = await measureCluster(context, server.url, options, plane, tabs, cpu);
         runs.push(...measured.runs);
         traces.push(...measured.traces);
       }

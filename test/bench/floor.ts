@@ -8,7 +8,8 @@
  * - (c) one IndexedDB put in its own readwrite transaction with relaxed durability, in a worker, timed to `complete`;
  * - (d) one IndexedDB get in its own readonly transaction, in a worker.
  * Besides, for scale and not in the floor: (a′) the data-channel round trip between workers holding transferred
- * channels, and (c′) the read-modify-write transaction shape the node's storage uses.
+ * channels, and the node's storage write built up in bare IndexedDB: its record alone, into the indexed store, and
+ * (c3) the whole read-modify-write transaction.
  *
  * Everything is timed inside the browser with `performance.now()`. Functions handed to `page.evaluate` are
  * serialised, so they close over nothing; tsx wraps named functions in `__name(...)`, which the pages define
@@ -34,9 +35,14 @@ export interface FloorSamples {
   readonly idbPut: Record<number, number[]>;
   /** (d) IndexedDB single get, own transaction, in a worker. */
   readonly idbGet: Record<number, number[]>;
+  /** Not part of the floor, for scale: (c) with the node's record (binary key in it, one version with its dot). */
+  readonly idbRecord: Record<number, number[]>;
+  /** Not part of the floor, for scale: the same into a store with the node's compound partition index. */
+  readonly idbIndexedRecord: Record<number, number[]>;
   /**
    * Not part of the floor, for scale: one relaxed readwrite transaction over two stores that reads a key and a
-   * counter row, then writes both — the shape of the node's storage writes, in bare IndexedDB.
+   * counter row, then writes both — the node's storage write in bare IndexedDB, on the node's schema (a record keyed
+   * by its binary key, a compound partition index, one version with its dot).
    */
   readonly idbReadModifyWrite: Record<number, number[]>;
 }
@@ -114,6 +120,8 @@ export async function measureFloor(
       workerHop,
       idbPut: idb.put,
       idbGet: idb.get,
+      idbRecord: idb.record,
+      idbIndexedRecord: idb.indexed,
       idbReadModifyWrite: idb.rmw,
     };
   } finally {
@@ -323,6 +331,8 @@ interface IdbResult {
   readonly put: Record<number, number[]>;
   readonly get: Record<number, number[]>;
   readonly rmw: Record<number, number[]>;
+  readonly record: Record<number, number[]>;
+  readonly indexed: Record<number, number[]>;
 }
 
 async function indexedDbOps({ sizes, samples, warmup, source }: IdbRequest & { source: string }): Promise<IdbResult> {
@@ -364,6 +374,9 @@ function idbWorker(): void {
       const open = indexedDB.open(name, 1);
       open.onupgradeneeded = () => {
         open.result.createObjectStore('kv');
+        open.result.createObjectStore('records', { keyPath: 'key' });
+        // The node's schema (worker/storage/indexeddb.ts): binary keys in the record, a compound partition index.
+        open.result.createObjectStore('keys', { keyPath: 'key' }).createIndex('partition', ['partition', 'key']);
         open.result.createObjectStore('meta');
       };
       await done(open);
@@ -371,47 +384,78 @@ function idbWorker(): void {
       const put: Record<number, number[]> = {};
       const get: Record<number, number[]> = {};
       const rmw: Record<number, number[]> = {};
+      const record: Record<number, number[]> = {};
+      const indexed: Record<number, number[]> = {};
       for (const size of sizes) {
         const value = new Uint8Array(size);
         crypto.getRandomValues(value);
         const puts: number[] = [];
         const gets: number[] = [];
-        for (let i = 0; i < warmup + samples; i++) {
-          const started = performance.now();
-          const tx = db.transaction('kv', 'readwrite', { durability: 'relaxed' });
-          tx.objectStore('kv').put(value, `${size}:${i}`);
-          await done(tx);
-          if (i >= warmup) puts.push(performance.now() - started);
-        }
-        for (let i = 0; i < warmup + samples; i++) {
-          const started = performance.now();
-          const request = db.transaction('kv', 'readonly').objectStore('kv').get(`${size}:${i}`);
-          await done(request);
-          if (i >= warmup) gets.push(performance.now() - started);
-        }
+        const records: number[] = [];
+        const indexes: number[] = [];
         const rmws: number[] = [];
-        for (let i = 0; i < warmup + samples; i++) {
+        const time = async (into: number[], keep: boolean, run: () => Promise<void>): Promise<void> => {
           const started = performance.now();
-          const tx = db.transaction(['kv', 'meta'], 'readwrite', { durability: 'relaxed' });
-          const kv = tx.objectStore('kv');
-          const meta = tx.objectStore('meta');
-          const key = `rmw:${size}:${i}`;
-          const old = kv.get(key);
-          const state = meta.get('state');
-          await Promise.all([done(old), done(state)]);
-          const count = ((state.result as { count?: number } | undefined)?.count ?? 0) + 1;
-          kv.put({ key, siblings: [value] }, key);
-          meta.put({ count }, 'state');
-          await done(tx);
-          if (i >= warmup) rmws.push(performance.now() - started);
+          await run();
+          if (keep) into.push(performance.now() - started);
+        };
+        // The node's record: its binary key inside, one version with its dot.
+        const recordOf = (key: Uint8Array, i: number, counter: number): object => ({
+          key,
+          partition: i % 256,
+          siblings: [{ dot: { node: 'bench-coordinator-0001', counter, timestamp: Date.now() }, context: [], value }],
+        });
+        // Interleaved, so that every variant sees the same moments of a busy machine.
+        for (let i = 0; i < warmup + samples; i++) {
+          const keep = i >= warmup;
+          await time(puts, keep, async () => {
+            const tx = db.transaction('kv', 'readwrite', { durability: 'relaxed' });
+            tx.objectStore('kv').put(value, `${size}:${i}`);
+            await done(tx);
+          });
+          for (const [store, into] of [
+            ['records', records],
+            ['keys', indexes],
+          ] as const) {
+            await time(into, keep, async () => {
+              const tx = db.transaction(store, 'readwrite', { durability: 'relaxed' });
+              tx.objectStore(store).put(recordOf(new TextEncoder().encode(`${store}:${size}:${i}`), i, i + 1));
+              await done(tx);
+            });
+          }
+          await time(rmws, keep, async () => {
+            const tx = db.transaction(['keys', 'meta'], 'readwrite', { durability: 'relaxed' });
+            const keys = tx.objectStore('keys');
+            const meta = tx.objectStore('meta');
+            const key = new TextEncoder().encode(`rmw:${size}:${i}`);
+            const old = keys.get(key);
+            const state = meta.get('state');
+            await Promise.all([done(old), done(state)]);
+            const previous = (state.result as { counter: number; keys: number; bytes: number } | undefined) ?? {
+              counter: 0,
+              keys: 0,
+              bytes: 0,
+            };
+            const counter = previous.counter + 1;
+            keys.put(recordOf(key, i, counter));
+            meta.put({ counter, keys: previous.keys + 1, bytes: previous.bytes + size }, 'state');
+            await done(tx);
+          });
         }
+        for (let i = 0; i < warmup + samples; i++) {
+          await time(gets, i >= warmup, async () => {
+            await done(db.transaction('kv', 'readonly').objectStore('kv').get(`${size}:${i}`));
+          });
+        }
+        record[size] = records;
+        indexed[size] = indexes;
         put[size] = puts;
         get[size] = gets;
         rmw[size] = rmws;
       }
       db.close();
       await done(indexedDB.deleteDatabase(name));
-      scope.postMessage({ put, get, rmw });
+      scope.postMessage({ put, get, rmw, record, indexed });
     } catch (error) {
       scope.postMessage({ error: String(error) });
     }

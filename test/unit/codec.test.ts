@@ -159,6 +159,17 @@ function edited(message: PeerMessage, edit: (tree: Tree) => void): Uint8Array {
   return msgpackEncode(tree);
 }
 
+/** `tree` with the fields of every map in reverse order, arrays and bytes as they are. */
+function reversed(tree: unknown): unknown {
+  if (Array.isArray(tree)) return tree.map(reversed);
+  if (typeof tree !== 'object' || tree === null || tree instanceof Uint8Array) return tree;
+  return Object.fromEntries(
+    Object.entries(tree)
+      .reverse()
+      .map(([k, v]) => [k, reversed(v)]),
+  );
+}
+
 function at(tree: unknown, path: (string | number)[]): Tree {
   let node = tree;
   for (const step of path) node = (node as Tree)[step];
@@ -288,6 +299,34 @@ describe('encodeMessage and decodeMessage', () => {
     const big = new Uint8Array(frame.length + 20);
     big.set(frame, 10);
     assert.deepStrictEqual(decodeMessage(big.subarray(10, 10 + frame.length)), samples.coordinate);
+  });
+
+  it('writes exactly the bytes @msgpack/msgpack writes for the message', () => {
+    fc.assert(
+      fc.property(messageArb, (message) => {
+        const frame = encodeMessage(message);
+        assert.deepStrictEqual([...frame], [...msgpackEncode(msgpackDecode(frame))]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('decodes a frame whose fields come in another order to the same message', () => {
+    fc.assert(
+      fc.property(messageArb, (message) => {
+        assert.deepStrictEqual(decodeMessage(msgpackEncode(reversed(treeOf(message)))), structuredClone(message));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('leaves a frame unchanged while later frames are encoded', () => {
+    const frame = encodeMessage(samples.replicate);
+    const copy = frame.slice();
+    for (let i = 0; i < 2000; i++) encodeMessage({ ...samples['read-reply'], requestId: i });
+    encodeMessage({ ...samples.coordinate, value: new Uint8Array(200_000).fill(9) });
+    assert.deepStrictEqual([...frame], [...copy]);
+    assert.deepStrictEqual(decodeMessage(frame), samples.replicate);
   });
 });
 
@@ -965,6 +1004,24 @@ describe('decodeMessage under fuzzing', () => {
     );
     // Both outcomes occur, so the mutations reach past the first check and the property is not vacuous.
     assert.ok(accepted > 0 && rejected > 0, `accepted ${accepted}, rejected ${rejected}`);
+  });
+
+  it('answers a mutated frame as it answers the same frame with its fields in reverse order', () => {
+    // Frames in the encoder's field order take the decoder's fast path, others its checked path: both must agree.
+    let accepted = 0;
+    fc.assert(
+      fc.property(messageArb, fc.array(mutationArb, { maxLength: 2 }), (message, mutations) => {
+        const tree = treeOf(message);
+        for (const mutation of mutations) mutate(tree, mutation);
+        const outcome = (frame: Uint8Array): PeerMessage | 'malformed' =>
+          validOrMalformed(frame) ? decodeMessage(frame) : 'malformed';
+        const inOrder = outcome(msgpackEncode(tree));
+        assert.deepStrictEqual(inOrder, outcome(msgpackEncode(reversed(tree))));
+        if (inOrder !== 'malformed') accepted++;
+      }),
+      { numRuns: 5000 },
+    );
+    assert.ok(accepted > 0, 'some mutated frames are still valid');
   });
 
   it('rejects every message with one field given a value of another type', () => {

@@ -141,6 +141,16 @@ describe('Ring.partitionOf', () => {
       }),
     );
   });
+
+  it('answers the same partition for a key every time it is asked, long keys and many keys included', () => {
+    const ring = new Ring([], { partitions: 1024 });
+    const expected = (key: Uint8Array): number => Number((keyPosition(key) * 1024n) / TWO_64);
+    const keys = Array.from({ length: 10_000 }, (_, i) => new TextEncoder().encode(`key-${i}`));
+    keys.push(new Uint8Array(300).fill(1), new Uint8Array(300).fill(2));
+    for (let round = 0; round < 2; round++) {
+      for (const key of keys) assert.equal(ring.partitionOf(key), expected(key));
+    }
+  });
 });
 
 describe('Ring.walk', () => {

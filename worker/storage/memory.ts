@@ -43,7 +43,7 @@ export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 /** Bytes a stored key takes, roughly: its key plus its versions (see {@link versionSize}). */
 export function storedSize(key: Uint8Array, siblings: readonly Version[]): number {
   let size = key.byteLength;
-  for (const v of siblings) size += versionSize(v);
+  for (let i = 0; i < siblings.length; i++) size += versionSize(siblings[i]!);
   return size;
 }
 
@@ -55,7 +55,7 @@ export function storedSize(key: Uint8Array, siblings: readonly Version[]): numbe
  */
 export function nextCounter(counter: number, node: string, context: VClock, stored: readonly Version[]): number {
   let top = Math.max(counter, counterOf(context, node));
-  for (const s of stored) top = Math.max(top, counterOf(clockOf(s), node));
+  for (let i = 0; i < stored.length; i++) top = Math.max(top, counterOf(clockOf(stored[i]!), node));
   return top + 1;
 }
 
@@ -92,7 +92,29 @@ function exportVersion(v: Version): Version {
 }
 
 function exportAll(siblings: readonly Version[]): Version[] {
-  return siblings.map(exportVersion);
+  const out: Version[] = [];
+  for (let i = 0; i < siblings.length; i++) out.push(exportVersion(siblings[i]!));
+  return out;
+}
+
+/**
+ * What {@link MemoryStorage.apply} answers: the siblings are exported (their values copied) only when read, since
+ * replicas apply far more often than anyone looks at the result. The stored array is never changed in place, so a
+ * late read sees the siblings as they were after this merge.
+ */
+class Applied implements ApplyResult {
+  readonly changed: boolean;
+  readonly #stored: readonly Version[];
+  #exported: Version[] | undefined;
+
+  constructor(stored: readonly Version[], changed: boolean) {
+    this.#stored = stored;
+    this.changed = changed;
+  }
+
+  get siblings(): Version[] {
+    return (this.#exported ??= exportAll(this.#stored));
+  }
 }
 
 /** Merges `incoming` into `stored` with {@link resolve}, owning a copy of only the incoming versions it keeps. */
@@ -211,7 +233,7 @@ export class MemoryStorage implements Storage {
     const id = keyId(key);
     const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
     if (changed) data.store(id, key, partition, siblings);
-    return { siblings: exportAll(siblings), changed };
+    return new Applied(siblings, changed);
   }
 
   async write(
@@ -266,13 +288,15 @@ export class MemoryStorage implements Storage {
 
   async hintsFor(key: Uint8Array): Promise<Hint[]> {
     const data = this.#open();
+    // Every read asks, and hints are rare: no key id, no walk over the targets, unless some are held.
+    if (data.hintCount === 0) return [];
     const id = keyId(key);
     const out: Hint[] = [];
-    for (const target of [...data.hints.keys()].sort()) {
-      const slot = data.hints.get(target)!.get(id);
+    for (const [target, byKey] of data.hints) {
+      const slot = byKey.get(id);
       if (slot !== undefined) out.push(exportHint(target, slot));
     }
-    return out;
+    return out.length < 2 ? out : out.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   }
 
   async listHints(options: { target?: string; limit?: number } = {}): Promise<Hint[]> {
