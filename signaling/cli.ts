@@ -54,6 +54,8 @@ server.logger.info(
   { url: server.url, secured: values.secret !== undefined || process.env.DYNAMESH_SECRET !== undefined },
   `signalling server listening on ${server.url}`,
 );
+// The log above is JSON for machines; this line is for the person who ran `npm start`.
+process.stderr.write(`dynamesh: open ${server.url}/ in several tabs: each becomes a node of the cluster "demo"\n`);
 
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
