@@ -14,7 +14,7 @@ import { ClosedError, DynameshError, StaleContextError, StorageError } from '../
 import type { VClock } from '../vclock.ts';
 import type { Version } from '../version.ts';
 import { contextCoversAll, createVersion, resolve } from '../version.ts';
-import { nextCounter, ownBytes, storedSize, takeCount, undelivered } from './memory.ts';
+import { nextCounter, ownBytes, storedSize, takeCount, undelivered } from './records.ts';
 import type {
   ApplyResult,
   Durability,

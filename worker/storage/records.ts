@@ -1,0 +1,47 @@
+/**
+ * Rules both storage engines apply to what they store: byte ownership, size accounting, the coordinator's next dot
+ * counter, what of a hint survives a delivery, and paging limits. Kept apart from either engine so that memory and
+ * IndexedDB cannot drift apart on them.
+ */
+import type { VClock } from '../vclock.ts';
+import { counterOf } from '../vclock.ts';
+import type { Version } from '../version.ts';
+import { clockOf, resolve, versionSize } from '../version.ts';
+
+/** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
+export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.slice();
+}
+
+/** Bytes a stored key takes, roughly: its key plus its versions (see {@link versionSize}). */
+export function storedSize(key: Uint8Array, siblings: readonly Version[]): number {
+  let size = key.byteLength;
+  for (let i = 0; i < siblings.length; i++) size += versionSize(siblings[i]!);
+  return size;
+}
+
+/**
+ * The counter a coordinator's new dot takes: one above the node's persistent counter and above anything of the
+ * node that the context or the stored siblings have seen. The last two matter only when the counter was lost (a
+ * wiped database under a reused node id): a reused dot would be mistaken for an older write, and a dot below a
+ * stored sibling's context would be dropped by {@link resolve} as already superseded.
+ */
+export function nextCounter(counter: number, node: string, context: VClock, stored: readonly Version[]): number {
+  let top = Math.max(counter, counterOf(context, node));
+  for (let i = 0; i < stored.length; i++) top = Math.max(top, counterOf(clockOf(stored[i]!), node));
+  return top + 1;
+}
+
+/**
+ * The versions of a hint that survive delivery of `delivered`: those that {@link resolve} would still add to the
+ * delivered set, that is, neither delivered nor superseded by a delivered version.
+ */
+export function undelivered(stored: readonly Version[], delivered: readonly Version[]): Version[] {
+  return stored.filter((s) => resolve(delivered, [s]).changed);
+}
+
+/** A limit as a count to take: absent means all; zero or less means none. */
+export function takeCount(limit: number | undefined): number {
+  if (limit === undefined) return Infinity;
+  return limit > 0 ? Math.floor(limit) : 0;
+}
