@@ -124,19 +124,13 @@ type Reply = { readonly response: Ack; readonly changes?: Changes };
 
 const KNOWN_EVENTS: ReadonlySet<string> = new Set(CLIENT_EVENT_NAMES);
 
-/** The numeric and address options, with defaults applied. */
-export interface SignalingSettings {
+/** The numeric and address options, with defaults applied: the limits nodes are told, and the server's own. */
+export interface SignalingSettings extends SignalingLimits {
   readonly port: number;
   readonly host: string;
   readonly heartbeatInterval: number;
   readonly heartbeatTimeout: number;
   readonly sweepInterval: number;
-  readonly maxMembersPerCluster: number;
-  readonly maxPayloadBytes: number;
-  readonly maxSignalBytes: number;
-  readonly maxMetricsEntries: number;
-  readonly maxEventsPerSecond: number;
-  readonly maxEventBurst: number;
 }
 
 /** Defaults of {@link SignalingServerOptions}. */
