@@ -16,6 +16,7 @@ export {
   type StoreFaults,
 } from './store.ts';
 export type { FaultState } from '../worker/faults.ts';
+export type { PartitionInfo, PartitionState } from '../worker/ownership.ts';
 export type { Value } from './values.ts';
 export type { DataPlane, PeerState } from './mesh.ts';
 export type { ReadReceipt } from '../worker/node.ts';

@@ -1,6 +1,12 @@
 /**
- * The tab's connection to the signalling server: join, heartbeats, the pushed view, relay of WebRTC signals, and
- * re-joining after every reconnection. If the server goes away the node keeps serving on its last view.
+ * The tab's connection to the signalling server: join, heartbeats, the tab's lifecycle, the pushed view, relay of
+ * WebRTC signals, and re-joining after every reconnection. If the server goes away the node keeps serving on its last
+ * view.
+ *
+ * Heartbeats are timed by the node's worker, not here (see `startHeartbeats`): a hidden tab's main-thread timers are
+ * throttled, to one wake-up a minute after five minutes hidden, which would make the server fail a healthy hidden
+ * tab. What the browser does to the tab (hidden, frozen, active again) is told to the server with `lifecycle`, so a
+ * frozen tab is kept in the view as suspect for the server's grace instead of being failed, and its partitions stay.
  */
 import { type Socket, io } from 'socket.io-client';
 import type {
@@ -8,6 +14,7 @@ import type {
   ClientToServerEvents,
   ClusterView,
   JoinAccepted,
+  LifecycleState,
   MetricsSnapshot,
   NodeMetrics,
   RelayedSignal,
@@ -33,6 +40,11 @@ export interface SignalingClientOptions {
   readonly onSuperseded?: () => void;
   /** How long the first join may take, in ms. @default 10000 */
   readonly joinTimeout?: number;
+  /**
+   * Starts the heartbeat clock: calls `tick` every `interval` ms (the server's, from the join) until the returned
+   * function is called. The store times it in its worker, whose timers a hidden tab does not throttle.
+   */
+  readonly startHeartbeats: (interval: number, tick: () => void) => () => void;
 }
 
 type TypedSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -42,7 +54,8 @@ export class SignalingClient {
   readonly #options: SignalingClientOptions;
   readonly #socket: TypedSocket;
   #view: ClusterView | null = null;
-  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #stopHeartbeats: (() => void) | undefined;
+  #lifecycle: LifecycleState = 'active';
   #closed = false;
   #superseded = false;
 
@@ -84,6 +97,23 @@ export class SignalingClient {
     if (this.#socket.connected) this.#socket.emit('report-unreachable', { nodeId }, () => {});
   }
 
+  /** What the tab's lifecycle was last set to. */
+  get lifecycle(): LifecycleState {
+    return this.#lifecycle;
+  }
+
+  /**
+   * Tells the server the tab turned hidden, frozen or active (again after every re-join while not active). A
+   * repeated state is not sent again.
+   */
+  setLifecycle(state: LifecycleState): void {
+    if (state === this.#lifecycle) return;
+    this.#lifecycle = state;
+    // Sent at once, synchronously: on `freeze` this is the last task the page runs before it stops.
+    if (this.#socket.connected && !this.#closed && !this.#superseded)
+      this.#socket.emit('lifecycle', { state }, () => {});
+  }
+
   /** Pushes this node's metrics snapshot to the server. */
   pushMetrics(snapshot: MetricsSnapshot): void {
     if (this.#socket.connected) this.#socket.emit('metrics', snapshot, () => {});
@@ -99,7 +129,7 @@ export class SignalingClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#heartbeat);
+    this.#stopHeartbeats?.();
     if (this.#socket.connected) {
       await this.#socket
         .timeout(1000)
@@ -136,7 +166,7 @@ export class SignalingClient {
     socket.on('superseded', () => {
       // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
       this.#superseded = true;
-      clearInterval(this.#heartbeat);
+      this.#stopHeartbeats?.();
       this.#options.onSuperseded?.();
     });
     socket.on('disconnect', () => this.#options.onConnection?.(false));
@@ -145,7 +175,7 @@ export class SignalingClient {
       // Every reconnection is a new server-side connection: join again, on the same id.
       if (!this.#superseded) this.#join().catch(() => {});
     });
-    this.#heartbeat = setInterval(() => this.#beat(), accepted.heartbeatInterval);
+    this.#stopHeartbeats = this.#options.startHeartbeats(accepted.heartbeatInterval, () => this.#beat());
   }
 
   async #join(): Promise<JoinAccepted> {
@@ -155,6 +185,9 @@ export class SignalingClient {
       .emitWithAck('join', { cluster, nodeId, domain, ...(token !== undefined ? { token } : {}) });
     const accepted = unwrap(ack);
     this.#acceptView(accepted.view);
+    // A join starts the member afresh on the server, as active: say again what the tab is.
+    const state = this.#lifecycle;
+    if (state !== 'active') this.#socket.emit('lifecycle', { state }, () => {});
     return accepted;
   }
 
@@ -175,6 +208,35 @@ export class SignalingClient {
     this.#view = view;
     this.#options.onView(view);
   }
+}
+
+/**
+ * Follows the Page Lifecycle API of `window` and calls `onChange` with what the tab is: `hidden`
+ * (`visibilitychange`), `frozen` (`freeze`, or `pagehide` into the back/forward cache), and back to `active` or
+ * `hidden` on `resume`, `pageshow` and `visibilitychange`. A `pagehide` that unloads the page says nothing: the
+ * closing connection tells the server the node is gone. Returns the function that stops listening.
+ */
+export function watchPageLifecycle(onChange: (state: LifecycleState) => void, target: Window = window): () => void {
+  const { document } = target;
+  const visible = (): LifecycleState => (document.visibilityState === 'hidden' ? 'hidden' : 'active');
+  const onVisibility = (): void => onChange(visible());
+  const onFreeze = (): void => onChange('frozen');
+  const onPageHide = (event: PageTransitionEvent): void => {
+    if (event.persisted) onChange('frozen');
+  };
+  document.addEventListener('visibilitychange', onVisibility);
+  document.addEventListener('freeze', onFreeze);
+  document.addEventListener('resume', onVisibility);
+  target.addEventListener('pagehide', onPageHide);
+  target.addEventListener('pageshow', onVisibility);
+  if (document.visibilityState === 'hidden') onChange('hidden');
+  return () => {
+    document.removeEventListener('visibilitychange', onVisibility);
+    document.removeEventListener('freeze', onFreeze);
+    document.removeEventListener('resume', onVisibility);
+    target.removeEventListener('pagehide', onPageHide);
+    target.removeEventListener('pageshow', onVisibility);
+  };
 }
 
 function unwrap<T extends object>(ack: Ack<T>): T {

@@ -7,13 +7,14 @@ import * as Comlink from 'comlink';
 import type { ClusterView, NodeMetrics as ServerNodeMetrics, ViewMember } from '../signaling/events.ts';
 import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
 import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/faults.ts';
-import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome } from '../worker/main.ts';
+import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome, SyncTunables } from '../worker/main.ts';
 import type { ReadReceipt } from '../worker/node.ts';
+import type { PartitionInfo } from '../worker/ownership.ts';
 import { DEFAULT_PARTITIONS } from '../worker/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/protocol.ts';
 import { claimIdentity, type Identity } from './identity.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
-import { SignalingClient } from './signaling.ts';
+import { SignalingClient, watchPageLifecycle } from './signaling.ts';
 import { type Value, decodeValue, encodeValue } from './values.ts';
 
 /** Options of {@link openStore}. */
@@ -34,6 +35,17 @@ export interface OpenStoreOptions {
   readonly requestTimeout?: number;
   /** Ms between hinted-handoff rounds. @default 1000 */
   readonly hintInterval?: number;
+  /** Ms between anti-entropy rounds (Merkle roots compared with the other owners); 0 turns it off. @default 10000 */
+  readonly antiEntropyInterval?: number;
+  /** Bytes per second anti-entropy may move, at most. @default 262144 */
+  readonly antiEntropyBytesPerSecond?: number;
+  /** Bytes per second partition transfers (joins, re-replication, releases) may move, at most. @default 1048576 */
+  readonly transferBytesPerSecond?: number;
+  /**
+   * Ms a tombstone is kept once every owner holds it; a node away for longer drops its old copies on return.
+   * @default 600000
+   */
+  readonly tombstoneGrace?: number;
   /** Largest key, bytes. @default 1024 */
   readonly maxKeyBytes?: number;
   /** Largest encoded value, bytes. @default 1048576 */
@@ -157,6 +169,12 @@ export interface Store {
   delete(key: string | Uint8Array, options?: StoreDeleteOptions): Promise<StorePutResult>;
   /** This node's counters, latencies, storage and links. */
   metrics(): Promise<HostMetrics>;
+  /**
+   * Every partition this node owns or still stores keys of: `held`, `fetching` (a join or re-replication streaming
+   * it in) or `releasing` (handing it to its new owners), with progress, key count and Merkle root. Replicas of a
+   * partition are identical when their roots are.
+   */
+  partitions(): Promise<PartitionInfo[]>;
   /** The metrics every member pushed to the signalling server. */
   clusterMetrics(): Promise<Record<string, ServerNodeMetrics>>;
   /** The state of each peer connection. */
@@ -205,6 +223,7 @@ class DynameshStore implements Store {
   readonly #listeners = new Map<keyof StoreEvents, Set<Listener>>();
   #signaling: SignalingClient | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
+  #stopLifecycle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(options: OpenStoreOptions, identity: Identity, worker: Worker, dataPlane: DataPlane) {
@@ -264,6 +283,7 @@ class DynameshStore implements Store {
       w: this.config.w,
       requestTimeout: options.requestTimeout ?? 500,
       hintInterval: options.hintInterval ?? 1000,
+      sync: syncTunables(options),
       limits,
       ...(options.faults === true ? { faults: true } : {}),
     };
@@ -283,8 +303,23 @@ class DynameshStore implements Store {
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       onConnection: (connected) => this.#emit('server', { connected }),
       onSuperseded: () => this.#emit('superseded', undefined),
+      startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
     });
+    this.#stopLifecycle = watchPageLifecycle((state) => this.#signaling?.setLifecycle(state));
     this.#metricsTimer = setInterval(() => void this.#pushMetrics(), options.metricsInterval ?? 2000);
+  }
+
+  /** Heartbeat ticks from the worker's timer, over a port of their own (see `NodeHost.startHeartbeat` for why). */
+  #startHeartbeats(interval: number, tick: () => void): () => void {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => tick();
+    this.#host.startHeartbeat(interval, Comlink.transfer(port2, [port2])).catch((error: unknown) => {
+      console.error('dynamesh: the worker could not start heartbeats', error);
+    });
+    return () => {
+      port1.close();
+      void this.#host.stopHeartbeat().catch(() => {});
+    };
   }
 
   #acceptView(view: ClusterView): void {
@@ -323,6 +358,11 @@ class DynameshStore implements Store {
   async delete(key: string | Uint8Array, options: StoreDeleteOptions = {}): Promise<StorePutResult> {
     this.#open();
     return unwrap(await this.#host.delete(key, options));
+  }
+
+  async partitions(): Promise<PartitionInfo[]> {
+    this.#open();
+    return unwrap(await this.#host.partitions());
   }
 
   async metrics(): Promise<HostMetrics> {
@@ -372,6 +412,7 @@ class DynameshStore implements Store {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#metricsTimer);
+      this.#stopLifecycle?.();
       await this.#signaling?.close();
       this.#mesh.close();
       await this.#host.close().catch(() => {});
@@ -422,4 +463,15 @@ function unwrap<T>(outcome: Outcome<T>): T {
     message,
     required !== undefined && acknowledged !== undefined ? { required, acknowledged } : undefined,
   );
+}
+
+/** The sync tunables the caller set, and only those. */
+function syncTunables(options: OpenStoreOptions): SyncTunables {
+  const out: { -readonly [K in keyof SyncTunables]: SyncTunables[K] } = {};
+  if (options.antiEntropyInterval !== undefined) out.antiEntropyInterval = options.antiEntropyInterval;
+  if (options.antiEntropyBytesPerSecond !== undefined)
+    out.antiEntropyBytesPerSecond = options.antiEntropyBytesPerSecond;
+  if (options.transferBytesPerSecond !== undefined) out.transferBytesPerSecond = options.transferBytesPerSecond;
+  if (options.tombstoneGrace !== undefined) out.tombstoneGrace = options.tombstoneGrace;
+  return out;
 }

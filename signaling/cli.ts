@@ -15,6 +15,8 @@ const USAGE = `usage: node --import tsx signaling/cli.ts [options]
   --static DIR             built demo to serve at / (default: dist/ at the repository root)
   --heartbeat-interval MS  default ${SIGNALING_DEFAULTS.heartbeatInterval}
   --heartbeat-timeout MS   default ${SIGNALING_DEFAULTS.heartbeatTimeout}
+  --suspect-grace MS       how long past the timeout a silent member that announced its tab hidden or frozen
+                           stays in the view as suspect; 0 turns it off (default ${SIGNALING_DEFAULTS.suspectGrace})
   --max-members N          members per cluster (default ${SIGNALING_DEFAULTS.maxMembersPerCluster})
   --help`;
 
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     static: { type: 'string' },
     'heartbeat-interval': { type: 'string' },
     'heartbeat-timeout': { type: 'string' },
+    'suspect-grace': { type: 'string' },
     'max-members': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -44,6 +47,7 @@ const server = await createSignalingServer({
   staticDir: values.static ?? fileURLToPath(new URL('../dist/', import.meta.url)),
   heartbeatInterval: integer('--heartbeat-interval', values['heartbeat-interval']),
   heartbeatTimeout: integer('--heartbeat-timeout', values['heartbeat-timeout']),
+  suspectGrace: integer('--suspect-grace', values['suspect-grace']),
   maxMembersPerCluster: integer('--max-members', values['max-members']),
 }).catch((error: unknown) => {
   console.error(`signalling server failed to start: ${error instanceof Error ? error.message : String(error)}`);

@@ -13,8 +13,9 @@ export type MemberState =
   /** Heartbeating and unreported. */
   | 'alive'
   /**
-   * Still in the view (and in the ring), but in doubt: its connection to the server dropped, or a peer reported it
-   * unreachable. It either confirms itself (heartbeat, reconnection, reports expiring) or leaves the view.
+   * Still in the view (and in the ring), but in doubt: its connection to the server dropped, a peer reported it
+   * unreachable, or it went silent after announcing that its tab was hidden or frozen (see {@link LifecycleRequest}).
+   * It either confirms itself (heartbeat, reconnection, reports expiring) or leaves the view.
    */
   | 'suspect';
 
@@ -162,6 +163,28 @@ export interface RelayedSignal {
   readonly data: SignalData;
 }
 
+/**
+ * What a node says of its tab, from the Page Lifecycle API: `hidden` (`visibilitychange` to hidden), `frozen`
+ * (`freeze`, or `pagehide` into the back/forward cache), `active` (visible again, `resume`, `pageshow`).
+ */
+export type LifecycleState = 'active' | 'hidden' | 'frozen';
+
+/** Every {@link LifecycleState}. */
+export const LIFECYCLE_STATES: readonly LifecycleState[] = Object.freeze(['active', 'hidden', 'frozen']);
+
+/**
+ * Payload of `lifecycle`: the node's tab changed state. A member that announced `hidden` or `frozen` and then falls
+ * silent is kept in the view as `suspect` for the server's `suspectGrace` after `heartbeatTimeout`, instead of
+ * leaving it, so its partitions do not move while the browser holds the tab still. The announcement lasts until
+ * `active` or a closed connection. It also counts as a heartbeat.
+ */
+export interface LifecycleRequest {
+  readonly state: LifecycleState;
+}
+
+/** Acknowledgement of `lifecycle`. */
+export type LifecycleAck = Ack;
+
 /** Payload of `report-unreachable`: the caller cannot reach `nodeId` over its peer connection. */
 export interface ReportRequest {
   readonly nodeId: string;
@@ -210,6 +233,8 @@ export interface ClientToServerEvents {
   join: (request: JoinRequest, ack: (response: JoinAck) => void) => void;
   /** Proof of life, every `heartbeatInterval` ms after joining. */
   heartbeat: (request: HeartbeatRequest, ack: (response: HeartbeatAck) => void) => void;
+  /** The node's tab turned hidden, frozen or active again (Page Lifecycle); see {@link LifecycleRequest}. */
+  lifecycle: (request: LifecycleRequest, ack: (response: LifecycleAck) => void) => void;
   /** WebRTC signalling for one member of the caller's cluster, delivered to it as a `signal` event. */
   signal: (request: SignalRequest, ack: (response: SignalAck) => void) => void;
   /** The caller cannot reach a member over its peer connection. */
@@ -239,6 +264,7 @@ export type ClientEventName = keyof ClientToServerEvents;
 export const CLIENT_EVENT_NAMES: readonly ClientEventName[] = Object.freeze([
   'join',
   'heartbeat',
+  'lifecycle',
   'signal',
   'report-unreachable',
   'metrics',

@@ -3,12 +3,23 @@
  * calls one method per event (and {@link Membership.sweep} on a timer) and pushes the views each call reports as
  * changed. Every change of a cluster's view bumps its epoch; a call that changes nothing visible bumps nothing.
  *
- * The rules, with `interval` = heartbeatInterval and `timeout` = heartbeatTimeout:
- * - A member is in the view from its join. Each `heartbeat` (or join) refreshes its last-seen time.
+ * The rules, with `interval` = heartbeatInterval, `timeout` = heartbeatTimeout and `grace` = suspectGrace:
+ * - A member is in the view from its join. Each `heartbeat`, `lifecycle` (or join) refreshes its last-seen time.
  * - Silence: a member not seen for `timeout` leaves the view (failure `'heartbeat'`). If its connection is still
  *   open it stays joined, out of the view, and comes back (`alive`, same `joinedAt`) on its next heartbeat.
+ * - Grace: a member that announced `lifecycle` `hidden` or `frozen` (and not `active` since) is held still by its
+ *   browser, not dead: heartbeats come from its worker, whose timers a hidden tab does not throttle, but a frozen tab
+ *   runs nothing. When such a member reaches `timeout` of silence it turns `suspect` and stays in the view, so its
+ *   partitions do not move, until `timeout + grace` of silence, when it leaves (failure `'grace'`). Any heartbeat or
+ *   `lifecycle` ends the grace (`alive` again; it catches up through hints and anti-entropy). The announcement lasts
+ *   until `active`, a new join, or a closed connection. While announced, a member is not removed for missing a
+ *   report's deadline (`'unconfirmed'`): its silence is explained; the majority rule still applies. `grace` 0 turns
+ *   the rule off.
  * - Disconnection: the member turns `suspect` at once and leaves only through the silence rule, so a connection
- *   that drops and rejoins within `timeout` does not change the ring.
+ *   that drops and rejoins within `timeout` does not change the ring. A closed connection (a closed, crashed or
+ *   navigated tab) also ends any announcement, so a dead tab leaves at `timeout` of silence as if it never announced.
+ *   A connection dropped because it stopped answering the transport's pings (`'unanswered'`: a frozen tab cannot
+ *   answer them) keeps its announcement and grace.
  * - Reports: a member of the view may report another as unreachable. A report makes the target `suspect` and sets
  *   a deadline of `2 × interval`: if the target sends no heartbeat by then it leaves the view (failure
  *   `'unconfirmed'`), since it is probably gone and the server would only learn it at `timeout`. A heartbeat meets
@@ -22,6 +33,7 @@
  */
 import type {
   ClusterView,
+  LifecycleState,
   MemberState,
   MetricsSnapshot,
   NodeMetrics,
@@ -30,7 +42,34 @@ import type {
 } from './events.ts';
 
 /** Why a member left its view without leaving. */
-export type FailureReason = 'heartbeat' | 'unconfirmed' | 'majority';
+export type FailureReason = 'heartbeat' | 'unconfirmed' | 'majority' | 'grace';
+
+/** Every {@link FailureReason}, for metrics labels. */
+export const FAILURE_REASONS: readonly FailureReason[] = Object.freeze([
+  'heartbeat',
+  'unconfirmed',
+  'majority',
+  'grace',
+]);
+
+/** How a connection ended: `closed` by either end or by the network, or dropped for not answering pings. */
+export type DisconnectCause = 'closed' | 'unanswered';
+
+/** The lifecycle states a member can announce that explain its silence. */
+export type QuietState = 'hidden' | 'frozen';
+
+/** A silent member that turned suspect under the grace rule instead of leaving its view. */
+export interface GraceStart {
+  readonly cluster: string;
+  readonly nodeId: string;
+  /** What it announced. */
+  readonly state: QuietState;
+  /** Server time at which it leaves the view unless heard from. */
+  readonly until: number;
+}
+
+/** Default of {@link MembershipOptions.suspectGrace}: five minutes, Chrome's own wait before freezing a hidden tab. */
+export const DEFAULT_SUSPECT_GRACE = 5 * 60_000;
 
 /** A member that left its view without leaving. */
 export interface DetectedFailure {
@@ -45,6 +84,11 @@ export interface MembershipOptions {
   readonly heartbeatInterval: number;
   /** Silence after which a member leaves the view, in ms. @default 3000 */
   readonly heartbeatTimeout: number;
+  /**
+   * How long, in ms after `heartbeatTimeout` of silence, a member that announced its tab hidden or frozen stays in
+   * the view as `suspect`; 0 turns the grace off. @default 300000 ({@link DEFAULT_SUSPECT_GRACE})
+   */
+  readonly suspectGrace?: number;
   /** Most members (in or out of the view) a cluster holds. @default 64 */
   readonly maxMembersPerCluster: number;
   /** The clock, in ms since the Unix epoch. @default Date.now */
@@ -57,10 +101,12 @@ export interface Seat {
   readonly nodeId: string;
 }
 
-/** What an operation did: the views that changed (to push) and the failures it detected. */
+/** What an operation did: the views that changed (to push), the failures it detected and the graces it began. */
 export interface Changes {
   readonly views: readonly ClusterView[];
   readonly failures: readonly DetectedFailure[];
+  /** Members that turned suspect under the grace rule (from {@link Membership.sweep} only). */
+  readonly graces?: readonly GraceStart[];
 }
 
 /** Outcome of an operation that can be refused. */
@@ -73,6 +119,8 @@ export interface MembershipStats {
   /** Members in views, by state. */
   readonly alive: number;
   readonly suspect: number;
+  /** Members of views that are suspect under the grace rule (counted in `suspect` too). */
+  readonly inGrace: number;
   /** Joined connections out of their view (silent, or held out by reports). */
   readonly outOfView: number;
 }
@@ -92,6 +140,10 @@ interface MemberRecord {
   /** A member removed by a majority of reports stays out until then. */
   heldOutUntil: number;
   metrics: NodeMetrics | null;
+  /** What the member last announced of its tab, unless `active` (null). */
+  announced: QuietState | null;
+  /** Silent past `timeout` and kept in the view by the grace rule. */
+  inGrace: boolean;
 }
 
 interface ClusterRecord {
@@ -104,6 +156,7 @@ interface ClusterRecord {
 /** The membership of every cluster on one server. */
 export class Membership {
   readonly #options: MembershipOptions;
+  readonly #grace: number;
   readonly #clusters = new Map<string, ClusterRecord>();
   readonly #seats = new Map<string, Seat>();
   /** The last epoch given to any cluster: one sequence for all, so a re-formed cluster never repeats an epoch. */
@@ -111,6 +164,7 @@ export class Membership {
 
   constructor(options: MembershipOptions) {
     this.#options = options;
+    this.#grace = options.suspectGrace ?? DEFAULT_SUSPECT_GRACE;
   }
 
   /** The cluster and node a connection joined as, if it did. */
@@ -178,6 +232,8 @@ export class Membership {
       reportDeadline: null,
       heldOutUntil: 0,
       metrics: null,
+      announced: null,
+      inGrace: false,
     };
     // A join is a fresh start for the node: whatever peers said about its previous connection no longer applies.
     member.domain = request.domain;
@@ -188,6 +244,9 @@ export class Membership {
     member.reports.clear();
     member.reportDeadline = null;
     member.heldOutUntil = 0;
+    // The tab announces its state again after every join: a new connection starts from "active".
+    member.announced = null;
+    member.inGrace = false;
     cluster.members.set(member.id, member);
     this.#seats.set(connection, { cluster: cluster.name, nodeId: member.id });
     const changed = this.#refresh(cluster, now);
@@ -205,12 +264,22 @@ export class Membership {
     if (found === undefined) return notJoined();
     const { cluster, member } = found;
     const now = this.#options.now();
-    member.lastSeen = now;
-    member.reportDeadline = null;
-    if (!member.inView && member.heldOutUntil <= now) {
-      member.inView = true;
-      member.reports.clear();
-    }
+    this.#hear(member, now);
+    const changed = this.#refresh(cluster, now);
+    return { ok: true, view: cluster.view, changes: { views: changed ? [cluster.view] : [], failures: [] } };
+  }
+
+  /**
+   * Records what the member on `connection` says of its tab: `hidden` or `frozen` puts it under the grace rule,
+   * `active` takes it out. It counts as a heartbeat too.
+   */
+  lifecycle(connection: string, state: LifecycleState): Outcome<{ view: ClusterView; changes: Changes }> {
+    const found = this.#find(connection);
+    if (found === undefined) return notJoined();
+    const { cluster, member } = found;
+    const now = this.#options.now();
+    this.#hear(member, now);
+    member.announced = state === 'active' ? null : state;
     const changed = this.#refresh(cluster, now);
     return { ok: true, view: cluster.view, changes: { views: changed ? [cluster.view] : [], failures: [] } };
   }
@@ -251,13 +320,20 @@ export class Membership {
     return this.#settle(cluster);
   }
 
-  /** The connection dropped: its member turns suspect, and leaves only if it stays silent. */
-  disconnect(connection: string): Changes {
+  /**
+   * The connection dropped: its member turns suspect, and leaves only if it stays silent. A `closed` connection ends
+   * the member's announcement (and grace); an `unanswered` one keeps it.
+   */
+  disconnect(connection: string, cause: DisconnectCause = 'closed'): Changes {
     const found = this.#find(connection);
     if (found === undefined) return { views: [], failures: [] };
     const { cluster, member } = found;
     this.#seats.delete(connection);
     member.connection = null;
+    if (cause === 'closed') {
+      member.announced = null;
+      member.inGrace = false;
+    }
     if (!member.inView) cluster.members.delete(member.id);
     return this.#settle(cluster);
   }
@@ -296,17 +372,34 @@ export class Membership {
     return result;
   }
 
-  /** Applies the silence and report rules at the current time; call it on a timer. */
+  /** Applies the silence, grace and report rules at the current time; call it on a timer. */
   sweep(): Changes {
     const now = this.#options.now();
+    const { heartbeatTimeout } = this.#options;
     const views: ClusterView[] = [];
     const failures: DetectedFailure[] = [];
+    const graces: GraceStart[] = [];
     for (const cluster of [...this.#clusters.values()]) {
       for (const member of [...cluster.members.values()]) {
         this.#expireReports(member, now);
-        if (member.inView && now - member.lastSeen >= this.#options.heartbeatTimeout) {
-          this.#remove(cluster, member, 'heartbeat', now, failures);
-        } else if (member.inView && member.reportDeadline !== null && now >= member.reportDeadline) {
+        const silence = now - member.lastSeen;
+        const announced = member.announced !== null && this.#grace > 0 ? member.announced : null;
+        if (member.inView && silence >= heartbeatTimeout) {
+          if (announced === null) {
+            this.#remove(cluster, member, 'heartbeat', now, failures);
+          } else if (silence >= heartbeatTimeout + this.#grace) {
+            this.#remove(cluster, member, 'grace', now, failures);
+          } else if (!member.inGrace) {
+            member.inGrace = true;
+            const until = member.lastSeen + heartbeatTimeout + this.#grace;
+            graces.push({ cluster: cluster.name, nodeId: member.id, state: announced, until });
+          }
+        } else if (
+          member.inView &&
+          announced === null &&
+          member.reportDeadline !== null &&
+          now >= member.reportDeadline
+        ) {
           this.#remove(cluster, member, 'unconfirmed', now, failures);
         }
         if (!member.inView && member.connection === null) cluster.members.delete(member.id);
@@ -314,22 +407,24 @@ export class Membership {
       if (cluster.members.size === 0) this.#clusters.delete(cluster.name);
       else if (this.#refresh(cluster, now)) views.push(cluster.view);
     }
-    return { views, failures };
+    return { views, failures, graces };
   }
 
   /** Counts for health checks and gauges. */
   stats(): MembershipStats {
     let alive = 0;
     let suspect = 0;
+    let inGrace = 0;
     let outOfView = 0;
     for (const cluster of this.#clusters.values()) {
       for (const member of cluster.view.members) {
         if (member.state === 'alive') alive++;
         else suspect++;
+        if (cluster.members.get(member.id)?.inGrace === true) inGrace++;
       }
       outOfView += cluster.members.size - cluster.view.members.length;
     }
-    return { clusters: this.#clusters.size, alive, suspect, outOfView };
+    return { clusters: this.#clusters.size, alive, suspect, inGrace, outOfView };
   }
 
   #find(connection: string): { cluster: ClusterRecord; member: MemberRecord } | undefined {
@@ -339,6 +434,17 @@ export class Membership {
     const member = cluster?.members.get(seat.nodeId);
     if (cluster === undefined || member === undefined || member.connection !== connection) return undefined;
     return { cluster, member };
+  }
+
+  /** The member was heard from: it proves itself alive, ends any grace and returns to the view unless held out. */
+  #hear(member: MemberRecord, now: number): void {
+    member.lastSeen = now;
+    member.reportDeadline = null;
+    member.inGrace = false;
+    if (!member.inView && member.heldOutUntil <= now) {
+      member.inView = true;
+      member.reports.clear();
+    }
   }
 
   #expireReports(member: MemberRecord, now: number): void {
@@ -363,6 +469,7 @@ export class Membership {
 
   #remove(cluster: ClusterRecord, member: MemberRecord, reason: FailureReason, now: number, out: DetectedFailure[]) {
     member.inView = false;
+    member.inGrace = false;
     member.reports.clear();
     member.reportDeadline = null;
     member.heldOutUntil = reason === 'majority' ? now + this.#options.heartbeatTimeout : 0;
@@ -384,7 +491,8 @@ export class Membership {
     const members: ViewMember[] = [];
     for (const member of cluster.members.values()) {
       if (!member.inView) continue;
-      const state: MemberState = member.connection === null || member.reports.size > 0 ? 'suspect' : 'alive';
+      const state: MemberState =
+        member.connection === null || member.reports.size > 0 || member.inGrace ? 'suspect' : 'alive';
       members.push({ id: member.id, domain: member.domain, state, joinedAt: member.joinedAt });
     }
     members.sort((a, b) => compare(a.id, b.id));

@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { MetricsSnapshot } from './events.ts';
-import type { FailureReason, MembershipStats } from './membership.ts';
+import { FAILURE_REASONS, type MembershipStats, type QuietState } from './membership.ts';
 
 /** Where scrape-time gauges read from. */
 export interface MetricsSource {
@@ -23,6 +23,8 @@ export interface SignalingMetrics {
   readonly joins: Counter;
   readonly leaves: Counter;
   readonly failures: Counter<'reason'>;
+  /** Members that turned suspect under the grace rule, by what they announced (hidden, frozen). */
+  readonly gracesStarted: Counter<'state'>;
   readonly signalsRelayed: Counter;
   readonly viewsPushed: Counter;
   readonly rejected: Counter<RejectionLabels>;
@@ -53,6 +55,14 @@ export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics:
     },
   });
   new Gauge({
+    name: 'dynamesh_signaling_members_in_grace',
+    help: 'Suspect members kept in their view because they announced their tab hidden or frozen before falling silent.',
+    registers,
+    collect() {
+      this.set(source.stats().inGrace);
+    },
+  });
+  new Gauge({
     name: 'dynamesh_signaling_connections',
     help: 'Open Socket.IO connections, joined or not.',
     registers,
@@ -77,16 +87,24 @@ export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics:
   }
   const failures = new Counter({
     name: 'dynamesh_signaling_failures_detected_total',
-    help: 'Members that left their view without leaving, by reason (heartbeat, unconfirmed, majority).',
+    help: 'Members that left their view without leaving, by reason (heartbeat, unconfirmed, majority, grace).',
     labelNames: ['reason'] as const,
     registers,
   });
-  for (const reason of ['heartbeat', 'unconfirmed', 'majority'] satisfies FailureReason[]) failures.inc({ reason }, 0);
+  for (const reason of FAILURE_REASONS) failures.inc({ reason }, 0);
+  const gracesStarted = new Counter({
+    name: 'dynamesh_signaling_graces_started_total',
+    help: 'Silent members kept in their view as suspect because they announced their tab hidden or frozen, by state.',
+    labelNames: ['state'] as const,
+    registers,
+  });
+  for (const state of ['hidden', 'frozen'] satisfies QuietState[]) gracesStarted.inc({ state }, 0);
   return {
     registry,
     joins: new Counter({ name: 'dynamesh_signaling_joins_total', help: 'Accepted joins.', registers }),
     leaves: new Counter({ name: 'dynamesh_signaling_leaves_total', help: 'Explicit leaves.', registers }),
     failures,
+    gracesStarted,
     signalsRelayed: new Counter({
       name: 'dynamesh_signaling_signals_relayed_total',
       help: 'WebRTC signals relayed between members.',

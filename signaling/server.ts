@@ -23,6 +23,7 @@ import {
   type ErrorAck,
   type HeartbeatRequest,
   type JoinRequest,
+  type LifecycleRequest,
   type MetricsSnapshot,
   type NodeMetrics,
   type ReportRequest,
@@ -31,7 +32,13 @@ import {
   type SignalingLimits,
   type SignalRequest,
 } from './events.ts';
-import { Membership, type Changes, type MembershipStats } from './membership.ts';
+import {
+  DEFAULT_SUSPECT_GRACE,
+  Membership,
+  type Changes,
+  type DisconnectCause,
+  type MembershipStats,
+} from './membership.ts';
 import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { serveStatic } from './static.ts';
@@ -54,6 +61,12 @@ export interface SignalingServerOptions {
   readonly heartbeatInterval?: number | undefined;
   /** Silence after which a member leaves its view, in ms; more than `heartbeatInterval`. @default 3000 */
   readonly heartbeatTimeout?: number | undefined;
+  /**
+   * How long, in ms past `heartbeatTimeout` of silence, a member that announced its tab `hidden` or `frozen` (the
+   * `lifecycle` event) stays in its view as `suspect` before it leaves; 0 turns the grace off. A tab that closes or
+   * crashes is still removed at `heartbeatTimeout`: its connection closes, which ends the grace. @default 300000
+   */
+  readonly suspectGrace?: number | undefined;
   /**
    * How often failure detection runs, in ms: a silent member leaves its view between `heartbeatTimeout` and
    * `heartbeatTimeout + sweepInterval` after it was last heard. @default 250
@@ -130,6 +143,7 @@ export interface SignalingSettings extends SignalingLimits {
   readonly host: string;
   readonly heartbeatInterval: number;
   readonly heartbeatTimeout: number;
+  readonly suspectGrace: number;
   readonly sweepInterval: number;
 }
 
@@ -139,6 +153,7 @@ export const SIGNALING_DEFAULTS: SignalingSettings = Object.freeze({
   host: '127.0.0.1',
   heartbeatInterval: 1000,
   heartbeatTimeout: 3000,
+  suspectGrace: DEFAULT_SUSPECT_GRACE,
   sweepInterval: 250,
   maxMembersPerCluster: 64,
   maxPayloadBytes: 64 * 1024,
@@ -156,6 +171,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     host: options.host ?? defaults.host,
     heartbeatInterval: options.heartbeatInterval ?? defaults.heartbeatInterval,
     heartbeatTimeout: options.heartbeatTimeout ?? defaults.heartbeatTimeout,
+    suspectGrace: options.suspectGrace ?? defaults.suspectGrace,
     sweepInterval: options.sweepInterval ?? defaults.sweepInterval,
     maxMembersPerCluster: options.maxMembersPerCluster ?? defaults.maxMembersPerCluster,
     maxPayloadBytes: options.maxPayloadBytes ?? defaults.maxPayloadBytes,
@@ -185,6 +201,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const membership = new Membership({
     heartbeatInterval: settings.heartbeatInterval,
     heartbeatTimeout: settings.heartbeatTimeout,
+    suspectGrace: settings.suspectGrace,
     maxMembersPerCluster: settings.maxMembersPerCluster,
     now,
   });
@@ -228,6 +245,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         clusters: stats.clusters,
         members: stats.alive + stats.suspect,
         suspect: stats.suspect,
+        inGrace: stats.inGrace,
         outOfView: stats.outOfView,
         connections: io.engine.clientsCount,
         secured: secret !== undefined,
@@ -256,6 +274,10 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     for (const failure of changes.failures) {
       metrics.failures.inc({ reason: failure.reason });
       logger.warn(failure, 'member left its view: failure detected');
+    }
+    for (const grace of changes.graces ?? []) {
+      metrics.gracesStarted.inc({ state: grace.state });
+      logger.info(grace, 'member silent after announcing its tab hidden or frozen: suspect, kept in its view');
     }
   }
 
@@ -306,6 +328,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         response: { ok: true, epoch: view.epoch, view: request.epoch === view.epoch ? null : view },
         changes: beat.changes,
       };
+    },
+    lifecycle(socket, request: LifecycleRequest) {
+      const announced = membership.lifecycle(socket.id, request.state);
+      if (!announced.ok) return fail(announced.code, announced.message);
+      logger.debug({ ...membership.seat(socket.id), state: request.state }, 'member lifecycle');
+      return { response: { ok: true }, changes: announced.changes };
     },
     signal(socket, request: SignalRequest) {
       const route = membership.route(socket.id, request.to);
@@ -388,7 +416,11 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     }
     socket.on('disconnect', (reason) => {
       logger.debug({ socket: socket.id, reason }, 'disconnected');
-      publish(membership.disconnect(socket.id));
+      // Socket.IO's 'ping timeout' is the one reason a frozen tab's connection ends with: it cannot answer pings.
+      // Every other reason (transport close or error, a client or server disconnect) means the tab or its network
+      // went away.
+      const cause: DisconnectCause = reason === 'ping timeout' ? 'unanswered' : 'closed';
+      publish(membership.disconnect(socket.id, cause));
     });
   });
 
@@ -470,6 +502,9 @@ function checkOptions(settings: SignalingSettings): void {
   ] as const) {
     const value = settings[name];
     if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got ${value}`);
+  }
+  if (!Number.isFinite(settings.suspectGrace) || settings.suspectGrace < 0) {
+    throw new RangeError(`suspectGrace must be a non-negative number, got ${settings.suspectGrace}`);
   }
   if (heartbeatTimeout <= heartbeatInterval) {
     throw new RangeError(

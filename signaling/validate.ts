@@ -7,11 +7,14 @@
 import { NODE_ID_PATTERN } from '../worker/protocol.ts';
 import {
   CLUSTER_NAME_PATTERN,
+  LIFECYCLE_STATES,
   METRIC_NAME_PATTERN,
   type ClientEventName,
   type EmptyRequest,
   type HeartbeatRequest,
   type JoinRequest,
+  type LifecycleRequest,
+  type LifecycleState,
   type MetricsSnapshot,
   type ReportRequest,
   type SignalData,
@@ -79,6 +82,17 @@ export function validateHeartbeat(input: unknown): Validation<HeartbeatRequest> 
   return { ok: true, value: { epoch: epoch as number } };
 }
 
+/** Validates a `lifecycle` payload: `{ state }`, one of {@link LIFECYCLE_STATES}. */
+export function validateLifecycle(input: unknown): Validation<LifecycleRequest> {
+  const shape = checkObject(input, ['state'], []);
+  if (shape !== null) return invalid(`lifecycle: ${shape}`);
+  const { state } = input as Record<string, unknown>;
+  if (typeof state !== 'string' || !(LIFECYCLE_STATES as readonly string[]).includes(state)) {
+    return invalid(`lifecycle: state must be one of ${LIFECYCLE_STATES.map((s) => `'${s}'`).join(', ')}`);
+  }
+  return { ok: true, value: { state: state as LifecycleState } };
+}
+
 /** Validates a `signal` payload: `data` must be a JSON object within `limits.maxSignalBytes`. */
 export function validateSignal(
   input: unknown,
@@ -142,6 +156,7 @@ export const VALIDATORS: {
 } = Object.freeze({
   join: (input) => validateJoin(input),
   heartbeat: (input) => validateHeartbeat(input),
+  lifecycle: (input) => validateLifecycle(input),
   signal: (input, limits) => validateSignal(input, limits),
   'report-unreachable': (input) => validateReport(input),
   metrics: (input, limits) => validateMetrics(input, limits),

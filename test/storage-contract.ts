@@ -404,6 +404,158 @@ export function storageContract(name: string, factory: StorageFactory, { describ
       });
     });
 
+    describe('deleteIfUnchanged', () => {
+      test('deletes a key whose siblings are unchanged since they were read', async (s) => {
+        await s.apply(bytes('k'), 4, [version('a', 1), version('b', 1)]);
+        const read = await s.get(bytes('k'));
+        expect(await s.deleteIfUnchanged(bytes('k'), read)).to.equal(true);
+        expect(await s.get(bytes('k'))).to.deep.equal([]);
+        expect(await s.scanPartition(4)).to.deep.equal([]);
+      });
+
+      test('keeps a key that gained a version after its siblings were read', async (s) => {
+        await s.apply(bytes('k'), 4, [version('a', 1)]);
+        const read = await s.get(bytes('k'));
+        await s.apply(bytes('k'), 4, [version('b', 1)]);
+        expect(await s.deleteIfUnchanged(bytes('k'), read)).to.equal(false);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:1=a1', 'b:1=b1']);
+      });
+
+      test('keeps a key whose sibling was superseded after its siblings were read', async (s) => {
+        await s.apply(bytes('k'), 4, [version('a', 1)]);
+        const read = await s.get(bytes('k'));
+        await s.apply(bytes('k'), 4, [version('a', 2, { a: 1 }, null)]);
+        expect(await s.deleteIfUnchanged(bytes('k'), read)).to.equal(false);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:2=<tombstone>']);
+      });
+
+      test('counts neither the key nor its bytes once it is deleted', async (s) => {
+        await s.apply(bytes('kept'), 4, [version('a', 1, {}, 'small')]);
+        const before = await s.stats();
+        await s.apply(bytes('gone'), 5, [version('b', 1, {}, 'x'.repeat(2000)), version('c', 1)]);
+        expect(await s.deleteIfUnchanged(bytes('gone'), await s.get(bytes('gone')))).to.equal(true);
+        expect(await s.stats()).to.deep.equal(before);
+      });
+
+      test('counts a key again once it is stored after its deletion', async (s) => {
+        await s.apply(bytes('k'), 4, [version('a', 1)]);
+        const once = await s.stats();
+        await s.deleteIfUnchanged(bytes('k'), await s.get(bytes('k')));
+        await s.apply(bytes('k'), 4, [version('a', 1)]);
+        expect(await s.stats()).to.deep.equal(once);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:1=a1']);
+      });
+
+      test('reports a key that is not stored as gone, changing nothing', async (s) => {
+        await s.apply(bytes('other'), 4, [version('a', 1)]);
+        const before = await s.stats();
+        expect(await s.deleteIfUnchanged(bytes('k'), [version('a', 1)])).to.equal(true);
+        expect(await s.stats()).to.deep.equal(before);
+        expect(show(await s.get(bytes('other')))).to.deep.equal(['a:1=a1']);
+      });
+
+      test('leaves the hints for a deleted key in place', async (s) => {
+        await s.apply(bytes('k'), 4, [version('a', 1)]);
+        await s.putHint({ target: 't', key: bytes('k'), partition: 4, siblings: [version('b', 1)] });
+        await s.deleteIfUnchanged(bytes('k'), await s.get(bytes('k')));
+        expect(showHints(await s.hintsFor(bytes('k')))).to.deep.equal([`t/${hex(bytes('k'))}@4 b:1=b1`]);
+      });
+    });
+
+    describe('partitionsWithData', () => {
+      test('lists no partitions in a new storage', async (s) => {
+        expect(await s.partitionsWithData()).to.deep.equal([]);
+      });
+
+      test('lists each partition holding keys once, in ascending order', async (s) => {
+        const writes: [string, number][] = [
+          ['a', 300],
+          ['b', 2],
+          ['c', 9],
+          ['d', 2],
+          ['e', 0],
+          ['f', 300],
+          ['g', 2],
+        ];
+        for (const [key, partition] of writes) await s.apply(bytes(key), partition, [version('a', 1)]);
+        const expected = [...new Set(writes.map(([, p]) => p))].sort((x, y) => x - y);
+        expect(await s.partitionsWithData()).to.deep.equal(expected);
+      });
+
+      test('drops a partition once its last key is deleted', async (s) => {
+        for (const [key, partition] of [
+          ['a', 1],
+          ['b', 1],
+          ['c', 2],
+        ] as const) {
+          await s.apply(bytes(key), partition, [version('a', 1)]);
+        }
+        await s.deleteIfUnchanged(bytes('a'), await s.get(bytes('a')));
+        expect(await s.partitionsWithData()).to.deep.equal([1, 2]);
+        await s.deleteIfUnchanged(bytes('c'), await s.get(bytes('c')));
+        expect(await s.partitionsWithData()).to.deep.equal([1]);
+      });
+
+      test('does not list partitions that only hints hold', async (s) => {
+        await s.apply(bytes('k'), 3, [version('a', 1)]);
+        await s.putHint({ target: 't', key: bytes('h'), partition: 8, siblings: [version('a', 1)] });
+        expect(await s.partitionsWithData()).to.deep.equal([3]);
+      });
+    });
+
+    describe('meta', () => {
+      test('returns a stored meta record by name', async (s) => {
+        const record = { held: [3, 1, 200], since: 1234.5, node: 'n1', nested: { ok: true, none: null } };
+        await s.putMeta('partitions', record);
+        expect(await s.getMeta('partitions')).to.deep.equal(record);
+      });
+
+      test('returns undefined for a meta name never stored', async (s) => {
+        await s.putMeta('other', 1);
+        expect(await s.getMeta('absent')).to.equal(undefined);
+      });
+
+      test('replaces the record put earlier under the same name and keeps other names apart', async (s) => {
+        await s.putMeta('a', { v: 1 });
+        await s.putMeta('b', 'bee');
+        await s.putMeta('a', [2]);
+        expect(await s.getMeta('a')).to.deep.equal([2]);
+        expect(await s.getMeta('b')).to.equal('bee');
+      });
+
+      test("keeps meta records apart from the engine's own bookkeeping", async (s) => {
+        const first = await s.write(bytes('k'), 1, localWrite('n', 'x'));
+        const before = await s.stats();
+        for (const name of ['state', 'counter', 'keys', 'bytes', '']) await s.putMeta(name, { keys: -5, counter: 0 });
+        expect(await s.stats()).to.deep.equal(before);
+        const next = await s.write(bytes('k2'), 1, localWrite('n', 'y'));
+        expect(next.version.dot.counter).to.equal(first.version.dot.counter + 1);
+        expect(await s.getMeta('state')).to.deep.equal({ keys: -5, counter: 0 });
+      });
+
+      test('keeps a stored meta record unchanged when the caller changes the value it put', async (s) => {
+        const record = { held: [1, 2], owner: { id: 'n1' } };
+        const pending = s.putMeta('m', record);
+        record.held.push(99);
+        record.owner.id = 'changed';
+        await pending;
+        expect(await s.getMeta('m')).to.deep.equal({ held: [1, 2], owner: { id: 'n1' } });
+      });
+
+      test('keeps a stored meta record unchanged when the caller changes what a read returned', async (s) => {
+        await s.putMeta('m', { held: [1, 2] });
+        const read = (await s.getMeta('m')) as { held: number[] };
+        read.held.push(99);
+        expect(await s.getMeta('m')).to.deep.equal({ held: [1, 2] });
+      });
+
+      test('rejects a meta value that cannot be cloned with ERR_STORAGE, keeping the earlier one', async (s) => {
+        await s.putMeta('m', 1);
+        await rejectsWithCode(s.putMeta('m', { f: () => 1 }), 'ERR_STORAGE');
+        expect(await s.getMeta('m')).to.equal(1);
+      });
+    });
+
     describe('stats', () => {
       test('counts nothing in a new storage', async (s) => {
         expect(await s.stats()).to.deep.equal({ keys: 0, bytes: 0, hints: 0 });
@@ -519,6 +671,10 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         await rejectsWithCode(s.hintsFor(key), 'ERR_CLOSED');
         await rejectsWithCode(s.listHints(), 'ERR_CLOSED');
         await rejectsWithCode(s.deleteHint('t', key, []), 'ERR_CLOSED');
+        await rejectsWithCode(s.deleteIfUnchanged(key, []), 'ERR_CLOSED');
+        await rejectsWithCode(s.partitionsWithData(), 'ERR_CLOSED');
+        await rejectsWithCode(s.getMeta('m'), 'ERR_CLOSED');
+        await rejectsWithCode(s.putMeta('m', 1), 'ERR_CLOSED');
         await rejectsWithCode(s.stats(), 'ERR_CLOSED');
       });
 
@@ -536,6 +692,36 @@ export function storageContract(name: string, factory: StorageFactory, { describ
             expect((await again.scanPartition(2)).map((k) => hex(k.key))).to.deep.equal([hex(bytes('k'))]);
             expect(showHints(await again.listHints())).to.deep.equal([`t/${hex(bytes('h'))}@2 b:1=b1`]);
             expect(await again.stats()).to.deep.equal(stats);
+            expect(await again.partitionsWithData()).to.deep.equal([2]);
+          } finally {
+            await again.close();
+          }
+        });
+
+        it('keeps meta records across close and reopen', async () => {
+          const s = await factory.open();
+          await s.putMeta('held', { partitions: [4, 9], at: 77 });
+          await s.close();
+          const again = await reopen();
+          try {
+            expect(await again.getMeta('held')).to.deep.equal({ partitions: [4, 9], at: 77 });
+          } finally {
+            await again.close();
+          }
+        });
+
+        it('keeps a deletion and its counts across close and reopen', async () => {
+          const s = await factory.open();
+          await s.apply(bytes('kept'), 1, [version('a', 1)]);
+          const stats = await s.stats();
+          await s.apply(bytes('gone'), 2, [version('b', 1)]);
+          await s.deleteIfUnchanged(bytes('gone'), await s.get(bytes('gone')));
+          await s.close();
+          const again = await reopen();
+          try {
+            expect(await again.get(bytes('gone'))).to.deep.equal([]);
+            expect(await again.stats()).to.deep.equal(stats);
+            expect(await again.partitionsWithData()).to.deep.equal([1]);
           } finally {
             await again.close();
           }

@@ -27,8 +27,21 @@ import {
   type ReadReplyMessage,
   type ReplicateAckMessage,
   type ReplicateMessage,
+  type SyncDropMessage,
+  type SyncEntry,
+  type SyncKeysMessage,
+  type SyncKeysReplyMessage,
+  type SyncPushMessage,
+  type SyncTreeMessage,
+  type SyncTreeReplyMessage,
+  MAX_SYNC_ENTRIES,
+  TREE_DEPTH,
+  TREE_FANOUT,
+  TREE_HASH_BYTES,
+  TREE_LEAVES,
   type WireReceipt,
 } from './protocol.ts';
+import { MAX_PARTITIONS } from './ring.ts';
 import { type ClockEntry, type VClock, isWellFormed, MAX_CLOCK_ENTRIES } from './vclock.ts';
 import type { Version } from './version.ts';
 
@@ -42,10 +55,11 @@ export const MAX_ERROR_MESSAGE_LENGTH = 1024;
 export const MAX_WRITE_QUORUM = 16;
 
 /**
- * How deep MessagePack containers may nest in a frame: message → versions → version → context → clock entry.
- * @default 5
+ * How deep MessagePack containers may nest in a frame: message → entries → entry → versions → version → context →
+ * clock entry (a sync-push or sync-keys-reply; the other messages nest two levels less).
+ * @default 7
  */
-export const MAX_FRAME_DEPTH = 5;
+export const MAX_FRAME_DEPTH = 7;
 
 // Longest string in a frame, in UTF-8 bytes: an error message of MAX_ERROR_MESSAGE_LENGTH UTF-16 units takes at
 // most three bytes per unit (a surrogate pair is four bytes for two units).
@@ -61,6 +75,12 @@ const ENTRY_TOKENS = 7;
 const VERSION_TOKENS = 1 + 3 + ENTRY_TOKENS + (1 + ENTRY_TOKENS * MAX_CLOCK_ENTRIES) + 1;
 // The envelope, a full context and a full receipt with room to spare; versions come on top.
 const BASE_TOKENS = 1024;
+// Tokens of one sync entry `{key, versions}` besides its versions: map header, two keys, the key, the array header.
+const SYNC_ENTRY_TOKENS = 5;
+// Largest bin of a tree-hash reply: a hash for every leaf.
+const MAX_HASHES_BYTES = TREE_LEAVES * TREE_HASH_BYTES;
+// Longest array of any message: sync entries, or the indexes of a whole tree level.
+const MAX_FIXED_ARRAY = Math.max(MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES, MAX_SYNC_ENTRIES, TREE_LEAVES);
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
@@ -72,12 +92,20 @@ const FIELDS = {
   coordinate: ['type', 'from', 'requestId', 'key', 'value', 'context', 'w', 'ifMatch', 'durable'],
   'coordinate-reply': ['type', 'from', 'requestId', 'context', 'receipt'],
   error: ['type', 'from', 'requestId', 'code', 'message', 'required', 'acknowledged'],
+  // Appended after the older types: FastWriter names each type's frame head by its index here.
+  'sync-tree': ['type', 'from', 'requestId', 'partition', 'level', 'indexes'],
+  'sync-tree-reply': ['type', 'from', 'requestId', 'held', 'hashes'],
+  'sync-keys': ['type', 'from', 'requestId', 'partition', 'leaves', 'after', 'maxBytes'],
+  'sync-keys-reply': ['type', 'from', 'requestId', 'entries', 'next'],
+  'sync-push': ['type', 'from', 'requestId', 'partition', 'entries'],
+  'sync-drop': ['type', 'from', 'requestId', 'partition', 'entries'],
 } as const satisfies Record<PeerMessage['type'], readonly string[]>;
 
 const ENTRY_FIELDS = ['node', 'counter', 'timestamp'] as const;
 const VERSION_FIELDS = ['dot', 'context', 'value'] as const;
 const RECEIPT_FIELDS = ['coordinator', 'acknowledged', 'fallbacks', 'hints'] as const;
 const HINT_FIELDS = ['holder', 'target'] as const;
+const SYNC_ENTRY_FIELDS = ['key', 'versions'] as const;
 
 /** A decoded MessagePack map. */
 type Fields = Record<string, unknown>;
@@ -103,17 +131,20 @@ const readers = new WeakMap<ProtocolLimits, FrameReader>();
 function readerFor(limits: ProtocolLimits): FrameReader {
   let reader = readers.get(limits);
   if (reader === undefined) {
-    const maxBinBytes = Math.max(limits.maxKeyBytes, limits.maxValueBytes);
+    const maxBinBytes = Math.max(limits.maxKeyBytes, limits.maxValueBytes, MAX_HASHES_BYTES);
     reader = {
       decoder: new Decoder({
         extensionCodec: NO_EXTENSIONS,
         maxStrLength: MAX_STRING_BYTES,
         maxBinLength: maxBinBytes,
-        maxArrayLength: Math.max(limits.maxSiblings, MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES),
+        maxArrayLength: Math.max(limits.maxSiblings, MAX_FIXED_ARRAY),
         maxMapLength: MAX_MAP_FIELDS,
         maxExtLength: 0,
       }),
-      maxTokens: BASE_TOKENS + VERSION_TOKENS * limits.maxSiblings,
+      // The most items a valid message holds: a sync-push or sync-keys-reply of MAX_SYNC_ENTRIES keys with
+      // maxSiblings full versions each. The frame-size limit usually binds first; a hostile frame costs the decoder
+      // no more than the largest valid one.
+      maxTokens: BASE_TOKENS + MAX_SYNC_ENTRIES * (SYNC_ENTRY_TOKENS + VERSION_TOKENS * limits.maxSiblings),
       maxBinBytes,
     };
     readers.set(limits, reader);
@@ -186,7 +217,49 @@ function wireForm(m: PeerMessage): object {
         required: m.required,
         acknowledged: m.acknowledged,
       };
+    case 'sync-tree':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        partition: m.partition,
+        level: m.level,
+        indexes: m.indexes,
+      };
+    case 'sync-tree-reply':
+      return { type: m.type, from: m.from, requestId: m.requestId, held: m.held, hashes: m.hashes };
+    case 'sync-keys':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        partition: m.partition,
+        leaves: m.leaves,
+        after: m.after,
+        maxBytes: m.maxBytes,
+      };
+    case 'sync-keys-reply':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        entries: m.entries.map(wireSyncEntry),
+        next: m.next,
+      };
+    case 'sync-push':
+    case 'sync-drop':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        partition: m.partition,
+        entries: m.entries.map(wireSyncEntry),
+      };
   }
+}
+
+function wireSyncEntry(e: SyncEntry): object {
+  return { key: e.key, versions: e.versions.map(wireVersion) };
 }
 
 function wireVersion(v: Version): object {
@@ -235,9 +308,10 @@ export function decodeMessage(frame: Uint8Array, limits: ProtocolLimits = DEFAUL
  */
 function scanFrame(bytes: Uint8Array, maxTokens: number, maxBinBytes: number, maxSiblings: number): void {
   const end = bytes.length;
-  const maxArray = Math.max(maxSiblings, MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES);
+  const maxArray = Math.max(maxSiblings, MAX_FIXED_ARRAY);
   // left[d]: items still expected at nesting level d (level 0 holds the message itself).
-  const left = [1, 0, 0, 0, 0, 0];
+  const left = new Array<number>(MAX_FRAME_DEPTH + 1).fill(0);
+  left[0] = 1;
   let depth = 0;
   let pos = 0;
   let tokens = 0;
@@ -482,6 +556,72 @@ function readVersions(value: unknown, path: string, limits: ProtocolLimits): Ver
   return versions;
 }
 
+/** An integer from `min` to `max`, else a failure naming the range. */
+function readInteger(value: unknown, path: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(path, `expected an integer from ${min} to ${max}, got ${typeName(value)}`);
+  }
+  return value;
+}
+
+function readPartition(value: unknown, path: string): number {
+  return readInteger(value, path, 0, MAX_PARTITIONS - 1);
+}
+
+/** Ascending distinct integers each below `bound`, so at most `bound` of them: tree node or leaf indexes. */
+function readIndexes(value: unknown, path: string, bound: number, what: string): number[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of ${what}, got ${typeName(value)}`);
+  if (value.length > bound) fail(path, `${value.length} ${what} is over the limit of ${bound}`);
+  const out: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const index = readInteger(value[i], at, 0, bound - 1);
+    if (i > 0 && index <= out[i - 1]!) fail(at, `${index} does not follow ${out[i - 1]!}: ${what} must ascend`);
+    out.push(index);
+  }
+  return out;
+}
+
+function readHashes(value: unknown, path: string): Uint8Array {
+  const hashes = readBytes(value, path, 0, MAX_HASHES_BYTES);
+  if (hashes.byteLength % TREE_HASH_BYTES !== 0) {
+    fail(path, `${hashes.byteLength} bytes is not a whole number of ${TREE_HASH_BYTES}-byte hashes`);
+  }
+  return hashes;
+}
+
+function readMaxBytes(value: unknown, path: string, limits: ProtocolLimits): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > limits.maxFrameBytes) {
+    fail(path, `expected a positive integer up to ${limits.maxFrameBytes}, got ${typeName(value)}`);
+  }
+  return value;
+}
+
+function readNullableKey(value: unknown, path: string, limits: ProtocolLimits): Uint8Array | null {
+  return value === null ? null : readKey(value, path, limits);
+}
+
+/** Sync entries; every version a tombstone when `tombstones`. */
+function readSyncEntries(value: unknown, path: string, limits: ProtocolLimits, tombstones: boolean): SyncEntry[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of entries, got ${typeName(value)}`);
+  if (value.length > MAX_SYNC_ENTRIES) {
+    fail(path, `${value.length} entries is over the limit of ${MAX_SYNC_ENTRIES}`);
+  }
+  const entries: SyncEntry[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const m = readMap(value[i], at, SYNC_ENTRY_FIELDS);
+    const key = readKey(m.key, `${at}.key`, limits);
+    const versions = readVersions(m.versions, `${at}.versions`, limits);
+    if (tombstones) {
+      const live = versions.findIndex((v) => v.value !== null);
+      if (live >= 0) fail(`${at}.versions[${live}].value`, 'expected null: only tombstones are dropped');
+    }
+    entries.push({ key, versions });
+  }
+  return entries;
+}
+
 function readReceipt(value: unknown, path: string): WireReceipt {
   const m = readMap(value, path, RECEIPT_FIELDS);
   const coordinator = readNodeId(m.coordinator, `${path}.coordinator`);
@@ -591,6 +731,71 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
       };
       return message;
     }
+    case 'sync-tree': {
+      const partition = readPartition(m.partition, 'sync-tree.partition');
+      const level = readInteger(m.level, 'sync-tree.level', 0, TREE_DEPTH);
+      const message: SyncTreeMessage = {
+        type: t,
+        from,
+        requestId,
+        partition,
+        level,
+        indexes: readIndexes(m.indexes, 'sync-tree.indexes', TREE_FANOUT ** level, `indexes at level ${level}`),
+      };
+      return message;
+    }
+    case 'sync-tree-reply': {
+      const message: SyncTreeReplyMessage = {
+        type: t,
+        from,
+        requestId,
+        held: readBoolean(m.held, 'sync-tree-reply.held'),
+        hashes: readHashes(m.hashes, 'sync-tree-reply.hashes'),
+      };
+      return message;
+    }
+    case 'sync-keys': {
+      const message: SyncKeysMessage = {
+        type: t,
+        from,
+        requestId,
+        partition: readPartition(m.partition, 'sync-keys.partition'),
+        leaves: readIndexes(m.leaves, 'sync-keys.leaves', TREE_LEAVES, 'leaves'),
+        after: readNullableKey(m.after, 'sync-keys.after', limits),
+        maxBytes: readMaxBytes(m.maxBytes, 'sync-keys.maxBytes', limits),
+      };
+      return message;
+    }
+    case 'sync-keys-reply': {
+      const message: SyncKeysReplyMessage = {
+        type: t,
+        from,
+        requestId,
+        entries: readSyncEntries(m.entries, 'sync-keys-reply.entries', limits, false),
+        next: readNullableKey(m.next, 'sync-keys-reply.next', limits),
+      };
+      return message;
+    }
+    case 'sync-push': {
+      const message: SyncPushMessage = {
+        type: t,
+        from,
+        requestId,
+        partition: readPartition(m.partition, 'sync-push.partition'),
+        entries: readSyncEntries(m.entries, 'sync-push.entries', limits, false),
+      };
+      return message;
+    }
+    case 'sync-drop': {
+      const message: SyncDropMessage = {
+        type: t,
+        from,
+        requestId,
+        partition: readPartition(m.partition, 'sync-drop.partition'),
+        entries: readSyncEntries(m.entries, 'sync-drop.entries', limits, true),
+      };
+      return message;
+    }
   }
 }
 
@@ -643,6 +848,16 @@ const K = {
   hints: packed('hints'),
   holder: packed('holder'),
   target: packed('target'),
+  partition: packed('partition'),
+  level: packed('level'),
+  indexes: packed('indexes'),
+  held: packed('held'),
+  hashes: packed('hashes'),
+  leaves: packed('leaves'),
+  after: packed('after'),
+  maxBytes: packed('maxBytes'),
+  entries: packed('entries'),
+  next: packed('next'),
 };
 
 // A clock entry's map header and its first key.
@@ -932,6 +1147,24 @@ class FastWriter {
     for (let i = 0; i < n; i++) this.ascii(ids[i]);
   }
 
+  numbers(numbers: readonly number[]): void {
+    const n = this.arrayHeader(numbers);
+    for (let i = 0; i < n; i++) this.number(numbers[i]);
+  }
+
+  entries(entries: readonly SyncEntry[]): void {
+    const n = this.arrayHeader(entries);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      if (typeof e !== 'object' || e === null) throw BAIL;
+      this.byte(0x82);
+      this.raw(K.key);
+      this.bytes(e.key);
+      this.raw(K.versions);
+      this.versions(e.versions);
+    }
+  }
+
   envelope(m: PeerMessage, type: number): void {
     this.raw(HEADS[type]!);
     this.raw(K.from);
@@ -1021,6 +1254,54 @@ class FastWriter {
         this.raw(K.acknowledged);
         if (m.acknowledged === null) this.byte(0xc0);
         else this.number(m.acknowledged);
+        return;
+      case 'sync-tree':
+        this.envelope(m, 7);
+        this.raw(K.partition);
+        this.number(m.partition);
+        this.raw(K.level);
+        this.number(m.level);
+        this.raw(K.indexes);
+        this.numbers(m.indexes);
+        return;
+      case 'sync-tree-reply':
+        this.envelope(m, 8);
+        this.raw(K.held);
+        this.boolean(m.held);
+        this.raw(K.hashes);
+        this.bytes(m.hashes);
+        return;
+      case 'sync-keys':
+        this.envelope(m, 9);
+        this.raw(K.partition);
+        this.number(m.partition);
+        this.raw(K.leaves);
+        this.numbers(m.leaves);
+        this.raw(K.after);
+        this.nullableBytes(m.after);
+        this.raw(K.maxBytes);
+        this.number(m.maxBytes);
+        return;
+      case 'sync-keys-reply':
+        this.envelope(m, 10);
+        this.raw(K.entries);
+        this.entries(m.entries);
+        this.raw(K.next);
+        this.nullableBytes(m.next);
+        return;
+      case 'sync-push':
+        this.envelope(m, 11);
+        this.raw(K.partition);
+        this.number(m.partition);
+        this.raw(K.entries);
+        this.entries(m.entries);
+        return;
+      case 'sync-drop':
+        this.envelope(m, 12);
+        this.raw(K.partition);
+        this.number(m.partition);
+        this.raw(K.entries);
+        this.entries(m.entries);
         return;
       default:
         throw BAIL;
@@ -1305,6 +1586,41 @@ class FastReader {
     return versions;
   }
 
+  partition(): number {
+    const p = this.number();
+    if (!Number.isInteger(p) || p < 0 || p >= MAX_PARTITIONS) throw BAIL;
+    return p;
+  }
+
+  /** Ascending distinct integers, each below `bound`. */
+  indexes(bound: number): number[] {
+    const n = this.arrayHeader(bound);
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const index = this.number();
+      if (!Number.isInteger(index) || index < 0 || index >= bound) throw BAIL;
+      if (i > 0 && index <= out[i - 1]!) throw BAIL;
+      out.push(index);
+    }
+    return out;
+  }
+
+  /** Sync entries; every version a tombstone when `tombstones`. */
+  entries(limits: ProtocolLimits, tombstones: boolean): SyncEntry[] {
+    const n = this.arrayHeader(MAX_SYNC_ENTRIES);
+    const entries: SyncEntry[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.byte() !== 0x82) throw BAIL;
+      this.expect(K.key);
+      const key = this.key(limits);
+      this.expect(K.versions);
+      const versions = this.versions(limits);
+      if (tombstones) for (const v of versions) if (v.value !== null) throw BAIL;
+      entries.push({ key, versions });
+    }
+    return entries;
+  }
+
   idList(): string[] {
     const n = this.arrayHeader(MAX_RECEIPT_NODES);
     const ids: string[] = [];
@@ -1437,6 +1753,73 @@ class FastReader {
           message: text,
           required,
           acknowledged,
+        };
+        return message;
+      }
+      case 'sync-tree': {
+        this.expect(K.partition);
+        const partition = this.partition();
+        this.expect(K.level);
+        const level = this.number();
+        if (!Number.isInteger(level) || level < 0 || level > TREE_DEPTH) throw BAIL;
+        this.expect(K.indexes);
+        const indexes = this.indexes(TREE_FANOUT ** level);
+        const message: SyncTreeMessage = { type: 'sync-tree', from, requestId, partition, level, indexes };
+        return message;
+      }
+      case 'sync-tree-reply': {
+        this.expect(K.held);
+        const held = this.boolean();
+        this.expect(K.hashes);
+        const hashes = this.bytes(0, MAX_HASHES_BYTES, false)!;
+        if (hashes.length % TREE_HASH_BYTES !== 0) throw BAIL;
+        const message: SyncTreeReplyMessage = { type: 'sync-tree-reply', from, requestId, held, hashes };
+        return message;
+      }
+      case 'sync-keys': {
+        this.expect(K.partition);
+        const partition = this.partition();
+        this.expect(K.leaves);
+        const leaves = this.indexes(TREE_LEAVES);
+        this.expect(K.after);
+        const after = this.bytes(1, limits.maxKeyBytes, true);
+        this.expect(K.maxBytes);
+        const maxBytes = this.number();
+        if (!Number.isSafeInteger(maxBytes) || maxBytes < 1 || maxBytes > limits.maxFrameBytes) throw BAIL;
+        const message: SyncKeysMessage = { type: 'sync-keys', from, requestId, partition, leaves, after, maxBytes };
+        return message;
+      }
+      case 'sync-keys-reply': {
+        this.expect(K.entries);
+        const entries = this.entries(limits, false);
+        this.expect(K.next);
+        const next = this.bytes(1, limits.maxKeyBytes, true);
+        const message: SyncKeysReplyMessage = { type: 'sync-keys-reply', from, requestId, entries, next };
+        return message;
+      }
+      case 'sync-push': {
+        this.expect(K.partition);
+        const partition = this.partition();
+        this.expect(K.entries);
+        const message: SyncPushMessage = {
+          type: 'sync-push',
+          from,
+          requestId,
+          partition,
+          entries: this.entries(limits, false),
+        };
+        return message;
+      }
+      case 'sync-drop': {
+        this.expect(K.partition);
+        const partition = this.partition();
+        this.expect(K.entries);
+        const message: SyncDropMessage = {
+          type: 'sync-drop',
+          from,
+          requestId,
+          partition,
+          entries: this.entries(limits, true),
         };
         return message;
       }

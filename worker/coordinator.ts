@@ -39,6 +39,13 @@ export interface CoordinatorDeps {
   readonly forwardTimeout: number;
   /** The ring of the current view. */
   ring(): Ring;
+  /**
+   * True when this node holds a complete copy of `partition`. An owner still fetching one neither coordinates its
+   * puts (its new dot could claim to follow earlier dots of its own that it does not have yet) nor answers its reads.
+   */
+  holds(partition: number): boolean;
+  /** Resolves true once this node holds `partition`, or false when it is not coming soon (see Ownership.whenHeld). */
+  whenHeld(partition: number): Promise<boolean>;
   /** The key's siblings on this node: its main store merged with any hints it holds for the key. */
   readLocal(key: Uint8Array): Promise<Version[]>;
   /** The current wall-clock time. */
@@ -114,7 +121,8 @@ export class Coordinator {
   /** Puts (or deletes, when `value` is null) as coordinator when this node owns the key, else forwards. */
   async put(request: PutRequest): Promise<PutOutcome> {
     const plan = this.plan(request.key);
-    if (plan.owners.includes(this.#deps.self)) return this.coordinatePut(request, plan);
+    if (plan.owners.includes(this.#deps.self) && (await this.#deps.whenHeld(plan.partition)))
+      return this.coordinatePut(request, plan);
     return this.#forwardPut(request, plan);
   }
 
@@ -123,6 +131,9 @@ export class Coordinator {
     const { self, storage, metrics } = this.#deps;
     if (!plan.owners.includes(self)) {
       throw new NotResponsibleError(`node ${self} is not in the preference list of this key`);
+    }
+    if (!(await this.#deps.whenHeld(plan.partition))) {
+      throw new NotResponsibleError(`node ${self} is still fetching partition ${plan.partition}`);
     }
     if (request.ifMatch) await this.#checkNotStale(request, plan);
     const local = await storage.write(
@@ -165,7 +176,9 @@ export class Coordinator {
     // Unsuspected owners first, each group in preference order (what a stable sort on suspicion gives).
     const candidates: string[] = [];
     const suspected: string[] = [];
-    for (const owner of plan.owners) (peers.isSuspected(owner) ? suspected : candidates).push(owner);
+    for (const owner of plan.owners) {
+      if (owner !== this.#deps.self) (peers.isSuspected(owner) ? suspected : candidates).push(owner);
+    }
     for (const owner of suspected) candidates.push(owner);
     let lastError: DynameshError | undefined;
     for (const owner of candidates) {
@@ -404,6 +417,7 @@ class Read {
   readonly done: Promise<GetOutcome>;
   readonly deps: CoordinatorDeps;
   readonly key: Uint8Array;
+  readonly partition: number;
   readonly spare: string[];
   readonly #r: number;
   /** Who replied, in order, and what each replied (a map as two arrays: a get holds N entries at most). */
@@ -418,6 +432,7 @@ class Read {
   constructor(deps: CoordinatorDeps, key: Uint8Array, r: number, plan: Plan, repair: Repairer | null) {
     this.deps = deps;
     this.key = key;
+    this.partition = plan.partition;
     this.#r = r;
     this.spare = [...plan.fallbacks];
     this.#repair = repair;
@@ -471,11 +486,13 @@ class Read {
 /** One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. */
 class ReadSlot implements ReplyHandler {
   readonly #read: Read;
+  readonly #owner: string;
   #target: string | undefined;
   #finished = false;
 
   constructor(read: Read, owner: string) {
     this.#read = read;
+    this.#owner = owner;
     const { self, peers } = read.deps;
     this.#target = owner === self || !peers.isSuspected(owner) ? owner : undefined;
     if (this.#target === undefined) this.#target = takeFallback(read.spare, peers);
@@ -512,6 +529,17 @@ class ReadSlot implements ReplyHandler {
     const read = this.#read;
     const deps = read.deps;
     if (target === deps.self) {
+      if (this.#owner === target && !deps.holds(read.partition)) {
+        // Still fetching the partition: wait a little for the transfer, else ask the next fallback instead.
+        deps.whenHeld(read.partition).then(
+          (held) => {
+            if (!held) this.#target = takeFallback(read.spare, deps.peers);
+            this.#ask();
+          },
+          (error: unknown) => this.#fail(error),
+        );
+        return;
+      }
       deps.readLocal(read.key).then(
         (versions) => {
           read.reply(target, versions);

@@ -1,23 +1,29 @@
 /**
  * Hinted handoff: a fallback node delivers the versions it holds for an owner once that owner answers again, and
- * forgets them only after the owner acknowledged them.
+ * forgets them only after the owner acknowledged them. A hint whose owner has left the view is delivered instead to
+ * the partition's current owners (all of them, this node included when it is one), so that no acknowledged write
+ * waits forever for a node that is not coming back.
  */
 import type { Logger } from './env.ts';
 import type { Metrics } from './metrics.ts';
 import type { Peers } from './peers.ts';
-import type { Storage } from './storage/storage.ts';
+import type { Ring } from './ring.ts';
+import type { Hint, Storage } from './storage/storage.ts';
 
 /** What handoff needs from its node. */
 export interface HandoffDeps {
+  readonly self: string;
+  /** Replication factor N. */
+  readonly n: number;
   readonly storage: Storage;
   readonly peers: Peers;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly requestTimeout: number;
-  /** Hints read per round. */
+  /** Hints read per round and target. */
   readonly batch: number;
-  /** The other members of the current view. */
-  peersInView(): readonly string[];
+  /** The ring of the current view. */
+  ring(): Ring;
 }
 
 /** Delivers held hints to their owners, one bounded round at a time. */
@@ -30,26 +36,49 @@ export class Handoff {
 
   /**
    * One round: for each member that is not suspected, up to a batch of the hints held for it are sent to it;
-   * acknowledged ones are deleted. Returns how many hints were delivered.
+   * then up to a batch of hints for nodes outside the view go to their partitions' owners. Acknowledged hints are
+   * deleted. Returns how many hints were delivered.
    */
   async deliverRound(): Promise<number> {
-    const { storage, peers, metrics } = this.#deps;
-    const targets = this.#deps.peersInView().filter((id) => !peers.isSuspected(id));
+    const { storage, peers, self } = this.#deps;
+    const ring = this.#deps.ring();
+    const targets = ring.members.map((m) => m.id).filter((id) => id !== self && !peers.isSuspected(id));
     const lists = await Promise.all(targets.map((target) => storage.listHints({ target, limit: this.#deps.batch })));
-    const due = lists.flat();
-    const results = await Promise.all(
-      due.map(async (hint) => {
+    const results = await Promise.all(lists.flat().map((hint) => this.#deliver(hint, [hint.target])));
+    let delivered = results.reduce<number>((sum, x) => sum + x, 0);
+    const orphans = (await storage.listHints({ limit: this.#deps.batch * 4 }))
+      .filter((hint) => !ring.has(hint.target))
+      .slice(0, this.#deps.batch);
+    for (const hint of orphans) {
+      const owners = ring.preferenceList(hint.partition, this.#deps.n);
+      if (owners.some((id) => id !== self && peers.isSuspected(id))) continue;
+      const taken = await this.#deliver(hint, owners);
+      if (taken > 0) this.#deps.metrics.count('hintsRerouted');
+      delivered += taken;
+    }
+    return delivered;
+  }
+
+  /** Sends one hint to every node of `to` (storing it here for this node), deleting it once all acknowledged. */
+  async #deliver(hint: Hint, to: readonly string[]): Promise<number> {
+    const { storage, peers, self, metrics } = this.#deps;
+    const acks = await Promise.all(
+      to.map(async (target) => {
+        if (target === self) {
+          await storage.apply(hint.key, hint.partition, hint.siblings);
+          return true;
+        }
         const reply = await peers.request(
-          hint.target,
+          target,
           { type: 'replicate', key: hint.key, versions: hint.siblings, hintFor: null, durable: false },
           this.#deps.requestTimeout,
         );
-        if (reply?.type !== 'replicate-ack') return 0;
-        await storage.deleteHint(hint.target, hint.key, hint.siblings);
-        metrics.count('hintsDelivered');
-        return 1;
+        return reply?.type === 'replicate-ack';
       }),
     );
-    return results.reduce<number>((sum, x) => sum + x, 0);
+    if (acks.includes(false)) return 0;
+    await storage.deleteHint(hint.target, hint.key, hint.siblings);
+    metrics.count('hintsDelivered');
+    return 1;
   }
 }

@@ -15,9 +15,11 @@ import {
   type GetOptions,
   type GetResult,
   type NodeMetrics,
+  type NodeOptions,
   type PutOptions,
   type PutResult,
 } from './node.ts';
+import type { PartitionInfo } from './ownership.ts';
 import { DEFAULT_LIMITS, type ProtocolLimits } from './protocol.ts';
 import type { Member } from './ring.ts';
 import { openIndexedDbStorage } from './storage/indexeddb.ts';
@@ -35,9 +37,16 @@ export interface HostConfig {
   readonly requestTimeout: number;
   readonly hintInterval: number;
   readonly limits: Partial<ProtocolLimits>;
+  /** Anti-entropy, transfer and tombstone tunables; each defaults as in {@link NodeOptions}. */
+  readonly sync?: SyncTunables;
   /** Lets the page inject faults into this node's transport. @default false */
   readonly faults?: boolean;
 }
+
+/** The node tunables of membership change that a page may set. */
+export type SyncTunables = Partial<
+  Pick<NodeOptions, 'antiEntropyInterval' | 'antiEntropyBytesPerSecond' | 'transferBytesPerSecond' | 'tombstoneGrace'>
+>;
 
 /** A failure as it crosses the worker boundary. */
 export interface WireError {
@@ -75,6 +84,7 @@ export class NodeHost {
   #links: Links | undefined;
   #faults: Faults | undefined;
   #onLog: ((entry: LogEntry) => void) | undefined;
+  #heartbeat: { timer: ReturnType<typeof setInterval>; port: MessagePort } | undefined;
   readonly #logger: Logger = {
     debug: () => {},
     info: (fields, msg) => this.#log('info', fields, msg),
@@ -116,6 +126,7 @@ export class NodeHost {
         w: config.w,
         requestTimeout: config.requestTimeout,
         hintInterval: config.hintInterval,
+        ...config.sync,
         limits,
       });
       this.#logger.info({ id: config.id, domain: config.domain, database: config.database }, 'node started');
@@ -165,6 +176,11 @@ export class NodeHost {
     }));
   }
 
+  /** Every partition this node owns or still stores keys of: transfer state, progress, keys, Merkle root. */
+  partitions(): Promise<Outcome<PartitionInfo[]>> {
+    return attempt(() => this.#running().partitions());
+  }
+
   /** Cuts this node from `nodeIds` (its own id: from everyone), on top of earlier cuts. */
   isolate(nodeIds: readonly string[]): Promise<Outcome<FaultState>> {
     return this.#fault((faults) => faults.isolate(nodeIds));
@@ -190,8 +206,33 @@ export class NodeHost {
     return this.#fault(() => {});
   }
 
+  /**
+   * Posts a tick (`null`) on `port` every `interval` ms, replacing any earlier heartbeat; the page sends the
+   * signalling server's `heartbeat` as each tick arrives. The timer lives here, not on the page, because Chrome
+   * throttles a hidden tab's main-thread timers (to one wake-up a second at once, and to one a minute after five
+   * minutes hidden: intensive wake-up throttling) but not a dedicated worker's, and a message event to the page is
+   * delivered promptly even when the page is hidden. So a hidden tab keeps heartbeating; only a frozen one stops.
+   */
+  startHeartbeat(interval: number, port: MessagePort): void {
+    if (!Number.isFinite(interval) || interval <= 0) {
+      throw new DynameshError('ERR_INVALID_ARGUMENT', `heartbeat interval must be a positive number, got ${interval}`);
+    }
+    this.stopHeartbeat();
+    const timer = setInterval(() => port.postMessage(null), interval);
+    this.#heartbeat = { timer, port };
+  }
+
+  /** Stops the heartbeat ticks and closes their port. Idempotent. */
+  stopHeartbeat(): void {
+    if (this.#heartbeat === undefined) return;
+    clearInterval(this.#heartbeat.timer);
+    this.#heartbeat.port.close();
+    this.#heartbeat = undefined;
+  }
+
   /** Stops the node, closes the links and the database. Idempotent. */
   async close(): Promise<void> {
+    this.stopHeartbeat();
     const node = this.#node;
     if (node === undefined) return;
     await node.close();

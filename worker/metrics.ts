@@ -26,6 +26,16 @@ export const COUNTER_NAMES = [
   'rejectedFrames',
   'framesReceived',
   'framesSent',
+  'partitionsFetched',
+  'partitionsReleased',
+  'keysReleased',
+  'keysRepaired',
+  'syncKeysServed',
+  'syncBytes',
+  'antiEntropyRounds',
+  'antiEntropyRepairs',
+  'tombstonesCollected',
+  'hintsRerouted',
 ] as const;
 
 /** One counter's name. */

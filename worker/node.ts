@@ -3,10 +3,19 @@
  * validates what callers and peers hand it, and owns its timers. It runs unchanged in a Web Worker, in Node and in
  * the seeded simulation, because everything it touches comes in through {@link NodeOptions}.
  */
+import { AntiEntropy } from './antientropy.ts';
+import { ByteBudget } from './budget.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { decodeContext, encodeContext } from './context.ts';
 import { Coordinator, type PutRequest } from './coordinator.ts';
-import { ClosedError, DynameshError, InvalidArgumentError, TooLargeError, hasErrorCode } from './errors.ts';
+import {
+  ClosedError,
+  DynameshError,
+  InvalidArgumentError,
+  NotResponsibleError,
+  TooLargeError,
+  hasErrorCode,
+} from './errors.ts';
 import {
   type Clock,
   type Logger,
@@ -17,8 +26,10 @@ import {
   silentLogger,
 } from './env.ts';
 import { Handoff } from './handoff.ts';
+import { PartitionTrees } from './merkle.ts';
 import { Metrics, type MetricsSnapshot } from './metrics.ts';
-import { Peers, isReply } from './peers.ts';
+import { Ownership, type PartitionInfo } from './ownership.ts';
+import { type Outgoing, Peers, isReply } from './peers.ts';
 import {
   DEFAULT_LIMITS,
   NODE_ID_PATTERN,
@@ -26,9 +37,12 @@ import {
   type ProtocolLimits,
   type WireReceipt,
 } from './protocol.ts';
+import { Rebalancer } from './rebalance.ts';
 import { Replica } from './replica.ts';
 import { type Member, Ring } from './ring.ts';
+import { ObservedStorage } from './storage/observed.ts';
 import type { Storage } from './storage/storage.ts';
+import { PartitionSync } from './sync.ts';
 import { contextOf } from './version.ts';
 
 /** Everything a node is made of and its tunables. */
@@ -61,6 +75,20 @@ export interface NodeOptions {
   readonly hintInterval?: number;
   /** Hints delivered per owner per round. @default 64 */
   readonly hintBatch?: number;
+  /**
+   * Ms between anti-entropy rounds, in each of which this node compares Merkle roots with the other owners of a
+   * few of its partitions and repairs what differs; 0 turns anti-entropy off. @default 10000
+   */
+  readonly antiEntropyInterval?: number;
+  /** Bytes per second that anti-entropy may send and ask for, at most. @default 262144 */
+  readonly antiEntropyBytesPerSecond?: number;
+  /** Bytes per second that partition transfers (joins, re-replication, releases) may move, at most. @default 1048576 */
+  readonly transferBytesPerSecond?: number;
+  /**
+   * Ms a tombstone is kept after every owner of its partition holds it, before it is collected; a node away from
+   * the cluster for longer drops what it held on return, so that no collected delete comes back. @default 600000
+   */
+  readonly tombstoneGrace?: number;
   /** Ring partitions Q. @default 256 */
   readonly partitions?: number;
   /** Ring tokens per node T. @default DEFAULT_TOKENS_PER_NODE of ring.ts */
@@ -118,6 +146,13 @@ export type NodeMetrics = MetricsSnapshot & { readonly members: number; readonly
 
 const encoder = new TextEncoder();
 
+/** The bookkeeping record of the node's last sign of life, in storage meta. */
+const LAST_ACTIVE = 'last-active';
+/** How long background sync waits for foreground requests to finish before it goes on anyway, ms. */
+const IDLE_WAIT_MS = 100;
+/** How often it looks, ms. */
+const IDLE_POLL_MS = 5;
+
 /** One Dynamo node. */
 export class DynamoNode {
   /** This node's id. */
@@ -129,14 +164,30 @@ export class DynamoNode {
   readonly #r: number;
   readonly #w: number;
   readonly #limits: ProtocolLimits;
+  readonly #requestTimeout: number;
   readonly #logger: Logger;
   readonly #metrics = new Metrics();
   readonly #peers: Peers;
   readonly #replica: Replica;
   readonly #coordinator: Coordinator;
   readonly #handoff: Handoff;
+  /** The node's storage, telling the Merkle trees of every change of the main store. */
+  readonly #storage: Storage;
+  readonly #trees: PartitionTrees;
+  readonly #ownership: Ownership;
+  readonly #sync: PartitionSync;
+  readonly #rebalancer: Rebalancer;
+  readonly #antiEntropy: AntiEntropy | null;
+  /** Resolves once the held partitions are loaded (and a node back from a long absence has dropped its copies). */
+  readonly #ready: Promise<void>;
+  #loaded = false;
   #ring: Ring;
+  /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
+  #viewed = false;
+  /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
+  #inflight = 0;
   #hintTimer: TimerHandle | undefined;
+  #activeTimer: TimerHandle | undefined;
   #closed = false;
 
   constructor(options: NodeOptions) {
@@ -151,7 +202,17 @@ export class DynamoNode {
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#logger = options.logger ?? silentLogger;
     const requestTimeout = options.requestTimeout ?? 500;
+    this.#requestTimeout = requestTimeout;
     this.#ring = this.#buildRing([{ id: this.id, domain: this.domain }]);
+    const partitions = this.#ring.partitions;
+    this.#trees = new PartitionTrees({
+      partitions,
+      scan: (partition, page) => options.storage.scanPartition(partition, page),
+    });
+    this.#storage = new ObservedStorage(options.storage, (key, siblings) =>
+      this.#trees.update(this.#ring.partitionOf(key), key, siblings),
+    );
+    this.#ownership = new Ownership(this.#storage);
     this.#peers = new Peers({
       self: this.id,
       clock: options.clock,
@@ -163,14 +224,16 @@ export class DynamoNode {
     });
     this.#replica = new Replica({
       self: this.id,
-      storage: options.storage,
+      storage: this.#storage,
       metrics: this.#metrics,
       partitionOf: (key) => this.#ring.partitionOf(key),
     });
     this.#coordinator = new Coordinator({
       self: this.id,
       n: this.#n,
-      storage: options.storage,
+      storage: this.#storage,
+      holds: (partition) => this.#ownership.holds(partition),
+      whenHeld: (partition) => this.#ownership.whenHeld(partition, requestTimeout, options.timers),
       peers: this.#peers,
       metrics: this.#metrics,
       logger: this.#logger,
@@ -181,15 +244,182 @@ export class DynamoNode {
       now: () => options.clock.now(),
     });
     this.#handoff = new Handoff({
-      storage: options.storage,
+      self: this.id,
+      n: this.#n,
+      storage: this.#storage,
       peers: this.#peers,
       metrics: this.#metrics,
       logger: this.#logger,
       requestTimeout,
       batch: options.hintBatch ?? 64,
-      peersInView: () => this.#ring.members.map((m) => m.id).filter((id) => id !== this.id),
+      ring: () => this.#ring,
     });
+    this.#sync = new PartitionSync({
+      self: this.id,
+      storage: this.#storage,
+      peers: this.#peers,
+      metrics: this.#metrics,
+      logger: this.#logger,
+      requestTimeout,
+      partitions,
+      partitionOf: (key) => this.#ring.partitionOf(key),
+      tree: (partition) => this.#trees.get(partition),
+      holds: (partition) => this.#ownership.holds(partition),
+    });
+    const idle = (): Promise<void> => this.#idle();
+    const ring = (): Ring | null => (this.#viewed && this.#loaded ? this.#ring : null);
+    this.#rebalancer = new Rebalancer({
+      self: this.id,
+      n: this.#n,
+      storage: this.#storage,
+      peers: this.#peers,
+      sync: this.#sync,
+      ownership: this.#ownership,
+      budget: new ByteBudget(options.transferBytesPerSecond ?? 1024 * 1024, options.clock, options.timers),
+      metrics: this.#metrics,
+      logger: this.#logger,
+      timers: options.timers,
+      retryMs: Math.max(250, 2 * requestTimeout),
+      periodMs: Math.max(1000, 10 * requestTimeout),
+      ring,
+      idle,
+    });
+    const grace = options.tombstoneGrace ?? 600_000;
+    const interval = options.antiEntropyInterval ?? 10_000;
+    this.#antiEntropy =
+      interval > 0
+        ? new AntiEntropy({
+            self: this.id,
+            n: this.#n,
+            storage: this.#storage,
+            peers: this.#peers,
+            sync: this.#sync,
+            ownership: this.#ownership,
+            budget: new ByteBudget(options.antiEntropyBytesPerSecond ?? 256 * 1024, options.clock, options.timers),
+            metrics: this.#metrics,
+            logger: this.#logger,
+            clock: options.clock,
+            timers: options.timers,
+            interval,
+            tombstoneGrace: grace,
+            ring,
+            idle,
+          })
+        : null;
+    this.#ready = this.#load(grace);
     this.#scheduleHandoff();
+  }
+
+  /**
+   * Loads the held partitions. A node whose last sign of life is older than the tombstone grace drops every copy it
+   * holds: the others may have collected tombstones meanwhile, and its old versions would come back to life. Its
+   * partitions are then fetched afresh like a new node's.
+   */
+  async #load(grace: number): Promise<void> {
+    try {
+      await this.#ownership.load();
+      const now = this.#options.clock.now();
+      const lastActive = await this.#storage.getMeta(LAST_ACTIVE);
+      if (typeof lastActive === 'number' && now - lastActive > grace) {
+        this.#logger.info(
+          { awayMs: now - lastActive },
+          'back after more than the tombstone grace: dropping old copies',
+        );
+        await this.#ownership.forgetAll();
+        for (const partition of await this.#storage.partitionsWithData()) {
+          let after: Uint8Array | undefined;
+          for (;;) {
+            const page = await this.#storage.scanPartition(
+              partition,
+              after === undefined ? { limit: 256 } : { after, limit: 256 },
+            );
+            if (page.length === 0) break;
+            for (const k of page) await this.#storage.deleteIfUnchanged(k.key, k.siblings);
+            after = page[page.length - 1]!.key;
+          }
+        }
+      }
+      await this.#markActive();
+    } catch (error) {
+      this.#logger.error({ error: errorText(error) }, 'could not load the held partitions');
+    }
+    this.#loaded = true;
+    if (this.#closed) return;
+    this.#scheduleActive(grace);
+    this.#antiEntropy?.start();
+    this.#rebalancer.kick();
+  }
+
+  async #markActive(): Promise<void> {
+    await this.#storage.putMeta(LAST_ACTIVE, this.#options.clock.now());
+  }
+
+  /** Records a sign of life often enough that an absence longer than the grace is noticed on return. */
+  #scheduleActive(grace: number): void {
+    if (this.#closed) return;
+    this.#activeTimer = this.#options.timers.setTimeout(
+      () => {
+        this.#markActive()
+          .catch((error: unknown) => this.#logger.warn({ error: errorText(error) }, 'could not record activity'))
+          .finally(() => this.#scheduleActive(grace));
+      },
+      Math.max(1000, Math.min(60_000, grace / 4)),
+    );
+  }
+
+  /** Resolves once no foreground request runs, or after a short wait so that background work is never starved. */
+  async #idle(): Promise<void> {
+    for (let waited = 0; this.#inflight > 0 && waited < IDLE_WAIT_MS; waited += IDLE_POLL_MS) {
+      await new Promise<void>((resolve) => this.#options.timers.setTimeout(resolve, IDLE_POLL_MS));
+    }
+  }
+
+  /** Resolves once the node has loaded what it holds. */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** Every partition this node owns or still stores keys of, with its transfer state and Merkle root. */
+  async partitions(): Promise<PartitionInfo[]> {
+    await this.#ready;
+    const ring = this.#ring;
+    const stored = new Set(await this.#storage.partitionsWithData());
+    const out: PartitionInfo[] = [];
+    for (let p = 0; p < ring.partitions; p++) {
+      const owners = ring.preferenceList(p, this.#n);
+      const owned = owners.includes(this.id);
+      if (!owned && !stored.has(p)) continue;
+      const tree = await this.#trees.get(p);
+      const state = owned ? (this.#ownership.holds(p) ? 'held' : 'fetching') : 'releasing';
+      out.push({
+        partition: p,
+        owners,
+        state,
+        progress: this.#ownership.progress(p),
+        keys: tree.keyCount,
+        root: tree.rootHex(),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * How many partitions this node owns but does not hold yet (0 once every transfer in has finished), or -1 before
+   * the held partitions are loaded and the first view arrived.
+   */
+  fetchingCount(): number {
+    if (!this.#loaded || !this.#viewed) return -1;
+    let count = 0;
+    for (let p = 0; p < this.#ring.partitions; p++) {
+      if (!this.#ownership.holds(p) && this.#ring.preferenceList(p, this.#n).includes(this.id)) count++;
+    }
+    return count;
+  }
+
+  /** Runs one anti-entropy round now (tests, the simulation); resolves with the partitions it repaired. */
+  async antiEntropyRound(): Promise<number> {
+    await this.#ready;
+    return this.#antiEntropy === null ? 0 : this.#antiEntropy.round();
   }
 
   /** The members of the current view. */
@@ -206,6 +436,8 @@ export class DynamoNode {
   setMembers(members: readonly Member[]): void {
     const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
     this.#ring = this.#buildRing(view);
+    this.#viewed = true;
+    if (this.#loaded) this.#rebalancer.kick();
   }
 
   /** Handles one frame from peer `from`. Never throws: a malformed frame is counted, logged and dropped. */
@@ -237,9 +469,15 @@ export class DynamoNode {
       }
       return;
     }
-    void this.#dispatch(message).catch((error: unknown) => {
-      this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
-    });
+    const foreground = !message.type.startsWith('sync-');
+    if (foreground) this.#inflight++;
+    void this.#dispatch(message)
+      .catch((error: unknown) => {
+        this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
+      })
+      .finally(() => {
+        if (foreground) this.#inflight--;
+      });
   }
 
   /** Counts and logs a frame the transport could not turn into a message (a bad chunk, a non-binary frame). */
@@ -254,6 +492,8 @@ export class DynamoNode {
       case 'replicate-ack':
       case 'read-reply':
       case 'coordinate-reply':
+      case 'sync-tree-reply':
+      case 'sync-keys-reply':
       case 'error':
         if (!this.#peers.settle(message)) this.#logger.debug({ from: message.from, type: message.type }, 'late reply');
         return;
@@ -267,6 +507,13 @@ export class DynamoNode {
         return;
       case 'read':
         try {
+          // An owner still fetching the partition would answer with part of it: the coordinator asks a fallback.
+          const partition = this.#ring.partitionOf(message.key);
+          if (
+            this.#ring.preferenceList(partition, this.#n).includes(this.id) &&
+            !(await this.#ownership.whenHeld(partition, this.#requestTimeout / 2, this.#options.timers))
+          )
+            throw new NotResponsibleError(`node ${this.id} is still fetching partition ${partition}`);
           const versions = await this.#replica.read(message.key);
           this.#peers.reply(message.from, message.requestId, { type: 'read-reply', versions });
         } catch (error) {
@@ -294,6 +541,24 @@ export class DynamoNode {
           this.#replyError(message.from, message.requestId, error);
         }
         return;
+      case 'sync-tree':
+        return this.#serve(message, () => this.#sync.serveTree(message));
+      case 'sync-keys':
+        return this.#serve(message, () => this.#sync.serveKeys(message));
+      case 'sync-push':
+        return this.#serve(message, () => this.#sync.servePush(message));
+      case 'sync-drop':
+        return this.#serve(message, () => this.#sync.serveDrop(message));
+    }
+  }
+
+  /** Answers a sync request once the held partitions are known (a source must not claim a copy it lacks). */
+  async #serve(message: PeerMessage, answer: () => Promise<Outgoing>): Promise<void> {
+    try {
+      await this.#ready;
+      this.#peers.reply(message.from, message.requestId, await answer());
+    } catch (error) {
+      this.#replyError(message.from, message.requestId, error);
     }
   }
 
@@ -361,12 +626,17 @@ export class DynamoNode {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#hintTimer !== undefined) this.#options.timers.clearTimeout(this.#hintTimer);
+    if (this.#activeTimer !== undefined) this.#options.timers.clearTimeout(this.#activeTimer);
+    this.#rebalancer.close();
+    this.#antiEntropy?.close();
+    this.#ownership.close();
     this.#peers.close();
   }
 
   async #operation<T>(kind: 'get' | 'put', run: () => Promise<T>): Promise<T> {
     if (this.#closed) throw new ClosedError();
     const started = this.#options.clock.now();
+    this.#inflight++;
     try {
       const result = await run();
       if (this.#closed) throw new ClosedError('the node closed before the request completed');
@@ -377,6 +647,8 @@ export class DynamoNode {
         this.#metrics.count('invalidRequests');
       }
       throw error;
+    } finally {
+      this.#inflight--;
     }
   }
 

@@ -18,12 +18,22 @@ export type Outgoing = PeerMessage extends infer M
   : never;
 
 /** The replies a request can get. */
-export type Reply = Extract<PeerMessage, { type: 'replicate-ack' | 'read-reply' | 'coordinate-reply' | 'error' }>;
+export type Reply = Extract<
+  PeerMessage,
+  { type: 'replicate-ack' | 'read-reply' | 'coordinate-reply' | 'sync-tree-reply' | 'sync-keys-reply' | 'error' }
+>;
 
 /** True when `message` answers a request (see {@link Peers.settle}) rather than asking something. */
 export function isReply(message: PeerMessage): message is Reply {
   const type = message.type;
-  return type === 'replicate-ack' || type === 'read-reply' || type === 'coordinate-reply' || type === 'error';
+  return (
+    type === 'replicate-ack' ||
+    type === 'read-reply' ||
+    type === 'coordinate-reply' ||
+    type === 'sync-tree-reply' ||
+    type === 'sync-keys-reply' ||
+    type === 'error'
+  );
 }
 
 /**
@@ -242,7 +252,7 @@ function callAll(handlers: readonly ReplyHandler[]): void {
 
 /**
  * `message` with its envelope, as a new object of exactly its type's fields. Written out per type rather than as a
- * spread: a spread over seven message shapes is a megamorphic copy that costs more than encoding the message.
+ * spread: a spread over a dozen message shapes is a megamorphic copy that costs more than encoding the message.
  */
 function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage {
   switch (m.type) {
@@ -286,5 +296,24 @@ function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage
         required: m.required,
         acknowledged: m.acknowledged,
       };
+    case 'sync-tree':
+      return { type: m.type, from, requestId, partition: m.partition, level: m.level, indexes: m.indexes };
+    case 'sync-tree-reply':
+      return { type: m.type, from, requestId, held: m.held, hashes: m.hashes };
+    case 'sync-keys':
+      return {
+        type: m.type,
+        from,
+        requestId,
+        partition: m.partition,
+        leaves: m.leaves,
+        after: m.after,
+        maxBytes: m.maxBytes,
+      };
+    case 'sync-keys-reply':
+      return { type: m.type, from, requestId, entries: m.entries, next: m.next };
+    case 'sync-push':
+    case 'sync-drop':
+      return { type: m.type, from, requestId, partition: m.partition, entries: m.entries };
   }
 }

@@ -85,6 +85,73 @@ export interface ErrorMessage extends Envelope {
   readonly acknowledged: number | null;
 }
 
+/** One key and its whole sibling set, as partition sync ships it. */
+export interface SyncEntry {
+  readonly key: Uint8Array;
+  readonly versions: readonly Version[];
+}
+
+/**
+ * Partition sync, step 1: the hashes of one level of the receiver's Merkle tree of `partition` (level 0 is the
+ * root), at the given node indexes. Joins, re-replication, releases and anti-entropy all use it: a differing hash
+ * is the only reason to descend.
+ */
+export interface SyncTreeMessage extends Envelope {
+  readonly type: 'sync-tree';
+  readonly partition: number;
+  /** 0 (the root) to TREE_DEPTH (the leaves). */
+  readonly level: number;
+  /** Node indexes at that level, ascending and distinct, each below TREE_FANOUT ** level. */
+  readonly indexes: readonly number[];
+}
+
+/** The hashes a {@link SyncTreeMessage} asked for. */
+export interface SyncTreeReplyMessage extends Envelope {
+  readonly type: 'sync-tree-reply';
+  /** True when the replier holds a complete copy of the partition (it may serve as a transfer source). */
+  readonly held: boolean;
+  /** TREE_HASH_BYTES per requested index, in the order asked. */
+  readonly hashes: Uint8Array;
+}
+
+/** Partition sync, step 2: the keys (with their siblings) of some leaves of `partition`, one page at a time. */
+export interface SyncKeysMessage extends Envelope {
+  readonly type: 'sync-keys';
+  readonly partition: number;
+  /** Leaf indexes, ascending and distinct, each below TREE_LEAVES. */
+  readonly leaves: readonly number[];
+  /** Continue after this key, in the partition's key order; null for the first page. */
+  readonly after: Uint8Array | null;
+  /** The most bytes of entries the requester wants in the reply (at least one entry is always sent). */
+  readonly maxBytes: number;
+}
+
+/** One page of keys of the asked leaves. */
+export interface SyncKeysReplyMessage extends Envelope {
+  readonly type: 'sync-keys-reply';
+  readonly entries: readonly SyncEntry[];
+  /** The key to continue after, or null when the asked leaves have been sent whole. */
+  readonly next: Uint8Array | null;
+}
+
+/** Partition sync, push: merge these keys into the main store (anti-entropy repair, release to a new owner). */
+export interface SyncPushMessage extends Envelope {
+  readonly type: 'sync-push';
+  readonly partition: number;
+  readonly entries: readonly SyncEntry[];
+}
+
+/**
+ * Tombstone collection: the partition's first owner found these tombstones held by every owner past their grace
+ * period; remove each key whose stored versions are exactly these. Acknowledged with `replicate-ack`.
+ */
+export interface SyncDropMessage extends Envelope {
+  readonly type: 'sync-drop';
+  readonly partition: number;
+  /** Keys with their versions, every one a tombstone. */
+  readonly entries: readonly SyncEntry[];
+}
+
 /** Every message between peers. */
 export type PeerMessage =
   | ReplicateMessage
@@ -93,10 +160,27 @@ export type PeerMessage =
   | ReadReplyMessage
   | CoordinateMessage
   | CoordinateReplyMessage
+  | SyncTreeMessage
+  | SyncTreeReplyMessage
+  | SyncKeysMessage
+  | SyncKeysReplyMessage
+  | SyncPushMessage
+  | SyncDropMessage
   | ErrorMessage;
 
 /** The message types, for counters and exhaustive switches. */
 export type PeerMessageType = PeerMessage['type'];
+
+/** Children per inner node of a partition's Merkle tree. */
+export const TREE_FANOUT = 8;
+/** Levels below the root: the leaves are level TREE_DEPTH. */
+export const TREE_DEPTH = 2;
+/** Leaves per partition tree: TREE_FANOUT ** TREE_DEPTH. */
+export const TREE_LEAVES = 64;
+/** Bytes of one tree hash on the wire. */
+export const TREE_HASH_BYTES = 8;
+/** Most entries in one sync-keys reply or sync-push. */
+export const MAX_SYNC_ENTRIES = 1024;
 
 /** The size and shape limits the decoder enforces. */
 export interface ProtocolLimits {

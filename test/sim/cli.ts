@@ -1,13 +1,15 @@
 /**
  * `npm run sim -- --nodes 20 --ops 20000 --seed 7 --faults partition,crash,loss`
+ * `npm run sim -- --nodes 50 --ops 20000 --seed 7 --faults join,leave,fail,partition,loss`
  *
- * Runs one seeded simulation, shows progress on stderr, and prints one JSON line of figures on stdout. Exits 1 when
- * an acknowledged write was lost, a deleted value came back, the replicas did not converge, a call hung or a node
- * misbehaved, after printing what went wrong and the command that replays the run.
+ * Runs one seeded simulation, shows progress on stderr, and prints one JSON line of figures on stdout (with
+ * `convergenceMs` when convergence was left to anti-entropy, the default under churn). Exits 1 when an acknowledged
+ * write was lost, a deleted value came back, the replicas did not converge, a call hung or a node misbehaved, after
+ * printing what went wrong and the command that replays the run.
  */
 import { reproduceCommand, parseSimArgs, type CliOptions } from './options.ts';
 import { describeFailure, summary } from './report.ts';
-import { runSimulation } from './run.ts';
+import { type SimulationResult, runSimulation } from './run.ts';
 
 async function main(): Promise<number> {
   let flags: Partial<CliOptions>;
@@ -16,9 +18,12 @@ async function main(): Promise<number> {
   } catch (error) {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
     process.stderr.write(
-      'usage: npm run sim -- [--seed S] [--nodes N] [--ops K] [--faults partition,crash,loss,reorder,duplicate|all|none]\n' +
+      'usage: npm run sim -- [--seed S] [--nodes N] [--ops K] [--churn]\n' +
+        '                      [--faults partition,crash,loss,reorder,duplicate,pause,join,leave,fail|churn|all|none]\n' +
         '                      [--clients C] [--keys K] [--n N] [--request-timeout MS] [--hint-interval MS]\n' +
-        '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX]\n',
+        '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX]\n' +
+        '                      [--partitions Q] [--anti-entropy-interval MS] [--tombstone-grace MS]\n' +
+        '                      [--anti-entropy-only | --final-read]\n',
     );
     return 2;
   }
@@ -34,7 +39,8 @@ async function main(): Promise<number> {
       const line =
         `sim: ${p.ops}/${total} ops, ${(p.simulatedMs / 1000).toFixed(1)} s simulated, ` +
         `${(p.wallMs / 1000).toFixed(1)} s wall` +
-        (p.crashed > 0 ? `, ${p.crashed} crashed` : '') +
+        `, ${p.members} members` +
+        (p.crashed > 0 ? `, ${p.crashed} down` : '') +
         (p.partitioned ? ', partitioned' : '');
       process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
     },
@@ -43,7 +49,7 @@ async function main(): Promise<number> {
   process.stderr.write(
     `sim: ${result.ops} ops (${result.succeeded} succeeded), ${result.acknowledged} acknowledged puts, ` +
       `${(result.simulatedMs / 1000).toFixed(1)} s simulated in ${(result.wallMs / 1000).toFixed(1)} s, ` +
-      `${result.opsPerSecond} ops/s\n`,
+      `${result.opsPerSecond} ops/s${convergenceText(result)}\n`,
   );
   process.stdout.write(`${JSON.stringify(summary(result))}\n`);
   if (result.ok) return 0;
@@ -51,6 +57,13 @@ async function main(): Promise<number> {
     `\nFAILED\n${describeFailure(result).join('\n')}\n\nreproduce with:\n  ${reproduceCommand(options)}\n`,
   );
   return 1;
+}
+
+/** How long anti-entropy took to converge, for the closing line; empty when the final read checked convergence. */
+function convergenceText(result: SimulationResult): string {
+  if (result.convergence !== 'anti-entropy') return '';
+  if (result.convergenceMs === null) return '; never converged by anti-entropy alone';
+  return `; converged by anti-entropy alone ${(result.convergenceMs / 1000).toFixed(1)} s after the heal`;
 }
 
 process.exitCode = await main();

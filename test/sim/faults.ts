@@ -2,16 +2,22 @@
  * The fault driver: while the clients run, it injects faults at random times and heals each after a random while.
  * Partitions (one node alone, a minority against a majority, or two sides joined only through a bridge node),
  * crashes (with restart over the same data), frame loss, reordering, duplication, and pauses (a node frozen like a
- * background tab: its timers and incoming frames wait, so its replies come late rather than never). At most one partition and
- * one episode of each network fault are active at once; crashes overlap up to a limit.
+ * background tab: its timers and incoming frames wait, so its replies come late rather than never). At most one
+ * partition and one episode of each network fault are active at once; crashes overlap up to a limit.
+ *
+ * Churn changes the view: joins of new nodes, leaves for good, and failures (a crash the view drops after the
+ * failure detection delay, healed by a rejoin over the old data). The view never falls below N + 1 running members.
+ * A node leaves only while everything it stores is also stored by another node that has not left: the fault model
+ * never destroys the last copy of a write, which no replication scheme survives.
  */
+import { sameDot, supersedes, type Version } from '../../worker/version.ts';
 import type { Cluster } from './cluster.ts';
 import type { Network, NetworkConditions, Side } from './network.ts';
 import type { Rng } from './random.ts';
 import type { Scheduler } from './scheduler.ts';
 
 /** The faults a run can inject. */
-export type FaultKind = 'partition' | 'crash' | 'loss' | 'reorder' | 'duplicate' | 'pause';
+export type FaultKind = 'partition' | 'crash' | 'loss' | 'reorder' | 'duplicate' | 'pause' | 'join' | 'leave' | 'fail';
 
 /** Every fault kind, in a stable order. */
 export const FAULT_KINDS: readonly FaultKind[] = Object.freeze([
@@ -21,7 +27,13 @@ export const FAULT_KINDS: readonly FaultKind[] = Object.freeze([
   'reorder',
   'duplicate',
   'pause',
+  'join',
+  'leave',
+  'fail',
 ]);
+
+/** The fault kinds that change the view. */
+export const CHURN_KINDS: readonly FaultKind[] = Object.freeze(['join', 'leave', 'fail']);
 
 /** One fault starting or ending, for the run's log. */
 export interface FaultEvent {
@@ -38,8 +50,15 @@ export interface FaultOptions {
   readonly interval?: readonly [number, number];
   /** How long a fault lasts, virtual ms, drawn uniformly. @default [300, 3000] */
   readonly duration?: readonly [number, number];
-  /** Most nodes crashed at once, and most paused at once. @default max(1, floor(nodes / 5)) */
+  /** Most nodes crashed or failed at once, and most paused at once. @default max(1, floor(nodes / 5)) */
   readonly maxCrashed?: number;
+  /** Replication factor N: churn keeps at least N + 1 running members in the view. @default 3 */
+  readonly replicas?: number;
+  /**
+   * Most members the view may gain or lose against the starting size, through joins and leaves, so that the size
+   * wanders but does not run away. @default max(2, floor(nodes / 5))
+   */
+  readonly maxDrift?: number;
   /** Frame loss rate while a loss fault lasts, drawn uniformly. @default [0.02, 0.3] */
   readonly lossRate?: readonly [number, number];
   /** Frame duplication rate while a duplication fault lasts. @default 0.1 */
@@ -62,6 +81,9 @@ export class FaultDriver {
     reorder: 0,
     duplicate: 0,
     pause: 0,
+    join: 0,
+    leave: 0,
+    fail: 0,
   };
   readonly #scheduler: Scheduler;
   readonly #network: Network;
@@ -70,6 +92,9 @@ export class FaultDriver {
   readonly #options: FaultOptions;
   readonly #base: NetworkConditions;
   readonly #active = new Set<FaultKind>();
+  /** Members at the start: the bounds on crashes and on the view's drift are fractions of it. */
+  readonly #size: number;
+  readonly #churn: boolean;
   #stopped = false;
 
   constructor(scheduler: Scheduler, network: Network, cluster: Cluster, rng: Rng, options: FaultOptions) {
@@ -79,6 +104,8 @@ export class FaultDriver {
     this.#rng = rng;
     this.#options = options;
     this.#base = { ...network.conditions };
+    this.#size = cluster.memberIds().length;
+    this.#churn = options.kinds.some((k) => CHURN_KINDS.includes(k));
   }
 
   /** Starts injecting; runs on the scheduler until {@link stop}. */
@@ -87,7 +114,10 @@ export class FaultDriver {
     void this.#loop();
   }
 
-  /** Stops injecting and heals everything: partition, network faults, and restarts every crashed node. */
+  /**
+   * Stops injecting and heals everything: partition, network faults, restarts every crashed node and rejoins every
+   * failed one. Nodes that left stay gone.
+   */
   stop(): void {
     this.#stopped = true;
     if (this.#network.sides !== null) this.#healPartition();
@@ -96,8 +126,9 @@ export class FaultDriver {
       if (this.#active.delete(kind)) this.#record('heal', `${kind} ended`);
     }
     for (const id of this.#cluster.crashed()) {
+      const failed = this.#cluster.failed().includes(id);
       this.#cluster.restart(id);
-      this.#record('heal', `${id} restarted`);
+      this.#record('heal', `${id} ${failed ? 'rejoined' : 'restarted'}`);
     }
     for (const id of this.#cluster.alive()) {
       if (!this.#cluster.available().includes(id)) {
@@ -112,10 +143,18 @@ export class FaultDriver {
     // Every kind asked for comes once, in a random order, before the draws turn independent, so that even a short
     // run sees each of them.
     const first = this.#rng.shuffle(this.#options.kinds);
+    let requeued = 0;
     for (;;) {
       await this.#scheduler.sleep(this.#rng.between(minGap, maxGap));
       if (this.#stopped) return;
-      this.#inject(first.shift() ?? this.#rng.pick(this.#options.kinds));
+      const kind = first.shift() ?? this.#rng.pick(this.#options.kinds);
+      await this.#inject(kind);
+      // The cluster's bounds may refuse a churn kind on its turn (too few members, every candidate the last holder
+      // of something): it goes back in line a few times, so that a short run still sees it.
+      if (CHURN_KINDS.includes(kind) && this.counts[kind] === 0 && requeued < 30) {
+        requeued++;
+        first.push(kind);
+      }
     }
   }
 
@@ -124,8 +163,17 @@ export class FaultDriver {
     return this.#rng.between(min, max);
   }
 
-  #inject(kind: FaultKind): void {
+  async #inject(kind: FaultKind): Promise<void> {
     switch (kind) {
+      case 'join':
+        this.#join();
+        return;
+      case 'leave':
+        await this.#leave();
+        return;
+      case 'fail':
+        this.#fail();
+        return;
       case 'partition':
         if (this.#network.sides === null) this.#partition();
         return;
@@ -186,7 +234,7 @@ export class FaultDriver {
   }
 
   #partition(): void {
-    const ids = this.#rng.shuffle(this.#cluster.ids);
+    const ids = this.#rng.shuffle(this.#cluster.memberIds());
     const sides = new Map<string, Side>();
     const shape = this.#rng.int(ids.length >= 3 ? 3 : 1);
     let detail: string;
@@ -221,12 +269,22 @@ export class FaultDriver {
 
   /** How many nodes may be crashed at once, and, apart, how many paused. */
   #maxDown(): number {
-    return this.#options.maxCrashed ?? Math.max(1, Math.floor(this.#cluster.ids.length / 5));
+    return this.#options.maxCrashed ?? Math.max(1, Math.floor(this.#size / 5));
+  }
+
+  #drift(): number {
+    return this.#options.maxDrift ?? Math.max(2, Math.floor(this.#size / 5));
+  }
+
+  /** True when one more member may stop serving: churn keeps N + 1 running members in the view. */
+  #canLoseOne(): boolean {
+    return this.#cluster.live().length - 1 >= (this.#options.replicas ?? 3) + 1;
   }
 
   #crash(): void {
     const alive = this.#cluster.alive();
     if (this.#cluster.crashed().length >= this.#maxDown() || alive.length <= 1) return;
+    if (this.#churn && !this.#canLoseOne()) return;
     const id = this.#rng.pick(alive);
     const incarnation = this.#cluster.slot(id).incarnations;
     this.counts.crash++;
@@ -237,6 +295,68 @@ export class FaultDriver {
       if (this.#stopped || this.#cluster.slot(id).incarnations !== incarnation) return;
       this.#cluster.restart(id);
       this.#record('heal', `${id} restarted`);
+    });
+  }
+
+  #join(): void {
+    if (this.#cluster.memberIds().length >= this.#size + this.#drift()) return;
+    const id = this.#cluster.join();
+    this.counts.join++;
+    this.#record('join', `${id} joined with empty storage`);
+  }
+
+  async #leave(): Promise<void> {
+    if (!this.#canLoseOne() || this.#cluster.memberIds().length <= this.#size - this.#drift()) return;
+    for (const id of this.#rng.shuffle(this.#cluster.live())) {
+      if (!(await this.#othersHoldAll(id))) continue;
+      this.counts.leave++;
+      this.#record('leave', `${id} left for good`);
+      void this.#cluster.leave(id);
+      return;
+    }
+  }
+
+  /**
+   * True when every version node `id` stores, in its main store or as a hint, is also stored (or superseded by a
+   * version stored) by a node that has not left, whether running or down.
+   */
+  async #othersHoldAll(id: string): Promise<boolean> {
+    const cluster = this.#cluster;
+    const own = cluster.slot(id).data.reopen();
+    const others = cluster.ids
+      .filter((other) => other !== id && !cluster.slot(other).left)
+      .map((other) => cluster.slot(other).data.reopen());
+    try {
+      const held: { key: Uint8Array; siblings: Version[] }[] = [...(await own.listHints())];
+      for (let p = 0; p < cluster.ring.partitions; p++) held.push(...(await own.scanPartition(p)));
+      for (const { key, siblings } of held) {
+        const elsewhere: Version[] = [];
+        for (const other of others) {
+          elsewhere.push(...(await other.get(key)));
+          for (const hint of await other.hintsFor(key)) elsewhere.push(...hint.siblings);
+        }
+        for (const version of siblings) {
+          if (!elsewhere.some((e) => sameDot(e, version) || supersedes(e, version))) return false;
+        }
+      }
+      return true;
+    } finally {
+      await Promise.all([own, ...others].map((handle) => handle.close()));
+    }
+  }
+
+  #fail(): void {
+    if (this.#cluster.crashed().length >= this.#maxDown() || !this.#canLoseOne()) return;
+    const id = this.#rng.pick(this.#cluster.live());
+    const incarnation = this.#cluster.slot(id).incarnations;
+    this.counts.fail++;
+    this.#record('fail', `${id} failed`);
+    void this.#cluster.fail(id);
+    // It comes back after the view has dropped it: every failure moves partitions twice.
+    this.#scheduler.schedule(this.#cluster.failureDetection + this.#duration(), () => {
+      if (this.#stopped || this.#cluster.slot(id).incarnations !== incarnation) return;
+      this.#cluster.rejoin(id);
+      this.#record('heal', `${id} rejoined`);
     });
   }
 

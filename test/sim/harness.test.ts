@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from './cluster.ts';
+import { awaitConvergence, storedFinal } from './convergence.ts';
 import { Network } from './network.ts';
 import { Rng } from './random.ts';
 import { runSimulation } from './run.ts';
@@ -179,18 +180,42 @@ describe('simulated network', () => {
   });
 });
 
+/**
+ * A quiet cluster of `size` nodes (N = R = W = 3), a helper that runs the scheduler until a call settles, and one
+ * that lets time run until the nodes' stored state has converged (every partition held by its owners).
+ */
+function quietCluster(size: number, options: { viewDelay?: number; failureDetection?: number } = {}) {
+  const scheduler = new Scheduler();
+  const network = new Network(scheduler, new Rng(1));
+  const cluster = new Cluster({
+    scheduler,
+    network,
+    rng: new Rng(2),
+    size,
+    node: { n: 3, r: 3, w: 3, antiEntropyInterval: 0 },
+    ...options,
+  });
+  const call = async <T>(promise: Promise<T>): Promise<T> => {
+    let done = false;
+    void promise.finally(() => (done = true)).catch(() => {});
+    await scheduler.run(() => done);
+    return promise;
+  };
+  const settled = async (): Promise<void> => {
+    const outcome = await awaitConvergence(cluster, scheduler, 3, { step: 100, cap: 60_000 });
+    assert.ok(outcome.converged, outcome.details.join('\n'));
+  };
+  return { scheduler, cluster, call, settled };
+}
+
+const viewOf = (cluster: Cluster, id: string): string[] => cluster.node(id)!.members.map((m) => m.id);
+
 describe('simulated cluster', () => {
   it('keeps what a node stored across its crash and restart', async () => {
-    const scheduler = new Scheduler();
-    const network = new Network(scheduler, new Rng(1));
-    const cluster = new Cluster({ scheduler, network, rng: new Rng(2), size: 3, node: { n: 3, r: 3, w: 3 } });
-    const call = async <T>(promise: Promise<T>): Promise<T> => {
-      let done = false;
-      void promise.finally(() => (done = true)).catch(() => {});
-      await scheduler.run(() => done);
-      return promise;
-    };
+    const { cluster, call, settled } = quietCluster(3);
+    await settled();
     await call(cluster.node('n0')!.put('k', utf8.encode('v1')));
+    await settled();
     for (const id of cluster.ids) await cluster.crash(id);
     assert.equal(cluster.node('n1'), null);
     for (const id of cluster.ids) cluster.restart(id);
@@ -200,6 +225,96 @@ describe('simulated cluster', () => {
       ['v1'],
     );
     assert.equal(cluster.slot('n1').incarnations, 2);
+    await cluster.close();
+  });
+});
+
+describe('simulated membership', () => {
+  it('delivers a view change to every running node, each after its own delay of at most viewDelay', async () => {
+    const { scheduler, cluster } = quietCluster(8, { viewDelay: 20 });
+    const start = scheduler.now;
+    const joiner = cluster.join();
+    assert.deepEqual(viewOf(cluster, joiner), cluster.memberIds().sort(), 'the new node starts with the view');
+    const arrival = new Map<string, number>();
+    for (let t = 0; t <= 20; t++) {
+      for (const id of cluster.alive()) {
+        if (!arrival.has(id) && viewOf(cluster, id).includes(joiner)) arrival.set(id, scheduler.now - start);
+      }
+      await scheduler.advance(1);
+    }
+    assert.equal(arrival.size, 9);
+    assert.ok(new Set(arrival.values()).size > 2, `arrivals ${JSON.stringify([...arrival])} are not spread`);
+    await cluster.close();
+  });
+
+  it('keeps a crashed node in the view and drops a failed one only after the detection delay', async () => {
+    const { scheduler, cluster } = quietCluster(5, { failureDetection: 3000 });
+    await cluster.crash('n1');
+    await cluster.fail('n2');
+    await scheduler.advance(2990);
+    assert.deepEqual(cluster.memberIds(), ['n0', 'n1', 'n2', 'n3', 'n4']);
+    await scheduler.advance(10 + 20);
+    assert.deepEqual(cluster.memberIds(), ['n0', 'n1', 'n3', 'n4']);
+    assert.deepEqual(viewOf(cluster, 'n0'), ['n0', 'n1', 'n3', 'n4']);
+    assert.deepEqual(cluster.failed(), ['n2']);
+    await cluster.close();
+  });
+
+  it('brings a failed node back into the view with what it stored when it rejoins', async () => {
+    const { scheduler, cluster, call, settled } = quietCluster(4);
+    await settled();
+    await call(cluster.node('n0')!.put('k', utf8.encode('v1')));
+    const owner = cluster.preferenceList(utf8.encode('k'), 3).find((id) => id !== 'n0')!;
+    await cluster.fail(owner);
+    await scheduler.advance(cluster.failureDetection + 100);
+    assert.equal(cluster.memberIds().includes(owner), false);
+    cluster.rejoin(owner);
+    assert.deepEqual(viewOf(cluster, owner), ['n0', 'n1', 'n2', 'n3']);
+    assert.deepEqual(cluster.memberIds().sort(), ['n0', 'n1', 'n2', 'n3']);
+    const own = await cluster.slot(owner).storage!.get(utf8.encode('k'));
+    assert.deepEqual(
+      own.map((v) => text.decode(v.value!)),
+      ['v1'],
+    );
+    await cluster.close();
+  });
+
+  it('never runs a node again once it has left, and removes it from the view at once', async () => {
+    const { cluster } = quietCluster(5);
+    await cluster.leave('n3');
+    assert.deepEqual(cluster.memberIds(), ['n0', 'n1', 'n2', 'n4']);
+    assert.equal(cluster.node('n3'), null);
+    assert.throws(() => cluster.restart('n3'), RangeError);
+    assert.deepEqual(cluster.crashed(), []);
+    assert.equal(cluster.available().includes('n3'), false);
+    await cluster.close();
+  });
+
+  it('gives a node that restarts the view as it is now', async () => {
+    const { cluster } = quietCluster(4);
+    await cluster.crash('n1');
+    const joiner = cluster.join();
+    cluster.restart('n1');
+    assert.deepEqual(viewOf(cluster, 'n1'), ['n0', 'n1', 'n2', 'n3', joiner].sort());
+    await cluster.close();
+  });
+
+  it('derives the final values of a key from what its replicas store, tombstones left out', async () => {
+    const { cluster, call, settled } = quietCluster(3);
+    await settled();
+    await call(cluster.node('n0')!.put('k', utf8.encode('a'), { w: 3 }));
+    await call(cluster.node('n1')!.put('k', utf8.encode('b'), { w: 3 }));
+    const both = await storedFinal(cluster, 'k', 3);
+    assert.deepEqual(both.values, ['a', 'b']);
+    assert.deepEqual(
+      both.replicas.map((r) => r.versions.length),
+      [2, 2, 2],
+    );
+    const read = await call(cluster.node('n2')!.get('k', { r: 3 }));
+    await call(cluster.node('n2')!.delete('k', { context: read.context, w: 3 }));
+    const gone = await storedFinal(cluster, 'k', 3);
+    assert.deepEqual(gone.values, []);
+    assert.ok(gone.replicas.every((r) => r.versions.length > 0 && r.versions.every((v) => v.value === null)));
     await cluster.close();
   });
 });

@@ -2,7 +2,7 @@
  * Command-line options shared by the simulation's CLI and soak, and the command that reproduces a run.
  */
 import { parseArgs } from 'node:util';
-import { FAULT_KINDS, type FaultKind } from './faults.ts';
+import { CHURN_KINDS, FAULT_KINDS, type FaultKind } from './faults.ts';
 import type { SimulationOptions } from './run.ts';
 
 /** The options a command line can set. */
@@ -20,6 +20,10 @@ export type CliOptions = Pick<
   | 'thinkTime'
   | 'faultInterval'
   | 'faultDuration'
+  | 'partitions'
+  | 'convergence'
+  | 'antiEntropyInterval'
+  | 'tombstoneGrace'
 >;
 
 const NUMERIC = [
@@ -32,6 +36,9 @@ const NUMERIC = [
   'request-timeout',
   'hint-interval',
   'think-time',
+  'partitions',
+  'anti-entropy-interval',
+  'tombstone-grace',
 ] as const;
 const RANGES = ['fault-interval', 'fault-duration'] as const;
 
@@ -49,26 +56,33 @@ export const SIM_FLAGS = {
   'think-time': { type: 'string' },
   'fault-interval': { type: 'string' },
   'fault-duration': { type: 'string' },
+  partitions: { type: 'string' },
+  'anti-entropy-interval': { type: 'string' },
+  'tombstone-grace': { type: 'string' },
+  churn: { type: 'boolean' },
+  'anti-entropy-only': { type: 'boolean' },
+  'final-read': { type: 'boolean' },
 } as const;
 
 /**
- * Parses `--faults`: a comma-separated list of {@link FAULT_KINDS}, `all`, or `none`.
+ * Parses `--faults`: a comma-separated list of {@link FAULT_KINDS}, `churn` (join, leave and fail), `all`, or `none`.
  * @throws Error naming an unknown kind.
  */
 export function parseFaults(text: string | undefined): FaultKind[] {
   if (text === undefined || text === '' || text === 'none') return [];
   if (text === 'all') return [...FAULT_KINDS];
-  const kinds = text.split(',').map((k) => k.trim());
+  const kinds = text.split(',').flatMap((k): readonly string[] => (k.trim() === 'churn' ? CHURN_KINDS : [k.trim()]));
   for (const k of kinds) {
     if (!(FAULT_KINDS as readonly string[]).includes(k))
-      throw new Error(`unknown fault ${JSON.stringify(k)}; use ${FAULT_KINDS.join(', ')}, all or none`);
+      throw new Error(`unknown fault ${JSON.stringify(k)}; use ${FAULT_KINDS.join(', ')}, churn, all or none`);
   }
   return [...new Set(kinds)] as FaultKind[];
 }
 
 /**
- * Reads the simulation flags out of `values` (as `parseArgs` returns them), leaving unset ones out.
- * @throws Error for a flag that is not a non-negative integer.
+ * Reads the simulation flags out of `values` (as `parseArgs` returns them), leaving unset ones out. `--churn` adds
+ * the churn kinds to the faults; `--anti-entropy-only` and `--final-read` choose how convergence is checked.
+ * @throws Error for a flag that is not a non-negative integer, or for both convergence flags at once.
  */
 export function readSimFlags(values: Record<string, unknown>): Partial<CliOptions> {
   const out: Record<string, unknown> = {};
@@ -88,6 +102,12 @@ export function readSimFlags(values: Record<string, unknown>): Partial<CliOption
     out[camel(flag)] = [Number(match[1]), Number(match[2])];
   }
   if (values.faults !== undefined) out.faults = parseFaults(String(values.faults));
+  if (values.churn === true)
+    out.faults = [...new Set([...((out.faults as FaultKind[] | undefined) ?? []), ...CHURN_KINDS])];
+  if (values['anti-entropy-only'] === true && values['final-read'] === true)
+    throw new Error('--anti-entropy-only and --final-read exclude each other');
+  if (values['anti-entropy-only'] === true) out.convergence = 'anti-entropy';
+  if (values['final-read'] === true) out.convergence = 'read';
   return out as Partial<CliOptions>;
 }
 
@@ -117,5 +137,10 @@ export function reproduceCommand(options: CliOptions): string {
   if (options.thinkTime !== undefined) parts.push(`--think-time ${options.thinkTime}`);
   if (options.faultInterval !== undefined) parts.push(`--fault-interval ${options.faultInterval.join('-')}`);
   if (options.faultDuration !== undefined) parts.push(`--fault-duration ${options.faultDuration.join('-')}`);
+  if (options.partitions !== undefined) parts.push(`--partitions ${options.partitions}`);
+  if (options.antiEntropyInterval !== undefined) parts.push(`--anti-entropy-interval ${options.antiEntropyInterval}`);
+  if (options.tombstoneGrace !== undefined) parts.push(`--tombstone-grace ${options.tombstoneGrace}`);
+  if (options.convergence === 'anti-entropy') parts.push('--anti-entropy-only');
+  if (options.convergence === 'read') parts.push('--final-read');
   return parts.join(' ');
 }

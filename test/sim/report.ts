@@ -33,7 +33,11 @@ export function describeFailure(result: SimulationResult): string[] {
     lines.push(`${result.phantoms} values nobody wrote:`);
     for (const p of d.phantoms) lines.push(`  ${JSON.stringify(p.value)} under key ${p.key}`);
   }
-  if (!result.converged) {
+  if (d.unconverged.length > 0) {
+    lines.push('the stored state did not converge by anti-entropy alone:');
+    for (const u of d.unconverged) lines.push(`  ${u}`);
+  }
+  if (result.divergentKeys > 0) {
     lines.push(`${result.divergentKeys} keys whose replicas disagree:`);
     for (const k of d.divergent) {
       const sets = k.replicas.map((r) => `${r.node}=[${r.versions.map((v) => `${v.node}:${v.counter}`).join(' ')}]`);

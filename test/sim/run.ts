@@ -1,12 +1,15 @@
 /**
  * One seeded simulation run: a cluster of real nodes on a simulated network, random clients, injected faults, then
- * healing, quiescence, a final full read of every key, and the checker's verdict. The same options and seed give
- * the same run, event for event.
+ * healing and a convergence check, and the checker's verdict. The check is either a final full read of every key
+ * (which also repairs) or, with `convergence: 'anti-entropy'`, no read at all: virtual time runs until the nodes'
+ * stored state has converged through partition transfer, anti-entropy and hinted handoff alone, and the checker
+ * judges the replicas' storage. The same options and seed give the same run, event for event.
  */
 import type { Logger } from '../../worker/env.ts';
 import { type FinalKey, type ReplicaState, type Verdict, check } from './checker.ts';
 import { Cluster } from './cluster.ts';
-import { type FaultEvent, FaultDriver, type FaultKind } from './faults.ts';
+import { awaitConvergence, storedFinal, storedVersion } from './convergence.ts';
+import { CHURN_KINDS, type FaultEvent, FaultDriver, type FaultKind } from './faults.ts';
 import { Network, type NetworkConditions, type NetworkStats } from './network.ts';
 import { Rng } from './random.ts';
 import { Scheduler } from './scheduler.ts';
@@ -37,6 +40,30 @@ export interface SimulationOptions {
   readonly hintInterval?: number;
   /** Ring partitions Q. @default 64 */
   readonly partitions?: number;
+  /**
+   * How the end of the run checks convergence: `read` reads every key with R = N until two rounds agree (reads
+   * repair); `anti-entropy` reads nothing and waits until the stored state converges by itself.
+   * @default 'anti-entropy' when `faults` has a churn kind (join, leave, fail), else 'read'
+   */
+  readonly convergence?: ConvergenceMode;
+  /** Virtual ms between convergence checks in `anti-entropy` mode. @default 1000 */
+  readonly convergenceStep?: number;
+  /** Virtual ms after the heal past which an `anti-entropy` run fails as not converged. @default 600000 */
+  readonly convergenceCap?: number;
+  /** The nodes' anti-entropy interval, ms (0 = off). @default the node's default */
+  readonly antiEntropyInterval?: number;
+  /** The nodes' anti-entropy bandwidth, bytes/s. @default the node's default */
+  readonly antiEntropyBytesPerSecond?: number;
+  /** The nodes' partition transfer bandwidth, bytes/s. @default the node's default */
+  readonly transferBytesPerSecond?: number;
+  /** The nodes' tombstone grace, ms. @default the node's default */
+  readonly tombstoneGrace?: number;
+  /** Longest delay of a view change's arrival at a node, virtual ms. @default 20 */
+  readonly viewDelay?: number;
+  /** Virtual ms from a node's failure to its removal from the view. @default 3000 */
+  readonly failureDetection?: number;
+  /** Most members the view may gain or lose through joins and leaves. @default max(2, floor(nodes / 5)) */
+  readonly maxDrift?: number;
   /** Ring tokens per node T. @default 16 */
   readonly tokensPerNode?: number;
   /** Latency and faults of the network when no fault is active. */
@@ -67,6 +94,9 @@ export interface SimulationOptions {
   readonly inspect?: (world: { scheduler: Scheduler; network: Network; cluster: Cluster }) => void;
 }
 
+/** How a run checks convergence at its end (see {@link SimulationOptions.convergence}). */
+export type ConvergenceMode = 'read' | 'anti-entropy';
+
 /** Where a run is. */
 export interface Progress {
   readonly ops: number;
@@ -74,6 +104,8 @@ export interface Progress {
   readonly wallMs: number;
   readonly crashed: number;
   readonly partitioned: boolean;
+  /** Members of the current view. */
+  readonly members: number;
 }
 
 /** The outcome of a run. */
@@ -92,6 +124,14 @@ export interface SimulationResult {
   readonly phantoms: number;
   readonly converged: boolean;
   readonly divergentKeys: number;
+  readonly convergence: ConvergenceMode;
+  /**
+   * In `anti-entropy` mode, virtual ms from the heal until the stored state had converged (to within one
+   * convergence step); null when it never did, and in `read` mode.
+   */
+  readonly convergenceMs: number | null;
+  /** Members of the view at the end. */
+  readonly members: number;
   /** Client calls that never completed. */
   readonly hung: number;
   /** Errors no fault should cause: unexpected error codes, exceptions from timers or deliveries, malformed frames. */
@@ -119,6 +159,8 @@ export interface SimulationResult {
     readonly resurrected: Verdict['resurrected'];
     readonly phantoms: Verdict['phantoms'];
     readonly divergent: Verdict['divergent'];
+    /** In `anti-entropy` mode, what still stood in the way of convergence at the cap. */
+    readonly unconverged: readonly string[];
     readonly hung: readonly object[];
     readonly bugs: readonly string[];
   };
@@ -151,6 +193,8 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
   const requestTimeout = options.requestTimeout ?? 500;
   const hintInterval = options.hintInterval ?? 1000;
   const faults = options.faults ?? [];
+  const mode: ConvergenceMode =
+    options.convergence ?? (faults.some((k) => CHURN_KINDS.includes(k)) ? 'anti-entropy' : 'read');
   const rng = new Rng(options.seed);
   const scheduler = new Scheduler();
   const network = new Network(scheduler, rng.fork('network'), options.network);
@@ -159,6 +203,8 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     network,
     rng: rng.fork('nodes'),
     size: nodes,
+    ...(options.viewDelay !== undefined ? { viewDelay: options.viewDelay } : {}),
+    ...(options.failureDetection !== undefined ? { failureDetection: options.failureDetection } : {}),
     node: {
       n,
       r: Math.min(2, n),
@@ -167,6 +213,12 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
       hintInterval,
       partitions: options.partitions ?? 64,
       tokensPerNode: options.tokensPerNode ?? 16,
+      ...defined({
+        antiEntropyInterval: options.antiEntropyInterval,
+        antiEntropyBytesPerSecond: options.antiEntropyBytesPerSecond,
+        transferBytesPerSecond: options.transferBytesPerSecond,
+        tombstoneGrace: options.tombstoneGrace,
+      }),
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
     },
   });
@@ -197,6 +249,8 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     ...(options.faultInterval !== undefined ? { interval: options.faultInterval } : {}),
     ...(options.faultDuration !== undefined ? { duration: options.faultDuration } : {}),
     ...(options.maxCrashed !== undefined ? { maxCrashed: options.maxCrashed } : {}),
+    ...(options.maxDrift !== undefined ? { maxDrift: options.maxDrift } : {}),
+    replicas: n,
     ...(options.onFault !== undefined ? { onEvent: options.onFault } : {}),
   });
   const progress = (): Progress => ({
@@ -205,6 +259,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     wallMs: performance.now() - wallStart,
     crashed: cluster.crashed().length,
     partitioned: network.sides !== null,
+    members: cluster.memberIds().length,
   });
 
   // The client phase, watched for calls that never complete.
@@ -222,31 +277,50 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
   await scheduler.run(() => workload.done || hung.length > 0);
   const clientsEnd = scheduler.now;
 
-  // Heal, then let hinted handoff and replication finish.
   driver.stop();
-  const settleFor = Math.max(hintInterval, 4 * requestTimeout) + hintInterval;
-  await scheduler.advance(settleFor);
-  let hintsLeft = await cluster.hintsHeld();
-  for (let waited = 0; hintsLeft > 0 && waited < 60_000; waited += hintInterval) {
-    await scheduler.advance(hintInterval);
-    hintsLeft = await cluster.hintsHeld();
-  }
-
-  // Read every key with R = N until two rounds agree; the reads also repair.
   let final: FinalKey[] = [];
-  let previous = '';
-  for (let round = 0; round < 6; round++) {
-    const values = await finalReads(cluster, scheduler, keys, n, round);
-    await scheduler.advance(2 * requestTimeout);
-    const snapshot = JSON.stringify(values);
-    final = await Promise.all(
-      keys.map(async (key, i) => ({ key, values: values[i]!, replicas: await replicaStates(cluster, key, n) })),
-    );
-    if (snapshot === previous) break;
-    previous = snapshot;
+  let hintsLeft: number;
+  let convergenceMs: number | null = null;
+  let unconverged: readonly string[] = [];
+  let stateConverged = true;
+  if (mode === 'anti-entropy') {
+    // Nothing reads: whatever brings the replicas together is the nodes' own background work.
+    const outcome = await awaitConvergence(cluster, scheduler, n, {
+      ...(options.convergenceStep !== undefined ? { step: options.convergenceStep } : {}),
+      ...(options.convergenceCap !== undefined ? { cap: options.convergenceCap } : {}),
+      shown: SHOWN,
+    });
+    stateConverged = outcome.converged;
+    if (outcome.converged) convergenceMs = outcome.ms;
+    else unconverged = [`${outcome.problems} problems after ${outcome.ms} ms`, ...outcome.details];
+    final = await Promise.all(keys.map((key) => storedFinal(cluster, key, n)));
+    hintsLeft = await cluster.hintsHeld();
+  } else {
+    // Let hinted handoff and replication finish.
+    const settleFor = Math.max(hintInterval, 4 * requestTimeout) + hintInterval;
+    await scheduler.advance(settleFor);
+    hintsLeft = await cluster.hintsHeld();
+    for (let waited = 0; hintsLeft > 0 && waited < 60_000; waited += hintInterval) {
+      await scheduler.advance(hintInterval);
+      hintsLeft = await cluster.hintsHeld();
+    }
+
+    // Read every key with R = N until two rounds agree; the reads also repair.
+    let previous = '';
+    for (let round = 0; round < 6; round++) {
+      const values = await finalReads(cluster, scheduler, keys, n, round);
+      await scheduler.advance(2 * requestTimeout);
+      const snapshot = JSON.stringify(values);
+      final = await Promise.all(
+        keys.map(async (key, i) => ({ key, values: values[i]!, replicas: await replicaStates(cluster, key, n) })),
+      );
+      if (snapshot === previous) break;
+      previous = snapshot;
+    }
   }
 
   const verdict = check(workload.writes, final);
+  const converged = verdict.converged && stateConverged;
   const metrics = cluster.metricTotals();
   const bugs = [
     ...workload.unexpected,
@@ -268,15 +342,18 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     siblingsLost: verdict.siblingsLost.length,
     resurrected: verdict.resurrected.length,
     phantoms: verdict.phantoms.length,
-    converged: verdict.converged,
+    converged,
     divergentKeys: verdict.divergent.length,
+    convergence: mode,
+    convergenceMs,
+    members: cluster.memberIds().length,
     hung: hung.length,
     bugs: bugCount,
     ok:
       verdict.lost.length === 0 &&
       verdict.resurrected.length === 0 &&
       verdict.phantoms.length === 0 &&
-      verdict.converged &&
+      converged &&
       hung.length === 0 &&
       bugCount === 0,
     opsPerSecond: Math.round(workload.operations / (wallMs / 1000)),
@@ -295,6 +372,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
       resurrected: verdict.resurrected.slice(0, SHOWN),
       phantoms: verdict.phantoms.slice(0, SHOWN),
       divergent: verdict.divergent.slice(0, SHOWN),
+      unconverged,
       hung: hung.slice(0, SHOWN),
       bugs: bugs.slice(0, SHOWN),
     },
@@ -317,7 +395,7 @@ async function finalReads(
     const key = keys[i]!;
     let values: string[] | null = null;
     for (let attempt = 0; values === null; attempt++) {
-      const alive = cluster.alive();
+      const alive = cluster.live();
       const node = cluster.node(alive[(i + round + attempt) % alive.length]!)!;
       let settled = false;
       const read = node.get(key, { r: n }).then(
@@ -345,16 +423,16 @@ async function replicaStates(cluster: Cluster, key: string, n: number): Promise<
     const handle = cluster.slot(id).data.reopen();
     const siblings = await handle.get(bytes);
     await handle.close();
-    states.push({
-      node: id,
-      versions: siblings.map((s) => ({
-        node: s.dot.node,
-        counter: s.dot.counter,
-        value: s.value === null ? null : text.decode(s.value),
-      })),
-    });
+    states.push({ node: id, versions: siblings.map(storedVersion) });
   }
   return states;
+}
+
+/** The entries of `record` that are set, for options under `exactOptionalPropertyTypes`. */
+function defined<T extends object>(record: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
 }
 
 function errorText(error: unknown): string {

@@ -4,7 +4,18 @@ import fc from 'fast-check';
 import { decode as msgpackDecode, encode as msgpackEncode, ExtData } from '@msgpack/msgpack';
 import { decodeMessage, encodeMessage, MAX_FRAME_DEPTH, MAX_RECEIPT_NODES } from '../../worker/codec.ts';
 import { ERROR_CODES, MalformedFrameError } from '../../worker/errors.ts';
-import { DEFAULT_LIMITS, type PeerMessage, type ProtocolLimits } from '../../worker/protocol.ts';
+import {
+  DEFAULT_LIMITS,
+  MAX_SYNC_ENTRIES,
+  type PeerMessage,
+  type ProtocolLimits,
+  type SyncEntry,
+  TREE_DEPTH,
+  TREE_FANOUT,
+  TREE_HASH_BYTES,
+  TREE_LEAVES,
+} from '../../worker/protocol.ts';
+import { MAX_PARTITIONS } from '../../worker/ring.ts';
 import { type ClockEntry, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/vclock.ts';
 import type { Version } from '../../worker/version.ts';
 
@@ -31,6 +42,16 @@ const versionsArb = fc.uniqueArray(versionArb, { selector: (v) => `${v.dot.node}
 const keyArb = fc.uint8Array({ minLength: 1, maxLength: 48 });
 const requestIdArb = fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
 const envelope = { from: nodeIdArb, requestId: requestIdArb };
+const partitionArb = fc.oneof(fc.nat(255), fc.integer({ min: 0, max: MAX_PARTITIONS - 1 }));
+/** Ascending distinct integers below `bound`. */
+const indexesArb = (bound: number): fc.Arbitrary<number[]> =>
+  fc.uniqueArray(fc.nat(bound - 1), { maxLength: bound }).map((xs) => xs.sort((a, b) => a - b));
+const syncEntriesArb: fc.Arbitrary<SyncEntry[]> = fc.array(fc.record({ key: keyArb, versions: versionsArb }), {
+  maxLength: 4,
+});
+const tombstoneEntriesArb: fc.Arbitrary<SyncEntry[]> = syncEntriesArb.map((entries) =>
+  entries.map((e) => ({ key: e.key, versions: e.versions.map((v) => ({ ...v, value: null })) })),
+);
 
 const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessage, { type: T }>> } = {
   replicate: fc.record({
@@ -72,6 +93,49 @@ const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessag
     message: fc.string({ unit: 'grapheme', maxLength: 200 }).filter((s) => s.length <= 1024),
     required: fc.option(fc.nat(16), { nil: null }),
     acknowledged: fc.option(fc.nat(16), { nil: null }),
+  }),
+  'sync-tree': fc.integer({ min: 0, max: TREE_DEPTH }).chain((level) =>
+    fc.record({
+      type: fc.constant('sync-tree' as const),
+      ...envelope,
+      partition: partitionArb,
+      level: fc.constant(level),
+      indexes: indexesArb(TREE_FANOUT ** level),
+    }),
+  ),
+  'sync-tree-reply': fc.record({
+    type: fc.constant('sync-tree-reply' as const),
+    ...envelope,
+    held: fc.boolean(),
+    hashes: fc
+      .nat(TREE_LEAVES)
+      .chain((n) => fc.uint8Array({ minLength: n * TREE_HASH_BYTES, maxLength: n * TREE_HASH_BYTES })),
+  }),
+  'sync-keys': fc.record({
+    type: fc.constant('sync-keys' as const),
+    ...envelope,
+    partition: partitionArb,
+    leaves: indexesArb(TREE_LEAVES),
+    after: fc.option(keyArb, { nil: null }),
+    maxBytes: fc.oneof(fc.integer({ min: 1, max: 1 << 20 }), fc.constant(DEFAULT_LIMITS.maxFrameBytes)),
+  }),
+  'sync-keys-reply': fc.record({
+    type: fc.constant('sync-keys-reply' as const),
+    ...envelope,
+    entries: syncEntriesArb,
+    next: fc.option(keyArb, { nil: null }),
+  }),
+  'sync-push': fc.record({
+    type: fc.constant('sync-push' as const),
+    ...envelope,
+    partition: partitionArb,
+    entries: syncEntriesArb,
+  }),
+  'sync-drop': fc.record({
+    type: fc.constant('sync-drop' as const),
+    ...envelope,
+    partition: partitionArb,
+    entries: tombstoneEntriesArb,
   }),
 };
 const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(...Object.values(messageArbs));
@@ -139,6 +203,50 @@ const samples: { [T in PeerMessage['type']]: Extract<PeerMessage, { type: T }> }
     message: 'only 1 of 2 replicas answered',
     required: 2,
     acknowledged: 1,
+  },
+  'sync-tree': { type: 'sync-tree', from: 'node-1', requestId: 11, partition: 200, level: 1, indexes: [0, 3, 7] },
+  'sync-tree-reply': {
+    type: 'sync-tree-reply',
+    from: 'node-2',
+    requestId: 11,
+    held: true,
+    hashes: new Uint8Array(3 * TREE_HASH_BYTES).map((_, i) => i * 7),
+  },
+  'sync-keys': {
+    type: 'sync-keys',
+    from: 'node-1',
+    requestId: 12,
+    partition: MAX_PARTITIONS - 1,
+    leaves: [1, 2, 63],
+    after: bytes(5, 6),
+    maxBytes: 65536,
+  },
+  'sync-keys-reply': {
+    type: 'sync-keys-reply',
+    from: 'node-2',
+    requestId: 12,
+    entries: [
+      { key: bytes(1), versions: sampleVersions },
+      { key: bytes(2, 3), versions: [] },
+    ],
+    next: null,
+  },
+  'sync-push': {
+    type: 'sync-push',
+    from: 'node-3',
+    requestId: 13,
+    partition: 0,
+    entries: [{ key: bytes(7), versions: sampleVersions.slice(0, 1) }],
+  },
+  'sync-drop': {
+    type: 'sync-drop',
+    from: 'node-1',
+    requestId: 14,
+    partition: 17,
+    entries: [
+      { key: bytes(8), versions: sampleVersions.slice(1) },
+      { key: bytes(9, 9), versions: sampleVersions.map((v) => ({ ...v, value: null })) },
+    ],
   },
 };
 
@@ -243,6 +351,51 @@ describe('encodeMessage and decodeMessage', () => {
       durable: false,
     };
     assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+  });
+
+  it('round trips a sync-push of the most entries with the largest keys', () => {
+    const message: PeerMessage = {
+      ...samples['sync-push'],
+      entries: Array.from({ length: MAX_SYNC_ENTRIES }, (_, i) => ({
+        key: new Uint8Array(DEFAULT_LIMITS.maxKeyBytes).fill(i & 0xff),
+        versions: sampleVersions,
+      })),
+    };
+    assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+  });
+
+  it('decodes a sync message holding the most items the limits allow, in any field order', () => {
+    const limits: ProtocolLimits = { ...DEFAULT_LIMITS, maxSiblings: 2 };
+    const fullClock = Array.from({ length: MAX_CLOCK_ENTRIES }, (_, i) => ({
+      node: `n${i}`,
+      counter: 1,
+      timestamp: 0,
+    }));
+    const message: PeerMessage = {
+      ...samples['sync-keys-reply'],
+      entries: Array.from({ length: MAX_SYNC_ENTRIES }, (_, i) => ({
+        key: Uint8Array.of(i >> 8, i & 0xff),
+        versions: [1, 2].map((counter) => ({
+          dot: { node: 'z', counter, timestamp: 0 },
+          context: fullClock,
+          value: null,
+        })),
+      })),
+      next: bytes(9),
+    };
+    const frame = encodeMessage(message);
+    assert.deepStrictEqual(decodeMessage(frame, limits), message);
+    assert.deepStrictEqual(decodeMessage(msgpackEncode(reversed(msgpackDecode(frame))), limits), message);
+  });
+
+  it('round trips a sync-tree of every index of each level and a reply of a hash per leaf', () => {
+    for (let level = 0; level <= TREE_DEPTH; level++) {
+      const indexes = Array.from({ length: TREE_FANOUT ** level }, (_, i) => i);
+      const message: PeerMessage = { ...samples['sync-tree'], level, indexes };
+      assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
+    }
+    const reply: PeerMessage = { ...samples['sync-tree-reply'], hashes: new Uint8Array(TREE_LEAVES * TREE_HASH_BYTES) };
+    assert.deepStrictEqual(decodeMessage(encodeMessage(reply)), reply);
   });
 
   it('round trips an error message of 1024 characters of any script', () => {
@@ -394,8 +547,9 @@ describe('decodeMessage rejects', () => {
     const frame = new Uint8Array(1 + 2 + 20000);
     frame.set([0xdc, 0x4e, 0x20]); // array16 of 20000 items, each the fixint 0
     assertMalformed(frame, /^frame: (array of 20000 entries is over the limit|more than \d+ MessagePack items)/);
+    // The most a message of these limits holds: MAX_SYNC_ENTRIES entries of one full version each, about 91000.
     const limits = { ...DEFAULT_LIMITS, maxSiblings: 1 };
-    const many = msgpackEncode(Array.from({ length: 40 }, () => Array.from({ length: 40 }, () => [0, 0, 0])));
+    const many = msgpackEncode(Array.from({ length: 1000 }, () => Array.from({ length: 100 }, () => 0)));
     assertMalformed(many, /^frame: more than \d+ MessagePack items/, limits);
   });
 
@@ -552,7 +706,7 @@ describe('decodeMessage rejects', () => {
     }));
     assertMalformed(
       encodeMessage({ ...samples['read-reply'], versions: many }),
-      /^frame: array of 65 entries is over the limit/,
+      /^read-reply\.versions: 65 versions is over the limit of 64$/,
     );
   });
 
@@ -662,6 +816,7 @@ describe('decodeMessage rejects', () => {
       [samples.replicate, 'durable'],
       [samples.coordinate, 'ifMatch'],
       [samples.coordinate, 'durable'],
+      [samples['sync-tree-reply'], 'held'],
     ] as const) {
       for (const value of [0, 1, 'true', null]) {
         assertMalformed(
@@ -741,13 +896,219 @@ describe('decodeMessage rejects', () => {
     const ids = Array.from({ length: MAX_RECEIPT_NODES + 1 }, (_, i) => `n${i}`);
     assertMalformed(
       edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).acknowledged = ids)),
-      /^frame: array of 65 entries is over the limit/,
+      /^coordinate-reply\.receipt\.acknowledged: 65 node ids is over the limit of 64$/,
     );
-    const limits = { ...DEFAULT_LIMITS, maxSiblings: 100 };
     assertMalformed(
       edited(samples['coordinate-reply'], (t) => (at(t, ['receipt']).fallbacks = ids)),
       /^coordinate-reply\.receipt\.fallbacks: 65 node ids is over the limit of 64$/,
-      limits,
+    );
+  });
+});
+
+describe('decodeMessage rejects sync messages with', () => {
+  it('a sync-drop entry holding a version that is not a tombstone', () => {
+    const entries = [{ key: bytes(1), versions: [sampleVersions[1]!, sampleVersions[0]!] }];
+    assertMalformed(
+      encodeMessage({ ...samples['sync-drop'], entries }),
+      /^sync-drop\.entries\[0\]\.versions\[1\]\.value: expected null: only tombstones are dropped$/,
+    );
+  });
+
+  it('a partition that is not an integer from 0 to 65535', () => {
+    for (const message of [samples['sync-tree'], samples['sync-keys'], samples['sync-push'], samples['sync-drop']]) {
+      for (const partition of [-1, MAX_PARTITIONS, 1.5, '1', null]) {
+        assertMalformed(
+          edited(message, (t) => (t.partition = partition)),
+          new RegExp(`^${message.type}\\.partition: expected an integer from 0 to 65535`),
+        );
+      }
+    }
+  });
+
+  it('a level outside 0 to TREE_DEPTH', () => {
+    for (const level of [-1, TREE_DEPTH + 1, 0.5, true]) {
+      assertMalformed(
+        edited(samples['sync-tree'], (t) => (t.level = level)),
+        /^sync-tree\.level: expected an integer from 0 to 2/,
+      );
+    }
+  });
+
+  it('a node index at or past the width of its level', () => {
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => (t.indexes = [0, TREE_FANOUT])),
+      /^sync-tree\.indexes\[1\]: expected an integer from 0 to 7, got the integer 8$/,
+    );
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => Object.assign(t, { level: 0, indexes: [1] })),
+      /^sync-tree\.indexes\[0\]: expected an integer from 0 to 0, got the integer 1$/,
+    );
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => Object.assign(t, { level: 2, indexes: [TREE_LEAVES] })),
+      /^sync-tree\.indexes\[0\]: expected an integer from 0 to 63/,
+    );
+  });
+
+  it('node indexes out of order or repeated', () => {
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => (t.indexes = [3, 1])),
+      /^sync-tree\.indexes\[1\]: 1 does not follow 3: indexes at level 1 must ascend$/,
+    );
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => (t.indexes = [2, 2])),
+      /^sync-tree\.indexes\[1\]: 2 does not follow 2/,
+    );
+  });
+
+  it('more node indexes than its level has nodes', () => {
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => (t.indexes = Array.from({ length: TREE_FANOUT + 1 }, (_, i) => i))),
+      /^sync-tree\.indexes: 9 indexes at level 1 is over the limit of 8$/,
+    );
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => Object.assign(t, { level: 0, indexes: [0, 0] })),
+      /^sync-tree\.indexes: 2 indexes at level 0 is over the limit of 1$/,
+    );
+  });
+
+  it('node indexes that are not an array', () => {
+    assertMalformed(
+      edited(samples['sync-tree'], (t) => (t.indexes = bytes(0, 1))),
+      /^sync-tree\.indexes: expected an array of indexes at level 1, got bytes/,
+    );
+  });
+
+  it('a leaf at or past TREE_LEAVES, out of order, repeated, or too many leaves', () => {
+    assertMalformed(
+      edited(samples['sync-keys'], (t) => (t.leaves = [0, TREE_LEAVES])),
+      /^sync-keys\.leaves\[1\]: expected an integer from 0 to 63, got the integer 64$/,
+    );
+    assertMalformed(
+      edited(samples['sync-keys'], (t) => (t.leaves = [5, 4])),
+      /^sync-keys\.leaves\[1\]: 4 does not follow 5: leaves must ascend$/,
+    );
+    assertMalformed(
+      edited(samples['sync-keys'], (t) => (t.leaves = [5, 5])),
+      /^sync-keys\.leaves\[1\]: 5 does not follow 5/,
+    );
+    assertMalformed(
+      edited(samples['sync-keys'], (t) => (t.leaves = Array.from({ length: TREE_LEAVES + 1 }, (_, i) => i))),
+      /^sync-keys\.leaves: 65 leaves is over the limit of 64$/,
+    );
+  });
+
+  it('hashes that are not whole hashes, more than one per leaf, or not bytes', () => {
+    assertMalformed(
+      edited(samples['sync-tree-reply'], (t) => (t.hashes = new Uint8Array(TREE_HASH_BYTES + 1))),
+      /^sync-tree-reply\.hashes: 9 bytes is not a whole number of 8-byte hashes$/,
+    );
+    assertMalformed(
+      edited(samples['sync-tree-reply'], (t) => (t.hashes = new Uint8Array((TREE_LEAVES + 1) * TREE_HASH_BYTES))),
+      /^sync-tree-reply\.hashes: 520 bytes is over the limit of 512$/,
+    );
+    assertMalformed(
+      edited(samples['sync-tree-reply'], (t) => (t.hashes = [1, 2])),
+      /^sync-tree-reply\.hashes: expected bytes, got an array/,
+    );
+  });
+
+  it('a maxBytes that is not a positive integer up to maxFrameBytes', () => {
+    for (const maxBytes of [0, -1, 1.5, DEFAULT_LIMITS.maxFrameBytes + 1, '1', null]) {
+      assertMalformed(
+        edited(samples['sync-keys'], (t) => (t.maxBytes = maxBytes)),
+        /^sync-keys\.maxBytes: expected a positive integer up to 16777216/,
+      );
+    }
+    assertMalformed(
+      encodeMessage(samples['sync-keys']),
+      /^sync-keys\.maxBytes: expected a positive integer up to 1000, got the integer 65536$/,
+      { ...DEFAULT_LIMITS, maxFrameBytes: 1000 },
+    );
+  });
+
+  it('an after or next that is neither null nor a key', () => {
+    assertMalformed(
+      edited(samples['sync-keys'], (t) => (t.after = bytes())),
+      /^sync-keys\.after: 0 bytes is under the minimum of 1$/,
+    );
+    assertMalformed(
+      edited(samples['sync-keys'], (t) => (t.after = new Uint8Array(DEFAULT_LIMITS.maxKeyBytes + 1))),
+      /^sync-keys\.after: 1025 bytes is over the limit of 1024$/,
+    );
+    assertMalformed(
+      edited(samples['sync-keys-reply'], (t) => (t.next = 'k')),
+      /^sync-keys-reply\.next: expected bytes, got a string/,
+    );
+    assertMalformed(
+      edited(samples['sync-keys-reply'], (t) => (t.next = false)),
+      /^sync-keys-reply\.next: expected bytes, got a boolean/,
+    );
+  });
+
+  it('more entries than MAX_SYNC_ENTRIES', () => {
+    const entries = Array.from({ length: MAX_SYNC_ENTRIES + 1 }, (_, i) => ({ key: bytes(i & 0xff, 1), versions: [] }));
+    assertMalformed(
+      encodeMessage({ ...samples['sync-push'], entries }),
+      /^frame: array of 1025 entries is over the limit/,
+    );
+    // Limits whose sibling arrays are longer than MAX_SYNC_ENTRIES let the frame through to the entry count check.
+    assertMalformed(
+      encodeMessage({ ...samples['sync-keys-reply'], entries }),
+      /^sync-keys-reply\.entries: 1025 entries is over the limit of 1024$/,
+      { ...DEFAULT_LIMITS, maxSiblings: 2000 },
+    );
+  });
+
+  it('entries that are not an array, or an entry that is not a map of key and versions', () => {
+    assertMalformed(
+      edited(samples['sync-push'], (t) => (t.entries = {})),
+      /^sync-push\.entries: expected an array of entries, got a map/,
+    );
+    assertMalformed(
+      edited(samples['sync-push'], (t) => ((t.entries as unknown[])[0] = [bytes(1), []])),
+      /^sync-push\.entries\[0\]: expected a map, got an array/,
+    );
+    assertMalformed(
+      edited(samples['sync-push'], (t) => delete at(t, ['entries', 0]).key),
+      /^sync-push\.entries\[0\]\.key: missing field/,
+    );
+    assertMalformed(
+      edited(samples['sync-push'], (t) => (at(t, ['entries', 0]).partition = 0)),
+      /^sync-push\.entries\[0\]\.partition: unexpected field/,
+    );
+  });
+
+  it('an entry key that is empty or over maxKeyBytes', () => {
+    assertMalformed(
+      edited(samples['sync-keys-reply'], (t) => (at(t, ['entries', 1]).key = bytes())),
+      /^sync-keys-reply\.entries\[1\]\.key: 0 bytes is under the minimum of 1$/,
+    );
+    assertMalformed(
+      encodeMessage(samples['sync-keys-reply']),
+      /^sync-keys-reply\.entries\[1\]\.key: 2 bytes is over the limit of 1$/,
+      { ...DEFAULT_LIMITS, maxKeyBytes: 1 },
+    );
+  });
+
+  it('entry versions that replicate would refuse', () => {
+    assertMalformed(
+      encodeMessage(samples['sync-keys-reply']),
+      /^sync-keys-reply\.entries\[0\]\.versions: 2 versions is over the limit of 1$/,
+      { ...DEFAULT_LIMITS, maxSiblings: 1 },
+    );
+    const versions = [sampleVersions[0]!, { ...sampleVersions[1]!, dot: dotA1 }];
+    assertMalformed(
+      encodeMessage({ ...samples['sync-push'], entries: [{ key: bytes(1), versions }] }),
+      /^sync-push\.entries\[0\]\.versions\[1\]\.dot: the dot a:1 appears twice/,
+    );
+    assertMalformed(
+      edited(samples['sync-push'], (t) => (at(t, ['entries', 0, 'versions', 0, 'dot']).counter = 0)),
+      /^sync-push\.entries\[0\]\.versions\[0\]\.dot\.counter: expected a positive safe integer/,
+    );
+    assertMalformed(
+      encodeMessage(samples['sync-push']),
+      /^sync-push\.entries\[0\]\.versions\[0\]\.value: 3 bytes is over the limit of 2$/,
+      { ...DEFAULT_LIMITS, maxValueBytes: 2 },
     );
   });
 });
@@ -1042,7 +1403,7 @@ describe('decodeMessage under fuzzing', () => {
           // null is a legal value of the nullable fields; bytes of a nullable value field stay legal too.
           if (
             (wrong === null || original === null) &&
-            ['hintFor', 'value', 'required', 'acknowledged'].includes(String(key))
+            ['hintFor', 'value', 'required', 'acknowledged', 'after', 'next'].includes(String(key))
           )
             continue;
           (parent as Record<string | number, unknown>)[key] = wrong;

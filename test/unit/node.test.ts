@@ -24,7 +24,17 @@ interface World {
   node(id: string): DynamoNode;
 }
 
-function world(
+/** A world whose nodes all hold their partitions: a new cluster first learns that nobody holds anything yet. */
+async function world(
+  size: number,
+  node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
+): Promise<World> {
+  const w = unsettledWorld(size, node);
+  await w.scheduler.run(() => w.cluster.alive().every((id) => w.node(id).fetchingCount() === 0));
+  return w;
+}
+
+function unsettledWorld(
   size: number,
   node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
 ): World {
@@ -76,21 +86,21 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 describe('DynamoNode', () => {
   it('reads on one node a value put through another', async () => {
-    const w = world(5);
+    const w = await world(5);
     await w.settle(w.node('n0').put('k', text.encode('v1')));
     const read = await w.settle(w.node('n4').get('k'));
     assert.deepEqual(values(read), ['v1']);
   });
 
   it('returns an empty value list and a context for an absent key', async () => {
-    const w = world(3);
+    const w = await world(3);
     const read = await w.settle(w.node('n1').get('nothing-here'));
     assert.deepEqual(read.values, []);
     assert.equal(typeof read.context, 'string');
   });
 
   it('returns both siblings after concurrent puts with the same context', async () => {
-    const w = world(5);
+    const w = await world(5);
     const { owners } = placement(w, 'k');
     const first = await w.settle(w.node(owners[0]!).put('k', text.encode('base')));
     await w.settle(
@@ -104,7 +114,7 @@ describe('DynamoNode', () => {
   });
 
   it('keeps two blind puts coordinated by the same node as siblings', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('k', text.encode('one')));
     await w.settle(w.node('n0').put('k', text.encode('two')));
     const read = await w.settle(w.node('n1').get('k'));
@@ -112,7 +122,7 @@ describe('DynamoNode', () => {
   });
 
   it('leaves one value after a put with the merged context of the siblings', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('k', text.encode('one')));
     await w.settle(w.node('n1').put('k', text.encode('two')));
     const read = await w.settle(w.node('n2').get('k', { r: 3 }));
@@ -123,7 +133,7 @@ describe('DynamoNode', () => {
   });
 
   it('replaces the value read when a put carries the read context', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('k', text.encode('old')));
     const read = await w.settle(w.node('n1').get('k'));
     await w.settle(w.node('n1').put('k', text.encode('new'), { context: read.context }));
@@ -131,7 +141,7 @@ describe('DynamoNode', () => {
   });
 
   it('hides a deleted key from reads', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('k', text.encode('doomed')));
     const read = await w.settle(w.node('n0').get('k'));
     await w.settle(w.node('n1').delete('k', { context: read.context }));
@@ -139,7 +149,7 @@ describe('DynamoNode', () => {
   });
 
   it('fails a conditional put over a stale context with ERR_STALE_CONTEXT and stores nothing', async () => {
-    const w = world(3);
+    const w = await world(3);
     const first = await w.settle(w.node('n0').put('k', text.encode('first')));
     const second = await w.settle(w.node('n0').put('k', text.encode('second'), { context: first.context }));
     assert.ok(second.context);
@@ -151,7 +161,7 @@ describe('DynamoNode', () => {
   });
 
   it('accepts a conditional put over the context of the latest read', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('k', text.encode('first')));
     const read = await w.settle(w.node('n1').get('k', { r: 3 }));
     await w.settle(w.node('n1').put('k', text.encode('next'), { context: read.context, ifMatch: true }));
@@ -159,13 +169,13 @@ describe('DynamoNode', () => {
   });
 
   it('creates an absent key with a conditional put and no context', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('fresh', text.encode('created'), { ifMatch: true }));
     assert.deepEqual(values(await w.settle(w.node('n1').get('fresh'))), ['created']);
   });
 
   it('answers a put with a receipt naming the coordinator and W acknowledging replicas', async () => {
-    const w = world(5);
+    const w = await world(5);
     const { owners } = placement(w, 'k');
     const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 3 }));
     assert.equal(result.receipt.coordinator, owners[0]);
@@ -174,7 +184,7 @@ describe('DynamoNode', () => {
   });
 
   it('forwards a put from a node outside the preference list to an owner that coordinates it', async () => {
-    const w = world(5);
+    const w = await world(5);
     const { owners, outsider } = placement(w, 'k');
     const result = await w.settle(w.node(outsider).put('k', text.encode('v')));
     assert.ok(owners.includes(result.receipt.coordinator));
@@ -182,7 +192,7 @@ describe('DynamoNode', () => {
   });
 
   it('writes through a fallback with a hint when an owner is down', async () => {
-    const w = world(5);
+    const w = await world(5);
     const { owners } = placement(w, 'k');
     await w.cluster.crash(owners[1]!);
     await w.cluster.crash(owners[2]!);
@@ -196,7 +206,7 @@ describe('DynamoNode', () => {
   });
 
   it('delivers a hint to its owner when the owner returns, then forgets it', async () => {
-    const w = world(5, { hintInterval: 200 });
+    const w = await world(5, { hintInterval: 200 });
     const { owners } = placement(w, 'k');
     await w.cluster.crash(owners[2]!);
     const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 3 }));
@@ -214,7 +224,7 @@ describe('DynamoNode', () => {
   });
 
   it('reads from a fallback that holds a hint when the owners are down', async () => {
-    const w = world(5);
+    const w = await world(5);
     const { owners } = placement(w, 'k');
     await w.cluster.crash(owners[1]!);
     await w.cluster.crash(owners[2]!);
@@ -226,7 +236,7 @@ describe('DynamoNode', () => {
   });
 
   it('fails a put with ERR_QUORUM and the counts when too few replicas answer', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.cluster.crash('n1');
     await w.cluster.crash('n2');
     const error = await rejection(w.settle(w.node('n0').put('k', text.encode('v'), { w: 2 })));
@@ -236,7 +246,7 @@ describe('DynamoNode', () => {
   });
 
   it('answers a get with R=1 while the other replicas are down', async () => {
-    const w = world(3);
+    const w = await world(3);
     await w.settle(w.node('n0').put('k', text.encode('v'), { w: 3 }));
     await w.cluster.crash('n1');
     await w.cluster.crash('n2');
@@ -246,7 +256,7 @@ describe('DynamoNode', () => {
   });
 
   it('repairs a replica that missed a write when a read finds it stale', async () => {
-    const w = world(3);
+    const w = await world(3);
     w.network.partition(new Map([['n2', 'b'] as const, ['n0', 'a'] as const, ['n1', 'a'] as const]));
     await w.settle(w.node('n0').put('k', text.encode('v'), { w: 2 }));
     w.network.heal();
@@ -264,7 +274,7 @@ describe('DynamoNode', () => {
   });
 
   it('rejects r and w outside 1..N with ERR_INVALID_ARGUMENT', async () => {
-    const w = world(3);
+    const w = await world(3);
     for (const promise of [
       w.node('n0').get('k', { r: 0 }),
       w.node('n0').get('k', { r: 4 }),
@@ -276,20 +286,20 @@ describe('DynamoNode', () => {
   });
 
   it('rejects a context it did not issue with ERR_INVALID_ARGUMENT', async () => {
-    const w = world(3);
+    const w = await world(3);
     const error = await rejection(w.node('n0').put('k', text.encode('v'), { context: 'not a context!' }));
     assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
   });
 
   it('rejects empty keys and non-byte values with ERR_INVALID_ARGUMENT', async () => {
-    const w = world(3);
+    const w = await world(3);
     assert.ok(hasErrorCode(await rejection(w.node('n0').get('')), 'ERR_INVALID_ARGUMENT'));
     const notBytes = 'text' as unknown as Uint8Array;
     assert.ok(hasErrorCode(await rejection(w.node('n0').put('k', notBytes)), 'ERR_INVALID_ARGUMENT'));
   });
 
   it('rejects a key over 1 KiB and a value over 1 MiB with ERR_TOO_LARGE', async () => {
-    const w = world(3);
+    const w = await world(3);
     const bigKey = 'k'.repeat(1025);
     assert.ok(hasErrorCode(await rejection(w.node('n0').get(bigKey)), 'ERR_TOO_LARGE'));
     const bigValue = new Uint8Array(1024 * 1024 + 1);
@@ -297,7 +307,7 @@ describe('DynamoNode', () => {
   });
 
   it('does not let a caller change a stored value by mutating the array it put', async () => {
-    const w = world(3);
+    const w = await world(3);
     const value = text.encode('original');
     const put = w.node('n0').put('k', value, { w: 3 });
     value.fill(0);
@@ -306,21 +316,21 @@ describe('DynamoNode', () => {
   });
 
   it('drops and counts a frame from a node outside its view', async () => {
-    const w = world(3);
+    const w = await world(3);
     const frame = encodeMessage({ type: 'read', from: 'stranger', requestId: 1, key: text.encode('k') });
     w.node('n0').receive('stranger', frame);
     assert.equal(w.node('n0').metrics().rejectedFrames, 1);
   });
 
   it('drops and counts a frame whose sender field differs from its link', async () => {
-    const w = world(3);
+    const w = await world(3);
     const frame = encodeMessage({ type: 'read', from: 'n2', requestId: 1, key: text.encode('k') });
     w.node('n0').receive('n1', frame);
     assert.equal(w.node('n0').metrics().malformedFrames, 1);
   });
 
   it('rejects requests with ERR_CLOSED once closed', async () => {
-    const w = world(3);
+    const w = await world(3);
     const node = w.node('n0');
     await node.close();
     await node.close();

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Clock } from '../../worker/env.ts';
-import { Peers, type Reply } from '../../worker/peers.ts';
+import { isReply, Peers, type Reply } from '../../worker/peers.ts';
 import type { PeerMessage } from '../../worker/protocol.ts';
 import { Scheduler, WORLD } from '../sim/scheduler.ts';
 
@@ -160,6 +160,22 @@ describe('Peers', () => {
     assert.equal(replies.length, 1);
     await Promise.resolve();
     assert.deepEqual(replies.slice(1), [null]);
+  });
+
+  it('counts the sync replies as replies and the sync requests as requests', () => {
+    const envelope = { from: 'a', requestId: 1 };
+    const replies: PeerMessage[] = [
+      { type: 'sync-tree-reply', ...envelope, held: true, hashes: new Uint8Array(8) },
+      { type: 'sync-keys-reply', ...envelope, entries: [], next: null },
+    ];
+    const requests: PeerMessage[] = [
+      { type: 'sync-tree', ...envelope, partition: 0, level: 0, indexes: [0] },
+      { type: 'sync-keys', ...envelope, partition: 0, leaves: [0], after: null, maxBytes: 1024 },
+      { type: 'sync-push', ...envelope, partition: 0, entries: [] },
+      { type: 'sync-drop', ...envelope, partition: 0, entries: [] },
+    ];
+    assert.deepEqual(replies.map(isReply), [true, true]);
+    assert.deepEqual(requests.map(isReply), [false, false, false, false]);
   });
 });
 

@@ -6,12 +6,14 @@ import { TokenBucket } from '../../signaling/rate-limit.ts';
 
 const INTERVAL = 1000;
 const TIMEOUT = 3000;
+const GRACE = 10_000;
 
 function setup(overrides: Partial<MembershipOptions> = {}) {
   const clock = { time: 1_000_000 };
   const membership = new Membership({
     heartbeatInterval: INTERVAL,
     heartbeatTimeout: TIMEOUT,
+    suspectGrace: GRACE,
     maxMembersPerCluster: 64,
     now: () => clock.time,
     ...overrides,
@@ -294,6 +296,223 @@ describe('failure detection', () => {
   });
 });
 
+describe('grace for hidden and frozen tabs', () => {
+  /** Moves the clock by `ms`, heartbeating `alive` first so that only the others fall silent, then sweeps. */
+  const pass = (
+    { clock, membership }: ReturnType<typeof setup>,
+    ms: number,
+    alive: readonly string[] = ['a'],
+  ): ReturnType<Membership['sweep']> => {
+    clock.time += ms;
+    for (const id of alive) membership.heartbeat(`c-${id}`);
+    return membership.sweep();
+  };
+
+  it('keeps a member that announced its tab hidden in the view as suspect past heartbeatTimeout of silence', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    assert.ok(membership.lifecycle('c-b', 'hidden').ok);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive' });
+    const { failures, views } = pass(cluster, TIMEOUT);
+    assert.deepEqual(failures, []);
+    assert.equal(views.length, 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+    pass(cluster, GRACE - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+  });
+
+  it('reports the start of a grace once, with the announced state and its end', () => {
+    const cluster = setup();
+    const { clock, membership, join } = cluster;
+    join('a');
+    join('b');
+    membership.lifecycle('c-b', 'frozen');
+    const announcedAt = clock.time;
+    assert.deepEqual(pass(cluster, TIMEOUT).graces, [
+      { cluster: 'main', nodeId: 'b', state: 'frozen', until: announcedAt + TIMEOUT + GRACE },
+    ]);
+    assert.deepEqual(pass(cluster, 1000).graces, []);
+    assert.equal(membership.stats().inGrace, 1);
+    assert.equal(membership.stats().suspect, 1);
+  });
+
+  it('removes a silent announced member when the grace ends, with failure reason grace', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    membership.lifecycle('c-b', 'frozen');
+    pass(cluster, TIMEOUT + GRACE - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+    const { failures } = pass(cluster, 1);
+    assert.deepEqual(failures, [{ cluster: 'main', nodeId: 'b', reason: 'grace' }]);
+    assert.deepEqual(states(), { a: 'alive' });
+    assert.equal(membership.stats().inGrace, 0);
+  });
+
+  it('ends the grace on a heartbeat: the member is alive again with its join time, and a new silence starts over', () => {
+    const cluster = setup();
+    const { membership, join, states, epoch } = cluster;
+    join('a');
+    const joinedAt = join('b').view.members.find((member) => member.id === 'b')?.joinedAt;
+    membership.lifecycle('c-b', 'frozen');
+    pass(cluster, TIMEOUT + GRACE / 2);
+    const during = epoch();
+    const beat = membership.heartbeat('c-b');
+    assert.ok(beat.ok);
+    assert.equal(beat.changes.views.length, 1);
+    assert.ok(epoch() > during);
+    assert.deepEqual(
+      beat.view.members.find((member) => member.id === 'b'),
+      {
+        id: 'b',
+        domain: 'd-b',
+        state: 'alive',
+        joinedAt,
+      },
+    );
+    assert.equal(membership.stats().inGrace, 0);
+    // Still announced frozen (it never said active), so the next silence gets a whole grace again.
+    pass(cluster, TIMEOUT + GRACE - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+    assert.deepEqual(pass(cluster, 1).failures, [{ cluster: 'main', nodeId: 'b', reason: 'grace' }]);
+  });
+
+  it('ends the grace on active, after which silence fails the member at heartbeatTimeout', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    membership.lifecycle('c-b', 'hidden');
+    pass(cluster, TIMEOUT);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+    const active = membership.lifecycle('c-b', 'active');
+    assert.ok(active.ok);
+    assert.equal(active.changes.views.length, 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive' });
+    pass(cluster, TIMEOUT - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive' });
+    assert.deepEqual(pass(cluster, 1).failures, [{ cluster: 'main', nodeId: 'b', reason: 'heartbeat' }]);
+  });
+
+  it('still fails a silent member that never announced at heartbeatTimeout, beside one in grace', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    join('c');
+    membership.lifecycle('c-b', 'hidden');
+    pass(cluster, TIMEOUT - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive', c: 'alive' });
+    const { failures } = pass(cluster, 1);
+    assert.deepEqual(failures, [{ cluster: 'main', nodeId: 'c', reason: 'heartbeat' }]);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+  });
+
+  it('removes an announced member whose connection closed at heartbeatTimeout of silence, grace or not', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    join('c');
+    membership.lifecycle('c-b', 'hidden');
+    membership.lifecycle('c-c', 'frozen');
+    // b's tab closes before its silence reaches the timeout; c's closes during its grace.
+    membership.disconnect('c-b');
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect', c: 'alive' });
+    pass(cluster, TIMEOUT - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect', c: 'alive' });
+    const { failures } = pass(cluster, 1);
+    assert.deepEqual(failures, [{ cluster: 'main', nodeId: 'b', reason: 'heartbeat' }]);
+    assert.deepEqual(states(), { a: 'alive', c: 'suspect' });
+    pass(cluster, GRACE / 2);
+    membership.disconnect('c-c');
+    assert.deepEqual(membership.sweep().failures, [{ cluster: 'main', nodeId: 'c', reason: 'heartbeat' }]);
+    assert.deepEqual(states(), { a: 'alive' });
+    assert.equal(membership.stats().outOfView, 0);
+  });
+
+  it('keeps the grace of an announced member whose connection stopped answering pings', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    membership.lifecycle('c-b', 'frozen');
+    pass(cluster, TIMEOUT);
+    membership.disconnect('c-b', 'unanswered');
+    pass(cluster, GRACE - 1);
+    assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+    assert.deepEqual(pass(cluster, 1).failures, [{ cluster: 'main', nodeId: 'b', reason: 'grace' }]);
+    assert.equal(membership.stats().outOfView, 0);
+  });
+
+  it('forgets the announcement on a new join, so the rejoined member fails at heartbeatTimeout', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    membership.lifecycle('c-b', 'hidden');
+    assert.ok(membership.join('c-b2', { cluster: 'main', nodeId: 'b', domain: 'd-b' }).ok);
+    assert.deepEqual(pass(cluster, TIMEOUT).failures, [{ cluster: 'main', nodeId: 'b', reason: 'heartbeat' }]);
+    assert.deepEqual(states(), { a: 'alive' });
+  });
+
+  it('does not remove a reported announced member at the report deadline, but does on a majority of reports', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    for (const id of ['a', 'b', 'c', 'd']) join(id);
+    membership.lifecycle('c-d', 'frozen');
+    membership.report('c-a', 'd');
+    assert.deepEqual(pass(cluster, 2 * INTERVAL, ['a', 'b', 'c']).failures, []);
+    assert.equal(states()['d'], 'suspect');
+    const report = membership.report('c-b', 'd');
+    assert.ok(report.ok);
+    assert.equal(report.state, 'removed');
+    assert.deepEqual(report.changes.failures, [{ cluster: 'main', nodeId: 'd', reason: 'majority' }]);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive', c: 'alive' });
+  });
+
+  it('gives no grace when suspectGrace is 0', () => {
+    const cluster = setup({ suspectGrace: 0 });
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    membership.lifecycle('c-b', 'frozen');
+    assert.deepEqual(pass(cluster, TIMEOUT).failures, [{ cluster: 'main', nodeId: 'b', reason: 'heartbeat' }]);
+    assert.deepEqual(states(), { a: 'alive' });
+  });
+
+  it('counts a lifecycle announcement as a heartbeat that brings a silent member back', () => {
+    const cluster = setup();
+    const { membership, join, states } = cluster;
+    join('a');
+    join('b');
+    pass(cluster, TIMEOUT);
+    assert.deepEqual(states(), { a: 'alive' });
+    const hidden = membership.lifecycle('c-b', 'hidden');
+    assert.ok(hidden.ok);
+    assert.deepEqual(states(), { a: 'alive', b: 'alive' });
+  });
+
+  it('refuses lifecycle announcements from connections that hold no seat', () => {
+    const { membership, join, states } = setup();
+    join('a');
+    const stranger = membership.lifecycle('c-nobody', 'frozen');
+    assert.equal(stranger.ok ? 'ok' : stranger.code, 'ERR_NOT_JOINED');
+    // A tab superseded by a reload of itself no longer speaks for the node.
+    assert.ok(membership.join('c-a2', { cluster: 'main', nodeId: 'a', domain: 'd-a' }).ok);
+    const superseded = membership.lifecycle('c-a', 'frozen');
+    assert.equal(superseded.ok ? 'ok' : superseded.code, 'ERR_NOT_JOINED');
+    membership.leave('c-a2');
+    join('b');
+    const left = membership.lifecycle('c-a2', 'hidden');
+    assert.equal(left.ok ? 'ok' : left.code, 'ERR_NOT_JOINED');
+    assert.deepEqual(states(), { b: 'alive' });
+  });
+});
+
 describe('signal routing and node metrics', () => {
   it('routes a signal to the connection of a member of the sender’s view', () => {
     const { membership, join } = setup();
@@ -346,7 +565,7 @@ describe('signal routing and node metrics', () => {
     clock.time += TIMEOUT;
     for (const id of ['a', 'b', 'x']) membership.heartbeat(`c-${id}`);
     membership.sweep();
-    assert.deepEqual(membership.stats(), { clusters: 2, alive: 3, suspect: 0, outOfView: 1 });
+    assert.deepEqual(membership.stats(), { clusters: 2, alive: 3, suspect: 0, inGrace: 0, outOfView: 1 });
   });
 });
 

@@ -177,6 +177,70 @@ describe('signalling server: membership', () => {
     await gone;
   });
 
+  it('keeps a silent member that announced its tab frozen as suspect until suspectGrace runs out', async (t) => {
+    const heartbeatTimeout = 300;
+    const suspectGrace = 600;
+    const {
+      member: join,
+      server,
+      metricsText,
+    } = await harness(t, {
+      heartbeatInterval: 50,
+      heartbeatTimeout,
+      suspectGrace,
+      sweepInterval: 20,
+    });
+    const awake = await join('awake');
+    keepBeating(t, awake.client, 50);
+    const frozen = await join('frozen');
+    const suspect = nextView(awake.client, (view) => member(view, 'frozen')?.state === 'suspect', 'frozen suspect');
+    const gone = nextView(awake.client, (view) => !ids(view).includes('frozen'), 'the view without frozen');
+    assert.deepEqual(await frozen.client.emitWithAck('lifecycle', { state: 'frozen' }), { ok: true });
+    const lastHeard = Date.now();
+    await suspect;
+    const suspectAfter = Date.now() - lastHeard;
+    assert.ok(suspectAfter >= heartbeatTimeout - 5, `suspect after ${suspectAfter} ms of silence`);
+    assert.equal(server.stats().inGrace, 1);
+    const text = await metricsText();
+    assert.equal(sample(text, 'dynamesh_signaling_members_in_grace'), 1);
+    assert.equal(sample(text, 'dynamesh_signaling_graces_started_total{state="frozen"}'), 1);
+    await gone;
+    const silence = Date.now() - lastHeard;
+    assert.ok(silence >= heartbeatTimeout + suspectGrace - 5, `left after ${silence} ms of silence`);
+    assert.ok(silence < heartbeatTimeout + suspectGrace + 1000, `left only after ${silence} ms of silence`);
+    assert.equal(sample(await metricsText(), 'dynamesh_signaling_failures_detected_total{reason="grace"}'), 1);
+  });
+
+  it('removes a member that announced its tab hidden and then closed its connection at heartbeatTimeout', async (t) => {
+    const heartbeatTimeout = 300;
+    const { member: join } = await harness(t, {
+      heartbeatInterval: 50,
+      heartbeatTimeout,
+      suspectGrace: 60_000,
+      sweepInterval: 20,
+    });
+    const stays = await join('stays');
+    keepBeating(t, stays.client, 50);
+    const closes = await join('closes');
+    assert.deepEqual(await closes.client.emitWithAck('lifecycle', { state: 'hidden' }), { ok: true });
+    const lastHeard = Date.now();
+    const gone = nextView(stays.client, (view) => !ids(view).includes('closes'), 'the view without closes');
+    closes.client.close();
+    await gone;
+    const silence = Date.now() - lastHeard;
+    assert.ok(silence < heartbeatTimeout + 1000, `left only after ${silence} ms of silence`);
+  });
+
+  it('refuses a lifecycle announcement from a connection that has not joined', async (t) => {
+    const { open, metricsText } = await harness(t);
+    const stranger = await open();
+    assert.equal(errorCode(await stranger.emitWithAck('lifecycle', { state: 'hidden' })), 'ERR_NOT_JOINED');
+    assert.equal(
+      sample(await metricsText(), 'dynamesh_signaling_events_rejected_total{event="lifecycle",reason="not_joined"}'),
+      1,
+    );
+  });
+
   it('removes a leaving member at once and tells the others', async (t) => {
     const { member: join, server } = await harness(t);
     const stays = await join('stays');
@@ -305,6 +369,9 @@ describe('signalling server: validation and limits', () => {
       [unjoined, 'join', [{ cluster: 'main', nodeId: 'c', domain: 'd', role: 'admin' }]],
       [unjoined, 'join', []],
       [raw, 'heartbeat', [{ epoch: 'latest' }]],
+      [raw, 'lifecycle', [{ state: 'asleep' }]],
+      [raw, 'lifecycle', [{ state: 'frozen', until: 5 }]],
+      [raw, 'lifecycle', []],
       [raw, 'signal', [{ to: 'b', data: 'not an object' }]],
       [raw, 'signal', [{ to: 'b' }, { data: {} }]],
       [raw, 'report-unreachable', [{ nodeId: 42 }]],

@@ -9,6 +9,7 @@ import {
   validateEmpty,
   validateHeartbeat,
   validateJoin,
+  validateLifecycle,
   validateMetrics,
   validateReport,
   validateSignal,
@@ -100,6 +101,33 @@ describe('payload validation', () => {
     assert.equal(code(validateSignal({ to: 'p', data: over }, limits)), 'ERR_TOO_LARGE');
     const multiByte = { sdp: 'é'.repeat(50) };
     assert.equal(code(validateSignal({ to: 'p', data: multiByte }, limits)), 'ERR_TOO_LARGE');
+  });
+
+  it('accepts a lifecycle announcement of active, hidden or frozen and returns only the state', () => {
+    for (const state of ['active', 'hidden', 'frozen'] as const) {
+      assert.deepEqual(validateLifecycle({ state }), { ok: true, value: { state } });
+    }
+  });
+
+  it('refuses lifecycle payloads that are not an object with exactly a known state, naming what is wrong', () => {
+    const cases: [unknown, string][] = [
+      [undefined, 'lifecycle: the payload must be an object'],
+      ['hidden', 'lifecycle: the payload must be an object'],
+      [['hidden'], 'lifecycle: the payload must be an object'],
+      [{}, 'lifecycle: state is missing'],
+      [{ state: 'hidden', since: 1 }, 'lifecycle: unknown field "since"'],
+      [{ state: 'discarded' }, "lifecycle: state must be one of 'active', 'hidden', 'frozen'"],
+      [{ state: 'HIDDEN' }, "lifecycle: state must be one of 'active', 'hidden', 'frozen'"],
+      [{ state: 1 }, "lifecycle: state must be one of 'active', 'hidden', 'frozen'"],
+      [{ state: null }, "lifecycle: state must be one of 'active', 'hidden', 'frozen'"],
+    ];
+    for (const [bad, message] of cases) {
+      assert.deepEqual(
+        validateLifecycle(bad),
+        { ok: false, code: 'ERR_INVALID_ARGUMENT', message },
+        JSON.stringify(bad),
+      );
+    }
   });
 
   it('accepts a report naming a node id and refuses anything else', () => {

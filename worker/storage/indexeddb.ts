@@ -4,9 +4,10 @@
  * reads, merges with {@link resolve} and writes, so that concurrent writes to a key never lose a version.
  *
  * Stores: `keys` (key path `key`, binary, so IndexedDB orders keys by their bytes; index `partition` on
- * [partition, key] for scans), `hints` (key path [target, key]; index `key`), `meta` (one record: the node's dot
- * counter and the running counts that {@link IndexedDbStorage.stats} reports, kept in the same transactions as
- * the writes they count so they never drift).
+ * [partition, key] for scans), `hints` (key path [target, key]; index `key`), `meta` (the engine's own record,
+ * `state`: the node's dot counter and the running counts that {@link IndexedDbStorage.stats} reports, kept in the
+ * same transactions as the writes they count so they never drift; beside it the caller's named records of
+ * {@link IndexedDbStorage.putMeta}, under prefixed keys so that no name can overwrite `state`).
  */
 import { openDB } from 'idb';
 import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
@@ -14,7 +15,7 @@ import { ClosedError, DynameshError, StaleContextError, StorageError } from '../
 import type { VClock } from '../vclock.ts';
 import type { Version } from '../version.ts';
 import { contextCoversAll, createVersion, resolve } from '../version.ts';
-import { nextCounter, ownBytes, storedSize, takeCount, undelivered } from './records.ts';
+import { nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
 import type {
   ApplyResult,
   Durability,
@@ -53,7 +54,8 @@ interface MetaRecord {
 interface Schema extends DBSchema {
   keys: { key: Bytes; value: KeyRecord; indexes: { partition: [number, Bytes] } };
   hints: { key: [string, Bytes]; value: HintRecord; indexes: { key: Bytes } };
-  meta: { key: string; value: MetaRecord };
+  /** `state` holds a {@link MetaRecord}; keys under {@link NAMED} hold the caller's records, whatever they are. */
+  meta: { key: string; value: unknown };
 }
 
 type StoreName = 'keys' | 'hints' | 'meta';
@@ -62,6 +64,11 @@ type WriteTx = IDBPTransaction<Schema, StoreName[], 'readwrite'>;
 const SCHEMA_VERSION = 1;
 const STATE = 'state';
 const EMPTY_STATE: MetaRecord = { counter: 0, keys: 0, bytes: 0 };
+/**
+ * The prefix of the caller's named records in `meta`. The engine's own keys never start with it, so a name (even
+ * "state") cannot reach them, and the names need no other rule.
+ */
+const NAMED = 'named:';
 /** The largest count `getAll` accepts (an unsigned long); zero would mean "no limit" to IndexedDB. */
 const MAX_COUNT = 2 ** 32 - 1;
 
@@ -100,6 +107,11 @@ function recount(state: MetaRecord, key: Uint8Array, old: KeyRecord | undefined,
     keys: state.keys + (old === undefined ? 1 : 0),
     bytes: state.bytes + storedSize(key, siblings) - (old === undefined ? 0 : storedSize(old.key, old.siblings)),
   };
+}
+
+/** The engine's own record, read in the transaction of `store`. */
+async function readState(store: { get(key: string): Promise<unknown> }): Promise<MetaRecord> {
+  return ((await store.get(STATE)) as MetaRecord | undefined) ?? EMPTY_STATE;
 }
 
 /**
@@ -199,7 +211,7 @@ export class IndexedDbStorage implements Storage {
     return this.#update('apply', ['keys', 'meta'], options?.durability, async (tx) => {
       const keys = tx.objectStore('keys');
       const meta = tx.objectStore('meta');
-      const [old, state = EMPTY_STATE] = await Promise.all([keys.get(id), meta.get(STATE)]);
+      const [old, state] = await Promise.all([keys.get(id), readState(meta)]);
       const { siblings, changed } = resolve(old?.siblings ?? [], incoming);
       if (changed) {
         await Promise.all([
@@ -224,7 +236,7 @@ export class IndexedDbStorage implements Storage {
     return this.#update('write', ['keys', 'meta'], options?.durability, async (tx) => {
       const keys = tx.objectStore('keys');
       const meta = tx.objectStore('meta');
-      const [old, state = EMPTY_STATE] = await Promise.all([keys.get(id), meta.get(STATE)]);
+      const [old, state] = await Promise.all([keys.get(id), readState(meta)]);
       const stored = old?.siblings ?? [];
       if (ifMatch && !contextCoversAll(context, stored)) {
         throw new StaleContextError('the context does not cover every stored version of the key');
@@ -309,14 +321,73 @@ export class IndexedDbStorage implements Storage {
     });
   }
 
+  /**
+   * Reports an absent key as gone (true): nothing of it is left to release. Relaxed durability: a removal lost in
+   * a crash leaves a copy that the next release removes again, and loses nothing.
+   */
+  async deleteIfUnchanged(key: Uint8Array, siblings: readonly Version[]): Promise<boolean> {
+    const id = ownBytes(key);
+    const expected = siblings.map(plainVersion);
+    return this.#update('deleteIfUnchanged', ['keys', 'meta'], 'relaxed', async (tx) => {
+      const keys = tx.objectStore('keys');
+      const meta = tx.objectStore('meta');
+      const [old, state] = await Promise.all([keys.get(id), readState(meta)]);
+      const outcome = removal(old?.siblings, expected);
+      if (outcome === 'keep') return false;
+      if (outcome === 'remove') {
+        const counts: MetaRecord = {
+          counter: state.counter,
+          keys: state.keys - 1,
+          bytes: state.bytes - storedSize(old!.key, old!.siblings),
+        };
+        await Promise.all([keys.delete(id), meta.put(counts, STATE)]);
+      }
+      return true;
+    });
+  }
+
+  async partitionsWithData(): Promise<number[]> {
+    const db = this.#open();
+    const out: number[] = [];
+    try {
+      // Keys only, one step per partition: from a partition's first key, jump to [partition, []], which sorts
+      // above every [partition, key] since arrays sort above binary keys.
+      let cursor = await db.transaction('keys').store.index('partition').openKeyCursor();
+      while (cursor !== null) {
+        const partition = cursor.key[0];
+        out.push(partition);
+        cursor = await cursor.continue([partition, [] as unknown as Bytes]);
+      }
+      return out;
+    } catch (error) {
+      throw failure(error, 'partitionsWithData');
+    }
+  }
+
+  async getMeta(name: string): Promise<unknown> {
+    const db = this.#open();
+    try {
+      return await db.get('meta', NAMED + name);
+    } catch (error) {
+      throw failure(error, 'getMeta');
+    }
+  }
+
+  /**
+   * Strict durability: these records say things like "this partition is held", which a node acts on after a
+   * restart; one lost in a crash could make it drop or forget data it still owns.
+   */
+  async putMeta(name: string, value: unknown): Promise<void> {
+    await this.#update('putMeta', ['meta'], 'strict', async (tx) => {
+      await tx.objectStore('meta').put(value, NAMED + name);
+    });
+  }
+
   async stats(): Promise<StorageStats> {
     const db = this.#open();
     try {
       const tx = db.transaction(['meta', 'hints'], 'readonly');
-      const [state = EMPTY_STATE, hints] = await Promise.all([
-        tx.objectStore('meta').get(STATE),
-        tx.objectStore('hints').count(),
-      ]);
+      const [state, hints] = await Promise.all([readState(tx.objectStore('meta')), tx.objectStore('hints').count()]);
       return { keys: state.keys, bytes: state.bytes, hints };
     } catch (error) {
       throw failure(error, 'stats');

@@ -4,11 +4,11 @@
  * It shares nothing a caller could mutate: stored versions are frozen copies, and byte arrays are copied on the way
  * in and on the way out (a Uint8Array cannot be frozen).
  */
-import { ClosedError, StaleContextError } from '../errors.ts';
+import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../vclock.ts';
 import type { Version } from '../version.ts';
 import { contextCoversAll, createVersion, resolve } from '../version.ts';
-import { nextCounter, ownBytes, storedSize, takeCount, undelivered } from './records.ts';
+import { nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
 import type {
   ApplyResult,
   Hint,
@@ -111,6 +111,8 @@ class MemoryData {
   readonly partitions = new Map<number, PartitionIndex>();
   /** target → key id → hint. */
   readonly hints = new Map<string, Map<string, HintSlot>>();
+  /** Named bookkeeping records, each a structured clone no caller holds. */
+  readonly meta = new Map<string, unknown>();
   hintCount = 0;
   bytes = 0;
   counter = 0;
@@ -143,6 +145,22 @@ class MemoryData {
     }
     this.bytes += size - (old?.size ?? 0);
     this.keys.set(id, { key: old?.key ?? ownBytes(key), partition, siblings, size });
+  }
+
+  remove(id: string, slot: KeySlot): void {
+    this.keys.delete(id);
+    this.unplace(id, slot.partition);
+    this.bytes -= slot.size;
+  }
+}
+
+/** A structured clone of `value`; a value that cannot be cloned fails as IndexedDB would, with `ERR_STORAGE`. */
+function cloneMeta(value: unknown, what: string): unknown {
+  try {
+    return structuredClone(value);
+  } catch (error) {
+    const e = error as { name?: unknown; message?: unknown } | null;
+    throw new StorageError(`${what} failed (${String(e?.name)}: ${String(e?.message)})`, { cause: error });
   }
 }
 
@@ -288,6 +306,33 @@ export class MemoryStorage implements Storage {
     if (byKey.size === 0) data.hints.delete(target);
     data.hintCount--;
     return true;
+  }
+
+  /** Reports an absent key as gone (true): nothing of it is left to release. */
+  async deleteIfUnchanged(key: Uint8Array, siblings: readonly Version[]): Promise<boolean> {
+    const data = this.#open();
+    const id = keyId(key);
+    const slot = data.keys.get(id);
+    const outcome = removal(slot?.siblings, siblings);
+    if (outcome === 'keep') return false;
+    if (outcome === 'remove') data.remove(id, slot!);
+    return true;
+  }
+
+  async partitionsWithData(): Promise<number[]> {
+    // A partition leaves the index with its last key, so every one listed holds data.
+    return [...this.#open().partitions.keys()].sort((a, b) => a - b);
+  }
+
+  async getMeta(name: string): Promise<unknown> {
+    const data = this.#open();
+    // Cloned on the way out too, so that a caller changing what it read cannot change what is stored.
+    return data.meta.has(name) ? cloneMeta(data.meta.get(name), 'getMeta') : undefined;
+  }
+
+  async putMeta(name: string, value: unknown): Promise<void> {
+    const data = this.#open();
+    data.meta.set(name, cloneMeta(value, 'putMeta'));
   }
 
   async stats(): Promise<StorageStats> {

@@ -1,12 +1,12 @@
 /**
  * Rules both storage engines apply to what they store: byte ownership, size accounting, the coordinator's next dot
- * counter, what of a hint survives a delivery, and paging limits. Kept apart from either engine so that memory and
+ * counter, what of a hint survives a delivery, when an unchanged key may be removed, and paging limits. Kept apart from either engine so that memory and
  * IndexedDB cannot drift apart on them.
  */
 import type { VClock } from '../vclock.ts';
 import { counterOf } from '../vclock.ts';
 import type { Version } from '../version.ts';
-import { clockOf, resolve, versionSize } from '../version.ts';
+import { clockOf, resolve, sameSiblings, versionSize } from '../version.ts';
 
 /** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
 export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -38,6 +38,20 @@ export function nextCounter(counter: number, node: string, context: VClock, stor
  */
 export function undelivered(stored: readonly Version[], delivered: readonly Version[]): Version[] {
   return stored.filter((s) => resolve(delivered, [s]).changed);
+}
+
+/**
+ * What `Storage.deleteIfUnchanged` does with a key: `absent` when nothing is stored (reported as gone, since
+ * nothing is left to release), `remove` when the stored siblings are the same writes as `expected` (the same dots;
+ * contents are not compared, a dot names one write), `keep` when any version was added or superseded since
+ * `expected` was read.
+ */
+export function removal(
+  stored: readonly Version[] | undefined,
+  expected: readonly Version[],
+): 'absent' | 'remove' | 'keep' {
+  if (stored === undefined) return 'absent';
+  return sameSiblings(stored, expected) ? 'remove' : 'keep';
 }
 
 /** A limit as a count to take: absent means all; zero or less means none. */

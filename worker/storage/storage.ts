@@ -98,6 +98,21 @@ export interface Storage {
    * Returns true when the hint is gone.
    */
   deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean>;
+  /**
+   * Removes `key` from the main store when its stored siblings are exactly `siblings` (the same dots), in one
+   * transaction; a key that changed since `siblings` was read is kept. Used to release a partition after its new
+   * owners confirmed it, and to collect tombstones. Returns true when the key is gone, including when it was not stored.
+   */
+  deleteIfUnchanged(key: Uint8Array, siblings: readonly Version[]): Promise<boolean>;
+  /** The partitions with at least one key in the main store, ascending. */
+  partitionsWithData(): Promise<number[]>;
+  /**
+   * A small named record of the node's own bookkeeping (partitions held, last time active), or undefined. Values
+   * are structured-clone data (numbers, strings, arrays, plain objects).
+   */
+  getMeta(name: string): Promise<unknown>;
+  /** Stores a named bookkeeping record durably (see {@link Storage.getMeta}). */
+  putMeta(name: string, value: unknown): Promise<void>;
   /** Counts of keys, bytes and hints. */
   stats(): Promise<StorageStats>;
   /** Releases the engine; later calls fail with `ERR_CLOSED`. Idempotent. */

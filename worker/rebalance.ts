@@ -1,0 +1,229 @@
+/**
+ * Rebalancing on membership change, run in passes after every new view:
+ * - fetch: each partition this node now owns but does not hold is streamed from a node that holds it, in pages
+ *   within the transfer budget; it becomes held once a whole copy arrived. A restarted pass resumes where the last
+ *   stopped, because the trees of both sides already agree on the leaves that arrived.
+ * - release: each partition this node stores keys of but no longer owns is pushed, page by page, to every current
+ *   owner, and each key is deleted only after every owner acknowledged it (and only if it did not change since), so
+ *   that at no moment do fewer nodes hold a write than before.
+ * Joins and failures need nothing else: the ring of the new view says who owns what.
+ */
+import type { ByteBudget } from './budget.ts';
+import type { Logger, Timers, TimerHandle } from './env.ts';
+import type { Metrics } from './metrics.ts';
+import type { Ownership } from './ownership.ts';
+import type { Peers } from './peers.ts';
+import type { Ring } from './ring.ts';
+import type { Storage } from './storage/storage.ts';
+import type { PartitionSync } from './sync.ts';
+
+/** Partitions fetched at once. */
+const FETCH_CONCURRENCY = 32;
+
+/** What rebalancing needs from its node. */
+export interface RebalanceDeps {
+  readonly self: string;
+  /** Replication factor N. */
+  readonly n: number;
+  readonly storage: Storage;
+  readonly peers: Peers;
+  readonly sync: PartitionSync;
+  readonly ownership: Ownership;
+  readonly budget: ByteBudget;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly timers: Timers;
+  /** Ms before a pass that left work undone is tried again. */
+  readonly retryMs: number;
+  /** Ms between passes when the last one finished everything. */
+  readonly periodMs: number;
+  /** The ring of the current view, or null before the first view arrived. */
+  ring(): Ring | null;
+  /**
+   * Resolves when no foreground request is running, or after a short wait: releases yield to requests. Fetches do
+   * not wait (requests may be waiting for them), they only keep to the byte budget.
+   */
+  idle(): Promise<void>;
+}
+
+/** Runs rebalancing passes, one at a time. */
+export class Rebalancer {
+  readonly #deps: RebalanceDeps;
+  #running = false;
+  #again = false;
+  #retry: TimerHandle | undefined;
+  #closed = false;
+  /** Partitions being fetched or released right now, for {@link Rebalancer.active}. */
+  readonly #active = new Map<number, 'fetching' | 'releasing'>();
+
+  constructor(deps: RebalanceDeps) {
+    this.#deps = deps;
+  }
+
+  /** Asks for a pass soon (after a view change, or when the held set was loaded). */
+  kick(): void {
+    if (this.#closed) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    if (this.#retry !== undefined) {
+      this.#deps.timers.clearTimeout(this.#retry);
+      this.#retry = undefined;
+    }
+    this.#running = true;
+    void this.#loop();
+  }
+
+  /** Stops passes; one under way ends at its next step. */
+  close(): void {
+    this.#closed = true;
+    if (this.#retry !== undefined) this.#deps.timers.clearTimeout(this.#retry);
+  }
+
+  /** What a partition in transfer is doing, or undefined. */
+  activity(partition: number): 'fetching' | 'releasing' | undefined {
+    return this.#active.get(partition);
+  }
+
+  async #loop(): Promise<void> {
+    let done = true;
+    try {
+      do {
+        this.#again = false;
+        done = await this.#pass();
+      } while (this.#again && !this.#closed);
+    } catch (error) {
+      done = false;
+      this.#deps.logger.warn({ error: String(error) }, 'rebalancing pass failed');
+    } finally {
+      this.#running = false;
+    }
+    if (this.#again) this.kick();
+    else if (!this.#closed) {
+      // Passes also recur when all is done: keys of a partition this node no longer owns can still arrive from a
+      // peer on an older view, and must be handed on like the rest.
+      this.#retry = this.#deps.timers.setTimeout(
+        () => {
+          this.#retry = undefined;
+          this.kick();
+        },
+        done ? this.#deps.periodMs : this.#deps.retryMs,
+      );
+    }
+  }
+
+  /** One pass over every partition; true when nothing was left undone. */
+  async #pass(): Promise<boolean> {
+    const { self, n, ownership, storage } = this.#deps;
+    const ring = this.#deps.ring();
+    if (ring === null) return true;
+    let done = true;
+    const wanted: number[] = [];
+    for (let p = 0; p < ring.partitions; p++) {
+      if (!ownership.holds(p) && ring.preferenceList(p, n).includes(self)) wanted.push(p);
+    }
+    // A few partitions at a time: a new node of a new cluster learns in one round trip that nobody holds anything.
+    const workers = Array.from({ length: Math.min(FETCH_CONCURRENCY, wanted.length) }, async () => {
+      for (let p = wanted.shift(); p !== undefined; p = wanted.shift()) {
+        if (this.#again || this.#closed) return;
+        if (!(await this.#fetch(ring, p))) done = false;
+      }
+    });
+    await Promise.all(workers);
+    const stored = await storage.partitionsWithData();
+    for (const p of stored) {
+      if (this.#again || this.#closed) break;
+      if (ring.preferenceList(p, n).includes(self)) continue;
+      if (!(await this.#release(ring, p))) done = false;
+    }
+    // A held partition this node no longer owns and has no keys of is simply forgotten.
+    const storedSet = new Set(stored);
+    for (const p of ownership.held()) {
+      if (!ring.preferenceList(p, n).includes(self) && !storedSet.has(p)) await ownership.forget(p);
+    }
+    return done && !this.#again;
+  }
+
+  /**
+   * Streams `partition` from the first node of its ring walk that holds it. When every other member answers that
+   * it holds nothing of it, there is nothing to copy and this node holds it at once.
+   */
+  async #fetch(ring: Ring, partition: number): Promise<boolean> {
+    const { self, peers, sync, ownership, budget, metrics, logger } = this.#deps;
+    this.#active.set(partition, 'fetching');
+    try {
+      const others = ring.walk(partition).filter((id) => id !== self);
+      let unanswered = others.filter((id) => peers.isSuspected(id)).length;
+      const asked = others.filter((id) => !peers.isSuspected(id));
+      // Who holds it: asked of everyone at once, so that the answer takes one round trip however many members.
+      const probes = await Promise.all(asked.map((id) => sync.probe(id, partition, budget)));
+      const sources = asked.filter((_, i) => probes[i]?.held === true);
+      unanswered += probes.filter((probe) => probe === null).length;
+      for (const source of sources) {
+        if (this.#deps.ring() !== ring || this.#closed) return false;
+        const comparison = await sync.compare(source, partition, budget);
+        if (comparison === null) {
+          unanswered++;
+          continue;
+        }
+        ownership.setProgress(partition, 0);
+        const pulled =
+          comparison.leaves.length === 0 ||
+          (await sync.pull(source, partition, comparison.leaves, budget, (f) => ownership.setProgress(partition, f)));
+        if (!pulled) {
+          unanswered++;
+          continue;
+        }
+        await ownership.markHeld(partition);
+        metrics.count('partitionsFetched');
+        logger.debug({ partition, source }, 'partition fetched');
+        return true;
+      }
+      if (unanswered > 0) return false;
+      await ownership.markHeld(partition);
+      return true;
+    } finally {
+      this.#active.delete(partition);
+    }
+  }
+
+  /**
+   * Pushes every key of `partition` to every current owner, page by page, deleting each page's keys once all
+   * owners acknowledged them. A key that changed meanwhile is kept for the next pass.
+   */
+  async #release(ring: Ring, partition: number): Promise<boolean> {
+    const { self, n, peers, sync, ownership, budget, storage, metrics } = this.#deps;
+    const owners = ring.preferenceList(partition, n).filter((id) => id !== self);
+    if (owners.length === 0 || owners.some((id) => peers.isSuspected(id))) return false;
+    this.#active.set(partition, 'releasing');
+    try {
+      const total = Math.max(1, (await sync.tree(partition)).keyCount);
+      let released = 0;
+      let forgotten = false;
+      for await (const page of sync.scan(partition, null)) {
+        if (this.#deps.ring() !== ring || this.#closed) return false;
+        await this.#deps.idle();
+        const entries = page.map((k) => ({ key: k.key, versions: k.siblings }));
+        const acks = await Promise.all(owners.map((owner) => sync.push(owner, partition, entries, budget)));
+        if (acks.includes(false)) return false;
+        if (!forgotten) {
+          // From the first deletion on, this node no longer has a complete copy to offer as a transfer source.
+          await ownership.forget(partition);
+          forgotten = true;
+        }
+        for (const key of page) {
+          if (await storage.deleteIfUnchanged(key.key, key.siblings)) released++;
+        }
+        ownership.setProgress(partition, released / total);
+      }
+      metrics.count('keysReleased', released);
+      if ((await storage.scanPartition(partition, { limit: 1 })).length > 0) return false;
+      ownership.clearProgress(partition);
+      metrics.count('partitionsReleased');
+      return true;
+    } finally {
+      this.#active.delete(partition);
+    }
+  }
+}

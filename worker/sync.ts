@@ -1,0 +1,341 @@
+/**
+ * Partition sync between two nodes, both sides of it: compare Merkle trees level by level, descending only into
+ * hashes that differ, then pull the keys of differing leaves, or push ours. Joins, re-replication after a failure,
+ * releases and anti-entropy are all made of these steps; what differs between them is who is asked and what is
+ * done with the answer (see rebalance.ts and antientropy.ts).
+ */
+import type { ByteBudget } from './budget.ts';
+import { InvalidArgumentError } from './errors.ts';
+import type { Logger } from './env.ts';
+import { type PartitionTree, children, differing, leafOf } from './merkle.ts';
+import type { Metrics } from './metrics.ts';
+import type { Outgoing, Peers } from './peers.ts';
+import {
+  MAX_SYNC_ENTRIES,
+  type SyncDropMessage,
+  type SyncEntry,
+  type SyncKeysMessage,
+  type SyncPushMessage,
+  type SyncTreeMessage,
+  TREE_DEPTH,
+} from './protocol.ts';
+import type { Storage, StoredKey } from './storage/storage.ts';
+import { versionSize } from './version.ts';
+
+/** Most bytes of entries in one page of keys pulled or pushed. */
+export const SYNC_PAGE_BYTES = 64 * 1024;
+
+/** Keys read from storage per scan step while gathering a page. */
+const SCAN_STEP = 256;
+
+/** What partition sync needs from its node. */
+export interface SyncDeps {
+  readonly self: string;
+  /** The node's storage, reporting its changes to the trees. */
+  readonly storage: Storage;
+  readonly peers: Peers;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly requestTimeout: number;
+  /** Q, the number of ring partitions. */
+  readonly partitions: number;
+  /** The partition of a key. */
+  partitionOf(key: Uint8Array): number;
+  /** The Merkle tree of what this node stores for `partition`. */
+  tree(partition: number): Promise<PartitionTree>;
+  /** True when this node holds a complete copy of `partition`. */
+  holds(partition: number): boolean;
+}
+
+/** What comparing trees with a peer found. */
+export interface Comparison {
+  /** The peer holds a complete copy of the partition. */
+  readonly held: boolean;
+  /** Leaves whose hashes differ, ascending; empty when the trees are equal. */
+  readonly leaves: number[];
+}
+
+/** The bytes an entry takes on the wire, roughly. */
+export function entrySize(entry: SyncEntry): number {
+  let size = entry.key.byteLength + 8;
+  for (const v of entry.versions) size += versionSize(v);
+  return size;
+}
+
+/** Both sides of partition sync for one node. */
+export class PartitionSync {
+  readonly #deps: SyncDeps;
+
+  constructor(deps: SyncDeps) {
+    this.#deps = deps;
+  }
+
+  /** The Merkle tree of what this node stores for `partition`. */
+  tree(partition: number): Promise<PartitionTree> {
+    return this.#deps.tree(partition);
+  }
+
+  // ---- serving peers ----
+
+  /** Answers a `sync-tree` request with the asked hashes of this node's tree. */
+  async serveTree(message: SyncTreeMessage): Promise<Outgoing> {
+    this.#checkPartition(message.partition);
+    const tree = await this.#deps.tree(message.partition);
+    return {
+      type: 'sync-tree-reply',
+      held: this.#deps.holds(message.partition),
+      hashes: tree.hashes(message.level, message.indexes),
+    };
+  }
+
+  /** Answers a `sync-keys` request with one page of the keys of the asked leaves. */
+  async serveKeys(message: SyncKeysMessage): Promise<Outgoing> {
+    this.#checkPartition(message.partition);
+    const leaves = new Set(message.leaves);
+    const page = await this.#page(message.partition, leaves, message.after, message.maxBytes);
+    this.#deps.metrics.count('syncKeysServed', page.entries.length);
+    return { type: 'sync-keys-reply', entries: page.entries, next: page.next };
+  }
+
+  /** Merges pushed keys into the main store. Every key must belong to the named partition. */
+  async servePush(message: SyncPushMessage): Promise<Outgoing> {
+    this.#checkPartition(message.partition);
+    this.#checkEntries(message.partition, message.entries);
+    let changed = 0;
+    for (const entry of message.entries) {
+      const result = await this.#deps.storage.apply(entry.key, message.partition, entry.versions);
+      if (result.changed) changed++;
+    }
+    if (changed > 0) this.#deps.metrics.count('keysRepaired', changed);
+    return { type: 'replicate-ack' };
+  }
+
+  /**
+   * Collects tombstones the partition's first owner found held by every owner past their grace: each key is
+   * removed only if what is stored is exactly the sent tombstones, so a later write is never lost to it.
+   */
+  async serveDrop(message: SyncDropMessage): Promise<Outgoing> {
+    this.#checkPartition(message.partition);
+    this.#checkEntries(message.partition, message.entries);
+    for (const entry of message.entries) {
+      if (entry.versions.some((v) => v.value !== null))
+        throw new InvalidArgumentError('sync-drop may only name keys whose every version is a tombstone');
+    }
+    let collected = 0;
+    for (const entry of message.entries) {
+      const stored = await this.#deps.storage.get(entry.key);
+      if (stored.length === 0) continue;
+      if (await this.#deps.storage.deleteIfUnchanged(entry.key, entry.versions)) collected++;
+    }
+    if (collected > 0) this.#deps.metrics.count('tombstonesCollected', collected);
+    return { type: 'replicate-ack' };
+  }
+
+  // ---- asking peers ----
+
+  /** Asks `peer` for its root of `partition` only: whether it holds the partition. Null when it did not answer. */
+  async probe(peer: string, partition: number, budget: ByteBudget): Promise<{ held: boolean } | null> {
+    await budget.ready(72);
+    const reply = await this.#deps.peers.request(
+      peer,
+      { type: 'sync-tree', partition, level: 0, indexes: [0] },
+      this.#deps.requestTimeout,
+    );
+    if (reply?.type !== 'sync-tree-reply') return null;
+    budget.spend(72);
+    return { held: reply.held };
+  }
+
+  /**
+   * Compares this node's tree of `partition` with `peer`'s, descending only where hashes differ. Null when the
+   * peer did not answer or refused.
+   */
+  async compare(peer: string, partition: number, budget: ByteBudget): Promise<Comparison | null> {
+    const mine = await this.#deps.tree(partition);
+    let indexes = [0];
+    let held = false;
+    for (let level = 0; level <= TREE_DEPTH; level++) {
+      await budget.ready(64 + indexes.length * 8);
+      const reply = await this.#deps.peers.request(
+        peer,
+        { type: 'sync-tree', partition, level, indexes },
+        this.#deps.requestTimeout,
+      );
+      if (reply?.type !== 'sync-tree-reply' || reply.hashes.byteLength !== indexes.length * 8) return null;
+      budget.spend(64 + reply.hashes.byteLength);
+      this.#deps.metrics.count('syncBytes', 64 + reply.hashes.byteLength);
+      held = reply.held;
+      const differ = differing(mine.hashes(level, indexes), reply.hashes).map((i) => indexes[i]!);
+      if (differ.length === 0) return { held, leaves: [] };
+      if (level === TREE_DEPTH) return { held, leaves: differ };
+      indexes = differ.flatMap((i) => children(i));
+    }
+    return { held, leaves: [] };
+  }
+
+  /**
+   * Pulls every key of `leaves` from `peer` and merges it into the main store, page by page within `budget`.
+   * `onPage` hears the fraction of leaves done. False when the peer stopped answering.
+   */
+  async pull(
+    peer: string,
+    partition: number,
+    leaves: readonly number[],
+    budget: ByteBudget,
+    onPage?: (fraction: number) => void,
+  ): Promise<boolean> {
+    const { storage, peers, metrics } = this.#deps;
+    let after: Uint8Array | null = null;
+    for (;;) {
+      await budget.ready(SYNC_PAGE_BYTES);
+      const maxBytes = Math.max(1024, Math.min(SYNC_PAGE_BYTES, Math.floor(budget.available())));
+      const reply = await peers.request(
+        peer,
+        { type: 'sync-keys', partition, leaves: [...leaves], after, maxBytes },
+        this.#deps.requestTimeout * 4,
+      );
+      if (reply?.type !== 'sync-keys-reply') return false;
+      let bytes = 64;
+      let changed = 0;
+      for (const entry of reply.entries) {
+        if (this.#deps.partitionOf(entry.key) !== partition) {
+          this.#deps.logger.warn({ peer, partition }, 'sync-keys reply holds a key of another partition');
+          return false;
+        }
+        bytes += entrySize(entry);
+        const result = await storage.apply(entry.key, partition, entry.versions);
+        if (result.changed) changed++;
+      }
+      budget.spend(bytes);
+      metrics.count('syncBytes', bytes);
+      if (changed > 0) metrics.count('keysRepaired', changed);
+      if (reply.next === null) {
+        onPage?.(1);
+        return true;
+      }
+      if (after !== null && compareBytes(reply.next, after) <= 0) return false;
+      after = reply.next;
+      onPage?.(keyFraction(reply.next));
+    }
+  }
+
+  /** Pushes `entries` to `peer` in pages within `budget`; true once every page was acknowledged. */
+  async push(peer: string, partition: number, entries: readonly SyncEntry[], budget: ByteBudget): Promise<boolean> {
+    for (const page of pages(entries)) {
+      const bytes = 64 + page.reduce((sum, e) => sum + entrySize(e), 0);
+      await budget.ready(bytes);
+      const reply = await this.#deps.peers.request(
+        peer,
+        { type: 'sync-push', partition, entries: page },
+        this.#deps.requestTimeout * 4,
+      );
+      if (reply?.type !== 'replicate-ack') return false;
+      budget.spend(bytes);
+      this.#deps.metrics.count('syncBytes', bytes);
+    }
+    return true;
+  }
+
+  /** Asks `peer` to collect the given tombstones; true when it acknowledged. */
+  async drop(peer: string, partition: number, entries: readonly SyncEntry[], budget: ByteBudget): Promise<boolean> {
+    for (const page of pages(entries)) {
+      const bytes = 64 + page.reduce((sum, e) => sum + entrySize(e), 0);
+      await budget.ready(bytes);
+      const reply = await this.#deps.peers.request(
+        peer,
+        { type: 'sync-drop', partition, entries: page },
+        this.#deps.requestTimeout * 4,
+      );
+      if (reply?.type !== 'replicate-ack') return false;
+      budget.spend(bytes);
+    }
+    return true;
+  }
+
+  /** This node's keys of `leaves` (every leaf when null) in `partition`, one page at a time. */
+  async *scan(partition: number, leaves: ReadonlySet<number> | null): AsyncGenerator<StoredKey[]> {
+    let after: Uint8Array | null = null;
+    for (;;) {
+      const page = await this.#page(partition, leaves, after, SYNC_PAGE_BYTES);
+      if (page.keys.length > 0) yield page.keys;
+      if (page.next === null) return;
+      after = page.next;
+    }
+  }
+
+  /** Gathers up to `maxBytes` of the keys of `leaves` after `after` (at least one key when any is left). */
+  async #page(
+    partition: number,
+    leaves: ReadonlySet<number> | null,
+    after: Uint8Array | null,
+    maxBytes: number,
+  ): Promise<{ keys: StoredKey[]; entries: SyncEntry[]; next: Uint8Array | null }> {
+    const keys: StoredKey[] = [];
+    const entries: SyncEntry[] = [];
+    let bytes = 0;
+    let cursor = after;
+    for (;;) {
+      const batch = await this.#deps.storage.scanPartition(
+        partition,
+        cursor === null ? { limit: SCAN_STEP } : { after: cursor, limit: SCAN_STEP },
+      );
+      for (const stored of batch) {
+        cursor = stored.key;
+        if (leaves !== null && !leaves.has(leafOf(stored.key, this.#deps.partitions))) continue;
+        const entry: SyncEntry = { key: stored.key, versions: stored.siblings };
+        const size = entrySize(entry);
+        if (entries.length > 0 && (bytes + size > maxBytes || entries.length >= MAX_SYNC_ENTRIES)) {
+          // This key starts the next page: continue after the one before it.
+          return { keys, entries, next: keys[keys.length - 1]!.key };
+        }
+        keys.push(stored);
+        entries.push(entry);
+        bytes += size;
+      }
+      if (batch.length < SCAN_STEP) return { keys, entries, next: null };
+    }
+  }
+
+  #checkPartition(partition: number): void {
+    if (partition >= this.#deps.partitions)
+      throw new InvalidArgumentError(`partition ${partition} is outside the ring of ${this.#deps.partitions}`);
+  }
+
+  #checkEntries(partition: number, entries: readonly SyncEntry[]): void {
+    for (const entry of entries) {
+      if (this.#deps.partitionOf(entry.key) !== partition)
+        throw new InvalidArgumentError(`a key sent for partition ${partition} belongs to another partition`);
+    }
+  }
+}
+
+/** Entries cut into pages of at most SYNC_PAGE_BYTES and MAX_SYNC_ENTRIES (at least one entry each). */
+function pages(entries: readonly SyncEntry[]): SyncEntry[][] {
+  const out: SyncEntry[][] = [];
+  let page: SyncEntry[] = [];
+  let bytes = 0;
+  for (const entry of entries) {
+    const size = entrySize(entry);
+    if (page.length > 0 && (bytes + size > SYNC_PAGE_BYTES || page.length >= MAX_SYNC_ENTRIES)) {
+      out.push(page);
+      page = [];
+      bytes = 0;
+    }
+    page.push(entry);
+    bytes += size;
+  }
+  if (page.length > 0) out.push(page);
+  return out;
+}
+
+/** Lexicographic order of byte strings, the order partitions are scanned in. */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/** A rough fraction of a pull done, from the key it has reached: partitions are scanned in key byte order. */
+function keyFraction(next: Uint8Array): number {
+  return next.length === 0 ? 0 : Math.min(0.99, (next[0]! + 1) / 256);
+}
