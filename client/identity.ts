@@ -16,7 +16,10 @@ export interface Identity {
 /** Options of {@link claimIdentity}. */
 export interface IdentityOptions {
   readonly cluster: string;
-  /** How long to wait for the lock of the stored id before taking a new id: a reload may still hold it. @default 1500 */
+  /**
+   * How long to wait for the lock of the stored id before taking a new id: a reload may still hold it, and a busy
+   * machine can take seconds to unload the old page. @default 5000
+   */
   readonly lockWaitMs?: number;
 }
 
@@ -41,7 +44,7 @@ export async function claimIdentity(options: IdentityOptions): Promise<Identity>
   }
   const stored = sessionStorage.getItem(idKey);
   if (stored !== null && /^[A-Za-z0-9_-]{1,64}$/.test(stored)) {
-    const release = await lock(`dynamesh:${options.cluster}:${stored}`, options.lockWaitMs ?? 1500);
+    const release = await lock(`dynamesh:${options.cluster}:${stored}`, options.lockWaitMs ?? 5000);
     if (release !== null) return { nodeId: stored, domain, release };
   }
   for (;;) {

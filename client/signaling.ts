@@ -143,22 +143,31 @@ export class SignalingClient {
     const { joinTimeout = 10_000 } = this.#options;
     const socket = this.#socket;
     const joined = new Promise<JoinAccepted>((resolve, reject) => {
+      let settled = false;
+      const finish = (error: unknown, accepted?: JoinAccepted): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.off('connect', attempt);
+        if (accepted !== undefined) resolve(accepted);
+        else reject(error);
+      };
       const timer = setTimeout(
-        () => reject(new TimeoutError(`no answer from the signalling server at ${this.#options.url}`)),
+        () => finish(new TimeoutError(`no answer from the signalling server at ${this.#options.url}`)),
         joinTimeout,
       );
-      socket.once('connect', () => {
+      // A join lost with its connection (the server went away mid-join) is tried again on the next connection,
+      // until joinTimeout; an answer of the server (a refusal with a code) ends it.
+      const attempt = (): void => {
         this.#join().then(
-          (accepted) => {
-            clearTimeout(timer);
-            resolve(accepted);
-          },
+          (accepted) => finish(null, accepted),
           (error: unknown) => {
-            clearTimeout(timer);
-            reject(error);
+            if (error instanceof DynameshError) finish(error);
+            else if (socket.connected) setTimeout(() => !settled && socket.connected && attempt(), 250);
           },
         );
-      });
+      };
+      socket.on('connect', attempt);
     });
     const accepted = await joined;
     socket.on('view', (view) => this.#acceptView(view));

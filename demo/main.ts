@@ -2,7 +2,9 @@
  * The demo page: opens this tab's node with `openStore()` and shows the cluster it joined. Query parameters:
  * `cluster` (default `demo`), `server` (default this page's origin), `token` (when the server has a secret),
  * `dataPlane` (`auto`, `transfer` or `relay`), `n` (replication factor; every tab of a cluster must agree) and
- * `faults=1` (gives the store `store.faults` and the fault panel its controls).
+ * `faults=1` (gives the store `store.faults` and the fault panel its controls); and the background tunables
+ * `antiEntropyInterval` (ms, 0 turns anti-entropy off), `antiEntropyBytesPerSecond` and `transferBytesPerSecond`,
+ * which the benchmark sets.
  * The open store is `window.store`, for the console and for tests.
  */
 import { type ClusterView, type OpenStoreOptions, type Store, type ViewMember, openStore } from '../client/index.ts';
@@ -14,6 +16,7 @@ import { LogView } from './log-view.ts';
 import { MembersView } from './members-view.ts';
 import { MetricsView } from './metrics-view.ts';
 import { OpsView } from './ops-view.ts';
+import { TransferView } from './transfer-view.ts';
 import type { PageContext } from './page.ts';
 import { type Ownership, RingView, computeOwnership } from './ring-view.ts';
 import './style.css';
@@ -49,6 +52,20 @@ function readParams(): PageParams {
       code: 'ERR_INVALID_ARGUMENT',
     });
   }
+  const tunable = (
+    name: 'antiEntropyInterval' | 'antiEntropyBytesPerSecond' | 'transferBytesPerSecond',
+    min: number,
+  ) => {
+    const text = params.get(name);
+    if (text === null) return {};
+    const value = Number(text);
+    if (text === '' || !Number.isSafeInteger(value) || value < min) {
+      throw Object.assign(new Error(`${name} must be an integer ≥ ${min}, not “${text}”`), {
+        code: 'ERR_INVALID_ARGUMENT',
+      });
+    }
+    return { [name]: value };
+  };
   const token = params.get('token');
   const faults = params.get('faults');
   if (faults !== null && faults !== '0' && faults !== '1') {
@@ -65,6 +82,9 @@ function readParams(): PageParams {
       ...(token !== null && token !== '' ? { token } : {}),
       ...(dataPlane !== null ? { dataPlane } : {}),
       ...(faults === '1' ? { faults: true } : {}),
+      ...tunable('antiEntropyInterval', 0),
+      ...tunable('antiEntropyBytesPerSecond', 1),
+      ...tunable('transferBytesPerSecond', 1),
     },
   };
 }
@@ -165,6 +185,7 @@ class Page implements PageContext {
   readonly #logView = new LogView();
   readonly #ops: OpsView;
   readonly #faults: FaultView;
+  readonly #transfer: TransferView;
   readonly #memberCount = h('span', { class: 'count', testid: 'member-count' }, '0');
   readonly #stateBadge = h('span', { class: 'badge', testid: 'node-state' });
   readonly #epoch = h('code', { testid: 'epoch' });
@@ -186,6 +207,7 @@ class Page implements PageContext {
     this.#metrics = new MetricsView(this);
     this.#ops = new OpsView(this, n);
     this.#faults = new FaultView(this);
+    this.#transfer = new TransferView(this);
     this.#ownership = computeOwnership([], n);
     const conflict = new ConflictView(this);
 
@@ -205,6 +227,7 @@ class Page implements PageContext {
           'div',
           { class: 'col col-1' },
           card('ring-card', 'Ring', this.#ring.element),
+          card('transfer-card', 'Partitions in transfer', this.#transfer.element),
           card(
             'members-card',
             h('span', {}, 'Members ', h('span', { class: 'pill' }, this.#memberCount)),
@@ -368,12 +391,19 @@ class Page implements PageContext {
     if (this.#polling || this.#closed) return;
     this.#polling = true;
     try {
-      const [node, cluster] = await Promise.allSettled([this.store.metrics(), this.store.clusterMetrics()]);
+      const [node, cluster, partitions] = await Promise.allSettled([
+        this.store.metrics(),
+        this.store.clusterMetrics(),
+        this.store.partitions(),
+      ]);
       if (node.status === 'fulfilled') {
         this.#metrics.showNode(node.value);
         this.#faults.showState(node.value.faults);
+        this.#transfer.showCounters(node.value.node);
       }
       if (cluster.status === 'fulfilled') this.#metrics.showCluster(this.store.members(), cluster.value);
+      if (partitions.status === 'fulfilled')
+        this.#transfer.showPartitions(partitions.value, this.store.config.partitions);
     } finally {
       this.#polling = false;
     }

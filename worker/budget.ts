@@ -57,7 +57,11 @@ export class ByteBudget {
   #refill(): void {
     const now = this.#clock.now();
     const elapsed = now - this.#at;
-    if (elapsed <= 0) return;
+    if (elapsed <= 0) {
+      // A wall clock set back: refill from now on instead of waiting for it to come back to where it was.
+      if (elapsed < 0) this.#at = now;
+      return;
+    }
     this.#at = now;
     this.#tokens = Math.min(this.#rate, this.#tokens + (elapsed / 1000) * this.#rate);
   }

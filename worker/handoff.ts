@@ -46,7 +46,8 @@ export class Handoff {
     const lists = await Promise.all(targets.map((target) => storage.listHints({ target, limit: this.#deps.batch })));
     const results = await Promise.all(lists.flat().map((hint) => this.#deliver(hint, [hint.target])));
     let delivered = results.reduce<number>((sum, x) => sum + x, 0);
-    const orphans = (await storage.listHints({ limit: this.#deps.batch * 4 }))
+    // All hints, not a first page: hints for a member that is down could otherwise hide the orphans for good.
+    const orphans = (await storage.listHints())
       .filter((hint) => !ring.has(hint.target))
       .slice(0, this.#deps.batch);
     for (const hint of orphans) {

@@ -184,6 +184,8 @@ export class DynamoNode {
   #ring: Ring;
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
+  /** Peers heard from since the last view change. */
+  readonly #contacted = new Set<string>();
   /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
   #inflight = 0;
   #hintTimer: TimerHandle | undefined;
@@ -279,7 +281,7 @@ export class DynamoNode {
       metrics: this.#metrics,
       logger: this.#logger,
       timers: options.timers,
-      retryMs: Math.max(250, 2 * requestTimeout),
+      retryMs: Math.max(250, requestTimeout),
       periodMs: Math.max(1000, 10 * requestTimeout),
       ring,
       idle,
@@ -317,10 +319,11 @@ export class DynamoNode {
    */
   async #load(grace: number): Promise<void> {
     try {
-      await this.#ownership.load();
       const now = this.#options.clock.now();
       const lastActive = await this.#storage.getMeta(LAST_ACTIVE);
-      if (typeof lastActive === 'number' && now - lastActive > grace) {
+      const away = typeof lastActive === 'number' && now - lastActive > grace;
+      if (!away) await this.#ownership.load();
+      else {
         this.#logger.info(
           { awayMs: now - lastActive },
           'back after more than the tombstone grace: dropping old copies',
@@ -337,6 +340,11 @@ export class DynamoNode {
             for (const k of page) await this.#storage.deleteIfUnchanged(k.key, k.siblings);
             after = page[page.length - 1]!.key;
           }
+        }
+        // Hints are old copies too: delivered now, they would bring back writes whose tombstones were collected.
+        for (let hints = await this.#storage.listHints({ limit: 256 }); hints.length > 0; ) {
+          for (const h of hints) await this.#storage.deleteHint(h.target, h.key, h.siblings);
+          hints = await this.#storage.listHints({ limit: 256 });
         }
       }
       await this.#markActive();
@@ -437,6 +445,7 @@ export class DynamoNode {
     const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
     this.#ring = this.#buildRing(view);
     this.#viewed = true;
+    this.#contacted.clear();
     if (this.#loaded) this.#rebalancer.kick();
   }
 
@@ -460,6 +469,11 @@ export class DynamoNode {
       return;
     }
     this.#peers.heard(from);
+    if (!this.#contacted.has(from)) {
+      // The first frame from a peer since the last view: a transfer that could not reach it may now go ahead.
+      this.#contacted.add(from);
+      if (this.#loaded && this.#viewed) this.#rebalancer.kick();
+    }
     if (isReply(message)) {
       // Half of all frames are replies, which settle their request at once: no promise of #dispatch for them.
       try {
@@ -488,6 +502,8 @@ export class DynamoNode {
   }
 
   async #dispatch(message: PeerMessage): Promise<void> {
+    // Nothing is stored or answered before the node knows what it holds and has dropped what it must drop.
+    if (!this.#loaded) await this.#ready;
     switch (message.type) {
       case 'replicate-ack':
       case 'read-reply':
@@ -511,7 +527,7 @@ export class DynamoNode {
           const partition = this.#ring.partitionOf(message.key);
           if (
             this.#ring.preferenceList(partition, this.#n).includes(this.id) &&
-            !(await this.#ownership.whenHeld(partition, this.#requestTimeout / 2, this.#options.timers))
+            !(await this.#ownership.whenHeld(partition, this.#requestTimeout * 0.8, this.#options.timers))
           )
             throw new NotResponsibleError(`node ${this.id} is still fetching partition ${partition}`);
           const versions = await this.#replica.read(message.key);

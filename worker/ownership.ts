@@ -149,16 +149,19 @@ export class Ownership {
   /** Saves the held set; changes made while a save runs are saved together by the next one. */
   #save(): Promise<void> {
     this.#dirty = true;
-    this.#saving ??= this.#flush().finally(() => {
-      this.#saving = null;
-    });
+    this.#saving ??= this.#flush();
     return this.#saving;
   }
 
   async #flush(): Promise<void> {
-    while (this.#dirty) {
-      this.#dirty = false;
-      await this.#deps.putMeta(HELD, this.held());
+    try {
+      while (this.#dirty) {
+        this.#dirty = false;
+        await this.#deps.putMeta(HELD, this.held());
+      }
+    } finally {
+      // In the same step as the last check of #dirty: a change made after it starts a new save.
+      this.#saving = null;
     }
   }
 }

@@ -160,24 +160,26 @@ export class Rebalancer {
       const probes = await Promise.all(asked.map((id) => sync.probe(id, partition, budget)));
       const sources = asked.filter((_, i) => probes[i]?.held === true);
       unanswered += probes.filter((probe) => probe === null).length;
+      // From every holder that answered: a holder may lack a version another one has, and this node must have
+      // every version of its own dots before it coordinates again (see coordinator.ts).
+      let pulledFrom = 0;
       for (const source of sources) {
         if (this.#deps.ring() !== ring || this.#closed) return false;
         const comparison = await sync.compare(source, partition, budget);
-        if (comparison === null) {
-          unanswered++;
-          continue;
-        }
-        ownership.setProgress(partition, 0);
+        if (comparison === null) return false;
+        ownership.setProgress(partition, pulledFrom / sources.length);
         const pulled =
           comparison.leaves.length === 0 ||
-          (await sync.pull(source, partition, comparison.leaves, budget, (f) => ownership.setProgress(partition, f)));
-        if (!pulled) {
-          unanswered++;
-          continue;
-        }
+          (await sync.pull(source, partition, comparison.leaves, budget, (f) =>
+            ownership.setProgress(partition, (pulledFrom + f) / sources.length),
+          ));
+        if (!pulled) return false;
+        pulledFrom++;
+      }
+      if (pulledFrom > 0) {
         await ownership.markHeld(partition);
         metrics.count('partitionsFetched');
-        logger.debug({ partition, source }, 'partition fetched');
+        logger.debug({ partition, sources }, 'partition fetched');
         return true;
       }
       if (unanswered > 0) return false;

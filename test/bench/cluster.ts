@@ -5,10 +5,17 @@
  *
  *   node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]
  *     [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]
+ *     [--ae-interval 500] [--ae-bytes B/s] [--ae-keys 3000] [--ae-repeat 2] [--ae-only]
  *
  * Defaults: clusters of 3 then 5 tabs, 500 operations per figure, the transfer data plane (what `auto` picks in
  * Chromium), 100-byte values (`--sizes 100,4096` adds 4 KB at about twice the run time), IndexedDB on disk in a
  * temporary profile (`--storage memory` uses an in-memory context instead).
+ *
+ * Then it compares sequential-put latency with anti-entropy running against the same cluster without it
+ * (cluster-antientropy.ts): `--ae-repeat` pairs of fresh 3-tab clusters, anti-entropy every `--ae-interval` ms
+ * (0 skips the comparison) at `--ae-bytes` per second (the store's default when not given), over `--ae-keys` keys
+ * preloaded while one tab was cut off. `--ae-only` runs this comparison alone, without the floor and the figures
+ * before it.
  *
  * What it does: builds the demo when `dist/` is older than its sources, starts the signalling server in process on
  * an ephemeral port, launches Chromium through playwright-core with one browser context, measures the floor, then for
@@ -46,6 +53,12 @@ import type { Store } from '../../client/store.ts';
 import { createSignalingServer } from '../../signaling/server.ts';
 import { type Breakdown, measureBreakdown } from './cluster-breakdown.ts';
 import { CPU_GROUPS, ChromiumCpu, type CpuTimes, perOperation, totalOf } from './cluster-cpu.ts';
+import {
+  type AntiEntropyOptions,
+  type AntiEntropyResult,
+  measureAntiEntropy,
+  reportAntiEntropy,
+} from './cluster-antientropy.ts';
 import { type Summary, fmt, summarize, table } from './cluster-stats.ts';
 import {
   GET_SEGMENTS,
@@ -76,6 +89,8 @@ interface Options {
   readonly floorSamples: number;
   readonly storage: 'disk' | 'memory';
   readonly profile: boolean;
+  readonly antiEntropy: AntiEntropyOptions | null;
+  readonly antiEntropyOnly: boolean;
 }
 
 /** One measured phase: who issued the operations, what they were, and their summary. */
@@ -130,13 +145,19 @@ function parseOptions(argv: string[]): Options {
       'floor-samples': { type: 'string', default: '1000' },
       storage: { type: 'string', default: 'disk' },
       'no-profile': { type: 'boolean', default: false },
+      'ae-interval': { type: 'string', default: '500' },
+      'ae-bytes': { type: 'string' },
+      'ae-keys': { type: 'string', default: '3000' },
+      'ae-repeat': { type: 'string', default: '2' },
+      'ae-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     console.log(
       'usage: node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]\n' +
-        '         [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]',
+        '         [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]\n' +
+        '         [--ae-interval 500] [--ae-bytes B/s] [--ae-keys 3000] [--ae-repeat 2] [--ae-only]',
     );
     process.exit(0);
   }
@@ -151,15 +172,32 @@ function parseOptions(argv: string[]): Options {
   if (values.storage !== 'disk' && values.storage !== 'memory') throw new RangeError('--storage takes disk or memory');
   const tabs = ints(values.tabs, 'tabs', 2);
   for (const t of tabs) if (t < 3) console.error(`note: with ${t} tabs, N=3 leaves a replica slot empty`);
+  const ops = ints(values.ops, 'ops', 1)[0]!;
+  const aeInterval = ints(values['ae-interval'], 'ae-interval', 0)[0]!;
+  if (values['ae-only'] && aeInterval === 0) throw new RangeError('--ae-only needs an --ae-interval above 0');
   return {
     tabs,
-    ops: ints(values.ops, 'ops', 1)[0]!,
+    ops,
     planes: planes as Plane[],
     sizes: ints(values.sizes, 'sizes', 1),
     warmup: ints(values.warmup, 'warmup', 0)[0]!,
     floorSamples: ints(values['floor-samples'], 'floor-samples', 10)[0]!,
     storage: values.storage,
     profile: !values['no-profile'],
+    antiEntropy:
+      aeInterval === 0
+        ? null
+        : {
+            tabs: 3,
+            ops,
+            size: ints(values.sizes, 'sizes', 1)[0]!,
+            keys: ints(values['ae-keys'], 'ae-keys', 0)[0]!,
+            interval: aeInterval,
+            bytesPerSecond: values['ae-bytes'] === undefined ? undefined : ints(values['ae-bytes'], 'ae-bytes', 1)[0]!,
+            repeat: ints(values['ae-repeat'], 'ae-repeat', 1)[0]!,
+            warmup: ints(values.warmup, 'warmup', 0)[0]!,
+          },
+    antiEntropyOnly: values['ae-only'],
   };
 }
 
@@ -202,13 +240,14 @@ async function openCluster(
   tabs: number,
   plane: Plane,
   trace: boolean,
+  query: Record<string, string> = {},
 ): Promise<Page[]> {
   const pages: Page[] = [];
   for (let i = 0; i < tabs; i++) {
     const page = await context.newPage();
     page.on('pageerror', (error) => log(`tab ${i}: ${error.message}`));
     if (trace) traceWorkersOf(page);
-    await page.goto(`${origin}/?cluster=${cluster}&dataPlane=${plane}`);
+    await page.goto(`${origin}/?${new URLSearchParams({ cluster, dataPlane: plane, ...query }).toString()}`);
     await page.waitForFunction(() => (globalThis as StoreGlobal).store !== undefined, undefined, { timeout: 20_000 });
     pages.push(page);
   }
@@ -483,6 +522,7 @@ function report(
   runs: Run[],
   traces: Traced[],
   breakdown: Breakdown | undefined,
+  antiEntropy: AntiEntropyResult | undefined,
   meta: object,
 ): void {
   const partRows: string[][] = [];
@@ -615,6 +655,8 @@ function report(
     for (const note of breakdown.notes) console.log(`  ${note}`);
   }
 
+  if (antiEntropy !== undefined) reportAntiEntropy(antiEntropy);
+
   console.log(
     JSON.stringify({
       bench: 'cluster',
@@ -625,6 +667,7 @@ function report(
       target: { ratio: TARGET_RATIO, results: targets },
       traces,
       breakdown,
+      antiEntropy,
     }),
   );
 }
@@ -659,6 +702,32 @@ async function main(): Promise<number> {
       `server ${server.url}, Chromium ${version}, storage on ${options.storage}, ${cpus().length} cores, load ${load.toFixed(1)}`,
     );
     if (load > cpus().length) log(`warning: load ${load.toFixed(1)} on ${cpus().length} cores; figures will be noisy`);
+    const meta = (): object => ({
+      chromium: version,
+      node: process.version,
+      cores: cpus().length,
+      loadBefore: Number(load.toFixed(2)),
+      loadAfter: Number(loadavg()[0]!.toFixed(2)),
+      seconds: Math.round((performance.now() - began) / 1000),
+    });
+    const compareAntiEntropy = async (): Promise<AntiEntropyResult | undefined> => {
+      if (options.antiEntropy === null) return undefined;
+      const plane = options.planes[0]!;
+      log(`anti-entropy: ${options.antiEntropy.repeat} off/on pairs of ${options.antiEntropy.tabs}-tab clusters…`);
+      return measureAntiEntropy(
+        (cluster, tabs, query) => openCluster(context, server.url, cluster, tabs, plane, false, query),
+        options.antiEntropy,
+        cpu,
+        log,
+      );
+    };
+    if (options.antiEntropyOnly) {
+      const result = (await compareAntiEntropy())!;
+      reportAntiEntropy(result);
+      console.log(JSON.stringify({ bench: 'cluster-antientropy', ...meta(), options, antiEntropy: result }));
+      log(`done in ${((performance.now() - began) / 1000).toFixed(0)} s`);
+      return 0;
+    }
     log('measuring the floor…');
     const samples = await measureFloor(context, server.url, {
       sizes: options.sizes,
@@ -685,15 +754,9 @@ async function main(): Promise<number> {
         floor: samples,
       });
     }
+    const antiEntropy = await compareAntiEntropy();
     const seconds = (performance.now() - began) / 1000;
-    report(options, floor, runs, traces, breakdown, {
-      chromium: version,
-      node: process.version,
-      cores: cpus().length,
-      loadBefore: Number(load.toFixed(2)),
-      loadAfter: Number(loadavg()[0]!.toFixed(2)),
-      seconds: Math.round(seconds),
-    });
+    report(options, floor, runs, traces, breakdown, antiEntropy, meta());
     log(`done in ${seconds.toFixed(0)} s`);
     const failed = runs.reduce((s, r) => s + Object.values(r.errors).reduce((a, b) => a + b, 0) + r.wrongReads, 0);
     const total = runs.reduce((s, r) => s + r.summary.count, 0);

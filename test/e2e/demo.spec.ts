@@ -2,7 +2,7 @@
  * The demo page as a person sees it. The only test that reads the page rather than `window.store`.
  */
 import { readFile } from 'node:fs/promises';
-import { expect, freshCluster, openCluster, test } from './fixtures.ts';
+import { demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test, waitForMesh } from './fixtures.ts';
 
 test('a screenshot of the demo with 3 tabs shows 3 members, each connected', async ({ context, server }, testInfo) => {
   // No dataPlane parameter: the page picks its own, as it does for a person.
@@ -31,4 +31,44 @@ test('a screenshot of the demo with 3 tabs shows 3 members, each connected', asy
   const viewport = page.viewportSize()!;
   expect(png.readUInt32BE(16)).toBe(viewport.width);
   expect(png.readUInt32BE(20)).toBeGreaterThanOrEqual(viewport.height);
+});
+
+test('a second tab of the demo shows its partitions fetched until every one is held', async ({ context, server }) => {
+  const cluster = freshCluster('transfer');
+  const first = await openTab(context, server, { cluster });
+  // Enough data that the second tab's copy takes seconds at the throttled rate below, so its panel shows the rows.
+  const keys = 400;
+  await first.call(async (store, keys) => {
+    const value = new Uint8Array(1024);
+    for (let i = 0; i < keys; i += 20) {
+      await Promise.all(
+        Array.from({ length: Math.min(20, keys - i) }, (_, j) => store.put(`transfer:${i + j}`, value, { w: 1 })),
+      );
+    }
+  }, keys);
+  const url = new URL(demoUrl(server, { cluster }));
+  url.searchParams.set('transferBytesPerSecond', String(64 * 1024));
+  const page = await context.newPage();
+  await page.goto(url.href);
+  const second = await tabOf(page);
+  await waitForMesh([first, second]);
+  const q = await second.call((store) => store.config.partitions, null);
+
+  const panel = page.getByTestId('transfer-panel');
+  await expect(panel).toBeVisible();
+  // While the copy streams in, the panel lists partitions being fetched, each with a progress bar.
+  const fetchingRow = panel.locator('[data-testid="transfer-row"][data-state="fetching"]').first();
+  await expect(fetchingRow).toBeVisible();
+  await expect(fetchingRow.getByRole('progressbar')).toBeVisible();
+  expect(Number(await page.getByTestId('partitions-fetching').textContent())).toBeGreaterThan(0);
+
+  // With two members and N = 3, the second tab owns every partition: all of them end up held.
+  await expect(page.getByTestId('partitions-fetching')).toHaveText('0', { timeout: 60_000 });
+  await expect(page.getByTestId('partitions-held')).toHaveText(String(q));
+  await expect(page.getByTestId('partitions-releasing')).toHaveText('0');
+  await expect(panel.getByTestId('transfer-row')).toHaveCount(0);
+  const fetched = panel.getByTestId('transfer-counters').locator('[data-counter="partitionsFetched"]');
+  await expect.poll(async () => Number(await fetched.textContent())).toBeGreaterThan(0);
+  const stored = await second.call((store) => store.metrics().then((m) => m.storage.keys), null);
+  expect(stored).toBe(keys);
 });

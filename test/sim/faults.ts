@@ -50,7 +50,10 @@ export interface FaultOptions {
   readonly interval?: readonly [number, number];
   /** How long a fault lasts, virtual ms, drawn uniformly. @default [300, 3000] */
   readonly duration?: readonly [number, number];
-  /** Most nodes crashed or failed at once, and most paused at once. @default max(1, floor(nodes / 5)) */
+  /**
+   * Most nodes crashed at once, most failed at once, and most paused at once (three separate budgets, all under the
+   * N + 1 floor of churn). @default max(1, floor(nodes / 5))
+   */
   readonly maxCrashed?: number;
   /** Replication factor N: churn keeps at least N + 1 running members in the view. @default 3 */
   readonly replicas?: number;
@@ -143,19 +146,24 @@ export class FaultDriver {
     // Every kind asked for comes once, in a random order, before the draws turn independent, so that even a short
     // run sees each of them.
     const first = this.#rng.shuffle(this.#options.kinds);
-    let requeued = 0;
     for (;;) {
       await this.#scheduler.sleep(this.#rng.between(minGap, maxGap));
       if (this.#stopped) return;
-      const kind = first.shift() ?? this.#rng.pick(this.#options.kinds);
-      await this.#inject(kind);
-      // The cluster's bounds may refuse a churn kind on its turn (too few members, every candidate the last holder
-      // of something): it goes back in line a few times, so that a short run still sees it.
-      if (CHURN_KINDS.includes(kind) && this.counts[kind] === 0 && requeued < 30) {
-        requeued++;
-        first.push(kind);
-      }
+      await this.#inject(first.shift() ?? this.#draw());
     }
+  }
+
+  /**
+   * A random kind. Under churn the cluster's bounds often refuse a kind on its turn (too few members, every
+   * candidate the last holder of something), so half the draws go to kinds not injected yet, until each has been.
+   */
+  #draw(): FaultKind {
+    const kinds = this.#options.kinds;
+    if (this.#churn) {
+      const unseen = kinds.filter((k) => this.counts[k] === 0);
+      if (unseen.length > 0 && this.#rng.chance(0.5)) return this.#rng.pick(unseen);
+    }
+    return this.#rng.pick(kinds);
   }
 
   #duration(): number {
@@ -283,7 +291,8 @@ export class FaultDriver {
 
   #crash(): void {
     const alive = this.#cluster.alive();
-    if (this.#cluster.crashed().length >= this.#maxDown() || alive.length <= 1) return;
+    const crashed = this.#cluster.crashed().length - this.#cluster.failed().length;
+    if (crashed >= this.#maxDown() || alive.length <= 1) return;
     if (this.#churn && !this.#canLoseOne()) return;
     const id = this.#rng.pick(alive);
     const incarnation = this.#cluster.slot(id).incarnations;
@@ -346,7 +355,7 @@ export class FaultDriver {
   }
 
   #fail(): void {
-    if (this.#cluster.crashed().length >= this.#maxDown() || !this.#canLoseOne()) return;
+    if (this.#cluster.failed().length >= this.#maxDown() || !this.#canLoseOne()) return;
     const id = this.#rng.pick(this.#cluster.live());
     const incarnation = this.#cluster.slot(id).incarnations;
     this.counts.fail++;

@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DynamoNode, PutResult } from '../../worker/node.ts';
-import type { Ring } from '../../worker/ring.ts';
+import { Ring } from '../../worker/ring.ts';
 import { Cluster, type SimNodeOptions } from './cluster.ts';
 import { awaitConvergence, withData } from './convergence.ts';
 import { Network } from './network.ts';
@@ -265,6 +265,50 @@ describe('membership: failures and leaves', () => {
     await w.cluster.close();
   });
 });
+
+describe('membership: hints across view changes', () => {
+  it('a hint for a node that has since stopped owning the partition leaves no key stranded on that node', async () => {
+    const w = world(6, 19);
+    await converge(w);
+    const target = 'n2';
+    const p = ownedBy(w.cluster.ring, target)[0]!;
+    const coordinator = w.cluster.ring.preferenceList(p, N).find((id) => id !== target)!;
+    const keys = keysIn(w.cluster.ring, p, 3, 'displaced');
+    await w.cluster.crash(target);
+    await settle(
+      w.scheduler,
+      Promise.all(keys.map((key) => running(w.cluster, coordinator).put(key, utf8.encode(`v:${key}`), { w: N }))),
+    );
+    assert.ok((await w.cluster.hintsHeld()) > 0, 'no hint was left for the crashed owner');
+    // A new node takes the crashed owner's place in the partition; the crashed node stays a member elsewhere.
+    const joiner = displacer(w.cluster, p, target);
+    w.cluster.join(joiner);
+    assert.equal(w.cluster.ring.preferenceList(p, N).includes(target), false);
+    w.cluster.restart(target);
+    await converge(w);
+    assert.deepEqual(
+      (await withData(w.cluster.slot(target), (s) => s.scanPartition(p))).map((k) => text.decode(k.key)),
+      [],
+    );
+    for (const key of keys) {
+      for (const owner of w.cluster.preferenceList(utf8.encode(key), N)) {
+        assert.deepEqual(await storedValues(w.cluster, owner, key), [`v:${key}`], `${owner} lacks ${key}`);
+      }
+    }
+    await w.cluster.close();
+  });
+});
+
+/** An id for a new node that would push `displaced` out of partition `p`'s preference list. */
+function displacer(cluster: Cluster, p: number, displaced: string): string {
+  const domain = `d${cluster.ids.length}`;
+  for (let i = 0; ; i++) {
+    const id = `j${i}`;
+    const ring = new Ring([...cluster.members, { id, domain }], { partitions: PARTITIONS, tokensPerNode: 16 });
+    const owners = ring.preferenceList(p, N);
+    if (owners.includes(id) && !owners.includes(displaced)) return id;
+  }
+}
 
 describe('membership: deletes and tombstones', () => {
   const GRACE = 5000;

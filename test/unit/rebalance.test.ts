@@ -1,0 +1,314 @@
+/**
+ * Rebalancing on membership change, on small simulated clusters of real nodes: fetching the partitions a node newly
+ * owns, releasing those it no longer owns, and starting afresh after an absence longer than the tombstone grace.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeMessage } from '../../worker/codec.ts';
+import type { DynamoNode } from '../../worker/node.ts';
+import { Ring } from '../../worker/ring.ts';
+import { createVersion } from '../../worker/version.ts';
+import { Cluster, type SimNodeOptions } from '../sim/cluster.ts';
+import { Network } from '../sim/network.ts';
+import { Rng } from '../sim/random.ts';
+import { Scheduler } from '../sim/scheduler.ts';
+
+const text = new TextEncoder();
+const utf8 = new TextDecoder();
+const N = 3;
+const Q = 16;
+const T = 16;
+
+interface World {
+  readonly scheduler: Scheduler;
+  readonly network: Network;
+  readonly cluster: Cluster;
+  settle<T>(promise: Promise<T>): Promise<T>;
+  /** Runs virtual time until `done()` holds, failing after `cap` ms. */
+  until(done: () => boolean | Promise<boolean>, what: string, cap?: number): Promise<void>;
+  node(id: string): DynamoNode;
+}
+
+/** A settled cluster: every node holds what it owns. */
+async function world(size: number, node: Partial<SimNodeOptions> = {}, seed = 1): Promise<World> {
+  const scheduler = new Scheduler();
+  const rng = new Rng(seed);
+  const network = new Network(scheduler, rng.fork('network'));
+  const cluster = new Cluster({
+    scheduler,
+    network,
+    rng,
+    size,
+    failureDetection: 3000,
+    node: { n: N, r: 2, w: 2, partitions: Q, tokensPerNode: T, requestTimeout: 200, antiEntropyInterval: 0, ...node },
+  });
+  const w: World = {
+    scheduler,
+    network,
+    cluster,
+    async settle<T>(promise: Promise<T>): Promise<T> {
+      let done = false;
+      void promise.finally(() => (done = true)).catch(() => {});
+      await scheduler.run(() => done);
+      return promise;
+    },
+    async until(done, what, cap = 60_000) {
+      const end = scheduler.now + cap;
+      while (!(await done())) {
+        assert.ok(scheduler.now < end, `${what}: not after ${cap} ms`);
+        await scheduler.advance(100);
+      }
+    },
+    node(id) {
+      const n = cluster.node(id);
+      assert.ok(n, `${id} is running`);
+      return n;
+    },
+  };
+  await w.until(() => cluster.alive().every((id) => w.node(id).fetchingCount() === 0), 'first fetch');
+  return w;
+}
+
+/** The ring the cluster will have once `extra` joins (its domain is the next free one, as the cluster gives it). */
+function ringWith(cluster: Cluster, extra: string): Ring {
+  const members = [...cluster.members, { id: extra, domain: `d${cluster.ids.length}` }];
+  return new Ring(members, { partitions: Q, tokensPerNode: T });
+}
+
+function keysIn(ring: Ring, p: number, count: number, prefix: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; out.length < count; i++) {
+    const key = `${prefix}-${i}`;
+    if (ring.partitionOf(text.encode(key)) === p) out.push(key);
+  }
+  return out;
+}
+
+/** Every version node `id` stores for `key`, as `node:counter` dots, straight from its data. */
+async function dots(cluster: Cluster, id: string, key: string): Promise<string[]> {
+  const handle = cluster.slot(id).data.reopen();
+  const stored = await handle.get(text.encode(key));
+  return stored.map((v) => `${v.dot.node}:${v.dot.counter}${v.value === null ? '(tombstone)' : ''}`).sort();
+}
+
+async function keyCount(cluster: Cluster, id: string, p: number): Promise<number> {
+  return (await cluster.slot(id).data.reopen().scanPartition(p)).length;
+}
+
+async function writeAll(w: World, keys: readonly string[], value: (key: string) => Uint8Array): Promise<void> {
+  await w.settle(
+    Promise.all(
+      keys.map((key) => {
+        const owner = w.cluster.preferenceList(text.encode(key), N)[0]!;
+        return w.node(owner).put(key, value(key), { w: N });
+      }),
+    ),
+  );
+}
+
+describe('Rebalancer', () => {
+  it('fetches the partitions a node newly owns after a view change, then holds them', async () => {
+    const w = await world(4);
+    const future = ringWith(w.cluster, 'n4');
+    const owned = Array.from({ length: Q }, (_, p) => p).filter((p) => future.preferenceList(p, N).includes('n4'));
+    assert.ok(owned.length > 0);
+    const keys = owned.flatMap((p) => keysIn(future, p, 3, `p${p}`));
+    await writeAll(w, keys, (key) => text.encode(`v:${key}`));
+    const id = w.cluster.join('n4');
+    await w.until(() => w.node(id).fetchingCount() === 0, 'n4 fetched');
+    const info = await w.settle(w.node(id).partitions());
+    for (const p of owned) {
+      const mine = info.find((i) => i.partition === p);
+      assert.equal(mine?.state, 'held', `partition ${p}`);
+      const other = future.preferenceList(p, N).find((o) => o !== id)!;
+      const theirs = (await w.settle(w.node(other).partitions())).find((i) => i.partition === p);
+      assert.equal(mine.root, theirs?.root, `partition ${p} differs from ${other}'s`);
+    }
+    for (const key of keys) assert.equal((await dots(w.cluster, id, key)).length, 1, key);
+    assert.ok(w.node(id).metrics().partitionsFetched > 0);
+  });
+
+  it('refuses reads of a partition it is still fetching, so that a fallback answers instead', async () => {
+    const w = await world(4, { transferBytesPerSecond: 2000 });
+    const future = ringWith(w.cluster, 'n4');
+    const p = Array.from({ length: Q }, (_, q) => q).find((q) => future.preferenceList(q, N).includes('n4'))!;
+    const keys = keysIn(future, p, 30, 'big');
+    await writeAll(w, keys, () => new Uint8Array(1000).fill(1));
+    const id = w.cluster.join('n4');
+    await w.scheduler.advance(1000);
+    const state = (await w.settle(w.node(id).partitions())).find((i) => i.partition === p)?.state;
+    assert.equal(state, 'fetching');
+    const reader = w.cluster.live().find((r) => r !== id)!;
+    const served = w.node(id).metrics().readsServed;
+    const started = w.scheduler.now;
+    const read = await w.settle(w.node(reader).get(keys[0]!, { r: N }));
+    assert.ok(!read.receipt.replied.includes(id), `replied: ${read.receipt.replied.join(' ')}`);
+    assert.equal(read.receipt.replied.length, N);
+    assert.equal(w.node(id).metrics().readsServed, served);
+    // It answered with an error after its wait, not with silence: the reader suspects nobody.
+    assert.equal(w.node(reader).metrics().timeouts, 0);
+    assert.ok(w.scheduler.now - started >= 100, `answered after ${w.scheduler.now - started} ms`);
+  });
+
+  it('forwards puts of a partition it is still fetching to an owner that holds it', async () => {
+    const w = await world(4, { transferBytesPerSecond: 2000 });
+    const future = ringWith(w.cluster, 'n4');
+    const p = Array.from({ length: Q }, (_, q) => q).find((q) => future.preferenceList(q, N).includes('n4'))!;
+    const keys = keysIn(future, p, 30, 'big');
+    await writeAll(w, keys, () => new Uint8Array(1000).fill(1));
+    const id = w.cluster.join('n4');
+    await w.scheduler.advance(1000);
+    assert.ok(w.node(id).fetchingCount() > 0);
+    const result = await w.settle(w.node(id).put(keys[1]!, text.encode('new')));
+    assert.notEqual(result.receipt.coordinator, id);
+    assert.ok(future.preferenceList(p, N).includes(result.receipt.coordinator));
+    assert.equal(w.node(id).metrics().forwards, 1);
+  });
+
+  it('keeps the keys of a partition it no longer owns while one new owner is unreachable, and releases them after', async () => {
+    const w = await world(4);
+    const old = w.cluster.ring;
+    const future = ringWith(w.cluster, 'n4');
+    // A partition that some node X leaves and some node Y (not the newcomer) keeps owning.
+    let pick: { p: number; x: string; y: string } | undefined;
+    for (let p = 0; p < Q && pick === undefined; p++) {
+      const before = old.preferenceList(p, N);
+      const after = future.preferenceList(p, N);
+      const x = before.find((id) => !after.includes(id));
+      const y = after.find((id) => id !== 'n4' && id !== x);
+      if (x !== undefined && y !== undefined) pick = { p, x, y };
+    }
+    assert.ok(pick, 'no partition changes hands');
+    const { p, x, y } = pick;
+    const keys = keysIn(future, p, 8, 'moving');
+    await writeAll(w, keys, (key) => text.encode(`v:${key}`));
+    await w.cluster.crash(y);
+    w.cluster.join('n4');
+    await w.scheduler.advance(20_000);
+    assert.equal(await keyCount(w.cluster, x, p), keys.length, `${x} released with ${y} unreachable`);
+    w.cluster.restart(y);
+    await w.until(async () => (await keyCount(w.cluster, x, p)) === 0, `${x} released`);
+    for (const owner of future.preferenceList(p, N)) {
+      for (const key of keys) assert.equal((await dots(w.cluster, owner, key)).length, 1, `${owner} lacks ${key}`);
+    }
+  });
+
+  it('drops its old copies on a return after longer than the tombstone grace, and fetches afresh', async () => {
+    const w = await world(3, { tombstoneGrace: 5000 });
+    const keys = Array.from({ length: 12 }, (_, i) => `key-${i}`);
+    await writeAll(w, keys, (key) => text.encode(`v:${key}`));
+    await w.cluster.crash('n2');
+    await w.scheduler.advance(10_000);
+    w.cluster.restart('n2');
+    const node = w.node('n2');
+    await node.ready();
+    assert.equal((await w.cluster.slot('n2').data.reopen().stats()).keys, 0, 'old copies kept');
+    assert.ok(node.fetchingCount() > 0);
+    await w.until(() => node.fetchingCount() === 0, 'n2 fetched again');
+    for (const key of keys) assert.equal((await dots(w.cluster, 'n2', key)).length, 1, key);
+    assert.ok(node.metrics().partitionsFetched > 0);
+  });
+
+  it('keeps its copies on a return within the tombstone grace', async () => {
+    const w = await world(3, { tombstoneGrace: 60_000 });
+    const keys = Array.from({ length: 12 }, (_, i) => `key-${i}`);
+    await writeAll(w, keys, (key) => text.encode(`v:${key}`));
+    await w.cluster.crash('n2');
+    await w.scheduler.advance(10_000);
+    w.cluster.restart('n2');
+    await w.node('n2').ready();
+    assert.equal((await w.cluster.slot('n2').data.reopen().stats()).keys, keys.length);
+    assert.equal(w.node('n2').fetchingCount(), 0);
+  });
+
+  // ---- found in review: these fail today (see the report)
+
+  it('holds a partition after a long absence only once it has every version its reachable owners hold', async () => {
+    const w = await world(3, { tombstoneGrace: 5000 });
+    const self = 'n0';
+    // A key whose first transfer source for n0 (the first other node of the ring walk) will miss n0's write.
+    const ring = w.cluster.ring;
+    const key = 'lonely';
+    const p = ring.partitionOf(text.encode(key));
+    const [first, second] = ring.walk(p).filter((id) => id !== self);
+    w.network.partition(new Map([[first!, 'b' as const]]));
+    await w.settle(w.node(self).put(key, text.encode('v1'), { w: 2 }));
+    w.network.heal();
+    assert.deepEqual(await dots(w.cluster, first!, key), [], `${first} was meant to miss the write`);
+    const written = await dots(w.cluster, second!, key);
+    assert.equal(written.length, 1);
+    await w.cluster.crash(self);
+    await w.scheduler.advance(10_000);
+    w.cluster.restart(self);
+    await w.until(() => w.node(self).fetchingCount() === 0, `${self} fetched`);
+    // n0 now coordinates puts of the key: a new dot of its own must not claim to follow n0:1 without having it.
+    assert.deepEqual(await dots(w.cluster, self, key), written);
+  });
+
+  it('coordinates no put over the old copies it is dropping on a return after the grace', async () => {
+    const w = await world(3, { tombstoneGrace: 5000, antiEntropyInterval: 500 });
+    const key = 'doomed';
+    await w.settle(w.node('n0').put(key, text.encode('old'), { w: 3 }));
+    await w.cluster.fail('n2');
+    await w.scheduler.advance(w.cluster.failureDetection + 500);
+    const read = await w.settle(w.node('n0').get(key));
+    await w.settle(w.node('n0').delete(key, { context: read.context, w: 2 }));
+    await w.until(
+      async () => (await dots(w.cluster, 'n0', key)).length === 0 && (await dots(w.cluster, 'n1', key)).length === 0,
+      'tombstone collected',
+    );
+    w.cluster.rejoin('n2');
+    // The new view reaches n0 and n1 at once, and a put n0 forwards reaches n2 while n2 is still loading.
+    for (const id of ['n0', 'n1']) w.node(id).setMembers(w.cluster.members);
+    w.node('n2').receive(
+      'n0',
+      encodeMessage({
+        type: 'coordinate',
+        from: 'n0',
+        requestId: 7,
+        key: text.encode(key),
+        value: text.encode('new'),
+        context: [],
+        w: 1,
+        ifMatch: false,
+        durable: false,
+      }),
+    );
+    await w.scheduler.advance(10_000);
+    const after = await w.settle(w.node('n0').get(key, { r: N }));
+    assert.deepEqual(
+      after.values.map((v) => utf8.decode(v)),
+      ['new'],
+    );
+  });
+
+  it('keeps a write it acknowledged while it drops its old copies on a return after the grace', async () => {
+    const w = await world(3, { tombstoneGrace: 5000 });
+    const ring = w.cluster.ring;
+    const old = 'old-key';
+    await w.settle(w.node('n0').put(old, text.encode('old'), { w: 3 }));
+    await w.cluster.crash('n2');
+    await w.scheduler.advance(10_000);
+    // A write of the same partition, replicated to n2 as soon as it is back.
+    const fresh = keysIn(ring, ring.partitionOf(text.encode(old)), 1, 'fresh')[0]!;
+    const version = createVersion('n0', 1000, w.scheduler.now, [], text.encode('fresh'));
+    w.cluster.restart('n2');
+    const node = w.node('n2');
+    node.receive(
+      'n0',
+      encodeMessage({
+        type: 'replicate',
+        from: 'n0',
+        requestId: 9,
+        key: text.encode(fresh),
+        versions: [version],
+        hintFor: null,
+        durable: false,
+      }),
+    );
+    await node.ready();
+    await w.scheduler.advance(1);
+    assert.equal(node.metrics().replicasWritten, 1, 'n2 acknowledged the write');
+    assert.deepEqual(await dots(w.cluster, 'n2', fresh), ['n0:1000']);
+  });
+});

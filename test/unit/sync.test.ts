@@ -1,0 +1,317 @@
+/**
+ * Partition sync, both sides: two sync endpoints made of the real parts a node wires (memory storage observed by
+ * Merkle trees, peers, the codec) talk over the simulated network in virtual time.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ByteBudget } from '../../worker/budget.ts';
+import { decodeMessage, encodeMessage } from '../../worker/codec.ts';
+import { DynameshError, hasErrorCode } from '../../worker/errors.ts';
+import { silentLogger } from '../../worker/env.ts';
+import { PartitionTrees, leafOf } from '../../worker/merkle.ts';
+import { Metrics } from '../../worker/metrics.ts';
+import { Ownership } from '../../worker/ownership.ts';
+import { type Outgoing, Peers, isReply } from '../../worker/peers.ts';
+import type { PeerMessage, SyncEntry } from '../../worker/protocol.ts';
+import { Ring } from '../../worker/ring.ts';
+import { ObservedStorage } from '../../worker/storage/observed.ts';
+import { MemoryStorage } from '../../worker/storage/memory.ts';
+import { PartitionSync, SYNC_PAGE_BYTES } from '../../worker/sync.ts';
+import type { Version } from '../../worker/version.ts';
+import { Network } from '../sim/network.ts';
+import { Rng } from '../sim/random.ts';
+import { Scheduler } from '../sim/scheduler.ts';
+
+const text = new TextEncoder();
+const Q = 16;
+const RING = new Ring(
+  [
+    { id: 'a', domain: 'a' },
+    { id: 'b', domain: 'b' },
+  ],
+  { partitions: Q },
+);
+
+/** One side of sync: what a node wires for it, with the node's dispatch of sync requests. */
+interface Endpoint {
+  readonly id: string;
+  readonly storage: ObservedStorage;
+  readonly ownership: Ownership;
+  readonly sync: PartitionSync;
+  readonly metrics: Metrics;
+  /** The sync-keys requests this endpoint served. */
+  keysServed: number;
+}
+
+interface World {
+  readonly scheduler: Scheduler;
+  readonly network: Network;
+  readonly a: Endpoint;
+  readonly b: Endpoint;
+  settle<T>(promise: Promise<T>): Promise<T>;
+  budget(): ByteBudget;
+}
+
+function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint {
+  const owner = { alive: true };
+  const timers = scheduler.timersFor(owner);
+  const inner = new MemoryStorage();
+  const trees = new PartitionTrees({ partitions: Q, scan: (p, page) => inner.scanPartition(p, page) });
+  const storage = new ObservedStorage(inner, (key, siblings) => trees.update(RING.partitionOf(key), key, siblings));
+  const ownership = new Ownership(storage);
+  const metrics = new Metrics();
+  const transport = network.attach(id, owner, (from, frame) => receive(from, frame));
+  const peers = new Peers({
+    self: id,
+    clock: scheduler.clock,
+    timers,
+    random: new Rng(id.charCodeAt(0)).asRandom(),
+    suspicionMs: 400,
+    send: (to, message) => transport.send(to, encodeMessage(message)),
+  });
+  const sync = new PartitionSync({
+    self: id,
+    storage,
+    peers,
+    metrics,
+    logger: silentLogger,
+    requestTimeout: 100,
+    partitions: Q,
+    partitionOf: (key) => RING.partitionOf(key),
+    tree: (p) => trees.get(p),
+    holds: (p) => ownership.holds(p),
+  });
+  const self: Endpoint = { id, storage, ownership, sync, metrics, keysServed: 0 };
+  function receive(from: string, frame: Uint8Array): void {
+    const message = decodeMessage(frame);
+    if (isReply(message)) {
+      peers.settle(message);
+      return;
+    }
+    void serve(message).then(
+      (reply) => peers.reply(from, message.requestId, reply),
+      (error: unknown) =>
+        peers.reply(from, message.requestId, {
+          type: 'error',
+          code: error instanceof DynameshError ? error.code : 'ERR_STORAGE',
+          message: String(error),
+          required: null,
+          acknowledged: null,
+        }),
+    );
+  }
+  function serve(message: PeerMessage): Promise<Outgoing> {
+    switch (message.type) {
+      case 'sync-tree':
+        return sync.serveTree(message);
+      case 'sync-keys':
+        self.keysServed++;
+        return sync.serveKeys(message);
+      case 'sync-push':
+        return sync.servePush(message);
+      case 'sync-drop':
+        return sync.serveDrop(message);
+      default:
+        return Promise.reject(new Error(`unexpected ${message.type}`));
+    }
+  }
+  return self;
+}
+
+function world(): World {
+  const scheduler = new Scheduler();
+  const network = new Network(scheduler, new Rng(7));
+  return {
+    scheduler,
+    network,
+    a: endpoint('a', scheduler, network),
+    b: endpoint('b', scheduler, network),
+    async settle<T>(promise: Promise<T>): Promise<T> {
+      let done = false;
+      void promise.finally(() => (done = true)).catch(() => {});
+      await scheduler.run(() => done);
+      assert.ok(done, 'never settled');
+      return promise;
+    },
+    budget: () => new ByteBudget(1024 * 1024, scheduler.clock, scheduler.timersFor({ alive: true })),
+  };
+}
+
+/** `count` keys of partition `p`, named `prefix…`. */
+function keysOf(p: number, count: number, prefix = 'key'): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; out.length < count; i++) {
+    const key = text.encode(`${prefix}-${i}`);
+    if (RING.partitionOf(key) === p) out.push(key);
+  }
+  return out;
+}
+
+async function put(e: Endpoint, key: Uint8Array, value: string | Uint8Array | null, node = e.id): Promise<Version[]> {
+  const bytes = typeof value === 'string' ? text.encode(value) : value;
+  const written = await e.storage.write(key, RING.partitionOf(key), {
+    node,
+    timestamp: 1,
+    context: [],
+    value: bytes,
+    ifMatch: false,
+  });
+  return written.siblings;
+}
+
+async function copy(from: Endpoint, to: Endpoint, key: Uint8Array): Promise<void> {
+  await to.storage.apply(key, RING.partitionOf(key), await from.storage.get(key));
+}
+
+async function rootOf(e: Endpoint, p: number): Promise<string> {
+  return (await e.sync.tree(p)).rootHex();
+}
+
+async function everything(e: Endpoint, p: number): Promise<string[]> {
+  const out: string[] = [];
+  for (const k of await e.storage.scanPartition(p)) {
+    out.push(`${Buffer.from(k.key).toString()}=${k.siblings.map((v) => `${v.dot.node}:${v.dot.counter}`).join(',')}`);
+  }
+  return out;
+}
+
+const P = 5;
+
+describe('PartitionSync', () => {
+  it('finds exactly the leaves whose keys differ', async () => {
+    const w = world();
+    const shared = keysOf(P, 40, 'shared');
+    for (const key of shared) {
+      await put(w.a, key, 'same');
+      await copy(w.a, w.b, key);
+    }
+    const extra = keysOf(P, 3, 'only-a');
+    for (const key of extra) await put(w.a, key, 'mine');
+    // A key both hold, changed on b only.
+    await put(w.b, shared[7]!, 'changed', 'b');
+    const expected = [...new Set([...extra, shared[7]!].map((k) => leafOf(k, Q)))].sort((x, y) => x - y);
+    const comparison = await w.settle(w.a.sync.compare('b', P, w.budget()));
+    assert.deepEqual(comparison, { held: false, leaves: expected });
+  });
+
+  it('finds no differing leaf between equal replicas, and tells whether the peer holds the partition', async () => {
+    const w = world();
+    for (const key of keysOf(P, 20)) {
+      await put(w.a, key, 'v');
+      await copy(w.a, w.b, key);
+    }
+    await w.b.ownership.markHeld(P);
+    assert.deepEqual(await w.settle(w.a.sync.compare('b', P, w.budget())), { held: true, leaves: [] });
+  });
+
+  it('answers null to a comparison with a peer that does not answer', async () => {
+    const w = world();
+    await put(w.a, keysOf(P, 1)[0]!, 'v');
+    w.network.detach('b');
+    assert.equal(await w.settle(w.a.sync.compare('b', P, w.budget())), null);
+  });
+
+  it('probes whether a peer holds a partition', async () => {
+    const w = world();
+    await w.b.ownership.markHeld(P);
+    assert.deepEqual(await w.settle(w.a.sync.probe('b', P, w.budget())), { held: true });
+    assert.deepEqual(await w.settle(w.a.sync.probe('b', P + 1, w.budget())), { held: false });
+  });
+
+  it("pulls a peer's differing keys until both trees are equal", async () => {
+    const w = world();
+    for (const key of keysOf(P, 30)) await put(w.b, key, 'theirs');
+    await put(w.a, keysOf(P, 1, 'mine')[0]!, 'mine');
+    const comparison = await w.settle(w.a.sync.compare('b', P, w.budget()));
+    assert.ok(comparison !== null && comparison.leaves.length > 0);
+    assert.equal(await w.settle(w.a.sync.pull('b', P, comparison.leaves, w.budget())), true);
+    const theirs = await everything(w.b, P);
+    const mine = await everything(w.a, P);
+    assert.deepEqual(
+      mine.filter((k) => !k.startsWith('mine')),
+      theirs,
+    );
+    // a's own key stays: a pull only adds.
+    assert.equal(mine.length, theirs.length + 1);
+  });
+
+  it('pulls more keys than fit in one page, page by page', async () => {
+    const w = world();
+    const value = new Uint8Array(4096).fill(7);
+    const keys = keysOf(P, Math.ceil((3 * SYNC_PAGE_BYTES) / value.length));
+    for (const key of keys) await put(w.b, key, value);
+    const fractions: number[] = [];
+    const comparison = await w.settle(w.a.sync.compare('b', P, w.budget()));
+    const pulled = await w.settle(w.a.sync.pull('b', P, comparison!.leaves, w.budget(), (f) => fractions.push(f)));
+    assert.equal(pulled, true);
+    assert.ok(w.b.keysServed >= 3, `served ${w.b.keysServed} pages`);
+    assert.equal(fractions.at(-1), 1);
+    assert.equal(await rootOf(w.a, P), await rootOf(w.b, P));
+    assert.equal((await w.a.storage.scanPartition(P)).length, keys.length);
+  });
+
+  it('pushes keys to a peer, which acknowledges and stores them', async () => {
+    const w = world();
+    const entries: SyncEntry[] = [];
+    for (const key of keysOf(P, 10)) entries.push({ key, versions: await put(w.a, key, 'pushed') });
+    assert.equal(await w.settle(w.a.sync.push('b', P, entries, w.budget())), true);
+    assert.deepEqual(await everything(w.b, P), await everything(w.a, P));
+    assert.equal(w.b.metrics.snapshot().keysRepaired, 10);
+  });
+
+  it('reports a push to a peer that does not answer as not done', async () => {
+    const w = world();
+    const key = keysOf(P, 1)[0]!;
+    const entries = [{ key, versions: await put(w.a, key, 'pushed') }];
+    w.network.detach('b');
+    assert.equal(await w.settle(w.a.sync.push('b', P, entries, w.budget())), false);
+  });
+
+  it('refuses a pushed key of another partition and stores nothing of that push', async () => {
+    const w = world();
+    const good = keysOf(P, 1)[0]!;
+    const stray = keysOf(P + 1, 1)[0]!;
+    const entries = [
+      { key: good, versions: await put(w.a, good, 'v') },
+      { key: stray, versions: await put(w.a, stray, 'v') },
+    ];
+    const error = await w.b.sync.servePush({ type: 'sync-push', from: 'a', requestId: 1, partition: P, entries }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
+    assert.deepEqual(await w.b.storage.get(good), []);
+    assert.deepEqual(await w.b.storage.get(stray), []);
+  });
+
+  it('refuses to drop a key named with a live version', async () => {
+    const w = world();
+    const key = keysOf(P, 1)[0]!;
+    const versions = await put(w.b, key, 'alive');
+    const error = await w.b.sync
+      .serveDrop({ type: 'sync-drop', from: 'a', requestId: 1, partition: P, entries: [{ key, versions }] })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
+    assert.equal((await w.b.storage.get(key)).length, 1);
+  });
+
+  it('drops a tombstone stored exactly as named, and keeps a key that changed since', async () => {
+    const w = world();
+    const [same, changed] = keysOf(P, 2);
+    const sameTomb = await put(w.b, same!, null);
+    const oldTomb = await put(w.b, changed!, null);
+    // A concurrent write reached b after the first owner read its tombstones.
+    await put(w.b, changed!, 'later', 'c');
+    const entries = [
+      { key: same!, versions: sameTomb },
+      { key: changed!, versions: oldTomb },
+    ];
+    await w.b.sync.serveDrop({ type: 'sync-drop', from: 'a', requestId: 1, partition: P, entries });
+    assert.deepEqual(await w.b.storage.get(same!), []);
+    assert.equal((await w.b.storage.get(changed!)).length, 2);
+    assert.equal(w.b.metrics.snapshot().tombstonesCollected, 1);
+  });
+});
