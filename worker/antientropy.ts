@@ -1,6 +1,7 @@
 /**
  * Anti-entropy: on an interval, this node compares the Merkle tree of each partition it holds with another owner's
- * and repairs the leaves that differ both ways, within a byte budget and yielding to foreground requests. The
+ * and repairs the leaves that differ both ways, within a byte budget whose every spending first waits for a pause in
+ * foreground requests (see the node's `idle`). The
  * first owner of a partition compares with every other owner; when all of them agree with it, it also collects the
  * partition's tombstones that are past their grace period, on every owner at once (see `sync-drop`).
  *
@@ -36,8 +37,6 @@ export interface AntiEntropyDeps {
   readonly tombstoneGrace: number;
   /** The ring of the current view, or null before the first view. */
   ring(): Ring | null;
-  /** Resolves when no foreground request is running, or after a short wait. */
-  idle(): Promise<void>;
   /** Called once per round, for bookkeeping that rides on it (the node's last-active time). */
   onRound?(): Promise<void>;
 }
@@ -84,7 +83,6 @@ export class AntiEntropy {
       let agreed = 0;
       for (const peer of partners) {
         if (peers.isSuspected(peer)) continue;
-        await this.#deps.idle();
         const comparison = await sync.compare(peer, partition, budget);
         if (comparison === null) continue;
         if (comparison.leaves.length === 0) {

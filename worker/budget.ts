@@ -10,15 +10,20 @@ export class ByteBudget {
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #rate: number;
+  readonly #gate: (() => Promise<void>) | undefined;
   #tokens: number;
   #at: number;
 
-  /** `rate` bytes per second, a positive finite number. */
-  constructor(rate: number, clock: Clock, timers: Timers) {
+  /**
+   * `rate` bytes per second, a positive finite number. `gate`, when given, is awaited before every spending too:
+   * anti-entropy passes one that waits for a pause in foreground requests.
+   */
+  constructor(rate: number, clock: Clock, timers: Timers, gate?: () => Promise<void>) {
     if (!(rate > 0) || !Number.isFinite(rate)) throw new RangeError(`byte rate must be positive, got ${String(rate)}`);
     this.#clock = clock;
     this.#timers = timers;
     this.#rate = rate;
+    this.#gate = gate;
     this.#tokens = rate;
     this.#at = clock.now();
   }
@@ -45,6 +50,7 @@ export class ByteBudget {
 
   /** Resolves once at least `bytes` (capped at one second's worth) may be spent. */
   async ready(bytes: number): Promise<void> {
+    if (this.#gate !== undefined) await this.#gate();
     const want = Math.min(bytes, this.#rate);
     for (;;) {
       this.#refill();

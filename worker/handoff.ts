@@ -47,9 +47,7 @@ export class Handoff {
     const results = await Promise.all(lists.flat().map((hint) => this.#deliver(hint, [hint.target])));
     let delivered = results.reduce<number>((sum, x) => sum + x, 0);
     // All hints, not a first page: hints for a member that is down could otherwise hide the orphans for good.
-    const orphans = (await storage.listHints())
-      .filter((hint) => !ring.has(hint.target))
-      .slice(0, this.#deps.batch);
+    const orphans = (await storage.listHints()).filter((hint) => !ring.has(hint.target)).slice(0, this.#deps.batch);
     for (const hint of orphans) {
       const owners = ring.preferenceList(hint.partition, this.#deps.n);
       if (owners.some((id) => id !== self && peers.isSuspected(id))) continue;

@@ -148,8 +148,10 @@ const encoder = new TextEncoder();
 
 /** The bookkeeping record of the node's last sign of life, in storage meta. */
 const LAST_ACTIVE = 'last-active';
-/** How long background sync waits for foreground requests to finish before it goes on anyway, ms. */
-const IDLE_WAIT_MS = 100;
+/** How long anti-entropy and releases wait for a pause in foreground requests before going on anyway, ms. */
+const IDLE_WAIT_MS = 200;
+/** A pause: no foreground request running, and none ended in the last this many ms. */
+const IDLE_QUIET_MS = 10;
 /** How often it looks, ms. */
 const IDLE_POLL_MS = 5;
 
@@ -188,6 +190,8 @@ export class DynamoNode {
   readonly #contacted = new Set<string>();
   /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
   #inflight = 0;
+  /** When the last foreground request ended. */
+  #lastForeground = -Infinity;
   #hintTimer: TimerHandle | undefined;
   #activeTimer: TimerHandle | undefined;
   #closed = false;
@@ -297,7 +301,12 @@ export class DynamoNode {
             peers: this.#peers,
             sync: this.#sync,
             ownership: this.#ownership,
-            budget: new ByteBudget(options.antiEntropyBytesPerSecond ?? 256 * 1024, options.clock, options.timers),
+            budget: new ByteBudget(
+              options.antiEntropyBytesPerSecond ?? 256 * 1024,
+              options.clock,
+              options.timers,
+              idle,
+            ),
             metrics: this.#metrics,
             logger: this.#logger,
             clock: options.clock,
@@ -305,7 +314,6 @@ export class DynamoNode {
             interval,
             tombstoneGrace: grace,
             ring,
-            idle,
           })
         : null;
     this.#ready = this.#load(grace);
@@ -342,7 +350,7 @@ export class DynamoNode {
           }
         }
         // Hints are old copies too: delivered now, they would bring back writes whose tombstones were collected.
-        for (let hints = await this.#storage.listHints({ limit: 256 }); hints.length > 0; ) {
+        for (let hints = await this.#storage.listHints({ limit: 256 }); hints.length > 0;) {
           for (const h of hints) await this.#storage.deleteHint(h.target, h.key, h.siblings);
           hints = await this.#storage.listHints({ limit: 256 });
         }
@@ -377,9 +385,16 @@ export class DynamoNode {
 
   /** Resolves once no foreground request runs, or after a short wait so that background work is never starved. */
   async #idle(): Promise<void> {
-    for (let waited = 0; this.#inflight > 0 && waited < IDLE_WAIT_MS; waited += IDLE_POLL_MS) {
+    const clock = this.#options.clock;
+    const busy = (): boolean => this.#inflight > 0 || clock.now() - this.#lastForeground < IDLE_QUIET_MS;
+    for (let waited = 0; busy() && waited < IDLE_WAIT_MS; waited += IDLE_POLL_MS) {
       await new Promise<void>((resolve) => this.#options.timers.setTimeout(resolve, IDLE_POLL_MS));
     }
+  }
+
+  #foregroundDone(): void {
+    this.#inflight--;
+    this.#lastForeground = this.#options.clock.now();
   }
 
   /** Resolves once the node has loaded what it holds. */
@@ -490,7 +505,7 @@ export class DynamoNode {
         this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
       })
       .finally(() => {
-        if (foreground) this.#inflight--;
+        if (foreground) this.#foregroundDone();
       });
   }
 
@@ -664,7 +679,7 @@ export class DynamoNode {
       }
       throw error;
     } finally {
-      this.#inflight--;
+      this.#foregroundDone();
     }
   }
 

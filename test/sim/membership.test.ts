@@ -271,7 +271,8 @@ describe('membership: hints across view changes', () => {
     const w = world(6, 19);
     await converge(w);
     const target = 'n2';
-    const p = ownedBy(w.cluster.ring, target)[0]!;
+    // A partition where the target is last of the preference list: a join ahead of it pushes it out.
+    const p = ownedBy(w.cluster.ring, target).find((q) => w.cluster.ring.preferenceList(q, N)[N - 1] === target)!;
     const coordinator = w.cluster.ring.preferenceList(p, N).find((id) => id !== target)!;
     const keys = keysIn(w.cluster.ring, p, 3, 'displaced');
     await w.cluster.crash(target);
@@ -302,12 +303,13 @@ describe('membership: hints across view changes', () => {
 /** An id for a new node that would push `displaced` out of partition `p`'s preference list. */
 function displacer(cluster: Cluster, p: number, displaced: string): string {
   const domain = `d${cluster.ids.length}`;
-  for (let i = 0; ; i++) {
+  for (let i = 0; i < 10_000; i++) {
     const id = `j${i}`;
     const ring = new Ring([...cluster.members, { id, domain }], { partitions: PARTITIONS, tokensPerNode: 16 });
     const owners = ring.preferenceList(p, N);
     if (owners.includes(id) && !owners.includes(displaced)) return id;
   }
+  throw new Error(`no new node id pushes ${displaced} out of partition ${p}`);
 }
 
 describe('membership: deletes and tombstones', () => {
