@@ -211,13 +211,23 @@ export class DynamoNode {
     this.#requestTimeout = requestTimeout;
     this.#ring = this.#buildRing([{ id: this.id, domain: this.domain }]);
     const partitions = this.#ring.partitions;
+    // Partitions known to hold keys: those stored at start and those written since. A tree of any other partition is
+    // empty without a scan, which spares a new or lightly loaded node hundreds of storage reads when peers compare.
+    const written = new Set<number>();
+    let stored: Promise<ReadonlySet<number>> | undefined;
     this.#trees = new PartitionTrees({
       partitions,
-      scan: (partition, page) => options.storage.scanPartition(partition, page),
+      scan: async (partition, page) => {
+        stored ??= options.storage.partitionsWithData().then((list) => new Set(list));
+        if (!written.has(partition) && !(await stored).has(partition)) return [];
+        return options.storage.scanPartition(partition, page);
+      },
     });
-    this.#storage = new ObservedStorage(options.storage, (key, siblings) =>
-      this.#trees.update(this.#ring.partitionOf(key), key, siblings),
-    );
+    this.#storage = new ObservedStorage(options.storage, (key, siblings) => {
+      const partition = this.#ring.partitionOf(key);
+      written.add(partition);
+      this.#trees.update(partition, key, siblings);
+    });
     this.#ownership = new Ownership(this.#storage);
     this.#peers = new Peers({
       self: this.id,

@@ -135,7 +135,15 @@ export async function openCluster(
 }
 
 /** Waits until every tab's view is exactly `tabs` and every tab has an open data link to every other. */
-export async function waitForMesh(tabs: readonly Tab[], timeout = 30_000): Promise<void> {
+/**
+ * Waits until every tab sees every other in its view, connected, with an open data link, and (unless `settled` is
+ * false) until no tab is still fetching or releasing a partition: a cluster that has finished forming.
+ */
+export async function waitForMesh(
+  tabs: readonly Tab[],
+  timeout = 30_000,
+  { settled = true }: { settled?: boolean } = {},
+): Promise<void> {
   const ids = tabs.map((t) => t.nodeId).sort();
   for (const tab of tabs) {
     const others = ids.filter((id) => id !== tab.nodeId);
@@ -152,6 +160,19 @@ export async function waitForMesh(tabs: readonly Tab[], timeout = 30_000): Promi
         { timeout, message: `tab ${tab.nodeId} never reached all of ${ids.join(', ')}` },
       )
       .toEqual({ members: ids, connectedPeers: others, openLinks: others });
+  }
+  if (!settled) return;
+  for (const tab of tabs) {
+    await expect
+      .poll(
+        () =>
+          tab.call(
+            async (store) => (await store.partitions()).filter((p) => p.state !== 'held').map((p) => p.partition),
+            null,
+          ),
+        { timeout, message: `tab ${tab.nodeId} never finished its partition transfers` },
+      )
+      .toEqual([]);
   }
 }
 

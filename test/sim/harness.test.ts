@@ -334,4 +334,19 @@ describe('determinism', () => {
     assert.deepEqual(a, b);
     assert.ok(runs[0]!.faultLog.length > 0);
   });
+
+  it('replays a run with joins, leaves and failures exactly from its seed, convergence time included', async () => {
+    const options = { seed: 98, nodes: 6, ops: 600, faults: ['join', 'leave', 'fail', 'partition'] as const };
+    const runs = [await runSimulation(options), await runSimulation(options)];
+    const [a, b] = runs.map((r) => ({
+      writes: JSON.stringify(r.verdict),
+      faults: JSON.stringify(r.faultLog),
+      events: r.events,
+      convergenceMs: r.convergenceMs,
+      members: r.members,
+      metrics: r.metrics,
+    }));
+    assert.deepEqual(a, b);
+    assert.ok(runs[0]!.faultLog.some((e) => e.kind === 'join' || e.kind === 'leave' || e.kind === 'fail'));
+  });
 });

@@ -9,7 +9,21 @@ export function summary(result: SimulationResult): Record<string, unknown> {
   const findings = Object.fromEntries(Object.entries(details).filter(([, list]) => list.length > 0));
   return {
     ...figures,
-    metrics: pick(metrics, ['forwards', 'readRepairs', 'fallbacksUsed', 'hintsStored', 'hintsDelivered', 'timeouts']),
+    metrics: pick(metrics, [
+      'forwards',
+      'readRepairs',
+      'fallbacksUsed',
+      'hintsStored',
+      'hintsDelivered',
+      'hintsRerouted',
+      'timeouts',
+      'partitionsFetched',
+      'partitionsReleased',
+      'keysReleased',
+      'antiEntropyRounds',
+      'keysRepaired',
+      'tombstonesCollected',
+    ]),
     ...(Object.keys(findings).length > 0 ? { details: findings } : {}),
   };
 }
