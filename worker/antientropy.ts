@@ -16,7 +16,7 @@ import type { Peers } from './peers.ts';
 import type { SyncEntry } from './protocol.ts';
 import type { Ring } from './ring.ts';
 import type { Storage } from './storage/storage.ts';
-import type { PartitionSync } from './sync.ts';
+import { type PartitionSync, REPAIR_PAGE_BYTES } from './sync.ts';
 
 /** What anti-entropy needs from its node. */
 export interface AntiEntropyDeps {
@@ -91,12 +91,12 @@ export class AntiEntropy {
         }
         repaired++;
         metrics.count('antiEntropyRepairs');
-        const pulled = await sync.pull(peer, partition, comparison.leaves, budget);
+        const pulled = await sync.pull(peer, partition, comparison.leaves, budget, undefined, REPAIR_PAGE_BYTES);
         const mine: SyncEntry[] = [];
         for await (const page of sync.scan(partition, new Set(comparison.leaves))) {
           for (const k of page) mine.push({ key: k.key, versions: k.siblings });
         }
-        const pushed = await sync.push(peer, partition, mine, budget);
+        const pushed = await sync.push(peer, partition, mine, budget, REPAIR_PAGE_BYTES);
         if (!pulled || !pushed) this.#deps.logger.debug({ peer, partition }, 'anti-entropy repair incomplete');
       }
       if (head && others.length > 0 && agreed === others.length) await this.#collect(partition, others);

@@ -1,8 +1,8 @@
 /**
  * Hinted handoff: a fallback node delivers the versions it holds for an owner once that owner answers again, and
- * forgets them only after the owner acknowledged them. A hint whose owner has left the view is delivered instead to
- * the partition's current owners (all of them, this node included when it is one), so that no acknowledged write
- * waits forever for a node that is not coming back.
+ * forgets them only after the owner acknowledged them. A hint whose owner has left the view, or no longer owns the
+ * partition, is delivered instead to the partition's current owners (all of them, this node included when it is
+ * one), so that no acknowledged write waits for a node that is not coming back or would only have to pass it on.
  */
 import type { Logger } from './env.ts';
 import type { Metrics } from './metrics.ts';
@@ -44,18 +44,31 @@ export class Handoff {
     const ring = this.#deps.ring();
     const targets = ring.members.map((m) => m.id).filter((id) => id !== self && !peers.isSuspected(id));
     const lists = await Promise.all(targets.map((target) => storage.listHints({ target, limit: this.#deps.batch })));
-    const results = await Promise.all(lists.flat().map((hint) => this.#deliver(hint, [hint.target])));
+    const results = await Promise.all(
+      lists.flat().map((hint) => {
+        // A target that no longer owns the partition would only have to release it again: its owners get it.
+        const owners = ring.preferenceList(hint.partition, this.#deps.n);
+        if (owners.includes(hint.target)) return this.#deliver(hint, [hint.target]);
+        if (owners.some((id) => id !== self && peers.isSuspected(id))) return 0;
+        return this.#reroute(hint, owners);
+      }),
+    );
     let delivered = results.reduce<number>((sum, x) => sum + x, 0);
     // All hints, not a first page: hints for a member that is down could otherwise hide the orphans for good.
     const orphans = (await storage.listHints()).filter((hint) => !ring.has(hint.target)).slice(0, this.#deps.batch);
     for (const hint of orphans) {
       const owners = ring.preferenceList(hint.partition, this.#deps.n);
       if (owners.some((id) => id !== self && peers.isSuspected(id))) continue;
-      const taken = await this.#deliver(hint, owners);
-      if (taken > 0) this.#deps.metrics.count('hintsRerouted');
-      delivered += taken;
+      delivered += await this.#reroute(hint, owners);
     }
     return delivered;
+  }
+
+  /** Delivers a hint to the partition's owners instead of its target. */
+  async #reroute(hint: Hint, owners: readonly string[]): Promise<number> {
+    const taken = await this.#deliver(hint, owners);
+    if (taken > 0) this.#deps.metrics.count('hintsRerouted');
+    return taken;
   }
 
   /** Sends one hint to every node of `to` (storing it here for this node), deleting it once all acknowledged. */

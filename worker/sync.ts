@@ -22,8 +22,17 @@ import {
 import type { Storage, StoredKey } from './storage/storage.ts';
 import { versionSize } from './version.ts';
 
-/** Most bytes of entries in one page of keys pulled or pushed. */
+/** Most bytes of entries in one page of keys pulled or pushed by a transfer. */
 export const SYNC_PAGE_BYTES = 64 * 1024;
+
+/**
+ * Most bytes of entries in one page of anti-entropy: each key is its own storage transaction, and a page is stored
+ * in one go, so small pages keep the queue a foreground write may find ahead of it short.
+ */
+export const REPAIR_PAGE_BYTES = 8 * 1024;
+
+/** What a key costs beyond its bytes, charged to the budget: its storage transaction and its tree update. */
+const KEY_OVERHEAD_BYTES = 256;
 
 /** Keys read from storage per scan step while gathering a page. */
 const SCAN_STEP = 256;
@@ -57,7 +66,7 @@ export interface Comparison {
 
 /** The bytes an entry takes on the wire, roughly. */
 export function entrySize(entry: SyncEntry): number {
-  let size = entry.key.byteLength + 8;
+  let size = entry.key.byteLength + KEY_OVERHEAD_BYTES;
   for (const v of entry.versions) size += versionSize(v);
   return size;
 }
@@ -183,12 +192,13 @@ export class PartitionSync {
     leaves: readonly number[],
     budget: ByteBudget,
     onPage?: (fraction: number) => void,
+    pageBytes: number = SYNC_PAGE_BYTES,
   ): Promise<boolean> {
     const { storage, peers, metrics } = this.#deps;
     let after: Uint8Array | null = null;
     for (;;) {
-      await budget.ready(SYNC_PAGE_BYTES);
-      const maxBytes = Math.max(1024, Math.min(SYNC_PAGE_BYTES, Math.floor(budget.available())));
+      await budget.ready(pageBytes);
+      const maxBytes = Math.max(1024, Math.min(pageBytes, Math.floor(budget.available())));
       const reply = await peers.request(
         peer,
         { type: 'sync-keys', partition, leaves: [...leaves], after, maxBytes },
@@ -220,8 +230,14 @@ export class PartitionSync {
   }
 
   /** Pushes `entries` to `peer` in pages within `budget`; true once every page was acknowledged. */
-  async push(peer: string, partition: number, entries: readonly SyncEntry[], budget: ByteBudget): Promise<boolean> {
-    for (const page of pages(entries)) {
+  async push(
+    peer: string,
+    partition: number,
+    entries: readonly SyncEntry[],
+    budget: ByteBudget,
+    pageBytes: number = SYNC_PAGE_BYTES,
+  ): Promise<boolean> {
+    for (const page of pages(entries, pageBytes)) {
       const bytes = 64 + page.reduce((sum, e) => sum + entrySize(e), 0);
       await budget.ready(bytes);
       const reply = await this.#deps.peers.request(
@@ -238,7 +254,7 @@ export class PartitionSync {
 
   /** Asks `peer` to collect the given tombstones; true when it acknowledged. */
   async drop(peer: string, partition: number, entries: readonly SyncEntry[], budget: ByteBudget): Promise<boolean> {
-    for (const page of pages(entries)) {
+    for (const page of pages(entries, SYNC_PAGE_BYTES)) {
       const bytes = 64 + page.reduce((sum, e) => sum + entrySize(e), 0);
       await budget.ready(bytes);
       const reply = await this.#deps.peers.request(
@@ -309,14 +325,14 @@ export class PartitionSync {
   }
 }
 
-/** Entries cut into pages of at most SYNC_PAGE_BYTES and MAX_SYNC_ENTRIES (at least one entry each). */
-function pages(entries: readonly SyncEntry[]): SyncEntry[][] {
+/** Entries cut into pages of at most `pageBytes` and MAX_SYNC_ENTRIES (at least one entry each). */
+function pages(entries: readonly SyncEntry[], pageBytes: number): SyncEntry[][] {
   const out: SyncEntry[][] = [];
   let page: SyncEntry[] = [];
   let bytes = 0;
   for (const entry of entries) {
     const size = entrySize(entry);
-    if (page.length > 0 && (bytes + size > SYNC_PAGE_BYTES || page.length >= MAX_SYNC_ENTRIES)) {
+    if (page.length > 0 && (bytes + size > pageBytes || page.length >= MAX_SYNC_ENTRIES)) {
       out.push(page);
       page = [];
       bytes = 0;

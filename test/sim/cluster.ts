@@ -55,6 +55,8 @@ export interface SimNode {
   left: boolean;
   /** The epoch of the last view pushed to the running incarnation (delivered or on its way). */
   viewEpoch: number;
+  /** The epoch of the last view the running incarnation received. */
+  deliveredEpoch: number;
 }
 
 /** Options of a {@link Cluster}. */
@@ -189,6 +191,14 @@ export class Cluster {
     const slot = this.slot(id);
     if (slot.node === null) return;
     slot.owner.pausedUntil = this.#options.scheduler.now + ms;
+  }
+
+  /** Ends node `id`'s pause now: its waiting timers, views and frames run, frames in the order they arrived. */
+  resume(id: string): void {
+    const slot = this.slot(id);
+    if (slot.node === null || (slot.owner.pausedUntil ?? 0) <= this.#options.scheduler.now) return;
+    slot.owner.pausedUntil = this.#options.scheduler.now;
+    this.#options.network.flush(id);
   }
 
   /** Ids of the nodes that are down but not gone: crashed (still in the view) or failed (out of it). */
@@ -351,6 +361,7 @@ export class Cluster {
       inView: false,
       left: false,
       viewEpoch: 0,
+      deliveredEpoch: 0,
     };
     this.#slots.set(slot.id, slot);
     return slot;
@@ -392,7 +403,16 @@ export class Cluster {
       const at = Math.max(scheduler.now + this.#viewRng.int(maxDelay + 1), this.#lastPush.get(id) ?? 0);
       this.#lastPush.set(id, at);
       slot.viewEpoch = epoch;
-      scheduler.schedule(at - scheduler.now, () => node.setMembers(view), slot.owner);
+      // A pause that ends early lets a later view overtake an earlier one held back by it: the older one is stale.
+      scheduler.schedule(
+        at - scheduler.now,
+        () => {
+          if (epoch <= slot.deliveredEpoch) return;
+          slot.deliveredEpoch = epoch;
+          node.setMembers(view);
+        },
+        slot.owner,
+      );
     }
   }
 
@@ -417,6 +437,7 @@ export class Cluster {
     // A tab that connects receives the current view with its join acknowledgement.
     node.setMembers([...this.#view]);
     slot.viewEpoch = this.#epoch;
+    slot.deliveredEpoch = this.#epoch;
     slot.node = node;
     slot.storage = storage;
     slot.owner = owner;

@@ -135,7 +135,7 @@ export class FaultDriver {
     }
     for (const id of this.#cluster.alive()) {
       if (!this.#cluster.available().includes(id)) {
-        this.#cluster.pause(id, 0);
+        this.#cluster.resume(id);
         this.#record('heal', `${id} resumed`);
       }
     }

@@ -5,7 +5,7 @@ import { awaitConvergence, storedFinal } from './convergence.ts';
 import { Network } from './network.ts';
 import { Rng } from './random.ts';
 import { runSimulation } from './run.ts';
-import { Scheduler } from './scheduler.ts';
+import { type Owner, Scheduler } from './scheduler.ts';
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
@@ -97,7 +97,7 @@ function testNetwork(seed: number, ids: string[], conditions: ConstructorParamet
   const scheduler = new Scheduler();
   const network = new Network(scheduler, new Rng(seed), conditions);
   const received = new Map<string, string[]>(ids.map((id) => [id, []]));
-  const owners = new Map(ids.map((id) => [id, { alive: true }]));
+  const owners = new Map(ids.map((id): [string, Owner] => [id, { alive: true }]));
   const transports = new Map(
     ids.map((id) => [
       id,
@@ -156,6 +156,22 @@ describe('simulated network', () => {
     await scheduler.run(() => false);
     assert.deepEqual(received.get('b'), ['c:3', 'a:4']);
     assert.deepEqual(received.get('c'), ['a:2']);
+  });
+
+  it('holds frames for a paused node and keeps its links in order when the pause ends early', async () => {
+    const { scheduler, received, transports, network, owners } = testNetwork(7, ['a', 'b'], { latencyTail: 5 });
+    owners.get('b')!.pausedUntil = 1000;
+    for (let i = 0; i < 5; i++) transports.get('a')!.send('b', utf8.encode(String(i)));
+    await scheduler.advance(50);
+    assert.deepEqual(received.get('b'), []);
+    owners.get('b')!.pausedUntil = scheduler.now;
+    for (let i = 5; i < 10; i++) transports.get('a')!.send('b', utf8.encode(String(i)));
+    network.flush('b');
+    await scheduler.run(() => false);
+    assert.deepEqual(
+      received.get('b'),
+      Array.from({ length: 10 }, (_, i) => `a:${i}`),
+    );
   });
 
   it('delivers a copy of the frame, not the sender buffer', async () => {

@@ -45,6 +45,13 @@ export interface NetworkStats {
   dead: number;
 }
 
+/** A frame waiting for its paused receiver. */
+interface Held {
+  readonly from: string;
+  readonly incarnation: number;
+  readonly frame: Uint8Array;
+}
+
 interface Endpoint {
   readonly owner: Owner;
   readonly receive: Receiver;
@@ -71,6 +78,8 @@ export class Network {
   /** By sender, then receiver: the time of the link's last frame, so that an ordered link never lets one overtake. */
   readonly #linkLast = new Map<string, Map<string, number>>();
   #sides: ReadonlyMap<string, Side> | null = null;
+  /** By receiver: frames that arrived while it was paused, in arrival order. */
+  readonly #held = new Map<string, Held[]>();
 
   constructor(scheduler: Scheduler, rng: Rng, conditions: Partial<NetworkConditions> = {}) {
     this.#scheduler = scheduler;
@@ -111,6 +120,26 @@ export class Network {
   /** The current partition, or null. */
   get sides(): ReadonlyMap<string, Side> | null {
     return this.#sides;
+  }
+
+  /**
+   * Hands node `id` the frames that arrived while it was paused, in order, if its pause is over (a resumed tab
+   * reading its channels). Called when a pause ends early; a pause that runs its course flushes by itself.
+   */
+  flush(id: string): void {
+    const queue = this.#held.get(id);
+    if (queue === undefined) return;
+    const resume = this.#endpoints.get(id)?.owner.pausedUntil;
+    if (resume !== undefined && resume > this.#scheduler.now) {
+      this.#flushAt(id, resume);
+      return;
+    }
+    this.#held.delete(id);
+    for (const held of queue) this.#deliver(held.from, id, held.incarnation, held.frame);
+  }
+
+  #flushAt(id: string, time: number): void {
+    this.#scheduler.schedule(Math.max(0, time - this.#scheduler.now), () => this.flush(id));
   }
 
   /** True when frames from `a` reach `b` under the current partition. */
@@ -162,9 +191,14 @@ export class Network {
       return;
     }
     const resume = target.owner.pausedUntil;
-    if (resume !== undefined && resume > this.#scheduler.now) {
-      // A frozen tab reads its channel once it runs again; frames queue meanwhile, in order.
-      this.#scheduler.schedule(resume - this.#scheduler.now, () => this.#deliver(from, to, incarnation, frame));
+    const queue = this.#held.get(to);
+    if (queue !== undefined || (resume !== undefined && resume > this.#scheduler.now)) {
+      // A frozen tab reads its channels once it runs again; frames queue meanwhile, and frames arriving while the
+      // queue drains go behind it, so that a link stays in order however the pause ends.
+      if (queue === undefined) {
+        this.#held.set(to, [{ from, incarnation, frame }]);
+        this.#flushAt(to, resume ?? this.#scheduler.now);
+      } else queue.push({ from, incarnation, frame });
       return;
     }
     this.stats.delivered++;
