@@ -181,6 +181,102 @@ export function storageContract(name: string, factory: StorageFactory, { describ
       });
     });
 
+    describe('applyMany', () => {
+      /** Seeds a storage with keys that the batch below adds to, supersedes and repeats. */
+      async function seed(s: Storage): Promise<void> {
+        await s.apply(bytes('old'), 3, [version('a', 1, {}, 'x'.repeat(400)), version('b', 1)]);
+        await s.apply(bytes('same'), 3, [version('c', 2, { c: 1 })]);
+      }
+
+      const batch = () => [
+        { key: bytes('new'), versions: [version('a', 1)] },
+        { key: bytes('old'), versions: [version('d', 1, { a: 1 }, 'y')] },
+        { key: bytes('same'), versions: [version('c', 1)] },
+        { key: bytes('new'), versions: [version('e', 1), version('a', 1)] },
+      ];
+
+      const shown = (results: readonly { siblings: Version[]; changed: boolean }[]) =>
+        results.map((r) => ({ changed: r.changed, siblings: show(r.siblings) }));
+
+      test('merges a batch exactly as applying its entries one by one would', async (s) => {
+        const single = await factory.open();
+        try {
+          await seed(s);
+          await seed(single);
+          const many = await s.applyMany(3, batch());
+          const one: { siblings: Version[]; changed: boolean }[] = [];
+          for (const e of batch()) one.push(await single.apply(e.key, 3, e.versions));
+          expect(shown(many)).to.deep.equal(shown(one));
+          expect(await s.stats()).to.deep.equal(await single.stats());
+          const scan = async (x: Storage) => (await x.scanPartition(3)).map((k) => `${hex(k.key)} ${show(k.siblings)}`);
+          expect(await scan(s)).to.deep.equal(await scan(single));
+        } finally {
+          await single.close();
+        }
+      });
+
+      test('reports no change for an entry whose versions are already stored or superseded', async (s) => {
+        await seed(s);
+        const results = await s.applyMany(3, [
+          { key: bytes('same'), versions: [version('c', 1)] },
+          { key: bytes('old'), versions: [version('b', 1)] },
+          { key: bytes('new'), versions: [version('a', 1)] },
+        ]);
+        expect(results.map((r) => r.changed)).to.deep.equal([false, false, true]);
+        expect(show(results[0]!.siblings)).to.deep.equal(['c:2=c2']);
+      });
+
+      test('makes every key of the batch visible to a scan of its partition', async (s) => {
+        const keys = ['p', 'q', 'r', 's'].map(bytes);
+        await s.applyMany(
+          9,
+          keys.map((key, i) => ({ key, versions: [version('a', i + 1)] })),
+        );
+        expect((await s.scanPartition(9)).map((k) => hex(k.key))).to.deep.equal(keys.map(hex));
+        expect(await s.partitionsWithData()).to.deep.equal([9]);
+      });
+
+      test('counts each new key of the batch once, with its bytes', async (s) => {
+        await s.apply(bytes('before'), 2, [version('z', 1)]);
+        const before = await s.stats();
+        await s.applyMany(2, [
+          { key: bytes('k1'), versions: [version('a', 1, {}, 'x'.repeat(700))] },
+          { key: bytes('k2'), versions: [version('b', 1, {}, null)] },
+          { key: bytes('k1'), versions: [version('c', 1, {}, 'x'.repeat(300))] },
+          { key: bytes('before'), versions: [version('z', 1)] },
+        ]);
+        const after = await s.stats();
+        expect(after.keys).to.equal(before.keys + 2);
+        expect(after.bytes - before.bytes).to.be.at.least(700 + 300 + 2 + 2);
+        expect(after.hints).to.equal(0);
+      });
+
+      test('shows each merge of the batch to a later get', async (s) => {
+        await seed(s);
+        await s.applyMany(3, batch());
+        expect(show(await s.get(bytes('new')))).to.deep.equal(['a:1=a1', 'e:1=e1']);
+        expect(show(await s.get(bytes('old')))).to.deep.equal(['b:1=b1', 'd:1=y']);
+        expect(show(await s.get(bytes('same')))).to.deep.equal(['c:2=c2']);
+      });
+
+      test('answers no results for no entries and changes nothing', async (s) => {
+        await seed(s);
+        const before = await s.stats();
+        expect(await s.applyMany(3, [])).to.deep.equal([]);
+        expect(await s.stats()).to.deep.equal(before);
+      });
+
+      test("keeps stored data unchanged when the caller's arrays change after applyMany", async (s) => {
+        const key = bytes('k');
+        const value = bytes('value');
+        const pending = s.applyMany(1, [{ key, versions: [{ ...version('a', 1), value }] }]);
+        key.fill(0x21);
+        value.fill(0x21);
+        await pending;
+        expect(decoder.decode((await s.get(bytes('k')))[0]!.value!)).to.equal('value');
+      });
+    });
+
     describe('write', () => {
       test('creates a version with the next dot over the given context and value', async (s) => {
         const w = localWrite('n', 'v', { a: 2 });
@@ -588,7 +684,9 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         await s.apply(bytes('k1'), 1, [version('a', 1)], strict);
         const written = await s.write(bytes('k2'), 1, localWrite('n', 'x'), strict);
         await s.putHint({ target: 't', key: bytes('k3'), partition: 1, siblings: [version('b', 1)] }, strict);
+        await s.applyMany(1, [{ key: bytes('k4'), versions: [version('c', 1)] }], strict);
         expect(show(await s.get(bytes('k1')))).to.deep.equal(['a:1=a1']);
+        expect(show(await s.get(bytes('k4')))).to.deep.equal(['c:1=c1']);
         expect(show(await s.get(bytes('k2')))).to.deep.equal(show([written.version]));
         expect(await s.hintsFor(bytes('k3'))).to.have.length(1);
       });
@@ -665,6 +763,8 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         const key = bytes('k');
         await rejectsWithCode(s.get(key), 'ERR_CLOSED');
         await rejectsWithCode(s.apply(key, 1, [version('a', 1)]), 'ERR_CLOSED');
+        await rejectsWithCode(s.applyMany(1, [{ key, versions: [version('a', 1)] }]), 'ERR_CLOSED');
+        await rejectsWithCode(s.applyMany(1, []), 'ERR_CLOSED');
         await rejectsWithCode(s.write(key, 1, localWrite('n', 'x')), 'ERR_CLOSED');
         await rejectsWithCode(s.scanPartition(1), 'ERR_CLOSED');
         await rejectsWithCode(s.putHint({ target: 't', key, partition: 1, siblings: [] }), 'ERR_CLOSED');

@@ -110,11 +110,9 @@ export class PartitionSync {
   async servePush(message: SyncPushMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
     this.#checkEntries(message.partition, message.entries);
-    let changed = 0;
-    for (const entry of message.entries) {
-      const result = await this.#deps.storage.apply(entry.key, message.partition, entry.versions);
-      if (result.changed) changed++;
-    }
+    // One transaction for the page: a transaction per key would queue foreground writes behind each of them.
+    const results = await this.#deps.storage.applyMany(message.partition, message.entries);
+    const changed = results.filter((r) => r.changed).length;
     if (changed > 0) this.#deps.metrics.count('keysRepaired', changed);
     return { type: 'replicate-ack' };
   }
@@ -206,16 +204,14 @@ export class PartitionSync {
       );
       if (reply?.type !== 'sync-keys-reply') return false;
       let bytes = 64;
-      let changed = 0;
       for (const entry of reply.entries) {
         if (this.#deps.partitionOf(entry.key) !== partition) {
           this.#deps.logger.warn({ peer, partition }, 'sync-keys reply holds a key of another partition');
           return false;
         }
         bytes += entrySize(entry);
-        const result = await storage.apply(entry.key, partition, entry.versions);
-        if (result.changed) changed++;
       }
+      const changed = (await storage.applyMany(partition, reply.entries)).filter((r) => r.changed).length;
       budget.spend(bytes);
       metrics.count('syncBytes', bytes);
       if (changed > 0) metrics.count('keysRepaired', changed);

@@ -45,6 +45,30 @@ function keysOf(p: number, count: number): string[] {
 }
 
 describe('ObservedStorage', () => {
+  it('reports each changed entry of a batch, in entry order, and nothing for an entry that changed nothing', async () => {
+    const [x, y] = keysOf(3, 2) as [string, string];
+    const source = observed();
+    const x1 = (await write(source.storage, x, 'one', 'b')).version;
+    const y1 = (await write(source.storage, y, 'one', 'b')).version;
+    const x2 = (await write(source.storage, x, 'two', 'b')).version;
+    const { storage, changes } = observed();
+    await storage.applyMany(3, [{ key: text.encode(x), versions: [x1] }]);
+    changes.length = 0;
+    const results = await storage.applyMany(3, [
+      { key: text.encode(x), versions: [x1] },
+      { key: text.encode(y), versions: [y1] },
+      { key: text.encode(x), versions: [x1, x2] },
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.changed),
+      [false, true, true],
+    );
+    assert.deepEqual(changes, [
+      { key: y, dots: ['b:2'] },
+      { key: x, dots: ['b:1', 'b:3'] },
+    ]);
+  });
+
   it('reports the siblings a local write leaves', async () => {
     const { storage, changes } = observed();
     await write(storage, 'k', 'one');

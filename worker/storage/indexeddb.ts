@@ -15,8 +15,9 @@ import { ClosedError, DynameshError, StaleContextError, StorageError } from '../
 import type { VClock } from '../vclock.ts';
 import type { Version } from '../version.ts';
 import { contextCoversAll, createVersion, resolve } from '../version.ts';
-import { nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
+import { keyId, nextCounter, ownBytes, recount, removal, storedSize, takeCount, undelivered } from './records.ts';
 import type {
+  ApplyEntry,
   ApplyResult,
   Durability,
   Hint,
@@ -98,15 +99,6 @@ function failure(error: unknown, what: string): Error {
 function countOf(limit: number | undefined): number | undefined {
   const take = takeCount(limit);
   return take === Infinity ? undefined : Math.min(take, MAX_COUNT);
-}
-
-/** The running counts after `old` is replaced by `siblings` under `key`. */
-function recount(state: MetaRecord, key: Uint8Array, old: KeyRecord | undefined, siblings: Version[]): MetaRecord {
-  return {
-    counter: state.counter,
-    keys: state.keys + (old === undefined ? 1 : 0),
-    bytes: state.bytes + storedSize(key, siblings) - (old === undefined ? 0 : storedSize(old.key, old.siblings)),
-  };
 }
 
 /** The engine's own record, read in the transaction of `store`. */
@@ -206,20 +198,69 @@ export class IndexedDbStorage implements Storage {
     versions: readonly Version[],
     options?: WriteOptions,
   ): Promise<ApplyResult> {
-    const id = ownBytes(key);
-    const incoming = versions.map(plainVersion);
-    return this.#update('apply', ['keys', 'meta'], options?.durability, async (tx) => {
+    const [result] = await this.#applyAll('apply', partition, [{ key, versions }], options);
+    return result!;
+  }
+
+  /** One readwrite transaction over `keys` and `meta`: every key read first, then the changed ones written. */
+  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
+    this.#open();
+    if (entries.length === 0) return [];
+    return this.#applyAll('applyMany', partition, entries, options);
+  }
+
+  /**
+   * Merges each entry as {@link IndexedDbStorage.apply} does, in one transaction. Each key is read once, however
+   * often it is listed, and written once with its last merge; a later entry of a key merges into what the earlier
+   * one left, as it would have in a transaction of its own.
+   */
+  async #applyAll(
+    what: string,
+    partition: number,
+    entries: readonly ApplyEntry[],
+    options: WriteOptions | undefined,
+  ): Promise<ApplyResult[]> {
+    const batch = entries.map((e) => ({ id: ownBytes(e.key), incoming: e.versions.map(plainVersion) }));
+    return this.#update(what, ['keys', 'meta'], options?.durability, async (tx) => {
       const keys = tx.objectStore('keys');
       const meta = tx.objectStore('meta');
-      const [old, state] = await Promise.all([keys.get(id), readState(meta)]);
-      const { siblings, changed } = resolve(old?.siblings ?? [], incoming);
-      if (changed) {
-        await Promise.all([
-          keys.put({ key: id, partition, siblings }),
-          meta.put(recount(state, id, old, siblings), STATE),
-        ]);
+      const slots = new Map<string, { now: KeyRecord | undefined; changed: boolean }>();
+      const reads: Promise<void>[] = [];
+      const slotOf = batch.map(({ id }) => {
+        const name = keyId(id);
+        let slot = slots.get(name);
+        if (slot === undefined) {
+          const fresh: { now: KeyRecord | undefined; changed: boolean } = { now: undefined, changed: false };
+          reads.push(keys.get(id).then((record) => void (fresh.now = record)));
+          slots.set(name, (slot = fresh));
+        }
+        return slot;
+      });
+      const [state] = await Promise.all([readState(meta), ...reads]);
+      let counts = state;
+      const results = batch.map(({ id, incoming }, i): ApplyResult => {
+        const slot = slotOf[i]!;
+        const { siblings, changed } = resolve(slot.now?.siblings ?? [], incoming);
+        if (changed) {
+          counts = recount(counts, id, slot.now?.siblings, siblings);
+          slot.now = { key: id, partition, siblings };
+          slot.changed = true;
+        }
+        return { siblings, changed };
+      });
+      if (counts !== state) {
+        const writes: Promise<unknown>[] = [];
+        try {
+          for (const slot of slots.values()) if (slot.changed) writes.push(keys.put(slot.now!));
+          writes.push(meta.put(counts, STATE));
+        } finally {
+          // A put can throw as it is issued (a value that cannot be cloned); the ones issued before it then fail
+          // with the abort, observed here rather than left unhandled.
+          for (const w of writes) w.catch(() => {});
+        }
+        await Promise.all(writes);
       }
-      return { siblings, changed };
+      return results;
     });
   }
 
@@ -246,7 +287,7 @@ export class IndexedDbStorage implements Storage {
       const { siblings } = resolve(stored, [version]);
       await Promise.all([
         keys.put({ key: id, partition, siblings }),
-        meta.put({ ...recount(state, id, old, siblings), counter }, STATE),
+        meta.put({ ...recount(state, id, old?.siblings, siblings), counter }, STATE),
       ]);
       return { version, siblings };
     });

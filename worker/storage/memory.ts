@@ -8,8 +8,9 @@ import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../vclock.ts';
 import type { Version } from '../version.ts';
 import { contextCoversAll, createVersion, resolve } from '../version.ts';
-import { nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
+import { keyId, nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
 import type {
+  ApplyEntry,
   ApplyResult,
   Hint,
   LocalWrite,
@@ -20,20 +21,8 @@ import type {
   WriteOptions,
 } from './storage.ts';
 
-/**
- * The key's bytes as a string of char codes 0–255. Comparing two such strings with `<` orders them exactly as
- * their bytes compare (UTF-16 code units of these chars are the byte values), which is also IndexedDB's order of
- * binary keys, so both engines scan in the same order.
- */
-export function keyId(key: Uint8Array): string {
-  // fromCharCode.apply has an argument-count ceiling; keys are small, but stay safe for large ones.
-  if (key.length <= 4096) return String.fromCharCode.apply(null, key as unknown as number[]);
-  let out = '';
-  for (let i = 0; i < key.length; i += 4096) {
-    out += String.fromCharCode.apply(null, key.subarray(i, i + 4096) as unknown as number[]);
-  }
-  return out;
-}
+/** Re-exported for callers that name keys as this engine does. */
+export { keyId };
 
 function freezeClock(clock: VClock): VClock {
   return Object.freeze(clock.map((e) => Object.freeze({ node: e.node, counter: e.counter, timestamp: e.timestamp })));
@@ -154,6 +143,14 @@ class MemoryData {
   }
 }
 
+/** What `Storage.apply` does to one key of `data`. */
+function applyTo(data: MemoryData, key: Uint8Array, partition: number, versions: readonly Version[]): Applied {
+  const id = keyId(key);
+  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
+  if (changed) data.store(id, key, partition, siblings);
+  return new Applied(siblings, changed);
+}
+
 /** A structured clone of `value`; a value that cannot be cloned fails as IndexedDB would, with `ERR_STORAGE`. */
 function cloneMeta(value: unknown, what: string): unknown {
   try {
@@ -209,11 +206,15 @@ export class MemoryStorage implements Storage {
     versions: readonly Version[],
     _options?: WriteOptions,
   ): Promise<ApplyResult> {
+    return applyTo(this.#open(), key, partition, versions);
+  }
+
+  /** One transaction by construction: nothing else runs between the entries of a synchronous loop. */
+  async applyMany(partition: number, entries: readonly ApplyEntry[], _options?: WriteOptions): Promise<ApplyResult[]> {
     const data = this.#open();
-    const id = keyId(key);
-    const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
-    if (changed) data.store(id, key, partition, siblings);
-    return new Applied(siblings, changed);
+    const out: ApplyResult[] = [];
+    for (let i = 0; i < entries.length; i++) out.push(applyTo(data, entries[i]!.key, partition, entries[i]!.versions));
+    return out;
   }
 
   async write(

@@ -4,6 +4,7 @@
  */
 import type { Version } from '../version.ts';
 import type {
+  ApplyEntry,
   ApplyResult,
   Hint,
   LocalWrite,
@@ -40,6 +41,14 @@ export class ObservedStorage implements Storage {
     const result = await this.#inner.apply(key, partition, versions, options);
     if (result.changed) this.#onChange(key, result.siblings);
     return result;
+  }
+
+  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
+    const results = await this.#inner.applyMany(partition, entries, options);
+    for (let i = 0; i < results.length; i++) {
+      if (results[i]!.changed) this.#onChange(entries[i]!.key, results[i]!.siblings);
+    }
+    return results;
   }
 
   async write(

@@ -1,7 +1,7 @@
 /**
  * Rules both storage engines apply to what they store: byte ownership, size accounting, the coordinator's next dot
- * counter, what of a hint survives a delivery, when an unchanged key may be removed, and paging limits. Kept apart from either engine so that memory and
- * IndexedDB cannot drift apart on them.
+ * counter, what of a hint survives a delivery, when an unchanged key may be removed, paging limits, and how a
+ * key's bytes name it in a map. Kept apart from either engine so that memory and IndexedDB cannot drift apart on them.
  */
 import type { VClock } from '../vclock.ts';
 import { counterOf } from '../vclock.ts';
@@ -11,6 +11,44 @@ import { clockOf, resolve, sameSiblings, versionSize } from '../version.ts';
 /** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
 export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return bytes.slice();
+}
+
+/**
+ * The key's bytes as a string of char codes 0–255. Comparing two such strings with `<` orders them exactly as
+ * their bytes compare (UTF-16 code units of these chars are the byte values), which is also IndexedDB's order of
+ * binary keys, so both engines scan in the same order.
+ */
+export function keyId(key: Uint8Array): string {
+  // fromCharCode.apply has an argument-count ceiling; keys are small, but stay safe for large ones.
+  if (key.length <= 4096) return String.fromCharCode.apply(null, key as unknown as number[]);
+  let out = '';
+  for (let i = 0; i < key.length; i += 4096) {
+    out += String.fromCharCode.apply(null, key.subarray(i, i + 4096) as unknown as number[]);
+  }
+  return out;
+}
+
+/** Running counts of the main store, as an engine keeps them. */
+export interface Counts {
+  readonly keys: number;
+  readonly bytes: number;
+}
+
+/**
+ * `counts` (and whatever else the record holds) after the key's stored siblings `old`, undefined when the key is
+ * absent, are replaced by `siblings`.
+ */
+export function recount<C extends Counts>(
+  counts: C,
+  key: Uint8Array,
+  old: readonly Version[] | undefined,
+  siblings: readonly Version[],
+): C {
+  return {
+    ...counts,
+    keys: counts.keys + (old === undefined ? 1 : 0),
+    bytes: counts.bytes + storedSize(key, siblings) - (old === undefined ? 0 : storedSize(key, old)),
+  };
 }
 
 /** Bytes a stored key takes, roughly: its key plus its versions (see {@link versionSize}). */

@@ -30,6 +30,12 @@ export interface ApplyResult {
   readonly changed: boolean;
 }
 
+/** One key of {@link Storage.applyMany}: the versions to merge into it. */
+export interface ApplyEntry {
+  readonly key: Uint8Array;
+  readonly versions: readonly Version[];
+}
+
 /** A coordinator's local write: the engine draws the dot's counter in the same transaction. */
 export interface LocalWrite {
   /** The coordinating node, owner of the new dot. */
@@ -77,6 +83,13 @@ export interface Storage {
   get(key: Uint8Array): Promise<Version[]>;
   /** Merges `versions` into the key in one transaction (see {@link resolve}). */
   apply(key: Uint8Array, partition: number, versions: readonly Version[], options?: WriteOptions): Promise<ApplyResult>;
+  /**
+   * Merges each entry into its key of `partition` exactly as {@link Storage.apply} would, in entry order (a key
+   * listed twice sees its earlier entry's merge), all in one transaction: a page of partition sync then holds up
+   * foreground writes once rather than once per key. Answers one result per entry, in entry order; no entries, no
+   * results.
+   */
+  applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]>;
   /**
    * Writes a new version as coordinator: draws the next value of this node's counter (persistent, never reused),
    * checks `ifMatch`, merges the version into the key, all in one transaction. Throws `ERR_STALE_CONTEXT` and
