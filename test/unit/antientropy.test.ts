@@ -4,73 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DynamoNode } from '../../worker/node.ts';
-import { Cluster, type SimNodeOptions } from '../sim/cluster.ts';
-import { Network } from '../sim/network.ts';
-import { Rng } from '../sim/random.ts';
-import { Scheduler } from '../sim/scheduler.ts';
+import type { Cluster } from '../sim/cluster.ts';
+import { N, type World, dots, world } from './sync-world.ts';
 
 const text = new TextEncoder();
-const N = 3;
-const Q = 16;
-const T = 16;
-
-interface World {
-  readonly scheduler: Scheduler;
-  readonly network: Network;
-  readonly cluster: Cluster;
-  settle<T>(promise: Promise<T>): Promise<T>;
-  /** Runs virtual time until `done()` holds, failing after `cap` ms. */
-  until(done: () => boolean | Promise<boolean>, what: string, cap?: number): Promise<void>;
-  node(id: string): DynamoNode;
-}
-
-/** A settled cluster: every node holds what it owns. */
-async function world(size: number, node: Partial<SimNodeOptions> = {}, seed = 1): Promise<World> {
-  const scheduler = new Scheduler();
-  const rng = new Rng(seed);
-  const network = new Network(scheduler, rng.fork('network'));
-  const cluster = new Cluster({
-    scheduler,
-    network,
-    rng,
-    size,
-    failureDetection: 3000,
-    node: { n: N, r: 2, w: 2, partitions: Q, tokensPerNode: T, requestTimeout: 200, antiEntropyInterval: 0, ...node },
-  });
-  const w: World = {
-    scheduler,
-    network,
-    cluster,
-    async settle<T>(promise: Promise<T>): Promise<T> {
-      let done = false;
-      void promise.finally(() => (done = true)).catch(() => {});
-      await scheduler.run(() => done);
-      return promise;
-    },
-    async until(done, what, cap = 60_000) {
-      const end = scheduler.now + cap;
-      while (!(await done())) {
-        assert.ok(scheduler.now < end, `${what}: not after ${cap} ms`);
-        await scheduler.advance(100);
-      }
-    },
-    node(id) {
-      const n = cluster.node(id);
-      assert.ok(n, `${id} is running`);
-      return n;
-    },
-  };
-  await w.until(() => cluster.alive().every((id) => w.node(id).fetchingCount() === 0), 'first fetch');
-  return w;
-}
-
-/** Every version node `id` stores for `key`, as `node:counter` dots, straight from its data. */
-async function dots(cluster: Cluster, id: string, key: string): Promise<string[]> {
-  const handle = cluster.slot(id).data.reopen();
-  const stored = await handle.get(text.encode(key));
-  return stored.map((v) => `${v.dot.node}:${v.dot.counter}${v.value === null ? '(tombstone)' : ''}`).sort();
-}
 
 /** True when every node of `ids` stores nothing for `key`. */
 async function goneFrom(cluster: Cluster, ids: readonly string[], key: string): Promise<boolean> {
