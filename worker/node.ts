@@ -271,7 +271,6 @@ export class DynamoNode {
       ring: () => this.#ring,
     });
     this.#sync = new PartitionSync({
-      self: this.id,
       storage: this.#storage,
       peers: this.#peers,
       metrics: this.#metrics,

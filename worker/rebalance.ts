@@ -53,8 +53,6 @@ export class Rebalancer {
   #again = false;
   #retry: TimerHandle | undefined;
   #closed = false;
-  /** Partitions being fetched or released right now, for {@link Rebalancer.active}. */
-  readonly #active = new Map<number, 'fetching' | 'releasing'>();
 
   constructor(deps: RebalanceDeps) {
     this.#deps = deps;
@@ -79,11 +77,6 @@ export class Rebalancer {
   close(): void {
     this.#closed = true;
     if (this.#retry !== undefined) this.#deps.timers.clearTimeout(this.#retry);
-  }
-
-  /** What a partition in transfer is doing, or undefined. */
-  activity(partition: number): 'fetching' | 'releasing' | undefined {
-    return this.#active.get(partition);
   }
 
   async #loop(): Promise<void> {
@@ -151,43 +144,38 @@ export class Rebalancer {
    */
   async #fetch(ring: Ring, partition: number): Promise<boolean> {
     const { self, peers, sync, ownership, budget, metrics, logger } = this.#deps;
-    this.#active.set(partition, 'fetching');
-    try {
-      const others = ring.walk(partition).filter((id) => id !== self);
-      let unanswered = others.filter((id) => peers.isSuspected(id)).length;
-      const asked = others.filter((id) => !peers.isSuspected(id));
-      // Who holds it: asked of everyone at once, so that the answer takes one round trip however many members.
-      const probes = await Promise.all(asked.map((id) => sync.probe(id, partition, budget)));
-      const sources = asked.filter((_, i) => probes[i]?.held === true);
-      unanswered += probes.filter((probe) => probe === null).length;
-      // From every holder that answered: a holder may lack a version another one has, and this node must have
-      // every version of its own dots before it coordinates again (see coordinator.ts).
-      let pulledFrom = 0;
-      for (const source of sources) {
-        if (this.#deps.ring() !== ring || this.#closed) return false;
-        const comparison = await sync.compare(source, partition, budget);
-        if (comparison === null) return false;
-        ownership.setProgress(partition, pulledFrom / sources.length);
-        const pulled =
-          comparison.leaves.length === 0 ||
-          (await sync.pull(source, partition, comparison.leaves, budget, (f) =>
-            ownership.setProgress(partition, (pulledFrom + f) / sources.length),
-          ));
-        if (!pulled) return false;
-        pulledFrom++;
-      }
-      if (pulledFrom > 0) {
-        await ownership.markHeld(partition);
-        metrics.count('partitionsFetched');
-        logger.debug({ partition, sources }, 'partition fetched');
-        return true;
-      }
-      if (unanswered > 0) return false;
-      await ownership.markHeld(partition);
-      return true;
-    } finally {
-      this.#active.delete(partition);
+    const others = ring.walk(partition).filter((id) => id !== self);
+    let unanswered = others.filter((id) => peers.isSuspected(id)).length;
+    const asked = others.filter((id) => !peers.isSuspected(id));
+    // Who holds it: asked of everyone at once, so that the answer takes one round trip however many members.
+    const probes = await Promise.all(asked.map((id) => sync.probe(id, partition, budget)));
+    const sources = asked.filter((_, i) => probes[i]?.held === true);
+    unanswered += probes.filter((probe) => probe === null).length;
+    // From every holder that answered: a holder may lack a version another one has, and this node must have
+    // every version of its own dots before it coordinates again (see coordinator.ts).
+    let pulledFrom = 0;
+    for (const source of sources) {
+      if (this.#deps.ring() !== ring || this.#closed) return false;
+      const comparison = await sync.compare(source, partition, budget);
+      if (comparison === null) return false;
+      ownership.setProgress(partition, pulledFrom / sources.length);
+      const pulled =
+        comparison.leaves.length === 0 ||
+        (await sync.pull(source, partition, comparison.leaves, budget, (f) =>
+          ownership.setProgress(partition, (pulledFrom + f) / sources.length),
+        ));
+      if (!pulled) return false;
+      pulledFrom++;
     }
+    if (pulledFrom > 0) {
+      await ownership.markHeld(partition);
+      metrics.count('partitionsFetched');
+      logger.debug({ partition, sources }, 'partition fetched');
+      return true;
+    }
+    if (unanswered > 0) return false;
+    await ownership.markHeld(partition);
+    return true;
   }
 
   /**
@@ -198,34 +186,29 @@ export class Rebalancer {
     const { self, n, peers, sync, ownership, budget, storage, metrics } = this.#deps;
     const owners = ring.preferenceList(partition, n).filter((id) => id !== self);
     if (owners.length === 0 || owners.some((id) => peers.isSuspected(id))) return false;
-    this.#active.set(partition, 'releasing');
-    try {
-      const total = Math.max(1, (await sync.tree(partition)).keyCount);
-      let released = 0;
-      let forgotten = false;
-      for await (const page of sync.scan(partition, null)) {
-        if (this.#deps.ring() !== ring || this.#closed) return false;
-        await this.#deps.idle();
-        const entries = page.map((k) => ({ key: k.key, versions: k.siblings }));
-        const acks = await Promise.all(owners.map((owner) => sync.push(owner, partition, entries, budget)));
-        if (acks.includes(false)) return false;
-        if (!forgotten) {
-          // From the first deletion on, this node no longer has a complete copy to offer as a transfer source.
-          await ownership.forget(partition);
-          forgotten = true;
-        }
-        for (const key of page) {
-          if (await storage.deleteIfUnchanged(key.key, key.siblings)) released++;
-        }
-        ownership.setProgress(partition, released / total);
+    const total = Math.max(1, (await sync.tree(partition)).keyCount);
+    let released = 0;
+    let forgotten = false;
+    for await (const page of sync.scan(partition, null)) {
+      if (this.#deps.ring() !== ring || this.#closed) return false;
+      await this.#deps.idle();
+      const entries = page.map((k) => ({ key: k.key, versions: k.siblings }));
+      const acks = await Promise.all(owners.map((owner) => sync.push(owner, partition, entries, budget)));
+      if (acks.includes(false)) return false;
+      if (!forgotten) {
+        // From the first deletion on, this node no longer has a complete copy to offer as a transfer source.
+        await ownership.forget(partition);
+        forgotten = true;
       }
-      metrics.count('keysReleased', released);
-      if ((await storage.scanPartition(partition, { limit: 1 })).length > 0) return false;
-      ownership.clearProgress(partition);
-      metrics.count('partitionsReleased');
-      return true;
-    } finally {
-      this.#active.delete(partition);
+      for (const key of page) {
+        if (await storage.deleteIfUnchanged(key.key, key.siblings)) released++;
+      }
+      ownership.setProgress(partition, released / total);
     }
+    metrics.count('keysReleased', released);
+    if ((await storage.scanPartition(partition, { limit: 1 })).length > 0) return false;
+    ownership.clearProgress(partition);
+    metrics.count('partitionsReleased');
+    return true;
   }
 }

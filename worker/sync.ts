@@ -39,7 +39,6 @@ const SCAN_STEP = 256;
 
 /** What partition sync needs from its node. */
 export interface SyncDeps {
-  readonly self: string;
   /** The node's storage, reporting its changes to the trees. */
   readonly storage: Storage;
   readonly peers: Peers;

@@ -70,7 +70,6 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
     send: (to, message) => transport.send(to, encodeMessage(message)),
   });
   const sync = new PartitionSync({
-    self: id,
     storage,
     peers,
     metrics,
