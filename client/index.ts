@@ -15,12 +15,12 @@ export {
   type StoreConfig,
   type StoreFaults,
 } from './store.ts';
-export type { FaultState } from '../worker/faults.ts';
-export type { PartitionInfo, PartitionState } from '../worker/ownership.ts';
+export type { FaultState } from '../worker/transport/faults.ts';
+export type { PartitionInfo, PartitionState } from '../worker/membership/ownership.ts';
 export type { Value } from './values.ts';
 export type { DataPlane, PeerState } from './mesh.ts';
 export type { ReadReceipt } from '../worker/node.ts';
-export type { WireReceipt as Receipt } from '../worker/protocol.ts';
+export type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 export type { HostMetrics, LogEntry } from '../worker/main.ts';
 export type { ClusterView, ViewMember, MemberState } from '../signaling/events.ts';
 export {

@@ -6,12 +6,12 @@
 import * as Comlink from 'comlink';
 import type { ClusterView, NodeMetrics as ServerNodeMetrics, ViewMember } from '../signaling/events.ts';
 import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
-import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/faults.ts';
+import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/transport/faults.ts';
 import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome, SyncTunables } from '../worker/main.ts';
 import type { ReadReceipt } from '../worker/node.ts';
-import type { PartitionInfo } from '../worker/ownership.ts';
-import { DEFAULT_PARTITIONS } from '../worker/ring.ts';
-import type { WireReceipt as Receipt } from '../worker/protocol.ts';
+import type { PartitionInfo } from '../worker/membership/ownership.ts';
+import { DEFAULT_PARTITIONS } from '../worker/ring/ring.ts';
+import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 import { claimIdentity, type Identity } from './identity.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
 import { SignalingClient, watchPageLifecycle } from './signaling.ts';

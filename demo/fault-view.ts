@@ -4,7 +4,7 @@
  * the panel says so and links to the same page with faults on.
  */
 import type { FaultState, StoreFaults, ViewMember } from '../client/index.ts';
-import { MAX_FAULT_DELAY_MS } from '../worker/faults.ts';
+import { MAX_FAULT_DELAY_MS } from '../worker/transport/faults.ts';
 import { h, replace } from './dom.ts';
 import { type PageContext, errorBlock, nodeChip } from './page.ts';
 

@@ -3,7 +3,7 @@
  * on screen, how siblings merge, and which colour each member wears.
  */
 import type { Value, ViewMember } from '../client/index.ts';
-import { decodeContext } from '../worker/context.ts';
+import { decodeContext } from '../worker/wire/context.ts';
 
 /** A value typed into the page, and how it was read. */
 export interface ParsedValue {

@@ -5,7 +5,7 @@
  * a light arc outside the ring; a looked-up key shows as a needle at its partition.
  */
 import type { ViewMember } from '../client/index.ts';
-import { Ring } from '../worker/ring.ts';
+import { Ring } from '../worker/ring/ring.ts';
 import { h, replace, s } from './dom.ts';
 
 /** Who serves what, computed from one view exactly as every node computes it. */

@@ -5,7 +5,7 @@
  * (`node:crypto`): tokens are minted and checked by servers, carried opaquely by clients.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { NODE_ID_PATTERN } from '../worker/protocol.ts';
+import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
 import { CLUSTER_NAME_PATTERN } from './events.ts';
 
 /** What a token grants. */

@@ -4,7 +4,7 @@
  * client bug surfaces as an error acknowledgement instead of being silently ignored. No schema library: the payloads
  * are few and flat, and a hand-written check states each limit where it is enforced.
  */
-import { NODE_ID_PATTERN } from '../worker/protocol.ts';
+import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
 import {
   CLUSTER_NAME_PATTERN,
   LIFECYCLE_STATES,

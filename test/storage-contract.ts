@@ -7,8 +7,8 @@ import { assert, expect } from 'chai';
 import type { ErrorCode } from '../worker/errors.ts';
 import { hasErrorCode } from '../worker/errors.ts';
 import type { Hint, LocalWrite, Storage, StoredKey } from '../worker/storage/storage.ts';
-import type { ClockEntry } from '../worker/vclock.ts';
-import type { Version } from '../worker/version.ts';
+import type { ClockEntry } from '../worker/versions/vclock.ts';
+import type { Version } from '../worker/versions/version.ts';
 
 /** The part of a test runner the suite needs: node:test and mocha both fit. */
 export interface TestApi {

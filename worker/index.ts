@@ -20,7 +20,7 @@ export {
   type RingOptions,
   DEFAULT_PARTITIONS,
   DEFAULT_TOKENS_PER_NODE,
-} from './ring.ts';
+} from './ring/ring.ts';
 export { MemoryStorage } from './storage/memory.ts';
 export { openIndexedDbStorage, IndexedDbStorage } from './storage/indexeddb.ts';
 export type { Storage, Durability, WriteOptions, Hint, StorageStats } from './storage/storage.ts';
@@ -35,7 +35,16 @@ export {
   type Random,
 } from './env.ts';
 export * from './errors.ts';
-export type { WireReceipt as Receipt } from './protocol.ts';
-export { DEFAULT_LIMITS, type ProtocolLimits } from './protocol.ts';
-export { encodeContext, decodeContext } from './context.ts';
-export { compare, descends, merge, increment, prune, type VClock, type ClockEntry, type Ordering } from './vclock.ts';
+export type { WireReceipt as Receipt } from './wire/protocol.ts';
+export { DEFAULT_LIMITS, type ProtocolLimits } from './wire/protocol.ts';
+export { encodeContext, decodeContext } from './wire/context.ts';
+export {
+  compare,
+  descends,
+  merge,
+  increment,
+  prune,
+  type VClock,
+  type ClockEntry,
+  type Ordering,
+} from './versions/vclock.ts';

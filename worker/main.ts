@@ -7,8 +7,8 @@
 import * as Comlink from 'comlink';
 import { DynameshError } from './errors.ts';
 import { type Logger, systemClock, systemTimers } from './env.ts';
-import { type FaultState, Faults } from './faults.ts';
-import { type LinkState, Links } from './links.ts';
+import { type FaultState, Faults } from './transport/faults.ts';
+import { type LinkState, Links } from './transport/links.ts';
 import {
   type DeleteOptions,
   DynamoNode,
@@ -19,9 +19,9 @@ import {
   type PutOptions,
   type PutResult,
 } from './node.ts';
-import type { PartitionInfo } from './ownership.ts';
-import { DEFAULT_LIMITS, type ProtocolLimits } from './protocol.ts';
-import type { Member } from './ring.ts';
+import type { PartitionInfo } from './membership/ownership.ts';
+import { DEFAULT_LIMITS, type ProtocolLimits } from './wire/protocol.ts';
+import type { Member } from './ring/ring.ts';
 import { openIndexedDbStorage } from './storage/indexeddb.ts';
 import type { Storage, StorageStats } from './storage/storage.ts';
 

@@ -3,11 +3,11 @@
  * validates what callers and peers hand it, and owns its timers. It runs unchanged in a Web Worker, in Node and in
  * the seeded simulation, because everything it touches comes in through {@link NodeOptions}.
  */
-import { AntiEntropy } from './antientropy.ts';
-import { ByteBudget } from './budget.ts';
-import { decodeMessage, encodeMessage } from './codec.ts';
-import { decodeContext, encodeContext } from './context.ts';
-import { Coordinator, type PutRequest } from './coordinator.ts';
+import { AntiEntropy } from './membership/antientropy.ts';
+import { ByteBudget } from './transport/budget.ts';
+import { decodeMessage, encodeMessage } from './wire/codec.ts';
+import { decodeContext, encodeContext } from './wire/context.ts';
+import { Coordinator, type PutRequest } from './replication/coordinator.ts';
 import {
   ClosedError,
   DynameshError,
@@ -25,25 +25,25 @@ import {
   type Transport,
   silentLogger,
 } from './env.ts';
-import { Handoff } from './handoff.ts';
-import { PartitionTrees } from './merkle.ts';
+import { Handoff } from './replication/handoff.ts';
+import { PartitionTrees } from './membership/merkle.ts';
 import { Metrics, type MetricsSnapshot } from './metrics.ts';
-import { Ownership, type PartitionInfo } from './ownership.ts';
-import { type Outgoing, Peers, isReply } from './peers.ts';
+import { Ownership, type PartitionInfo } from './membership/ownership.ts';
+import { type Outgoing, Peers, isReply } from './transport/peers.ts';
 import {
   DEFAULT_LIMITS,
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
   type WireReceipt,
-} from './protocol.ts';
-import { Rebalancer } from './rebalance.ts';
-import { Replica } from './replica.ts';
-import { type Member, Ring } from './ring.ts';
+} from './wire/protocol.ts';
+import { Rebalancer } from './membership/rebalance.ts';
+import { Replica } from './replication/replica.ts';
+import { type Member, Ring } from './ring/ring.ts';
 import { ObservedStorage } from './storage/observed.ts';
 import type { Storage } from './storage/storage.ts';
-import { PartitionSync } from './sync.ts';
-import { contextOf } from './version.ts';
+import { PartitionSync } from './membership/sync.ts';
+import { contextOf } from './versions/version.ts';
 
 /** Everything a node is made of and its tunables. */
 export interface NodeOptions {

@@ -4,10 +4,10 @@
  * Bundled by Vite at run time and loaded from a Blob URL.
  */
 import * as Comlink from 'comlink';
-import { decodeMessage, encodeMessage } from '../../worker/codec.ts';
-import type { PeerMessage } from '../../worker/protocol.ts';
+import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
+import type { PeerMessage } from '../../worker/wire/protocol.ts';
 import { openIndexedDbStorage } from '../../worker/storage/indexeddb.ts';
-import type { Version } from '../../worker/version.ts';
+import type { Version } from '../../worker/versions/version.ts';
 
 /** Latency samples in ms by part name, then by value size. */
 export type PartSamples = Record<string, Record<number, number[]>>;

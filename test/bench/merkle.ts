@@ -9,9 +9,9 @@
  */
 import { parseArgs } from 'node:util';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
-import { keyDigest, PartitionTree } from '../../worker/merkle.ts';
-import { DEFAULT_PARTITIONS } from '../../worker/ring.ts';
-import type { Version } from '../../worker/version.ts';
+import { keyDigest, PartitionTree } from '../../worker/membership/merkle.ts';
+import { DEFAULT_PARTITIONS } from '../../worker/ring/ring.ts';
+import type { Version } from '../../worker/versions/version.ts';
 import { randomBytes, randomNodeId } from './ring-balance.ts';
 
 const { values } = parseArgs({

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { RandomGenerator } from 'pure-rand/types/RandomGenerator';
-import { DEFAULT_PARTITIONS, DEFAULT_TOKENS_PER_NODE, Ring, type Member } from '../../worker/ring.ts';
+import { DEFAULT_PARTITIONS, DEFAULT_TOKENS_PER_NODE, Ring, type Member } from '../../worker/ring/ring.ts';
 
 /** Replicas per key in the figures, as in DESIGN.md. */
 export const REPLICAS = 3;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { deleteDB } from 'idb';
 import { hasErrorCode } from '../../worker/errors.ts';
-import type { Version } from '../../worker/version.ts';
+import type { Version } from '../../worker/versions/version.ts';
 import { openIndexedDbStorage } from '../../worker/storage/indexeddb.ts';
 import type { IndexedDbStorage } from '../../worker/storage/indexeddb.ts';
 import { storageContract } from '../storage-contract.ts';

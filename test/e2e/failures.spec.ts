@@ -2,7 +2,7 @@
  * Tabs fail: the survivors keep answering through the replicas that are left and through fallbacks (Dynamo's sloppy
  * quorum with hinted handoff).
  */
-import { Ring } from '../../worker/ring.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 import { expect, freshCluster, openCluster, test } from './fixtures.ts';
 
 // Closing a tab is a crash as far as the cluster knows (the page does not leave): the server sees its socket drop

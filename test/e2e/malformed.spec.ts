@@ -4,8 +4,8 @@
  */
 import { encode } from '@msgpack/msgpack';
 import { io, type Socket } from 'socket.io-client';
-import { decodeMessage, encodeMessage } from '../../worker/codec.ts';
-import type { PeerMessage } from '../../worker/protocol.ts';
+import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
+import type { PeerMessage } from '../../worker/wire/protocol.ts';
 import { DATA_PLANES, expect, freshCluster, openCluster, test, type Tab } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
 

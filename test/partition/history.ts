@@ -3,8 +3,8 @@
  * it ended. It turns into the simulation checker's {@link WriteRecord}s; a write whose end never arrived (its tab
  * closed or reloaded under it) stays `unknown`, which is what it is.
  */
-import { decodeContext } from '../../worker/context.ts';
-import { MAX_CLOCK_ENTRIES, prune } from '../../worker/vclock.ts';
+import { decodeContext } from '../../worker/wire/context.ts';
+import { MAX_CLOCK_ENTRIES, prune } from '../../worker/versions/vclock.ts';
 import type { WriteRecord } from '../sim/checker.ts';
 import type { BeginRecord, EndRecord, GetRecord, LogRecord, PageRecord } from './records.ts';
 

@@ -10,7 +10,7 @@
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
-import { Ring } from '../../worker/ring.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 import { type FinalKey, type ReplicaState, check } from '../sim/checker.ts';
 import { Rng } from '../sim/random.ts';
 import { convergence } from './convergence.ts';

@@ -3,7 +3,7 @@
  * page boundary (through Playwright's binding and `page.evaluate`), shared by the page bundle and the test.
  */
 import type { WriteOutcome } from '../sim/checker.ts';
-import type { PartitionInfo } from '../../worker/ownership.ts';
+import type { PartitionInfo } from '../../worker/membership/ownership.ts';
 
 /** The name of the binding through which a page pushes each {@link PageRecord} to the test. */
 export const RECORD_BINDING = '__partitionRecord';

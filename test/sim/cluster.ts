@@ -13,7 +13,7 @@
  */
 import type { Logger } from '../../worker/env.ts';
 import { DynamoNode, type NodeOptions } from '../../worker/node.ts';
-import { type Member, Ring } from '../../worker/ring.ts';
+import { type Member, Ring } from '../../worker/ring/ring.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
 import type { Network } from './network.ts';
 import type { Rng } from './random.ts';

@@ -5,10 +5,10 @@
  * anywhere. {@link awaitConvergence} lets virtual time run until that holds, so that what brings the replicas
  * together is partition transfer, anti-entropy and hinted handoff alone.
  */
-import type { PartitionInfo } from '../../worker/ownership.ts';
+import type { PartitionInfo } from '../../worker/membership/ownership.ts';
 import { keyId } from '../../worker/storage/memory.ts';
 import type { MemoryStorage } from '../../worker/storage/memory.ts';
-import { type Version, resolve } from '../../worker/version.ts';
+import { type Version, resolve } from '../../worker/versions/version.ts';
 import type { FinalKey, ReplicaState } from './checker.ts';
 import type { Cluster, SimNode } from './cluster.ts';
 import type { Scheduler } from './scheduler.ts';

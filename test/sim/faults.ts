@@ -10,7 +10,7 @@
  * A node leaves only while everything it stores is also stored by another node that has not left: the fault model
  * never destroys the last copy of a write, which no replication scheme survives.
  */
-import { sameDot, supersedes, type Version } from '../../worker/version.ts';
+import { sameDot, supersedes, type Version } from '../../worker/versions/version.ts';
 import type { Cluster } from './cluster.ts';
 import type { Network, NetworkConditions, Side } from './network.ts';
 import type { Rng } from './random.ts';

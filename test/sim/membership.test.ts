@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DynamoNode, PutResult } from '../../worker/node.ts';
-import { Ring } from '../../worker/ring.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 import { Cluster, type SimNodeOptions } from './cluster.ts';
 import { awaitConvergence, withData } from './convergence.ts';
 import { Network } from './network.ts';

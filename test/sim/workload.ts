@@ -4,9 +4,9 @@
  * each through a node chosen at random among the running ones, with random R and W. Every put's value is a unique
  * write id (`c3:17` as UTF-8), and every write is recorded with the ids its context was read with, for the checker.
  */
-import { decodeContext } from '../../worker/context.ts';
+import { decodeContext } from '../../worker/wire/context.ts';
 import type { DynamoNode, GetResult, PutResult } from '../../worker/node.ts';
-import { MAX_CLOCK_ENTRIES, prune } from '../../worker/vclock.ts';
+import { MAX_CLOCK_ENTRIES, prune } from '../../worker/versions/vclock.ts';
 import type { WriteOutcome, WriteRecord } from './checker.ts';
 import type { Cluster } from './cluster.ts';
 import type { Rng } from './random.ts';

@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ByteBudget } from '../../worker/budget.ts';
+import { ByteBudget } from '../../worker/transport/budget.ts';
 import type { Clock } from '../../worker/env.ts';
 import { Scheduler } from '../sim/scheduler.ts';
 

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { decode as msgpackDecode, encode as msgpackEncode, ExtData } from '@msgpack/msgpack';
-import { decodeMessage, encodeMessage, MAX_FRAME_DEPTH, MAX_RECEIPT_NODES } from '../../worker/codec.ts';
+import { decodeMessage, encodeMessage, MAX_FRAME_DEPTH, MAX_RECEIPT_NODES } from '../../worker/wire/codec.ts';
 import { ERROR_CODES, MalformedFrameError } from '../../worker/errors.ts';
 import {
   DEFAULT_LIMITS,
@@ -14,10 +14,10 @@ import {
   TREE_FANOUT,
   TREE_HASH_BYTES,
   TREE_LEAVES,
-} from '../../worker/protocol.ts';
-import { MAX_PARTITIONS } from '../../worker/ring.ts';
-import { type ClockEntry, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/vclock.ts';
-import type { Version } from '../../worker/version.ts';
+} from '../../worker/wire/protocol.ts';
+import { MAX_PARTITIONS } from '../../worker/ring/ring.ts';
+import { type ClockEntry, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/versions/vclock.ts';
+import type { Version } from '../../worker/versions/version.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Generators of valid messages.

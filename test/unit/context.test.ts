@@ -2,9 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { encode as msgpackEncode, ExtData } from '@msgpack/msgpack';
-import { decodeContext, encodeContext, MAX_CONTEXT_LENGTH } from '../../worker/context.ts';
+import { decodeContext, encodeContext, MAX_CONTEXT_LENGTH } from '../../worker/wire/context.ts';
 import { InvalidArgumentError } from '../../worker/errors.ts';
-import { type ClockEntry, increment, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/vclock.ts';
+import { type ClockEntry, increment, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/versions/vclock.ts';
 
 const ID_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'.split('');
 const entryArb: fc.Arbitrary<ClockEntry> = fc.record(

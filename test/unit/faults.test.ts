@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../../worker/env.ts';
 import { hasErrorCode } from '../../worker/errors.ts';
-import { Faults, MAX_FAULT_DELAY_MS } from '../../worker/faults.ts';
-import { CHUNK_PAYLOAD_BYTES } from '../../worker/frames.ts';
-import { Links } from '../../worker/links.ts';
+import { Faults, MAX_FAULT_DELAY_MS } from '../../worker/transport/faults.ts';
+import { CHUNK_PAYLOAD_BYTES } from '../../worker/wire/frames.ts';
+import { Links } from '../../worker/transport/links.ts';
 import { Rng } from '../sim/random.ts';
 import { Scheduler } from '../sim/scheduler.ts';
 

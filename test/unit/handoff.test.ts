@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createVersion } from '../../worker/version.ts';
+import { createVersion } from '../../worker/versions/version.ts';
 import type { Cluster } from '../sim/cluster.ts';
 import { N, dots, world } from './sync-world.ts';
 

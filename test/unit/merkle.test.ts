@@ -9,11 +9,11 @@ import {
   PartitionTree,
   PartitionTrees,
   type ScanPage,
-} from '../../worker/merkle.ts';
-import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from '../../worker/protocol.ts';
-import { keyPosition } from '../../worker/ring.ts';
+} from '../../worker/membership/merkle.ts';
+import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from '../../worker/wire/protocol.ts';
+import { keyPosition } from '../../worker/ring/ring.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
-import type { Version } from '../../worker/version.ts';
+import type { Version } from '../../worker/versions/version.ts';
 
 const Q = 16;
 const BITS = Math.log2(Q);

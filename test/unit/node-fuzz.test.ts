@@ -9,13 +9,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { decode as msgpackDecode, encode as msgpackEncode } from '@msgpack/msgpack';
-import { decodeMessage, encodeMessage } from '../../worker/codec.ts';
+import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { ERROR_CODES } from '../../worker/errors.ts';
 import { DynamoNode } from '../../worker/node.ts';
-import { DEFAULT_LIMITS, type PeerMessage } from '../../worker/protocol.ts';
+import { DEFAULT_LIMITS, type PeerMessage } from '../../worker/wire/protocol.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
-import type { ClockEntry, VClock } from '../../worker/vclock.ts';
-import type { Version } from '../../worker/version.ts';
+import type { ClockEntry, VClock } from '../../worker/versions/vclock.ts';
+import type { Version } from '../../worker/versions/version.ts';
 import { Scheduler, WORLD } from '../sim/scheduler.ts';
 
 const SELF = 'self';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeMessage } from '../../worker/codec.ts';
+import { encodeMessage } from '../../worker/wire/codec.ts';
 import { hasErrorCode } from '../../worker/errors.ts';
 import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
 import { Cluster } from '../sim/cluster.ts';

@@ -3,11 +3,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PartitionTrees } from '../../worker/merkle.ts';
-import { Ring } from '../../worker/ring.ts';
+import { PartitionTrees } from '../../worker/membership/merkle.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 import { ObservedStorage } from '../../worker/storage/observed.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
-import type { Version } from '../../worker/version.ts';
+import type { Version } from '../../worker/versions/version.ts';
 
 const text = new TextEncoder();
 const Q = 16;

@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Ownership } from '../../worker/ownership.ts';
+import { Ownership } from '../../worker/membership/ownership.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
 import { Scheduler } from '../sim/scheduler.ts';
 

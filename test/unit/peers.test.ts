@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Clock } from '../../worker/env.ts';
-import { isReply, Peers, type Reply } from '../../worker/peers.ts';
-import type { PeerMessage } from '../../worker/protocol.ts';
+import { isReply, Peers, type Reply } from '../../worker/transport/peers.ts';
+import type { PeerMessage } from '../../worker/wire/protocol.ts';
 import { Scheduler, WORLD } from '../sim/scheduler.ts';
 
 const key = new TextEncoder().encode('k');

@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeMessage } from '../../worker/codec.ts';
-import { Ring } from '../../worker/ring.ts';
-import { createVersion } from '../../worker/version.ts';
+import { encodeMessage } from '../../worker/wire/codec.ts';
+import { Ring } from '../../worker/ring/ring.ts';
+import { createVersion } from '../../worker/versions/version.ts';
 import type { Cluster } from '../sim/cluster.ts';
 import { N, Q, T, type World, dots, world } from './sync-world.ts';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { hasErrorCode } from '../../worker/errors.ts';
-import { DEFAULT_PARTITIONS, DEFAULT_TOKENS_PER_NODE, keyPosition, Ring, type Member } from '../../worker/ring.ts';
+import { DEFAULT_PARTITIONS, DEFAULT_TOKENS_PER_NODE, keyPosition, Ring, type Member } from '../../worker/ring/ring.ts';
 import { measure, summarize, type ClusterFigures } from '../bench/ring-balance.ts';
 
 const TWO_64 = 1n << 64n;

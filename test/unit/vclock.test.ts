@@ -15,7 +15,7 @@ import {
   setEntry,
   type ClockEntry,
   type VClock,
-} from '../../worker/vclock.ts';
+} from '../../worker/versions/vclock.ts';
 
 /** Twelve node ids, more than a clock keeps, so that clocks overlap often and pruning has work to do. */
 const NODES = 'abcdefghijkl'.split('');

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { counterOf, EMPTY_CLOCK, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/vclock.ts';
+import { counterOf, EMPTY_CLOCK, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/versions/vclock.ts';
 import {
   clockOf,
   contextCoversAll,
@@ -13,7 +13,7 @@ import {
   sameSiblings,
   supersedes,
   type Version,
-} from '../../worker/version.ts';
+} from '../../worker/versions/version.ts';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 

@@ -12,9 +12,9 @@
 import { openDB } from 'idb';
 import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
 import { ClosedError, DynameshError, StaleContextError, StorageError } from '../errors.ts';
-import type { VClock } from '../vclock.ts';
-import type { Version } from '../version.ts';
-import { contextCoversAll, createVersion, resolve } from '../version.ts';
+import type { VClock } from '../versions/vclock.ts';
+import type { Version } from '../versions/version.ts';
+import { contextCoversAll, createVersion, resolve } from '../versions/version.ts';
 import { keyId, nextCounter, ownBytes, recount, removal, storedSize, takeCount, undelivered } from './records.ts';
 import type {
   ApplyEntry,

@@ -5,9 +5,9 @@
  * in and on the way out (a Uint8Array cannot be frozen).
  */
 import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
-import type { VClock } from '../vclock.ts';
-import type { Version } from '../version.ts';
-import { contextCoversAll, createVersion, resolve } from '../version.ts';
+import type { VClock } from '../versions/vclock.ts';
+import type { Version } from '../versions/version.ts';
+import { contextCoversAll, createVersion, resolve } from '../versions/version.ts';
 import { keyId, nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
 import type {
   ApplyEntry,

@@ -2,7 +2,7 @@
  * A storage decorator that reports every change of the main store as it completes, so that the node keeps its
  * Merkle trees in step with what is stored without each writer having to remember to tell them.
  */
-import type { Version } from '../version.ts';
+import type { Version } from '../versions/version.ts';
 import type {
   ApplyEntry,
   ApplyResult,

@@ -3,10 +3,10 @@
  * counter, what of a hint survives a delivery, when an unchanged key may be removed, paging limits, and how a
  * key's bytes name it in a map. Kept apart from either engine so that memory and IndexedDB cannot drift apart on them.
  */
-import type { VClock } from '../vclock.ts';
-import { counterOf } from '../vclock.ts';
-import type { Version } from '../version.ts';
-import { clockOf, resolve, sameSiblings, versionSize } from '../version.ts';
+import type { VClock } from '../versions/vclock.ts';
+import { counterOf } from '../versions/vclock.ts';
+import type { Version } from '../versions/version.ts';
+import { clockOf, resolve, sameSiblings, versionSize } from '../versions/version.ts';
 
 /** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
 export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {

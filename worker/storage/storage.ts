@@ -3,8 +3,8 @@
  * partition, stored beside it so that a partition can be scanned for transfer and repair. Every method that writes
  * does its read, its {@link resolve} and its write in one transaction.
  */
-import type { VClock } from '../vclock.ts';
-import type { Version } from '../version.ts';
+import type { VClock } from '../versions/vclock.ts';
+import type { Version } from '../versions/version.ts';
 
 /** How hard a write tries to reach the disk before it is acknowledged. */
 export type Durability = 'relaxed' | 'strict';

@@ -9,8 +9,8 @@
  *
  * Pure state and decisions: randomness, clock and timers come in as parameters, so that tests run it in virtual time.
  */
-import type { Clock, Random, TimerHandle, Timers } from './env.ts';
-import { InvalidArgumentError } from './errors.ts';
+import type { Clock, Random, TimerHandle, Timers } from '../env.ts';
+import { InvalidArgumentError } from '../errors.ts';
 
 /** The longest delay {@link Faults.setDelay} accepts, ms. */
 export const MAX_FAULT_DELAY_MS = 60_000;

@@ -14,7 +14,7 @@
  * messages, and the generic encoder for anything else.
  */
 import { Decoder, Encoder, type ExtensionCodecType } from '@msgpack/msgpack';
-import { ERROR_CODES, type ErrorCode, MalformedFrameError } from './errors.ts';
+import { ERROR_CODES, type ErrorCode, MalformedFrameError } from '../errors.ts';
 import {
   type CoordinateMessage,
   type CoordinateReplyMessage,
@@ -41,9 +41,9 @@ import {
   TREE_LEAVES,
   type WireReceipt,
 } from './protocol.ts';
-import { MAX_PARTITIONS } from './ring.ts';
-import { type ClockEntry, type VClock, isWellFormed, MAX_CLOCK_ENTRIES } from './vclock.ts';
-import type { Version } from './version.ts';
+import { MAX_PARTITIONS } from '../ring/ring.ts';
+import { type ClockEntry, type VClock, isWellFormed, MAX_CLOCK_ENTRIES } from '../versions/vclock.ts';
+import type { Version } from '../versions/version.ts';
 
 /** Most node ids in each list of a write receipt (`acknowledged`, `fallbacks`, `hints`). @default 64 */
 export const MAX_RECEIPT_NODES = 64;

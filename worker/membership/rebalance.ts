@@ -8,13 +8,13 @@
  *   that at no moment do fewer nodes hold a write than before.
  * Joins and failures need nothing else: the ring of the new view says who owns what.
  */
-import type { ByteBudget } from './budget.ts';
-import type { Logger, Timers, TimerHandle } from './env.ts';
-import type { Metrics } from './metrics.ts';
+import type { ByteBudget } from '../transport/budget.ts';
+import type { Logger, Timers, TimerHandle } from '../env.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Ownership } from './ownership.ts';
-import type { Peers } from './peers.ts';
-import type { Ring } from './ring.ts';
-import type { Storage } from './storage/storage.ts';
+import type { Peers } from '../transport/peers.ts';
+import type { Ring } from '../ring/ring.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { PartitionSync } from './sync.ts';
 
 /** Partitions fetched at once. */

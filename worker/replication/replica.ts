@@ -2,10 +2,10 @@
  * The replica side of the protocol: store what a coordinator ships (in the main store, or as a hint for an owner this
  * node stands in for) and answer reads with everything this node holds for the key.
  */
-import type { Metrics } from './metrics.ts';
-import type { ReplicateMessage } from './protocol.ts';
-import type { Storage } from './storage/storage.ts';
-import { type Version, resolve } from './version.ts';
+import type { Metrics } from '../metrics.ts';
+import type { ReplicateMessage } from '../wire/protocol.ts';
+import type { Storage } from '../storage/storage.ts';
+import { type Version, resolve } from '../versions/version.ts';
 
 /** What a replica needs from its node. */
 export interface ReplicaDeps {

@@ -7,8 +7,8 @@
  * long before its deadline, and a timer per request would be set and cleared for nothing (in the simulation each one
  * is an event that outlives its request by the whole timeout).
  */
-import type { Clock, Timers, TimerHandle } from './env.ts';
-import type { PeerMessage } from './protocol.ts';
+import type { Clock, Timers, TimerHandle } from '../env.ts';
+import type { PeerMessage } from '../wire/protocol.ts';
 
 /** A message as a sender writes it: the envelope is filled in by {@link Peers}. */
 export type Outgoing = PeerMessage extends infer M

@@ -8,14 +8,14 @@
  * Owners other than the first compare with the owner after them in the preference list, so that every pair of
  * owners is linked once per round at a cost of one root exchange per held partition when nothing differs.
  */
-import type { ByteBudget } from './budget.ts';
-import type { Clock, Logger, Timers, TimerHandle } from './env.ts';
-import type { Metrics } from './metrics.ts';
+import type { ByteBudget } from '../transport/budget.ts';
+import type { Clock, Logger, Timers, TimerHandle } from '../env.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Ownership } from './ownership.ts';
-import type { Peers } from './peers.ts';
-import type { SyncEntry } from './protocol.ts';
-import type { Ring } from './ring.ts';
-import type { Storage } from './storage/storage.ts';
+import type { Peers } from '../transport/peers.ts';
+import type { SyncEntry } from '../wire/protocol.ts';
+import type { Ring } from '../ring/ring.ts';
+import type { Storage } from '../storage/storage.ts';
 import { type PartitionSync, REPAIR_PAGE_BYTES } from './sync.ts';
 
 /** What anti-entropy needs from its node. */

@@ -4,9 +4,9 @@
  * `encodeContext` could have produced. Written without `Buffer`, for browsers and Node alike.
  */
 import { Decoder, Encoder, type ExtensionCodecType } from '@msgpack/msgpack';
-import { InvalidArgumentError, MalformedFrameError } from './errors.ts';
+import { InvalidArgumentError, MalformedFrameError } from '../errors.ts';
 import { packClock, readClock, unpackClock } from './codec.ts';
-import { EMPTY_CLOCK, type VClock } from './vclock.ts';
+import { EMPTY_CLOCK, type VClock } from '../versions/vclock.ts';
 
 /**
  * Longest context string accepted, in characters. A full clock of `MAX_CLOCK_ENTRIES` entries with 64-character

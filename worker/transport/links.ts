@@ -5,9 +5,9 @@
  * a peer without a link, or past a full buffer, are dropped and counted; the node's timeouts notice. With
  * {@link Faults}, every whole message in or out passes its isolation, loss and delay first.
  */
-import type { Logger, Transport } from './env.ts';
+import type { Logger, Transport } from '../env.ts';
 import type { Faults } from './faults.ts';
-import { Reassembler, toFrames } from './frames.ts';
+import { Reassembler, toFrames } from '../wire/frames.ts';
 
 /** The two kinds of link. */
 export type LinkKind = 'channel' | 'relay';

@@ -14,15 +14,15 @@ import {
   StaleContextError,
   errorFromCode,
   hasErrorCode,
-} from './errors.ts';
-import type { Logger } from './env.ts';
-import type { Peers, Reply, ReplyHandler } from './peers.ts';
-import type { WireReceipt } from './protocol.ts';
-import type { Ring } from './ring.ts';
-import type { Storage } from './storage/storage.ts';
-import type { VClock } from './vclock.ts';
-import { type Version, clockOf, contextCoversAll, resolve, sameSiblings } from './version.ts';
-import type { Metrics } from './metrics.ts';
+} from '../errors.ts';
+import type { Logger } from '../env.ts';
+import type { Peers, Reply, ReplyHandler } from '../transport/peers.ts';
+import type { WireReceipt } from '../wire/protocol.ts';
+import type { Ring } from '../ring/ring.ts';
+import type { Storage } from '../storage/storage.ts';
+import type { VClock } from '../versions/vclock.ts';
+import { type Version, clockOf, contextCoversAll, resolve, sameSiblings } from '../versions/version.ts';
+import type { Metrics } from '../metrics.ts';
 
 /** What the coordinator needs from its node. */
 export interface CoordinatorDeps {

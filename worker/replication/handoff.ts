@@ -4,11 +4,11 @@
  * partition, is delivered instead to the partition's current owners (all of them, this node included when it is
  * one), so that no acknowledged write waits for a node that is not coming back or would only have to pass it on.
  */
-import type { Logger } from './env.ts';
-import type { Metrics } from './metrics.ts';
-import type { Peers } from './peers.ts';
-import type { Ring } from './ring.ts';
-import type { Hint, Storage } from './storage/storage.ts';
+import type { Logger } from '../env.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Peers } from '../transport/peers.ts';
+import type { Ring } from '../ring/ring.ts';
+import type { Hint, Storage } from '../storage/storage.ts';
 
 /** What handoff needs from its node. */
 export interface HandoffDeps {

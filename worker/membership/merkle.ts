@@ -11,10 +11,10 @@
  * difference from one round of anti-entropy, never corrupts data.
  */
 import { md5 } from '@noble/hashes/legacy.js';
-import { InvalidArgumentError } from './errors.ts';
-import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from './protocol.ts';
-import { MAX_PARTITIONS } from './ring.ts';
-import type { Version } from './version.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from '../wire/protocol.ts';
+import { MAX_PARTITIONS } from '../ring/ring.ts';
+import type { Version } from '../versions/version.ts';
 
 // Bits of a ring position that name a leaf inside its partition.
 const LEAF_BITS = Math.log2(TREE_LEAVES);

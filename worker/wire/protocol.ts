@@ -3,9 +3,9 @@
  * MessagePack (see `codec.ts`); nothing here is trusted until `decodeMessage` has checked every field.
  * Every request carries a `requestId` chosen by its sender; the reply echoes it.
  */
-import type { ErrorCode } from './errors.ts';
-import type { VClock } from './vclock.ts';
-import type { Version } from './version.ts';
+import type { ErrorCode } from '../errors.ts';
+import type { VClock } from '../versions/vclock.ts';
+import type { Version } from '../versions/version.ts';
 
 /** Fields every message has. */
 export interface Envelope {

@@ -9,7 +9,7 @@
  * finding where a partition's walk starts only compares the high halves of token positions.
  */
 import { md5 } from '@noble/hashes/legacy.js';
-import { InvalidArgumentError } from './errors.ts';
+import { InvalidArgumentError } from '../errors.ts';
 
 /** A node as the ring sees it. */
 export interface Member {

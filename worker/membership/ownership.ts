@@ -26,7 +26,7 @@ export interface PartitionInfo {
   readonly root: string;
 }
 
-import type { Timers } from './env.ts';
+import type { Timers } from '../env.ts';
 
 /** The bookkeeping records, by their names in storage meta. */
 const HELD = 'partitions-held';

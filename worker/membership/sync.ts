@@ -4,12 +4,12 @@
  * releases and anti-entropy are all made of these steps; what differs between them is who is asked and what is
  * done with the answer (see rebalance.ts and antientropy.ts).
  */
-import type { ByteBudget } from './budget.ts';
-import { InvalidArgumentError } from './errors.ts';
-import type { Logger } from './env.ts';
+import type { ByteBudget } from '../transport/budget.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import type { Logger } from '../env.ts';
 import { type PartitionTree, children, differing, leafOf } from './merkle.ts';
-import type { Metrics } from './metrics.ts';
-import type { Outgoing, Peers } from './peers.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Outgoing, Peers } from '../transport/peers.ts';
 import {
   MAX_SYNC_ENTRIES,
   type SyncDropMessage,
@@ -18,9 +18,9 @@ import {
   type SyncPushMessage,
   type SyncTreeMessage,
   TREE_DEPTH,
-} from './protocol.ts';
-import type { Storage, StoredKey } from './storage/storage.ts';
-import { versionSize } from './version.ts';
+} from '../wire/protocol.ts';
+import type { Storage, StoredKey } from '../storage/storage.ts';
+import { versionSize } from '../versions/version.ts';
 
 /** Most bytes of entries in one page of keys pulled or pushed by a transfer. */
 export const SYNC_PAGE_BYTES = 64 * 1024;

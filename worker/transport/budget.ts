@@ -3,7 +3,7 @@
  * may spend at most `rate` bytes a second, with bursts of one second's worth, so that foreground requests keep the
  * data channels and the storage to themselves most of the time.
  */
-import type { Clock, Timers } from './env.ts';
+import type { Clock, Timers } from '../env.ts';
 
 /** A byte budget refilled at a fixed rate. */
 export class ByteBudget {
