@@ -17,7 +17,7 @@ export {
 } from './store.ts';
 export type { FaultState } from '../worker/transport/faults.ts';
 export type { PartitionInfo, PartitionState } from '../worker/membership/ownership.ts';
-export type { Value } from './values.ts';
+export { type Value, type ReadValue, UndecodableValue, isUndecodable } from './values.ts';
 export type { DataPlane, PeerState } from './mesh.ts';
 export type { ReadReceipt } from '../worker/node.ts';
 export type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
@@ -30,6 +30,7 @@ export {
   StaleContextError,
   InvalidArgumentError,
   TooLargeError,
+  TooManySiblingsError,
   ClosedError,
   UnauthorizedError,
   StorageError,

@@ -12,10 +12,10 @@ import type { ReadReceipt } from '../worker/node.ts';
 import type { PartitionInfo } from '../worker/membership/ownership.ts';
 import { DEFAULT_PARTITIONS } from '../worker/ring/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
-import { claimIdentity, type Identity } from './identity.ts';
+import { claimIdentity, type Identity, nodeDatabase, retireStale } from './identity.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
 import { SignalingClient, watchPageLifecycle } from './signaling.ts';
-import { type Value, decodeValue, encodeValue } from './values.ts';
+import { type ReadValue, type Value, encodeValue, readValue } from './values.ts';
 
 /** Options of {@link openStore}. */
 export interface OpenStoreOptions {
@@ -43,13 +43,24 @@ export interface OpenStoreOptions {
   readonly transferBytesPerSecond?: number;
   /**
    * Ms a tombstone is kept once every owner holds it; a node away for longer drops its old copies on return.
-   * @default 600000
+   * @default 864000000 (10 days)
    */
   readonly tombstoneGrace?: number;
   /** Largest key, bytes. @default 1024 */
   readonly maxKeyBytes?: number;
   /** Largest encoded value, bytes. @default 1048576 */
   readonly maxValueBytes?: number;
+  /**
+   * Most siblings a put may leave of its key, tombstones included: a put that would leave more fails with
+   * `ERR_TOO_MANY_SIBLINGS` and stores nothing (put with the context of a read to resolve them). All nodes of a
+   * cluster should use the same. 1..4096. @default 32
+   */
+  readonly maxSiblings?: number;
+  /**
+   * Most bytes a put may leave of its key's whole sibling set (key, values, clocks): a put that would leave more
+   * fails with `ERR_TOO_LARGE` and stores nothing. 1..67108864. @default 4194304 (4 MiB)
+   */
+  readonly maxSiblingSetBytes?: number;
   /** How frames reach the worker: `auto` transfers data channels where the browser can, else relays. @default 'auto' */
   readonly dataPlane?: 'auto' | DataPlane;
   /** Ms between pushes of this node's metrics to the server. @default 2000 */
@@ -58,6 +69,17 @@ export interface OpenStoreOptions {
   readonly createWorker?: () => Worker;
   /** Gives the store {@link Store.faults}, to cut, slow and thin this node's links for tests and demos. @default false */
   readonly faults?: boolean;
+  /**
+   * Ms `openStore` waits, at most, for the peer connections to the cluster's members, so that the first request finds
+   * them up; a member not reached by then is treated as any unreachable one (fallbacks, hints). @default 5000
+   */
+  readonly connectWait?: number;
+  /**
+   * Ms after which a node that ran in this browser profile, and that no tab has run since, is retired: the next tab
+   * of the cluster to start hands what it held to the cluster and deletes its database. `Infinity` never retires.
+   * @default 604800000 (7 days)
+   */
+  readonly retireAfter?: number;
 }
 
 /** Options of {@link Store.get}. */
@@ -83,8 +105,11 @@ export type StoreDeleteOptions = Omit<StorePutOptions, 'ifMatch'>;
 
 /** What a get answers. */
 export interface StoreGetResult {
-  /** Every unresolved sibling; empty when the key is absent or deleted. */
-  readonly values: Value[];
+  /**
+   * Every unresolved sibling; empty when the key is absent or deleted. A sibling this client cannot decode comes
+   * back as an {@link UndecodableValue} holding its bytes (test with `isUndecodable`); the context covers it too.
+   */
+  readonly values: ReadValue[];
   /** Put with this context to supersede what was read. */
   readonly context: string;
   readonly receipt: ReadReceipt;
@@ -102,7 +127,7 @@ export interface StoreEvents {
   /** The cluster view changed. */
   membership: ClusterView;
   /** A get found concurrent siblings: resolve them by putting with `context`. */
-  conflict: { readonly key: string | Uint8Array; readonly values: Value[]; readonly context: string };
+  conflict: { readonly key: string | Uint8Array; readonly values: ReadValue[]; readonly context: string };
   /** A peer connection changed state. */
   peer: { readonly peer: string; readonly state: PeerState };
   /** The connection to the signalling server went up or down. */
@@ -149,7 +174,11 @@ export interface StoreFaults {
 
 /** A key-value store backed by this tab's node and its cluster. */
 export interface Store {
-  /** This tab's node id (kept across reloads of the tab). */
+  /**
+   * This tab's node id. A reload keeps it; a new tab, or a tab of a restarted browser, runs a node this profile ran
+   * before and no open tab runs (with its data), or a new one when every such node is running; a duplicated tab is
+   * another node.
+   */
   readonly nodeId: string;
   /** This browser profile's failure domain. */
   readonly domain: string;
@@ -197,6 +226,14 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (options.faults !== undefined && typeof options.faults !== 'boolean') {
     throw new InvalidArgumentError('faults must be a boolean');
   }
+  const { connectWait } = options;
+  if (connectWait !== undefined && (typeof connectWait !== 'number' || !(connectWait >= 0))) {
+    throw new InvalidArgumentError('connectWait must be a number of ms ≥ 0');
+  }
+  const { retireAfter } = options;
+  if (retireAfter !== undefined && (typeof retireAfter !== 'number' || Number.isNaN(retireAfter) || retireAfter < 0)) {
+    throw new InvalidArgumentError('retireAfter must be a number of ms ≥ 0');
+  }
   const identity = await claimIdentity({ cluster: options.cluster });
   try {
     return await DynameshStore.open(options, identity);
@@ -224,6 +261,9 @@ class DynameshStore implements Store {
   #signaling: SignalingClient | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
   #stopLifecycle: (() => void) | undefined;
+  readonly #retiring = new AbortController();
+  /** The retirement of unused nodes started with the store; it settles soon after the node closes. */
+  #retirement: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
   private constructor(options: OpenStoreOptions, identity: Identity, worker: Worker, dataPlane: DataPlane) {
@@ -274,10 +314,14 @@ class DynameshStore implements Store {
       ...(options.maxKeyBytes !== undefined ? { maxKeyBytes: options.maxKeyBytes } : {}),
       ...(options.maxValueBytes !== undefined ? { maxValueBytes: options.maxValueBytes } : {}),
     };
+    const bounds: HostConfig['bounds'] = {
+      ...(options.maxSiblings !== undefined ? { maxSiblings: options.maxSiblings } : {}),
+      ...(options.maxSiblingSetBytes !== undefined ? { maxSiblingSetBytes: options.maxSiblingSetBytes } : {}),
+    };
     const config: HostConfig = {
       id: this.nodeId,
       domain: this.domain,
-      database: `dynamesh:${this.cluster}:${this.nodeId}`,
+      database: nodeDatabase(this.cluster, this.nodeId),
       n: this.config.n,
       r: this.config.r,
       w: this.config.w,
@@ -285,6 +329,7 @@ class DynameshStore implements Store {
       hintInterval: options.hintInterval ?? 1000,
       sync: syncTunables(options),
       limits,
+      bounds,
       ...(options.faults === true ? { faults: true } : {}),
     };
     unwrap(
@@ -305,8 +350,40 @@ class DynameshStore implements Store {
       onSuperseded: () => this.#emit('superseded', undefined),
       startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
     });
+    // The first request of an app comes right after openStore: it must find the peers of the view connected.
+    await this.#connected(options.connectWait ?? 5000);
     this.#stopLifecycle = watchPageLifecycle((state) => this.#signaling?.setLifecycle(state));
     this.#metricsTimer = setInterval(() => void this.#pushMetrics(), options.metricsInterval ?? 2000);
+    // In the background, once this node is up: it takes over what the retired nodes held.
+    this.#retirement = retireStale({
+      cluster: this.cluster,
+      self: this.nodeId,
+      retireAfter: options.retireAfter ?? 7 * 24 * 3600 * 1000,
+      signal: this.#retiring.signal,
+      retire: async (database) => void unwrap(await this.#host.retire(database)),
+    }).then(
+      () => {},
+      (error: unknown) => {
+        if (this.#closing === undefined) console.warn('dynamesh: could not retire an unused node', error);
+      },
+    );
+  }
+
+  /**
+   * Resolves once the worker has a link to every alive member of the view (a peer connection is up), or after
+   * `ms`: a member that cannot be reached then is left to the node's timeouts and fallbacks, as any failure is.
+   */
+  async #connected(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline && this.#closing === undefined) {
+      const view = this.#signaling?.view;
+      const states = this.#mesh.states();
+      const waiting = (view?.members ?? []).some(
+        (m) => m.id !== this.nodeId && m.state === 'alive' && states[m.id] !== 'connected',
+      );
+      if (!waiting) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   /** Heartbeat ticks from the worker's timer, over a port of their own (see `NodeHost.startHeartbeat` for why). */
@@ -344,7 +421,8 @@ class DynameshStore implements Store {
   async get(key: string | Uint8Array, options: StoreGetOptions = {}): Promise<StoreGetResult> {
     this.#open();
     const result = unwrap(await this.#host.get(key, options));
-    const values = result.values.map(decodeValue);
+    // Never throws for a sibling it cannot decode: the caller still gets the context that supersedes it.
+    const values = result.values.map(readValue);
     if (values.length > 1) this.#emit('conflict', { key, values, context: result.context });
     return { values, context: result.context, receipt: result.receipt };
   }
@@ -412,10 +490,14 @@ class DynameshStore implements Store {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#metricsTimer);
+      this.#retiring.abort();
       this.#stopLifecycle?.();
       await this.#signaling?.close();
       this.#mesh.close();
       await this.#host.close().catch(() => {});
+      // A retirement under way fails once the node is closed, and releases the retired node's lock. Were the worker
+      // gone first, its call would never settle and hold that lock until the page goes: safe, but kept from others.
+      await settledWithin(this.#retirement, 5000);
       this.#host[Comlink.releaseProxy]();
       this.#worker.terminate();
       this.#identity.release();
@@ -453,6 +535,19 @@ class DynameshStore implements Store {
       }
     }
   }
+}
+
+/** Resolves once `promise` has settled, or after `ms`. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([
+    promise.then(
+      () => {},
+      () => {},
+    ),
+    timeout,
+  ]).finally(() => clearTimeout(timer));
 }
 
 function unwrap<T>(outcome: Outcome<T>): T {

@@ -24,7 +24,48 @@ export function encodeValue(value: Value): Uint8Array {
   }
 }
 
-/** Decodes a stored value. */
+/** Decodes a stored value; throws when `bytes` are not one whole MessagePack value. */
 export function decodeValue(bytes: Uint8Array): Value {
   return decode(bytes) as Value;
+}
+
+// A registered symbol, so that the guard also knows values made by another copy of this module (two bundles).
+const UNDECODABLE = Symbol.for('dynamesh.UndecodableValue');
+
+/**
+ * A stored sibling that this client cannot decode: not one whole MessagePack value (written by other software
+ * through the node API, or by a newer client's encoding). Its raw bytes come back instead of the value, so a read
+ * still returns every sibling and the context that supersedes them all.
+ */
+export class UndecodableValue {
+  /** The stored bytes, as they are. */
+  readonly bytes: Uint8Array;
+  /** Why decoding failed. */
+  readonly reason: string;
+  readonly [UNDECODABLE] = true;
+
+  constructor(bytes: Uint8Array, reason: string) {
+    this.bytes = bytes;
+    this.reason = reason;
+  }
+}
+
+/** What a read returns for one sibling: its value, or its raw bytes when this client cannot decode them. */
+export type ReadValue = Value | UndecodableValue;
+
+/** True when `value` is a sibling this client could not decode (see {@link UndecodableValue}). */
+export function isUndecodable(value: unknown): value is UndecodableValue {
+  return (
+    value instanceof UndecodableValue ||
+    (typeof value === 'object' && value !== null && (value as { [UNDECODABLE]?: unknown })[UNDECODABLE] === true)
+  );
+}
+
+/** Decodes a stored sibling, never throwing: one it cannot decode comes back as an {@link UndecodableValue}. */
+export function readValue(bytes: Uint8Array): ReadValue {
+  try {
+    return decode(bytes) as Value;
+  } catch (error) {
+    return new UndecodableValue(bytes, error instanceof Error ? error.message : String(error));
+  }
 }

@@ -2,7 +2,7 @@
  * Pure helpers of the demo page: how typed text becomes a stored value, how stored values, contexts and sizes read
  * on screen, how siblings merge, and which colour each member wears.
  */
-import type { Value, ViewMember } from '../client/index.ts';
+import { type ReadValue, type Value, type ViewMember, isUndecodable } from '../client/index.ts';
 import { decodeContext } from '../worker/wire/context.ts';
 
 /** A value typed into the page, and how it was read. */
@@ -26,7 +26,8 @@ export function parseValueInput(text: string): ParsedValue {
 }
 
 /** What a stored value is, in a word or two: "text", "JSON object", "bytes (12)"… */
-export function describeValue(value: Value): string {
+export function describeValue(value: ReadValue): string {
+  if (isUndecodable(value)) return `undecodable (${value.bytes.length} bytes)`;
   if (typeof value === 'string') return 'text';
   if (value instanceof Uint8Array) return `bytes (${value.length})`;
   if (Array.isArray(value)) return `JSON array (${value.length})`;
@@ -47,7 +48,8 @@ function toJson(value: Value, indent?: number): string {
 }
 
 /** A stored value as the page shows it: text as is, bytes in hex, anything else as JSON, indented when long. */
-export function formatValue(value: Value): string {
+export function formatValue(value: ReadValue): string {
+  if (isUndecodable(value)) return `${hex(value.bytes)}\n(${value.reason})`;
   if (typeof value === 'string') return value;
   if (value instanceof Uint8Array) return hex(value);
   const flat = toJson(value);
@@ -58,7 +60,8 @@ export function formatValue(value: Value): string {
  * A value as text that the value field parses back to it: strings as typed (quoted when they would read as JSON).
  * Bytes become an array of numbers, as the field has no way to type bytes.
  */
-export function valueToInput(value: Value): string {
+export function valueToInput(value: ReadValue): string {
+  if (isUndecodable(value)) return '';
   if (typeof value === 'string') return parseValueInput(value).kind === 'text' ? value : JSON.stringify(value);
   if (value instanceof Uint8Array) return JSON.stringify([...value]);
   return formatValue(value);
@@ -72,11 +75,13 @@ function identity(value: Value): string {
  * One value that keeps what every sibling added, the shopping-cart merge: the union of the siblings' elements when
  * they are arrays, each other sibling counted as one element; first-seen order, duplicates dropped.
  */
-export function mergeSiblings(values: readonly Value[]): Value {
-  if (values.length === 1) return values[0]!;
+export function mergeSiblings(values: readonly ReadValue[]): Value {
+  // A sibling the page cannot decode has nothing to merge: it is left out, and the put over the read replaces it.
+  const decoded = values.filter((v): v is Value => !isUndecodable(v));
+  if (decoded.length === 1) return decoded[0]!;
   const seen = new Set<string>();
   const merged: Value[] = [];
-  for (const value of values) {
+  for (const value of decoded) {
     for (const element of Array.isArray(value) ? (value as readonly Value[]) : [value]) {
       const id = identity(element);
       if (seen.has(id)) continue;

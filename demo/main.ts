@@ -4,7 +4,7 @@
  * `dataPlane` (`auto`, `transfer` or `relay`), `n` (replication factor; every tab of a cluster must agree) and
  * `faults=1` (gives the store `store.faults` and the fault panel its controls); and the background tunables
  * `antiEntropyInterval` (ms, 0 turns anti-entropy off), `antiEntropyBytesPerSecond` and `transferBytesPerSecond`,
- * which the benchmark sets.
+ * which the benchmark sets, and `retireAfter` (ms an unused node of this profile is kept before it is retired).
  * The open store is `window.store`, for the console and for tests.
  */
 import { type ClusterView, type OpenStoreOptions, type Store, type ViewMember, openStore } from '../client/index.ts';
@@ -53,7 +53,7 @@ function readParams(): PageParams {
     });
   }
   const tunable = (
-    name: 'antiEntropyInterval' | 'antiEntropyBytesPerSecond' | 'transferBytesPerSecond',
+    name: 'antiEntropyInterval' | 'antiEntropyBytesPerSecond' | 'transferBytesPerSecond' | 'retireAfter',
     min: number,
   ) => {
     const text = params.get(name);
@@ -85,6 +85,7 @@ function readParams(): PageParams {
       ...tunable('antiEntropyInterval', 0),
       ...tunable('antiEntropyBytesPerSecond', 1),
       ...tunable('transferBytesPerSecond', 1),
+      ...tunable('retireAfter', 0),
     },
   };
 }

@@ -17,6 +17,7 @@ const DETAIL: [keyof HostMetrics['node'], string][] = [
   ['forwards', 'forwarded'],
   ['replicasWritten', 'replicas written'],
   ['readsServed', 'reads served'],
+  ['readsCompleted', 'reads completed from a holder'],
   ['readRepairs', 'read repairs'],
   ['fallbacksUsed', 'fallbacks used'],
   ['hintsStored', 'hints stored'],

@@ -2,7 +2,7 @@
  * What the views of the page share: the open store, member colours, the log, the ring's key needle, and the pieces
  * that show a result (node chips, siblings, a context and its clock, a receipt, an error).
  */
-import type { ReadReceipt, Receipt, Store, Value } from '../client/index.ts';
+import type { ReadReceipt, ReadValue, Receipt, Store } from '../client/index.ts';
 import { h } from './dom.ts';
 import { clockOf, describeValue, formatValue } from './format.ts';
 
@@ -42,7 +42,7 @@ function chips(page: PageContext, ids: readonly string[]): HTMLElement {
 }
 
 /** The siblings of a read, one card each, with a word on what siblings are; "absent" when there are none. */
-export function siblingsBlock(values: readonly Value[], testid?: string, explain = true): HTMLElement {
+export function siblingsBlock(values: readonly ReadValue[], testid?: string, explain = true): HTMLElement {
   const attrs = { class: 'siblings', 'data-count': values.length, ...(testid !== undefined ? { testid } : {}) };
   if (values.length === 0)
     return h('div', attrs, h('p', { class: 'muted' }, 'No value: the key is absent or deleted.'));

@@ -7,7 +7,7 @@ import { assert, expect } from 'chai';
 import type { ErrorCode } from '../worker/errors.ts';
 import { hasErrorCode } from '../worker/errors.ts';
 import type { Hint, LocalWrite, Storage, StoredKey } from '../worker/storage/storage.ts';
-import type { ClockEntry } from '../worker/versions/vclock.ts';
+import { type ClockEntry, MAX_COUNTER } from '../worker/versions/vclock.ts';
 import type { Version } from '../worker/versions/version.ts';
 
 /** The part of a test runner the suite needs: node:test and mocha both fit. */
@@ -306,13 +306,43 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(await s.get(bytes('k'))).to.have.length(10);
       });
 
-      test('draws a counter above any the context or stored siblings hold for the node', async (s) => {
-        const fromContext = await s.write(bytes('k1'), 1, localWrite('n', 'x', { n: 41 }));
-        expect(fromContext.version.dot.counter).to.be.greaterThan(41);
+      test('draws a counter above any the stored siblings hold for the node', async (s) => {
         await s.apply(bytes('k2'), 1, [version('m', 1, { n: 90 })]);
         const fromStored = await s.write(bytes('k2'), 1, localWrite('n', 'y'));
         expect(fromStored.version.dot.counter).to.be.greaterThan(90);
         expect(show(await s.get(bytes('k2')))).to.deep.equal(show([version('m', 1), fromStored.version]));
+        // A context naming a counter the node issued (through a stored sibling) is a read's, and is accepted.
+        const over = await s.write(bytes('k2'), 1, localWrite('n', 'z', { m: 1, n: fromStored.version.dot.counter }));
+        expect(show(over.siblings)).to.deep.equal(show([over.version]));
+      });
+
+      test('refuses a context naming a counter of the node above what it issued, storing nothing', async (s) => {
+        const first = await s.write(bytes('k1'), 1, localWrite('n', 'one'));
+        const before = await s.stats();
+        for (const counter of [first.version.dot.counter + 1, 41, 2 ** 40]) {
+          await rejectsWithCode(s.write(bytes('k2'), 1, localWrite('n', 'x', { n: counter })), 'ERR_INVALID_ARGUMENT');
+        }
+        expect(await s.get(bytes('k2'))).to.deep.equal([]);
+        expect(await s.stats()).to.deep.equal(before);
+        // The counter is raised only by the node's own writes: the refusals used none.
+        const next = await s.write(bytes('k1'), 1, localWrite('n', 'two', { n: first.version.dot.counter }));
+        expect(next.version.dot.counter).to.equal(first.version.dot.counter + 1);
+      });
+
+      test('accepts a context naming a counter the node issued for another key', async (s) => {
+        const first = await s.write(bytes('k1'), 1, localWrite('n', 'one'));
+        const other = await s.write(bytes('k2'), 1, localWrite('n', 'two', { n: first.version.dot.counter }));
+        expect(other.version.dot.counter).to.equal(first.version.dot.counter + 1);
+      });
+
+      test('refuses to draw a counter at MAX_COUNTER, storing nothing', async (s) => {
+        await s.apply(bytes('k'), 1, [version('m', 1, { n: MAX_COUNTER - 1 })]);
+        const before = await s.stats();
+        await rejectsWithCode(s.write(bytes('k'), 1, localWrite('n', 'x')), 'ERR_STORAGE');
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['m:1=m1']);
+        expect(await s.stats()).to.deep.equal(before);
+        const elsewhere = await s.write(bytes('k2'), 1, localWrite('n', 'y'));
+        expect(elsewhere.version.dot.counter).to.equal(1);
       });
 
       test('keeps two writes by one node over empty contexts as siblings', async (s) => {
@@ -362,6 +392,94 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         const siblings = await s.get(bytes('k'));
         expect(siblings).to.have.length(1);
         expect(siblings[0]!.value).to.equal(null);
+      });
+    });
+
+    describe('write within bounds', () => {
+      const bounds = { maxSiblings: 3, maxSiblingSetBytes: 4096 };
+      const bounded = (node: string, value: string, context: Record<string, number> = {}): LocalWrite => ({
+        ...localWrite(node, value, context),
+        bounds,
+      });
+
+      test('refuses a write that would leave more siblings than maxSiblings with ERR_TOO_MANY_SIBLINGS, storing nothing', async (s) => {
+        for (const value of ['a', 'b', 'c']) await s.write(bytes('k'), 1, bounded('n', value));
+        const before = await s.stats();
+        let error: unknown;
+        try {
+          await s.write(bytes('k'), 1, bounded('n', 'd'));
+        } catch (e) {
+          error = e;
+        }
+        assert.isTrue(hasErrorCode(error, 'ERR_TOO_MANY_SIBLINGS'), String(error));
+        expect(String((error as Error).message)).to.match(/4 siblings.*limit of 3.*context/);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['n:1=a', 'n:2=b', 'n:3=c']);
+        expect(await s.stats()).to.deep.equal(before);
+        // No counter was drawn for it.
+        const next = await s.write(bytes('k2'), 1, bounded('n', 'e'));
+        expect(next.version.dot.counter).to.equal(4);
+      });
+
+      test('counts tombstones as siblings', async (s) => {
+        await s.write(bytes('k'), 1, bounded('n', 'a'));
+        await s.write(bytes('k'), 1, { ...localWrite('n', null), bounds });
+        await s.write(bytes('k'), 1, bounded('n', 'b'));
+        await rejectsWithCode(s.write(bytes('k'), 1, { ...localWrite('n', null), bounds }), 'ERR_TOO_MANY_SIBLINGS');
+      });
+
+      test('checks the bound atomically: of concurrent blind writes, exactly maxSiblings are stored', async (s) => {
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) => s.write(bytes('k'), 1, bounded('n', `v${i}`))),
+        );
+        expect(results.filter((r) => r.status === 'fulfilled')).to.have.length(3);
+        for (const r of results) {
+          if (r.status === 'rejected') assert.isTrue(hasErrorCode(r.reason, 'ERR_TOO_MANY_SIBLINGS'));
+        }
+        expect(await s.get(bytes('k'))).to.have.length(3);
+      });
+
+      test('accepts a write whose context resolves a set over the bound, and one that does not grow it', async (s) => {
+        // Merges of writes accepted by different coordinators can take a set past the bound.
+        await s.apply(
+          bytes('k'),
+          1,
+          ['a', 'b', 'c', 'd', 'e'].map((node) => version(node, 1)),
+        );
+        await rejectsWithCode(s.write(bytes('k'), 1, bounded('n', 'x')), 'ERR_TOO_MANY_SIBLINGS');
+        const replaced = await s.write(bytes('k'), 1, bounded('n', 'y', { a: 1 }));
+        expect(replaced.siblings).to.have.length(5);
+        const resolved = await s.write(
+          bytes('k'),
+          1,
+          bounded('n', 'z', { b: 1, c: 1, d: 1, e: 1, n: replaced.version.dot.counter }),
+        );
+        expect(show(resolved.siblings)).to.deep.equal(show([resolved.version]));
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([resolved.version]));
+      });
+
+      test('refuses a write that would leave more bytes than maxSiblingSetBytes with ERR_TOO_LARGE, storing nothing', async (s) => {
+        const big = 'x'.repeat(1500);
+        await s.write(bytes('k'), 1, bounded('n', big));
+        await s.write(bytes('k'), 1, bounded('n', big));
+        const before = await s.stats();
+        let error: unknown;
+        try {
+          await s.write(bytes('k'), 1, bounded('n', big));
+        } catch (e) {
+          error = e;
+        }
+        assert.isTrue(hasErrorCode(error, 'ERR_TOO_LARGE'), String(error));
+        expect(String((error as Error).message)).to.match(/over the limit of 4096 bytes.*maxSiblingSetBytes.*context/);
+        expect(await s.get(bytes('k'))).to.have.length(2);
+        expect(await s.stats()).to.deep.equal(before);
+        // A put with the context of a read shrinks the set, and is accepted.
+        const resolved = await s.write(bytes('k'), 1, bounded('n', big, { n: 2 }));
+        expect(resolved.siblings).to.have.length(1);
+      });
+
+      test('checks nothing without bounds', async (s) => {
+        for (let i = 0; i < 5; i++) await s.write(bytes('k'), 1, localWrite('n', `v${i}`));
+        expect(await s.get(bytes('k'))).to.have.length(5);
       });
     });
 

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ERR_STALE_CONTEXT'
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_TOO_LARGE'
+  | 'ERR_TOO_MANY_SIBLINGS'
   | 'ERR_CLOSED'
   | 'ERR_UNAUTHORIZED'
   | 'ERR_MALFORMED_FRAME'
@@ -27,6 +28,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_STALE_CONTEXT',
   'ERR_INVALID_ARGUMENT',
   'ERR_TOO_LARGE',
+  'ERR_TOO_MANY_SIBLINGS',
   'ERR_CLOSED',
   'ERR_UNAUTHORIZED',
   'ERR_MALFORMED_FRAME',
@@ -84,22 +86,50 @@ export class InvalidArgumentError extends DynameshError {
   }
 }
 
-/** A key or value exceeds its configured size limit. */
+/**
+ * A key or value exceeds its configured size limit, or a put would leave a key's siblings larger in bytes than
+ * `maxSiblingSetBytes` allows. `advice`, when given, ends the message (which bound, what to do instead).
+ */
 export class TooLargeError extends DynameshError {
   readonly limit: number;
   readonly size: number;
-  constructor(what: string, size: number, limit: number) {
-    super('ERR_TOO_LARGE', `${what} is ${size} bytes, over the limit of ${limit} bytes`);
+  constructor(what: string, size: number, limit: number, advice?: string) {
+    super(
+      'ERR_TOO_LARGE',
+      `${what} is ${size} bytes, over the limit of ${limit} bytes${advice === undefined ? '' : ` ${advice}`}`,
+    );
     this.name = 'TooLargeError';
     this.limit = limit;
     this.size = size;
   }
 }
 
+/**
+ * A put would leave more siblings of its key than `maxSiblings` allows (puts without a context, or over an old
+ * one, each add a sibling). Nothing was stored; read the key and put with its context, which resolves them.
+ */
+export class TooManySiblingsError extends DynameshError {
+  /** The most siblings a put may leave. */
+  readonly limit: number;
+  /** The siblings the put would have left. */
+  readonly count: number;
+  constructor(count: number, limit: number, message?: string) {
+    super(
+      'ERR_TOO_MANY_SIBLINGS',
+      message ??
+        `this put would leave ${count} siblings of the key, over the limit of ${limit} (maxSiblings); nothing was ` +
+          'stored: read the key and put with the context of that read, which resolves its siblings',
+    );
+    this.name = 'TooManySiblingsError';
+    this.limit = limit;
+    this.count = count;
+  }
+}
+
 /** The node or store has been closed. */
 export class ClosedError extends DynameshError {
-  constructor(message = 'the node is closed') {
-    super('ERR_CLOSED', message);
+  constructor(message = 'the node is closed', options?: { cause?: unknown }) {
+    super('ERR_CLOSED', message, options);
     this.name = 'ClosedError';
   }
 }
@@ -164,6 +194,11 @@ export function errorFromCode(
       return new NotResponsibleError(message);
     case 'ERR_STORAGE':
       return new StorageError(message);
+    case 'ERR_TOO_MANY_SIBLINGS': {
+      // The counts travel in the message only (see TooManySiblingsError); 0 when it does not name them.
+      const counts = /(\d+) siblings of the key, over the limit of (\d+)/.exec(message);
+      return new TooManySiblingsError(Number(counts?.[1] ?? 0), Number(counts?.[2] ?? 0), message);
+    }
     case 'ERR_TOO_LARGE':
     case 'ERR_CLUSTER_FULL':
     case 'ERR_RATE_LIMITED':

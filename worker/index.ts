@@ -36,7 +36,7 @@ export {
 } from './env.ts';
 export * from './errors.ts';
 export type { WireReceipt as Receipt } from './wire/protocol.ts';
-export { DEFAULT_LIMITS, type ProtocolLimits } from './wire/protocol.ts';
+export { DEFAULT_LIMITS, DEFAULT_KEY_BOUNDS, limitsFor, type ProtocolLimits, type KeyBounds } from './wire/protocol.ts';
 export { encodeContext, decodeContext } from './wire/context.ts';
 export {
   compare,
@@ -44,6 +44,7 @@ export {
   merge,
   increment,
   prune,
+  MAX_COUNTER,
   type VClock,
   type ClockEntry,
   type Ordering,

@@ -5,6 +5,7 @@
  * with an {@link Outcome} instead of throwing, so that error codes survive the boundary intact.
  */
 import * as Comlink from 'comlink';
+import { deleteDB } from 'idb';
 import { DynameshError } from './errors.ts';
 import { type Logger, systemClock, systemTimers } from './env.ts';
 import { type FaultState, Faults } from './transport/faults.ts';
@@ -20,7 +21,7 @@ import {
   type PutResult,
 } from './node.ts';
 import type { PartitionInfo } from './membership/ownership.ts';
-import { DEFAULT_LIMITS, type ProtocolLimits } from './wire/protocol.ts';
+import { type KeyBounds, type ProtocolLimits, limitsFor } from './wire/protocol.ts';
 import type { Member } from './ring/ring.ts';
 import { openIndexedDbStorage } from './storage/indexeddb.ts';
 import type { Storage, StorageStats } from './storage/storage.ts';
@@ -37,10 +38,22 @@ export interface HostConfig {
   readonly requestTimeout: number;
   readonly hintInterval: number;
   readonly limits: Partial<ProtocolLimits>;
+  /** What a put may leave of a key; each defaults as in {@link NodeOptions}. */
+  readonly bounds?: Partial<KeyBounds>;
   /** Anti-entropy, transfer and tombstone tunables; each defaults as in {@link NodeOptions}. */
   readonly sync?: SyncTunables;
   /** Lets the page inject faults into this node's transport. @default false */
   readonly faults?: boolean;
+}
+
+/** What {@link NodeHost.retire} did with a retired node's database. */
+export interface RetireReport {
+  /** Keys merged into this node, to be released to their owners. */
+  readonly keys: number;
+  /** Hints taken over, to be delivered by this node. */
+  readonly hints: number;
+  /** True when the retired node had been away longer than the tombstone grace, so nothing was taken. */
+  readonly dropped: boolean;
 }
 
 /** The node tunables of membership change that a page may set. */
@@ -80,6 +93,7 @@ export interface HostMetrics {
 /** The node's side of the worker boundary. */
 export class NodeHost {
   #node: DynamoNode | undefined;
+  #database: string | undefined;
   #storage: Storage | undefined;
   #links: Links | undefined;
   #faults: Faults | undefined;
@@ -97,7 +111,7 @@ export class NodeHost {
     return attempt(async () => {
       if (this.#node !== undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node has already started');
       this.#onLog = onLog;
-      const limits = { ...DEFAULT_LIMITS, ...config.limits };
+      const limits = limitsFor(config.bounds, config.limits);
       const storage = await openIndexedDbStorage(config.database);
       const faults =
         config.faults === true
@@ -108,8 +122,10 @@ export class NodeHost {
         logger: this.#logger,
         onMessage: (from, message) => this.#node?.receive(from, message),
         onInvalid: (from, reason) => this.#node?.rejectFrame(from, reason),
+        onProgress: (from) => this.#node?.progress(from),
         ...(faults !== undefined ? { faults } : {}),
       });
+      this.#database = config.database;
       this.#storage = storage;
       this.#links = links;
       this.#faults = faults;
@@ -127,6 +143,7 @@ export class NodeHost {
         requestTimeout: config.requestTimeout,
         hintInterval: config.hintInterval,
         ...config.sync,
+        ...config.bounds,
         limits,
       });
       this.#logger.info({ id: config.id, domain: config.domain, database: config.database }, 'node started');
@@ -179,6 +196,28 @@ export class NodeHost {
   /** Every partition this node owns or still stores keys of: transfer state, progress, keys, Merkle root. */
   partitions(): Promise<Outcome<PartitionInfo[]>> {
     return attempt(() => this.#running().partitions());
+  }
+
+  /**
+   * Retires the node whose IndexedDB database is `database`: this node takes over what it held (see
+   * {@link DynamoNode.absorb}), then the database is deleted. The page calls it holding that node's Web Lock, so no
+   * tab runs the node meanwhile; an interrupted retirement is simply done again, as merging is idempotent.
+   */
+  retire(database: string): Promise<Outcome<RetireReport>> {
+    return attempt(async () => {
+      const node = this.#running();
+      if (database === this.#database) throw new DynameshError('ERR_INVALID_ARGUMENT', 'a node cannot retire itself');
+      const source = await openIndexedDbStorage(database);
+      let report: RetireReport;
+      try {
+        report = await node.absorb(source);
+      } finally {
+        await source.close();
+      }
+      await deleteDB(database);
+      this.#logger.info({ database, ...report }, 'retired a node');
+      return report;
+    });
   }
 
   /** Cuts this node from `nodeIds` (its own id: from everyone), on top of earlier cuts. */

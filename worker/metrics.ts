@@ -13,6 +13,8 @@ export const COUNTER_NAMES = [
   'coordinated',
   'replicasWritten',
   'readsServed',
+  'readsCompleted',
+  'putsRedirected',
   'readRepairs',
   'fallbacksUsed',
   'hintsSent',
@@ -20,6 +22,10 @@ export const COUNTER_NAMES = [
   'hintsDelivered',
   'quorumFailures',
   'staleContexts',
+  // Puts refused at a key's bounds (ERR_TOO_MANY_SIBLINGS, ERR_TOO_LARGE), storing nothing.
+  'putsOverBounds',
+  // Puts refused because their context names a version never issued (ERR_INVALID_ARGUMENT), storing nothing.
+  'contextsRefused',
   'timeouts',
   'invalidRequests',
   'malformedFrames',
@@ -31,6 +37,10 @@ export const COUNTER_NAMES = [
   'keysReleased',
   'keysRepaired',
   'syncKeysServed',
+  // Keys partition sync sent in several parts (more siblings or bytes than one entry or message may carry).
+  'syncKeysSplit',
+  // Keys partition sync could not send whole (a version no peer's decoder accepts); what is withheld stays here.
+  'syncKeysWithheld',
   'syncBytes',
   'antiEntropyRounds',
   'antiEntropyRepairs',

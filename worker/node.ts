@@ -8,14 +8,7 @@ import { ByteBudget } from './transport/budget.ts';
 import { decodeMessage, encodeMessage } from './wire/codec.ts';
 import { decodeContext, encodeContext } from './wire/context.ts';
 import { Coordinator, type PutRequest } from './replication/coordinator.ts';
-import {
-  ClosedError,
-  DynameshError,
-  InvalidArgumentError,
-  NotResponsibleError,
-  TooLargeError,
-  hasErrorCode,
-} from './errors.ts';
+import { ClosedError, DynameshError, InvalidArgumentError, TooLargeError, hasErrorCode } from './errors.ts';
 import {
   type Clock,
   type Logger,
@@ -28,19 +21,24 @@ import {
 import { Handoff } from './replication/handoff.ts';
 import { PartitionTrees } from './membership/merkle.ts';
 import { Metrics, type MetricsSnapshot } from './metrics.ts';
+import { Holders, type Holding } from './membership/holders.ts';
 import { Ownership, type PartitionInfo } from './membership/ownership.ts';
+import { HeldFrames } from './membership/strangers.ts';
 import { type Outgoing, Peers, isReply } from './transport/peers.ts';
 import {
-  DEFAULT_LIMITS,
+  DEFAULT_KEY_BOUNDS,
+  type KeyBounds,
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
   type WireReceipt,
+  limitsFor,
 } from './wire/protocol.ts';
 import { Rebalancer } from './membership/rebalance.ts';
 import { Replica } from './replication/replica.ts';
 import { type Member, Ring } from './ring/ring.ts';
 import { ObservedStorage } from './storage/observed.ts';
+import { DotHorizon } from './versions/horizon.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
 import { contextOf } from './versions/version.ts';
@@ -86,15 +84,30 @@ export interface NodeOptions {
   readonly transferBytesPerSecond?: number;
   /**
    * Ms a tombstone is kept after every owner of its partition holds it, before it is collected; a node away from
-   * the cluster for longer drops what it held on return, so that no collected delete comes back. @default 600000
+   * the cluster for longer drops what it held on return, so that no collected delete comes back. Days, as
+   * Cassandra's `gc_grace_seconds`: a browser closed overnight must come back with its data. @default 864000000 (10 days)
    */
   readonly tombstoneGrace?: number;
   /** Ring partitions Q. @default 256 */
   readonly partitions?: number;
   /** Ring tokens per node T. @default DEFAULT_TOKENS_PER_NODE of ring.ts */
   readonly tokensPerNode?: number;
-  /** Size limits of keys, values and frames. @default DEFAULT_LIMITS */
+  /**
+   * Size limits of keys, values and frames, as the decoder enforces them; raised where needed to hold the bounds
+   * below many times over (see `limitsFor`). @default DEFAULT_LIMITS
+   */
   readonly limits?: Partial<ProtocolLimits>;
+  /**
+   * Most siblings a put may leave of its key, tombstones included; a put that would leave more fails with
+   * `ERR_TOO_MANY_SIBLINGS` and stores nothing (a put with the context of a read resolves them). 1..4096.
+   * @default 32
+   */
+  readonly maxSiblings?: number;
+  /**
+   * Most bytes a put may leave of its key's whole sibling set (key, values and clocks); a put that would leave more
+   * fails with `ERR_TOO_LARGE` and stores nothing. 1..67108864. @default 4194304 (4 MiB)
+   */
+  readonly maxSiblingSetBytes?: number;
 }
 
 /** Options of a get. */
@@ -146,6 +159,9 @@ export type NodeMetrics = MetricsSnapshot & { readonly members: number; readonly
 
 const encoder = new TextEncoder();
 
+/** How long a tombstone held by every owner is kept, and how long a node may be away and keep its copies, ms. */
+export const DEFAULT_TOMBSTONE_GRACE = 10 * 24 * 3600 * 1000;
+
 /** The bookkeeping record of the node's last sign of life, in storage meta. */
 const LAST_ACTIVE = 'last-active';
 /** How long anti-entropy and releases wait for a pause in foreground requests before going on anyway, ms. */
@@ -166,7 +182,6 @@ export class DynamoNode {
   readonly #r: number;
   readonly #w: number;
   readonly #limits: ProtocolLimits;
-  readonly #requestTimeout: number;
   readonly #logger: Logger;
   readonly #metrics = new Metrics();
   readonly #peers: Peers;
@@ -177,6 +192,7 @@ export class DynamoNode {
   readonly #storage: Storage;
   readonly #trees: PartitionTrees;
   readonly #ownership: Ownership;
+  readonly #holders: Holders;
   readonly #sync: PartitionSync;
   readonly #rebalancer: Rebalancer;
   readonly #antiEntropy: AntiEntropy | null;
@@ -186,6 +202,8 @@ export class DynamoNode {
   #ring: Ring;
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
+  /** Messages from nodes outside the view, held for a view that names them. */
+  readonly #strangers = new HeldFrames();
   /** Peers heard from since the last view change. */
   readonly #contacted = new Set<string>();
   /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
@@ -205,10 +223,13 @@ export class DynamoNode {
     this.#n = positiveInteger(options.n ?? 3, 'n');
     this.#r = quorum(options.r ?? 2, this.#n, 'r');
     this.#w = quorum(options.w ?? 2, this.#n, 'w');
-    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    const bounds = keyBounds(options);
+    this.#limits = limitsFor(bounds, options.limits);
+    // Every dot this node stores or scans tells it how far that dot's node has issued counters (contexts are checked
+    // against it).
+    const horizon = new DotHorizon();
     this.#logger = options.logger ?? silentLogger;
     const requestTimeout = options.requestTimeout ?? 500;
-    this.#requestTimeout = requestTimeout;
     this.#ring = this.#buildRing([{ id: this.id, domain: this.domain }]);
     const partitions = this.#ring.partitions;
     // Partitions known to hold keys: those stored at start and those written since. A tree of any other partition is
@@ -220,13 +241,16 @@ export class DynamoNode {
       scan: async (partition, page) => {
         stored ??= options.storage.partitionsWithData().then((list) => new Set(list));
         if (!written.has(partition) && !(await stored).has(partition)) return [];
-        return options.storage.scanPartition(partition, page);
+        const keys = await options.storage.scanPartition(partition, page);
+        for (const k of keys) horizon.observe(k.siblings);
+        return keys;
       },
     });
     this.#storage = new ObservedStorage(options.storage, (key, siblings) => {
       const partition = this.#ring.partitionOf(key);
       written.add(partition);
       this.#trees.update(partition, key, siblings);
+      horizon.observe(siblings);
     });
     this.#ownership = new Ownership(this.#storage);
     this.#peers = new Peers({
@@ -238,25 +262,45 @@ export class DynamoNode {
       send: (to, message) => this.#send(to, message),
       onTimeout: () => this.#metrics.count('timeouts'),
     });
+    const owns = (partition: number): boolean => this.#ring.preferenceList(partition, this.#n).includes(this.id);
+    const holds = (partition: number): boolean => this.#ownership.holds(partition);
+    this.#holders = new Holders({
+      self: this.id,
+      ring: () => this.#ring,
+      isSuspected: (id) => this.#peers.isSuspected(id),
+      probe: (peer, partition) => this.#sync.probe(peer, partition),
+    });
+    const findHolders = (partition: number): Promise<Holding> => this.#holders.find(partition);
     this.#replica = new Replica({
       self: this.id,
       storage: this.#storage,
       metrics: this.#metrics,
+      peers: this.#peers,
+      holderTimeout: requestTimeout / 2,
       partitionOf: (key) => this.#ring.partitionOf(key),
+      owns,
+      holds,
+      findHolders,
+      whenHeld: (partition) => this.#ownership.whenHeld(partition, requestTimeout / 4, options.timers),
     });
     this.#coordinator = new Coordinator({
       self: this.id,
       n: this.#n,
       storage: this.#storage,
-      holds: (partition) => this.#ownership.holds(partition),
+      holds,
       whenHeld: (partition) => this.#ownership.whenHeld(partition, requestTimeout, options.timers),
+      findHolders,
+      knownHolders: (partition) => this.#holders.known(partition),
       peers: this.#peers,
       metrics: this.#metrics,
       logger: this.#logger,
       requestTimeout,
       forwardTimeout: options.forwardTimeout ?? 4 * requestTimeout,
+      bounds,
+      horizon,
       ring: () => this.#ring,
       readLocal: (key) => this.#replica.readLocal(key),
+      readWhole: (key) => this.#replica.readWhole(key),
       now: () => options.clock.now(),
     });
     this.#handoff = new Handoff({
@@ -278,8 +322,9 @@ export class DynamoNode {
       requestTimeout,
       partitions,
       partitionOf: (key) => this.#ring.partitionOf(key),
+      limits: this.#limits,
       tree: (partition) => this.#trees.get(partition),
-      holds: (partition) => this.#ownership.holds(partition),
+      holds,
     });
     const idle = (): Promise<void> => this.#idle();
     const ring = (): Ring | null => (this.#viewed && this.#loaded ? this.#ring : null);
@@ -290,6 +335,7 @@ export class DynamoNode {
       peers: this.#peers,
       sync: this.#sync,
       ownership: this.#ownership,
+      holders: this.#holders,
       budget: new ByteBudget(options.transferBytesPerSecond ?? 1024 * 1024, options.clock, options.timers),
       metrics: this.#metrics,
       logger: this.#logger,
@@ -299,7 +345,7 @@ export class DynamoNode {
       ring,
       idle,
     });
-    const grace = options.tombstoneGrace ?? 600_000;
+    const grace = options.tombstoneGrace ?? DEFAULT_TOMBSTONE_GRACE;
     const interval = options.antiEntropyInterval ?? 10_000;
     this.#antiEntropy =
       interval > 0
@@ -471,6 +517,13 @@ export class DynamoNode {
     this.#viewed = true;
     this.#contacted.clear();
     if (this.#loaded) this.#rebalancer.kick();
+    const now = this.#options.clock.now();
+    for (const message of this.#strangers.release(
+      (id) => id !== this.id && this.#ring.has(id),
+      now,
+      (count) => this.#rejected(count),
+    ))
+      this.#accept(message);
   }
 
   /** Handles one frame from peer `from`. Never throws: a malformed frame is counted, logged and dropped. */
@@ -487,11 +540,27 @@ export class DynamoNode {
       this.#logger.warn({ from, error: errorText(error) }, 'dropped a malformed frame');
       return;
     }
-    if (!this.#ring.has(from) || from === this.id) {
-      this.#metrics.count('rejectedFrames');
-      this.#logger.warn({ from, type: message.type }, 'dropped a frame from a node outside the view');
+    if (from === this.id) {
+      this.#rejected(1);
       return;
     }
+    if (!this.#ring.has(from)) {
+      // Perhaps the view naming it has not reached this node yet: held for it, briefly.
+      const now = this.#options.clock.now();
+      if (!this.#strangers.hold(message, frame.byteLength, now, (count) => this.#rejected(count))) this.#rejected(1);
+      return;
+    }
+    this.#accept(message);
+  }
+
+  #rejected(count: number): void {
+    this.#metrics.count('rejectedFrames', count);
+    this.#logger.warn({ count }, 'dropped frames from a node outside the view');
+  }
+
+  /** Handles a decoded message from a member of the view. */
+  #accept(message: PeerMessage): void {
+    const from = message.from;
     this.#peers.heard(from);
     if (!this.#contacted.has(from)) {
       // The first frame from a peer since the last view: a transfer that could not reach it may now go ahead.
@@ -516,6 +585,14 @@ export class DynamoNode {
       .finally(() => {
         if (foreground) this.#foregroundDone();
       });
+  }
+
+  /**
+   * Tells the node that a chunk of a large message from peer `from` arrived and more are to come, so that requests
+   * waiting for `from` are not timed out while their reply is still on its way.
+   */
+  progress(from: string): void {
+    if (!this.#closed) this.#peers.progress(from);
   }
 
   /** Counts and logs a frame the transport could not turn into a message (a bad chunk, a non-binary frame). */
@@ -547,14 +624,7 @@ export class DynamoNode {
         return;
       case 'read':
         try {
-          // An owner still fetching the partition would answer with part of it: the coordinator asks a fallback.
-          const partition = this.#ring.partitionOf(message.key);
-          if (
-            this.#ring.preferenceList(partition, this.#n).includes(this.id) &&
-            !(await this.#ownership.whenHeld(partition, this.#requestTimeout * 0.8, this.#options.timers))
-          )
-            throw new NotResponsibleError(`node ${this.id} is still fetching partition ${partition}`);
-          const versions = await this.#replica.read(message.key);
+          const versions = await this.#replica.read(message);
           this.#peers.reply(message.from, message.requestId, { type: 'read-reply', versions });
         } catch (error) {
           this.#replyError(message.from, message.requestId, error);
@@ -686,6 +756,9 @@ export class DynamoNode {
       if (hasErrorCode(error, 'ERR_INVALID_ARGUMENT') || hasErrorCode(error, 'ERR_TOO_LARGE')) {
         this.#metrics.count('invalidRequests');
       }
+      // A request cut short by close failed because the node closed, not for want of replicas.
+      if (this.#closed && !hasErrorCode(error, 'ERR_CLOSED'))
+        throw new ClosedError('the node closed before the request completed', { cause: error });
       throw error;
     } finally {
       this.#foregroundDone();
@@ -737,6 +810,86 @@ export class DynamoNode {
         .finally(() => this.#scheduleHandoff());
     }, this.#options.hintInterval ?? 1000);
   }
+
+  /**
+   * Takes over what a retired node left in `source`, its storage, which no node runs any more and which the caller
+   * deletes afterwards. Like the node itself on its return, a retired node whose last sign of life is older than the
+   * tombstone grace holds nothing that may come back (a tombstone may have been collected since), so nothing is
+   * taken. Otherwise its keys are merged into this node's storage, where versions resolve as any replica write does
+   * (nothing superseded returns), and its hints join this node's; the rebalancer then releases, page by page, each
+   * partition this node does not own to that partition's owners, and hinted handoff delivers the hints. The source
+   * keeps its keys; its hints are removed as they are taken, which is how the listing pages through them.
+   */
+  async absorb(source: Storage): Promise<{ keys: number; hints: number; dropped: boolean }> {
+    await this.#ready;
+    const lastActive = await source.getMeta(LAST_ACTIVE);
+    const grace = this.#options.tombstoneGrace ?? DEFAULT_TOMBSTONE_GRACE;
+    if (typeof lastActive !== 'number' || this.#options.clock.now() - lastActive > grace) {
+      this.#logger.info({ lastActive }, 'retired node was away longer than the tombstone grace: nothing taken');
+      return { keys: 0, hints: 0, dropped: true };
+    }
+    const check = (): void => {
+      if (this.#closed) throw new ClosedError('the node closed while taking over a retired node');
+    };
+    let keys = 0;
+    for (const stored of await source.partitionsWithData()) {
+      let after: Uint8Array | undefined;
+      for (;;) {
+        const page = await source.scanPartition(stored, after === undefined ? { limit: 256 } : { after, limit: 256 });
+        if (page.length === 0) break;
+        check();
+        await this.#idle();
+        // Grouped by this node's ring, whose partitions are those of the source's (Q is one for the cluster).
+        const byPartition = new Map<number, Parameters<Storage['applyMany']>[1][number][]>();
+        for (const k of page) {
+          const partition = this.#ring.partitionOf(k.key);
+          let entries = byPartition.get(partition);
+          if (entries === undefined) byPartition.set(partition, (entries = []));
+          entries.push({ key: k.key, versions: k.siblings });
+        }
+        for (const [partition, entries] of byPartition) await this.#storage.applyMany(partition, entries);
+        keys += page.length;
+        after = page[page.length - 1]!.key;
+      }
+    }
+    let hints = 0;
+    for (let taken = true; taken;) {
+      const page = await source.listHints({ limit: 256 });
+      check();
+      taken = false;
+      for (const hint of page) {
+        const partition = this.#ring.partitionOf(hint.key);
+        // A hint meant for this node is simply its write; any other waits here for its target, or its owners.
+        if (hint.target === this.id) await this.#storage.apply(hint.key, partition, hint.siblings);
+        else await this.#storage.putHint({ ...hint, partition });
+        // Nobody else writes the source, so each hint taken goes; were one to stay, the loop would end, not spin.
+        if (await source.deleteHint(hint.target, hint.key, hint.siblings)) taken = true;
+        hints++;
+      }
+    }
+    this.#logger.info({ keys, hints }, 'took over a retired node');
+    if (this.#loaded && this.#viewed) this.#rebalancer.kick();
+    return { keys, hints, dropped: false };
+  }
+}
+
+/** The bounds a node keeps its keys to, checked. */
+function keyBounds(options: NodeOptions): KeyBounds {
+  const bound = (value: unknown, fallback: number, max: number, name: string): number => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max)
+      throw new InvalidArgumentError(`${name} must be an integer from 1 to ${max}, got ${String(value)}`);
+    return value;
+  };
+  return {
+    maxSiblings: bound(options.maxSiblings, DEFAULT_KEY_BOUNDS.maxSiblings, 4096, 'maxSiblings'),
+    maxSiblingSetBytes: bound(
+      options.maxSiblingSetBytes,
+      DEFAULT_KEY_BOUNDS.maxSiblingSetBytes,
+      64 * 1024 * 1024,
+      'maxSiblingSetBytes',
+    ),
+  };
 }
 
 function positiveInteger(value: number, name: string): number {

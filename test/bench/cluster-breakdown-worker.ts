@@ -113,7 +113,7 @@ export const breakdownApi = {
       const messages: Record<string, PeerMessage> = {
         replicate: { type: 'replicate', from: NODE, requestId: 1, key, versions, hintFor: null, durable: false },
         ack: { type: 'replicate-ack', from: PEER, requestId: 1 },
-        read: { type: 'read', from: NODE, requestId: 2, key },
+        read: { type: 'read', from: NODE, requestId: 2, key, requireHeld: false },
         readReply: { type: 'read-reply', from: PEER, requestId: 2, versions },
       };
       for (const [part, message] of Object.entries(messages)) {

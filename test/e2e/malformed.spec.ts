@@ -128,7 +128,9 @@ for (const dataPlane of DATA_PLANES) {
 
     const whole = (message: Uint8Array): Uint8Array => new Uint8Array([0x00, ...message]);
     const read = (from: string, requestId: number): Uint8Array =>
-      whole(encodeMessage({ type: 'read', from, requestId, key: new TextEncoder().encode('probe') }));
+      whole(
+        encodeMessage({ type: 'read', from, requestId, key: new TextEncoder().encode('probe'), requireHeld: false }),
+      );
     const chunk = (id: number, index: number, count: number): Uint8Array => {
       const frame = new Uint8Array(10);
       const view = new DataView(frame.buffer);

@@ -24,6 +24,7 @@ interface RogueSetup {
   readonly victimId: string;
   readonly plane: Plane;
   readonly channelId: number;
+  readonly domain: string;
 }
 
 /** A rogue member connected to one victim. */
@@ -36,11 +37,13 @@ export class RoguePeer {
   /**
    * Opens the rogue page in `context`, joins `cluster` as `id` and connects to `victimId` over `plane`. The id must
    * sort before the victim's, so that the rogue is the side that offers (the mesh lets the smaller id initiate).
+   * It joins in failure domain `domain` (default `rogue`): in the tabs' own domain it is one more member of their
+   * profile, and owns no more than its share of the ring.
    */
   static async connect(
     context: BrowserContext,
     server: SignalingServer,
-    options: { cluster: string; id: string; victimId: string; plane: Plane },
+    options: { cluster: string; id: string; victimId: string; plane: Plane; domain?: string },
   ): Promise<RoguePeer> {
     if (!(options.id < options.victimId)) throw new Error('the rogue id must sort before the victim id');
     const page = await context.newPage();
@@ -55,6 +58,7 @@ export class RoguePeer {
       victimId: options.victimId,
       plane: options.plane,
       channelId: DATA_PLANE_CHANNEL_ID,
+      domain: options.domain ?? 'rogue',
     };
     await page.evaluate(async (setup) => {
       type Emitter = { on(event: string, listener: (...args: never[]) => void): void };
@@ -70,7 +74,7 @@ export class RoguePeer {
       const socket = g.io(setup.url, { transports: ['websocket'] });
       await new Promise<void>((resolve) => socket.on('connect', () => resolve()));
       const joined = await new Promise<{ ok: boolean; error?: unknown }>((resolve) =>
-        socket.emit('join', { cluster: setup.cluster, nodeId: setup.rogueId, domain: 'rogue' }, resolve),
+        socket.emit('join', { cluster: setup.cluster, nodeId: setup.rogueId, domain: setup.domain }, resolve),
       );
       if (!joined.ok) throw new Error(`the rogue's join was refused: ${JSON.stringify(joined.error)}`);
       setInterval(() => socket.emit('heartbeat', {}, () => {}), 500);

@@ -180,3 +180,84 @@ describe('checker: convergence', () => {
     assert.equal(verdict.converged, true);
   });
 });
+
+describe('checker: repeated dots', () => {
+  const dot = (node: string, counter: number) => ({ dot: { node, counter } });
+
+  it('reports two acknowledged writes that returned the same dot', () => {
+    const v: StoredVersion = { node: 'n1', counter: 7, value: 'b' };
+    const verdict = check([put('a', [], dot('n1', 7)), put('b', [], dot('n1', 7))], [finalKey(['b'], [v])]);
+    assert.deepEqual(
+      verdict.repeatedDots.map((r) => [r.dot, r.writes]),
+      [['n1:7', ['a', 'b']]],
+    );
+  });
+
+  it('reports one dot stored with two different values, or under two keys', () => {
+    const a: StoredVersion = { node: 'n1', counter: 3, value: 'a' };
+    const b: StoredVersion = { node: 'n1', counter: 3, value: 'b' };
+    const split: FinalKey = {
+      key: 'k',
+      values: ['a', 'b'],
+      replicas: [
+        { node: 'n1', versions: [a] },
+        { node: 'n2', versions: [b] },
+      ],
+    };
+    assert.deepEqual(
+      check([put('a'), put('b')], [split]).repeatedDots.map((r) => r.dot),
+      ['n1:3'],
+    );
+    const other: FinalKey = { key: 'j', values: ['c'], replicas: [{ node: 'n1', versions: [{ ...a, value: 'c' }] }] };
+    const twoKeys = check([put('a'), put('c', [], { key: 'j' })], [finalKey(['a'], [a]), other]);
+    assert.deepEqual(
+      twoKeys.repeatedDots.map((r) => r.writes),
+      [['k=a', 'j=c']],
+    );
+  });
+
+  it('reports a stored dot holding another value than the acknowledged write that returned it', () => {
+    const stored: StoredVersion = { node: 'n2', counter: 5, value: 'x' };
+    const verdict = check([put('a', [], dot('n2', 5)), put('x')], [finalKey(['a', 'x'], [stored])]);
+    assert.deepEqual(
+      verdict.repeatedDots.map((r) => [r.dot, r.writes]),
+      [['n2:5', ['a', 'k=x']]],
+    );
+  });
+
+  it('accepts one write stored under two dots, as a put retried inside the cluster may be', () => {
+    const first: StoredVersion = { node: 'n1', counter: 1, value: 'a' };
+    const second: StoredVersion = { node: 'n2', counter: 1, value: 'a' };
+    const verdict = check([put('a', [], dot('n2', 1))], [finalKey(['a'], [first, second])]);
+    assert.deepEqual(verdict.repeatedDots, []);
+  });
+});
+
+describe('checker: refused writes', () => {
+  it('reports a write that had to store nothing but is among the final values or replicas', () => {
+    const stored: StoredVersion = { node: 'n1', counter: 1, value: 'f' };
+    const forged = put('f', [], { outcome: 'failed', code: 'ERR_INVALID_ARGUMENT', storesNothing: true });
+    assert.deepEqual(
+      check([forged], [finalKey([], [stored])]).refusedStored.map((r) => [r.id, r.code]),
+      [['f', 'ERR_INVALID_ARGUMENT']],
+    );
+  });
+
+  it('holds every refused write to it only when told that no call could time out', () => {
+    const stored: StoredVersion = { node: 'n1', counter: 1, value: 's' };
+    const stale = put('s', [], { outcome: 'failed', code: 'ERR_STALE_CONTEXT' });
+    assert.deepEqual(check([stale], [finalKey(['s'], [stored])]).refusedStored, []);
+    assert.deepEqual(
+      check([stale], [finalKey(['s'], [stored])], { strictRefusals: true }).refusedStored.map((r) => r.where),
+      ['the final values'],
+    );
+  });
+
+  it('does not let a delete that had to store nothing excuse the writes it read', () => {
+    const forgedDelete = del('d', ['a'], { outcome: 'unknown', storesNothing: true });
+    assert.deepEqual(
+      check([put('a'), forgedDelete], [finalKey([])]).lost.map((l) => l.id),
+      ['a'],
+    );
+  });
+});

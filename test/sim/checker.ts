@@ -1,6 +1,7 @@
 /**
  * The checker of a simulation run: from the recorded writes and the final state of every key, it finds
- * acknowledged writes that vanished, deleted values that came back, values nobody wrote, and replicas that disagree.
+ * acknowledged writes that vanished, deleted values that came back, values nobody wrote, replicas that disagree,
+ * dots that name two different writes, and refused writes that stored something after all.
  *
  * Every write carries a unique id as its value. A write's parents are the values returned by the read whose context
  * it was put with: those are the versions it was allowed to supersede. Its ancestors are its parents and,
@@ -45,6 +46,15 @@ export interface WriteRecord {
   readonly supersedes?: readonly { readonly node: string; readonly counter: number }[];
   /** For an acknowledged write, the node that coordinated it (the owner of its dot). */
   readonly coordinator?: string;
+  /** For an acknowledged write, its dot: the coordinator's entry in the context the write returned. */
+  readonly dot?: { readonly node: string; readonly counter: number };
+  /** For a failed write, its error code. */
+  readonly code?: string;
+  /**
+   * True for a write that must store nothing whatever its answer (a forged context, a value over the limit): it
+   * must never be found stored, and no delete of this kind took effect.
+   */
+  readonly storesNothing?: boolean;
 }
 
 /** One stored version, as the checker needs it. */
@@ -90,6 +100,26 @@ export interface Resurrection {
   readonly by: 'value' | `version ${string}`;
 }
 
+/** One dot naming two different writes. */
+export interface RepeatedDot {
+  /** `node:counter`. */
+  readonly dot: string;
+  /** The writes it names: write ids of the history, or `key=value id` as stored (`∅` for a tombstone). */
+  readonly writes: readonly string[];
+  /** Where the second one was found. */
+  readonly where: string;
+}
+
+/** A refused write found stored. */
+export interface RefusedStored {
+  readonly id: string;
+  readonly key: string;
+  /** The error the write was answered with, if any. */
+  readonly code: string | undefined;
+  /** Where its value was found. */
+  readonly where: string;
+}
+
 /** A key whose replicas disagree. */
 export interface Divergence {
   readonly key: string;
@@ -109,12 +139,22 @@ export interface Verdict {
   readonly divergent: Divergence[];
   /** True when every key's replicas hold the same sibling set. */
   readonly converged: boolean;
+  /** Dots that name two different writes, in the history or in the final replicas. */
+  readonly repeatedDots: RepeatedDot[];
+  /** Writes that must have stored nothing, found among the final values or replicas. */
+  readonly refusedStored: RefusedStored[];
 }
 
 /** Options of {@link check}. */
 export interface CheckOptions {
   /** Only acknowledged puts with at least this W must survive. @default 2 */
   readonly minW?: number;
+  /**
+   * Every write refused with a code that stores nothing must have stored nothing, not only those marked
+   * `storesNothing`. Only where no call can time out: a put forwarded to a coordinator that stored it and then went
+   * silent may be refused by the next one (stale, or at a bound) although it is stored. @default false
+   */
+  readonly strictRefusals?: boolean;
 }
 
 /** Checks a history against the final state of its keys. */
@@ -144,7 +184,7 @@ export function check(writes: readonly WriteRecord[], final: readonly FinalKey[]
     byId,
   );
   // Everything a delete that may have taken effect descends from.
-  const deletes = writes.filter((w) => w.kind === 'delete' && w.outcome !== 'failed');
+  const deletes = writes.filter((w) => w.kind === 'delete' && w.outcome !== 'failed' && w.storesNothing !== true);
   const deleted = ancestorsOf(
     deletes.flatMap((d) => d.parents.map((id) => ({ id, root: d.id }))),
     byId,
@@ -199,7 +239,66 @@ export function check(writes: readonly WriteRecord[], final: readonly FinalKey[]
     phantoms,
     divergent,
     converged: divergent.length === 0,
+    repeatedDots: repeatedDots(writes, final),
+    refusedStored: refusedStored(writes, final, options.strictRefusals ?? false),
   };
+}
+
+/**
+ * Dots naming two different writes: two acknowledged writes of the history returned the same dot; one dot is stored
+ * with two different values or under two keys; or a stored dot holds another value than the acknowledged write that
+ * returned it. A dot is its coordinator's counter, which it never draws twice, so each of these is a lost write or a
+ * mix-up of two. (One write may have two dots: a put retried inside the cluster.)
+ */
+function repeatedDots(writes: readonly WriteRecord[], final: readonly FinalKey[]): RepeatedDot[] {
+  const out: RepeatedDot[] = [];
+  const reported = new Set<string>();
+  const report = (dot: string, pair: string[], where: string): void => {
+    if (reported.has(dot)) return;
+    reported.add(dot);
+    out.push({ dot, writes: pair, where });
+  };
+  const acknowledged = new Map<string, WriteRecord>();
+  for (const w of writes) {
+    if (w.outcome !== 'ok' || w.dot === undefined) continue;
+    const dot = `${w.dot.node}:${w.dot.counter}`;
+    const other = acknowledged.get(dot);
+    if (other === undefined) acknowledged.set(dot, w);
+    else report(dot, [other.id, w.id], 'the history: two acknowledged writes returned it');
+  }
+  const stored = new Map<string, string>();
+  for (const f of final) {
+    for (const r of f.replicas) {
+      for (const v of r.versions) {
+        const dot = `${v.node}:${v.counter}`;
+        const what = `${f.key}=${v.value ?? '∅'}`;
+        const seen = stored.get(dot);
+        if (seen === undefined) stored.set(dot, what);
+        else if (seen !== what) report(dot, [seen, what], `the final replicas (${r.node})`);
+        const write = acknowledged.get(dot);
+        if (write === undefined) continue;
+        const expected = `${write.key}=${write.kind === 'put' ? write.id : '∅'}`;
+        if (expected !== what) report(dot, [write.id, what], `the final replicas (${r.node}) against the history`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Writes refused (or bound to be) that are nonetheless among the final values or stored by a final replica. */
+function refusedStored(writes: readonly WriteRecord[], final: readonly FinalKey[], strict: boolean): RefusedStored[] {
+  const finalByKey = new Map(final.map((f) => [f.key, f]));
+  const out: RefusedStored[] = [];
+  for (const w of writes) {
+    if (w.kind !== 'put' || !(w.storesNothing === true || (strict && w.outcome === 'failed'))) continue;
+    const f = finalByKey.get(w.key);
+    if (f === undefined) continue;
+    const where = f.values.includes(w.id)
+      ? 'the final values'
+      : f.replicas.find((r) => r.versions.some((v) => v.value === w.id))?.node;
+    if (where !== undefined) out.push({ id: w.id, key: w.key, code: w.code, where });
+  }
+  return out;
 }
 
 /** The dots under which the final replicas of a key store value `id`. */

@@ -1,11 +1,14 @@
 /**
  * `npm run sim -- --nodes 20 --ops 20000 --seed 7 --faults partition,crash,loss`
  * `npm run sim -- --nodes 50 --ops 20000 --seed 7 --faults join,leave,fail,partition,loss`
+ * `npm run sim -- --nodes 5 --ops 3000 --seed 7 --workload hot,forged,oversize`
+ * `npm run sim -- --nodes 5 --ops 3000 --seed 7 --faults churn --quorums default`
  *
  * Runs one seeded simulation, shows progress on stderr, and prints one JSON line of figures on stdout (with
  * `convergenceMs` when convergence was left to anti-entropy, the default under churn). Exits 1 when an acknowledged
- * write was lost, a deleted value came back, the replicas did not converge, a call hung or a node misbehaved, after
- * printing what went wrong and the command that replays the run.
+ * write was lost, a deleted value came back, the replicas did not converge, a call hung, a node misbehaved, a dot
+ * named two writes, a misbehaving client was answered wrongly, a key was left wedged, or a request was refused in a
+ * run where nothing but membership changed, after printing what went wrong and the command that replays the run.
  */
 import { reproduceCommand, parseSimArgs, type CliOptions } from './options.ts';
 import { describeFailure, summary } from './report.ts';
@@ -20,6 +23,7 @@ async function main(): Promise<number> {
     process.stderr.write(
       'usage: npm run sim -- [--seed S] [--nodes N] [--ops K] [--churn]\n' +
         '                      [--faults partition,crash,loss,reorder,duplicate,pause,join,leave,fail|churn|all|none]\n' +
+        '                      [--workload hot,forged,oversize|all|none] [--hot-keys H] [--quorums random|default]\n' +
         '                      [--clients C] [--keys K] [--n N] [--request-timeout MS] [--hint-interval MS]\n' +
         '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX]\n' +
         '                      [--partitions Q] [--anti-entropy-interval MS] [--tombstone-grace MS]\n' +
@@ -31,7 +35,10 @@ async function main(): Promise<number> {
   const tty = process.stderr.isTTY;
   const total = options.ops ?? 2000;
   const faults = options.faults?.join(',') || 'none';
-  process.stderr.write(`sim: seed ${options.seed}, ${options.nodes ?? 5} nodes, ${total} ops, faults ${faults}\n`);
+  const workloads = options.workloads?.length ? `, workload ${options.workloads.join(',')}` : '';
+  process.stderr.write(
+    `sim: seed ${options.seed}, ${options.nodes ?? 5} nodes, ${total} ops, faults ${faults}${workloads}\n`,
+  );
   const result = await runSimulation({
     ...options,
     progressEvery: Math.max(1000, Math.ceil(total / 20)),

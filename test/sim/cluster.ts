@@ -18,6 +18,7 @@ import { MemoryStorage } from '../../worker/storage/memory.ts';
 import type { Network } from './network.ts';
 import type { Rng } from './random.ts';
 import type { Owner, Scheduler, SimEvent } from './scheduler.ts';
+import type { Witness } from './witness.ts';
 
 /** The node tunables a simulated cluster passes to every node. */
 export type SimNodeOptions = Pick<
@@ -78,6 +79,8 @@ export interface ClusterOptions {
    * heartbeat timeout. @default 3000
    */
   readonly failureDetection?: number;
+  /** Watches every node's storage (dots drawn, versions stored) when given. */
+  readonly witness?: Witness;
 }
 
 /** Sums of numeric metrics over every incarnation that ever ran. */
@@ -419,7 +422,8 @@ export class Cluster {
   #start(slot: SimNode): void {
     const { scheduler, network, rng } = this.#options;
     const owner: Owner = { alive: true };
-    const storage = slot.data.reopen();
+    const handle = slot.data.reopen();
+    const storage = this.#options.witness?.wrap(slot.id, handle) ?? handle;
     slot.incarnations++;
     const transport = network.attach(slot.id, owner, (from, frame) => node.receive(from, frame));
     const options: NodeOptions = {

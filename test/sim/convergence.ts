@@ -12,9 +12,9 @@ import { type Version, resolve } from '../../worker/versions/version.ts';
 import type { FinalKey, ReplicaState } from './checker.ts';
 import type { Cluster, SimNode } from './cluster.ts';
 import type { Scheduler } from './scheduler.ts';
+import { valueId } from './values.ts';
 
 const utf8 = new TextEncoder();
-const text = new TextDecoder();
 
 /** Where convergence stands. */
 export interface ConvergenceState {
@@ -140,7 +140,7 @@ export async function storedFinal(cluster: Cluster, key: string, n: number): Pro
     merged = resolve(merged, siblings).siblings;
     replicas.push({ node: id, versions: siblings.map(storedVersion) });
   }
-  const values = merged.flatMap((s) => (s.value === null ? [] : [text.decode(s.value)])).sort();
+  const values = merged.flatMap((s) => (s.value === null ? [] : [valueId(s.value)])).sort();
   return { key, values, replicas };
 }
 
@@ -149,7 +149,7 @@ export function storedVersion(version: Version): ReplicaState['versions'][number
   return {
     node: version.dot.node,
     counter: version.dot.counter,
-    value: version.value === null ? null : text.decode(version.value),
+    value: version.value === null ? null : valueId(version.value),
   };
 }
 

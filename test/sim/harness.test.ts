@@ -6,6 +6,9 @@ import { Network } from './network.ts';
 import { Rng } from './random.ts';
 import { runSimulation } from './run.ts';
 import { type Owner, Scheduler } from './scheduler.ts';
+import { valueId, writeValue } from './values.ts';
+import { Witness, audit } from './witness.ts';
+import type { MemoryStorage } from '../../worker/storage/memory.ts';
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
@@ -364,5 +367,112 @@ describe('determinism', () => {
     }));
     assert.deepEqual(a, b);
     assert.ok(runs[0]!.faultLog.some((e) => e.kind === 'join' || e.kind === 'leave' || e.kind === 'fail'));
+  });
+});
+
+describe('client values', () => {
+  it('names the write of a value by its leading id, padded or not', () => {
+    assert.equal(valueId(writeValue('c3:17')), 'c3:17');
+    const big = writeValue('o0:4', 300_000);
+    assert.equal(big.byteLength, 300_000);
+    assert.equal(valueId(big), 'o0:4');
+  });
+});
+
+describe('storage witness', () => {
+  /** A quiet three-node cluster whose storage the witness watches. */
+  function watched() {
+    const scheduler = new Scheduler();
+    const network = new Network(scheduler, new Rng(1));
+    const witness = new Witness();
+    const cluster = new Cluster({
+      scheduler,
+      network,
+      rng: new Rng(2),
+      size: 3,
+      witness,
+      node: { n: 3, r: 2, w: 2, antiEntropyInterval: 0 },
+    });
+    const call = async <T>(promise: Promise<T>): Promise<T> => {
+      let done = false;
+      void promise.finally(() => (done = true)).catch(() => {});
+      await scheduler.run(() => done);
+      return promise;
+    };
+    const bounds = { blindKeys: new Set(['hot']), maxSiblings: 2, maxKeyBytes: 1 << 20 };
+    return { cluster, witness, call, bounds };
+  }
+  const version = (
+    node: string,
+    counter: number,
+    value: string,
+    context: { node: string; counter: number }[] = [],
+  ) => ({
+    dot: { node, counter, timestamp: 1 },
+    context: context.map((e) => ({ ...e, timestamp: 1 })),
+    value: utf8.encode(value),
+  });
+
+  it('sees every dot drawn and every value stored, and finds nothing wrong in honest writes', async () => {
+    const { cluster, witness, call, bounds } = watched();
+    const first = await call(cluster.node('n0')!.put('k', utf8.encode('a')));
+    await call(cluster.node('n1')!.put('k', utf8.encode('b'), { context: first.context }));
+    const drawn = witness.issued('n0') + witness.issued('n1') + witness.issued('n2');
+    assert.equal(drawn, 2);
+    assert.ok(witness.everStored('k', 'a') && witness.everStored('k', 'b'));
+    assert.equal(witness.everStored('k', 'c'), false);
+    assert.equal(witness.repeatedCount, 0);
+    const found = await audit(cluster, witness, bounds);
+    assert.deepEqual([found.poisoned, found.overBound], [[], []]);
+    await cluster.close();
+  });
+
+  it('reports a dot stored with two values, a dot never drawn, and a context naming a version never issued', async () => {
+    const { cluster, witness, bounds } = watched();
+    const storage = cluster.slot('n0').storage!;
+    const key = utf8.encode('k');
+    const partition = cluster.ring.partitionOf(key);
+    await storage.apply(key, partition, [version('n1', 4, 'x', [{ node: 'n2', counter: 9 }])]);
+    await cluster.slot('n1').storage!.apply(key, partition, [version('n1', 4, 'y')]);
+    assert.deepEqual(
+      witness.repeated.map((r) => [r.dot, r.writes]),
+      [['n1:4', ['k=x', 'k=y']]],
+    );
+    const found = await audit(cluster, witness, bounds);
+    assert.ok(found.poisoned.some((line) => /n1:4, a dot that n1 never drew/.test(line)));
+    assert.ok(found.poisoned.some((line) => /written over n2:9, a version never issued/.test(line)));
+    await cluster.close();
+  });
+
+  it('reports a node whose counter ran past its own writes', async () => {
+    const { cluster, witness, bounds } = watched();
+    // A storage engine that draws dot 5 on the node's first local write, as one raised by a context would.
+    const engine = {
+      write: async () => ({ version: version('n0', 5, 'a'), siblings: [version('n0', 5, 'a')] }),
+    } as unknown as MemoryStorage;
+    await witness.wrap('n0', engine).write(utf8.encode('k'), 0, {
+      node: 'n0',
+      timestamp: 1,
+      context: [],
+      value: utf8.encode('a'),
+      ifMatch: false,
+    });
+    assert.equal(witness.issued('n0'), 5);
+    const found = await audit(cluster, witness, bounds);
+    assert.deepEqual(found.poisoned, ['n0 drew dot n0:5 after only 1 local writes']);
+    await cluster.close();
+  });
+
+  it('reports a blind-only key holding more siblings of one coordinator than the bound', async () => {
+    const { cluster, witness, bounds } = watched();
+    const key = utf8.encode('hot');
+    const partition = cluster.ring.partitionOf(key);
+    const storage = cluster.slot('n2').storage!;
+    await storage.apply(key, partition, [version('n0', 1, 'a'), version('n0', 2, 'b'), version('n1', 1, 'c')]);
+    assert.deepEqual((await audit(cluster, witness, bounds)).overBound, []);
+    await storage.apply(key, partition, [version('n0', 3, 'd')]);
+    const found = await audit(cluster, witness, bounds);
+    assert.deepEqual(found.overBound, ['n2 stores 3 siblings of hot with dots of n0, over 2']);
+    await cluster.close();
   });
 });

@@ -164,7 +164,8 @@ describe('membership: joins', () => {
   });
 
   it('at no moment of a join do fewer than N nodes hold an acknowledged write', async () => {
-    const w = world(5, 12);
+    // A slow transfer, so that the join passes through many states.
+    const w = world(5, 12, { transferBytesPerSecond: 4096 });
     const keys = await writeKeys(w, 120);
     await converge(w);
     const joiner = w.cluster.join();

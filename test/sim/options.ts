@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { CHURN_KINDS, FAULT_KINDS, type FaultKind } from './faults.ts';
 import type { SimulationOptions } from './run.ts';
+import { type QuorumChoice, WORKLOAD_KINDS, type WorkloadKind } from './workload.ts';
 
 /** The options a command line can set. */
 export type CliOptions = Pick<
@@ -12,6 +13,9 @@ export type CliOptions = Pick<
   | 'nodes'
   | 'ops'
   | 'faults'
+  | 'workloads'
+  | 'hotKeys'
+  | 'quorums'
   | 'clients'
   | 'keys'
   | 'n'
@@ -32,6 +36,7 @@ const NUMERIC = [
   'ops',
   'clients',
   'keys',
+  'hot-keys',
   'n',
   'request-timeout',
   'hint-interval',
@@ -48,6 +53,9 @@ export const SIM_FLAGS = {
   nodes: { type: 'string' },
   ops: { type: 'string' },
   faults: { type: 'string' },
+  workload: { type: 'string' },
+  'hot-keys': { type: 'string' },
+  quorums: { type: 'string' },
   clients: { type: 'string' },
   keys: { type: 'string' },
   n: { type: 'string' },
@@ -80,6 +88,21 @@ export function parseFaults(text: string | undefined): FaultKind[] {
 }
 
 /**
+ * Parses `--workload`: a comma-separated list of {@link WORKLOAD_KINDS} (misbehaving clients), `all`, or `none`.
+ * @throws Error naming an unknown kind.
+ */
+export function parseWorkloads(text: string | undefined): WorkloadKind[] {
+  if (text === undefined || text === '' || text === 'none') return [];
+  if (text === 'all') return [...WORKLOAD_KINDS];
+  const kinds = text.split(',').map((k) => k.trim());
+  for (const k of kinds) {
+    if (!(WORKLOAD_KINDS as readonly string[]).includes(k))
+      throw new Error(`unknown workload ${JSON.stringify(k)}; use ${WORKLOAD_KINDS.join(', ')}, all or none`);
+  }
+  return [...new Set(kinds)] as WorkloadKind[];
+}
+
+/**
  * Reads the simulation flags out of `values` (as `parseArgs` returns them), leaving unset ones out. `--churn` adds
  * the churn kinds to the faults; `--anti-entropy-only` and `--final-read` choose how convergence is checked.
  * @throws Error for a flag that is not a non-negative integer, or for both convergence flags at once.
@@ -102,6 +125,12 @@ export function readSimFlags(values: Record<string, unknown>): Partial<CliOption
     out[camel(flag)] = [Number(match[1]), Number(match[2])];
   }
   if (values.faults !== undefined) out.faults = parseFaults(String(values.faults));
+  if (values.workload !== undefined) out.workloads = parseWorkloads(String(values.workload));
+  if (values.quorums !== undefined) {
+    if (values.quorums !== 'random' && values.quorums !== 'default')
+      throw new Error('--quorums must be random or default');
+    out.quorums = values.quorums as QuorumChoice;
+  }
   if (values.churn === true)
     out.faults = [...new Set([...((out.faults as FaultKind[] | undefined) ?? []), ...CHURN_KINDS])];
   if (values['anti-entropy-only'] === true && values['final-read'] === true)
@@ -129,6 +158,10 @@ export function reproduceCommand(options: CliOptions): string {
   parts.push(
     `--faults ${options.faults !== undefined && options.faults.length > 0 ? options.faults.join(',') : 'none'}`,
   );
+  if (options.workloads !== undefined && options.workloads.length > 0)
+    parts.push(`--workload ${options.workloads.join(',')}`);
+  if (options.hotKeys !== undefined) parts.push(`--hot-keys ${options.hotKeys}`);
+  if (options.quorums !== undefined) parts.push(`--quorums ${options.quorums}`);
   if (options.clients !== undefined) parts.push(`--clients ${options.clients}`);
   if (options.keys !== undefined) parts.push(`--keys ${options.keys}`);
   if (options.n !== undefined) parts.push(`--n ${options.n}`);

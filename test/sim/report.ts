@@ -63,6 +63,29 @@ export function describeFailure(result: SimulationResult): string[] {
     lines.push(`${result.bugs} errors no fault should cause:`);
     for (const b of d.bugs) lines.push(`  ${b.split('\n').slice(0, 4).join('\n    ')}`);
   }
+  if (result.repeatedDots > 0) {
+    lines.push(`${result.repeatedDots} times a dot was found naming two different writes:`);
+    for (const r of d.repeatedDots) lines.push(`  ${r.dot}: ${r.writes.join(' and ')}, seen in ${r.where}`);
+  }
+  if (result.availabilityRequired && result.refused > 0) {
+    lines.push(`${result.refused} requests refused for want of replicas in a run with no fault but membership change:`);
+    for (const r of d.refused)
+      lines.push(
+        `  ${r.kind} of ${r.key} via ${r.node} (quorum ${r.quorum}) at ${r.start}-${r.end} ms: ${r.code}: ${r.message}`,
+      );
+  }
+  const listed: [number, string, readonly string[]][] = [
+    [result.violations, 'misbehaving calls answered otherwise than they must be', d.violations],
+    [result.refusedStored, 'writes that had to store nothing were stored', d.refusedStored],
+    [result.poisoned, 'stored versions or counters naming what was never issued', d.poisoned],
+    [result.overBound, 'sibling sets past what merges of bounded writes allow', d.overBound],
+    [result.wedged, 'problems after the run, in a phase without faults', d.wedged],
+  ];
+  for (const [count, what, shown] of listed) {
+    if (count === 0) continue;
+    lines.push(`${count} ${what}:`);
+    for (const line of shown) lines.push(`  ${line}`);
+  }
   return lines;
 }
 

@@ -1,9 +1,13 @@
 /**
- * One seeded simulation run: a cluster of real nodes on a simulated network, random clients, injected faults, then
- * healing and a convergence check, and the checker's verdict. The check is either a final full read of every key
- * (which also repairs) or, with `convergence: 'anti-entropy'`, no read at all: virtual time runs until the nodes'
- * stored state has converged through partition transfer, anti-entropy and hinted handoff alone, and the checker
- * judges the replicas' storage. The same options and seed give the same run, event for event.
+ * One seeded simulation run: a cluster of real nodes on a simulated network, random clients (honest ones and, when
+ * asked, misbehaving ones), injected faults, then healing and a convergence check, and the checker's verdict. The
+ * check is either a final full read of every key (which also repairs) or, with `convergence: 'anti-entropy'`, no
+ * read at all: virtual time runs until the nodes' stored state has converged through partition transfer,
+ * anti-entropy and hinted handoff alone, and the checker judges the replicas' storage. A storage witness watches
+ * every dot drawn and every version stored, for repeated dots, refused writes that stored something, and versions
+ * naming what was never issued; after a run with misbehaving clients, an epilogue checks that every key they
+ * hammered can still be read, resolved, converged and fetched by a node joining afterwards. The same options and
+ * seed give the same run, event for event.
  */
 import type { Logger } from '../../worker/env.ts';
 import { type FinalKey, type ReplicaState, type Verdict, check } from './checker.ts';
@@ -13,10 +17,19 @@ import { CHURN_KINDS, type FaultEvent, FaultDriver, type FaultKind } from './fau
 import { Network, type NetworkConditions, type NetworkStats } from './network.ts';
 import { Rng } from './random.ts';
 import { Scheduler } from './scheduler.ts';
-import { type OperationMix, type OperationRecord, Workload } from './workload.ts';
+import { epilogue } from './epilogue.ts';
+import { KEY_BYTES_BOUND, SIBLING_BOUND, valueId } from './values.ts';
+import { audit, Witness } from './witness.ts';
+import {
+  type OperationMix,
+  type OperationRecord,
+  type QuorumChoice,
+  type Refusal,
+  Workload,
+  type WorkloadKind,
+} from './workload.ts';
 
 const utf8 = new TextEncoder();
-const text = new TextDecoder();
 
 /** Options of {@link runSimulation}. */
 export interface SimulationOptions {
@@ -28,9 +41,15 @@ export interface SimulationOptions {
   readonly ops?: number;
   /** Faults to inject while the clients run. @default none */
   readonly faults?: readonly FaultKind[];
+  /** Misbehaving clients to run beside the honest ones (see workload.ts). @default none */
+  readonly workloads?: readonly WorkloadKind[];
+  /** How many hot keys the `hot` clients put blind to. @default 2 */
+  readonly hotKeys?: number;
+  /** How clients choose R and W. @default 'random' */
+  readonly quorums?: QuorumChoice;
   /** Clients running at once. @default 2 × nodes */
   readonly clients?: number;
-  /** Size of the hot key set. @default max(4, nodes) */
+  /** Size of the honest clients' key set. @default max(4, nodes) */
   readonly keys?: number;
   /** Replication factor N. @default 3 */
   readonly n?: number;
@@ -115,6 +134,7 @@ export interface SimulationResult {
   /** Client node calls made. */
   readonly ops: number;
   readonly faults: readonly FaultKind[];
+  readonly workloads: readonly WorkloadKind[];
   /** Acknowledged puts with W ≥ 2. */
   readonly acknowledged: number;
   readonly lost: number;
@@ -136,6 +156,33 @@ export interface SimulationResult {
   readonly hung: number;
   /** Errors no fault should cause: unexpected error codes, exceptions from timers or deliveries, malformed frames. */
   readonly bugs: number;
+  /**
+   * Dots naming two different writes: in the history, the final replicas, or anything any node ever stored (the
+   * storage witness).
+   */
+  readonly repeatedDots: number;
+  /**
+   * Gets and puts with R or W at most the default that failed for want of replicas (`ERR_QUORUM`, `ERR_TIMEOUT`,
+   * `ERR_CLOSED` from a running node). A failure when {@link availabilityRequired}.
+   */
+  readonly refused: number;
+  /** True when no fault but membership change was injected: then nothing may be refused. */
+  readonly availabilityRequired: boolean;
+  /** Misbehaving clients' calls answered otherwise than they must be (accepted, wrong code, refused below a bound). */
+  readonly violations: number;
+  /** Writes that had to store nothing (refused, or bound to be) but were stored somewhere, even for a while. */
+  readonly refusedStored: number;
+  /**
+   * Stored versions naming a dot or a context entry no coordinator issued, and nodes whose counter ran past their own
+   * writes.
+   */
+  readonly poisoned: number;
+  /** Sibling sets of blind-only keys past what merges of bounded writes allow. */
+  readonly overBound: number;
+  /** Keys that the epilogue could not read or resolve, partitions that did not converge, a joiner that never finished. */
+  readonly wedged: number;
+  /** Virtual ms a node joining after the run took to fetch its partitions, when the epilogue ran. */
+  readonly joinMs: number | null;
   /** True when nothing above is wrong. */
   readonly ok: boolean;
   readonly opsPerSecond: number;
@@ -145,6 +192,8 @@ export interface SimulationResult {
   readonly succeeded: number;
   /** Failed client calls by error code. */
   readonly failures: Readonly<Record<string, number>>;
+  /** Calls the misbehaving clients made, by what they did. */
+  readonly misbehaviours: Readonly<Record<string, number>>;
   /** Hints still held after quiescence. */
   readonly hintsLeft: number;
   readonly faultsInjected: Readonly<Record<FaultKind, number>>;
@@ -163,6 +212,13 @@ export interface SimulationResult {
     readonly unconverged: readonly string[];
     readonly hung: readonly object[];
     readonly bugs: readonly string[];
+    readonly repeatedDots: readonly Verdict['repeatedDots'][number][];
+    readonly refused: readonly Refusal[];
+    readonly violations: readonly string[];
+    readonly refusedStored: readonly string[];
+    readonly poisoned: readonly string[];
+    readonly overBound: readonly string[];
+    readonly wedged: readonly string[];
   };
   /** The full verdict, the writes and the fault log (not printed by the CLI). */
   readonly verdict: Verdict;
@@ -193,16 +249,19 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
   const requestTimeout = options.requestTimeout ?? 500;
   const hintInterval = options.hintInterval ?? 1000;
   const faults = options.faults ?? [];
+  const workloads = options.workloads ?? [];
   const mode: ConvergenceMode =
     options.convergence ?? (faults.some((k) => CHURN_KINDS.includes(k)) ? 'anti-entropy' : 'read');
   const rng = new Rng(options.seed);
   const scheduler = new Scheduler();
   const network = new Network(scheduler, rng.fork('network'), options.network);
+  const witness = new Witness();
   const cluster = new Cluster({
     scheduler,
     network,
     rng: rng.fork('nodes'),
     size: nodes,
+    witness,
     ...(options.viewDelay !== undefined ? { viewDelay: options.viewDelay } : {}),
     ...(options.failureDetection !== undefined ? { failureDetection: options.failureDetection } : {}),
     node: {
@@ -224,6 +283,11 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
   });
   options.inspect?.({ scheduler, network, cluster });
   const keys = Array.from({ length: options.keys ?? Math.max(4, nodes) }, (_, i) => `k${i}`);
+  const hotKeys = workloads.includes('hot') ? Array.from({ length: options.hotKeys ?? 2 }, (_, i) => `hot${i}`) : [];
+  const bigKeys = workloads.includes('oversize') ? ['big0'] : [];
+  // Keys only ever written blind during the run: their sibling sets only grow, up to what the bounds allow.
+  const blindKeys = [...hotKeys, ...bigKeys];
+  const allKeys = [...keys, ...blindKeys];
   const progressEvery = options.progressEvery ?? 1000;
   let nextProgress = progressEvery;
   const workload = new Workload({
@@ -234,6 +298,12 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     clients: options.clients ?? 2 * nodes,
     keys,
     n,
+    kinds: workloads,
+    hotKeys,
+    bigKey: 'big0',
+    witness,
+    defaultQuorum: Math.min(2, n),
+    ...(options.quorums !== undefined ? { quorums: options.quorums } : {}),
     ...(options.mix !== undefined ? { mix: options.mix } : {}),
     ...(options.thinkTime !== undefined ? { thinkTime: options.thinkTime } : {}),
     onOperation: (record) => {
@@ -279,6 +349,8 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
 
   driver.stop();
   let final: FinalKey[] = [];
+  /** Keys the final reads could not read, with the last error. */
+  const unreadableKeys = new Map<string, string>();
   let hintsLeft: number;
   let convergenceMs: number | null = null;
   let unconverged: readonly string[] = [];
@@ -293,7 +365,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     stateConverged = outcome.converged;
     if (outcome.converged) convergenceMs = outcome.ms;
     else unconverged = [`${outcome.problems} problems after ${outcome.ms} ms`, ...outcome.details];
-    final = await Promise.all(keys.map((key) => storedFinal(cluster, key, n)));
+    final = await Promise.all(allKeys.map((key) => storedFinal(cluster, key, n)));
     hintsLeft = await cluster.hintsHeld();
   } else {
     // Let hinted handoff and replication finish.
@@ -308,19 +380,47 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     // Read every key with R = N until two rounds agree; the reads also repair.
     let previous = '';
     for (let round = 0; round < 6; round++) {
-      const values = await finalReads(cluster, scheduler, keys, n, round);
+      const { values, unreadable } = await finalReads(cluster, scheduler, allKeys, n, round);
+      for (const [key, error] of unreadable) unreadableKeys.set(key, error);
       await scheduler.advance(2 * requestTimeout);
       const snapshot = JSON.stringify(values);
       final = await Promise.all(
-        keys.map(async (key, i) => ({ key, values: values[i]!, replicas: await replicaStates(cluster, key, n) })),
+        allKeys.map(async (key, i) => ({ key, values: values[i]!, replicas: await replicaStates(cluster, key, n) })),
       );
       if (snapshot === previous) break;
       previous = snapshot;
     }
   }
 
-  const verdict = check(workload.writes, final);
+  // Refusals store nothing; where a forwarded put can time out, one coordinator may store what the next refuses.
+  const strictRefusals = faults.every((k) => k === 'join');
+  const verdict = check(workload.writes, final, { strictRefusals });
   const converged = verdict.converged && stateConverged;
+  const members = cluster.memberIds().length;
+  const findings = await audit(cluster, witness, {
+    blindKeys: new Set(blindKeys),
+    maxSiblings: SIBLING_BOUND,
+    maxKeyBytes: KEY_BYTES_BOUND,
+  });
+  const after =
+    workloads.length > 0
+      ? await epilogue({ cluster, scheduler, rng: rng.fork('epilogue'), n, keys: allKeys, watched: allKeys })
+      : { wedged: [] as string[], joinMs: null };
+  after.wedged.unshift(
+    ...[...unreadableKeys].map(([key, error]) => `the final reads (R = N) of ${key} kept failing: ${error}`),
+  );
+  // What the witness saw stored at any time, the epilogue included.
+  const repeated = [...verdict.repeatedDots, ...witness.repeated];
+  const repeatedCount = verdict.repeatedDots.length + witness.repeatedCount;
+  const everStored = workload.writes
+    .filter((w) => w.kind === 'put' && (w.storesNothing === true || (strictRefusals && w.outcome === 'failed')))
+    .filter((w) => witness.everStored(w.key, w.id))
+    .map((w) => `${w.id} (key ${w.key}${w.code !== undefined ? `, answered ${w.code}` : ', acknowledged'}) was stored`);
+  const refusedStored = [
+    ...verdict.refusedStored.map((r) => `${r.id} (key ${r.key}, answered ${r.code ?? 'ok'}) is in ${r.where}`),
+    ...everStored,
+  ];
+  const availabilityRequired = faults.every((k) => CHURN_KINDS.includes(k));
   const metrics = cluster.metricTotals();
   const bugs = [
     ...workload.unexpected,
@@ -328,6 +428,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     ...rejections.slice(0, SHOWN).map((e) => `unhandled rejection: ${errorText(e)}`),
     ...(metrics.malformedFrames ? [`${metrics.malformedFrames} malformed frames`] : []),
   ];
+  const refusedFails = availabilityRequired ? workload.refusalCount : 0;
   const bugCount =
     workload.unexpectedCount + scheduler.errors.length + rejections.length + (metrics.malformedFrames ?? 0);
   await cluster.close();
@@ -337,6 +438,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     nodes,
     ops: workload.operations,
     faults,
+    workloads,
     acknowledged: verdict.acknowledged,
     lost: verdict.lost.length,
     siblingsLost: verdict.siblingsLost.length,
@@ -346,21 +448,38 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     divergentKeys: verdict.divergent.length,
     convergence: mode,
     convergenceMs,
-    members: cluster.memberIds().length,
+    members,
     hung: hung.length,
     bugs: bugCount,
+    repeatedDots: repeatedCount,
+    refused: workload.refusalCount,
+    availabilityRequired,
+    violations: workload.violationCount,
+    refusedStored: refusedStored.length,
+    poisoned: findings.poisonedCount,
+    overBound: findings.overBoundCount,
+    wedged: after.wedged.length,
+    joinMs: after.joinMs,
     ok:
       verdict.lost.length === 0 &&
       verdict.resurrected.length === 0 &&
       verdict.phantoms.length === 0 &&
       converged &&
       hung.length === 0 &&
-      bugCount === 0,
+      bugCount === 0 &&
+      repeatedCount === 0 &&
+      refusedFails === 0 &&
+      workload.violationCount === 0 &&
+      refusedStored.length === 0 &&
+      findings.poisonedCount === 0 &&
+      findings.overBoundCount === 0 &&
+      after.wedged.length === 0,
     opsPerSecond: Math.round(workload.operations / (wallMs / 1000)),
     simulatedMs: clientsEnd,
     wallMs: Math.round(wallMs),
     succeeded: workload.succeeded,
     failures: workload.failures,
+    misbehaviours: workload.misbehaviours,
     hintsLeft,
     faultsInjected: driver.counts,
     network: network.stats,
@@ -375,6 +494,13 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
       unconverged,
       hung: hung.slice(0, SHOWN),
       bugs: bugs.slice(0, SHOWN),
+      repeatedDots: repeated.slice(0, SHOWN),
+      refused: workload.refusals.slice(0, SHOWN),
+      violations: workload.violations.slice(0, SHOWN),
+      refusedStored: refusedStored.slice(0, SHOWN),
+      poisoned: findings.poisoned.slice(0, SHOWN),
+      overBound: findings.overBound.slice(0, SHOWN),
+      wedged: after.wedged.slice(0, SHOWN),
     },
     verdict,
     faultLog: driver.log,
@@ -382,15 +508,20 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
   return result;
 }
 
-/** One R = N read of every key, each from a different running node; a failed read is retried after a pause. */
+/**
+ * One R = N read of every key, each from a different running node; a failed read is retried after a pause. A key
+ * whose read still fails after 20 retries is unreadable: its values are left to what its replicas store, and the
+ * last error is reported.
+ */
 async function finalReads(
   cluster: Cluster,
   scheduler: Scheduler,
   keys: readonly string[],
   n: number,
   round: number,
-): Promise<string[][]> {
+): Promise<{ values: string[][]; unreadable: Map<string, string> }> {
   const out: string[][] = [];
+  const unreadable = new Map<string, string>();
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     let values: string[] | null = null;
@@ -398,21 +529,28 @@ async function finalReads(
       const alive = cluster.live();
       const node = cluster.node(alive[(i + round + attempt) % alive.length]!)!;
       let settled = false;
+      let failure: unknown;
       const read = node.get(key, { r: n }).then(
-        (result) => result.values.map((v) => text.decode(v)).sort(),
+        (result) => result.values.map(valueId).sort(),
         (error: unknown) => {
-          if (attempt >= 20) throw error;
+          failure = error;
           return null;
         },
       );
-      void read.finally(() => (settled = true)).catch(() => {});
+      void read.finally(() => (settled = true));
       await scheduler.run(() => settled);
       values = await read;
-      if (values === null) await scheduler.advance(1000);
+      if (values !== null) break;
+      if (attempt >= 20) {
+        unreadable.set(key, errorText(failure).split('\n')[0]!);
+        values = [...(await storedFinal(cluster, key, n)).values];
+        break;
+      }
+      await scheduler.advance(1000);
     }
-    out.push(values);
+    out.push(values!);
   }
-  return out;
+  return { values: out, unreadable };
 }
 
 /** The dots each replica of the key's preference list stores, read straight from its storage. */

@@ -1,6 +1,7 @@
 /**
  * Seeded fault schedules over clusters of real nodes: each must lose no acknowledged write, bring back no superseded
- * value and end with every key's replicas in agreement. Schedules with churn (joins, leaves, failures) check
+ * value, give no dot to two writes, store nothing it refused or never issued, and end with every key's replicas in
+ * agreement. Schedules with churn (joins, leaves, failures) check
  * convergence by anti-entropy alone, with no final read. A failing test names the command that replays it.
  */
 import { describe, it } from 'node:test';
@@ -45,8 +46,22 @@ async function expectClean(options: CliOptions): Promise<SimulationResult> {
       converged: result.converged,
       hung: result.hung,
       bugs: result.bugs,
+      repeatedDots: result.repeatedDots,
+      refusedStored: result.refusedStored,
+      poisoned: result.poisoned,
     },
-    { lost: 0, siblingsLost: 0, resurrected: 0, phantoms: 0, converged: true, hung: 0, bugs: 0 },
+    {
+      lost: 0,
+      siblingsLost: 0,
+      resurrected: 0,
+      phantoms: 0,
+      converged: true,
+      hung: 0,
+      bugs: 0,
+      repeatedDots: 0,
+      refusedStored: 0,
+      poisoned: 0,
+    },
     why,
   );
   for (const kind of options.faults ?? []) assert.ok(result.faultsInjected[kind] > 0, `no ${kind} fault was injected`);

@@ -16,7 +16,7 @@ import {
   TREE_LEAVES,
 } from '../../worker/wire/protocol.ts';
 import { MAX_PARTITIONS } from '../../worker/ring/ring.ts';
-import { type ClockEntry, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/versions/vclock.ts';
+import { type ClockEntry, MAX_CLOCK_ENTRIES, MAX_COUNTER, type VClock } from '../../worker/versions/vclock.ts';
 import type { Version } from '../../worker/versions/version.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ const nodeIdArb = fc.oneof(
 );
 const entryArb: fc.Arbitrary<ClockEntry> = fc.record({
   node: nodeIdArb,
-  counter: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+  counter: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: MAX_COUNTER })),
   timestamp: fc.oneof(fc.nat(), fc.double({ min: 0, noNaN: true, noDefaultInfinity: true })),
 });
 const byNode = (a: ClockEntry, b: ClockEntry): number => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
@@ -63,7 +63,7 @@ const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessag
     durable: fc.boolean(),
   }),
   'replicate-ack': fc.record({ type: fc.constant('replicate-ack' as const), ...envelope }),
-  read: fc.record({ type: fc.constant('read' as const), ...envelope, key: keyArb }),
+  read: fc.record({ type: fc.constant('read' as const), ...envelope, key: keyArb, requireHeld: fc.boolean() }),
   'read-reply': fc.record({ type: fc.constant('read-reply' as const), ...envelope, versions: versionsArb }),
   coordinate: fc.record({
     type: fc.constant('coordinate' as const),
@@ -167,7 +167,7 @@ const samples: { [T in PeerMessage['type']]: Extract<PeerMessage, { type: T }> }
     durable: true,
   },
   'replicate-ack': { type: 'replicate-ack', from: 'node-2', requestId: 42 },
-  read: { type: 'read', from: 'node-1', requestId: 0, key: bytes(0) },
+  read: { type: 'read', from: 'node-1', requestId: 0, key: bytes(0), requireHeld: false },
   'read-reply': { type: 'read-reply', from: 'node-2', requestId: 7, versions: sampleVersions },
   coordinate: {
     type: 'coordinate',
@@ -334,7 +334,7 @@ describe('encodeMessage and decodeMessage', () => {
   it('round trips a full message at every default limit', () => {
     const fullClock = Array.from({ length: MAX_CLOCK_ENTRIES }, (_, i) => ({
       node: `${String(i).padStart(2, '0')}${'n'.repeat(62)}`,
-      counter: Number.MAX_SAFE_INTEGER,
+      counter: MAX_COUNTER,
       timestamp: Number.MAX_VALUE,
     }));
     const message: PeerMessage = {
@@ -422,7 +422,13 @@ describe('encodeMessage and decodeMessage', () => {
   it('leaves out properties that the message type does not declare', () => {
     const message = { ...samples.read, extra: 'x', versions: [] };
     const frame = encodeMessage(message);
-    assert.deepEqual(Object.keys(msgpackDecode(frame) as Tree).sort(), ['from', 'key', 'requestId', 'type']);
+    assert.deepEqual(Object.keys(msgpackDecode(frame) as Tree).sort(), [
+      'from',
+      'key',
+      'requestId',
+      'requireHeld',
+      'type',
+    ]);
     assert.deepStrictEqual(decodeMessage(frame), samples.read);
   });
 
@@ -706,7 +712,8 @@ describe('decodeMessage rejects', () => {
     }));
     assertMalformed(
       encodeMessage({ ...samples['read-reply'], versions: many }),
-      /^read-reply\.versions: 65 versions is over the limit of 64$/,
+      // The scanner refuses an array over the longest any message holds before the checker sees it.
+      /^frame: array of 1025 entries is over the limit$/,
     );
   });
 
@@ -733,13 +740,37 @@ describe('decodeMessage rejects', () => {
     );
   });
 
-  it('a dot counter that is not a positive safe integer', () => {
-    for (const counter of [0, -1, 1.5, 2 ** 53, 'one', null]) {
+  it('a dot or clock counter that is not an integer from 1 to MAX_COUNTER', () => {
+    for (const counter of [0, -1, 1.5, MAX_COUNTER + 1, 1e15, 2 ** 53 - 1, 2 ** 53, 'one', null]) {
       assertMalformed(
         edited(samples.replicate, (t) => (at(t, ['versions', 1, 'dot']).counter = counter)),
-        /^replicate\.versions\[1\]\.dot\.counter: expected a positive safe integer/,
+        /^replicate\.versions\[1\]\.dot\.counter: expected an integer from 1 to 2\^48/,
+      );
+      assertMalformed(
+        edited(samples.replicate, (t) => (at(t, ['versions', 1, 'context', 1]).counter = counter)),
+        /^replicate\.versions\[1\]\.context\[1\]\.counter: expected an integer from 1 to 2\^48/,
       );
     }
+  });
+
+  it('a coordinate context or read reply naming a counter above MAX_COUNTER, written by the fast encoder', () => {
+    // Well-typed messages take the fast path both ways: its reader must refuse what the checked path refuses.
+    const context = [{ node: 'a', counter: MAX_COUNTER + 1, timestamp: 0 }];
+    assertMalformed(encodeMessage({ ...samples.coordinate, context }), /^coordinate\.context\[0\]\.counter: /);
+    const versions = [{ dot: { node: 'a', counter: 2 ** 53 - 1, timestamp: 0 }, context: [], value: null }];
+    assertMalformed(
+      encodeMessage({ ...samples['read-reply'], versions }),
+      /^read-reply\.versions\[0\]\.dot\.counter: /,
+    );
+    const atMax: Version[] = [
+      {
+        dot: { node: 'a', counter: MAX_COUNTER, timestamp: 0 },
+        context: [{ node: 'b', counter: MAX_COUNTER, timestamp: 0 }],
+        value: null,
+      },
+    ];
+    const message: PeerMessage = { ...samples['read-reply'], versions: atMax };
+    assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
   });
 
   it('a timestamp that is negative, not finite or not a number', () => {
@@ -1016,7 +1047,7 @@ describe('decodeMessage rejects sync messages with', () => {
     for (const maxBytes of [0, -1, 1.5, DEFAULT_LIMITS.maxFrameBytes + 1, '1', null]) {
       assertMalformed(
         edited(samples['sync-keys'], (t) => (t.maxBytes = maxBytes)),
-        /^sync-keys\.maxBytes: expected a positive integer up to 16777216/,
+        new RegExp(`^sync-keys\\.maxBytes: expected a positive integer up to ${DEFAULT_LIMITS.maxFrameBytes}`),
       );
     }
     assertMalformed(
@@ -1103,7 +1134,7 @@ describe('decodeMessage rejects sync messages with', () => {
     );
     assertMalformed(
       edited(samples['sync-push'], (t) => (at(t, ['entries', 0, 'versions', 0, 'dot']).counter = 0)),
-      /^sync-push\.entries\[0\]\.versions\[0\]\.dot\.counter: expected a positive safe integer/,
+      /^sync-push\.entries\[0\]\.versions\[0\]\.dot\.counter: expected an integer from 1 to 2\^48/,
     );
     assertMalformed(
       encodeMessage(samples['sync-push']),

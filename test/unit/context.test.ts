@@ -4,13 +4,19 @@ import fc from 'fast-check';
 import { encode as msgpackEncode, ExtData } from '@msgpack/msgpack';
 import { decodeContext, encodeContext, MAX_CONTEXT_LENGTH } from '../../worker/wire/context.ts';
 import { InvalidArgumentError } from '../../worker/errors.ts';
-import { type ClockEntry, increment, MAX_CLOCK_ENTRIES, type VClock } from '../../worker/versions/vclock.ts';
+import {
+  type ClockEntry,
+  increment,
+  MAX_CLOCK_ENTRIES,
+  MAX_COUNTER,
+  type VClock,
+} from '../../worker/versions/vclock.ts';
 
 const ID_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-'.split('');
 const entryArb: fc.Arbitrary<ClockEntry> = fc.record(
   {
     node: fc.string({ unit: fc.constantFrom(...ID_CHARS), minLength: 1, maxLength: 64 }),
-    counter: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    counter: fc.integer({ min: 1, max: MAX_COUNTER }),
     timestamp: fc.oneof(fc.nat(), fc.double({ min: 0, noNaN: true, noDefaultInfinity: true })),
   },
   { noNullPrototype: true },
@@ -61,7 +67,7 @@ describe('encodeContext and decodeContext', () => {
   it('encodes a full clock of the longest node ids within MAX_CONTEXT_LENGTH', () => {
     const full = Array.from({ length: MAX_CLOCK_ENTRIES }, (_, i) => ({
       node: `${i}`.padStart(64, 'x'),
-      counter: Number.MAX_SAFE_INTEGER,
+      counter: MAX_COUNTER,
       timestamp: Number.MAX_VALUE,
     }));
     const context = encodeContext(full);
@@ -158,13 +164,23 @@ describe('decodeContext rejects with ERR_INVALID_ARGUMENT', () => {
     );
   });
 
-  it('an entry whose counter is not a positive safe integer', () => {
-    for (const counter of [0, -1, 1.5, 2 ** 53, '1']) {
+  it('an entry whose counter is not an integer from 1 to MAX_COUNTER (2^48)', () => {
+    for (const counter of [0, -1, 1.5, MAX_COUNTER + 1, 1e15, 2 ** 53 - 1, 2 ** 53, '1']) {
       assertInvalid(
         b64(msgpackEncode([{ node: 'a', counter, timestamp: 0 }])),
-        /^invalid context: context\[0\]\.counter: expected a positive safe integer/,
+        /^invalid context: context\[0\]\.counter: expected an integer from 1 to 2\^48/,
       );
     }
+    assert.deepStrictEqual(decodeContext(b64(msgpackEncode([{ node: 'a', counter: MAX_COUNTER, timestamp: 0 }]))), [
+      { node: 'a', counter: MAX_COUNTER, timestamp: 0 },
+    ]);
+  });
+
+  it('refuses to encode a clock naming a counter above MAX_COUNTER', () => {
+    assert.throws(
+      () => encodeContext([{ node: 'a', counter: 2 ** 53 - 1, timestamp: 0 }]),
+      (error: unknown) => error instanceof InvalidArgumentError && /2\^48/.test(error.message),
+    );
   });
 
   it('an entry whose timestamp is negative or not finite', () => {

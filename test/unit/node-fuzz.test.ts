@@ -122,7 +122,13 @@ const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(
     durable: fc.boolean(),
   }),
   fc.record({ type: fc.constant('replicate-ack' as const), from: fromArb, requestId: requestIdArb }),
-  fc.record({ type: fc.constant('read' as const), from: fromArb, requestId: requestIdArb, key: keyArb }),
+  fc.record({
+    type: fc.constant('read' as const),
+    from: fromArb,
+    requestId: requestIdArb,
+    key: keyArb,
+    requireHeld: fc.boolean(),
+  }),
   fc.record({
     type: fc.constant('read-reply' as const),
     from: fromArb,

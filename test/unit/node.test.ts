@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeMessage } from '../../worker/wire/codec.ts';
+import { STRANGER_HOLD_MS } from '../../worker/membership/strangers.ts';
 import { hasErrorCode } from '../../worker/errors.ts';
 import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
 import { Cluster } from '../sim/cluster.ts';
@@ -315,16 +316,42 @@ describe('DynamoNode', () => {
     assert.deepEqual(values(await w.settle(w.node('n1').get('k'))), ['original']);
   });
 
-  it('drops and counts a frame from a node outside its view', async () => {
+  it('drops and counts a frame from a node outside its view once no view naming it came in time', async () => {
     const w = await world(3);
-    const frame = encodeMessage({ type: 'read', from: 'stranger', requestId: 1, key: text.encode('k') });
+    const frame = encodeMessage({
+      type: 'read',
+      from: 'stranger',
+      requestId: 1,
+      key: text.encode('k'),
+      requireHeld: false,
+    });
     w.node('n0').receive('stranger', frame);
+    await w.scheduler.advance(STRANGER_HOLD_MS + 1);
+    w.node('n0').setMembers(w.cluster.members);
     assert.equal(w.node('n0').metrics().rejectedFrames, 1);
+    assert.equal(w.node('n0').metrics().readsServed, 0);
+  });
+
+  it('answers a request that arrived just before the view naming its sender', async () => {
+    const w = await world(3);
+    const frame = encodeMessage({
+      type: 'read',
+      from: 'newcomer',
+      requestId: 1,
+      key: text.encode('k'),
+      requireHeld: false,
+    });
+    w.node('n0').receive('newcomer', frame);
+    assert.equal(w.node('n0').metrics().readsServed, 0);
+    w.node('n0').setMembers([...w.cluster.members, { id: 'newcomer', domain: 'elsewhere' }]);
+    await w.scheduler.advance(10);
+    assert.equal(w.node('n0').metrics().readsServed, 1);
+    assert.equal(w.node('n0').metrics().rejectedFrames, 0);
   });
 
   it('drops and counts a frame whose sender field differs from its link', async () => {
     const w = await world(3);
-    const frame = encodeMessage({ type: 'read', from: 'n2', requestId: 1, key: text.encode('k') });
+    const frame = encodeMessage({ type: 'read', from: 'n2', requestId: 1, key: text.encode('k'), requireHeld: false });
     w.node('n0').receive('n1', frame);
     assert.equal(w.node('n0').metrics().malformedFrames, 1);
   });

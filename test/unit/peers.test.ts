@@ -45,11 +45,11 @@ function ack(to: { message: PeerMessage }, from: string): Reply {
 describe('Peers', () => {
   it('sends a request with its envelope and resolves it with the reply', async () => {
     const { peers, sent } = rig();
-    const reply = peers.request('a', { type: 'read', key }, 500);
+    const reply = peers.request('a', { type: 'read', key, requireHeld: false }, 500);
     assert.equal(sent.length, 1);
     const { to, message } = sent[0]!;
     assert.equal(to, 'a');
-    assert.deepEqual(Object.keys(message).sort(), ['from', 'key', 'requestId', 'type']);
+    assert.deepEqual(Object.keys(message).sort(), ['from', 'key', 'requestId', 'requireHeld', 'type']);
     assert.equal(message.from, 'me');
     const answer: Reply = { type: 'read-reply', from: 'a', requestId: message.requestId, versions: [] };
     assert.equal(peers.settle(answer), true);
@@ -59,7 +59,7 @@ describe('Peers', () => {
 
   it('refuses a reply from another node than the one asked, and a second reply', async () => {
     const { peers, sent } = rig();
-    void peers.request('a', { type: 'read', key }, 500);
+    void peers.request('a', { type: 'read', key, requireHeld: false }, 500);
     assert.equal(peers.settle(ack(sent[0]!, 'b')), false);
     assert.equal(peers.settle(ack(sent[0]!, 'a')), true);
     assert.equal(peers.settle(ack(sent[0]!, 'a')), false);
@@ -68,7 +68,7 @@ describe('Peers', () => {
   it('resolves a request with null at its timeout and suspects the peer', async () => {
     const { scheduler, peers, timedOut } = rig();
     let outcome: Reply | null | undefined;
-    void peers.request('a', { type: 'read', key }, 500).then((reply) => (outcome = reply));
+    void peers.request('a', { type: 'read', key, requireHeld: false }, 500).then((reply) => (outcome = reply));
     await runUntil(scheduler, 499);
     assert.equal(outcome, undefined);
     assert.equal(peers.isSuspected('a'), false);
@@ -82,7 +82,9 @@ describe('Peers', () => {
     const { scheduler, peers } = rig();
     const times: Record<string, number> = {};
     const ask = (to: string, timeoutMs: number): void => {
-      void peers.request(to, { type: 'read', key }, timeoutMs).then(() => (times[to] = scheduler.now));
+      void peers
+        .request(to, { type: 'read', key, requireHeld: false }, timeoutMs)
+        .then(() => (times[to] = scheduler.now));
     };
     ask('slow', 2000);
     ask('a', 500);
@@ -96,11 +98,11 @@ describe('Peers', () => {
   it('expires requests that time out together in the order they were made', async () => {
     const { scheduler, peers, sent, timedOut } = rig();
     // An answered request with the shorter timeout comes first, so that the shorter timeout is not the later one.
-    void peers.request('answered', { type: 'read', key }, 500);
+    void peers.request('answered', { type: 'read', key, requireHeld: false }, 500);
     peers.settle(ack(sent[0]!, 'answered'));
-    void peers.request('long', { type: 'read', key }, 600);
+    void peers.request('long', { type: 'read', key, requireHeld: false }, 600);
     await runUntil(scheduler, 100);
-    void peers.request('short', { type: 'read', key }, 500);
+    void peers.request('short', { type: 'read', key, requireHeld: false }, 500);
     await runUntil(scheduler, 1000);
     assert.deepEqual(timedOut, ['long', 'short']);
   });
@@ -108,7 +110,7 @@ describe('Peers', () => {
   it('never times out a request that was answered, however many were made', async () => {
     const { scheduler, peers, sent, timedOut } = rig();
     for (let i = 0; i < 1000; i++) {
-      void peers.request(`n${i % 7}`, { type: 'read', key }, 500);
+      void peers.request(`n${i % 7}`, { type: 'read', key, requireHeld: false }, 500);
       if (i % 10 === 0) await runUntil(scheduler, scheduler.now + 1);
     }
     for (const s of sent) assert.equal(peers.settle(ack(s, s.to)), true);
@@ -120,7 +122,7 @@ describe('Peers', () => {
   it('still times out the unanswered requests among answered ones', async () => {
     const { scheduler, peers, sent, timedOut } = rig();
     for (let i = 0; i < 20; i++) {
-      void peers.request(i % 5 === 0 ? 'mute' : 'talker', { type: 'read', key }, 500);
+      void peers.request(i % 5 === 0 ? 'mute' : 'talker', { type: 'read', key, requireHeld: false }, 500);
       await runUntil(scheduler, scheduler.now + 10);
     }
     for (const s of sent) if (s.to === 'talker') peers.settle(ack(s, 'talker'));
@@ -132,7 +134,7 @@ describe('Peers', () => {
     let offset = 0;
     const scheduler = new Scheduler();
     const { peers, timedOut } = rigOn(scheduler, { now: () => scheduler.now + offset });
-    void peers.request('a', { type: 'read', key }, 500);
+    void peers.request('a', { type: 'read', key, requireHeld: false }, 500);
     offset = -1_000_000;
     await runUntil(scheduler, 1500);
     assert.deepEqual(timedOut, ['a']);
@@ -140,11 +142,11 @@ describe('Peers', () => {
 
   it('hands null to every waiting request when it closes, and to any made after', async () => {
     const { peers } = rig();
-    const first = peers.request('a', { type: 'read', key }, 500);
-    const second = peers.request('b', { type: 'read', key }, 500);
+    const first = peers.request('a', { type: 'read', key, requireHeld: false }, 500);
+    const second = peers.request('b', { type: 'read', key, requireHeld: false }, 500);
     peers.close();
     assert.deepEqual(await Promise.all([first, second]), [null, null]);
-    assert.equal(await peers.request('c', { type: 'read', key }, 500), null);
+    assert.equal(await peers.request('c', { type: 'read', key, requireHeld: false }, 500), null);
     assert.equal(peers.pendingCount, 0);
   });
 
@@ -152,11 +154,11 @@ describe('Peers', () => {
     const { peers, sent } = rig();
     const replies: (Reply | null)[] = [];
     const handler = { onReply: (reply: Reply | null) => replies.push(reply) };
-    peers.send('a', { type: 'read', key }, 500, handler);
+    peers.send('a', { type: 'read', key, requireHeld: false }, 500, handler);
     assert.equal(peers.settle(ack(sent[0]!, 'a')), true);
     assert.equal(replies.length, 1);
     peers.close();
-    peers.send('b', { type: 'read', key }, 500, handler);
+    peers.send('b', { type: 'read', key, requireHeld: false }, 500, handler);
     assert.equal(replies.length, 1);
     await Promise.resolve();
     assert.deepEqual(replies.slice(1), [null]);

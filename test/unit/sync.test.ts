@@ -210,11 +210,13 @@ describe('PartitionSync', () => {
     assert.equal(await w.settle(w.a.sync.compare('b', P, w.budget())), null);
   });
 
-  it('probes whether a peer holds a partition', async () => {
+  it('probes whether a peer holds a partition, and its root', async () => {
     const w = world();
     await w.b.ownership.markHeld(P);
-    assert.deepEqual(await w.settle(w.a.sync.probe('b', P, w.budget())), { held: true });
-    assert.deepEqual(await w.settle(w.a.sync.probe('b', P + 1, w.budget())), { held: false });
+    const held = await w.settle(w.a.sync.probe('b', P, w.budget()));
+    assert.equal(held?.held, true);
+    assert.deepEqual(held?.root, (await w.b.sync.tree(P)).hashes(0, [0]));
+    assert.equal((await w.settle(w.a.sync.probe('b', P + 1)))?.held, false);
   });
 
   it("pulls a peer's differing keys until both trees are equal", async () => {

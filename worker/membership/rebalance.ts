@@ -11,6 +11,8 @@
 import type { ByteBudget } from '../transport/budget.ts';
 import type { Logger, Timers, TimerHandle } from '../env.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Holders } from './holders.ts';
+import { differing } from './merkle.ts';
 import type { Ownership } from './ownership.ts';
 import type { Peers } from '../transport/peers.ts';
 import type { Ring } from '../ring/ring.ts';
@@ -29,6 +31,8 @@ export interface RebalanceDeps {
   readonly peers: Peers;
   readonly sync: PartitionSync;
   readonly ownership: Ownership;
+  /** Who holds each partition, asked afresh by every fetch. */
+  readonly holders: Holders;
   readonly budget: ByteBudget;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -139,34 +143,33 @@ export class Rebalancer {
   }
 
   /**
-   * Streams `partition` from the first node of its ring walk that holds it. When every other member answers that
-   * it holds nothing of it, there is nothing to copy and this node holds it at once.
+   * Streams `partition` from every member that holds it. When every other member answers that it holds nothing of
+   * it, there is nothing to copy and this node holds it at once; a holder whose root equals this node's has nothing
+   * to send (the empty partitions of a new cluster), so it costs one round trip for all of them.
    */
   async #fetch(ring: Ring, partition: number): Promise<boolean> {
-    const { self, peers, sync, ownership, budget, metrics, logger } = this.#deps;
-    const others = ring.walk(partition).filter((id) => id !== self);
-    let unanswered = others.filter((id) => peers.isSuspected(id)).length;
-    const asked = others.filter((id) => !peers.isSuspected(id));
-    // Who holds it: asked of everyone at once, so that the answer takes one round trip however many members.
-    const probes = await Promise.all(asked.map((id) => sync.probe(id, partition, budget)));
-    const sources = asked.filter((_, i) => probes[i]?.held === true);
-    unanswered += probes.filter((probe) => probe === null).length;
+    const { sync, ownership, budget, metrics, logger } = this.#deps;
+    const { holders: sources, roots, unanswered } = await this.#deps.holders.probe(partition);
     // From every holder that answered: a holder may lack a version another one has, and this node must have
     // every version of its own dots before it coordinates again (see coordinator.ts).
     let pulledFrom = 0;
     for (const source of sources) {
       if (this.#deps.ring() !== ring || this.#closed) return false;
-      const comparison = await sync.compare(source, partition, budget);
-      if (comparison === null) return false;
       ownership.setProgress(partition, pulledFrom / sources.length);
-      const pulled =
-        comparison.leaves.length === 0 ||
-        (await sync.pull(source, partition, comparison.leaves, budget, (f) =>
-          ownership.setProgress(partition, (pulledFrom + f) / sources.length),
-        ));
-      if (!pulled) return false;
+      const mine = (await sync.tree(partition)).hashes(0, [0]);
+      if (differing(mine, roots.get(source)!).length > 0) {
+        const comparison = await sync.compare(source, partition, budget);
+        if (comparison === null) return false;
+        const pulled =
+          comparison.leaves.length === 0 ||
+          (await sync.pull(source, partition, comparison.leaves, budget, (f) =>
+            ownership.setProgress(partition, (pulledFrom + f) / sources.length),
+          ));
+        if (!pulled) return false;
+      }
       pulledFrom++;
     }
+    if (this.#deps.ring() !== ring || this.#closed) return false;
     if (pulledFrom > 0) {
       await ownership.markHeld(partition);
       metrics.count('partitionsFetched');

@@ -11,16 +11,21 @@ import { type PartitionTree, children, differing, leafOf } from './merkle.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outgoing, Peers } from '../transport/peers.ts';
 import {
+  DEFAULT_LIMITS,
   MAX_SYNC_ENTRIES,
+  type ProtocolLimits,
   type SyncDropMessage,
   type SyncEntry,
   type SyncKeysMessage,
   type SyncPushMessage,
   type SyncTreeMessage,
   TREE_DEPTH,
+  TREE_HASH_BYTES,
 } from '../wire/protocol.ts';
+import type { ProbeAnswer } from './holders.ts';
 import type { Storage, StoredKey } from '../storage/storage.ts';
 import { versionSize } from '../versions/version.ts';
+import { type Fitted, carryingTimeout, entryWireBytes, fitEntry, messageRoom } from '../wire/fit.ts';
 
 /** Most bytes of entries in one page of keys pulled or pushed by a transfer. */
 export const SYNC_PAGE_BYTES = 64 * 1024;
@@ -49,6 +54,8 @@ export interface SyncDeps {
   readonly partitions: number;
   /** The partition of a key. */
   partitionOf(key: Uint8Array): number;
+  /** The wire limits of the cluster: no page holds a key beyond them (see fit.ts). @default DEFAULT_LIMITS */
+  readonly limits?: ProtocolLimits;
   /** The Merkle tree of what this node stores for `partition`. */
   tree(partition: number): Promise<PartitionTree>;
   /** True when this node holds a complete copy of `partition`. */
@@ -100,7 +107,7 @@ export class PartitionSync {
   async serveKeys(message: SyncKeysMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
     const leaves = new Set(message.leaves);
-    const page = await this.#page(message.partition, leaves, message.after, message.maxBytes);
+    const page = await this.#page(message.partition, leaves, message.after, message.maxBytes, 'reply');
     this.#deps.metrics.count('syncKeysServed', page.entries.length);
     return { type: 'sync-keys-reply', entries: page.entries, next: page.next };
   }
@@ -139,17 +146,20 @@ export class PartitionSync {
 
   // ---- asking peers ----
 
-  /** Asks `peer` for its root of `partition` only: whether it holds the partition. Null when it did not answer. */
-  async probe(peer: string, partition: number, budget: ByteBudget): Promise<{ held: boolean } | null> {
-    await budget.ready(72);
+  /**
+   * Asks `peer` for its root of `partition` only: whether it holds the partition, and its root. Null when it did
+   * not answer. Without a budget it is not charged: requests waiting for the answer must not queue behind transfers.
+   */
+  async probe(peer: string, partition: number, budget?: ByteBudget): Promise<ProbeAnswer | null> {
+    await budget?.ready(72);
     const reply = await this.#deps.peers.request(
       peer,
       { type: 'sync-tree', partition, level: 0, indexes: [0] },
       this.#deps.requestTimeout,
     );
-    if (reply?.type !== 'sync-tree-reply') return null;
-    budget.spend(72);
-    return { held: reply.held };
+    if (reply?.type !== 'sync-tree-reply' || reply.hashes.byteLength !== TREE_HASH_BYTES) return null;
+    budget?.spend(72);
+    return { held: reply.held, root: reply.hashes };
   }
 
   /**
@@ -232,13 +242,16 @@ export class PartitionSync {
     budget: ByteBudget,
     pageBytes: number = SYNC_PAGE_BYTES,
   ): Promise<boolean> {
-    for (const page of pages(entries, pageBytes)) {
+    for (const page of this.#pages(entries, pageBytes)) {
       const bytes = 64 + page.reduce((sum, e) => sum + entrySize(e), 0);
       await budget.ready(bytes);
       const reply = await this.#deps.peers.request(
         peer,
         { type: 'sync-push', partition, entries: page },
-        this.#deps.requestTimeout * 4,
+        carryingTimeout(
+          this.#deps.requestTimeout * 4,
+          page.flatMap((e) => e.versions),
+        ),
       );
       if (reply?.type !== 'replicate-ack') return false;
       budget.spend(bytes);
@@ -249,7 +262,7 @@ export class PartitionSync {
 
   /** Asks `peer` to collect the given tombstones; true when it acknowledged. */
   async drop(peer: string, partition: number, entries: readonly SyncEntry[], budget: ByteBudget): Promise<boolean> {
-    for (const page of pages(entries, SYNC_PAGE_BYTES)) {
+    for (const page of this.#pages(entries, SYNC_PAGE_BYTES)) {
       const bytes = 64 + page.reduce((sum, e) => sum + entrySize(e), 0);
       await budget.ready(bytes);
       const reply = await this.#deps.peers.request(
@@ -263,28 +276,42 @@ export class PartitionSync {
     return true;
   }
 
-  /** This node's keys of `leaves` (every leaf when null) in `partition`, one page at a time. */
+  /**
+   * This node's keys of `leaves` (every leaf when null) in `partition`, one page at a time: every key that can be
+   * pushed whole. A key holding a version no peer's decoder accepts is left out (counted and logged), so that a
+   * release never deletes what it could not hand over, and the rest of the partition moves on without it.
+   */
   async *scan(partition: number, leaves: ReadonlySet<number> | null): AsyncGenerator<StoredKey[]> {
     let after: Uint8Array | null = null;
     for (;;) {
-      const page = await this.#page(partition, leaves, after, SYNC_PAGE_BYTES);
+      const page = await this.#page(partition, leaves, after, SYNC_PAGE_BYTES, 'scan');
       if (page.keys.length > 0) yield page.keys;
       if (page.next === null) return;
       after = page.next;
     }
   }
 
-  /** Gathers up to `maxBytes` of the keys of `leaves` after `after` (at least one key when any is left). */
+  /**
+   * Gathers up to `maxBytes` of the keys of `leaves` after `after` (at least one key when any is left), each fitted
+   * to the wire limits (see fit.ts). For a `reply` every entry travels in one message, so a key too large for one
+   * sends the part that fits; for a `scan` only the keys that can be pushed whole are listed.
+   */
   async #page(
     partition: number,
     leaves: ReadonlySet<number> | null,
     after: Uint8Array | null,
     maxBytes: number,
+    use: 'reply' | 'scan',
   ): Promise<{ keys: StoredKey[]; entries: SyncEntry[]; next: Uint8Array | null }> {
+    const limits = this.#deps.limits ?? DEFAULT_LIMITS;
+    const room = messageRoom(limits);
     const keys: StoredKey[] = [];
     const entries: SyncEntry[] = [];
     let bytes = 0;
+    let wire = 0;
     let cursor = after;
+    /** The last key this page took or passed over: the next page continues after it. */
+    let last: Uint8Array | null = null;
     for (;;) {
       const batch = await this.#deps.storage.scanPartition(
         partition,
@@ -295,15 +322,80 @@ export class PartitionSync {
         if (leaves !== null && !leaves.has(leafOf(stored.key, this.#deps.partitions))) continue;
         const entry: SyncEntry = { key: stored.key, versions: stored.siblings };
         const size = entrySize(entry);
-        if (entries.length > 0 && (bytes + size > maxBytes || entries.length >= MAX_SYNC_ENTRIES)) {
+        const fitted = fitEntry(entry, limits, use === 'reply' ? room : Infinity);
+        if (
+          entries.length > 0 &&
+          (bytes + size > maxBytes ||
+            entries.length + fitted.parts.length > MAX_SYNC_ENTRIES ||
+            (use === 'reply' && wire + fitted.bytes > room))
+        ) {
           // This key starts the next page: continue after the one before it.
-          return { keys, entries, next: keys[keys.length - 1]!.key };
+          return { keys, entries, next: last };
         }
+        last = stored.key;
+        // A scanned key is split when it is pushed (see #pages), and counted there.
+        this.#report(partition, entry, fitted, use === 'reply');
+        if (use === 'scan' && fitted.withheld > 0) continue;
         keys.push(stored);
-        entries.push(entry);
+        for (const part of fitted.parts) entries.push(part);
         bytes += size;
+        wire += fitted.bytes;
       }
       if (batch.length < SCAN_STEP) return { keys, entries, next: null };
+    }
+  }
+
+  /**
+   * `entries` cut into pages of at most `pageBytes` and MAX_SYNC_ENTRIES (at least one entry each), every key
+   * fitted to the wire limits: a key too large for one message is pushed in parts over several.
+   */
+  #pages(entries: readonly SyncEntry[], pageBytes: number): SyncEntry[][] {
+    const limits = this.#deps.limits ?? DEFAULT_LIMITS;
+    const room = messageRoom(limits);
+    const out: SyncEntry[][] = [];
+    let page: SyncEntry[] = [];
+    let bytes = 0;
+    let wire = 0;
+    for (const entry of entries) {
+      const fitted = fitEntry(entry, limits);
+      this.#report(null, entry, fitted, true);
+      for (const part of fitted.parts) {
+        const size = entrySize(part);
+        const partWire = fitted.parts.length === 1 ? fitted.bytes : entryWireBytes(part);
+        if (
+          page.length > 0 &&
+          (bytes + size > pageBytes || page.length >= MAX_SYNC_ENTRIES || wire + partWire > room)
+        ) {
+          out.push(page);
+          page = [];
+          bytes = 0;
+          wire = 0;
+        }
+        page.push(part);
+        bytes += size;
+        wire += partWire;
+      }
+    }
+    if (page.length > 0) out.push(page);
+    return out;
+  }
+
+  /** Counts and logs a key that did not fit the wire limits as it was. */
+  #report(partition: number | null, entry: SyncEntry, fitted: Fitted, split: boolean): void {
+    const { metrics, logger } = this.#deps;
+    if (fitted.withheld > 0) {
+      metrics.count('syncKeysWithheld');
+      logger.warn(
+        {
+          partition: partition ?? this.#deps.partitionOf(entry.key),
+          key: hex(entry.key),
+          versions: entry.versions.length,
+          withheld: fitted.withheld,
+        },
+        'partition sync withholds versions of a key that peers cannot decode or one message cannot carry',
+      );
+    } else if (split && fitted.parts.length > 1) {
+      metrics.count('syncKeysSplit');
     }
   }
 
@@ -320,23 +412,11 @@ export class PartitionSync {
   }
 }
 
-/** Entries cut into pages of at most `pageBytes` and MAX_SYNC_ENTRIES (at least one entry each). */
-function pages(entries: readonly SyncEntry[], pageBytes: number): SyncEntry[][] {
-  const out: SyncEntry[][] = [];
-  let page: SyncEntry[] = [];
-  let bytes = 0;
-  for (const entry of entries) {
-    const size = entrySize(entry);
-    if (page.length > 0 && (bytes + size > pageBytes || page.length >= MAX_SYNC_ENTRIES)) {
-      out.push(page);
-      page = [];
-      bytes = 0;
-    }
-    page.push(entry);
-    bytes += size;
-  }
-  if (page.length > 0) out.push(page);
-  return out;
+/** A key's first bytes as hex, for logs. */
+function hex(key: Uint8Array): string {
+  let out = '';
+  for (let i = 0; i < Math.min(key.length, 32); i++) out += key[i]!.toString(16).padStart(2, '0');
+  return key.length > 32 ? `${out}…` : out;
 }
 
 /** Lexicographic order of byte strings, the order partitions are scanned in. */

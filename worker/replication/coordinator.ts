@@ -6,9 +6,15 @@
  * ships the key's whole sibling set (see version.ts for why the whole set). Other nodes forward the put to one.
  * A get may be coordinated by any node. Each replica slot that does not answer within the per-node timeout is
  * handed to the next fallback of the ring walk, which keeps what it is sent as a hint for the owner it stands in for.
+ *
+ * While an owner streams in a partition it just took over (membership change), requests are routed as Cassandra
+ * routes pending ranges: writes go to every owner, the fetching one included, which stores them; a read of a
+ * fetching owner is answered whole, its copy merged with a holder's (replica.ts); a put goes to an owner that holds
+ * the partition, and only when no owner does is it held back until the transfer ends (the dot invariant above).
  */
 import {
   type DynameshError,
+  InvalidArgumentError,
   NotResponsibleError,
   QuorumError,
   StaleContextError,
@@ -16,13 +22,16 @@ import {
   hasErrorCode,
 } from '../errors.ts';
 import type { Logger } from '../env.ts';
+import type { Holding } from '../membership/holders.ts';
 import type { Peers, Reply, ReplyHandler } from '../transport/peers.ts';
-import type { WireReceipt } from '../wire/protocol.ts';
+import type { KeyBounds, WireReceipt } from '../wire/protocol.ts';
 import type { Ring } from '../ring/ring.ts';
-import type { Storage } from '../storage/storage.ts';
-import type { VClock } from '../versions/vclock.ts';
+import type { LocalWriteResult, Storage } from '../storage/storage.ts';
+import type { DotHorizon } from '../versions/horizon.ts';
+import { type VClock, EMPTY_CLOCK, counterOf, merge } from '../versions/vclock.ts';
 import { type Version, clockOf, contextCoversAll, resolve, sameSiblings } from '../versions/version.ts';
 import type { Metrics } from '../metrics.ts';
+import { carryingTimeout } from '../wire/fit.ts';
 
 /** What the coordinator needs from its node. */
 export interface CoordinatorDeps {
@@ -37,6 +46,10 @@ export interface CoordinatorDeps {
   readonly requestTimeout: number;
   /** How long a forwarded put may take at its coordinator, ms. */
   readonly forwardTimeout: number;
+  /** What a put may leave of its key; checked atomically with the local write. */
+  readonly bounds: KeyBounds;
+  /** The highest dot counter of each node that this node has seen: counters up to it were issued. */
+  readonly horizon: DotHorizon;
   /** The ring of the current view. */
   ring(): Ring;
   /**
@@ -46,8 +59,14 @@ export interface CoordinatorDeps {
   holds(partition: number): boolean;
   /** Resolves true once this node holds `partition`, or false when it is not coming soon (see Ownership.whenHeld). */
   whenHeld(partition: number): Promise<boolean>;
+  /** The members that hold a whole copy of `partition`, as learnt or asked now (see Holders.find). */
+  findHolders(partition: number): Promise<Holding>;
+  /** The members known to hold a whole copy of `partition`, without asking (see Holders.known). */
+  knownHolders(partition: number): readonly string[];
   /** The key's siblings on this node: its main store merged with any hints it holds for the key. */
   readLocal(key: Uint8Array): Promise<Version[]>;
+  /** The key's siblings as this node answers a read: whole even while it still fetches the partition. */
+  readWhole(key: Uint8Array): Promise<Version[]>;
   /** The current wall-clock time. */
   now(): number;
 }
@@ -118,47 +137,189 @@ export class Coordinator {
     return plan;
   }
 
-  /** Puts (or deletes, when `value` is null) as coordinator when this node owns the key, else forwards. */
+  /**
+   * Puts (or deletes, when `value` is null) as coordinator when this node owns the key and holds its partition,
+   * else forwards it to an owner that can.
+   */
   async put(request: PutRequest): Promise<PutOutcome> {
-    const plan = this.plan(request.key);
-    if (plan.owners.includes(this.#deps.self) && (await this.#deps.whenHeld(plan.partition)))
-      return this.coordinatePut(request, plan);
-    return this.#forwardPut(request, plan);
+    const { self } = this.#deps;
+    const tried = new Set<string>();
+    let lastError: DynameshError | undefined;
+    // Each step plans afresh: a forward can take seconds, and the view may change meanwhile.
+    for (let plan = this.plan(request.key); ; plan = this.plan(request.key)) {
+      const owner = plan.owners.includes(self);
+      if (owner && (await this.#mayCoordinate(plan))) return this.coordinatePut(request, plan);
+      const next = this.#nextCoordinator(plan, tried);
+      if (next === undefined) {
+        // No other owner could coordinate: this one, still fetching, does once its transfer ends soon enough.
+        if (owner && (await this.#deps.whenHeld(plan.partition))) return this.coordinatePut(request, plan);
+        break;
+      }
+      tried.add(next);
+      const forwarded = await this.#forwardPut(request, next);
+      if ('outcome' in forwarded) return forwarded.outcome;
+      lastError = forwarded.lastError ?? lastError;
+    }
+    this.#deps.metrics.count('quorumFailures');
+    throw new QuorumError("no node of the key's preference list could coordinate the put", request.w, 0, {
+      cause: lastError,
+    });
   }
 
-  /** Coordinates a put this node owns; `NotResponsibleError` when it does not. */
+  /** Coordinates a put this node owns; `NotResponsibleError` when it does not, or may not yet. */
   async coordinatePut(request: PutRequest, plan: Plan = this.plan(request.key)): Promise<PutOutcome> {
-    const { self, storage, metrics } = this.#deps;
+    const { self, metrics } = this.#deps;
     if (!plan.owners.includes(self)) {
       throw new NotResponsibleError(`node ${self} is not in the preference list of this key`);
     }
-    if (!(await this.#deps.whenHeld(plan.partition))) {
+    if (!(await this.#mayCoordinate(plan))) {
+      metrics.count('putsRedirected');
       throw new NotResponsibleError(`node ${self} is still fetching partition ${plan.partition}`);
     }
-    if (request.ifMatch) await this.#checkNotStale(request, plan);
-    const local = await storage.write(
-      request.key,
-      plan.partition,
-      {
-        node: self,
-        timestamp: this.#deps.now(),
-        context: request.context,
-        value: request.value,
-        ifMatch: request.ifMatch,
-      },
-      { durability: request.durable ? 'strict' : 'relaxed' },
-    );
+    await this.#checkContext(request, plan);
+    const local = await this.#writeLocal(request, plan);
     metrics.count('localWrites');
     const receipt = await this.#replicate(request, plan, local.siblings);
     return { context: clockOf(local.version), receipt };
   }
 
-  /** Step: a conditional put first reads R replicas and refuses when any holds a version its context has not seen. */
-  async #checkNotStale(request: PutRequest, plan: Plan): Promise<void> {
+  /**
+   * Step: whether this owner may coordinate now. It must hold the partition (the dot invariant); while it fetches,
+   * an owner that holds it coordinates instead, and only when none does does this one wait a little for its transfer.
+   */
+  async #mayCoordinate(plan: Plan): Promise<boolean> {
+    const { self, holds, findHolders, whenHeld } = this.#deps;
+    if (holds(plan.partition)) return true;
+    const { holders } = await findHolders(plan.partition);
+    if (plan.owners.some((id) => id !== self && holders.includes(id))) return holds(plan.partition);
+    return whenHeld(plan.partition);
+  }
+
+  /**
+   * Step: refuses a context that names a version the cluster never issued, as far as this node can know, with
+   * `ERR_INVALID_ARGUMENT`; and, for a conditional put, a context that has not seen a stored version, with
+   * `ERR_STALE_CONTEXT`. A context naming a counter far ahead (forged, or corrupted) would make the new version
+   * supersede that node's later, concurrent writes. An entry is known to name an issued version when it is at most
+   * a dot of its node that this node has seen (the horizon), or when the clocks of the key's versions cover it: this
+   * node's own siblings first (no request needed), else those of R replicas, since this node may just lag behind,
+   * else those of every replica that answers (a write acknowledged by one replica, and read from it alone, makes an
+   * honest context too), else those of the named member itself. An entry still unknown once every owner of the key
+   * and the named member answered names a version never issued. When one that might know did not answer, the put
+   * fails with `ERR_QUORUM`, as a conditional put does. This
+   * node's own entry is also checked exactly, and atomically, by the storage write, against the counter it issued.
+   */
+  async #checkContext(request: PutRequest, plan: Plan): Promise<void> {
+    const { self, metrics, horizon } = this.#deps;
+    const context = request.context;
+    // The entries not known at once to name issued versions. This node's own is checked exactly by the write, but
+    // a conditional put must hear of a forged one before it hears of a stale context.
+    let claimed: VClock = context.filter(
+      (e) => (request.ifMatch || e.node !== self) && e.counter > horizon.counter(e.node),
+    );
+    let known: VClock = EMPTY_CLOCK;
+    if (!request.ifMatch) {
+      if (claimed.length === 0) return;
+      known = clockOfAll(known, await this.#deps.readLocal(request.key));
+      claimed = uncovered(claimed, known);
+      if (claimed.length === 0) return;
+    }
     const read = await this.#read(request.key, request.r, plan, false);
-    if (!contextCoversAll(request.context, read.siblings)) {
-      this.#deps.metrics.count('staleContexts');
+    known = clockOfAll(known, read.siblings);
+    claimed = uncovered(claimed, known);
+    if (claimed.length > 0) {
+      const all = await this.#readAll(request.key, plan);
+      known = clockOfAll(known, all.siblings);
+      claimed = uncovered(claimed, known);
+      // Last, each named member itself: it stored its own write of the key (the version may live on only there and
+      // in hints while partitions move), and anything that superseded it there covers it. A node that has left the
+      // view cannot be asked; when this node has seen it, the version may have left with it.
+      let silent = 0;
+      for (const node of new Set(claimed.map((e) => e.node))) {
+        if (node === self || plan.owners.includes(node)) continue;
+        if (!this.#deps.ring().has(node)) {
+          if (horizon.counter(node) > 0 || counterOf(known, node) > 0) silent++;
+          continue;
+        }
+        const versions = await this.#readAt(node, request.key);
+        if (versions === null) silent++;
+        else known = clockOfAll(known, versions);
+      }
+      claimed = uncovered(claimed, known);
+      if (claimed.length > 0) {
+        if (!all.complete || silent > 0) {
+          // Nodes that would know did not answer: as for a conditional put, the put waits for them.
+          metrics.count('quorumFailures');
+          throw new QuorumError(
+            'could not reach every node that might hold the versions the context names',
+            plan.owners.length,
+            all.owners,
+          );
+        }
+        metrics.count('contextsRefused');
+        const unknown = claimed[0]!;
+        throw new InvalidArgumentError(
+          `invalid context: it names version ${unknown.counter} of node ${unknown.node}, which this node and ` +
+            'every replica of this key know nothing of; put with the context of a read of this key',
+        );
+      }
+    }
+    if (request.ifMatch && !contextCoversAll(context, read.siblings)) {
+      metrics.count('staleContexts');
       throw new StaleContextError('the key holds a version that the given context has not seen');
+    }
+  }
+
+  /** Step: the key's siblings at member `node`, or null when it did not answer. */
+  async #readAt(node: string, key: Uint8Array): Promise<readonly Version[] | null> {
+    const reply = await this.#deps.peers.request(
+      node,
+      { type: 'read', key, requireHeld: false },
+      this.#deps.requestTimeout,
+    );
+    return reply?.type === 'read-reply' ? reply.versions : null;
+  }
+
+  /**
+   * Step: the key's siblings at every replica that answers (each silent owner's fallbacks asked in turn), and
+   * whether every owner answered.
+   */
+  #readAll(key: Uint8Array, plan: Plan): Promise<{ siblings: readonly Version[]; owners: number; complete: boolean }> {
+    return new Promise((resolve) => {
+      const read = new Read(this.#deps, key, 1, plan, (replied, _replies, merged) => {
+        const owners = plan.owners.filter((id) => replied.includes(id)).length;
+        resolve({ siblings: merged, owners, complete: owners === plan.owners.length });
+      });
+      read.done.catch(() => {});
+    });
+  }
+
+  /**
+   * Step: the local write, which draws the new dot and checks the context's entry for this node and the key's
+   * bounds in the same transaction; a refusal stores nothing.
+   */
+  async #writeLocal(request: PutRequest, plan: Plan): Promise<LocalWriteResult> {
+    const { self, storage, metrics } = this.#deps;
+    try {
+      return await storage.write(
+        request.key,
+        plan.partition,
+        {
+          node: self,
+          timestamp: this.#deps.now(),
+          context: request.context,
+          value: request.value,
+          ifMatch: request.ifMatch,
+          bounds: this.#deps.bounds,
+        },
+        { durability: request.durable ? 'strict' : 'relaxed' },
+      );
+    } catch (error) {
+      if (hasErrorCode(error, 'ERR_TOO_MANY_SIBLINGS') || hasErrorCode(error, 'ERR_TOO_LARGE')) {
+        metrics.count('putsOverBounds');
+      } else if (hasErrorCode(error, 'ERR_INVALID_ARGUMENT')) {
+        metrics.count('contextsRefused');
+      }
+      throw error;
     }
   }
 
@@ -170,42 +331,51 @@ export class Coordinator {
     return new Replication(this.#deps, request, plan, siblings).done;
   }
 
-  /** Step: hands the put to the first owner that answers; only their errors that are final stop the walk. */
-  async #forwardPut(request: PutRequest, plan: Plan): Promise<PutOutcome> {
-    const { peers, metrics } = this.#deps;
-    // Unsuspected owners first, each group in preference order (what a stable sort on suspicion gives).
-    const candidates: string[] = [];
-    const suspected: string[] = [];
+  /**
+   * Step: the owner to hand the put to next, of those not tried yet: unsuspected owners first, and of those the
+   * ones known to hold the partition, each group in preference order.
+   */
+  #nextCoordinator(plan: Plan, tried: ReadonlySet<string>): string | undefined {
+    const { self, peers } = this.#deps;
+    const holders = this.#deps.knownHolders(plan.partition);
+    let later: string | undefined;
+    let suspected: string | undefined;
     for (const owner of plan.owners) {
-      if (owner !== this.#deps.self) (peers.isSuspected(owner) ? suspected : candidates).push(owner);
+      if (owner === self || tried.has(owner)) continue;
+      if (peers.isSuspected(owner)) suspected ??= owner;
+      else if (holders.includes(owner)) return owner;
+      else later ??= owner;
     }
-    for (const owner of suspected) candidates.push(owner);
-    let lastError: DynameshError | undefined;
-    for (const owner of candidates) {
-      metrics.count('forwards');
-      const reply = await peers.request(
-        owner,
-        {
-          type: 'coordinate',
-          key: request.key,
-          value: request.value,
-          context: request.context,
-          w: request.w,
-          ifMatch: request.ifMatch,
-          durable: request.durable,
-        },
-        this.#deps.forwardTimeout,
-      );
-      if (reply === null) continue;
-      if (reply.type === 'coordinate-reply') return { context: reply.context, receipt: reply.receipt };
-      const error = replyError(reply);
-      if (!hasErrorCode(error, 'ERR_NOT_RESPONSIBLE')) throw error;
-      lastError = error;
-    }
-    metrics.count('quorumFailures');
-    throw new QuorumError("no node of the key's preference list could coordinate the put", request.w, 0, {
-      cause: lastError,
-    });
+    return later ?? suspected;
+  }
+
+  /**
+   * Step: hands the put to `owner`. Its errors that are final are thrown; a refusal (it may not coordinate, or did
+   * not answer) resolves with the error, and the next owner is tried.
+   */
+  async #forwardPut(
+    request: PutRequest,
+    owner: string,
+  ): Promise<{ outcome: PutOutcome } | { lastError: DynameshError | undefined }> {
+    this.#deps.metrics.count('forwards');
+    const reply = await this.#deps.peers.request(
+      owner,
+      {
+        type: 'coordinate',
+        key: request.key,
+        value: request.value,
+        context: request.context,
+        w: request.w,
+        ifMatch: request.ifMatch,
+        durable: request.durable,
+      },
+      this.#deps.forwardTimeout,
+    );
+    if (reply === null) return { lastError: undefined };
+    if (reply.type === 'coordinate-reply') return { outcome: { context: reply.context, receipt: reply.receipt } };
+    const error = replyError(reply);
+    if (!hasErrorCode(error, 'ERR_NOT_RESPONSIBLE')) throw error;
+    return { lastError: error };
   }
 
   /** Reads `key` from R replicas, answers with the merged siblings, then repairs stale replicas. */
@@ -249,7 +419,7 @@ export class Coordinator {
           void peers.request(
             owner,
             { type: 'replicate', key, versions: merged, hintFor: null, durable: false },
-            this.#deps.requestTimeout,
+            carryingTimeout(this.#deps.requestTimeout, merged),
           );
         }
       } catch (error) {
@@ -351,8 +521,12 @@ class ReplicaSlot implements ReplyHandler {
     try {
       const { peers } = this.#replication.deps;
       if (peers.isSuspected(this.#owner)) {
-        this.#target = takeFallback(this.#replication.spare, peers);
-        this.#hintFor = this.#owner;
+        // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
+        const fallback = takeFallback(this.#replication.spare, peers);
+        if (fallback !== undefined) {
+          this.#target = fallback;
+          this.#hintFor = this.#owner;
+        }
       }
       this.#ask();
     } catch (error) {
@@ -387,7 +561,7 @@ class ReplicaSlot implements ReplyHandler {
     deps.peers.send(
       target,
       { type: 'replicate', key: request.key, versions: siblings, hintFor: this.#hintFor, durable: request.durable },
-      deps.requestTimeout,
+      carryingTimeout(deps.requestTimeout, siblings),
       this,
     );
   }
@@ -486,16 +660,14 @@ class Read {
 /** One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. */
 class ReadSlot implements ReplyHandler {
   readonly #read: Read;
-  readonly #owner: string;
   #target: string | undefined;
   #finished = false;
 
   constructor(read: Read, owner: string) {
     this.#read = read;
-    this.#owner = owner;
     const { self, peers } = read.deps;
-    this.#target = owner === self || !peers.isSuspected(owner) ? owner : undefined;
-    if (this.#target === undefined) this.#target = takeFallback(read.spare, peers);
+    // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
+    this.#target = owner === self || !peers.isSuspected(owner) ? owner : (takeFallback(read.spare, peers) ?? owner);
   }
 
   start(): void {
@@ -529,27 +701,24 @@ class ReadSlot implements ReplyHandler {
     const read = this.#read;
     const deps = read.deps;
     if (target === deps.self) {
-      if (this.#owner === target && !deps.holds(read.partition)) {
-        // Still fetching the partition: wait a little for the transfer, else ask the next fallback instead.
-        deps.whenHeld(read.partition).then(
-          (held) => {
-            if (!held) this.#target = takeFallback(read.spare, deps.peers);
-            this.#ask();
-          },
-          (error: unknown) => this.#fail(error),
-        );
-        return;
-      }
-      deps.readLocal(read.key).then(
+      deps.readWhole(read.key).then(
         (versions) => {
           read.reply(target, versions);
           this.#finish();
         },
-        (error: unknown) => this.#fail(error),
+        (error: unknown) => {
+          // Still fetching and no holder answered: the next fallback stands in.
+          if (!hasErrorCode(error, 'ERR_NOT_RESPONSIBLE')) {
+            this.#fail(error);
+            return;
+          }
+          this.#target = takeFallback(read.spare, deps.peers);
+          this.#ask();
+        },
       );
       return;
     }
-    deps.peers.send(target, { type: 'read', key: read.key }, deps.requestTimeout, this);
+    deps.peers.send(target, { type: 'read', key: read.key, requireHeld: false }, deps.requestTimeout, this);
   }
 
   #fail(error: unknown): void {
@@ -562,6 +731,18 @@ class ReadSlot implements ReplyHandler {
     this.#finished = true;
     this.#read.slotDone();
   }
+}
+
+/** `known` merged with the clocks of `versions`. */
+function clockOfAll(known: VClock, versions: readonly Version[]): VClock {
+  let out = known;
+  for (const v of versions) out = merge(out, clockOf(v));
+  return out;
+}
+
+/** The entries of `claimed` that `known` does not cover. */
+function uncovered(claimed: VClock, known: VClock): VClock {
+  return claimed.filter((e) => e.counter > counterOf(known, e.node));
 }
 
 /** The next fallback to try: the first one not suspected, else the first one left. */

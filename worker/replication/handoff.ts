@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Peers } from '../transport/peers.ts';
 import type { Ring } from '../ring/ring.ts';
 import type { Hint, Storage } from '../storage/storage.ts';
+import { carryingTimeout } from '../wire/fit.ts';
 
 /** What handoff needs from its node. */
 export interface HandoffDeps {
@@ -83,7 +84,7 @@ export class Handoff {
         const reply = await peers.request(
           target,
           { type: 'replicate', key: hint.key, versions: hint.siblings, hintFor: null, durable: false },
-          this.#deps.requestTimeout,
+          carryingTimeout(this.#deps.requestTimeout, hint.siblings),
         );
         return reply?.type === 'replicate-ack';
       }),

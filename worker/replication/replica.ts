@@ -1,9 +1,16 @@
 /**
  * The replica side of the protocol: store what a coordinator ships (in the main store, or as a hint for an owner this
  * node stands in for) and answer reads with everything this node holds for the key.
+ *
+ * An owner still fetching a partition stores every write it is sent, but its copy lacks what the holders have not
+ * streamed to it yet: it answers a read with its copy merged with a holder's, so that no read waits for a transfer
+ * and none is refused for one (a cluster of N nodes has no fallback to ask instead).
  */
+import { NotResponsibleError } from '../errors.ts';
+import type { Holding } from '../membership/holders.ts';
 import type { Metrics } from '../metrics.ts';
-import type { ReplicateMessage } from '../wire/protocol.ts';
+import type { Peers } from '../transport/peers.ts';
+import type { ReadMessage, ReplicateMessage } from '../wire/protocol.ts';
 import type { Storage } from '../storage/storage.ts';
 import { type Version, resolve } from '../versions/version.ts';
 
@@ -12,8 +19,19 @@ export interface ReplicaDeps {
   readonly self: string;
   readonly storage: Storage;
   readonly metrics: Metrics;
+  readonly peers: Peers;
+  /** How long a holder may take to answer a read this node completes from it, ms. */
+  readonly holderTimeout: number;
   /** The partition of a key under the current ring. */
   partitionOf(key: Uint8Array): number;
+  /** True when this node is in the partition's preference list under the current ring. */
+  owns(partition: number): boolean;
+  /** True when this node holds a whole copy of the partition. */
+  holds(partition: number): boolean;
+  /** Who holds the partition (learnt, or asked now). */
+  findHolders(partition: number): Promise<Holding>;
+  /** Resolves true once this node holds the partition, false after a short wait. */
+  whenHeld(partition: number): Promise<boolean>;
 }
 
 /** Serves replicate and read requests from this node's storage. */
@@ -62,9 +80,43 @@ export class Replica {
     }
   }
 
-  /** Serves a read. */
-  read(key: Uint8Array): Promise<Version[]> {
-    this.#deps.metrics.count('readsServed');
-    return this.readLocal(key);
+  /**
+   * The key's siblings as whole as a holder's copy: this node's own when it holds the partition or does not own it
+   * (a fallback answers with what it has), else its copy merged with the first holder that answers.
+   */
+  async readWhole(key: Uint8Array): Promise<Version[]> {
+    const deps = this.#deps;
+    const partition = deps.partitionOf(key);
+    if (deps.holds(partition) || !deps.owns(partition)) return this.readLocal(key);
+    const local = this.readLocal(key);
+    local.catch(() => {});
+    const { holders, unanswered } = await deps.findHolders(partition);
+    // Nobody holds the partition (a new cluster): there is nothing this copy can be missing.
+    if (holders.length === 0 && unanswered === 0) return local;
+    const ordered = [...holders.filter((id) => !deps.peers.isSuspected(id))];
+    for (const id of holders) if (!ordered.includes(id)) ordered.push(id);
+    for (const holder of ordered) {
+      const reply = await deps.peers.request(holder, { type: 'read', key, requireHeld: true }, deps.holderTimeout);
+      if (reply?.type !== 'read-reply') continue;
+      deps.metrics.count('readsCompleted');
+      return resolve(await local, reply.versions).siblings;
+    }
+    if (await deps.whenHeld(partition)) return this.readLocal(key);
+    throw new NotResponsibleError(`node ${deps.self} is still fetching partition ${partition} and no holder answered`);
+  }
+
+  /**
+   * Serves a peer's read. One that requires a whole copy is refused by an owner still fetching the partition; a
+   * node that does not own it answers with what it has: what it held and released went to every owner already.
+   */
+  read(message: ReadMessage): Promise<Version[]> {
+    const deps = this.#deps;
+    deps.metrics.count('readsServed');
+    if (!message.requireHeld) return this.readWhole(message.key);
+    const partition = deps.partitionOf(message.key);
+    if (deps.owns(partition) && !deps.holds(partition)) {
+      return Promise.reject(new NotResponsibleError(`node ${deps.self} is still fetching partition ${partition}`));
+    }
+    return this.readLocal(message.key);
   }
 }

@@ -15,7 +15,19 @@ import { ClosedError, DynameshError, StaleContextError, StorageError } from '../
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
 import { contextCoversAll, createVersion, resolve } from '../versions/version.ts';
-import { keyId, nextCounter, ownBytes, recount, removal, storedSize, takeCount, undelivered } from './records.ts';
+import {
+  checkBounds,
+  checkOwnEntry,
+  issuedCounter,
+  keyId,
+  nextCounter,
+  ownBytes,
+  recount,
+  removal,
+  storedSize,
+  takeCount,
+  undelivered,
+} from './records.ts';
 import type {
   ApplyEntry,
   ApplyResult,
@@ -273,7 +285,7 @@ export class IndexedDbStorage implements Storage {
     const id = ownBytes(key);
     const context = plainClock(write.context);
     const value = write.value === null ? null : ownBytes(write.value);
-    const { node, timestamp, ifMatch } = write;
+    const { node, timestamp, ifMatch, bounds } = write;
     return this.#update('write', ['keys', 'meta'], options?.durability, async (tx) => {
       const keys = tx.objectStore('keys');
       const meta = tx.objectStore('meta');
@@ -282,9 +294,11 @@ export class IndexedDbStorage implements Storage {
       if (ifMatch && !contextCoversAll(context, stored)) {
         throw new StaleContextError('the context does not cover every stored version of the key');
       }
-      const counter = nextCounter(state.counter, node, context, stored);
+      checkOwnEntry(context, node, issuedCounter(state.counter, node, stored));
+      const counter = nextCounter(state.counter, node, stored);
       const version = createVersion(node, counter, timestamp, context, value);
       const { siblings } = resolve(stored, [version]);
+      checkBounds(id, stored, siblings, bounds);
       await Promise.all([
         keys.put({ key: id, partition, siblings }),
         meta.put({ ...recount(state, id, old?.siblings, siblings), counter }, STATE),

@@ -8,7 +8,18 @@ import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
 import { contextCoversAll, createVersion, resolve } from '../versions/version.ts';
-import { keyId, nextCounter, ownBytes, removal, storedSize, takeCount, undelivered } from './records.ts';
+import {
+  checkBounds,
+  checkOwnEntry,
+  issuedCounter,
+  keyId,
+  nextCounter,
+  ownBytes,
+  removal,
+  storedSize,
+  takeCount,
+  undelivered,
+} from './records.ts';
 import type {
   ApplyEntry,
   ApplyResult,
@@ -229,9 +240,11 @@ export class MemoryStorage implements Storage {
     if (write.ifMatch && !contextCoversAll(write.context, stored)) {
       throw new StaleContextError('the context does not cover every stored version of the key');
     }
-    const counter = nextCounter(data.counter, write.node, write.context, stored);
+    checkOwnEntry(write.context, write.node, issuedCounter(data.counter, write.node, stored));
+    const counter = nextCounter(data.counter, write.node, stored);
     const version = ownVersion(createVersion(write.node, counter, write.timestamp, write.context, write.value));
     const { siblings } = resolve(stored, [version]);
+    checkBounds(key, stored, siblings, write.bounds);
     data.counter = counter;
     data.store(id, key, partition, siblings);
     return { version: exportVersion(version), siblings: exportAll(siblings) };

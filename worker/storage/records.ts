@@ -3,8 +3,10 @@
  * counter, what of a hint survives a delivery, when an unchanged key may be removed, paging limits, and how a
  * key's bytes name it in a map. Kept apart from either engine so that memory and IndexedDB cannot drift apart on them.
  */
+import { InvalidArgumentError, StorageError, TooLargeError, TooManySiblingsError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
-import { counterOf } from '../versions/vclock.ts';
+import { MAX_COUNTER, counterOf } from '../versions/vclock.ts';
+import type { KeyBounds } from '../wire/protocol.ts';
 import type { Version } from '../versions/version.ts';
 import { clockOf, resolve, sameSiblings, versionSize } from '../versions/version.ts';
 
@@ -59,15 +61,73 @@ export function storedSize(key: Uint8Array, siblings: readonly Version[]): numbe
 }
 
 /**
- * The counter a coordinator's new dot takes: one above the node's persistent counter and above anything of the
- * node that the context or the stored siblings have seen. The last two matter only when the counter was lost (a
- * wiped database under a reused node id): a reused dot would be mistaken for an older write, and a dot below a
- * stored sibling's context would be dropped by {@link resolve} as already superseded.
+ * The highest counter of `node` that the node knows it issued: its persistent counter, or above it what the key's
+ * stored siblings (their dots and the clocks they were written over) hold for the node. The siblings matter only
+ * when the counter was lost (a wiped database under a reused node id): a reused dot would be mistaken for an older
+ * write, and a dot below a stored sibling's context would be dropped by {@link resolve} as already superseded.
+ * A client's context never raises it: a context names versions, it does not issue them.
  */
-export function nextCounter(counter: number, node: string, context: VClock, stored: readonly Version[]): number {
-  let top = Math.max(counter, counterOf(context, node));
+export function issuedCounter(counter: number, node: string, stored: readonly Version[]): number {
+  let top = counter;
   for (let i = 0; i < stored.length; i++) top = Math.max(top, counterOf(clockOf(stored[i]!), node));
-  return top + 1;
+  return top;
+}
+
+/**
+ * The counter a coordinator's new dot takes: one above {@link issuedCounter}. Refuses (`ERR_STORAGE`, nothing
+ * written) to draw {@link MAX_COUNTER}: only versions that peers made up could bring a node's counter there.
+ */
+export function nextCounter(counter: number, node: string, stored: readonly Version[]): number {
+  const next = issuedCounter(counter, node, stored) + 1;
+  if (next >= MAX_COUNTER) {
+    throw new StorageError(
+      `node ${node} cannot draw dot counter ${next}: a stored version names a counter of this node near ` +
+        `MAX_COUNTER (2^48) that it never issued`,
+    );
+  }
+  return next;
+}
+
+/**
+ * Refuses a local write whose context names a version of the writing node itself that the node never issued
+ * (above {@link issuedCounter}): a forged or corrupted context, which would let the new version supersede the
+ * node's own later writes.
+ */
+export function checkOwnEntry(context: VClock, node: string, issued: number): void {
+  const claimed = counterOf(context, node);
+  if (claimed > issued) {
+    throw new InvalidArgumentError(
+      `invalid context: it names version ${claimed} of node ${node}, which has issued only ${issued}; ` +
+        'use the context of a read of this key',
+    );
+  }
+}
+
+/**
+ * Refuses a local write that would leave the key over one of `bounds`: `siblings` is what the write leaves
+ * (`resolve(stored, [version])`). A write that leaves no more siblings and no more bytes than were stored is
+ * always accepted, so that a put with a context can shrink a set that merges of concurrent writes took past a bound.
+ */
+export function checkBounds(
+  key: Uint8Array,
+  stored: readonly Version[],
+  siblings: readonly Version[],
+  bounds: KeyBounds | undefined,
+): void {
+  if (bounds === undefined) return;
+  if (siblings.length > bounds.maxSiblings && siblings.length > stored.length) {
+    throw new TooManySiblingsError(siblings.length, bounds.maxSiblings);
+  }
+  const size = storedSize(key, siblings);
+  if (size > bounds.maxSiblingSetBytes && size > storedSize(key, stored)) {
+    throw new TooLargeError(
+      "the key's sibling set after this put",
+      size,
+      bounds.maxSiblingSetBytes,
+      '(maxSiblingSetBytes); nothing was stored: read the key and put with the context of that read, which ' +
+        'resolves its siblings',
+    );
+  }
 }
 
 /**

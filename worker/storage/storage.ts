@@ -5,6 +5,7 @@
  */
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
+import type { KeyBounds } from '../wire/protocol.ts';
 
 /** How hard a write tries to reach the disk before it is acknowledged. */
 export type Durability = 'relaxed' | 'strict';
@@ -48,6 +49,12 @@ export interface LocalWrite {
   readonly value: Uint8Array | null;
   /** When true the write fails with `ERR_STALE_CONTEXT` unless `context` covers every stored sibling. */
   readonly ifMatch: boolean;
+  /**
+   * What the write may leave of the key (see `checkBounds` in records.ts); absent, nothing is checked. A write that
+   * would cross a bound fails with `ERR_TOO_MANY_SIBLINGS` or `ERR_TOO_LARGE`, unless it leaves no more siblings
+   * and no more bytes than were stored.
+   */
+  readonly bounds?: KeyBounds;
 }
 
 /** The result of a local write. */
@@ -91,9 +98,11 @@ export interface Storage {
    */
   applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]>;
   /**
-   * Writes a new version as coordinator: draws the next value of this node's counter (persistent, never reused),
-   * checks `ifMatch`, merges the version into the key, all in one transaction. Throws `ERR_STALE_CONTEXT` and
-   * writes nothing when the conditional check fails.
+   * Writes a new version as coordinator: checks `ifMatch`, checks that the context names no version of this node
+   * above the counter it issued, draws the next value of this node's counter (persistent, never reused, raised only
+   * by this node's own writes), merges the version into the key and checks `bounds`, all in one transaction. Writes
+   * nothing and draws no counter when a check fails: `ERR_STALE_CONTEXT` (ifMatch), `ERR_INVALID_ARGUMENT` (the
+   * context names a future version of this node), `ERR_TOO_MANY_SIBLINGS` or `ERR_TOO_LARGE` (bounds).
    */
   write(key: Uint8Array, partition: number, write: LocalWrite, options?: WriteOptions): Promise<LocalWriteResult>;
   /** Keys of `partition` in key order, after `after` when given, at most `limit`. */

@@ -25,6 +25,8 @@ export interface LinksOptions {
   readonly onMessage: (from: string, message: Uint8Array) => void;
   /** A frame from `from` could not be joined into a message. */
   readonly onInvalid: (from: string, reason: string) => void;
+  /** A chunk of a message from `from` arrived and more are to come (a large message is on its way). */
+  readonly onProgress?: (from: string) => void;
   /** Largest message accepted. */
   readonly maxMessageBytes: number;
   readonly logger: Logger;
@@ -177,6 +179,7 @@ export class Links implements Transport {
       if (this.#options.faults?.admits(peer) === false) return;
       this.#options.onMessage(peer, outcome.message);
     } else if (outcome.kind === 'invalid') this.#options.onInvalid(peer, outcome.reason);
+    else this.#options.onProgress?.(peer);
   }
 
   #replace(peer: string, link: Link): void {

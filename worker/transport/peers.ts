@@ -64,7 +64,15 @@ interface Pending {
   readonly timeoutMs: number;
   /** When the request times out, on the clock. */
   deadline: number;
+  /** Times the deadline was put off because the peer was still sending (see {@link Peers.progress}). */
+  extensions: number;
 }
+
+/**
+ * Most times a request's deadline is put off while its peer keeps sending chunks of a large message: 16 timeouts
+ * in all, 8 s at the default 500 ms, time for the largest legal reply at the floor rate of wire/fit.ts.
+ */
+const MAX_EXTENSIONS = 15;
 
 /** Options of {@link Peers}. */
 export interface PeersOptions {
@@ -86,6 +94,8 @@ export class Peers {
   readonly #options: PeersOptions;
   readonly #pending = new Map<number, Pending>();
   readonly #suspectedUntil = new Map<string, number>();
+  /** When each peer last delivered a chunk of a message still in transit, on the clock. */
+  readonly #progress = new Map<string, number>();
   #nextRequestId: number;
   #closed = false;
   /**
@@ -122,7 +132,7 @@ export class Peers {
     const full = withEnvelope(message, this.#options.self, requestId);
     const now = this.#options.clock.now();
     const deadline = now + timeoutMs;
-    this.#pending.set(requestId, { to, handler, timeoutMs, deadline });
+    this.#pending.set(requestId, { to, handler, timeoutMs, deadline, extensions: 0 });
     let queue = this.#queues.get(timeoutMs);
     if (queue === undefined) this.#queues.set(timeoutMs, (queue = { ids: [], head: 0 }));
     queue.ids.push(requestId);
@@ -155,6 +165,15 @@ export class Peers {
         if (pending.deadline > now) {
           if (pending.deadline < next) next = pending.deadline;
           break;
+        }
+        const progress = this.#progress.get(pending.to);
+        if (progress !== undefined && now - progress < pending.timeoutMs && pending.extensions < MAX_EXTENSIONS) {
+          // The peer is still sending a large message, most likely this reply: another timeout from now, queued
+          // last, where deadlines of this queue are latest.
+          pending.deadline = now + pending.timeoutMs;
+          pending.extensions++;
+          ids.push(ids[head]!);
+          continue;
         }
         (due ??= []).push(ids[head]!);
       }
@@ -196,6 +215,15 @@ export class Peers {
     this.#pending.delete(reply.requestId);
     pending.handler.onReply(reply);
     return true;
+  }
+
+  /**
+   * Records that a chunk of a message from `id` arrived and more are to come: requests waiting for `id` then get
+   * more time when their deadline comes, since a large reply can take longer than a timeout to travel.
+   */
+  progress(id: string): void {
+    if (this.#closed) return;
+    this.#progress.set(id, this.#options.clock.now());
   }
 
   /** Records that `id` just spoke, which clears any suspicion of it. */
@@ -269,7 +297,7 @@ function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage
     case 'replicate-ack':
       return { type: m.type, from, requestId };
     case 'read':
-      return { type: m.type, from, requestId, key: m.key };
+      return { type: m.type, from, requestId, key: m.key, requireHeld: m.requireHeld };
     case 'read-reply':
       return { type: m.type, from, requestId, versions: m.versions };
     case 'coordinate':

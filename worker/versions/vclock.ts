@@ -21,6 +21,13 @@ export type Ordering = 'before' | 'after' | 'equal' | 'concurrent';
 /** The most entries a clock keeps after {@link prune}. @default 10 */
 export const MAX_CLOCK_ENTRIES = 10;
 
+/**
+ * The largest counter a clock entry or dot may hold, far below 2^53 where `counter + 1 === counter`. Contexts come
+ * from clients and versions from peers; a counter near 2^53 in either would make a coordinator's later dots repeat.
+ * Decoders refuse anything above it, and a coordinator never draws a dot at or above it.
+ */
+export const MAX_COUNTER = 2 ** 48;
+
 /** The empty clock, descended by every clock. */
 export const EMPTY_CLOCK: VClock = Object.freeze([]);
 
@@ -131,13 +138,18 @@ export function prune(clock: VClock, max: number = MAX_CLOCK_ENTRIES): VClock {
   return keep.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
 }
 
-/** True when `clock` is sorted by node with no repeats and every counter is a positive safe integer. */
+/** True when `clock` is sorted by node with no repeats and every counter is an integer from 1 to {@link MAX_COUNTER}. */
 export function isWellFormed(clock: VClock): boolean {
   for (let i = 0; i < clock.length; i++) {
     const e = clock[i]!;
-    if (!Number.isSafeInteger(e.counter) || e.counter < 1) return false;
+    if (!isCounter(e.counter)) return false;
     if (!Number.isFinite(e.timestamp)) return false;
     if (i > 0 && clock[i - 1]!.node >= e.node) return false;
   }
   return true;
+}
+
+/** True when `value` is a counter a clock may hold: an integer from 1 to {@link MAX_COUNTER}. */
+export function isCounter(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_COUNTER;
 }

@@ -42,7 +42,7 @@ import {
   type WireReceipt,
 } from './protocol.ts';
 import { MAX_PARTITIONS } from '../ring/ring.ts';
-import { type ClockEntry, type VClock, isWellFormed, MAX_CLOCK_ENTRIES } from '../versions/vclock.ts';
+import { type ClockEntry, type VClock, isCounter, isWellFormed, MAX_CLOCK_ENTRIES } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
 
 /** Most node ids in each list of a write receipt (`acknowledged`, `fallbacks`, `hints`). @default 64 */
@@ -87,7 +87,7 @@ const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 const FIELDS = {
   replicate: ['type', 'from', 'requestId', 'key', 'versions', 'hintFor', 'durable'],
   'replicate-ack': ['type', 'from', 'requestId'],
-  read: ['type', 'from', 'requestId', 'key'],
+  read: ['type', 'from', 'requestId', 'key', 'requireHeld'],
   'read-reply': ['type', 'from', 'requestId', 'versions'],
   coordinate: ['type', 'from', 'requestId', 'key', 'value', 'context', 'w', 'ifMatch', 'durable'],
   'coordinate-reply': ['type', 'from', 'requestId', 'context', 'receipt'],
@@ -179,7 +179,7 @@ function wireForm(m: PeerMessage): object {
     case 'replicate-ack':
       return { type: m.type, from: m.from, requestId: m.requestId };
     case 'read':
-      return { type: m.type, from: m.from, requestId: m.requestId, key: m.key };
+      return { type: m.type, from: m.from, requestId: m.requestId, key: m.key, requireHeld: m.requireHeld };
     case 'read-reply':
       return { type: m.type, from: m.from, requestId: m.requestId, versions: m.versions.map(wireVersion) };
     case 'coordinate':
@@ -505,8 +505,8 @@ function readEntry(value: unknown, path: string): ClockEntry {
   const m = readMap(value, path, ENTRY_FIELDS);
   const node = readNodeId(m.node, `${path}.node`);
   const { counter, timestamp } = m;
-  if (typeof counter !== 'number' || !Number.isSafeInteger(counter) || counter < 1) {
-    fail(`${path}.counter`, `expected a positive safe integer, got ${typeName(counter)}`);
+  if (!isCounter(counter)) {
+    fail(`${path}.counter`, `expected an integer from 1 to 2^48 (MAX_COUNTER), got ${typeName(counter)}`);
   }
   if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) {
     fail(`${path}.timestamp`, `expected a finite non-negative number, got ${typeName(timestamp)}`);
@@ -670,7 +670,13 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
       return message;
     }
     case 'read': {
-      const message: ReadMessage = { type: t, from, requestId, key: readKey(m.key, 'read.key', limits) };
+      const message: ReadMessage = {
+        type: t,
+        from,
+        requestId,
+        key: readKey(m.key, 'read.key', limits),
+        requireHeld: readBoolean(m.requireHeld, 'read.requireHeld'),
+      };
       return message;
     }
     case 'read-reply': {
@@ -830,6 +836,7 @@ const K = {
   versions: packed('versions'),
   hintFor: packed('hintFor'),
   durable: packed('durable'),
+  requireHeld: packed('requireHeld'),
   value: packed('value'),
   context: packed('context'),
   w: packed('w'),
@@ -916,7 +923,7 @@ class FastWriter {
           if (c > 0x7f || ID_BYTE[c] === 0) throw BAIL;
         }
         if (i > 0 && clock[i - 1]!.node >= node) throw BAIL;
-        if (typeof counter !== 'number' || !Number.isSafeInteger(counter) || counter < 1) throw BAIL;
+        if (!isCounter(counter)) throw BAIL;
         if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) throw BAIL;
         this.byte(0x83);
         this.raw(K.node);
@@ -1194,6 +1201,8 @@ class FastWriter {
         this.envelope(m, 2);
         this.raw(K.key);
         this.bytes(m.key);
+        this.raw(K.requireHeld);
+        this.boolean(m.requireHeld);
         return;
       case 'read-reply':
         this.envelope(m, 3);
@@ -1548,7 +1557,7 @@ class FastReader {
     const node = this.id();
     this.expect(K.counter);
     const counter = this.number();
-    if (!Number.isSafeInteger(counter) || counter < 1) throw BAIL;
+    if (!isCounter(counter)) throw BAIL;
     this.expect(K.timestamp);
     const timestamp = this.number();
     if (!Number.isFinite(timestamp) || timestamp < 0) throw BAIL;
@@ -1670,7 +1679,9 @@ class FastReader {
       }
       case 'read': {
         this.expect(K.key);
-        const message: ReadMessage = { type: 'read', from, requestId, key: this.key(limits) };
+        const key = this.key(limits);
+        this.expect(K.requireHeld);
+        const message: ReadMessage = { type: 'read', from, requestId, key, requireHeld: this.boolean() };
         return message;
       }
       case 'read-reply': {

@@ -35,6 +35,12 @@ export interface ReplicateAckMessage extends Envelope {
 export interface ReadMessage extends Envelope {
   readonly type: 'read';
   readonly key: Uint8Array;
+  /**
+   * Answer only from a whole copy: an owner still fetching the key's partition refuses (`ERR_NOT_RESPONSIBLE`)
+   * instead of completing its answer from a holder. Set by a fetching owner completing its own answer, so that two
+   * fetching owners never ask each other in a circle.
+   */
+  readonly requireHeld: boolean;
 }
 
 /** The key's siblings at the replica, tombstones included, hinted versions it holds included. */
@@ -182,25 +188,85 @@ export const TREE_HASH_BYTES = 8;
 /** Most entries in one sync-keys reply or sync-push. */
 export const MAX_SYNC_ENTRIES = 1024;
 
-/** The size and shape limits the decoder enforces. */
+/**
+ * The size and shape limits the decoder enforces. They sit far above the {@link KeyBounds} that puts are held to
+ * (see {@link limitsFor}), so that every message can carry any key that was legal to store.
+ */
 export interface ProtocolLimits {
   /** Largest key in bytes. @default 1024 */
   readonly maxKeyBytes: number;
   /** Largest encoded value in bytes. @default 1048576 */
   readonly maxValueBytes: number;
-  /** Most siblings in one message. @default 64 */
+  /**
+   * Most siblings of one key in one message: a wire limit, {@link WIRE_HEADROOM} times above the store's
+   * `maxSiblings` at least. @default 1024
+   */
   readonly maxSiblings: number;
-  /** Largest frame in bytes. @default 16777216 */
+  /** Largest message in bytes (it travels in chunks, see frames.ts). @default 75497472 (72 MiB) */
   readonly maxFrameBytes: number;
 }
 
-/** The limits used unless a node is configured otherwise. */
+/**
+ * What a put may leave of its key, checked atomically with the write (`Storage.write`): a put that would cross a
+ * bound fails (`ERR_TOO_MANY_SIBLINGS`, `ERR_TOO_LARGE`) and stores nothing, unless it shrinks the set.
+ */
+export interface KeyBounds {
+  /** Most siblings a put may leave of its key, tombstones included. @default 32 */
+  readonly maxSiblings: number;
+  /**
+   * Most bytes a put may leave of its key's whole sibling set (the key, every sibling's value and clock, as
+   * `StorageStats.bytes` counts them). @default 4194304 (4 MiB)
+   */
+  readonly maxSiblingSetBytes: number;
+}
+
+/** The bounds used unless a node is configured otherwise. */
+export const DEFAULT_KEY_BOUNDS: KeyBounds = Object.freeze({
+  maxSiblings: 32,
+  maxSiblingSetBytes: 4 * 1024 * 1024,
+});
+
+/**
+ * How many times a key's bounds the wire limits hold at least. A set grows past its bounds only when sets that
+ * different coordinators each accepted within them are merged (during a partition, or while a view changes); a key
+ * has at most N ≤ 16 coordinators in one view.
+ */
+export const WIRE_HEADROOM = 16;
+
+/**
+ * Bytes the encoding of one version takes beyond what its stored size counts, at most: map keys and headers of
+ * its dot and of a full context of 64-character node ids (about 1.2 KiB).
+ */
+export const VERSION_WIRE_OVERHEAD = 2048;
+
+/** Bytes of a message besides its key's versions, at most: envelope, key, receipt, error text. */
+export const MESSAGE_OVERHEAD = 64 * 1024;
+
+/** The limits used unless a node is configured otherwise; they hold {@link DEFAULT_KEY_BOUNDS} (see {@link limitsFor}). */
 export const DEFAULT_LIMITS: ProtocolLimits = Object.freeze({
   maxKeyBytes: 1024,
   maxValueBytes: 1024 * 1024,
-  maxSiblings: 64,
-  maxFrameBytes: 16 * 1024 * 1024,
+  maxSiblings: 1024,
+  maxFrameBytes: 72 * 1024 * 1024,
 });
+
+/**
+ * The wire limits for a node whose puts keep `bounds`: `limits` (each defaulting to {@link DEFAULT_LIMITS}) raised
+ * where needed so that a sibling set {@link WIRE_HEADROOM} times over every bound still fits one message.
+ */
+export function limitsFor(bounds: Partial<KeyBounds> = {}, limits: Partial<ProtocolLimits> = {}): ProtocolLimits {
+  const maxSiblings = bounds.maxSiblings ?? DEFAULT_KEY_BOUNDS.maxSiblings;
+  const maxSetBytes = bounds.maxSiblingSetBytes ?? DEFAULT_KEY_BOUNDS.maxSiblingSetBytes;
+  const base = { ...DEFAULT_LIMITS, ...limits };
+  return {
+    ...base,
+    maxSiblings: Math.max(base.maxSiblings, WIRE_HEADROOM * maxSiblings),
+    maxFrameBytes: Math.max(
+      base.maxFrameBytes,
+      WIRE_HEADROOM * (maxSetBytes + maxSiblings * VERSION_WIRE_OVERHEAD) + MESSAGE_OVERHEAD,
+    ),
+  };
+}
 
 /** Longest node id, in characters; ids are `[A-Za-z0-9_-]`. */
 export const MAX_NODE_ID_LENGTH = 64;

@@ -1,6 +1,6 @@
 // An app as a user of the published package writes it: it knows `dynamesh` only by its name, its exports map and
 // its declarations. test/package/package.test.ts builds it with Vite and drives two tabs through `window.fixture`.
-import { openStore, type Store, type StoreGetResult, type Value } from 'dynamesh';
+import { isUndecodable, openStore, type Store, type StoreGetResult, type Value } from 'dynamesh';
 
 /** What the test reaches from Playwright: the store, and calls that return plain, cloneable data. */
 export interface Fixture {
@@ -31,7 +31,8 @@ openStore({
       put: async (key, value) => (await store.put(key, value)).context,
       get: async (key) => {
         const result: StoreGetResult = await store.get(key);
-        return result.values;
+        // A sibling this client cannot decode comes back as its bytes; this app shows the reason instead.
+        return result.values.map((v) => (isUndecodable(v) ? `undecodable: ${v.reason}` : v));
       },
     };
     (window as unknown as { fixture: Fixture }).fixture = fixture;

@@ -1,0 +1,264 @@
+/**
+ * The storage witness. Every node of a simulated cluster that has one stores through a proxy of its
+ * {@link MemoryStorage} handle that sees each dot a coordinator draws (`Storage.write`) and each version entering a
+ * store (`write`, `apply`, `applyMany`, `putHint`). That is ground truth no client sees, and from it the run finds:
+ *
+ * - repeated dots: one dot drawn twice, or stored anywhere with two different keys or values (a dot names one write);
+ * - values ever stored, so that a refused write can be shown to have stored nothing, not even for a moment;
+ * - counters raised by something other than the node's own writes: a node whose dots run past the number of local
+ *   writes it attempted took its counter from a context or a peer.
+ *
+ * {@link audit} then reads every node's stored data, hints included, for versions that name what the cluster never
+ * issued (a dot no coordinator drew, a context entry past its node's last dot) and, for keys written only blind, for
+ * sibling sets past what merges of bounded writes allow.
+ */
+import type { MemoryStorage } from '../../worker/storage/memory.ts';
+import { storedSize } from '../../worker/storage/records.ts';
+import type { ApplyEntry, Hint, LocalWrite, LocalWriteResult } from '../../worker/storage/storage.ts';
+import { type Version, resolve } from '../../worker/versions/version.ts';
+import type { RepeatedDot } from './checker.ts';
+import type { Cluster } from './cluster.ts';
+import { withData } from './convergence.ts';
+import { valueId } from './values.ts';
+
+const text = new TextDecoder();
+
+/** Findings kept in full; past this many only counted. */
+const KEPT = 20;
+
+/** What a dot was first seen as. */
+interface DotRecord {
+  readonly key: string;
+  readonly value: string;
+  /** True once a coordinator drew it. */
+  drawn: boolean;
+}
+
+/** Per node, what its storage was asked to write as coordinator. */
+interface Drawn {
+  /** Local writes attempted (`Storage.write` calls), whether they stored or were refused. */
+  attempts: number;
+  /** The highest counter of its dots drawn so far. */
+  top: number;
+}
+
+/** Watches every simulated node's storage; see the module comment. */
+export class Witness {
+  /** Dots seen with two different writes, the first {@link KEPT}. */
+  readonly repeated: RepeatedDot[] = [];
+  repeatedCount = 0;
+  /** `key=value id` of every version ever stored by any node. */
+  readonly #stored = new Set<string>();
+  readonly #dots = new Map<string, DotRecord>();
+  readonly #drawn = new Map<string, Drawn>();
+
+  /** The highest counter node `id` has drawn for a dot (0 before its first local write). */
+  issued(id: string): number {
+    return this.#drawn.get(id)?.top ?? 0;
+  }
+
+  /** Local writes node `id` has attempted. */
+  attempts(id: string): number {
+    return this.#drawn.get(id)?.attempts ?? 0;
+  }
+
+  /** True when some node stored, at any time, a version of `key` holding the value of write `id`. */
+  everStored(key: string, id: string): boolean {
+    return this.#stored.has(`${key}=${id}`);
+  }
+
+  /** Node `node`'s storage handle as the node should see it: `storage`, watched. */
+  wrap(node: string, storage: MemoryStorage): MemoryStorage {
+    return new Proxy(storage, {
+      get: (target, property) => {
+        const value: unknown = Reflect.get(target, property, target);
+        if (typeof value !== 'function') return value;
+        const method = value as (...args: unknown[]) => unknown;
+        switch (property) {
+          case 'write':
+            return (key: Uint8Array, partition: number, write: LocalWrite, ...rest: unknown[]) =>
+              this.#write(node, key, write, method.call(target, key, partition, write, ...rest) as Promise<unknown>);
+          case 'apply':
+            return (key: Uint8Array, partition: number, versions: readonly Version[], ...rest: unknown[]) => {
+              this.#see(key, versions, `${node} (apply)`);
+              return method.call(target, key, partition, versions, ...rest);
+            };
+          case 'applyMany':
+            return (partition: number, entries: readonly ApplyEntry[], ...rest: unknown[]) => {
+              for (const e of entries) this.#see(e.key, e.versions, `${node} (applyMany)`);
+              return method.call(target, partition, entries, ...rest);
+            };
+          case 'putHint':
+            return (hint: Hint, ...rest: unknown[]) => {
+              this.#see(hint.key, hint.siblings, `${node} (hint for ${hint.target})`);
+              return method.call(target, hint, ...rest);
+            };
+          default:
+            return method.bind(target);
+        }
+      },
+    });
+  }
+
+  async #write(node: string, key: Uint8Array, write: LocalWrite, result: Promise<unknown>): Promise<unknown> {
+    let drawn = this.#drawn.get(node);
+    if (drawn === undefined) this.#drawn.set(node, (drawn = { attempts: 0, top: 0 }));
+    drawn.attempts++;
+    const outcome = (await result) as LocalWriteResult;
+    const { dot } = outcome.version;
+    const id = `${dot.node}:${dot.counter}`;
+    const seen = this.#dots.get(id);
+    if (dot.node !== node) this.#repeat(id, [`${text.decode(key)} drawn by ${node}`], `${node} (write)`);
+    else if (seen?.drawn === true)
+      this.#repeat(
+        id,
+        [`${seen.key}=${seen.value}`, `${text.decode(key)}=${describe(write.value)}`],
+        `${node} drew it again`,
+      );
+    drawn.top = Math.max(drawn.top, dot.counter);
+    this.#see(key, [outcome.version], `${node} (write)`);
+    this.#dots.get(id)!.drawn = true;
+    return outcome;
+  }
+
+  #see(key: Uint8Array, versions: readonly Version[], where: string): void {
+    const name = text.decode(key);
+    for (let i = 0; i < versions.length; i++) {
+      const v = versions[i]!;
+      const id = `${v.dot.node}:${v.dot.counter}`;
+      const value = describe(v.value);
+      const seen = this.#dots.get(id);
+      if (seen === undefined) {
+        this.#dots.set(id, { key: name, value, drawn: false });
+        this.#stored.add(`${name}=${value}`);
+      } else if (seen.key !== name || seen.value !== value) {
+        this.#repeat(id, [`${seen.key}=${seen.value}`, `${name}=${value}`], where);
+      }
+    }
+  }
+
+  #repeat(dot: string, writes: string[], where: string): void {
+    this.repeatedCount++;
+    if (this.repeated.length < KEPT) this.repeated.push({ dot, writes, where });
+  }
+
+  /** True when dot `node:counter` was drawn by a coordinator. */
+  wasDrawn(node: string, counter: number): boolean {
+    return this.#dots.get(`${node}:${counter}`)?.drawn === true;
+  }
+}
+
+function describe(value: Uint8Array | null): string {
+  return value === null ? '∅' : valueId(value);
+}
+
+/** What {@link audit} found. */
+export interface AuditFindings {
+  /** Versions naming what no coordinator issued, and counters raised by something other than own writes. */
+  readonly poisoned: string[];
+  poisonedCount: number;
+  /** Sibling sets of blind-only keys past what merges of bounded writes allow. */
+  readonly overBound: string[];
+  overBoundCount: number;
+}
+
+/** Options of {@link audit}. */
+export interface AuditOptions {
+  /** Keys that only ever received puts without a context: their sibling sets only grow, up to the bounds. */
+  readonly blindKeys: ReadonlySet<string>;
+  /** Most siblings one coordinator may leave under a key. */
+  readonly maxSiblings: number;
+  /** Most bytes of one key's sibling set, counted here by value bytes alone. */
+  readonly maxKeyBytes: number;
+}
+
+/**
+ * Reads every node's stored data that has not left, hints included, and checks it against what the witness saw:
+ *
+ * - every stored dot was drawn by its node, and every context entry is at most its node's last drawn counter;
+ * - no node drew a counter past the number of local writes it attempted (its counter rose only by its own writes);
+ * - for each blind-only key, each store holds at most `maxSiblings` siblings and `maxKeyBytes` of values whose dot
+ *   names one node: a coordinator accepts a blind put only while its own set is within the bounds, and every set it
+ *   ships is whole, so its own dots never outnumber the bound anywhere, however sets from several coordinators merge.
+ */
+export async function audit(cluster: Cluster, witness: Witness, options: AuditOptions): Promise<AuditFindings> {
+  const found: AuditFindings = { poisoned: [], poisonedCount: 0, overBound: [], overBoundCount: 0 };
+  const poison = (line: string): void => {
+    found.poisonedCount++;
+    if (found.poisoned.length < KEPT) found.poisoned.push(line);
+  };
+  const over = (line: string): void => {
+    found.overBoundCount++;
+    if (found.overBound.length < KEPT) found.overBound.push(line);
+  };
+  for (const id of cluster.ids) {
+    const attempts = witness.attempts(id);
+    const top = witness.issued(id);
+    if (top > attempts) poison(`${id} drew dot ${id}:${top} after only ${attempts} local writes`);
+  }
+  const reported = new Set<string>();
+  const inspect = (holder: string, key: string, siblings: readonly Version[]): void => {
+    for (const v of siblings) {
+      const dot = `${v.dot.node}:${v.dot.counter}`;
+      if (!witness.wasDrawn(v.dot.node, v.dot.counter) && !reported.has(dot)) {
+        reported.add(dot);
+        poison(`${holder} stores ${key} version ${dot}, a dot that ${v.dot.node} never drew`);
+      }
+      for (const e of v.context) {
+        const entry = `${dot} names ${e.node}:${e.counter}`;
+        if (e.counter > witness.issued(e.node) && !reported.has(entry)) {
+          reported.add(entry);
+          poison(
+            `${holder} stores ${key} version ${dot} written over ${e.node}:${e.counter}, a version never issued ` +
+              `(${e.node} drew up to ${witness.issued(e.node)})`,
+          );
+        }
+      }
+    }
+    if (!options.blindKeys.has(key)) return;
+    const byNode = new Map<string, { count: number; bytes: number }>();
+    for (const v of siblings) {
+      const tally = byNode.get(v.dot.node) ?? { count: 0, bytes: 0 };
+      tally.count++;
+      tally.bytes += v.value?.byteLength ?? 0;
+      byNode.set(v.dot.node, tally);
+    }
+    for (const [node, { count, bytes }] of byNode) {
+      if (count > options.maxSiblings)
+        over(`${holder} stores ${count} siblings of ${key} with dots of ${node}, over ${options.maxSiblings}`);
+      if (bytes > options.maxKeyBytes)
+        over(`${holder} stores ${bytes} value bytes of ${key} with dots of ${node}, over ${options.maxKeyBytes}`);
+    }
+  };
+  for (const id of cluster.ids) {
+    const slot = cluster.slot(id);
+    if (slot.left) continue;
+    await withData(slot, async (storage) => {
+      for (const partition of await storage.partitionsWithData()) {
+        for (const k of await storage.scanPartition(partition)) inspect(id, text.decode(k.key), k.siblings);
+      }
+      for (const hint of await storage.listHints())
+        inspect(`${id} (hint for ${hint.target})`, text.decode(hint.key), hint.siblings);
+    });
+  }
+  return found;
+}
+
+/** The most siblings, and the most bytes as the nodes count them, that any node not gone holds for `key`. */
+export async function storedPeak(cluster: Cluster, key: Uint8Array): Promise<{ count: number; bytes: number }> {
+  let count = 0;
+  let bytes = 0;
+  for (const id of cluster.ids) {
+    const slot = cluster.slot(id);
+    if (slot.left) continue;
+    await withData(slot, async (storage) => {
+      const main = await storage.get(key);
+      const hinted = (await storage.hintsFor(key)).flatMap((h) => h.siblings);
+      for (const set of [main, resolve(main, hinted).siblings]) {
+        count = Math.max(count, set.length);
+        bytes = Math.max(bytes, storedSize(key, set));
+      }
+    });
+  }
+  return { count, bytes };
+}

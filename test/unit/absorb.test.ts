@@ -1,0 +1,129 @@
+/**
+ * A running node taking over what a retired node of its profile left in its storage (`DynamoNode.absorb`): within
+ * the tombstone grace its keys and hints reach the live cluster and nothing superseded comes back; past the grace
+ * nothing is taken. On a small simulated cluster (virtual time, a quiet network).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { NodeOptions } from '../../worker/node.ts';
+import { MemoryStorage } from '../../worker/storage/memory.ts';
+import type { Version } from '../../worker/versions/version.ts';
+import { Cluster } from '../sim/cluster.ts';
+import { Network } from '../sim/network.ts';
+import { Rng } from '../sim/random.ts';
+import { Scheduler } from '../sim/scheduler.ts';
+
+const text = new TextEncoder();
+const utf8 = new TextDecoder();
+const GRACE = 600_000;
+
+/** Four settled nodes, N=3. */
+async function world(options: Partial<Pick<NodeOptions, 'tombstoneGrace'>> = {}) {
+  const scheduler = new Scheduler();
+  const rng = new Rng(7);
+  const network = new Network(scheduler, rng.fork('network'));
+  const cluster = new Cluster({ scheduler, network, rng, size: 4, node: { requestTimeout: 100, ...options } });
+  await scheduler.run(() => cluster.alive().every((id) => cluster.node(id)!.fetchingCount() === 0));
+  const settle = async <T>(promise: Promise<T>): Promise<T> => {
+    let done = false;
+    const tracked = promise.finally(() => {
+      done = true;
+    });
+    tracked.catch(() => {});
+    await scheduler.run(() => done);
+    return tracked;
+  };
+  const node = (id: string) => cluster.node(id)!;
+  const read = async (key: string): Promise<string[]> =>
+    (await settle(node('n1').get(key, { r: 3 }))).values.map((v) => utf8.decode(v)).sort();
+  const partitionOf = (key: string) => cluster.ring.partitionOf(text.encode(key));
+  return { scheduler, cluster, settle, node, read, partitionOf };
+}
+
+/** A version of `key` coordinated by the retired node `gone`, as only it held it. */
+async function goneVersion(key: string, value: string, partition: number, now: number): Promise<Version[]> {
+  const scratch = new MemoryStorage();
+  const { siblings } = await scratch.write(text.encode(key), partition, {
+    node: 'gone',
+    timestamp: now,
+    context: [],
+    value: text.encode(value),
+    ifMatch: false,
+  });
+  return siblings;
+}
+
+describe('taking over a retired node', () => {
+  it('hands its keys and hints to their owners within the grace, and brings back nothing superseded', async () => {
+    const w = await world();
+    const taker = w.node('n0');
+    const source = new MemoryStorage();
+    await source.putMeta('last-active', w.scheduler.now);
+    // Keys only the retired node held.
+    const only = Array.from({ length: 40 }, (_, i) => `only-${i}`);
+    for (const key of only) {
+      await source.apply(
+        text.encode(key),
+        w.partitionOf(key),
+        await goneVersion(key, `v-${key}`, w.partitionOf(key), 1),
+      );
+    }
+    // Keys it held old versions of: one overwritten since, one deleted since.
+    const ownerOf = (key: string) => w.cluster.preferenceList(text.encode(key), 3)[0]!;
+    for (const [key, next] of [
+      ['overwritten', 'new'],
+      ['deleted', null],
+    ] as const) {
+      await w.settle(taker.put(key, text.encode('old'), { w: 3 }));
+      const old = await w.cluster.slot(ownerOf(key)).storage!.get(text.encode(key));
+      const { context } = await w.settle(taker.get(key, { r: 3 }));
+      if (next === null) await w.settle(taker.delete(key, { context, w: 3 }));
+      else await w.settle(taker.put(key, text.encode(next), { context, w: 3 }));
+      await source.apply(text.encode(key), w.partitionOf(key), old);
+    }
+    // A hint it held for a live owner.
+    const target = w.cluster.preferenceList(text.encode('hinted'), 3).find((id) => id !== 'n0')!;
+    await source.putHint({
+      target,
+      key: text.encode('hinted'),
+      partition: w.partitionOf('hinted'),
+      siblings: await goneVersion('hinted', 'for the owner', w.partitionOf('hinted'), 1),
+    });
+
+    const report = await w.settle(taker.absorb(source));
+    assert.deepEqual(report, { keys: 42, hints: 1, dropped: false });
+    assert.equal((await source.stats()).hints, 0);
+
+    // The taker releases what it does not own, and delivers the hint.
+    await w.scheduler.run(() => false, w.scheduler.now + 30_000);
+    const stored = await w.cluster.slot('n0').storage!.partitionsWithData();
+    const owned = stored.filter((p) => w.cluster.ring.preferenceList(p, 3).includes('n0'));
+    assert.deepEqual(stored, owned, 'n0 still stores partitions it does not own');
+    assert.equal((await w.cluster.slot('n0').storage!.stats()).hints, 0);
+    for (const key of only) assert.deepEqual(await w.read(key), [`v-${key}`], key);
+    assert.deepEqual(await w.read('overwritten'), ['new']);
+    assert.deepEqual(await w.read('deleted'), []);
+    const delivered = await w.cluster.slot(target).storage!.get(text.encode('hinted'));
+    assert.deepEqual(
+      delivered.map((v) => (v.value === null ? null : utf8.decode(v.value))),
+      ['for the owner'],
+    );
+  });
+
+  it('takes nothing from a retired node away longer than the tombstone grace', async () => {
+    const w = await world({ tombstoneGrace: GRACE });
+    await w.scheduler.advance(GRACE + 10_000);
+    const source = new MemoryStorage();
+    await source.putMeta('last-active', w.scheduler.now - GRACE - 1);
+    await source.apply(
+      text.encode('stale'),
+      w.partitionOf('stale'),
+      await goneVersion('stale', 'x', w.partitionOf('stale'), 1),
+    );
+    const before = await w.cluster.slot('n0').storage!.stats();
+    const report = await w.settle(w.node('n0').absorb(source));
+    assert.deepEqual(report, { keys: 0, hints: 0, dropped: true });
+    assert.deepEqual(await w.cluster.slot('n0').storage!.stats(), before);
+    assert.deepEqual(await w.read('stale'), []);
+  });
+});
