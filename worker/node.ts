@@ -24,6 +24,7 @@ import { Metrics, type MetricsSnapshot } from './metrics.ts';
 import { Holders, type Holding } from './membership/holders.ts';
 import { Ownership, type PartitionInfo } from './membership/ownership.ts';
 import { HeldFrames } from './membership/strangers.ts';
+import { takeOver } from './membership/takeover.ts';
 import { type Outgoing, Peers, isReply } from './transport/peers.ts';
 import {
   DEFAULT_KEY_BOUNDS,
@@ -182,6 +183,8 @@ export class DynamoNode {
   readonly #r: number;
   readonly #w: number;
   readonly #limits: ProtocolLimits;
+  /** How long a tombstone is kept, and a node may be away and keep its copies, ms. */
+  readonly #grace: number;
   readonly #logger: Logger;
   readonly #metrics = new Metrics();
   readonly #peers: Peers;
@@ -346,6 +349,7 @@ export class DynamoNode {
       idle,
     });
     const grace = options.tombstoneGrace ?? DEFAULT_TOMBSTONE_GRACE;
+    this.#grace = grace;
     const interval = options.antiEntropyInterval ?? 10_000;
     this.#antiEntropy =
       interval > 0
@@ -823,50 +827,17 @@ export class DynamoNode {
   async absorb(source: Storage): Promise<{ keys: number; hints: number; dropped: boolean }> {
     await this.#ready;
     const lastActive = await source.getMeta(LAST_ACTIVE);
-    const grace = this.#options.tombstoneGrace ?? DEFAULT_TOMBSTONE_GRACE;
-    if (typeof lastActive !== 'number' || this.#options.clock.now() - lastActive > grace) {
+    if (typeof lastActive !== 'number' || this.#options.clock.now() - lastActive > this.#grace) {
       this.#logger.info({ lastActive }, 'retired node was away longer than the tombstone grace: nothing taken');
       return { keys: 0, hints: 0, dropped: true };
     }
-    const check = (): void => {
-      if (this.#closed) throw new ClosedError('the node closed while taking over a retired node');
-    };
-    let keys = 0;
-    for (const stored of await source.partitionsWithData()) {
-      let after: Uint8Array | undefined;
-      for (;;) {
-        const page = await source.scanPartition(stored, after === undefined ? { limit: 256 } : { after, limit: 256 });
-        if (page.length === 0) break;
-        check();
-        await this.#idle();
-        // Grouped by this node's ring, whose partitions are those of the source's (Q is one for the cluster).
-        const byPartition = new Map<number, Parameters<Storage['applyMany']>[1][number][]>();
-        for (const k of page) {
-          const partition = this.#ring.partitionOf(k.key);
-          let entries = byPartition.get(partition);
-          if (entries === undefined) byPartition.set(partition, (entries = []));
-          entries.push({ key: k.key, versions: k.siblings });
-        }
-        for (const [partition, entries] of byPartition) await this.#storage.applyMany(partition, entries);
-        keys += page.length;
-        after = page[page.length - 1]!.key;
-      }
-    }
-    let hints = 0;
-    for (let taken = true; taken;) {
-      const page = await source.listHints({ limit: 256 });
-      check();
-      taken = false;
-      for (const hint of page) {
-        const partition = this.#ring.partitionOf(hint.key);
-        // A hint meant for this node is simply its write; any other waits here for its target, or its owners.
-        if (hint.target === this.id) await this.#storage.apply(hint.key, partition, hint.siblings);
-        else await this.#storage.putHint({ ...hint, partition });
-        // Nobody else writes the source, so each hint taken goes; were one to stay, the loop would end, not spin.
-        if (await source.deleteHint(hint.target, hint.key, hint.siblings)) taken = true;
-        hints++;
-      }
-    }
+    const { keys, hints } = await takeOver(source, {
+      self: this.id,
+      storage: this.#storage,
+      partitionOf: (key) => this.#ring.partitionOf(key),
+      idle: () => this.#idle(),
+      closed: () => this.#closed,
+    });
     this.#logger.info({ keys, hints }, 'took over a retired node');
     if (this.#loaded && this.#viewed) this.#rebalancer.kick();
     return { keys, hints, dropped: false };

@@ -1,0 +1,131 @@
+/**
+ * The check of a put's context before its coordinator writes it: a context naming a version the cluster never issued
+ * is refused (a forged or corrupted counter would make the new version supersede that node's later, concurrent
+ * writes), and a conditional put's context must have seen every stored version.
+ */
+import { InvalidArgumentError, QuorumError, StaleContextError } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Ring } from '../ring/ring.ts';
+import type { DotHorizon } from '../versions/horizon.ts';
+import { type VClock, EMPTY_CLOCK, counterOf, merge } from '../versions/vclock.ts';
+import { type Version, clockOf, contextCoversAll } from '../versions/version.ts';
+
+/** What a put's context check reads; `P` is the coordinator's plan of the key (its owners and fallbacks). */
+export interface ContextCheckDeps<P extends { readonly owners: readonly string[] }> {
+  readonly self: string;
+  readonly metrics: Metrics;
+  /** The highest dot counter of each node that this node has seen: counters up to it were issued. */
+  readonly horizon: DotHorizon;
+  /** The ring of the current view. */
+  ring(): Ring;
+  /** The key's siblings on this node. */
+  readLocal(key: Uint8Array): Promise<readonly Version[]>;
+  /** The key's siblings merged from `r` replicas; `ERR_QUORUM` when fewer answer. */
+  readReplicas(key: Uint8Array, r: number, plan: P): Promise<readonly Version[]>;
+  /** The key's siblings at every replica that answers, and how many of its owners did. */
+  readAll(key: Uint8Array, plan: P): Promise<{ siblings: readonly Version[]; owners: number; complete: boolean }>;
+  /** The key's siblings at member `node`, or null when it did not answer. */
+  readAt(node: string, key: Uint8Array): Promise<readonly Version[] | null>;
+}
+
+/** What of a put the check looks at. */
+export interface CheckedPut {
+  readonly key: Uint8Array;
+  readonly context: VClock;
+  readonly r: number;
+  readonly ifMatch: boolean;
+}
+
+/** Checks the contexts of the puts one coordinator writes. */
+export class ContextCheck<P extends { readonly owners: readonly string[] }> {
+  readonly #deps: ContextCheckDeps<P>;
+
+  constructor(deps: ContextCheckDeps<P>) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Refuses a context that names a version the cluster never issued, as far as this node can know, with
+   * `ERR_INVALID_ARGUMENT`; and, for a conditional put, a context that has not seen a stored version, with
+   * `ERR_STALE_CONTEXT`. A context naming a counter far ahead (forged, or corrupted) would make the new version
+   * supersede that node's later, concurrent writes. An entry is known to name an issued version when it is at most
+   * a dot of its node that this node has seen (the horizon), or when the clocks of the key's versions cover it: this
+   * node's own siblings first (no request needed), else those of R replicas, since this node may just lag behind,
+   * else those of every replica that answers (a write acknowledged by one replica, and read from it alone, makes an
+   * honest context too), else those of the named member itself. An entry still unknown once every owner of the key
+   * and the named member answered names a version never issued. When one that might know did not answer, the put
+   * fails with `ERR_QUORUM`, as a conditional put does. This node's own entry is also checked exactly, and atomically, by the storage write, against the counter it issued.
+   */
+  async check(request: CheckedPut, plan: P): Promise<void> {
+    const { self, metrics, horizon } = this.#deps;
+    const context = request.context;
+    // The entries not known at once to name issued versions. This node's own is checked exactly by the write, but
+    // a conditional put must hear of a forged one before it hears of a stale context.
+    let claimed: VClock = context.filter(
+      (e) => (request.ifMatch || e.node !== self) && e.counter > horizon.counter(e.node),
+    );
+    let known: VClock = EMPTY_CLOCK;
+    if (!request.ifMatch) {
+      if (claimed.length === 0) return;
+      known = clockOfAll(known, await this.#deps.readLocal(request.key));
+      claimed = uncovered(claimed, known);
+      if (claimed.length === 0) return;
+    }
+    const read = await this.#deps.readReplicas(request.key, request.r, plan);
+    known = clockOfAll(known, read);
+    claimed = uncovered(claimed, known);
+    if (claimed.length > 0) {
+      const all = await this.#deps.readAll(request.key, plan);
+      known = clockOfAll(known, all.siblings);
+      claimed = uncovered(claimed, known);
+      // Last, each named member itself: it stored its own write of the key (the version may live on only there and
+      // in hints while partitions move), and anything that superseded it there covers it. A node that has left the
+      // view cannot be asked; when this node has seen it, the version may have left with it.
+      let silent = 0;
+      for (const node of new Set(claimed.map((e) => e.node))) {
+        if (node === self || plan.owners.includes(node)) continue;
+        if (!this.#deps.ring().has(node)) {
+          if (horizon.counter(node) > 0 || counterOf(known, node) > 0) silent++;
+          continue;
+        }
+        const versions = await this.#deps.readAt(node, request.key);
+        if (versions === null) silent++;
+        else known = clockOfAll(known, versions);
+      }
+      claimed = uncovered(claimed, known);
+      if (claimed.length > 0) {
+        if (!all.complete || silent > 0) {
+          // Nodes that would know did not answer: as for a conditional put, the put waits for them.
+          metrics.count('quorumFailures');
+          throw new QuorumError(
+            'could not reach every node that might hold the versions the context names',
+            plan.owners.length,
+            all.owners,
+          );
+        }
+        metrics.count('contextsRefused');
+        const unknown = claimed[0]!;
+        throw new InvalidArgumentError(
+          `invalid context: it names version ${unknown.counter} of node ${unknown.node}, which this node and ` +
+            'every replica of this key know nothing of; put with the context of a read of this key',
+        );
+      }
+    }
+    if (request.ifMatch && !contextCoversAll(context, read)) {
+      metrics.count('staleContexts');
+      throw new StaleContextError('the key holds a version that the given context has not seen');
+    }
+  }
+}
+
+/** `known` merged with the clocks of `versions`. */
+function clockOfAll(known: VClock, versions: readonly Version[]): VClock {
+  let out = known;
+  for (const v of versions) out = merge(out, clockOf(v));
+  return out;
+}
+
+/** The entries of `claimed` that `known` does not cover. */
+function uncovered(claimed: VClock, known: VClock): VClock {
+  return claimed.filter((e) => e.counter > counterOf(known, e.node));
+}

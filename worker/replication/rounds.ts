@@ -1,0 +1,323 @@
+/**
+ * The two rounds a coordinator runs against replicas, each as state and reply handlers rather than closures (a put
+ * makes one, and closures would be made afresh on every put): one put's replication to W replicas, and one read of R
+ * replicas. Each owner's part is a slot that moves on to the next fallback of the ring walk when its node does not
+ * answer; a put's fallback keeps what it is sent as a hint for the owner it stands in for.
+ */
+import { QuorumError, hasErrorCode } from '../errors.ts';
+import type { Peers, Reply, ReplyHandler } from '../transport/peers.ts';
+import type { WireReceipt } from '../wire/protocol.ts';
+import { type Version, resolve } from '../versions/version.ts';
+import { carryingTimeout } from '../wire/fit.ts';
+import type { CoordinatorDeps, GetOutcome, Plan, PutRequest } from './coordinator.ts';
+
+/**
+ * One put's replication, as state and methods rather than closures: a put makes one, and closures would be made
+ * afresh (and, under some bundlers, renamed) on every put.
+ */
+export class Replication {
+  /** Settles with the receipt once W replicas hold the siblings, or fails once every slot has finished short of W. */
+  readonly done: Promise<WireReceipt>;
+  readonly deps: CoordinatorDeps;
+  readonly request: PutRequest;
+  readonly siblings: readonly Version[];
+  readonly spare: string[];
+  readonly #acknowledged: string[];
+  readonly #fallbacks: string[] = [];
+  readonly #hints: { holder: string; target: string }[] = [];
+  #open: number;
+  #settled = false;
+  #resolve!: (receipt: WireReceipt) => void;
+  #reject!: (error: unknown) => void;
+
+  constructor(deps: CoordinatorDeps, request: PutRequest, plan: Plan, siblings: readonly Version[]) {
+    this.deps = deps;
+    this.request = request;
+    this.siblings = siblings;
+    this.#acknowledged = [deps.self];
+    this.spare = [...plan.fallbacks];
+    const owners = plan.owners.filter((id) => id !== deps.self);
+    this.#open = owners.length;
+    this.done = new Promise<WireReceipt>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    for (const owner of owners) new ReplicaSlot(this, owner).start();
+    this.#settle();
+  }
+
+  /** `target` acknowledged, standing in for `hintFor` unless that is null. */
+  acknowledge(target: string, hintFor: string | null): void {
+    this.#acknowledged.push(target);
+    if (hintFor !== null) {
+      this.#fallbacks.push(target);
+      this.#hints.push({ holder: target, target: hintFor });
+      this.deps.metrics.count('hintsSent');
+    }
+  }
+
+  /** A slot has finished, acknowledged or not. */
+  slotDone(): void {
+    this.#open--;
+    this.#settle();
+  }
+
+  #settle(): void {
+    if (this.#settled) return;
+    const { w } = this.request;
+    if (this.#acknowledged.length >= w) {
+      this.#settled = true;
+      this.#resolve({
+        coordinator: this.deps.self,
+        acknowledged: [...this.#acknowledged],
+        fallbacks: [...this.#fallbacks],
+        hints: this.#hints.map((h) => ({ holder: h.holder, target: h.target })),
+      });
+    } else if (this.#open === 0) {
+      this.#settled = true;
+      this.deps.metrics.count('quorumFailures');
+      this.#reject(new QuorumError('put did not reach its write quorum', w, this.#acknowledged.length));
+    }
+  }
+}
+
+/**
+ * One owner's part of a put: ship the siblings to the owner, or, each time a node does not answer, to the next
+ * fallback with a hint naming the owner. A reply handler rather than an async loop: a put makes two of these and a
+ * get three, and the promise and suspended function behind each await cost more than the rest of a slot.
+ */
+class ReplicaSlot implements ReplyHandler {
+  readonly #replication: Replication;
+  readonly #owner: string;
+  #target: string | undefined;
+  #hintFor: string | null = null;
+  #finished = false;
+
+  constructor(replication: Replication, owner: string) {
+    this.#replication = replication;
+    this.#owner = owner;
+    this.#target = owner;
+  }
+
+  start(): void {
+    try {
+      const { peers } = this.#replication.deps;
+      if (peers.isSuspected(this.#owner)) {
+        // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
+        const fallback = takeFallback(this.#replication.spare, peers);
+        if (fallback !== undefined) {
+          this.#target = fallback;
+          this.#hintFor = this.#owner;
+        }
+      }
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  onReply(reply: Reply | null): void {
+    try {
+      const replication = this.#replication;
+      if (reply?.type === 'replicate-ack') {
+        replication.acknowledge(this.#target!, this.#hintFor);
+        this.#finish();
+        return;
+      }
+      this.#target = takeFallback(replication.spare, replication.deps.peers);
+      this.#hintFor = this.#owner;
+      if (this.#target !== undefined) replication.deps.metrics.count('fallbacksUsed');
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #ask(): void {
+    const target = this.#target;
+    if (target === undefined) {
+      this.#finish();
+      return;
+    }
+    const { deps, request, siblings } = this.#replication;
+    deps.peers.send(
+      target,
+      { type: 'replicate', key: request.key, versions: siblings, hintFor: this.#hintFor, durable: request.durable },
+      carryingTimeout(deps.requestTimeout, siblings),
+      this,
+    );
+  }
+
+  #fail(error: unknown): void {
+    this.#replication.deps.logger.error({ error: String(error) }, 'replication slot failed');
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#replication.slotDone();
+  }
+}
+
+/** Repairs the owners whose replies lack some of `merged`; `replies[i]` is what `replied[i]` answered. */
+export type Repairer = (
+  replied: readonly string[],
+  replies: readonly (readonly Version[])[],
+  merged: readonly Version[],
+) => void;
+
+/** One read of R replicas, as state and methods (see {@link Replication}). */
+export class Read {
+  /** Settles with the merged siblings after R replies, or fails once every slot has finished short of R. */
+  readonly done: Promise<GetOutcome>;
+  readonly deps: CoordinatorDeps;
+  readonly key: Uint8Array;
+  readonly partition: number;
+  readonly spare: string[];
+  readonly #r: number;
+  /** Who replied, in order, and what each replied (a map as two arrays: a get holds N entries at most). */
+  readonly #replied: string[] = [];
+  readonly #replies: (readonly Version[])[] = [];
+  readonly #repair: Repairer | null;
+  #open: number;
+  #settled = false;
+  #resolve!: (outcome: GetOutcome) => void;
+  #reject!: (error: unknown) => void;
+
+  constructor(deps: CoordinatorDeps, key: Uint8Array, r: number, plan: Plan, repair: Repairer | null) {
+    this.deps = deps;
+    this.key = key;
+    this.partition = plan.partition;
+    this.#r = r;
+    this.spare = [...plan.fallbacks];
+    this.#repair = repair;
+    this.#open = plan.owners.length;
+    this.done = new Promise<GetOutcome>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    for (const owner of plan.owners) new ReadSlot(this, owner).start();
+  }
+
+  #merged(): Version[] {
+    const all: Version[] = [];
+    for (const versions of this.#replies) for (let i = 0; i < versions.length; i++) all.push(versions[i]!);
+    return resolve([], all).siblings;
+  }
+
+  /** `id` answered `versions`. */
+  reply(id: string, versions: readonly Version[]): void {
+    const k = this.#replied.indexOf(id);
+    if (k < 0) {
+      this.#replied.push(id);
+      this.#replies.push(versions);
+    } else {
+      this.#replies[k] = versions;
+    }
+  }
+
+  /** A slot has finished, answered or not. */
+  slotDone(): void {
+    this.#open--;
+    this.#settle();
+  }
+
+  #settle(): void {
+    const count = this.#replied.length;
+    if (!this.#settled && count >= this.#r) {
+      this.#settled = true;
+      this.#resolve({ siblings: this.#merged(), coordinator: this.deps.self, replied: [...this.#replied] });
+    }
+    if (this.#open > 0) return;
+    if (!this.#settled) {
+      this.#settled = true;
+      this.deps.metrics.count('quorumFailures');
+      this.#reject(new QuorumError('get did not reach its read quorum', this.#r, count));
+    }
+    if (this.#repair !== null) this.#repair(this.#replied, this.#replies, this.#merged());
+  }
+}
+
+/** One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. */
+class ReadSlot implements ReplyHandler {
+  readonly #read: Read;
+  #target: string | undefined;
+  #finished = false;
+
+  constructor(read: Read, owner: string) {
+    this.#read = read;
+    const { self, peers } = read.deps;
+    // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
+    this.#target = owner === self || !peers.isSuspected(owner) ? owner : (takeFallback(read.spare, peers) ?? owner);
+  }
+
+  start(): void {
+    try {
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  onReply(reply: Reply | null): void {
+    try {
+      if (reply?.type === 'read-reply') {
+        this.#read.reply(this.#target!, reply.versions);
+        this.#finish();
+        return;
+      }
+      this.#target = takeFallback(this.#read.spare, this.#read.deps.peers);
+      this.#ask();
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #ask(): void {
+    const target = this.#target;
+    if (target === undefined) {
+      this.#finish();
+      return;
+    }
+    const read = this.#read;
+    const deps = read.deps;
+    if (target === deps.self) {
+      deps.readWhole(read.key).then(
+        (versions) => {
+          read.reply(target, versions);
+          this.#finish();
+        },
+        (error: unknown) => {
+          // Still fetching and no holder answered: the next fallback stands in.
+          if (!hasErrorCode(error, 'ERR_NOT_RESPONSIBLE')) {
+            this.#fail(error);
+            return;
+          }
+          this.#target = takeFallback(read.spare, deps.peers);
+          this.#ask();
+        },
+      );
+      return;
+    }
+    deps.peers.send(target, { type: 'read', key: read.key, requireHeld: false }, deps.requestTimeout, this);
+  }
+
+  #fail(error: unknown): void {
+    this.#read.deps.logger.error({ error: String(error) }, 'read slot failed');
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#read.slotDone();
+  }
+}
+
+/** The next fallback to try: the first one not suspected, else the first one left. */
+function takeFallback(spare: string[], peers: Peers): string | undefined {
+  const index = spare.findIndex((id) => !peers.isSuspected(id));
+  const [taken] = spare.splice(index === -1 ? 0 : index, 1);
+  return taken;
+}
