@@ -284,7 +284,6 @@ export class DynamoNode {
       owns,
       holds,
       findHolders,
-      whenHeld: (partition) => this.#ownership.whenHeld(partition, requestTimeout / 4, options.timers),
     });
     this.#coordinator = new Coordinator({
       self: this.id,

@@ -30,8 +30,6 @@ export interface ReplicaDeps {
   holds(partition: number): boolean;
   /** Who holds the partition (learnt, or asked now). */
   findHolders(partition: number): Promise<Holding>;
-  /** Resolves true once this node holds the partition, false after a short wait. */
-  whenHeld(partition: number): Promise<boolean>;
 }
 
 /** Serves replicate and read requests from this node's storage. */
@@ -82,7 +80,8 @@ export class Replica {
 
   /**
    * The key's siblings as whole as a holder's copy: this node's own when it holds the partition or does not own it
-   * (a fallback answers with what it has), else its copy merged with the first holder that answers.
+   * (a fallback answers with what it has), else its copy merged with the first holder that answers, or its own when
+   * no holder answers.
    */
   async readWhole(key: Uint8Array): Promise<Version[]> {
     const deps = this.#deps;
@@ -101,8 +100,10 @@ export class Replica {
       deps.metrics.count('readsCompleted');
       return resolve(await local, reply.versions).siblings;
     }
-    if (await deps.whenHeld(partition)) return this.readLocal(key);
-    throw new NotResponsibleError(`node ${deps.self} is still fetching partition ${partition} and no holder answered`);
+    // No holder is reachable (a browser restarted alone while its old peers are still in the view, a partition):
+    // its copy holds every write it acknowledged as an owner, and it answers with it as a fallback would, rather
+    // than fail the read.
+    return local;
   }
 
   /**
