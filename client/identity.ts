@@ -197,6 +197,16 @@ async function withRegistry<T>(
   });
 }
 
+/** Runs `step` while holding a lock just taken; should it fail, the lock is released before the error goes on. */
+async function releasingOnError<T>(release: () => void, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
 /** The ids of the cluster's node databases, or null when the browser cannot list databases. */
 async function clusterDatabases(env: IdentityEnv, cluster: string): Promise<Set<string> | null> {
   const names = await env.databases();
@@ -228,7 +238,7 @@ async function keep(
   id: string,
   release: () => void,
 ): Promise<Claim | null> {
-  const databases = await clusterDatabases(env, cluster);
+  const databases = await releasingOnError(release, () => clusterDatabases(env, cluster));
   if (databases !== null && !databases.has(id)) {
     registry.delete(id);
     release();
@@ -251,7 +261,7 @@ async function claimRemembered(env: IdentityEnv, cluster: string, registry: Regi
     const release = await lock(env, nodeDatabase(cluster, id), 0);
     if (release === null) continue; // a tab runs it, or has just minted it
     // Checked again now that the lock is held: a database is deleted only by a tab that holds its lock.
-    const now = await clusterDatabases(env, cluster);
+    const now = await releasingOnError(release, () => clusterDatabases(env, cluster));
     if (now === null || now.has(id)) {
       registry.set(id, env.now());
       return { id, release };

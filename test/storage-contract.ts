@@ -335,10 +335,10 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(other.version.dot.counter).to.equal(first.version.dot.counter + 1);
       });
 
-      test('refuses to draw a counter at MAX_COUNTER, storing nothing', async (s) => {
+      test('refuses to draw a counter at MAX_COUNTER, storing nothing, so that another owner coordinates', async (s) => {
         await s.apply(bytes('k'), 1, [version('m', 1, { n: MAX_COUNTER - 1 })]);
         const before = await s.stats();
-        await rejectsWithCode(s.write(bytes('k'), 1, localWrite('n', 'x')), 'ERR_STORAGE');
+        await rejectsWithCode(s.write(bytes('k'), 1, localWrite('n', 'x')), 'ERR_NOT_RESPONSIBLE');
         expect(show(await s.get(bytes('k')))).to.deep.equal(['m:1=m1']);
         expect(await s.stats()).to.deep.equal(before);
         const elsewhere = await s.write(bytes('k2'), 1, localWrite('n', 'y'));

@@ -388,8 +388,16 @@ export class DynamoNode {
       const now = this.#options.clock.now();
       const lastActive = await this.#storage.getMeta(LAST_ACTIVE);
       const away = typeof lastActive === 'number' && now - lastActive > grace;
-      if (!away) await this.#ownership.load();
-      else {
+      if (!away) {
+        await this.#ownership.load();
+        // Away longer than a reload takes (two records of activity missed): writes went on without it, so it keeps
+        // its copies but counts none as whole until it has compared it with the partition's holders again (a
+        // probe when the roots are equal), and meanwhile reads it answers are completed from them.
+        if (typeof lastActive === 'number' && now - lastActive > 2 * activeInterval(grace)) {
+          this.#logger.info({ awayMs: now - lastActive }, 'back after an absence: checking every partition held');
+          await this.#ownership.forgetAll();
+        }
+      } else {
         this.#logger.info(
           { awayMs: now - lastActive },
           'back after more than the tombstone grace: dropping old copies',
@@ -431,14 +439,11 @@ export class DynamoNode {
   /** Records a sign of life often enough that an absence longer than the grace is noticed on return. */
   #scheduleActive(grace: number): void {
     if (this.#closed) return;
-    this.#activeTimer = this.#options.timers.setTimeout(
-      () => {
-        this.#markActive()
-          .catch((error: unknown) => this.#logger.warn({ error: errorText(error) }, 'could not record activity'))
-          .finally(() => this.#scheduleActive(grace));
-      },
-      Math.max(1000, Math.min(60_000, grace / 4)),
-    );
+    this.#activeTimer = this.#options.timers.setTimeout(() => {
+      this.#markActive()
+        .catch((error: unknown) => this.#logger.warn({ error: errorText(error) }, 'could not record activity'))
+        .finally(() => this.#scheduleActive(grace));
+    }, activeInterval(grace));
   }
 
   /** Resolves once no foreground request runs, or after a short wait so that background work is never starved. */
@@ -860,6 +865,11 @@ function keyBounds(options: NodeOptions): KeyBounds {
       'maxSiblingSetBytes',
     ),
   };
+}
+
+/** Ms between records of a node's last sign of life. */
+function activeInterval(grace: number): number {
+  return Math.max(1000, Math.min(60_000, grace / 4));
 }
 
 function positiveInteger(value: number, name: string): number {

@@ -222,6 +222,32 @@ describe('Rebalancer', () => {
     );
   });
 
+  it('keeps its copies on a return after minutes away, but counts them whole only once compared with the holders', async () => {
+    const w = await world(3);
+    const key = 'missed';
+    await w.settle(w.node('n0').put(key, text.encode('before'), { w: 3 }));
+    await w.cluster.crash('n2');
+    const read = await w.settle(w.node('n0').get(key));
+    await w.settle(w.node('n0').put(key, text.encode('while away'), { context: read.context, w: 2 }));
+    await w.scheduler.advance(5 * 60_000);
+    w.cluster.restart('n2');
+    const node = w.node('n2');
+    await node.ready();
+    // Its old copy is not served as whole: a read it answers is completed from a holder.
+    const p = w.cluster.ring.partitionOf(text.encode(key));
+    assert.equal((await w.settle(node.partitions())).find((i) => i.partition === p)?.state, 'fetching');
+    const got = await w.settle(node.get(key, { r: 1 }));
+    assert.deepEqual(
+      got.values.map((v) => utf8.decode(v)),
+      ['while away'],
+    );
+    await w.until(async () => node.fetchingCount() === 0, 'n2 holds its partitions again');
+    assert.deepEqual(
+      (await w.settle(node.get(key, { r: 1 }))).values.map((v) => utf8.decode(v)),
+      ['while away'],
+    );
+  });
+
   it('keeps a write it acknowledged while it drops its old copies on a return after the grace', async () => {
     const w = await world(3, { tombstoneGrace: 5000 });
     const ring = w.cluster.ring;

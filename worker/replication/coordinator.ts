@@ -153,14 +153,23 @@ export class Coordinator {
     let lastError: DynameshError | undefined;
     // Each step plans afresh: a forward can take seconds, and the view may change meanwhile.
     for (let plan = this.plan(request.key); ; plan = this.plan(request.key)) {
-      const owner = plan.owners.includes(self);
-      if (owner && (await this.#mayCoordinate(plan))) return this.coordinatePut(request, plan);
-      const next = this.#nextCoordinator(plan, tried);
-      if (next === undefined) {
-        // No other owner could coordinate: this one, still fetching, does once its transfer ends soon enough.
-        if (owner && (await this.#deps.whenHeld(plan.partition))) return this.coordinatePut(request, plan);
-        break;
+      const owner = plan.owners.includes(self) && !tried.has(self);
+      let local = owner && (await this.#mayCoordinate(plan));
+      const next = local ? undefined : this.#nextCoordinator(plan, tried);
+      // No other owner could coordinate: this one, still fetching, does once its transfer ends soon enough.
+      if (!local && next === undefined) local = owner && (await this.#deps.whenHeld(plan.partition));
+      if (local) {
+        try {
+          return await this.coordinatePut(request, plan);
+        } catch (error) {
+          // Refused by this node's own store (it may not draw another dot): another owner coordinates.
+          if (!hasErrorCode(error, 'ERR_NOT_RESPONSIBLE')) throw error;
+          tried.add(self);
+          lastError = error as DynameshError;
+          continue;
+        }
       }
+      if (next === undefined) break;
       tried.add(next);
       const forwarded = await this.#forwardPut(request, next);
       if ('outcome' in forwarded) return forwarded.outcome;

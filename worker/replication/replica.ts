@@ -80,10 +80,10 @@ export class Replica {
 
   /**
    * The key's siblings as whole as a holder's copy: this node's own when it holds the partition or does not own it
-   * (a fallback answers with what it has), else its copy merged with the first holder that answers, or its own when
-   * no holder answers.
+   * (a fallback answers with what it has), else its copy merged with the first holder's to answer, or its own when
+   * no holder answers. `asker`, the node whose read this answers, is not asked back: its own copy counts on its own.
    */
-  async readWhole(key: Uint8Array): Promise<Version[]> {
+  async readWhole(key: Uint8Array, asker?: string): Promise<Version[]> {
     const deps = this.#deps;
     const partition = deps.partitionOf(key);
     if (deps.holds(partition) || !deps.owns(partition)) return this.readLocal(key);
@@ -92,13 +92,11 @@ export class Replica {
     const { holders, unanswered } = await deps.findHolders(partition);
     // Nobody holds the partition (a new cluster): there is nothing this copy can be missing.
     if (holders.length === 0 && unanswered === 0) return local;
-    const ordered = [...holders.filter((id) => !deps.peers.isSuspected(id))];
-    for (const id of holders) if (!ordered.includes(id)) ordered.push(id);
-    for (const holder of ordered) {
-      const reply = await deps.peers.request(holder, { type: 'read', key, requireHeld: true }, deps.holderTimeout);
-      if (reply?.type !== 'read-reply') continue;
+    const asked = holders.filter((id) => id !== asker && !deps.peers.isSuspected(id));
+    const whole = await firstAnswer(deps.peers, asked, key, deps.holderTimeout);
+    if (whole !== null) {
       deps.metrics.count('readsCompleted');
-      return resolve(await local, reply.versions).siblings;
+      return resolve(await local, whole).siblings;
     }
     // No holder is reachable (a browser restarted alone while its old peers are still in the view, a partition):
     // its copy holds every write it acknowledged as an owner, and it answers with it as a fallback would, rather
@@ -113,11 +111,34 @@ export class Replica {
   read(message: ReadMessage): Promise<Version[]> {
     const deps = this.#deps;
     deps.metrics.count('readsServed');
-    if (!message.requireHeld) return this.readWhole(message.key);
+    if (!message.requireHeld) return this.readWhole(message.key, message.from);
     const partition = deps.partitionOf(message.key);
     if (deps.owns(partition) && !deps.holds(partition)) {
       return Promise.reject(new NotResponsibleError(`node ${deps.self} is still fetching partition ${partition}`));
     }
     return this.readLocal(message.key);
   }
+}
+
+/**
+ * The versions of the first of `holders` to answer a read that requires a whole copy, all asked at once (a holder or
+ * two: the owners and old owners of one partition), or null when none answers within `timeoutMs`.
+ */
+function firstAnswer(
+  peers: Peers,
+  holders: readonly string[],
+  key: Uint8Array,
+  timeoutMs: number,
+): Promise<readonly Version[] | null> {
+  if (holders.length === 0) return Promise.resolve(null);
+  return new Promise((settle) => {
+    let open = holders.length;
+    for (const holder of holders) {
+      void peers.request(holder, { type: 'read', key, requireHeld: true }, timeoutMs).then((reply) => {
+        open--;
+        if (reply?.type === 'read-reply') settle(reply.versions);
+        else if (open === 0) settle(null);
+      });
+    }
+  });
 }

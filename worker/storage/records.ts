@@ -3,7 +3,7 @@
  * counter, what of a hint survives a delivery, when an unchanged key may be removed, paging limits, and how a
  * key's bytes name it in a map. Kept apart from either engine so that memory and IndexedDB cannot drift apart on them.
  */
-import { InvalidArgumentError, StorageError, TooLargeError, TooManySiblingsError } from '../errors.ts';
+import { InvalidArgumentError, NotResponsibleError, TooLargeError, TooManySiblingsError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import { MAX_COUNTER, counterOf } from '../versions/vclock.ts';
 import type { KeyBounds } from '../wire/protocol.ts';
@@ -74,13 +74,14 @@ export function issuedCounter(counter: number, node: string, stored: readonly Ve
 }
 
 /**
- * The counter a coordinator's new dot takes: one above {@link issuedCounter}. Refuses (`ERR_STORAGE`, nothing
- * written) to draw {@link MAX_COUNTER}: only versions that peers made up could bring a node's counter there.
+ * The counter a coordinator's new dot takes: one above {@link issuedCounter}. Refuses (`ERR_NOT_RESPONSIBLE`,
+ * nothing written, so that another owner coordinates the put) to draw {@link MAX_COUNTER}: only versions that peers
+ * made up, or a counter poisoned by an older release, could bring a node's counter there.
  */
 export function nextCounter(counter: number, node: string, stored: readonly Version[]): number {
   const next = issuedCounter(counter, node, stored) + 1;
   if (next >= MAX_COUNTER) {
-    throw new StorageError(
+    throw new NotResponsibleError(
       `node ${node} cannot draw dot counter ${next}: a stored version names a counter of this node near ` +
         `MAX_COUNTER (2^48) that it never issued`,
     );

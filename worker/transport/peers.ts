@@ -154,7 +154,8 @@ export class Peers {
     const now = this.#options.clock.now();
     let due: number[] | undefined;
     let next = Infinity;
-    for (const queue of this.#queues.values()) {
+    const several = this.#queues.size > 1;
+    for (const [timeoutMs, queue] of this.#queues) {
       const ids = queue.ids;
       let head = queue.head;
       for (; head < ids.length; head++) {
@@ -178,8 +179,8 @@ export class Peers {
         (due ??= []).push(ids[head]!);
       }
       if (head === ids.length) {
-        queue.ids = [];
-        queue.head = 0;
+        // Timeouts vary with what a request carries (fit.ts): an emptied queue goes, or they would pile up.
+        this.#queues.delete(timeoutMs);
       } else if (head > 64 && head * 2 > ids.length) {
         queue.ids = ids.slice(head);
         queue.head = 0;
@@ -190,7 +191,7 @@ export class Peers {
     if (next !== Infinity) this.#arm(next, now);
     if (due === undefined) return;
     // Request ids grow in the order requests are made: ties between queues expire in that order too.
-    if (this.#queues.size > 1) due.sort((a, b) => a - b);
+    if (several) due.sort((a, b) => a - b);
     const expired: ReplyHandler[] = [];
     for (const requestId of due) {
       const pending = this.#pending.get(requestId)!;
