@@ -36,6 +36,8 @@ describe('AntiEntropy', () => {
     const key = 'missed';
     w.network.partition(new Map([['n2', 'b' as const]]));
     await w.settle(w.node('n0').put(key, text.encode('v'), { w: 2 }));
+    // Long enough for the replication to n2 to give up (an owner with no fallback gets a second timeout).
+    await w.scheduler.advance(2_000);
     w.network.heal();
     await w.scheduler.advance(1000);
     assert.deepEqual(await dots(w.cluster, 'n2', key), []);
@@ -54,6 +56,8 @@ describe('AntiEntropy', () => {
       if (ring.preferenceList(ring.partitionOf(text.encode(`k${i}`)), N)[0] === 'n0') key = `k${i}`;
     w.network.partition(new Map([['n2', 'b' as const]]));
     await w.settle(w.node('n0').put(key, text.encode('v'), { w: 2 }));
+    // Long enough for the replication to n2 to give up (an owner with no fallback gets a second timeout).
+    await w.scheduler.advance(2_000);
     w.network.heal();
     await w.scheduler.advance(1000);
     assert.deepEqual(await dots(w.cluster, 'n2', key), []);

@@ -256,10 +256,27 @@ describe('DynamoNode', () => {
     assert.ok(hasErrorCode(error, 'ERR_QUORUM'), String(error));
   });
 
+  it('gives an owner a second timeout when no fallback can stand in for it', async () => {
+    const w = await world(3);
+    // n2 misses the first request of the put, then the network heals before its timeout (100 ms) ends.
+    w.network.partition(new Map([['n2', 'b'] as const, ['n0', 'a'] as const, ['n1', 'a'] as const]));
+    const put = w.node('n0').put('k', text.encode('v'), { w: 3 });
+    await w.scheduler.advance(50);
+    w.network.heal();
+    const result = await w.settle(put);
+    assert.deepEqual([...result.receipt.acknowledged].sort(), ['n0', 'n1', 'n2']);
+    assert.deepEqual(
+      (await w.settle(w.node('n0').get('k', { r: 3 }))).values.map((v) => utf8.decode(v)),
+      ['v'],
+    );
+  });
+
   it('repairs a replica that missed a write when a read finds it stale', async () => {
     const w = await world(3);
     w.network.partition(new Map([['n2', 'b'] as const, ['n0', 'a'] as const, ['n1', 'a'] as const]));
     await w.settle(w.node('n0').put('k', text.encode('v'), { w: 2 }));
+    // Long enough for the replication to n2 to give up (an owner with no fallback gets a second timeout).
+    await w.scheduler.advance(2_000);
     w.network.heal();
     await w.scheduler.advance(1_000);
     const stale = await w.cluster.slot('n2').storage!.get(text.encode('k'));

@@ -91,6 +91,8 @@ class ReplicaSlot implements ReplyHandler {
   readonly #owner: string;
   #target: string | undefined;
   #hintFor: string | null = null;
+  /** Timeouts the owner is forgiven when no fallback is left to stand in for it. */
+  #patience = 1;
   #finished = false;
 
   constructor(replication: Replication, owner: string) {
@@ -124,7 +126,14 @@ class ReplicaSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      this.#target = takeFallback(replication.spare, replication.deps.peers);
+      const fallback = takeFallback(replication.spare, replication.deps.peers);
+      if (fallback === undefined && reply === null && this.#target === this.#owner && this.#patience > 0) {
+        // A busy owner is not a failed one: with no fallback left to stand in, it is given a second timeout.
+        this.#patience--;
+        this.#ask();
+        return;
+      }
+      this.#target = fallback;
       this.#hintFor = this.#owner;
       if (this.#target !== undefined) replication.deps.metrics.count('fallbacksUsed');
       this.#ask();
@@ -242,11 +251,15 @@ export class Read {
 /** One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. */
 class ReadSlot implements ReplyHandler {
   readonly #read: Read;
+  readonly #owner: string;
   #target: string | undefined;
+  /** Timeouts the owner is forgiven when no fallback is left to stand in for it. */
+  #patience = 1;
   #finished = false;
 
   constructor(read: Read, owner: string) {
     this.#read = read;
+    this.#owner = owner;
     const { self, peers } = read.deps;
     // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
     this.#target = owner === self || !peers.isSuspected(owner) ? owner : (takeFallback(read.spare, peers) ?? owner);
@@ -267,7 +280,14 @@ class ReadSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      this.#target = takeFallback(this.#read.spare, this.#read.deps.peers);
+      const fallback = takeFallback(this.#read.spare, this.#read.deps.peers);
+      if (fallback === undefined && reply === null && this.#target === this.#owner && this.#patience > 0) {
+        // A busy owner is not a failed one: with no fallback left to stand in, it is given a second timeout.
+        this.#patience--;
+        this.#ask();
+        return;
+      }
+      this.#target = fallback;
       this.#ask();
     } catch (error) {
       this.#fail(error);
