@@ -810,6 +810,49 @@ export function storageContract(name: string, factory: StorageFactory, { describ
       });
     });
 
+    describe('updates made at once', () => {
+      test('commits every one, each seeing the ones made before it', async (s) => {
+        const writes = Array.from({ length: 50 }, (_, i) => s.write(bytes(`k${i % 5}`), 1, localWrite('n', `v${i}`)));
+        const applies = Array.from({ length: 20 }, (_, i) => s.apply(bytes(`a${i}`), 2, [version('m', i + 1)]));
+        const hints = Array.from({ length: 10 }, (_, i) =>
+          s.putHint({ target: 't', key: bytes(`h${i}`), partition: 3, siblings: [version('b', i + 1)] }),
+        );
+        const meta = s.putMeta('m', { n: 1 });
+        const written = await Promise.all(writes);
+        await Promise.all([...applies, ...hints, meta]);
+        expect(new Set(written.map((w) => w.version.dot.counter)).size).to.equal(50);
+        for (let k = 0; k < 5; k++) expect(await s.get(bytes(`k${k}`))).to.have.length(10);
+        expect((await s.stats()).keys).to.equal(25);
+        expect(await s.listHints()).to.have.length(10);
+        expect(await s.getMeta('m')).to.deep.equal({ n: 1 });
+      });
+
+      test('fails a refused one alone, storing nothing of it, and commits the others', async (s) => {
+        const bounds = { maxSiblings: 2, maxSiblingSetBytes: 1024 * 1024 };
+        const results = await Promise.allSettled([
+          s.write(bytes('k'), 1, { ...localWrite('n', 'one'), bounds }),
+          s.write(bytes('k'), 1, { ...localWrite('n', 'two'), bounds }),
+          s.write(bytes('k'), 1, { ...localWrite('n', 'three'), bounds }),
+          s.write(bytes('other'), 1, localWrite('n', 'four')),
+          s.putMeta('bad', { f: () => 1 }),
+          s.putMeta('good', 1),
+        ]);
+        expect(results.map((r) => r.status)).to.deep.equal([
+          'fulfilled',
+          'fulfilled',
+          'rejected',
+          'fulfilled',
+          'rejected',
+          'fulfilled',
+        ]);
+        expect((results[2] as PromiseRejectedResult).reason.code).to.equal('ERR_TOO_MANY_SIBLINGS');
+        expect(await s.get(bytes('k'))).to.have.length(2);
+        expect(await s.get(bytes('other'))).to.have.length(1);
+        expect(await s.getMeta('good')).to.equal(1);
+        expect(await s.getMeta('bad')).to.equal(undefined);
+      });
+    });
+
     describe('isolation from callers', () => {
       test("keeps stored data unchanged when the caller's arrays change after apply", async (s) => {
         const key = bytes('k');

@@ -101,6 +101,21 @@ function plainClock(clock: VClock): VClock {
   return clock.map((e) => ({ node: e.node, counter: e.counter, timestamp: e.timestamp }));
 }
 
+/** Most updates committed in one transaction. */
+const MAX_BATCH = 256;
+
+/** How one update of a batch ended. */
+type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: Error };
+
+/** An update waiting for its transaction. */
+interface PendingUpdate {
+  readonly what: string;
+  readonly stores: StoreName[];
+  readonly durability: Durability;
+  readonly body: (tx: WriteTx) => Promise<unknown>;
+  readonly settle: (outcome: Outcome) => void;
+}
+
 function failure(error: unknown, what: string): Error {
   if (error instanceof DynameshError) return error;
   const e = error as { name?: unknown; message?: unknown } | null;
@@ -130,6 +145,10 @@ export async function openIndexedDbStorage(name: string): Promise<IndexedDbStora
 export class IndexedDbStorage implements Storage {
   #db: IDBPDatabase<Schema> | undefined;
   #closed = false;
+  /** Updates waiting for the next transaction, in the order they were made. */
+  readonly #pending: PendingUpdate[] = [];
+  /** True while a batch of updates is being committed. */
+  #committing = false;
 
   private constructor() {}
 
@@ -165,34 +184,74 @@ export class IndexedDbStorage implements Storage {
     return this.#db;
   }
 
-  /** Runs `body` in one readwrite transaction and resolves once the transaction has committed. */
-  async #update<T>(
+  /**
+   * Runs `body` in a readwrite transaction and resolves once that transaction has committed (group commit). Updates
+   * made while a transaction is in flight wait and run together, in the order they were made, in the next one: one
+   * commit for many writes, where a transaction each would queue behind the others on the `meta` record they all
+   * touch. Each body reads what the bodies before it wrote. A body that throws has written nothing (every body
+   * checks before it writes) and fails alone; a transaction that aborts fails every update in it, none written.
+   * The transaction is strict when any of its updates asked for strict durability.
+   */
+  #update<T>(
     what: string,
     stores: StoreName[],
     durability: Durability | undefined,
     body: (tx: WriteTx) => Promise<T>,
   ): Promise<T> {
-    const db = this.#open();
+    this.#open();
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({
+        what,
+        stores,
+        durability: durability ?? 'relaxed',
+        body,
+        settle: (outcome) => (outcome.ok ? resolve(outcome.value as T) : reject(outcome.error)),
+      });
+      if (!this.#committing) void this.#drain();
+    });
+  }
+
+  /** Commits the waiting updates, a batch per transaction, until none is left. */
+  async #drain(): Promise<void> {
+    this.#committing = true;
+    try {
+      while (this.#pending.length > 0) await this.#commit(this.#pending.splice(0, MAX_BATCH));
+    } finally {
+      this.#committing = false;
+    }
+  }
+
+  async #commit(batch: readonly PendingUpdate[]): Promise<void> {
     let tx: WriteTx;
     try {
-      tx = db.transaction(stores, 'readwrite', { durability: durability ?? 'relaxed' });
+      const stores = [...new Set(batch.flatMap((u) => u.stores))];
+      const durability = batch.some((u) => u.durability === 'strict') ? 'strict' : 'relaxed';
+      tx = this.#open().transaction(stores, 'readwrite', { durability });
     } catch (error) {
-      throw failure(error, what);
+      for (const u of batch) u.settle({ ok: false, error: failure(error, u.what) });
+      return;
     }
     // Observed here so that an abort never surfaces as an unhandled rejection; awaited below.
     tx.done.catch(() => {});
-    try {
-      const result = await body(tx);
-      await tx.done;
-      return result;
-    } catch (error) {
+    const outcomes: Outcome[] = [];
+    for (const u of batch) {
       try {
-        tx.abort();
-      } catch {
-        // Already committed or aborted.
+        outcomes.push({ ok: true, value: await u.body(tx) });
+      } catch (error) {
+        outcomes.push({ ok: false, error: failure(error, u.what) });
       }
-      throw failure(error, what);
     }
+    try {
+      await tx.done;
+    } catch (error) {
+      // Nothing of the batch was written: every update fails, with its own error where it had one.
+      batch.forEach((u, i) => {
+        const outcome = outcomes[i];
+        u.settle(outcome?.ok === false ? outcome : { ok: false, error: failure(error, u.what) });
+      });
+      return;
+    }
+    batch.forEach((u, i) => u.settle(outcomes[i]!));
   }
 
   async get(key: Uint8Array): Promise<Version[]> {
