@@ -57,6 +57,34 @@ describe('Peers', () => {
     assert.equal(peers.pendingCount, 0);
   });
 
+  it('puts off a request while its peer keeps answering others queued with it, and times it out once alone', async () => {
+    const { scheduler, peers, sent, timedOut } = rig();
+    const outcomes: (Reply | null)[] = [];
+    for (let i = 0; i < 3; i++)
+      void peers.request('busy', { type: 'read', key, requireHeld: false }, 500).then((r) => outcomes.push(r));
+    // The peer answers the first two slowly, one every 400 ms: busy, not failed.
+    await runUntil(scheduler, 400);
+    peers.heard('busy');
+    peers.settle(ack(sent[0]!, 'busy'));
+    await runUntil(scheduler, 800);
+    peers.heard('busy');
+    peers.settle(ack(sent[1]!, 'busy'));
+    await runUntil(scheduler, 999);
+    assert.deepEqual(timedOut, [], 'nothing timed out while the peer answered');
+    // The third, alone now and never answered, times out at the end of its current timeout.
+    await runUntil(scheduler, 1000);
+    assert.deepEqual(timedOut, ['busy']);
+    assert.equal(outcomes.length, 3);
+    assert.equal(outcomes[2], null);
+  });
+
+  it('times out requests to a peer that stopped answering, however many wait', async () => {
+    const { scheduler, peers, timedOut } = rig();
+    for (let i = 0; i < 3; i++) void peers.request('gone', { type: 'read', key, requireHeld: false }, 500);
+    await runUntil(scheduler, 501);
+    assert.deepEqual(timedOut, ['gone', 'gone', 'gone']);
+  });
+
   it('refuses a reply from another node than the one asked, and a second reply', async () => {
     const { peers, sent } = rig();
     void peers.request('a', { type: 'read', key, requireHeld: false }, 500);

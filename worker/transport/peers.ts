@@ -1,7 +1,9 @@
 /**
  * Requests to peers and their replies: request ids, per-request timeouts, and link-level failure detection. A peer
  * that lets a request time out is suspected for a while, so that the next requests go straight to a fallback instead
- * of waiting out the same timeout again; any frame from it clears the suspicion.
+ * of waiting out the same timeout again; any frame from it clears the suspicion. A busy peer is not a failed one:
+ * while it keeps answering and other requests to it are still waiting, a request's deadline is put off (bounded),
+ * so that a burst queues instead of failing for want of replicas.
  *
  * Timeouts share one timer, armed for the earliest deadline of the requests waiting: nearly every request is answered
  * long before its deadline, and a timer per request would be set and cleared for nothing (in the simulation each one
@@ -69,8 +71,9 @@ interface Pending {
 }
 
 /**
- * Most times a request's deadline is put off while its peer keeps sending chunks of a large message: 16 timeouts
- * in all, 8 s at the default 500 ms, time for the largest legal reply at the floor rate of wire/fit.ts.
+ * Most times a request's deadline is put off while its peer keeps sending chunks of a large message, or keeps
+ * answering while other requests wait in line with it: 16 timeouts in all, 8 s at the default 500 ms, time for the
+ * largest legal reply at the floor rate of wire/fit.ts.
  */
 const MAX_EXTENSIONS = 15;
 
@@ -96,6 +99,10 @@ export class Peers {
   readonly #suspectedUntil = new Map<string, number>();
   /** When each peer last delivered a chunk of a message still in transit, on the clock. */
   readonly #progress = new Map<string, number>();
+  /** When each peer was last heard from, on the clock. */
+  readonly #heardAt = new Map<string, number>();
+  /** Requests waiting for each peer's reply. */
+  readonly #outstanding = new Map<string, number>();
   #nextRequestId: number;
   #closed = false;
   /**
@@ -133,6 +140,7 @@ export class Peers {
     const now = this.#options.clock.now();
     const deadline = now + timeoutMs;
     this.#pending.set(requestId, { to, handler, timeoutMs, deadline, extensions: 0 });
+    this.#outstanding.set(to, (this.#outstanding.get(to) ?? 0) + 1);
     let queue = this.#queues.get(timeoutMs);
     if (queue === undefined) this.#queues.set(timeoutMs, (queue = { ids: [], head: 0 }));
     queue.ids.push(requestId);
@@ -176,6 +184,20 @@ export class Peers {
           ids.push(ids[head]!);
           continue;
         }
+        const heard = this.#heardAt.get(pending.to);
+        if (
+          heard !== undefined &&
+          now - heard < pending.timeoutMs &&
+          (this.#outstanding.get(pending.to) ?? 0) > 1 &&
+          pending.extensions < MAX_EXTENSIONS
+        ) {
+          // Busy, not failed: the peer is answering, and other requests wait in line with this one. Its timeout
+          // follows the work queued ahead of it instead of refusing what a slower moment would have served.
+          pending.deadline = now + pending.timeoutMs;
+          pending.extensions++;
+          ids.push(ids[head]!);
+          continue;
+        }
         (due ??= []).push(ids[head]!);
       }
       if (head === ids.length) {
@@ -196,6 +218,7 @@ export class Peers {
     for (const requestId of due) {
       const pending = this.#pending.get(requestId)!;
       this.#pending.delete(requestId);
+      this.#settled(pending.to);
       this.suspect(pending.to);
       this.#options.onTimeout?.(pending.to);
       expired.push(pending.handler);
@@ -214,6 +237,7 @@ export class Peers {
     const pending = this.#pending.get(reply.requestId);
     if (pending === undefined || pending.to !== reply.from) return false;
     this.#pending.delete(reply.requestId);
+    this.#settled(pending.to);
     pending.handler.onReply(reply);
     return true;
   }
@@ -230,6 +254,14 @@ export class Peers {
   /** Records that `id` just spoke, which clears any suspicion of it. */
   heard(id: string): void {
     this.#suspectedUntil.delete(id);
+    this.#heardAt.set(id, this.#options.clock.now());
+  }
+
+  /** One request to `to` is no longer waiting. */
+  #settled(to: string): void {
+    const left = (this.#outstanding.get(to) ?? 1) - 1;
+    if (left > 0) this.#outstanding.set(to, left);
+    else this.#outstanding.delete(to);
   }
 
   /** Suspects `id` for the configured time. */
@@ -262,6 +294,7 @@ export class Peers {
     const handlers = Array.from(this.#pending.values(), (pending) => pending.handler);
     this.#pending.clear();
     this.#queues.clear();
+    this.#outstanding.clear();
     callAll(handlers);
   }
 }
