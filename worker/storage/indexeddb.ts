@@ -188,8 +188,10 @@ export class IndexedDbStorage implements Storage {
    * Runs `body` in a readwrite transaction and resolves once that transaction has committed (group commit). Updates
    * made while a transaction is in flight wait and run together, in the order they were made, in the next one: one
    * commit for many writes, where a transaction each would queue behind the others on the `meta` record they all
-   * touch. Each body reads what the bodies before it wrote. A body that throws has written nothing (every body
-   * checks before it writes) and fails alone; a transaction that aborts fails every update in it, none written.
+   * touch. Each body reads what the bodies before it wrote. A body refusing with a `DynameshError` has written
+   * nothing (every body checks before it writes) and fails alone; any other error abandons the transaction, fails
+   * that update and runs the others again in the next one; a transaction that aborts on its own fails every update
+   * in it, none written.
    * The transaction is strict when any of its updates asked for strict durability.
    */
   #update<T>(
@@ -234,11 +236,25 @@ export class IndexedDbStorage implements Storage {
     // Observed here so that an abort never surfaces as an unhandled rejection; awaited below.
     tx.done.catch(() => {});
     const outcomes: Outcome[] = [];
-    for (const u of batch) {
+    for (const [i, u] of batch.entries()) {
       try {
         outcomes.push({ ok: true, value: await u.body(tx) });
       } catch (error) {
-        outcomes.push({ ok: false, error: failure(error, u.what) });
+        if (error instanceof DynameshError) {
+          // A refusal, made before its body wrote anything: it fails alone.
+          outcomes.push({ ok: false, error });
+          continue;
+        }
+        // Anything else may have come after some of its writes: the transaction is abandoned, that update fails,
+        // and the others of the batch, undone with it, run again in the next transaction.
+        try {
+          tx.abort();
+        } catch {
+          // Already committed or aborted.
+        }
+        u.settle({ ok: false, error: failure(error, u.what) });
+        this.#pending.unshift(...batch.filter((_, j) => j !== i));
+        return;
       }
     }
     try {
@@ -492,6 +508,12 @@ export class IndexedDbStorage implements Storage {
    * restart; one lost in a crash could make it drop or forget data it still owns.
    */
   async putMeta(name: string, value: unknown): Promise<void> {
+    try {
+      // Refused before the transaction: a value IndexedDB cannot clone must not cost the updates it would share it with.
+      structuredClone(value);
+    } catch (error) {
+      throw failure(error, 'putMeta');
+    }
     await this.#update('putMeta', ['meta'], 'strict', async (tx) => {
       await tx.objectStore('meta').put(value, NAMED + name);
     });

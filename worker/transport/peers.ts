@@ -77,6 +77,9 @@ interface Pending {
  */
 const MAX_EXTENSIONS = 15;
 
+/** Most ms a request's deadline is put off, in all, for a peer busy with other requests. */
+const MAX_BUSY_MS = 8000;
+
 /** Options of {@link Peers}. */
 export interface PeersOptions {
   readonly self: string;
@@ -189,6 +192,7 @@ export class Peers {
           heard !== undefined &&
           now - heard < pending.timeoutMs &&
           (this.#outstanding.get(pending.to) ?? 0) > 1 &&
+          (pending.extensions + 1) * pending.timeoutMs <= MAX_BUSY_MS &&
           pending.extensions < MAX_EXTENSIONS
         ) {
           // Busy, not failed: the peer is answering, and other requests wait in line with this one. Its timeout

@@ -85,6 +85,7 @@ openStore({ url: location.origin, cluster: params.get('cluster') ?? 'bench' }).t
             for (let i = done; i < Math.min(count, done + perTransaction); i++) keys.put({ key: i, value }, i);
             tx.oncomplete = () => resolve();
             tx.onerror = () => reject(tx.error);
+            tx.onabort = () => reject(tx.error ?? new Error('the transaction aborted'));
           });
         }
         const perSecond = (count / (performance.now() - started)) * 1000;
