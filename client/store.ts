@@ -9,6 +9,7 @@ import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from
 import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/transport/faults.ts';
 import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome, SyncTunables } from '../worker/main.ts';
 import type { ReadReceipt } from '../worker/node.ts';
+import { CallPort } from '../worker/calls.ts';
 import type { PartitionInfo } from '../worker/membership/ownership.ts';
 import { DEFAULT_PARTITIONS } from '../worker/ring/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
@@ -256,6 +257,8 @@ class DynameshStore implements Store {
   readonly #identity: Identity;
   readonly #worker: Worker;
   readonly #host: Comlink.Remote<NodeHost>;
+  /** Gets, puts and deletes, in a batch per task (comlink carries the rest). */
+  readonly #calls: CallPort;
   readonly #mesh: Mesh;
   readonly #listeners = new Map<keyof StoreEvents, Set<Listener>>();
   #signaling: SignalingClient | undefined;
@@ -280,6 +283,10 @@ class DynameshStore implements Store {
     this.#identity = identity;
     this.#worker = worker;
     this.#host = Comlink.wrap<NodeHost>(worker);
+    const { port1, port2 } = new MessageChannel();
+    this.#calls = new CallPort(port1);
+    // Comlink keeps the order of calls, so this reaches the worker before anything that could use the port.
+    void this.#host.attachCalls(Comlink.transfer(port2, [port2])).catch(() => {});
     this.#mesh = new Mesh({
       self: identity.nodeId,
       host: this.#host,
@@ -420,7 +427,7 @@ class DynameshStore implements Store {
 
   async get(key: string | Uint8Array, options: StoreGetOptions = {}): Promise<StoreGetResult> {
     this.#open();
-    const result = unwrap(await this.#host.get(key, options));
+    const result = unwrap(await this.#calls.call({ op: 'get', key, options }));
     // Never throws for a sibling it cannot decode: the caller still gets the context that supersedes it.
     const values = result.values.map(readValue);
     if (values.length > 1) this.#emit('conflict', { key, values, context: result.context });
@@ -430,12 +437,12 @@ class DynameshStore implements Store {
   async put(key: string | Uint8Array, value: Value, options: StorePutOptions = {}): Promise<StorePutResult> {
     this.#open();
     const bytes = encodeValue(value);
-    return unwrap(await this.#host.put(key, Comlink.transfer(bytes, [bytes.buffer]), options));
+    return unwrap(await this.#calls.call({ op: 'put', key, value: bytes, options }, [bytes.buffer]));
   }
 
   async delete(key: string | Uint8Array, options: StoreDeleteOptions = {}): Promise<StorePutResult> {
     this.#open();
-    return unwrap(await this.#host.delete(key, options));
+    return unwrap(await this.#calls.call({ op: 'delete', key, options }));
   }
 
   async partitions(): Promise<PartitionInfo[]> {
@@ -500,6 +507,7 @@ class DynameshStore implements Store {
       await settledWithin(this.#retirement, 5000);
       this.#host[Comlink.releaseProxy]();
       this.#worker.terminate();
+      this.#calls.close();
       this.#identity.release();
       this.#emit('closed', undefined);
     })();

@@ -2,18 +2,23 @@
  * Values as the store's callers see them, and as the nodes store them: MessagePack of the value itself, so a
  * `Uint8Array` comes back a `Uint8Array`, a string a string, and other data as MessagePack decodes it.
  */
-import { decode, encode } from '@msgpack/msgpack';
+import { Decoder, Encoder } from '@msgpack/msgpack';
 import { InvalidArgumentError } from '../worker/errors.ts';
 
 /** What a store holds: bytes, text, or any data MessagePack encodes (objects, arrays, numbers, booleans, null). */
 export type Value =
   Uint8Array | string | number | boolean | null | readonly Value[] | { readonly [key: string]: Value };
 
+// One of each, reused: `encode()` and `decode()` make a new one (and its buffers) per call, which costs more than
+// encoding a small value. Both are safe to re-enter.
+const encoder = new Encoder({ ignoreUndefined: false });
+const decoder = new Decoder();
+
 /** Encodes a value for storage; `ERR_INVALID_ARGUMENT` for what MessagePack cannot encode. */
 export function encodeValue(value: Value): Uint8Array {
   if (value === undefined) throw new InvalidArgumentError('value must not be undefined');
   try {
-    return encode(value, { ignoreUndefined: false });
+    return encoder.encode(value);
   } catch (error) {
     throw new InvalidArgumentError(
       `value cannot be encoded: ${error instanceof Error ? error.message : String(error)}`,
@@ -26,7 +31,7 @@ export function encodeValue(value: Value): Uint8Array {
 
 /** Decodes a stored value; throws when `bytes` are not one whole MessagePack value. */
 export function decodeValue(bytes: Uint8Array): Value {
-  return decode(bytes) as Value;
+  return decoder.decode(bytes) as Value;
 }
 
 // A registered symbol, so that the guard also knows values made by another copy of this module (two bundles).
@@ -64,7 +69,7 @@ export function isUndecodable(value: unknown): value is UndecodableValue {
 /** Decodes a stored sibling, never throwing: one it cannot decode comes back as an {@link UndecodableValue}. */
 export function readValue(bytes: Uint8Array): ReadValue {
   try {
-    return decode(bytes) as Value;
+    return decoder.decode(bytes) as Value;
   } catch (error) {
     return new UndecodableValue(bytes, error instanceof Error ? error.message : String(error));
   }

@@ -997,7 +997,8 @@ export function storageContract(name: string, factory: StorageFactory, { describ
           const again = await reopen();
           try {
             const next = await again.write(bytes('other'), 1, localWrite('n', 'y'));
-            expect(next.version.dot.counter).to.equal(last + 1);
+            // Above, not necessarily next: an engine may reserve counters in blocks and skip the rest of one on reopen.
+            expect(next.version.dot.counter).to.be.above(last);
           } finally {
             await again.close();
           }

@@ -6,6 +6,7 @@
 /** Every stable error code that dynamesh reports. */
 export type ErrorCode =
   | 'ERR_QUORUM'
+  | 'ERR_OVERLOADED'
   | 'ERR_TIMEOUT'
   | 'ERR_STALE_CONTEXT'
   | 'ERR_INVALID_ARGUMENT'
@@ -24,6 +25,7 @@ export type ErrorCode =
 /** Every error code, for validation of codes that arrive over the wire. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_QUORUM',
+  'ERR_OVERLOADED',
   'ERR_TIMEOUT',
   'ERR_STALE_CONTEXT',
   'ERR_INVALID_ARGUMENT',
@@ -126,6 +128,14 @@ export class TooManySiblingsError extends DynameshError {
   }
 }
 
+/** The node is past its bound of waiting requests; nothing was done: retry later, or issue fewer at once. */
+export class OverloadedError extends DynameshError {
+  constructor(message: string) {
+    super('ERR_OVERLOADED', message);
+    this.name = 'OverloadedError';
+  }
+}
+
 /** The node or store has been closed. */
 export class ClosedError extends DynameshError {
   constructor(message = 'the node is closed', options?: { cause?: unknown }) {
@@ -199,6 +209,8 @@ export function errorFromCode(
       const counts = /(\d+) siblings of the key, over the limit of (\d+)/.exec(message);
       return new TooManySiblingsError(Number(counts?.[1] ?? 0), Number(counts?.[2] ?? 0), message);
     }
+    case 'ERR_OVERLOADED':
+      return new OverloadedError(message);
     case 'ERR_TOO_LARGE':
     case 'ERR_CLUSTER_FULL':
     case 'ERR_RATE_LIMITED':

@@ -7,6 +7,7 @@
 import * as Comlink from 'comlink';
 import { deleteDB } from 'idb';
 import { DynameshError } from './errors.ts';
+import { serveCalls } from './calls.ts';
 import { type Logger, systemClock, systemTimers } from './env.ts';
 import { type FaultState, Faults } from './transport/faults.ts';
 import { type LinkState, Links } from './transport/links.ts';
@@ -163,6 +164,11 @@ export class NodeHost {
   /** Takes a relay port from the main thread as the link to `peer`. */
   attachPort(peer: string, port: MessagePort): void {
     this.#links?.attachPort(peer, port);
+  }
+
+  /** Serves the page's gets, puts and deletes arriving in batches on `port` (see calls.ts). */
+  attachCalls(port: MessagePort): void {
+    serveCalls(port, this);
   }
 
   /** Drops the link to `peer`. */

@@ -3,6 +3,7 @@
  * validates what callers and peers hand it, and owns its timers. It runs unchanged in a Web Worker, in Node and in
  * the seeded simulation, because everything it touches comes in through {@link NodeOptions}.
  */
+import { Admission } from './admission.ts';
 import { AntiEntropy } from './membership/antientropy.ts';
 import { ByteBudget } from './transport/budget.ts';
 import { decodeMessage, encodeMessage } from './wire/codec.ts';
@@ -109,6 +110,13 @@ export interface NodeOptions {
    * fails with `ERR_TOO_LARGE` and stores nothing. 1..67108864. @default 4194304 (4 MiB)
    */
   readonly maxSiblingSetBytes?: number;
+  /**
+   * The app's gets, puts and deletes this node runs at once, at most; the rest wait their turn (the wait counts in
+   * their latency, not against any replica's timeout). @default 512
+   */
+  readonly maxActiveRequests?: number;
+  /** The app's requests that may wait, at most; one more fails at once with `ERR_OVERLOADED`. @default 50000 */
+  readonly maxWaitingRequests?: number;
 }
 
 /** Options of a get. */
@@ -216,6 +224,8 @@ export class DynamoNode {
   #hintTimer: TimerHandle | undefined;
   #activeTimer: TimerHandle | undefined;
   #closed = false;
+  /** The gate of the app's requests. */
+  readonly #admission: Admission;
 
   constructor(options: NodeOptions) {
     if (!NODE_ID_PATTERN.test(options.id))
@@ -228,6 +238,10 @@ export class DynamoNode {
     this.#w = quorum(options.w ?? 2, this.#n, 'w');
     const bounds = keyBounds(options);
     this.#limits = limitsFor(bounds, options.limits);
+    this.#admission = new Admission({
+      maxActive: boundOption(options.maxActiveRequests ?? 2048, 1, 'maxActiveRequests'),
+      maxWaiting: boundOption(options.maxWaitingRequests ?? 50_000, 0, 'maxWaitingRequests'),
+    });
     // Every dot this node stores or scans tells it how far that dot's node has issued counters (contexts are checked
     // against it).
     const horizon = new DotHorizon();
@@ -756,7 +770,7 @@ export class DynamoNode {
     const started = this.#options.clock.now();
     this.#inflight++;
     try {
-      const result = await run();
+      const result = await this.#admission.run(run);
       if (this.#closed) throw new ClosedError('the node closed before the request completed');
       this.#metrics.observe(kind, this.#options.clock.now() - started);
       return result;
@@ -875,6 +889,12 @@ function activeInterval(grace: number): number {
 function positiveInteger(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1 || value > 16)
     throw new InvalidArgumentError(`${name} must be an integer from 1 to 16, got ${String(value)}`);
+  return value;
+}
+
+function boundOption(value: number, min: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < min)
+    throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got ${String(value)}`);
   return value;
 }
 

@@ -41,6 +41,78 @@ storageContract(
   { describe, it },
 );
 
+describe('IndexedDB pipelined writes', () => {
+  const write = (value: string) => ({
+    node: 'n',
+    timestamp: 1,
+    context: [],
+    value: new TextEncoder().encode(value),
+    ifMatch: false,
+    bounds: { maxSiblings: 32, maxSiblingSetBytes: 1 << 22 },
+  });
+
+  it('shows a write before its commit, with what it commits, once its counter is reserved durably', async () => {
+    const storage = await openIndexedDbStorage(freshName());
+    try {
+      const key = new TextEncoder().encode('k');
+      const first: unknown[] = [];
+      // Nothing is reserved yet when the database is new: the first write is shown only as it commits.
+      await storage.write(key, 1, write('a'), { onComputed: (r) => first.push(r) });
+      expect(first).to.deep.equal([]);
+      let early: unknown;
+      let settled = false;
+      const pending = storage.write(key, 1, write('b'), {
+        onComputed: (r) => {
+          early = r;
+          expect(settled).to.equal(false);
+        },
+      });
+      void pending.then(() => (settled = true));
+      const result = await pending;
+      expect(early).to.deep.equal(result);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('merges a write into the siblings stored before a reopen, whether or not its key filter is filled yet', async () => {
+    const name = freshName();
+    const first = await openIndexedDbStorage(name);
+    const keys = Array.from({ length: 5000 }, (_, i) => new TextEncoder().encode(`key-${i}`));
+    await Promise.all(keys.map((k) => first.write(k, 1, write('old'))));
+    await first.close();
+    const again = await openIndexedDbStorage(name);
+    try {
+      // At once (the filter is still being filled), and again later (filled): each write finds the stored sibling.
+      const early = await again.write(keys[4999]!, 1, write('new'));
+      expect(early.siblings).to.have.length(2);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const late = await Promise.all(keys.slice(0, 100).map((k) => again.write(k, 1, write('new'))));
+      for (const result of late) expect(result.siblings).to.have.length(2);
+      const fresh = await again.write(new TextEncoder().encode('never-written'), 1, write('x'));
+      expect(fresh.siblings).to.have.length(1);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('never issues a counter twice across a reopen, even one only shown before its commit', async () => {
+    const name = freshName();
+    const storage = await openIndexedDbStorage(name);
+    const key = new TextEncoder().encode('k');
+    const counters: number[] = [];
+    for (let i = 0; i < 5; i++) counters.push((await storage.write(key, 1, write(`v${i}`))).version.dot.counter);
+    await storage.close();
+    const again = await openIndexedDbStorage(name);
+    try {
+      const next = (await again.write(key, 1, write('after'))).version.dot.counter;
+      expect(next).to.be.above(Math.max(...counters));
+    } finally {
+      await again.close();
+    }
+  });
+});
+
 describe('IndexedDB storage failures', () => {
   it('turns an IndexedDB failure into ERR_STORAGE with the original as cause, storing nothing', async () => {
     const storage = await openIndexedDbStorage(freshName());

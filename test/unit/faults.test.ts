@@ -219,14 +219,17 @@ describe('Faults', () => {
 
 describe('Links with faults', () => {
   /** Two links joined by a real MessageChannel, as a relay port joins a worker to its data channel. */
-  function pair(faults: Faults): { sender: Links; received: Uint8Array[]; invalid: string[]; close(): void } {
+  function pair(
+    faults: Faults | undefined,
+    receiverFaults?: Faults,
+  ): { sender: Links; received: Uint8Array[]; invalid: string[]; close(): void } {
     const channel = new MessageChannel();
     const received: Uint8Array[] = [];
     const invalid: string[] = [];
     const sender = new Links({
       maxMessageBytes: 1 << 20,
       logger: silentLogger,
-      faults,
+      ...(faults !== undefined ? { faults } : {}),
       onMessage: () => {},
       onInvalid: () => {},
     });
@@ -235,6 +238,7 @@ describe('Links with faults', () => {
       logger: silentLogger,
       onMessage: (_from, message) => received.push(message),
       onInvalid: (_from, reason) => invalid.push(reason),
+      ...(receiverFaults !== undefined ? { faults: receiverFaults } : {}),
     });
     sender.attachPort('b', channel.port1);
     receiver.attachPort('a', channel.port2);
@@ -250,6 +254,50 @@ describe('Links with faults', () => {
   }
 
   const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
+
+  /** Faults of node `self` at a drop rate of 0.5 whose draws are `draws` in turn: a draw under 0.5 drops. */
+  function scripted(self: string, draws: number[]): Faults {
+    const scheduler = new Scheduler();
+    const faults = new Faults({
+      self,
+      random: () => draws.shift() ?? 1,
+      clock: scheduler.clock,
+      timers: scheduler.timersFor({ alive: true }),
+    });
+    faults.setDropRate(0.5);
+    return faults;
+  }
+
+  const bytesOf = (messages: readonly Uint8Array[]): number[][] => messages.map((m) => [...m]);
+
+  it('drops one message of a task on its way out, before bundling, and sends the others', async () => {
+    const faults = scripted('a', [0.9, 0.1, 0.9]);
+    const link = pair(faults);
+    try {
+      for (const n of [1, 2, 3]) link.sender.send('b', new Uint8Array([n]));
+      await settle();
+      assert.deepEqual(bytesOf(link.received), [[1], [3]]);
+      assert.deepEqual(link.invalid, []);
+      assert.equal(faults.state().dropped, 1);
+      assert.equal(link.sender.dropped, 0, 'no frame was dropped');
+    } finally {
+      link.close();
+    }
+  });
+
+  it('judges the messages of an arriving bundle one by one, after unbundling', async () => {
+    const faults = scripted('b', [0.9, 0.1, 0.9]);
+    const link = pair(undefined, faults);
+    try {
+      for (const n of [1, 2, 3]) link.sender.send('b', new Uint8Array([n]));
+      await settle();
+      assert.deepEqual(bytesOf(link.received), [[1], [3]]);
+      assert.deepEqual(link.invalid, []);
+      assert.equal(faults.state().dropped, 1);
+    } finally {
+      link.close();
+    }
+  });
 
   it('drops a message cut into chunks whole, so the next message after healing arrives intact', async () => {
     const faults = new Faults({

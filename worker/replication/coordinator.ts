@@ -192,9 +192,23 @@ export class Coordinator {
       throw new NotResponsibleError(`node ${self} is still fetching partition ${plan.partition}`);
     }
     await this.#contexts.check(request, plan);
-    const local = await this.#writeLocal(request, plan);
+    // Pipelined: the other replicas get the new version as soon as the local write has computed it (its dot drawn
+    // durably), while it commits; this node counts toward W only once committed.
+    let replication: Replication | undefined;
+    const replicate = (siblings: readonly Version[]): Replication =>
+      (replication ??= new Replication(this.#deps, request, plan, siblings));
+    let local: LocalWriteResult;
+    try {
+      local = await this.#writeLocal(request, plan, (early) => replicate(early.siblings));
+    } catch (error) {
+      // The put fails with the local error; replicas already asked keep what they got, as after any failed put.
+      replication?.abandon();
+      throw error;
+    }
     metrics.count('localWrites');
-    const receipt = await this.#replicate(request, plan, local.siblings);
+    const done = replicate(local.siblings);
+    done.acknowledgeLocal();
+    const receipt = await done.done;
     return { context: clockOf(local.version), receipt };
   }
 
@@ -238,7 +252,11 @@ export class Coordinator {
    * Step: the local write, which draws the new dot and checks the context's entry for this node and the key's
    * bounds in the same transaction; a refusal stores nothing.
    */
-  async #writeLocal(request: PutRequest, plan: Plan): Promise<LocalWriteResult> {
+  async #writeLocal(
+    request: PutRequest,
+    plan: Plan,
+    onComputed: (early: LocalWriteResult) => void,
+  ): Promise<LocalWriteResult> {
     const { self, storage, metrics } = this.#deps;
     try {
       return await storage.write(
@@ -252,7 +270,7 @@ export class Coordinator {
           ifMatch: request.ifMatch,
           bounds: this.#deps.bounds,
         },
-        { durability: request.durable ? 'strict' : 'relaxed' },
+        { durability: request.durable ? 'strict' : 'relaxed', onComputed },
       );
     } catch (error) {
       if (hasErrorCode(error, 'ERR_TOO_MANY_SIBLINGS') || hasErrorCode(error, 'ERR_TOO_LARGE')) {
@@ -262,14 +280,6 @@ export class Coordinator {
       }
       throw error;
     }
-  }
-
-  /**
-   * Step: ships the sibling set to the other owners in parallel, replacing each one that does not answer by the
-   * next fallback with a hint. Resolves once W replicas (this node included) hold it; the others keep going.
-   */
-  #replicate(request: PutRequest, plan: Plan, siblings: readonly Version[]): Promise<WireReceipt> {
-    return new Replication(this.#deps, request, plan, siblings).done;
   }
 
   /**

@@ -22,10 +22,12 @@ export class Replication {
   readonly request: PutRequest;
   readonly siblings: readonly Version[];
   readonly spare: string[];
-  readonly #acknowledged: string[];
+  readonly #acknowledged: string[] = [];
   readonly #fallbacks: string[] = [];
   readonly #hints: { holder: string; target: string }[] = [];
   #open: number;
+  /** Whether the coordinator's own write has committed; until then the round can neither succeed on it nor fail. */
+  #local = false;
   #settled = false;
   #resolve!: (receipt: WireReceipt) => void;
   #reject!: (error: unknown) => void;
@@ -34,7 +36,6 @@ export class Replication {
     this.deps = deps;
     this.request = request;
     this.siblings = siblings;
-    this.#acknowledged = [deps.self];
     this.spare = [...plan.fallbacks];
     const owners = plan.owners.filter((id) => id !== deps.self);
     this.#open = owners.length;
@@ -43,7 +44,19 @@ export class Replication {
       this.#reject = reject;
     });
     for (const owner of owners) new ReplicaSlot(this, owner).start();
+  }
+
+  /** The coordinator's own copy has committed: it counts toward W. */
+  acknowledgeLocal(): void {
+    this.#local = true;
+    this.#acknowledged.unshift(this.deps.self);
     this.#settle();
+  }
+
+  /** The coordinator's own write failed: the put fails with that error, whatever the replicas answer. */
+  abandon(): void {
+    this.#settled = true;
+    this.done.catch(() => {});
   }
 
   /** `target` acknowledged, standing in for `hintFor` unless that is null. */
@@ -63,7 +76,7 @@ export class Replication {
   }
 
   #settle(): void {
-    if (this.#settled) return;
+    if (this.#settled || !this.#local) return;
     const { w } = this.request;
     if (this.#acknowledged.length >= w) {
       this.#settled = true;

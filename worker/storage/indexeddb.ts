@@ -1,7 +1,9 @@
 /**
  * The IndexedDB storage engine, for a node running in a browser (normally inside its dedicated worker). One
- * database per node, named by the caller after cluster and node id. Each write is one readwrite transaction that
- * reads, merges with {@link resolve} and writes, so that concurrent writes to a key never lose a version.
+ * database per node, named by the caller after cluster and node id. Writes are group-committed: those made while a
+ * transaction is in flight share the next one, which reads every record they need at once, merges each write with
+ * {@link resolve} in order, and writes the result, so that concurrent writes to a key never lose a version and a
+ * burst of writes costs one commit per batch rather than one per write.
  *
  * Stores: `keys` (key path `key`, binary, so IndexedDB orders keys by their bytes; index `partition` on
  * [partition, key] for scans), `hints` (key path [target, key]; index `key`), `meta` (the engine's own record,
@@ -9,8 +11,9 @@
  * same transactions as the writes they count so they never drift; beside it the caller's named records of
  * {@link IndexedDbStorage.putMeta}, under prefixed keys so that no name can overwrite `state`).
  */
-import { openDB } from 'idb';
-import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
+import { openDB, unwrap } from 'idb';
+import { KeyFilter } from './key-filter.ts';
+import type { DBSchema, IDBPDatabase } from 'idb';
 import { ClosedError, DynameshError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
@@ -34,6 +37,7 @@ import type {
   Durability,
   Hint,
   LocalWrite,
+  LocalWriteOptions,
   LocalWriteResult,
   Storage,
   StorageStats,
@@ -58,7 +62,10 @@ interface HintRecord {
 }
 
 interface MetaRecord {
-  /** The last dot counter drawn by {@link IndexedDbStorage.write}. */
+  /**
+   * The dot counters drawn durably: {@link IndexedDbStorage.write} issues counters up to it, in memory, and raises it
+   * by {@link COUNTER_BLOCK} ahead of use; a node that restarts skips the rest of the block and never reuses one.
+   */
   counter: number;
   keys: number;
   bytes: number;
@@ -72,7 +79,8 @@ interface Schema extends DBSchema {
 }
 
 type StoreName = 'keys' | 'hints' | 'meta';
-type WriteTx = IDBPTransaction<Schema, StoreName[], 'readwrite'>;
+/** The stores of an update of keys: `meta` holds the `state` record that counts them. */
+const KEY_STORES: readonly StoreName[] = ['keys', 'meta'];
 
 const SCHEMA_VERSION = 1;
 const STATE = 'state';
@@ -101,19 +109,225 @@ function plainClock(clock: VClock): VClock {
   return clock.map((e) => ({ node: e.node, counter: e.counter, timestamp: e.timestamp }));
 }
 
+/** Keys read per transaction while the key filter is filled at open. */
+const FILL_PAGE = 4096;
+
+/** Dot counters drawn durably at a time, ahead of use (see {@link MetaRecord.counter}). */
+const COUNTER_BLOCK = 1024;
+
 /** Most updates committed in one transaction. */
 const MAX_BATCH = 256;
 
 /** How one update of a batch ended. */
 type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: Error };
 
+/** The records an update reads: loaded for the whole batch at once, before any update runs. */
+interface Reads {
+  readonly keys?: readonly Bytes[];
+  readonly hints?: readonly (readonly [string, Bytes])[];
+}
+
+/**
+ * The records of a batch as the updates before this one left them. An update reads only what it declared in its
+ * {@link Reads} (and `state`), and its writes take effect only when it returns: one that refuses (throws) has
+ * written nothing.
+ */
+interface UpdateView {
+  key(id: Bytes): KeyRecord | undefined;
+  /** Writes the key's record; undefined deletes it. */
+  setKey(id: Bytes, record: KeyRecord | undefined): void;
+  hint(target: string, id: Bytes): HintRecord | undefined;
+  /** Writes the hint; undefined deletes it. */
+  setHint(target: string, id: Bytes, record: HintRecord | undefined): void;
+  /** The engine's own record. */
+  readonly state: MetaRecord;
+  setState(state: MetaRecord): void;
+  /** Writes a caller's named record. */
+  setNamed(name: string, value: unknown): void;
+  /** Runs `run` once the batch's writes are issued, before it commits (only if this update succeeds). */
+  beforeCommit(run: () => void): void;
+}
+
 /** An update waiting for its transaction. */
 interface PendingUpdate {
   readonly what: string;
-  readonly stores: StoreName[];
+  /** The stores it reads or writes: `keys` always with `meta`, whose `state` counts the keys. */
+  readonly stores: readonly StoreName[];
   readonly durability: Durability;
-  readonly body: (tx: WriteTx) => Promise<unknown>;
+  readonly reads: Reads;
+  /** Runs synchronously once the batch's reads are in; throws to refuse. */
+  readonly run: (view: UpdateView) => unknown;
   readonly settle: (outcome: Outcome) => void;
+}
+
+/** A record of a batch: as loaded, then as the updates left it, and which update wrote it last. */
+interface Slot<R> {
+  readonly store: 'keys' | 'hints' | 'meta';
+  /** The record's IndexedDB key. */
+  readonly key: IDBValidKey;
+  now: R | undefined;
+  /** Index in the batch of the update that last wrote it; -1 while unwritten. */
+  by: number;
+}
+
+/** The records of one batch. */
+class BatchRecords {
+  readonly keys = new Map<string, Slot<KeyRecord>>();
+  readonly hints = new Map<string, Map<string, Slot<HintRecord>>>();
+  readonly named = new Map<string, Slot<unknown>>();
+  readonly state: Slot<MetaRecord> = { store: 'meta', key: STATE, now: undefined, by: -1 };
+  /** What the updates asked to run before the commit. */
+  readonly early: (() => void)[] = [];
+
+  /** `withState`: the batch writes keys, so it loads the engine's own record, which counts them. */
+  constructor(readonly withState: boolean) {}
+
+  keySlot(id: Bytes): Slot<KeyRecord> {
+    const slot = this.keys.get(keyId(id));
+    if (slot === undefined) throw new Error('an update read a key it did not declare');
+    return slot;
+  }
+
+  hintSlot(target: string, id: Bytes): Slot<HintRecord> {
+    const slot = this.hints.get(target)?.get(keyId(id));
+    if (slot === undefined) throw new Error('an update read a hint it did not declare');
+    return slot;
+  }
+
+  /** Every slot an update wrote. */
+  *written(): Generator<Slot<unknown>> {
+    for (const slot of this.keys.values()) if (slot.by >= 0) yield slot;
+    for (const slots of this.hints.values()) for (const slot of slots.values()) if (slot.by >= 0) yield slot;
+    for (const slot of this.named.values()) if (slot.by >= 0) yield slot;
+    if (this.state.by >= 0) yield this.state;
+  }
+}
+
+/** One update's view of a batch: reads through to it, keeps its writes aside until {@link Staged.apply}. */
+class Staged implements UpdateView {
+  readonly #records: BatchRecords;
+  readonly #writes = new Map<Slot<unknown>, unknown>();
+  readonly #early: (() => void)[] = [];
+  #state: MetaRecord | undefined;
+
+  constructor(records: BatchRecords) {
+    this.#records = records;
+  }
+
+  #read<R>(slot: Slot<R>): R | undefined {
+    return this.#writes.has(slot) ? (this.#writes.get(slot) as R | undefined) : slot.now;
+  }
+
+  key(id: Bytes): KeyRecord | undefined {
+    return this.#read(this.#records.keySlot(id));
+  }
+
+  setKey(id: Bytes, record: KeyRecord | undefined): void {
+    this.#writes.set(this.#records.keySlot(id), record);
+  }
+
+  hint(target: string, id: Bytes): HintRecord | undefined {
+    return this.#read(this.#records.hintSlot(target, id));
+  }
+
+  setHint(target: string, id: Bytes, record: HintRecord | undefined): void {
+    this.#writes.set(this.#records.hintSlot(target, id), record);
+  }
+
+  get state(): MetaRecord {
+    if (!this.#records.withState) throw new Error('an update read the state in a batch that did not load it');
+    return this.#state ?? this.#records.state.now ?? EMPTY_STATE;
+  }
+
+  setState(state: MetaRecord): void {
+    this.#state = state;
+  }
+
+  setNamed(name: string, value: unknown): void {
+    let slot = this.#records.named.get(name);
+    if (slot === undefined) {
+      this.#records.named.set(name, (slot = { store: 'meta', key: NAMED + name, now: undefined, by: -1 }));
+    }
+    this.#writes.set(slot, value);
+  }
+
+  beforeCommit(run: () => void): void {
+    this.#early.push(run);
+  }
+
+  /** Makes this update's writes part of the batch, as written by update `index`. */
+  apply(index: number): void {
+    this.#records.early.push(...this.#early);
+    for (const [slot, value] of this.#writes) {
+      slot.now = value;
+      slot.by = index;
+    }
+    if (this.#state !== undefined) {
+      this.#records.state.now = this.#state;
+      this.#records.state.by = index;
+    }
+  }
+}
+
+/**
+ * Loads into `records` what every update of `batch` declared it reads, all requests at once; a key that `filter`
+ * says is certainly absent is not read.
+ */
+function load(
+  tx: IDBTransaction,
+  batch: readonly PendingUpdate[],
+  records: BatchRecords,
+  filter: KeyFilter | null,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let waiting = 1;
+    const loaded = (): void => {
+      if (--waiting === 0) resolve();
+    };
+    const get = (slot: Slot<unknown>): void => {
+      waiting++;
+      const request = tx.objectStore(slot.store).get(slot.key);
+      request.onsuccess = () => {
+        slot.now = request.result;
+        loaded();
+      };
+      request.onerror = () => reject(request.error ?? new Error('an IndexedDB read failed'));
+    };
+    try {
+      if (records.withState) get(records.state);
+      for (const { reads } of batch) {
+        for (const id of reads.keys ?? []) {
+          const name = keyId(id);
+          if (records.keys.has(name)) continue;
+          const slot: Slot<KeyRecord> = { store: 'keys', key: id, now: undefined, by: -1 };
+          records.keys.set(name, slot);
+          if (filter === null || filter.mayHave(id)) get(slot);
+        }
+        for (const [target, id] of reads.hints ?? []) {
+          let slots = records.hints.get(target);
+          if (slots === undefined) records.hints.set(target, (slots = new Map()));
+          const name = keyId(id);
+          if (slots.has(name)) continue;
+          const slot: Slot<HintRecord> = { store: 'hints', key: [target, id], now: undefined, by: -1 };
+          slots.set(name, slot);
+          get(slot);
+        }
+      }
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    loaded();
+  });
+}
+
+/** Aborts `tx` unless it has already ended. */
+function abort(tx: IDBTransaction): void {
+  try {
+    tx.abort();
+  } catch {
+    // Already committed or aborted.
+  }
 }
 
 function failure(error: unknown, what: string): Error {
@@ -149,6 +363,14 @@ export class IndexedDbStorage implements Storage {
   readonly #pending: PendingUpdate[] = [];
   /** True while a batch of updates is being committed. */
   #committing = false;
+  /** The keys stored, or maybe stored: a write to a key it has never seen skips reading it. */
+  readonly #filter = new KeyFilter();
+  /** True once every key stored at open is in {@link IndexedDbStorage.#filter}. */
+  #filterReady = false;
+  /** The highest dot counter issued since the storage opened (see {@link MetaRecord.counter}). */
+  #issued = -1;
+  /** The highest dot counter known to be reserved by a committed transaction. */
+  #reserved = -1;
 
   private constructor() {}
 
@@ -173,9 +395,31 @@ export class IndexedDbStorage implements Storage {
           storage.#closed = true;
         },
       });
-      return storage;
     } catch (error) {
       throw failure(error, `open of "${name}"`);
+    }
+    void storage.#fillFilter();
+    return storage;
+  }
+
+  /**
+   * Puts every stored key into the filter, a page of keys per short transaction (writes go on meanwhile, and add
+   * their keys themselves); until it is done, every write reads its key. A failure leaves it so.
+   */
+  async #fillFilter(): Promise<void> {
+    try {
+      let after: Bytes | undefined;
+      for (;;) {
+        const range = after === undefined ? undefined : IDBKeyRange.lowerBound(after, true);
+        const keys = await this.#open().getAllKeys('keys', range, FILL_PAGE);
+        // Binary keys come back as ArrayBuffers, whatever view they were stored from.
+        for (const key of keys) this.#filter.add(new Uint8Array(key as unknown as ArrayBuffer));
+        if (keys.length < FILL_PAGE) break;
+        after = keys[keys.length - 1];
+      }
+      this.#filterReady = true;
+    } catch {
+      // Closed, or IndexedDB failed: writes keep reading their keys.
     }
   }
 
@@ -185,20 +429,21 @@ export class IndexedDbStorage implements Storage {
   }
 
   /**
-   * Runs `body` in a readwrite transaction and resolves once that transaction has committed (group commit). Updates
+   * Runs `run` in a readwrite transaction and resolves once that transaction has committed (group commit). Updates
    * made while a transaction is in flight wait and run together, in the order they were made, in the next one: one
    * commit for many writes, where a transaction each would queue behind the others on the `meta` record they all
-   * touch. Each body reads what the bodies before it wrote. A body refusing with a `DynameshError` has written
-   * nothing (every body checks before it writes) and fails alone; any other error abandons the transaction, fails
-   * that update and runs the others again in the next one; a transaction that aborts on its own fails every update
-   * in it, none written.
+   * touch. The records every update of a batch declared in `reads` are loaded at once; then each update runs
+   * synchronously on them as the updates before it left them, and its writes count only when it returns, so one
+   * that throws (a refusal, or anything else) fails alone with nothing written; then everything written goes out and
+   * the transaction commits. A transaction that aborts fails every update in it, none written.
    * The transaction is strict when any of its updates asked for strict durability.
    */
   #update<T>(
     what: string,
-    stores: StoreName[],
+    stores: readonly StoreName[],
     durability: Durability | undefined,
-    body: (tx: WriteTx) => Promise<T>,
+    reads: Reads,
+    run: (view: UpdateView) => T,
   ): Promise<T> {
     this.#open();
     return new Promise<T>((resolve, reject) => {
@@ -206,7 +451,8 @@ export class IndexedDbStorage implements Storage {
         what,
         stores,
         durability: durability ?? 'relaxed',
-        body,
+        reads,
+        run,
         settle: (outcome) => (outcome.ok ? resolve(outcome.value as T) : reject(outcome.error)),
       });
       if (!this.#committing) void this.#drain();
@@ -224,49 +470,82 @@ export class IndexedDbStorage implements Storage {
   }
 
   async #commit(batch: readonly PendingUpdate[]): Promise<void> {
-    let tx: WriteTx;
-    try {
-      const stores = [...new Set(batch.flatMap((u) => u.stores))];
-      const durability = batch.some((u) => u.durability === 'strict') ? 'strict' : 'relaxed';
-      tx = this.#open().transaction(stores, 'readwrite', { durability });
-    } catch (error) {
+    const failAll = (error: unknown): void => {
       for (const u of batch) u.settle({ ok: false, error: failure(error, u.what) });
+    };
+    const stores = [...new Set(batch.flatMap((u) => u.stores))];
+    let tx: IDBTransaction;
+    try {
+      const durability = batch.some((u) => u.durability === 'strict') ? 'strict' : 'relaxed';
+      tx = unwrap(this.#open()).transaction(stores, 'readwrite', { durability });
+    } catch (error) {
+      failAll(error);
       return;
     }
+    const done = new Promise<void>((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onabort = () => reject(tx.error ?? new DOMException('the transaction was aborted', 'AbortError'));
+    });
     // Observed here so that an abort never surfaces as an unhandled rejection; awaited below.
-    tx.done.catch(() => {});
-    const outcomes: Outcome[] = [];
-    for (const [i, u] of batch.entries()) {
+    done.catch(() => {});
+    const records = new BatchRecords(stores.includes('keys'));
+    try {
+      await load(tx, batch, records, this.#filterReady ? this.#filter : null);
+    } catch (error) {
+      abort(tx);
+      failAll(error);
+      return;
+    }
+    if (records.state.now !== undefined) this.#reserved = Math.max(this.#reserved, records.state.now.counter);
+    const outcomes: Outcome[] = batch.map((u, i) => {
+      const view = new Staged(records);
       try {
-        outcomes.push({ ok: true, value: await u.body(tx) });
+        const value = u.run(view);
+        view.apply(i);
+        return { ok: true, value };
       } catch (error) {
-        if (error instanceof DynameshError) {
-          // A refusal, made before its body wrote anything: it fails alone.
-          outcomes.push({ ok: false, error });
-          continue;
+        return { ok: false, error: failure(error, u.what) };
+      }
+    });
+    let writer = -1;
+    try {
+      for (const slot of records.written()) {
+        writer = slot.by;
+        const store = tx.objectStore(slot.store);
+        if (slot.store === 'meta') store.put(slot.now, slot.key);
+        else if (slot.now === undefined) store.delete(slot.key);
+        else {
+          store.put(slot.now);
+          if (slot.store === 'keys') this.#filter.add(slot.key as Bytes);
         }
-        // Anything else may have come after some of its writes: the transaction is abandoned, that update fails,
-        // and the others of the batch, undone with it, run again in the next transaction.
-        try {
-          tx.abort();
-        } catch {
-          // Already committed or aborted.
-        }
-        u.settle({ ok: false, error: failure(error, u.what) });
-        this.#pending.unshift(...batch.filter((_, j) => j !== i));
-        return;
+      }
+    } catch (error) {
+      // A record IndexedDB refused as it was issued (one it cannot clone): the update that wrote it last fails, and
+      // the others, undone with the transaction, run again in the next one.
+      abort(tx);
+      const culprit = batch[writer];
+      culprit?.settle({ ok: false, error: failure(error, culprit.what) });
+      this.#pending.unshift(...batch.filter((u) => u !== culprit));
+      return;
+    }
+    for (const run of records.early) {
+      try {
+        run();
+      } catch {
+        // The caller's own business (see LocalWriteOptions.onComputed).
       }
     }
     try {
-      await tx.done;
+      await done;
     } catch (error) {
       // Nothing of the batch was written: every update fails, with its own error where it had one.
       batch.forEach((u, i) => {
-        const outcome = outcomes[i];
-        u.settle(outcome?.ok === false ? outcome : { ok: false, error: failure(error, u.what) });
+        const outcome = outcomes[i]!;
+        u.settle(outcome.ok ? { ok: false, error: failure(error, u.what) } : outcome);
       });
       return;
     }
+    if (records.state.by >= 0) this.#reserved = Math.max(this.#reserved, records.state.now!.counter);
     batch.forEach((u, i) => u.settle(outcomes[i]!));
   }
 
@@ -308,45 +587,19 @@ export class IndexedDbStorage implements Storage {
     options: WriteOptions | undefined,
   ): Promise<ApplyResult[]> {
     const batch = entries.map((e) => ({ id: ownBytes(e.key), incoming: e.versions.map(plainVersion) }));
-    return this.#update(what, ['keys', 'meta'], options?.durability, async (tx) => {
-      const keys = tx.objectStore('keys');
-      const meta = tx.objectStore('meta');
-      const slots = new Map<string, { now: KeyRecord | undefined; changed: boolean }>();
-      const reads: Promise<void>[] = [];
-      const slotOf = batch.map(({ id }) => {
-        const name = keyId(id);
-        let slot = slots.get(name);
-        if (slot === undefined) {
-          const fresh: { now: KeyRecord | undefined; changed: boolean } = { now: undefined, changed: false };
-          reads.push(keys.get(id).then((record) => void (fresh.now = record)));
-          slots.set(name, (slot = fresh));
-        }
-        return slot;
-      });
-      const [state] = await Promise.all([readState(meta), ...reads]);
-      let counts = state;
-      const results = batch.map(({ id, incoming }, i): ApplyResult => {
-        const slot = slotOf[i]!;
-        const { siblings, changed } = resolve(slot.now?.siblings ?? [], incoming);
+    const reads = { keys: batch.map((e) => e.id) };
+    return this.#update(what, KEY_STORES, options?.durability, reads, (view) => {
+      let counts = view.state;
+      const results = batch.map(({ id, incoming }): ApplyResult => {
+        const now = view.key(id)?.siblings;
+        const { siblings, changed } = resolve(now ?? [], incoming);
         if (changed) {
-          counts = recount(counts, id, slot.now?.siblings, siblings);
-          slot.now = { key: id, partition, siblings };
-          slot.changed = true;
+          counts = recount(counts, id, now, siblings);
+          view.setKey(id, { key: id, partition, siblings });
         }
         return { siblings, changed };
       });
-      if (counts !== state) {
-        const writes: Promise<unknown>[] = [];
-        try {
-          for (const slot of slots.values()) if (slot.changed) writes.push(keys.put(slot.now!));
-          writes.push(meta.put(counts, STATE));
-        } finally {
-          // A put can throw as it is issued (a value that cannot be cloned); the ones issued before it then fail
-          // with the abort, observed here rather than left unhandled.
-          for (const w of writes) w.catch(() => {});
-        }
-        await Promise.all(writes);
-      }
+      if (counts !== view.state) view.setState(counts);
       return results;
     });
   }
@@ -355,30 +608,37 @@ export class IndexedDbStorage implements Storage {
     key: Uint8Array,
     partition: number,
     write: LocalWrite,
-    options?: WriteOptions,
+    options?: LocalWriteOptions,
   ): Promise<LocalWriteResult> {
     const id = ownBytes(key);
     const context = plainClock(write.context);
     const value = write.value === null ? null : ownBytes(write.value);
     const { node, timestamp, ifMatch, bounds } = write;
-    return this.#update('write', ['keys', 'meta'], options?.durability, async (tx) => {
-      const keys = tx.objectStore('keys');
-      const meta = tx.objectStore('meta');
-      const [old, state] = await Promise.all([keys.get(id), readState(meta)]);
-      const stored = old?.siblings ?? [];
+    const onComputed = options?.onComputed;
+    return this.#update('write', KEY_STORES, options?.durability, { keys: [id] }, (view) => {
+      const old = view.key(id)?.siblings;
+      const state = view.state;
+      const stored = old ?? [];
       if (ifMatch && !contextCoversAll(context, stored)) {
         throw new StaleContextError('the context does not cover every stored version of the key');
       }
-      checkOwnEntry(context, node, issuedCounter(state.counter, node, stored));
-      const counter = nextCounter(state.counter, node, stored);
+      // Counters are issued in memory below the durable reservation; after a restart, from the reservation up.
+      const issued = this.#issued >= 0 ? this.#issued : state.counter;
+      checkOwnEntry(context, node, issuedCounter(issued, node, stored));
+      const counter = nextCounter(issued, node, stored);
       const version = createVersion(node, counter, timestamp, context, value);
       const { siblings } = resolve(stored, [version]);
       checkBounds(id, stored, siblings, bounds);
-      await Promise.all([
-        keys.put({ key: id, partition, siblings }),
-        meta.put({ ...recount(state, id, old?.siblings, siblings), counter }, STATE),
-      ]);
-      return { version, siblings };
+      view.setKey(id, { key: id, partition, siblings });
+      // The reservation runs a block ahead, raised half a block early so that the next batches find theirs durable.
+      const reserved = counter + COUNTER_BLOCK / 2 > state.counter ? counter + COUNTER_BLOCK : state.counter;
+      view.setState({ ...recount(state, id, old, siblings), counter: reserved });
+      // Issued from now on, whether the transaction commits or not: a version may leave before it does.
+      this.#issued = Math.max(this.#issued, counter);
+      const result = { version, siblings };
+      // Shown before the commit only when a transaction already committed the counter's reservation.
+      if (onComputed !== undefined && counter <= this.#reserved) view.beforeCommit(() => onComputed(result));
+      return result;
     });
   }
 
@@ -408,11 +668,11 @@ export class IndexedDbStorage implements Storage {
       partition: hint.partition,
       siblings: hint.siblings.map(plainVersion),
     };
-    await this.#update('putHint', ['hints'], options?.durability, async (tx) => {
-      const hints = tx.objectStore('hints');
-      const old = await hints.get([record.target, record.key]);
+    const reads = { hints: [[record.target, record.key]] as const };
+    await this.#update('putHint', ['hints'], options?.durability, reads, (view) => {
+      const old = view.hint(record.target, record.key);
       const { siblings, changed } = resolve(old?.siblings ?? [], record.siblings);
-      if (changed) await hints.put({ ...record, siblings });
+      if (changed) view.setHint(record.target, record.key, { ...record, siblings });
     });
   }
 
@@ -441,12 +701,11 @@ export class IndexedDbStorage implements Storage {
   async deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
     const id = ownBytes(key);
     const done = delivered.map(plainVersion);
-    return this.#update('deleteHint', ['hints'], 'relaxed', async (tx) => {
-      const hints = tx.objectStore('hints');
-      const old = await hints.get([target, id]);
+    return this.#update('deleteHint', ['hints'], 'relaxed', { hints: [[target, id]] }, (view) => {
+      const old = view.hint(target, id);
       if (old === undefined) return true;
       if (undelivered(old.siblings, done).length > 0) return false;
-      await hints.delete([target, id]);
+      view.setHint(target, id, undefined);
       return true;
     });
   }
@@ -458,19 +717,18 @@ export class IndexedDbStorage implements Storage {
   async deleteIfUnchanged(key: Uint8Array, siblings: readonly Version[]): Promise<boolean> {
     const id = ownBytes(key);
     const expected = siblings.map(plainVersion);
-    return this.#update('deleteIfUnchanged', ['keys', 'meta'], 'relaxed', async (tx) => {
-      const keys = tx.objectStore('keys');
-      const meta = tx.objectStore('meta');
-      const [old, state] = await Promise.all([keys.get(id), readState(meta)]);
+    return this.#update('deleteIfUnchanged', KEY_STORES, 'relaxed', { keys: [id] }, (view) => {
+      const old = view.key(id);
       const outcome = removal(old?.siblings, expected);
       if (outcome === 'keep') return false;
       if (outcome === 'remove') {
-        const counts: MetaRecord = {
+        const state = view.state;
+        view.setKey(id, undefined);
+        view.setState({
           counter: state.counter,
           keys: state.keys - 1,
           bytes: state.bytes - storedSize(old!.key, old!.siblings),
-        };
-        await Promise.all([keys.delete(id), meta.put(counts, STATE)]);
+        });
       }
       return true;
     });
@@ -508,15 +766,15 @@ export class IndexedDbStorage implements Storage {
    * restart; one lost in a crash could make it drop or forget data it still owns.
    */
   async putMeta(name: string, value: unknown): Promise<void> {
+    let copy: unknown;
     try {
-      // Refused before the transaction: a value IndexedDB cannot clone must not cost the updates it would share it with.
-      structuredClone(value);
+      // A copy taken now (the caller may change the value before the transaction gets to it), which also refuses
+      // before the transaction a value IndexedDB cannot clone, so it does not cost the updates it would share it with.
+      copy = structuredClone(value);
     } catch (error) {
       throw failure(error, 'putMeta');
     }
-    await this.#update('putMeta', ['meta'], 'strict', async (tx) => {
-      await tx.objectStore('meta').put(value, NAMED + name);
-    });
+    await this.#update('putMeta', ['meta'], 'strict', {}, (view) => view.setNamed(name, copy));
   }
 
   async stats(): Promise<StorageStats> {

@@ -8,6 +8,7 @@ import type {
   ApplyResult,
   Hint,
   LocalWrite,
+  LocalWriteOptions,
   LocalWriteResult,
   Storage,
   StorageStats,
@@ -55,7 +56,7 @@ export class ObservedStorage implements Storage {
     key: Uint8Array,
     partition: number,
     write: LocalWrite,
-    options?: WriteOptions,
+    options?: LocalWriteOptions,
   ): Promise<LocalWriteResult> {
     const result = await this.#inner.write(key, partition, write, options);
     this.#onChange(key, result.siblings);

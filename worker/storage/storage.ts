@@ -16,6 +16,17 @@ export interface WriteOptions {
   readonly durability?: Durability;
 }
 
+/** Options of {@link Storage.write}. */
+export interface LocalWriteOptions extends WriteOptions {
+  /**
+   * Called before the write commits, with what it will have written once it commits, so that the coordinator can
+   * ship the new version to the other replicas meanwhile (pipelining). An engine calls it at most once, and only
+   * when the new dot's counter is already durably drawn (a crash before the commit never lets the node issue it
+   * again); it may not call it at all. Errors it throws are ignored.
+   */
+  readonly onComputed?: (result: LocalWriteResult) => void;
+}
+
 /** A key with its siblings, as stored. */
 export interface StoredKey {
   readonly key: Uint8Array;
@@ -104,7 +115,7 @@ export interface Storage {
    * nothing and draws no counter when a check fails: `ERR_STALE_CONTEXT` (ifMatch), `ERR_INVALID_ARGUMENT` (the
    * context names a future version of this node), `ERR_TOO_MANY_SIBLINGS` or `ERR_TOO_LARGE` (bounds).
    */
-  write(key: Uint8Array, partition: number, write: LocalWrite, options?: WriteOptions): Promise<LocalWriteResult>;
+  write(key: Uint8Array, partition: number, write: LocalWrite, options?: LocalWriteOptions): Promise<LocalWriteResult>;
   /** Keys of `partition` in key order, after `after` when given, at most `limit`. */
   scanPartition(partition: number, options?: { after?: Uint8Array; limit?: number }): Promise<StoredKey[]>;
   /** Merges `siblings` into the hint for (`target`, `key`) in one transaction. */

@@ -1,13 +1,17 @@
 /**
  * The node's transport in a tab: one link per peer, either a data channel transferred into the worker (frames go
  * straight from worker to worker) or a `MessagePort` whose other end the main thread relays to a data channel.
- * Messages are cut into frames that fit a data-channel message (see frames.ts). Sending is best effort: frames for
- * a peer without a link, or past a full buffer, are dropped and counted; the node's timeouts notice. With
- * {@link Faults}, every whole message in or out passes its isolation, loss and delay first.
+ * Messages become frames that fit a data-channel message (see frames.ts). Each frame costs a `send` or `postMessage`
+ * whatever its size, so small messages for a peer are held until the end of the task that sent them and then go
+ * out bundled, as few frames as fit, in order; a large one goes at once in chunks, after what was held for its peer.
+ * Sending is best effort: frames for a peer without a link, or past a full buffer, are dropped and counted; the
+ * node's timeouts notice. With {@link Faults}, every whole message in or out passes its isolation, loss and delay
+ * first: outgoing ones before they are bundled, incoming ones after they are unbundled.
  */
 import type { Logger, Transport } from '../env.ts';
 import type { Faults } from './faults.ts';
-import { Reassembler, toFrames } from '../wire/frames.ts';
+import { type AfterTask, afterTaskScheduler } from '../after-task.ts';
+import { CHUNK_PAYLOAD_BYTES, Reassembler, packFrames, toFrames } from '../wire/frames.ts';
 
 /** The two kinds of link. */
 export type LinkKind = 'channel' | 'relay';
@@ -36,6 +40,8 @@ export interface LinksOptions {
   readonly maxBufferedBytes?: number;
   /** Injected faults every message passes; without them nothing is dropped or held on purpose. */
   readonly faults?: Faults;
+  /** Schedules the flush of held messages after the current task. @default a message to a private MessageChannel */
+  readonly afterTask?: AfterTask;
 }
 
 interface Link {
@@ -51,12 +57,17 @@ interface Link {
 export class Links implements Transport {
   readonly #options: LinksOptions;
   readonly #links = new Map<string, Link>();
+  /** Small messages sent in this task, per peer, in order, to be bundled after it. */
+  readonly #held = new Map<string, Uint8Array[]>();
+  readonly #afterTask: AfterTask;
+  #flushScheduled = false;
   #nextMessageId = 1;
-  /** Frames dropped: no link, queue full, or buffer full. */
+  /** Frames dropped: no link, queue full, or buffer full (a message for a peer without a link counts as one). */
   dropped = 0;
 
   constructor(options: LinksOptions) {
     this.#options = options;
+    this.#afterTask = options.afterTask ?? afterTaskScheduler();
   }
 
   /** Uses a data channel transferred into this worker as the link to `peer`, replacing any earlier link. */
@@ -94,29 +105,35 @@ export class Links implements Transport {
     this.#replace(peer, link);
   }
 
-  /** Closes and forgets the link to `peer`. */
+  /** Closes and forgets the link to `peer`; messages held for it are discarded. */
   detach(peer: string): void {
+    this.#held.delete(peer);
     const link = this.#links.get(peer);
     if (link === undefined) return;
     this.#links.delete(peer);
     link.close();
   }
 
-  /** Sends one message to `to`, in frames. */
+  /**
+   * Sends one message to `to`: a small one after this task, bundled with the others sent to `to` in it, a large one
+   * now, in chunks, after those. The bytes of a small message are read when it goes: keep them unchanged until then.
+   */
   send(to: string, message: Uint8Array): void {
+    const large = message.byteLength > CHUNK_PAYLOAD_BYTES;
     const faults = this.#options.faults;
     if (faults !== undefined) {
-      // Framed now, which copies the message: a delayed send must not keep a buffer the caller may reuse.
-      const frames = toFrames(message, this.#nextMessageId++);
-      faults.outgoing(to, () => this.#deliver(to, frames));
+      // Framed or copied now: a delayed send must not keep a buffer the caller may reuse.
+      if (large) {
+        const frames = toFrames(message, this.#nextMessageId++);
+        faults.outgoing(to, () => this.#sendChunks(to, frames));
+      } else {
+        const copy = message.slice();
+        faults.outgoing(to, () => this.#hold(to, copy));
+      }
       return;
     }
-    const link = this.#links.get(to);
-    if (link === undefined) {
-      this.dropped++;
-      return;
-    }
-    this.#toLink(to, link, toFrames(message, this.#nextMessageId++));
+    if (large) this.#sendChunks(to, toFrames(message, this.#nextMessageId++));
+    else this.#hold(to, message);
   }
 
   /** Every link and whether it is open. */
@@ -124,12 +141,47 @@ export class Links implements Transport {
     return [...this.#links].map(([peer, link]) => ({ peer, kind: link.kind, open: link.isOpen() }));
   }
 
-  /** Closes every link. */
+  /** Sends what is held, then closes every link. */
   close(): void {
+    this.#flushAll();
     for (const peer of [...this.#links.keys()]) this.detach(peer);
   }
 
-  /** Sends frames that passed the faults, to the link `to` has now. */
+  /** Holds a small message for `to` until the end of the task. */
+  #hold(to: string, message: Uint8Array): void {
+    if (!this.#links.has(to)) {
+      this.dropped++;
+      return;
+    }
+    const held = this.#held.get(to);
+    if (held === undefined) this.#held.set(to, [message]);
+    else held.push(message);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      this.#afterTask(() => this.#flushAll());
+    }
+  }
+
+  /** Sends the chunks of a large message, after what is held for `to`, which must not overtake them. */
+  #sendChunks(to: string, frames: Uint8Array[]): void {
+    this.#flushPeer(to);
+    this.#deliver(to, frames);
+  }
+
+  #flushAll(): void {
+    this.#flushScheduled = false;
+    for (const peer of [...this.#held.keys()]) this.#flushPeer(peer);
+  }
+
+  /** Sends the messages held for `peer`, bundled; each frame stands alone, so each is let through or dropped alone. */
+  #flushPeer(peer: string): void {
+    const held = this.#held.get(peer);
+    if (held === undefined) return;
+    this.#held.delete(peer);
+    for (const frame of packFrames(held)) this.#deliver(peer, [frame]);
+  }
+
+  /** Sends frames to the link `to` has now. */
   #deliver(to: string, frames: Uint8Array[]): void {
     const link = this.#links.get(to);
     if (link === undefined) {
@@ -174,10 +226,16 @@ export class Links implements Transport {
       return;
     }
     const outcome = reassembler.push(new Uint8Array(data));
-    if (outcome.kind === 'message') {
-      // Faults judge whole messages, after reassembly, so that a dropped one leaves the reassembler in step.
-      if (this.#options.faults?.admits(peer) === false) return;
-      this.#options.onMessage(peer, outcome.message);
+    if (outcome.kind === 'messages') {
+      const faults = this.#options.faults;
+      for (const message of outcome.messages) {
+        // Faults judge whole messages, after reassembly and unbundling, so that a dropped one leaves the reassembler
+        // in step and takes none of its bundle with it.
+        if (faults?.admits(peer) === false) continue;
+        this.#options.onMessage(peer, message);
+        // A message that led to this link's replacement or detachment ends the bundle, as for any later frame.
+        if (this.#links.get(peer) !== link) return;
+      }
     } else if (outcome.kind === 'invalid') this.#options.onInvalid(peer, outcome.reason);
     else this.#options.onProgress?.(peer);
   }

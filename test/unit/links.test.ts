@@ -1,0 +1,143 @@
+/**
+ * The links' batching: small messages sent to a peer in one task leave together, in one frame, after the task; a
+ * large one leaves at once in chunks, behind what was held for its peer. A fake relay port records the frames, and
+ * the end of a task is driven by hand, except where the default MessageChannel hook itself is under test.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../../worker/env.ts';
+import type { AfterTask } from '../../worker/after-task.ts';
+import { Links } from '../../worker/transport/links.ts';
+import { CHUNK_PAYLOAD_BYTES, Reassembler } from '../../worker/wire/frames.ts';
+
+/** A relay port that records what is posted on it. */
+function recordingPort(frames: Uint8Array[]): MessagePort {
+  return {
+    onmessage: null,
+    postMessage: (buffer: ArrayBuffer) => frames.push(new Uint8Array(buffer)),
+    start: () => {},
+    close: () => {},
+  } as unknown as MessagePort;
+}
+
+interface Rig {
+  readonly links: Links;
+  /** Frames written, per peer. */
+  readonly frames: Map<string, Uint8Array[]>;
+  /** Ends the current task: runs what waits for its end. */
+  endTask(): void;
+}
+
+function rig(peers: readonly string[]): Rig {
+  let waiting: (() => void)[] = [];
+  const afterTask: AfterTask = (callback) => waiting.push(callback);
+  const links = new Links({
+    maxMessageBytes: 1 << 20,
+    logger: silentLogger,
+    onMessage: () => {},
+    onInvalid: () => {},
+    afterTask,
+  });
+  const frames = new Map<string, Uint8Array[]>();
+  for (const peer of peers) {
+    frames.set(peer, []);
+    links.attachPort(peer, recordingPort(frames.get(peer)!));
+  }
+  return {
+    links,
+    frames,
+    endTask: () => {
+      const callbacks = waiting;
+      waiting = [];
+      for (const callback of callbacks) callback();
+    },
+  };
+}
+
+/** The messages carried by `frames`, joined again. */
+function unframe(frames: readonly Uint8Array[]): Uint8Array[] {
+  const reassembler = new Reassembler(1 << 20);
+  const messages: Uint8Array[] = [];
+  for (const frame of frames) {
+    const outcome = reassembler.push(frame);
+    assert.notEqual(outcome.kind, 'invalid');
+    if (outcome.kind === 'messages') messages.push(...outcome.messages);
+  }
+  return messages;
+}
+
+const message = (fill: number, length = 10): Uint8Array => new Uint8Array(length).fill(fill);
+
+describe('Links batching', () => {
+  it('sends the messages of one task to a peer as one frame after the task, one frame per peer', () => {
+    const { links, frames, endTask } = rig(['b', 'c']);
+    links.send('b', message(1));
+    links.send('c', message(2));
+    links.send('b', message(3));
+    links.send('b', message(4));
+    assert.equal(frames.get('b')!.length, 0, 'nothing is written before the task ends');
+    endTask();
+    assert.equal(frames.get('b')!.length, 1);
+    assert.equal(frames.get('c')!.length, 1);
+    assert.deepEqual(unframe(frames.get('b')!), [message(1), message(3), message(4)]);
+    assert.deepEqual(unframe(frames.get('c')!), [message(2)]);
+  });
+
+  it('with the default hook, gathers sends from the microtasks of one task into one frame', async () => {
+    const channel = new MessageChannel();
+    const frames: Uint8Array[] = [];
+    const links = new Links({
+      maxMessageBytes: 1 << 20,
+      logger: silentLogger,
+      onMessage: () => {},
+      onInvalid: () => {},
+    });
+    links.attachPort('b', channel.port1);
+    channel.port2.onmessage = (event: MessageEvent) => frames.push(new Uint8Array(event.data as ArrayBuffer));
+    try {
+      await new Promise<void>((resolve) =>
+        setTimeout(() => {
+          let chain = Promise.resolve();
+          for (let i = 0; i < 5; i++) chain = chain.then(() => links.send('b', message(i)));
+          void chain.then(resolve);
+        }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(frames.length, 1);
+      assert.deepEqual(
+        unframe(frames),
+        [0, 1, 2, 3, 4].map((i) => message(i)),
+      );
+    } finally {
+      links.close();
+      channel.port2.close();
+    }
+  });
+
+  it('keeps per-peer order around a large message: what was held goes first, what follows after its chunks', () => {
+    const { links, frames, endTask } = rig(['b']);
+    const large = message(9, 2 * CHUNK_PAYLOAD_BYTES + 5);
+    links.send('b', message(1));
+    links.send('b', message(2));
+    links.send('b', large);
+    links.send('b', message(3));
+    assert.deepEqual(
+      frames.get('b')!.map((frame) => frame[0]),
+      [0x02, 0x01, 0x01, 0x01],
+      'the held bundle, then the chunks, at once',
+    );
+    endTask();
+    assert.deepEqual(unframe(frames.get('b')!), [message(1), message(2), large, message(3)]);
+  });
+
+  it('discards the messages held for a detached peer and sends those held for others on close', () => {
+    const { links, frames, endTask } = rig(['b', 'c']);
+    links.send('b', message(1));
+    links.send('c', message(2));
+    links.detach('b');
+    links.close();
+    endTask();
+    assert.deepEqual(frames.get('b'), []);
+    assert.deepEqual(unframe(frames.get('c')!), [message(2)]);
+  });
+});

@@ -1,0 +1,40 @@
+/**
+ * Runs work once the current task is over, before the next timers: what a burst of promise continuations produces
+ * in one task (many microtasks) is gathered and sent as one message. A microtask would run too soon (before the
+ * continuations queued after it), and a timer too late (Chromium clamps nested timers to 4 ms); a message posted to
+ * a private port is the next task, about as soon as a task can come.
+ */
+
+/** Schedules `run` after the current task; the runs scheduled in one task go together, in order. */
+export type AfterTask = (run: () => void) => void;
+
+/**
+ * A scheduler of its own: a private `MessageChannel`, and the runs waiting for its message. The port listens only
+ * while a run waits, so that an idle scheduler keeps no event loop alive (in Node) and a waiting one is never lost.
+ */
+export function afterTaskScheduler(): AfterTask {
+  let waiting: (() => void)[] = [];
+  let channel: MessageChannel | undefined;
+  const fire = (): void => {
+    channel!.port1.onmessage = null;
+    const runs = waiting;
+    waiting = [];
+    for (const run of runs) {
+      try {
+        run();
+      } catch (error) {
+        // One failing run must not keep the others from theirs; the error still surfaces as uncaught.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  };
+  return (run) => {
+    waiting.push(run);
+    if (waiting.length > 1) return;
+    channel ??= new MessageChannel();
+    channel.port1.onmessage = fire;
+    channel.port2.postMessage(null);
+  };
+}

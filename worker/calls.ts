@@ -1,0 +1,192 @@
+/**
+ * The page's reads and writes cross into the node's worker in batches: the calls a page makes in one task travel in
+ * one message on a `MessagePort` of their own, and the answers that settle in one task travel back in one message.
+ * A burst of thousands of puts then costs the page and the worker a few messages instead of a structured-clone
+ * round trip each (comlink, which carries every other call, makes one message and one listener per call).
+ *
+ * The worker checks every call's shape before it runs it; the page matches answers to calls by id.
+ */
+import { ClosedError, type DynameshError } from './errors.ts';
+import type { DeleteOptions, GetOptions, GetResult, PutOptions, PutResult } from './node.ts';
+import { type AfterTask, afterTaskScheduler } from './after-task.ts';
+import type { Outcome } from './main.ts';
+
+/** One call, as the page makes it. */
+export type Call =
+  | { readonly id: number; readonly op: 'get'; readonly key: string | Uint8Array; readonly options: GetOptions }
+  | {
+      readonly id: number;
+      readonly op: 'put';
+      readonly key: string | Uint8Array;
+      readonly value: Uint8Array;
+      readonly options: PutOptions;
+    }
+  | { readonly id: number; readonly op: 'delete'; readonly key: string | Uint8Array; readonly options: DeleteOptions };
+
+/** A call without its id, as a caller makes it. */
+export type CallRequest = Call extends infer C ? (C extends Call ? Omit<C, 'id'> : never) : never;
+
+/** What each kind of call answers. */
+export interface CallResults {
+  readonly get: GetResult;
+  readonly put: PutResult;
+  readonly delete: PutResult;
+}
+
+/** One answer: the id of its call and its outcome. */
+export interface Answer {
+  readonly id: number;
+  readonly outcome: Outcome<unknown>;
+}
+
+/** What runs the calls in the worker. */
+export interface CallHandler {
+  get(key: string | Uint8Array, options: GetOptions): Promise<Outcome<GetResult>>;
+  put(key: string | Uint8Array, value: Uint8Array, options: PutOptions): Promise<Outcome<PutResult>>;
+  delete(key: string | Uint8Array, options: DeleteOptions): Promise<Outcome<PutResult>>;
+}
+
+function isKey(key: unknown): key is string | Uint8Array {
+  return typeof key === 'string' || key instanceof Uint8Array;
+}
+
+function isOptions(options: unknown): options is object {
+  return typeof options === 'object' && options !== null && !Array.isArray(options);
+}
+
+/** The call `raw` is, or a reason it is not one (with its id when it has one). */
+function decodeCall(raw: unknown): Call | { readonly id: number | undefined; readonly invalid: string } {
+  if (typeof raw !== 'object' || raw === null) return { id: undefined, invalid: 'a call must be an object' };
+  const call = raw as Record<string, unknown>;
+  const id = call['id'];
+  if (typeof id !== 'number' || !Number.isSafeInteger(id)) return { id: undefined, invalid: 'a call needs an id' };
+  if (!isKey(call['key'])) return { id, invalid: 'key must be a string or a Uint8Array' };
+  if (!isOptions(call['options'])) return { id, invalid: 'options must be an object' };
+  switch (call['op']) {
+    case 'get':
+    case 'delete':
+      return raw as Call;
+    case 'put':
+      return call['value'] instanceof Uint8Array ? (raw as Call) : { id, invalid: 'value must be a Uint8Array' };
+    default:
+      return { id, invalid: `unknown call ${JSON.stringify(call['op'])}` };
+  }
+}
+
+/** Runs the calls arriving on `port` with `handler`, and answers them in batches. */
+export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: AfterTask = afterTaskScheduler()): void {
+  let answers: Answer[] = [];
+  const answer = (id: number, outcome: Outcome<unknown>): void => {
+    answers.push({ id, outcome });
+    if (answers.length > 1) return;
+    afterTask(() => {
+      const batch = answers;
+      answers = [];
+      try {
+        port.postMessage(batch);
+      } catch {
+        // An answer that cannot be cloned: each goes alone, and the one that fails answers with the error.
+        for (const a of batch) {
+          try {
+            port.postMessage([a]);
+          } catch (error) {
+            const message = `the answer cannot cross to the page: ${error instanceof Error ? error.message : String(error)}`;
+            port.postMessage([{ id: a.id, outcome: { ok: false, error: { code: 'ERR_STORAGE', message } } }]);
+          }
+        }
+      }
+    });
+  };
+  port.onmessage = (event: MessageEvent) => {
+    const batch: unknown = event.data;
+    if (!Array.isArray(batch)) return;
+    for (const raw of batch) {
+      const call = decodeCall(raw);
+      if ('invalid' in call) {
+        if (call.id !== undefined) {
+          answer(call.id, { ok: false, error: { code: 'ERR_INVALID_ARGUMENT', message: call.invalid } });
+        }
+        continue;
+      }
+      const run =
+        call.op === 'get'
+          ? handler.get(call.key, call.options)
+          : call.op === 'put'
+            ? handler.put(call.key, call.value, call.options)
+            : handler.delete(call.key, call.options);
+      void run.then((outcome) => answer(call.id, outcome));
+    }
+  };
+  port.start();
+}
+
+/** The page's end: makes calls and settles them as their answers come back. */
+export class CallPort {
+  readonly #port: MessagePort;
+  readonly #afterTask: AfterTask;
+  readonly #waiting = new Map<number, (outcome: Outcome<unknown>) => void>();
+  /** Calls made in this task, each with the buffers it gives away. */
+  #calls: { readonly call: Call; readonly transfer: Transferable[] }[] = [];
+  #nextId = 1;
+  #closed: DynameshError | undefined;
+
+  constructor(port: MessagePort, afterTask: AfterTask = afterTaskScheduler()) {
+    this.#port = port;
+    this.#afterTask = afterTask;
+    port.onmessage = (event: MessageEvent) => {
+      const answers = event.data as Answer[];
+      for (const { id, outcome } of answers) {
+        const settle = this.#waiting.get(id);
+        this.#waiting.delete(id);
+        settle?.(outcome);
+      }
+    };
+    port.start();
+  }
+
+  /** Calls the worker; `transfer` lists buffers of the call given to the worker (the caller must not reuse them). */
+  call<C extends CallRequest>(request: C, transfer: Transferable[] = []): Promise<Outcome<CallResults[C['op']]>> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed);
+    const id = this.#nextId++;
+    this.#calls.push({ call: { ...request, id } as Call, transfer });
+    if (this.#calls.length === 1) this.#afterTask(() => this.#flush());
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve as (outcome: Outcome<unknown>) => void);
+    });
+  }
+
+  /** Settles every call still waiting with `ERR_CLOSED`, and refuses new ones: the worker is gone. */
+  close(): void {
+    if (this.#closed !== undefined) return;
+    this.#closed = new ClosedError('the store is closed');
+    const error = { code: this.#closed.code, message: this.#closed.message } as const;
+    for (const settle of this.#waiting.values()) settle({ ok: false, error });
+    this.#waiting.clear();
+    this.#calls = [];
+    this.#port.close();
+  }
+
+  #flush(): void {
+    const calls = this.#calls;
+    this.#calls = [];
+    if (this.#closed !== undefined || calls.length === 0) return;
+    try {
+      this.#port.postMessage(
+        calls.map((c) => c.call),
+        calls.flatMap((c) => c.transfer),
+      );
+    } catch {
+      // A call that cannot be cloned (a function among its options): each goes alone, and the one that fails is
+      // refused. Its buffers were not transferred, so the others can still take theirs.
+      for (const { call, transfer } of calls) {
+        try {
+          this.#port.postMessage([call], transfer);
+        } catch (error) {
+          const message = `the call cannot cross to the node: ${error instanceof Error ? error.message : String(error)}`;
+          this.#waiting.get(call.id)?.({ ok: false, error: { code: 'ERR_INVALID_ARGUMENT', message } });
+          this.#waiting.delete(call.id);
+        }
+      }
+    }
+  }
+}
