@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: put and get latency of a live cluster of browser tabs, against the physical floor measured in
- * the same run on the same machine (NOTES-chromium.md). A script that prints figures, not a test: it exits 0 unless
- * something breaks (setup fails, or more than 1% of the measured operations fail).
+ * `npm run bench:cluster`: put and get latency of a live cluster of demo tabs, in detail, against the physical floor
+ * measured in the same run on the same machine (NOTES-chromium.md). A script that prints figures, not a test: it exits
+ * 0 unless something breaks (setup fails, or more than 1% of the measured operations fail). This was `npm run bench`
+ * until the issue-9 report (targets.ts, on the benchmark app) took that name; its options are unchanged.
  *
  *   node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]
  *     [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]
@@ -72,8 +73,10 @@ import { FLOOR_INIT_SCRIPT, type FloorSamples, isolate, measureFloor } from './f
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** The put p50 the issue aims for, as a multiple of the floor. */
-const TARGET_RATIO = 3;
+/** The put and get p50 the issue aims for, as a multiple of the floor's (as in targets.ts). */
+const TARGET_RATIO = 1.3;
+/** The put p99 the issue aims for, ms. */
+const TARGET_PUT_P99_MS = 3;
 
 /** Most failed operations tolerated before the run counts as broken. */
 const MAX_ERROR_RATE = 0.01;
@@ -155,7 +158,7 @@ function parseOptions(argv: string[]): Options {
   });
   if (values.help) {
     console.log(
-      'usage: node --import tsx test/bench/cluster.ts [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]\n' +
+      'usage: npm run bench:cluster -- [--tabs 3,5] [--ops 500] [--plane transfer|relay|transfer,relay]\n' +
         '         [--sizes 100[,4096]] [--warmup 50] [--floor-samples 1000] [--storage disk|memory] [--no-profile]\n' +
         '         [--ae-interval 500] [--ae-bytes B/s] [--ae-keys 3000] [--ae-repeat 2] [--ae-only]',
     );
@@ -609,15 +612,23 @@ function report(
   }
 
   const targets = runs
-    .filter((run) => run.op === 'put' && run.mode === 'sequential')
-    .map((run) => {
-      const r = run.summary.p50 / floor.put[run.size]!.p50;
-      return { plane: run.plane, tabs: run.tabs, size: run.size, ratio: r, met: r <= TARGET_RATIO };
+    .filter((run) => run.mode === 'sequential')
+    .flatMap((run) => {
+      const f = run.op === 'put' ? floor.put[run.size]! : floor.get[run.size]!;
+      const r = run.summary.p50 / f.p50;
+      const common = { plane: run.plane, tabs: run.tabs, size: run.size, op: run.op };
+      const p50 = { ...common, figure: 'p50', ratio: r, value: run.summary.p50, met: r <= TARGET_RATIO };
+      if (run.op === 'get') return [p50];
+      const p99 = run.summary.p99;
+      return [p50, { ...common, figure: 'p99', ratio: p99 / f.p99, value: p99, met: p99 <= TARGET_PUT_P99_MS }];
     });
-  console.log(`\nTarget: sequential put p50 within ${TARGET_RATIO}× the floor`);
+  console.log(
+    `\nTargets: sequential put and get p50 within ${TARGET_RATIO}× the floor, put p99 within ${TARGET_PUT_P99_MS} ms`,
+  );
   for (const t of targets) {
     console.log(
-      `  ${t.plane}, ${t.tabs} tabs, ${sizeLabel(t.size)}: ${t.ratio.toFixed(2)}× — ${t.met ? 'met' : 'NOT met'}`,
+      `  ${t.plane}, ${t.tabs} tabs, ${sizeLabel(t.size)}, ${t.op} ${t.figure}: ${fmt(t.value)} ms, ` +
+        `${t.ratio.toFixed(2)}× the floor — ${t.met ? 'met' : 'NOT met'}`,
     );
   }
 
@@ -664,7 +675,7 @@ function report(
       options,
       floor,
       runs,
-      target: { ratio: TARGET_RATIO, results: targets },
+      target: { ratio: TARGET_RATIO, putP99Ms: TARGET_PUT_P99_MS, results: targets },
       traces,
       breakdown,
       antiEntropy,
