@@ -160,6 +160,13 @@ interface PendingUpdate {
   readonly settle: (outcome: Outcome) => void;
 }
 
+/** A read waiting for its transaction. */
+interface PendingRead {
+  readonly id: Bytes;
+  readonly resolve: (siblings: Version[]) => void;
+  readonly reject: (error: Error) => void;
+}
+
 /** A record of a batch: as loaded, then as the updates left it, and which update wrote it last. */
 interface Slot<R> {
   readonly store: 'keys' | 'hints' | 'meta';
@@ -294,7 +301,7 @@ function load(
       request.onerror = () => reject(request.error ?? new Error('an IndexedDB read failed'));
     };
     try {
-      if (records.withState) get(records.state);
+      if (records.withState && records.state.now === undefined) get(records.state);
       for (const { reads } of batch) {
         for (const id of reads.keys ?? []) {
           const name = keyId(id);
@@ -367,6 +374,11 @@ export class IndexedDbStorage implements Storage {
   readonly #filter = new KeyFilter();
   /** True once every key stored at open is in {@link IndexedDbStorage.#filter}. */
   #filterReady = false;
+  /** Reads waiting for the next read transaction, and whether one is in flight. */
+  readonly #reads: PendingRead[] = [];
+  #reading = false;
+  /** The engine's own record as last committed, once read. */
+  #state: MetaRecord | undefined;
   /** The highest dot counter issued since the storage opened (see {@link MetaRecord.counter}). */
   #issued = -1;
   /** The highest dot counter known to be reserved by a committed transaction. */
@@ -489,6 +501,9 @@ export class IndexedDbStorage implements Storage {
     // Observed here so that an abort never surfaces as an unhandled rejection; awaited below.
     done.catch(() => {});
     const records = new BatchRecords(stores.includes('keys'));
+    // This connection is the only writer of its database (one tab runs a node): the state it last committed is the
+    // state, and need not be read again.
+    if (records.withState) records.state.now = this.#state;
     try {
       await load(tx, batch, records, this.#filterReady ? this.#filter : null);
     } catch (error) {
@@ -496,7 +511,10 @@ export class IndexedDbStorage implements Storage {
       failAll(error);
       return;
     }
-    if (records.state.now !== undefined) this.#reserved = Math.max(this.#reserved, records.state.now.counter);
+    if (records.state.now !== undefined) {
+      this.#state ??= records.state.now;
+      this.#reserved = Math.max(this.#reserved, records.state.now.counter);
+    }
     const outcomes: Outcome[] = batch.map((u, i) => {
       const view = new Staged(records);
       try {
@@ -545,17 +563,61 @@ export class IndexedDbStorage implements Storage {
       });
       return;
     }
-    if (records.state.by >= 0) this.#reserved = Math.max(this.#reserved, records.state.now!.counter);
+    if (records.state.by >= 0) {
+      this.#state = records.state.now!;
+      this.#reserved = Math.max(this.#reserved, this.#state.counter);
+    }
     batch.forEach((u, i) => u.settle(outcomes[i]!));
   }
 
+  /**
+   * Reads are grouped as writes are: those made while a read transaction is in flight share the next one, all their
+   * requests issued at once; a key the filter has never seen is absent without a request.
+   */
   async get(key: Uint8Array): Promise<Version[]> {
-    const db = this.#open();
+    this.#open();
+    const id = ownBytes(key);
+    if (this.#filterReady && !this.#filter.mayHave(id)) return [];
+    return new Promise((resolve, reject) => {
+      this.#reads.push({ id, resolve, reject });
+      if (!this.#reading) void this.#drainReads();
+    });
+  }
+
+  async #drainReads(): Promise<void> {
+    this.#reading = true;
     try {
-      return (await db.get('keys', ownBytes(key)))?.siblings ?? [];
-    } catch (error) {
-      throw failure(error, 'get');
+      while (this.#reads.length > 0) await this.#readBatch(this.#reads.splice(0, MAX_BATCH));
+    } finally {
+      this.#reading = false;
     }
+  }
+
+  #readBatch(batch: readonly PendingRead[]): Promise<void> {
+    return new Promise<void>((done) => {
+      let left = batch.length;
+      const settled = (): void => {
+        if (--left === 0) done();
+      };
+      try {
+        const store = unwrap(this.#open()).transaction('keys', 'readonly').objectStore('keys');
+        for (const read of batch) {
+          const request = store.get(read.id);
+          request.onsuccess = () => {
+            read.resolve((request.result as KeyRecord | undefined)?.siblings ?? []);
+            settled();
+          };
+          request.onerror = () => {
+            read.reject(failure(request.error, 'get'));
+            settled();
+          };
+        }
+      } catch (error) {
+        // Closed, or IndexedDB refused the transaction: the reads not issued fail with it.
+        for (const read of batch) read.reject(failure(error, 'get'));
+        done();
+      }
+    });
   }
 
   async apply(
