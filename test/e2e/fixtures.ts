@@ -120,17 +120,21 @@ export async function openTab(context: BrowserContext, server: SignalingServer, 
   return tab;
 }
 
-/** Opens `count` tabs of one cluster and waits until every tab sees all of them and reaches each over its data plane. */
+/**
+ * Opens `count` tabs of one cluster and waits until every tab sees all of them and reaches each over its data plane,
+ * and (unless `settled` is false) until their partition transfers are over.
+ */
 export async function openCluster(
   context: BrowserContext,
   server: SignalingServer,
   count: number,
   options: TabOptions,
+  { settled = true }: { settled?: boolean } = {},
 ): Promise<Tab[]> {
   const tabs: Tab[] = [];
   // One at a time: on two cores, parallel page loads only make each slower, and a failure names its tab.
   for (let i = 0; i < count; i++) tabs.push(await openTab(context, server, options));
-  await waitForMesh(tabs);
+  await waitForMesh(tabs, 30_000, { settled });
   return tabs;
 }
 

@@ -162,8 +162,10 @@ interface PendingUpdate {
 
 /** A read waiting for its transaction. */
 interface PendingRead {
+  /** A key's record, or the hints held for a key. */
+  readonly kind: 'key' | 'hints';
   readonly id: Bytes;
-  readonly resolve: (siblings: Version[]) => void;
+  readonly resolve: (result: never) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -372,7 +374,9 @@ export class IndexedDbStorage implements Storage {
   #committing = false;
   /** The keys stored, or maybe stored: a write to a key it has never seen skips reading it. */
   readonly #filter = new KeyFilter();
-  /** True once every key stored at open is in {@link IndexedDbStorage.#filter}. */
+  /** The keys hints were stored for, maybe. */
+  readonly #hinted = new KeyFilter(1 << 16);
+  /** True once every key stored at open is in {@link IndexedDbStorage.#filter}, and every hinted key in `#hinted`. */
   #filterReady = false;
   /** Reads waiting for the next read transaction, and whether one is in flight. */
   readonly #reads: PendingRead[] = [];
@@ -428,6 +432,14 @@ export class IndexedDbStorage implements Storage {
         for (const key of keys) this.#filter.add(new Uint8Array(key as unknown as ArrayBuffer));
         if (keys.length < FILL_PAGE) break;
         after = keys[keys.length - 1];
+      }
+      let afterHint: [string, Bytes] | undefined;
+      for (;;) {
+        const range = afterHint === undefined ? undefined : IDBKeyRange.lowerBound(afterHint, true);
+        const ids = await this.#open().getAllKeys('hints', range, FILL_PAGE);
+        for (const [, key] of ids) this.#hinted.add(new Uint8Array(key as unknown as ArrayBuffer));
+        if (ids.length < FILL_PAGE) break;
+        afterHint = ids[ids.length - 1];
       }
       this.#filterReady = true;
     } catch {
@@ -535,6 +547,7 @@ export class IndexedDbStorage implements Storage {
         else {
           store.put(slot.now);
           if (slot.store === 'keys') this.#filter.add(slot.key as Bytes);
+          else this.#hinted.add((slot.key as [string, Bytes])[1]);
         }
       }
     } catch (error) {
@@ -578,8 +591,12 @@ export class IndexedDbStorage implements Storage {
     this.#open();
     const id = ownBytes(key);
     if (this.#filterReady && !this.#filter.mayHave(id)) return [];
-    return new Promise((resolve, reject) => {
-      this.#reads.push({ id, resolve, reject });
+    return this.#read<Version[]>('key', id);
+  }
+
+  #read<T>(kind: PendingRead['kind'], id: Bytes): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#reads.push({ kind, id, resolve: resolve as (result: never) => void, reject });
       if (!this.#reading) void this.#drainReads();
     });
   }
@@ -600,11 +617,14 @@ export class IndexedDbStorage implements Storage {
         if (--left === 0) done();
       };
       try {
-        const store = unwrap(this.#open()).transaction('keys', 'readonly').objectStore('keys');
+        const tx = unwrap(this.#open()).transaction(['keys', 'hints'], 'readonly');
+        const keys = tx.objectStore('keys');
+        const hints = tx.objectStore('hints').index('key');
         for (const read of batch) {
-          const request = store.get(read.id);
+          const request = read.kind === 'key' ? keys.get(read.id) : hints.getAll(read.id);
           request.onsuccess = () => {
-            read.resolve((request.result as KeyRecord | undefined)?.siblings ?? []);
+            const result = request.result as unknown;
+            read.resolve((read.kind === 'key' ? ((result as KeyRecord | undefined)?.siblings ?? []) : result) as never);
             settled();
           };
           request.onerror = () => {
@@ -738,13 +758,12 @@ export class IndexedDbStorage implements Storage {
     });
   }
 
+  /** Batched with {@link IndexedDbStorage.get}; a key never hinted here has none, without a request. */
   async hintsFor(key: Uint8Array): Promise<Hint[]> {
-    const db = this.#open();
-    try {
-      return await db.getAllFromIndex('hints', 'key', ownBytes(key));
-    } catch (error) {
-      throw failure(error, 'hintsFor');
-    }
+    this.#open();
+    const id = ownBytes(key);
+    if (this.#filterReady && !this.#hinted.mayHave(id)) return [];
+    return this.#read<Hint[]>('hints', id);
   }
 
   async listHints(options: { target?: string; limit?: number } = {}): Promise<Hint[]> {

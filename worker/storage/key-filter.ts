@@ -4,12 +4,12 @@
  * per new key: half its requests when a burst of puts creates keys. Keys are added, never removed (a deleted key is
  * a false positive, which costs only the read the filter would have spared).
  *
- * 2^22 bits (512 KiB) and 3 hashes: about 0.03 % false positives at 100,000 keys, 13 % at a million, where it still
+ * By default 2^22 bits (512 KiB) and 3 hashes: about 0.03 % false positives at 100,000 keys, 13 % at a million, where it still
  * spares most reads; it never answers "absent" for a key that was added.
  */
 
-const BITS = 1 << 22;
-const MASK = BITS - 1;
+/** Bits of a filter of a store's keys. */
+export const KEY_FILTER_BITS = 1 << 22;
 const HASHES = 3;
 
 /** FNV-1a of `bytes` from `seed`, 32 bits. */
@@ -24,14 +24,22 @@ function fnv1a(bytes: Uint8Array, seed: number): number {
 
 /** A Bloom filter of byte keys. */
 export class KeyFilter {
-  readonly #bits = new Uint8Array(BITS >>> 3);
+  readonly #bits: Uint8Array;
+  readonly #mask: number;
+
+  /** `bits`: the filter's size, a power of two ≥ 8. */
+  constructor(bits: number = KEY_FILTER_BITS) {
+    if (!Number.isInteger(Math.log2(bits)) || bits < 8) throw new RangeError('bits must be a power of two ≥ 8');
+    this.#bits = new Uint8Array(bits >>> 3);
+    this.#mask = bits - 1;
+  }
 
   /** Adds `key`. */
   add(key: Uint8Array): void {
     const h1 = fnv1a(key, 0x811c9dc5);
     const h2 = fnv1a(key, 0x2545f491) | 1;
     for (let i = 0; i < HASHES; i++) {
-      const bit = (h1 + Math.imul(i, h2)) & MASK;
+      const bit = (h1 + Math.imul(i, h2)) & this.#mask;
       this.#bits[bit >>> 3]! |= 1 << (bit & 7);
     }
   }
@@ -41,7 +49,7 @@ export class KeyFilter {
     const h1 = fnv1a(key, 0x811c9dc5);
     const h2 = fnv1a(key, 0x2545f491) | 1;
     for (let i = 0; i < HASHES; i++) {
-      const bit = (h1 + Math.imul(i, h2)) & MASK;
+      const bit = (h1 + Math.imul(i, h2)) & this.#mask;
       if ((this.#bits[bit >>> 3]! & (1 << (bit & 7))) === 0) return false;
     }
     return true;

@@ -111,6 +111,12 @@ class MemoryData {
   readonly partitions = new Map<number, PartitionIndex>();
   /** target → key id → hint. */
   readonly hints = new Map<string, Map<string, HintSlot>>();
+  /**
+   * The targets in order, and each target's key ids in order, for listings; null until a listing needs them, and
+   * again whenever one joins or leaves. Handoff lists every target's hints every round, mostly unchanged since.
+   */
+  hintTargets: string[] | null = null;
+  readonly hintIds = new Map<string, string[]>();
   /** Named bookkeeping records, each a structured clone no caller holds. */
   readonly meta = new Map<string, unknown>();
   hintCount = 0;
@@ -275,8 +281,12 @@ export class MemoryStorage implements Storage {
     if (byKey === undefined) {
       byKey = new Map();
       data.hints.set(hint.target, byKey);
+      data.hintTargets = null;
     }
-    if (old === undefined) data.hintCount++;
+    if (old === undefined) {
+      data.hintCount++;
+      data.hintIds.delete(hint.target);
+    }
     byKey.set(id, { key: old?.key ?? ownBytes(hint.key), partition: hint.partition, siblings });
   }
 
@@ -296,12 +306,16 @@ export class MemoryStorage implements Storage {
   async listHints(options: { target?: string; limit?: number } = {}): Promise<Hint[]> {
     const data = this.#open();
     const take = takeCount(options.limit);
-    const targets = options.target === undefined ? [...data.hints.keys()].sort() : [options.target];
+    if (data.hintCount === 0) return [];
+    const targets =
+      options.target === undefined ? (data.hintTargets ??= [...data.hints.keys()].sort()) : [options.target];
     const out: Hint[] = [];
     for (const target of targets) {
       const byKey = data.hints.get(target);
       if (byKey === undefined) continue;
-      for (const id of [...byKey.keys()].sort()) {
+      let ids = data.hintIds.get(target);
+      if (ids === undefined) data.hintIds.set(target, (ids = [...byKey.keys()].sort()));
+      for (const id of ids) {
         if (out.length >= take) return out;
         out.push(exportHint(target, byKey.get(id)!));
       }
@@ -317,7 +331,11 @@ export class MemoryStorage implements Storage {
     if (byKey === undefined || slot === undefined) return true;
     if (undelivered(slot.siblings, delivered).length > 0) return false;
     byKey.delete(id);
-    if (byKey.size === 0) data.hints.delete(target);
+    data.hintIds.delete(target);
+    if (byKey.size === 0) {
+      data.hints.delete(target);
+      data.hintTargets = null;
+    }
     data.hintCount--;
     return true;
   }
