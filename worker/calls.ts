@@ -1,6 +1,7 @@
 /**
- * The page's reads and writes cross into the node's worker in batches: the calls a page makes in one task travel in
- * one message on a `MessagePort` of their own, and the answers that settle in one task travel back in one message.
+ * The page's reads and writes cross into the node's worker in batches: the first call a page makes in a task goes
+ * at once, and the calls after it in the same task travel together in one message on a `MessagePort` of their own;
+ * answers travel back the same way.
  * A burst of thousands of puts then costs the page and the worker a few messages instead of a structured-clone
  * round trip each (comlink, which carries every other call, makes one message and one listener per call).
  *
@@ -76,26 +77,37 @@ function decodeCall(raw: unknown): Call | { readonly id: number | undefined; rea
 /** Runs the calls arriving on `port` with `handler`, and answers them in batches. */
 export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: AfterTask = afterTaskScheduler()): void {
   let answers: Answer[] = [];
+  // The first answer of a task goes at once (one alone waits for nothing); the ones after it wait for the task's end.
+  let answeredInTask = false;
   const answer = (id: number, outcome: Outcome<unknown>): void => {
+    if (!answeredInTask) {
+      answeredInTask = true;
+      afterTask(flush);
+      post([{ id, outcome }]);
+      return;
+    }
     answers.push({ id, outcome });
-    if (answers.length > 1) return;
-    afterTask(() => {
-      const batch = answers;
-      answers = [];
-      try {
-        port.postMessage(batch);
-      } catch {
-        // An answer that cannot be cloned: each goes alone, and the one that fails answers with the error.
-        for (const a of batch) {
-          try {
-            port.postMessage([a]);
-          } catch (error) {
-            const message = `the answer cannot cross to the page: ${error instanceof Error ? error.message : String(error)}`;
-            port.postMessage([{ id: a.id, outcome: { ok: false, error: { code: 'ERR_STORAGE', message } } }]);
-          }
+  };
+  const flush = (): void => {
+    answeredInTask = false;
+    const batch = answers;
+    answers = [];
+    if (batch.length > 0) post(batch);
+  };
+  const post = (batch: Answer[]): void => {
+    try {
+      port.postMessage(batch);
+    } catch {
+      // An answer that cannot be cloned: each goes alone, and the one that fails answers with the error.
+      for (const a of batch) {
+        try {
+          port.postMessage([a]);
+        } catch (error) {
+          const message = `the answer cannot cross to the page: ${error instanceof Error ? error.message : String(error)}`;
+          port.postMessage([{ id: a.id, outcome: { ok: false, error: { code: 'ERR_STORAGE', message } } }]);
         }
       }
-    });
+    }
   };
   port.onmessage = (event: MessageEvent) => {
     const batch: unknown = event.data;
@@ -128,6 +140,8 @@ export class CallPort {
   /** Calls made in this task, each with the buffers it gives away. */
   #calls: { readonly call: Call; readonly transfer: Transferable[] }[] = [];
   #nextId = 1;
+  /** Whether a call went at once in this task: the next ones of the task are held. */
+  #calledInTask = false;
   #closed: DynameshError | undefined;
 
   constructor(port: MessagePort, afterTask: AfterTask = afterTaskScheduler()) {
@@ -148,11 +162,17 @@ export class CallPort {
   call<C extends CallRequest>(request: C, transfer: Transferable[] = []): Promise<Outcome<CallResults[C['op']]>> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed);
     const id = this.#nextId++;
-    this.#calls.push({ call: { ...request, id } as Call, transfer });
-    if (this.#calls.length === 1) this.#afterTask(() => this.#flush());
-    return new Promise((resolve) => {
+    const promise = new Promise<Outcome<CallResults[C['op']]>>((resolve) => {
       this.#waiting.set(id, resolve as (outcome: Outcome<unknown>) => void);
     });
+    const call = { call: { ...request, id } as Call, transfer };
+    // The first call of a task goes at once (one alone waits for nothing); the ones after it wait for the task's end.
+    if (!this.#calledInTask) {
+      this.#calledInTask = true;
+      this.#afterTask(() => this.#flush());
+      this.#post([call]);
+    } else this.#calls.push(call);
+    return promise;
   }
 
   /** Settles every call still waiting with `ERR_CLOSED`, and refuses new ones: the worker is gone. */
@@ -167,8 +187,13 @@ export class CallPort {
   }
 
   #flush(): void {
+    this.#calledInTask = false;
     const calls = this.#calls;
     this.#calls = [];
+    this.#post(calls);
+  }
+
+  #post(calls: { readonly call: Call; readonly transfer: Transferable[] }[]): void {
     if (this.#closed !== undefined || calls.length === 0) return;
     try {
       this.#port.postMessage(

@@ -90,6 +90,8 @@ export type MetricTotals = Record<string, number>;
 export class Cluster {
   readonly #options: ClusterOptions;
   readonly #slots = new Map<string, SimNode>();
+  /** The slots' ids in creation order; replaced, never changed, when a slot is added. */
+  #ids: readonly string[] = Object.freeze([]);
   /** Metrics of incarnations that have crashed, so totals survive restarts. */
   readonly #retired: MetricTotals = {};
   readonly #viewRng: Rng;
@@ -124,7 +126,7 @@ export class Cluster {
 
   /** Ids of every node slot ever created, in creation order, gone ones included. */
   get ids(): readonly string[] {
-    return [...this.#slots.keys()];
+    return this.#ids;
   }
 
   /** The members of the current view, in the order they joined. */
@@ -166,24 +168,26 @@ export class Cluster {
 
   /** Ids of the running nodes. */
   alive(): string[] {
-    return this.ids.filter((id) => this.slot(id).node !== null);
+    const out: string[] = [];
+    for (const slot of this.#slots.values()) if (slot.node !== null) out.push(slot.id);
+    return out;
   }
 
   /** Ids of the running members of the view: the nodes that serve. */
   live(): string[] {
-    return this.ids.filter((id) => {
-      const slot = this.slot(id);
-      return slot.node !== null && slot.inView;
-    });
+    const out: string[] = [];
+    for (const slot of this.#slots.values()) if (slot.node !== null && slot.inView) out.push(slot.id);
+    return out;
   }
 
   /** Ids of the running view members that are not paused: those a client in their tab could call now. */
   available(): string[] {
     const now = this.#options.scheduler.now;
-    return this.ids.filter((id) => {
-      const slot = this.slot(id);
-      return slot.node !== null && slot.inView && (slot.owner.pausedUntil ?? 0) <= now;
-    });
+    const out: string[] = [];
+    for (const slot of this.#slots.values()) {
+      if (slot.node !== null && slot.inView && (slot.owner.pausedUntil ?? 0) <= now) out.push(slot.id);
+    }
+    return out;
   }
 
   /**
@@ -367,6 +371,7 @@ export class Cluster {
       deliveredEpoch: 0,
     };
     this.#slots.set(slot.id, slot);
+    this.#ids = Object.freeze([...this.#ids, slot.id]);
     return slot;
   }
 

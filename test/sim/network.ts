@@ -1,7 +1,8 @@
 /**
  * A simulated network between simulated nodes. Each node incarnation gets its own `Transport`; frames are copied
- * on send and delivered through the scheduler after a random latency (a base plus an exponential tail), unless
- * lost, blocked by a partition, or addressed to an incarnation that has crashed since.
+ * on send (into shared blocks, see SLAB_BYTES) and delivered through the scheduler after a random latency (a base
+ * plus an exponential tail), unless lost, blocked by a partition, or addressed to an incarnation that has crashed
+ * since.
  *
  * Links are FIFO like the reliable, ordered data channels a tab uses, unless reordering is on, when every frame's
  * delay is independent. Loss and duplication are per frame. A partition gives each node a side; nodes talk when
@@ -58,6 +59,13 @@ interface Endpoint {
   readonly incarnation: number;
 }
 
+/**
+ * Copies of frames up to SLAB_BYTES / 16 are cut from shared blocks of SLAB_BYTES, as Node cuts small Buffers from a
+ * pool: a copy is still the receiver's own bytes, which the sender can no longer reach, but it costs no ArrayBuffer
+ * of its own (an allocation and a backing store for the collector to sweep, which cost more than the copy itself).
+ */
+const SLAB_BYTES = 64 * 1024;
+
 /** The default conditions: a quiet LAN. */
 export const QUIET: Readonly<NetworkConditions> = Object.freeze({
   baseLatency: 1,
@@ -80,6 +88,9 @@ export class Network {
   #sides: ReadonlyMap<string, Side> | null = null;
   /** By receiver: frames that arrived while it was paused, in arrival order. */
   readonly #held = new Map<string, Held[]>();
+  /** The block that copies of small frames are cut from, and where the next copy starts in it. */
+  #slab = new Uint8Array(SLAB_BYTES);
+  #slabAt = 0;
 
   constructor(scheduler: Scheduler, rng: Rng, conditions: Partial<NetworkConditions> = {}) {
     this.#scheduler = scheduler;
@@ -171,13 +182,29 @@ export class Network {
     if (copies === 2) this.stats.duplicated++;
     const now = this.#scheduler.now;
     for (let i = 0; i < copies; i++) {
-      const bytes = frame.slice();
+      const bytes = this.#copy(frame);
       let at = now + Math.max(1, Math.ceil(c.baseLatency + this.#rng.exponential(c.latencyTail)));
       const last = links.get(to) ?? 0;
       if (!c.reorder && at < last) at = last;
       if (at > last) links.set(to, at);
       this.#scheduler.schedule(at - now, () => this.#deliver(from, to, target.incarnation, bytes));
     }
+  }
+
+  /** A copy of `frame` that nothing else holds: see SLAB_BYTES. */
+  #copy(frame: Uint8Array): Uint8Array {
+    const n = frame.byteLength;
+    if (n > SLAB_BYTES / 16) return frame.slice();
+    let at = this.#slabAt;
+    if (at + n > SLAB_BYTES) {
+      this.#slab = new Uint8Array(SLAB_BYTES);
+      at = 0;
+    }
+    const bytes = this.#slab.subarray(at, at + n);
+    bytes.set(frame);
+    // The next copy starts 8-byte aligned, so that no two copies share a word.
+    this.#slabAt = (at + n + 7) & ~7;
+    return bytes;
   }
 
   #deliver(from: string, to: string, incarnation: number, frame: Uint8Array): void {

@@ -1,12 +1,9 @@
 /**
  * Virtual time for the simulation: events ordered by time, then by the order they were scheduled, and a loop that
  * runs them. Virtual time is whole milliseconds, so that events fall together: all events due at
- * one instant run as one batch, then the loop lets every microtask chain they started finish (a `setImmediate`
- * turn, which Node runs only once the microtask queue is empty) before time moves on. Storage and node code are
- * Promise-based, so without that drain a continuation would observe a later virtual time than its cause.
- *
- * Measured (`node --import tsx test/sim/cli.ts --nodes 20 --ops 20000`): one drain costs about 4 µs, and with
- * dozens of clients in flight one virtual millisecond holds many events, so drains are a few percent of the run.
+ * one instant run as one batch, then the loop lets every microtask chain they started finish (see `run`) before
+ * time moves on. Storage and node code are Promise-based, so without that drain a continuation would observe
+ * a later virtual time than its cause.
  */
 import type { Clock, TimerHandle, Timers } from '../../worker/env.ts';
 
@@ -30,7 +27,11 @@ export interface SimEvent {
   callback: (() => void) | null;
 }
 
-const drain = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Settled once: a reaction to it is the cheapest microtask (Node's `queueMicrotask` makes an async resource). */
+const RESOLVED = Promise.resolve();
+
+/** Batches between real event-loop turns, which let the process's own I/O and timers (a test runner's) run. */
+const TURN_EVERY = 256;
 
 /**
  * The virtual clock and event queue of one simulation run. Events wait in one bucket per virtual millisecond, in
@@ -96,40 +97,60 @@ export class Scheduler {
    * left to run. When it stops for `until`, the clock is set to `until`.
    * @returns Why it stopped.
    */
-  async run(done: () => boolean, until = Infinity): Promise<'done' | 'time' | 'idle'> {
-    await drain();
-    for (;;) {
-      if (done()) return 'done';
-      const time = this.#times[0];
-      if (time === undefined) return 'idle';
-      if (time > until) {
-        this.#now = until;
-        return 'time';
-      }
-      this.#popTime();
-      const bucket = this.#buckets.get(time)!;
-      // Events scheduled for this same instant while the batch runs go to a new bucket: the next batch.
-      this.#buckets.delete(time);
-      this.#now = time;
-      this.#pending -= bucket.length;
-      for (const event of bucket) {
-        const callback = event.callback;
-        if (callback === null || !event.owner.alive) continue;
-        const resume = event.owner.pausedUntil;
-        if (resume !== undefined && resume > time) {
-          this.#defer(event, resume);
-          continue;
-        }
-        event.callback = null;
-        this.eventsRun++;
+  run(done: () => boolean, until = Infinity): Promise<'done' | 'time' | 'idle'> {
+    return new Promise((resolve, reject) => {
+      // One batch per step, each step once every microtask chain the one before started has finished: `tick` runs
+      // as a microtask, and a `process.nextTick` queued from inside a microtask runs only once V8 has emptied the
+      // microtask queue (Node runs ticks between microtask checkpoints, never inside one), so the next step comes
+      // after every chain, however long. A `setImmediate` turn does the same but costs an event-loop iteration (a
+      // poll with zero timeout), and a run has tens of thousands of batches.
+      const tick = (): void => void process.nextTick(step);
+      const step = (): void => {
         try {
-          callback();
+          if (done()) return resolve('done');
+          const time = this.#times[0];
+          if (time === undefined) return resolve('idle');
+          if (time > until) {
+            this.#now = until;
+            return resolve('time');
+          }
+          this.#batch(time);
         } catch (error) {
-          this.errors.push(error);
+          reject(error);
+          return;
         }
+        this.batches++;
+        if (this.batches % TURN_EVERY === 0) setImmediate(step);
+        else void RESOLVED.then(tick);
+      };
+      setImmediate(step);
+    });
+  }
+
+  /** Runs the events due at `time`, the earliest time with a bucket. */
+  #batch(time: number): void {
+    this.#popTime();
+    const bucket = this.#buckets.get(time)!;
+    // Events scheduled for this same instant while the batch runs go to a new bucket: the next batch.
+    this.#buckets.delete(time);
+    this.#now = time;
+    this.#pending -= bucket.length;
+    for (let i = 0; i < bucket.length; i++) {
+      const event = bucket[i]!;
+      const callback = event.callback;
+      if (callback === null || !event.owner.alive) continue;
+      const resume = event.owner.pausedUntil;
+      if (resume !== undefined && resume > time) {
+        this.#defer(event, resume);
+        continue;
       }
-      this.batches++;
-      await drain();
+      event.callback = null;
+      this.eventsRun++;
+      try {
+        callback();
+      } catch (error) {
+        this.errors.push(error);
+      }
     }
   }
 

@@ -36,7 +36,22 @@ export function writeValue(id: string, size = 0): Uint8Array {
 
 /** The id of the write whose value this is (see {@link writeValue}). */
 export function valueId(value: Uint8Array): string {
-  const head = value.subarray(0, ID_BYTES);
-  const end = head.indexOf(SEPARATOR);
-  return text.decode(end < 0 ? (value.byteLength <= ID_BYTES ? value : head) : head.subarray(0, end));
+  // The id ends at the first separator within ID_BYTES, else after ID_BYTES (or with the value). Ids are ASCII,
+  // which decodes byte for byte; anything else goes through UTF-8 decoding.
+  const limit = Math.min(value.byteLength, ID_BYTES);
+  let id = '';
+  for (let i = 0; i < limit; i++) {
+    const c = value[i]!;
+    if (c === SEPARATOR) return id;
+    if (c >= 0x80) return text.decode(value.subarray(0, idEnd(value)));
+    id += String.fromCharCode(c);
+  }
+  return id;
+}
+
+/** Where the id of `value` ends: at the first separator within ID_BYTES, else after ID_BYTES (or with the value). */
+export function idEnd(value: Uint8Array): number {
+  const limit = Math.min(value.byteLength, ID_BYTES);
+  for (let i = 0; i < limit; i++) if (value[i] === SEPARATOR) return i;
+  return limit;
 }

@@ -19,7 +19,7 @@ import { type Version, resolve } from '../../worker/versions/version.ts';
 import type { RepeatedDot } from './checker.ts';
 import type { Cluster } from './cluster.ts';
 import { withData } from './convergence.ts';
-import { valueId } from './values.ts';
+import { idEnd, valueId } from './values.ts';
 
 const text = new TextDecoder();
 
@@ -30,6 +30,9 @@ const KEPT = 20;
 interface DotRecord {
   readonly key: string;
   readonly value: string;
+  /** The key's bytes and the value's id bytes (null for a tombstone), which a later sighting is compared by first. */
+  readonly keyBytes: Uint8Array;
+  readonly idBytes: Uint8Array | null;
   /** True once a coordinator drew it. */
   drawn: boolean;
 }
@@ -49,7 +52,8 @@ export class Witness {
   repeatedCount = 0;
   /** `key=value id` of every version ever stored by any node. */
   readonly #stored = new Set<string>();
-  readonly #dots = new Map<string, DotRecord>();
+  /** Every dot seen, by node and then counter. */
+  readonly #dots = new Map<string, Map<number, DotRecord>>();
   readonly #drawn = new Map<string, Drawn>();
 
   /** The highest counter node `id` has drawn for a dot (0 before its first local write). */
@@ -69,35 +73,53 @@ export class Witness {
 
   /** Node `node`'s storage handle as the node should see it: `storage`, watched. */
   wrap(node: string, storage: MemoryStorage): MemoryStorage {
+    // Each method is wrapped once per handle: a storage's methods are those of its class, which never change.
+    const methods = new Map<PropertyKey, unknown>();
     return new Proxy(storage, {
       get: (target, property) => {
+        const known = methods.get(property);
+        if (known !== undefined) return known;
         const value: unknown = Reflect.get(target, property, target);
         if (typeof value !== 'function') return value;
-        const method = value as (...args: unknown[]) => unknown;
-        switch (property) {
-          case 'write':
-            return (key: Uint8Array, partition: number, write: LocalWrite, ...rest: unknown[]) =>
-              this.#write(node, key, write, method.call(target, key, partition, write, ...rest) as Promise<unknown>);
-          case 'apply':
-            return (key: Uint8Array, partition: number, versions: readonly Version[], ...rest: unknown[]) => {
-              this.#see(key, versions, `${node} (apply)`);
-              return method.call(target, key, partition, versions, ...rest);
-            };
-          case 'applyMany':
-            return (partition: number, entries: readonly ApplyEntry[], ...rest: unknown[]) => {
-              for (const e of entries) this.#see(e.key, e.versions, `${node} (applyMany)`);
-              return method.call(target, partition, entries, ...rest);
-            };
-          case 'putHint':
-            return (hint: Hint, ...rest: unknown[]) => {
-              this.#see(hint.key, hint.siblings, `${node} (hint for ${hint.target})`);
-              return method.call(target, hint, ...rest);
-            };
-          default:
-            return method.bind(target);
-        }
+        const wrapped = this.#wrapMethod(node, target, property, value as (...args: unknown[]) => unknown);
+        methods.set(property, wrapped);
+        return wrapped;
       },
     });
+  }
+
+  #wrapMethod(
+    node: string,
+    target: MemoryStorage,
+    property: PropertyKey,
+    method: (...args: unknown[]) => unknown,
+  ): (...args: never[]) => unknown {
+    switch (property) {
+      case 'write':
+        return (key: Uint8Array, partition: number, write: LocalWrite, ...rest: unknown[]) =>
+          this.#write(node, key, write, method.call(target, key, partition, write, ...rest) as Promise<unknown>);
+      case 'apply': {
+        const where = `${node} (apply)`;
+        return (key: Uint8Array, partition: number, versions: readonly Version[], ...rest: unknown[]) => {
+          this.#see(key, versions, where);
+          return method.call(target, key, partition, versions, ...rest);
+        };
+      }
+      case 'applyMany': {
+        const where = `${node} (applyMany)`;
+        return (partition: number, entries: readonly ApplyEntry[], ...rest: unknown[]) => {
+          for (const e of entries) this.#see(e.key, e.versions, where);
+          return method.call(target, partition, entries, ...rest);
+        };
+      }
+      case 'putHint':
+        return (hint: Hint, ...rest: unknown[]) => {
+          this.#see(hint.key, hint.siblings, `${node} (hint for ${hint.target})`);
+          return method.call(target, hint, ...rest);
+        };
+      default:
+        return method.bind(target);
+    }
   }
 
   async #write(node: string, key: Uint8Array, write: LocalWrite, result: Promise<unknown>): Promise<unknown> {
@@ -107,32 +129,41 @@ export class Witness {
     const outcome = (await result) as LocalWriteResult;
     const { dot } = outcome.version;
     const id = `${dot.node}:${dot.counter}`;
-    const seen = this.#dots.get(id);
-    if (dot.node !== node) this.#repeat(id, [`${text.decode(key)} drawn by ${node}`], `${node} (write)`);
+    const seen = this.#dot(dot.node, dot.counter);
+    if (dot.node !== node) this.#repeat(id, [`${decodeKey(key)} drawn by ${node}`], `${node} (write)`);
     else if (seen?.drawn === true)
       this.#repeat(
         id,
-        [`${seen.key}=${seen.value}`, `${text.decode(key)}=${describe(write.value)}`],
+        [`${seen.key}=${seen.value}`, `${decodeKey(key)}=${describe(write.value)}`],
         `${node} drew it again`,
       );
     drawn.top = Math.max(drawn.top, dot.counter);
     this.#see(key, [outcome.version], `${node} (write)`);
-    this.#dots.get(id)!.drawn = true;
+    this.#dot(dot.node, dot.counter)!.drawn = true;
     return outcome;
   }
 
+  #dot(node: string, counter: number): DotRecord | undefined {
+    return this.#dots.get(node)?.get(counter);
+  }
+
   #see(key: Uint8Array, versions: readonly Version[], where: string): void {
-    const name = text.decode(key);
+    let name: string | undefined;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
-      const id = `${v.dot.node}:${v.dot.counter}`;
+      let byCounter = this.#dots.get(v.dot.node);
+      if (byCounter === undefined) this.#dots.set(v.dot.node, (byCounter = new Map()));
+      const seen = byCounter.get(v.dot.counter);
+      // Most sightings repeat the first byte for byte, which spells the same key and id: no need to decode them.
+      if (seen !== undefined && sameBytes(seen.keyBytes, key, key.length) && sameId(seen.idBytes, v.value)) continue;
+      name ??= decodeKey(key);
       const value = describe(v.value);
-      const seen = this.#dots.get(id);
       if (seen === undefined) {
-        this.#dots.set(id, { key: name, value, drawn: false });
+        const idBytes = v.value === null ? null : v.value.slice(0, idEnd(v.value));
+        byCounter.set(v.dot.counter, { key: name, value, keyBytes: key.slice(), idBytes, drawn: false });
         this.#stored.add(`${name}=${value}`);
       } else if (seen.key !== name || seen.value !== value) {
-        this.#repeat(id, [`${seen.key}=${seen.value}`, `${name}=${value}`], where);
+        this.#repeat(`${v.dot.node}:${v.dot.counter}`, [`${seen.key}=${seen.value}`, `${name}=${value}`], where);
       }
     }
   }
@@ -144,12 +175,31 @@ export class Witness {
 
   /** True when dot `node:counter` was drawn by a coordinator. */
   wasDrawn(node: string, counter: number): boolean {
-    return this.#dots.get(`${node}:${counter}`)?.drawn === true;
+    return this.#dot(node, counter)?.drawn === true;
   }
 }
 
 function describe(value: Uint8Array | null): string {
   return value === null ? '∅' : valueId(value);
+}
+
+/** True when the first `length` bytes of `b` are exactly `a`. */
+function sameBytes(a: Uint8Array, b: Uint8Array, length: number): boolean {
+  if (a.length !== length || b.length < length) return false;
+  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** True when `value` has the id bytes `id` (both null for a tombstone). */
+function sameId(id: Uint8Array | null, value: Uint8Array | null): boolean {
+  if (id === null || value === null) return id === value;
+  return sameBytes(id, value, idEnd(value));
+}
+
+/** A key as text: ASCII byte for byte (the simulation's keys), anything else decoded as UTF-8. */
+function decodeKey(key: Uint8Array): string {
+  for (let i = 0; i < key.length; i++) if (key[i]! >= 0x80) return text.decode(key);
+  return key.length <= 4096 ? String.fromCharCode.apply(null, key as unknown as number[]) : text.decode(key);
 }
 
 /** What {@link audit} found. */

@@ -243,6 +243,8 @@ export class Workload {
   readonly inFlight = new Map<string, InFlight>();
   readonly #options: WorkloadOptions;
   readonly #mix: OperationMix;
+  /** The mix's kinds and weights, in the mix's order. */
+  readonly #mixEntries: readonly (readonly [keyof OperationMix, number])[];
   readonly #mixTotal: number;
   readonly #backoff: number;
   readonly #defaultQuorum: number;
@@ -255,6 +257,7 @@ export class Workload {
   constructor(options: WorkloadOptions) {
     this.#options = options;
     this.#mix = { ...DEFAULT_MIX, ...options.mix };
+    this.#mixEntries = Object.entries(this.#mix) as [keyof OperationMix, number][];
     this.#mixTotal = Object.values(this.#mix).reduce((a, b) => a + b, 0);
     this.#budget = options.operations;
     this.#backoff = options.backoff ?? 100;
@@ -453,7 +456,7 @@ export class Workload {
 
   #pickKind(rng: Rng): keyof OperationMix {
     let x = rng.next() * this.#mixTotal;
-    for (const [kind, weight] of Object.entries(this.#mix) as [keyof OperationMix, number][]) {
+    for (const [kind, weight] of this.#mixEntries) {
       if (x < weight) return kind;
       x -= weight;
     }

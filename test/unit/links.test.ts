@@ -1,6 +1,7 @@
 /**
- * The links' batching: small messages sent to a peer in one task leave together, in one frame, after the task; a
- * large one leaves at once in chunks, behind what was held for its peer. A fake relay port records the frames, and
+ * The links' batching: the first small message for a peer in a task leaves at once, the ones after it in that task
+ * leave together, in one frame, after the task; a large one leaves at once in chunks, behind what was held for its
+ * peer. A fake relay port records the frames, and
  * the end of a task is driven by hand, except where the default MessageChannel hook itself is under test.
  */
 import assert from 'node:assert/strict';
@@ -69,21 +70,34 @@ function unframe(frames: readonly Uint8Array[]): Uint8Array[] {
 const message = (fill: number, length = 10): Uint8Array => new Uint8Array(length).fill(fill);
 
 describe('Links batching', () => {
-  it('sends the messages of one task to a peer as one frame after the task, one frame per peer', () => {
+  it('sends the first message of a task to a peer at once and the rest of the task after it, in one frame', () => {
     const { links, frames, endTask } = rig(['b', 'c']);
     links.send('b', message(1));
     links.send('c', message(2));
     links.send('b', message(3));
     links.send('b', message(4));
-    assert.equal(frames.get('b')!.length, 0, 'nothing is written before the task ends');
-    endTask();
-    assert.equal(frames.get('b')!.length, 1);
+    links.send('b', message(5));
+    assert.equal(frames.get('b')!.length, 1, 'the first goes at once, the others wait for the end of the task');
     assert.equal(frames.get('c')!.length, 1);
-    assert.deepEqual(unframe(frames.get('b')!), [message(1), message(3), message(4)]);
+    endTask();
+    assert.equal(frames.get('b')!.length, 2);
+    assert.deepEqual(
+      unframe(frames.get('b')!),
+      [1, 3, 4, 5].map((i) => message(i)),
+    );
     assert.deepEqual(unframe(frames.get('c')!), [message(2)]);
   });
 
-  it('with the default hook, gathers sends from the microtasks of one task into one frame', async () => {
+  it('sends the first message of the next task at once again', () => {
+    const { links, frames, endTask } = rig(['b']);
+    links.send('b', message(1));
+    endTask();
+    links.send('b', message(2));
+    assert.equal(frames.get('b')!.length, 2);
+    assert.deepEqual(unframe(frames.get('b')!), [message(1), message(2)]);
+  });
+
+  it('with the default hook, gathers the sends after the first from the microtasks of one task into one frame', async () => {
     const channel = new MessageChannel();
     const frames: Uint8Array[] = [];
     const links = new Links({
@@ -103,7 +117,7 @@ describe('Links batching', () => {
         }),
       );
       await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.equal(frames.length, 1);
+      assert.equal(frames.length, 2);
       assert.deepEqual(
         unframe(frames),
         [0, 1, 2, 3, 4].map((i) => message(i)),
@@ -117,27 +131,30 @@ describe('Links batching', () => {
   it('keeps per-peer order around a large message: what was held goes first, what follows after its chunks', () => {
     const { links, frames, endTask } = rig(['b']);
     const large = message(9, 2 * CHUNK_PAYLOAD_BYTES + 5);
+    links.send('b', message(0));
     links.send('b', message(1));
     links.send('b', message(2));
     links.send('b', large);
     links.send('b', message(3));
     assert.deepEqual(
       frames.get('b')!.map((frame) => frame[0]),
-      [0x02, 0x01, 0x01, 0x01],
-      'the held bundle, then the chunks, at once',
+      [0x00, 0x02, 0x01, 0x01, 0x01],
+      'the first at once, the held bundle, then the chunks, at once',
     );
     endTask();
-    assert.deepEqual(unframe(frames.get('b')!), [message(1), message(2), large, message(3)]);
+    assert.deepEqual(unframe(frames.get('b')!), [message(0), message(1), message(2), large, message(3)]);
   });
 
   it('discards the messages held for a detached peer and sends those held for others on close', () => {
     const { links, frames, endTask } = rig(['b', 'c']);
-    links.send('b', message(1));
-    links.send('c', message(2));
+    links.send('b', message(0));
+    links.send('c', message(1));
+    links.send('b', message(2));
+    links.send('c', message(3));
     links.detach('b');
     links.close();
     endTask();
-    assert.deepEqual(frames.get('b'), []);
-    assert.deepEqual(unframe(frames.get('c')!), [message(2)]);
+    assert.deepEqual(unframe(frames.get('b')!), [message(0)], 'only what went at once');
+    assert.deepEqual(unframe(frames.get('c')!), [message(1), message(3)]);
   });
 });

@@ -10,10 +10,10 @@
  * against a peer choosing keys to collide on purpose; peers are cluster members, and a collision only hides a
  * difference from one round of anti-entropy, never corrupts data.
  */
-import { md5 } from '@noble/hashes/legacy.js';
 import { InvalidArgumentError } from '../errors.ts';
 import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from '../wire/protocol.ts';
 import { MAX_PARTITIONS } from '../ring/ring.ts';
+import { bigEndian, md5Words } from '../ring/md5.ts';
 import type { Version } from '../versions/version.ts';
 
 // Bits of a ring position that name a leaf inside its partition.
@@ -47,9 +47,15 @@ function byDot(a: Version, b: Version): number {
   return a.dot.counter - b.dot.counter;
 }
 
+function inDotOrder(versions: readonly Version[]): boolean {
+  for (let i = 1; i < versions.length; i++) if (byDot(versions[i - 1]!, versions[i]!) > 0) return false;
+  return true;
+}
+
 /** Sets digestHi and digestLo to the digest of (`key`, `versions`); `versions` is not empty. */
 function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
-  const sorted = versions.length === 1 ? versions : versions.slice().sort(byDot);
+  // Stored sibling sets come sorted by dot already (see `resolve`): a copy to sort only when one does not.
+  const sorted = inDotOrder(versions) ? versions : versions.slice().sort(byDot);
   let size = 8 + key.length;
   for (const v of sorted) size += 12 + 3 * v.dot.node.length;
   if (size > scratch.length) {
@@ -85,9 +91,9 @@ function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
     view.setUint32(at + 4, counter >>> 0);
     at += 8;
   }
-  const d = md5(buf.subarray(0, at));
-  digestHi = (d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!;
-  digestLo = (d[4]! << 24) | (d[5]! << 16) | (d[6]! << 8) | d[7]!;
+  const d = md5Words(buf, at);
+  digestHi = bigEndian(d[0]!) | 0;
+  digestLo = bigEndian(d[1]!) | 0;
 }
 
 /**
@@ -117,9 +123,7 @@ function partitionBits(partitions: number): number {
 
 // The leaf from the top 32 bits of md5(key): partition bits are at most 16, so the leaf bits are among them.
 function leafAt(key: Uint8Array, shift: number): number {
-  const d = md5(key);
-  const top = ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
-  return (top >>> shift) & (TREE_LEAVES - 1);
+  return (bigEndian(md5Words(key)[0]!) >>> shift) & (TREE_LEAVES - 1);
 }
 
 /**

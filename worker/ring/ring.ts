@@ -8,8 +8,8 @@
  * Positions are 64-bit, but the ring never needs BigInt on its hot paths: partition bounds have zero low 32 bits, so
  * finding where a partition's walk starts only compares the high halves of token positions.
  */
-import { md5 } from '@noble/hashes/legacy.js';
 import { InvalidArgumentError } from '../errors.ts';
+import { bigEndian, md5, md5Words } from './md5.ts';
 
 /** A node as the ring sees it. */
 export interface Member {
@@ -72,10 +72,9 @@ function tokensOf(id: string, count: number): NodeTokens {
   const hi = new Uint32Array(count);
   const lo = new Uint32Array(count);
   for (let i = 0; i < count; i++) {
-    const digest = md5(utf8.encode(`${id}:${i}`));
-    const view = new DataView(digest.buffer, digest.byteOffset, 8);
-    hi[i] = view.getUint32(0);
-    lo[i] = view.getUint32(4);
+    const digest = md5Words(utf8.encode(`${id}:${i}`));
+    hi[i] = bigEndian(digest[0]!);
+    lo[i] = bigEndian(digest[1]!);
   }
   const tokens = { hi, lo };
   tokenCache.delete(id);
@@ -85,29 +84,42 @@ function tokensOf(id: string, count: number): NodeTokens {
 }
 
 /**
- * The top 32 bits of md5(key), by the key's bytes as a string of char codes 0–255. Every request needs its key's
- * partition, often on several nodes and several times, and a lookup costs a small fraction of an md5. Bounded, oldest
- * dropped first; keys longer than HASH_CACHE_KEY_BYTES are hashed every time.
+ * The top 32 bits of md5(key). Every request needs its key's partition, often on several nodes and several times, and
+ * a lookup costs a small fraction of an md5: a direct-mapped table by an FNV-1a hash of the key's bytes, each slot
+ * holding the bytes it was computed from, so that a hit compares bytes and allocates nothing. Keys longer than
+ * HASH_CACHE_KEY_BYTES are hashed every time.
  */
-const hashCache = new Map<string, number>();
 const HASH_CACHE_SIZE = 4096;
 const HASH_CACHE_KEY_BYTES = 256;
+const hashKeys: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(HASH_CACHE_SIZE).fill(undefined);
+const hashValues = new Uint32Array(HASH_CACHE_SIZE);
 
 function keyHash32(key: Uint8Array): number {
-  if (key.length > HASH_CACHE_KEY_BYTES) return md5Hash32(key);
-  const id = String.fromCharCode.apply(null, key as unknown as number[]);
-  let hash = hashCache.get(id);
-  if (hash === undefined) {
-    hash = md5Hash32(key);
-    if (hashCache.size >= HASH_CACHE_SIZE) hashCache.delete(hashCache.keys().next().value!);
-    hashCache.set(id, hash);
+  const n = key.length;
+  if (n > HASH_CACHE_KEY_BYTES) return md5Hash32(key);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
+  const slot = (h >>> 0) & (HASH_CACHE_SIZE - 1);
+  const cached = hashKeys[slot];
+  if (cached !== undefined && cached.length === n) {
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (cached[i] !== key[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return hashValues[slot]!;
   }
+  const hash = md5Hash32(key);
+  // A copy: the caller may change its key afterwards.
+  hashKeys[slot] = key.slice();
+  hashValues[slot] = hash;
   return hash;
 }
 
 function md5Hash32(key: Uint8Array): number {
-  const digest = md5(key);
-  return ((digest[0]! << 24) | (digest[1]! << 16) | (digest[2]! << 8) | digest[3]!) >>> 0;
+  return bigEndian(md5Words(key)[0]!);
 }
 
 /** md5 of the key, first 8 bytes big-endian as an unsigned 64-bit position. */
@@ -119,6 +131,83 @@ export function keyPosition(key: Uint8Array): bigint {
 /** The ids that {@link Ring.walk} visits, and in what order, for one partition. */
 type Walk = readonly string[];
 
+/**
+ * What a ring computes from its view: token order, walks and preference lists. Every node builds its own ring from
+ * every view it receives, and nodes that restart build theirs again, so rings of one view are built many times over:
+ * they share one core, built once, whose walks and preference lists fill in as any of them asks. A core never
+ * changes what it answers, so sharing it is invisible.
+ */
+class RingCore {
+  readonly members: readonly Member[];
+  readonly ids: ReadonlySet<string>;
+  /** log2(Q): a key's partition is the top `bits` bits of its position. */
+  readonly bits: number;
+  /** The high 32 bits of every token position, in clockwise order. */
+  readonly tokenHi: Uint32Array;
+  /** The member index (into `members`) owning each token, in the same order. */
+  readonly tokenOwner: Uint32Array;
+  /** The domain number of each member, so walks compare small integers rather than strings. */
+  readonly memberDomain: Uint32Array;
+  readonly domainCount: number;
+  /** Walks computed so far, by partition: most requests hit a few partitions many times. */
+  readonly walks: (Walk | undefined)[];
+  /** Preference lists computed so far, by n, then partition. */
+  readonly prefs = new Map<number, (Walk | undefined)[]>();
+
+  constructor(sorted: readonly Member[], ids: ReadonlySet<string>, partitions: number, tokensPerNode: number) {
+    this.members = sorted;
+    this.ids = ids;
+    this.bits = Math.log2(partitions);
+    const domains = new Map<string, number>();
+    this.memberDomain = new Uint32Array(sorted.length);
+    sorted.forEach((m, i) => {
+      let d = domains.get(m.domain);
+      if (d === undefined) domains.set(m.domain, (d = domains.size));
+      this.memberDomain[i] = d;
+    });
+    this.domainCount = domains.size;
+
+    const count = sorted.length * tokensPerNode;
+    const hi = new Uint32Array(count);
+    const lo = new Uint32Array(count);
+    const owner = new Uint32Array(count);
+    let t = 0;
+    sorted.forEach((m, i) => {
+      const tokens = tokensOf(m.id, tokensPerNode);
+      for (let k = 0; k < tokensPerNode; k++, t++) {
+        hi[t] = tokens.hi[k]!;
+        lo[t] = tokens.lo[k]!;
+        owner[t] = i;
+      }
+    });
+    // Members are sorted by id, so breaking exact position ties by owner index is independent of the input order.
+    const order = Array.from({ length: count }, (_, k) => k).sort(
+      (a, b) => hi[a]! - hi[b]! || lo[a]! - lo[b]! || owner[a]! - owner[b]!,
+    );
+    this.tokenHi = Uint32Array.from(order, (k) => hi[k]!);
+    this.tokenOwner = Uint32Array.from(order, (k) => owner[k]!);
+    this.walks = new Array<Walk | undefined>(partitions).fill(undefined);
+  }
+}
+
+/** Cores by view and options, most recently used last; bounded, oldest dropped first. */
+const coreCache = new Map<string, RingCore>();
+const CORE_CACHE_SIZE = 64;
+
+function coreOf(sorted: readonly Member[], ids: ReadonlySet<string>, partitions: number, tokens: number): RingCore {
+  let name = `${partitions}/${tokens}`;
+  for (const m of sorted) name += `/${JSON.stringify(m.id)}:${JSON.stringify(m.domain)}`;
+  let core = coreCache.get(name);
+  if (core !== undefined) {
+    coreCache.delete(name);
+  } else {
+    core = new RingCore(sorted, ids, partitions, tokens);
+    if (coreCache.size >= CORE_CACHE_SIZE) coreCache.delete(coreCache.keys().next().value!);
+  }
+  coreCache.set(name, core);
+  return core;
+}
+
 /** A ring computed from one membership view. Immutable: build a new one on every membership change. */
 export class Ring {
   /** Q, the number of partitions. */
@@ -128,18 +217,7 @@ export class Ring {
   /** The members, sorted by id whatever order they were given in. */
   readonly members: readonly Member[];
 
-  readonly #ids: ReadonlySet<string>;
-  /** log2(Q): a key's partition is the top `#bits` bits of its position. */
-  readonly #bits: number;
-  /** The high 32 bits of every token position, in clockwise order. */
-  readonly #tokenHi: Uint32Array;
-  /** The member index (into `members`) owning each token, in the same order. */
-  readonly #tokenOwner: Uint32Array;
-  /** The domain number of each member, so walks compare small integers rather than strings. */
-  readonly #memberDomain: Uint32Array;
-  readonly #domainCount: number;
-  /** Walks computed so far, by partition: most requests hit a few partitions many times. */
-  readonly #walks: (Walk | undefined)[];
+  readonly #core: RingCore;
 
   /**
    * @param members - The view's members, in any order: every node computes the same ring from the same set.
@@ -176,53 +254,23 @@ export class Ring {
 
     this.partitions = partitions;
     this.tokensPerNode = tokensPerNode;
-    this.#bits = Math.log2(partitions);
-    this.#ids = ids;
     const sorted = members
       .map((m) => Object.freeze({ id: m.id, domain: m.domain }))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    this.members = Object.freeze(sorted);
-
-    const domains = new Map<string, number>();
-    this.#memberDomain = new Uint32Array(sorted.length);
-    sorted.forEach((m, i) => {
-      let d = domains.get(m.domain);
-      if (d === undefined) domains.set(m.domain, (d = domains.size));
-      this.#memberDomain[i] = d;
-    });
-    this.#domainCount = domains.size;
-
-    const count = sorted.length * tokensPerNode;
-    const hi = new Uint32Array(count);
-    const lo = new Uint32Array(count);
-    const owner = new Uint32Array(count);
-    let t = 0;
-    sorted.forEach((m, i) => {
-      const tokens = tokensOf(m.id, tokensPerNode);
-      for (let k = 0; k < tokensPerNode; k++, t++) {
-        hi[t] = tokens.hi[k]!;
-        lo[t] = tokens.lo[k]!;
-        owner[t] = i;
-      }
-    });
-    // Members are sorted by id, so breaking exact position ties by owner index is independent of the input order.
-    const order = Array.from({ length: count }, (_, k) => k).sort(
-      (a, b) => hi[a]! - hi[b]! || lo[a]! - lo[b]! || owner[a]! - owner[b]!,
-    );
-    this.#tokenHi = Uint32Array.from(order, (k) => hi[k]!);
-    this.#tokenOwner = Uint32Array.from(order, (k) => owner[k]!);
-    this.#walks = new Array<Walk | undefined>(partitions).fill(undefined);
+    this.#core = coreOf(Object.freeze(sorted), ids, partitions, tokensPerNode);
+    this.members = this.#core.members;
   }
 
   /** True when `id` is a member of this ring. */
   has(id: string): boolean {
-    return this.#ids.has(id);
+    return this.#core.ids.has(id);
   }
 
   /** The partition a key falls in: position * Q / 2^64 (top log2(Q) bits of the md5). */
   partitionOf(key: Uint8Array): number {
-    if (this.#bits === 0) return 0;
-    return keyHash32(key) >>> (32 - this.#bits);
+    const bits = this.#core.bits;
+    if (bits === 0) return 0;
+    return keyHash32(key) >>> (32 - bits);
   }
 
   /**
@@ -233,22 +281,36 @@ export class Ring {
    */
   walk(partition: number): readonly string[] {
     this.#checkPartition(partition);
-    let walk = this.#walks[partition];
+    const walks = this.#core.walks;
+    let walk = walks[partition];
     if (walk === undefined) {
       walk = this.#computeWalk(partition);
-      this.#walks[partition] = walk;
+      walks[partition] = walk;
     }
     return walk;
   }
 
   /**
-   * The first n ids of walk(partition).
+   * The first n ids of walk(partition), frozen.
    * @throws InvalidArgumentError when `partition` is out of range or `n` is not a non-negative integer.
    */
   preferenceList(partition: number, n: number): readonly string[] {
+    const prefs = this.#core.prefs.get(n);
+    if (prefs !== undefined) {
+      // Any partition with a list here has passed the checks below.
+      const list = prefs[partition];
+      if (list !== undefined) return list;
+    }
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`n must be a non-negative integer, not ${n}`);
     const walk = this.walk(partition);
-    return n >= walk.length ? walk : walk.slice(0, n);
+    const list = n >= walk.length ? walk : Object.freeze(walk.slice(0, n));
+    if (prefs !== undefined) prefs[partition] = list;
+    else {
+      const lists = new Array<Walk | undefined>(this.partitions).fill(undefined);
+      lists[partition] = list;
+      this.#core.prefs.set(n, lists);
+    }
+    return list;
   }
 
   #checkPartition(partition: number): void {
@@ -258,22 +320,23 @@ export class Ring {
   }
 
   #computeWalk(partition: number): Walk {
-    const tokens = this.#tokenHi.length;
-    const memberCount = this.members.length;
+    const core = this.#core;
+    const tokens = core.tokenHi.length;
+    const memberCount = core.members.length;
     if (tokens === 0) return Object.freeze([]);
     const start = this.#firstTokenAtOrAfter(partition);
     const seenMember = new Uint8Array(memberCount);
-    const seenDomain = new Uint8Array(this.#domainCount);
+    const seenDomain = new Uint8Array(core.domainCount);
     const first: string[] = [];
     const rest: string[] = [];
     let met = 0;
     for (let k = 0; k < tokens && met < memberCount; k++) {
-      const m = this.#tokenOwner[(start + k) % tokens]!;
+      const m = core.tokenOwner[(start + k) % tokens]!;
       if (seenMember[m] === 1) continue;
       seenMember[m] = 1;
       met++;
-      const d = this.#memberDomain[m]!;
-      const id = this.members[m]!.id;
+      const d = core.memberDomain[m]!;
+      const id = core.members[m]!.id;
       if (seenDomain[d] === 1) {
         rest.push(id);
       } else {
@@ -289,8 +352,8 @@ export class Ring {
     // The last partition's upper bound is 2^64, which is position 0: its walk starts at the first token.
     if (partition === this.partitions - 1) return 0;
     // The bound's low 32 bits are zero, so a token is at or after it exactly when its high half is.
-    const boundHi = (partition + 1) * 2 ** (32 - this.#bits);
-    const hi = this.#tokenHi;
+    const boundHi = (partition + 1) * 2 ** (32 - this.#core.bits);
+    const hi = this.#core.tokenHi;
     let lo = 0;
     let up = hi.length;
     while (lo < up) {

@@ -2,8 +2,9 @@
  * The node's transport in a tab: one link per peer, either a data channel transferred into the worker (frames go
  * straight from worker to worker) or a `MessagePort` whose other end the main thread relays to a data channel.
  * Messages become frames that fit a data-channel message (see frames.ts). Each frame costs a `send` or `postMessage`
- * whatever its size, so small messages for a peer are held until the end of the task that sent them and then go
- * out bundled, as few frames as fit, in order; a large one goes at once in chunks, after what was held for its peer.
+ * whatever its size, so the first small message for a peer in a task goes at once (one alone waits for nothing), and
+ * the ones after it in that task are held until the task ends and then go out bundled, as few frames as fit, in
+ * order; a large one goes at once in chunks, after what was held for its peer.
  * Sending is best effort: frames for a peer without a link, or past a full buffer, are dropped and counted; the
  * node's timeouts notice. With {@link Faults}, every whole message in or out passes its isolation, loss and delay
  * first: outgoing ones before they are bundled, incoming ones after they are unbundled.
@@ -61,6 +62,8 @@ export class Links implements Transport {
   readonly #held = new Map<string, Uint8Array[]>();
   readonly #afterTask: AfterTask;
   #flushScheduled = false;
+  /** Peers a message went to at once in this task: the next ones for them in this task are held. */
+  readonly #sentInTask = new Set<string>();
   #nextMessageId = 1;
   /** Frames dropped: no link, queue full, or buffer full (a message for a peer without a link counts as one). */
   dropped = 0;
@@ -147,19 +150,27 @@ export class Links implements Transport {
     for (const peer of [...this.#links.keys()]) this.detach(peer);
   }
 
-  /** Holds a small message for `to` until the end of the task. */
+  /**
+   * Sends a small message for `to` at once when it is the first for `to` in this task (a message alone waits for
+   * nothing), else holds it until the end of the task, to go with the others in one frame.
+   */
   #hold(to: string, message: Uint8Array): void {
     if (!this.#links.has(to)) {
       this.dropped++;
       return;
     }
-    const held = this.#held.get(to);
-    if (held === undefined) this.#held.set(to, [message]);
-    else held.push(message);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       this.#afterTask(() => this.#flushAll());
     }
+    if (!this.#sentInTask.has(to)) {
+      this.#sentInTask.add(to);
+      this.#deliver(to, toFrames(message, this.#nextMessageId++));
+      return;
+    }
+    const held = this.#held.get(to);
+    if (held === undefined) this.#held.set(to, [message]);
+    else held.push(message);
   }
 
   /** Sends the chunks of a large message, after what is held for `to`, which must not overtake them. */
@@ -170,6 +181,7 @@ export class Links implements Transport {
 
   #flushAll(): void {
     this.#flushScheduled = false;
+    this.#sentInTask.clear();
     for (const peer of [...this.#held.keys()]) this.#flushPeer(peer);
   }
 

@@ -888,6 +888,12 @@ const HEADS = TYPES.map((t) => {
 // small message. A frame that outgrows what is left of the block moves to a new one.
 const BLOCK_BYTES = 64 * 1024;
 
+/**
+ * The bytes of frozen clocks written so far. Stored versions are frozen and shipped again and again (every read of a
+ * key replies with its siblings), so most clocks a node writes it has written before.
+ */
+const clockBytes = new WeakMap<VClock, Uint8Array>();
+
 class FastWriter {
   block = new Uint8Array(BLOCK_BYTES);
   view = new DataView(this.block.buffer);
@@ -1130,8 +1136,40 @@ class FastWriter {
   }
 
   clock(clock: VClock): void {
+    // A frozen clock of frozen entries never changes, so its bytes are written once and copied after that.
+    const frozen = Object.isFrozen(clock);
+    if (frozen) {
+      const known = clockBytes.get(clock);
+      if (known !== undefined) {
+        this.copy(known);
+        return;
+      }
+    }
+    // Relative to the frame's start, which stays put within the frame when the block grows.
+    const from = this.at - this.start;
     const n = this.arrayHeader(clock);
-    for (let i = 0; i < n; i++) this.entry(clock[i]!);
+    let entriesFrozen = true;
+    for (let i = 0; i < n; i++) {
+      const e = clock[i]!;
+      this.entry(e);
+      if (!Object.isFrozen(e)) entriesFrozen = false;
+    }
+    if (frozen && entriesFrozen) clockBytes.set(clock, this.block.slice(this.start + from, this.at));
+  }
+
+  /** Bytes known to be in the layout, as they are. */
+  copy(bytes: Uint8Array): void {
+    const n = bytes.length;
+    this.room(n);
+    if (n < 64) {
+      const block = this.block;
+      let at = this.at;
+      for (let i = 0; i < n; i++) block[at++] = bytes[i]!;
+      this.at = at;
+    } else {
+      this.block.set(bytes, this.at);
+      this.at += n;
+    }
   }
 
   versions(versions: readonly Version[]): void {
