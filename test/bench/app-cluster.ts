@@ -26,11 +26,11 @@ export async function buildApp(outDir: string, options: { minify?: boolean } = {
 type BenchWindow = { bench?: BenchApp; benchError?: string };
 
 /**
- * Opens `tabs` tabs of the app served at `origin`, all in cluster `cluster` with the extra `query` parameters, and
+ * Opens `tabs` tabs of the app served at `origin` (tab `i` in `context(i)` when `context` is a function), all in cluster `cluster` with the extra `query` parameters, and
  * waits until every tab has every other one connected. Throws when a tab fails to open its store.
  */
 export async function openAppCluster(
-  context: BrowserContext,
+  context: BrowserContext | ((tab: number) => Promise<BrowserContext>),
   origin: string,
   cluster: string,
   tabs: number,
@@ -40,7 +40,7 @@ export async function openAppCluster(
   const pages: Page[] = [];
   try {
     for (let i = 0; i < tabs; i++) {
-      const page = await context.newPage();
+      const page = await (typeof context === 'function' ? await context(i) : context).newPage();
       pages.push(page);
       page.on('pageerror', (error) => log(`tab ${i}: ${error.message}`));
       await page.goto(`${origin}/?${new URLSearchParams({ cluster, ...query }).toString()}`);
@@ -142,9 +142,9 @@ export function nodeWorkerHeap(heaps: Heaps): number | undefined {
  * Whether `page` shares its main-thread JS heap with another of `pages` (Chromium may run tabs of one site in one
  * renderer process, whose main thread has one V8 isolate for all of them): compares `Runtime.getIsolateId`.
  */
-export async function sharesIsolate(context: BrowserContext, page: Page, pages: readonly Page[]): Promise<boolean> {
+export async function sharesIsolate(page: Page, pages: readonly Page[]): Promise<boolean> {
   const idOf = async (p: Page): Promise<string> => {
-    const session = await context.newCDPSession(p);
+    const session = await p.context().newCDPSession(p);
     try {
       return (await session.send('Runtime.getIsolateId')).id;
     } finally {

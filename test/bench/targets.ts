@@ -7,12 +7,14 @@
  *
  *   node --import tsx test/bench/targets.ts [--tabs 3[,5]] [--ops 500] [--warmup 50] [--size 100]
  *     [--floor-samples 1000] [--count 5000] [--limit 64] [--floor-count 5000] [--plane auto|transfer|relay]
- *     [--storage disk|memory] [--ae-interval 500] [--ae-bytes B/s] [--ae-keys 3000] [--ae-repeat 2] [--ae-only]
+ *     [--storage disk|memory] [--contexts separate|shared] [--ae-interval 500] [--ae-bytes B/s] [--ae-keys 3000] [--ae-repeat 2] [--ae-only]
  *     [--only latency,burst,ae,sim]
  *
  * Everything in the browser runs on the minimal app that embeds the library as an app would (test/bench/app, built
  * by Vite at the start of the run) in one Chromium (playwright-core, `CHROMIUM_PATH` or /usr/bin/chromium), with
- * IndexedDB on disk in a temporary profile (`--storage memory`: an in-memory context), every page cross-origin
+ * each tab in a browser context of its own, as three users' browsers are (`--contexts shared`: every tab in one, so
+ * that their nodes share one IndexedDB backend), IndexedDB on disk in a temporary profile per context, each its own
+ * Chromium (`--storage memory`: in-memory contexts of one Chromium), every page cross-origin
  * isolated so that `performance.now()` has 5 µs resolution (floor.ts, `isolate`). In order:
  *
  * - sim: `npm run -s sim -- --nodes 20 --ops 20000 --seed 7 --faults partition,crash,loss` as a child process, first,
@@ -108,6 +110,8 @@ interface Options {
   readonly floorCount: number;
   readonly plane: 'auto' | 'transfer' | 'relay';
   readonly storage: 'disk' | 'memory';
+  /** Each tab in a browser context of its own (on disk: a profile and a browser of its own), or all in one. */
+  readonly contexts: 'separate' | 'shared';
   readonly antiEntropy: AntiEntropyOptions;
 }
 
@@ -148,6 +152,7 @@ function parseOptions(argv: string[]): Options {
       'floor-count': { type: 'string', default: '5000' },
       plane: { type: 'string', default: 'auto' },
       storage: { type: 'string', default: 'disk' },
+      contexts: { type: 'string', default: 'separate' },
       'ae-interval': { type: 'string', default: '500' },
       'ae-bytes': { type: 'string' },
       'ae-keys': { type: 'string', default: '3000' },
@@ -176,6 +181,8 @@ function parseOptions(argv: string[]): Options {
     throw new RangeError('--plane: auto|transfer|relay');
   const storage = values.storage;
   if (storage !== 'disk' && storage !== 'memory') throw new RangeError('--storage takes disk or memory');
+  const contexts = values.contexts;
+  if (contexts !== 'separate' && contexts !== 'shared') throw new RangeError('--contexts takes separate or shared');
   let parts = new Set<Part>(PARTS);
   if (values.only !== undefined) {
     parts = new Set();
@@ -202,6 +209,7 @@ function parseOptions(argv: string[]): Options {
     floorCount: int('floor-count', 100),
     plane,
     storage,
+    contexts,
     antiEntropy: {
       tabs: 3,
       ops,
@@ -345,6 +353,8 @@ async function main(): Promise<number> {
     let server: Awaited<ReturnType<typeof createSignalingServer>> | undefined;
     let browser: Browser | undefined;
     let context: BrowserContext | undefined;
+    const extraContexts: BrowserContext[] = [];
+    const extraProfiles: string[] = [];
     try {
       log('building the benchmark app (test/bench/app)…');
       await buildApp(appDir);
@@ -370,6 +380,22 @@ async function main(): Promise<number> {
       const ctx = context;
       await ctx.addInitScript(FLOOR_INIT_SCRIPT);
       await isolate(ctx, origin);
+      // Tab i of every cluster opens in context i: the first is `ctx`, the others are made on first use.
+      const tabContext = async (tab: number): Promise<BrowserContext> => {
+        if (tab === 0 || options.contexts === 'shared') return ctx;
+        let extra = extraContexts[tab - 1];
+        if (extra === undefined) {
+          if (profile !== undefined) {
+            const dir = mkdtempSync(join(tmpdir(), 'dynamesh-bench-profile-'));
+            extraProfiles.push(dir);
+            extra = await chromium.launchPersistentContext(dir, launch);
+          } else extra = await browser!.newContext();
+          await extra.addInitScript(FLOOR_INIT_SCRIPT);
+          await isolate(extra, origin);
+          extraContexts[tab - 1] = extra;
+        }
+        return extra;
+      };
       const query: Record<string, string> = options.plane === 'auto' ? {} : { dataPlane: options.plane };
 
       let floor: Floor | undefined;
@@ -389,7 +415,7 @@ async function main(): Promise<number> {
         const suffix = options.tabs.length > 1 ? `.${tabs}tabs` : '';
         await attempt(`${tabs}-tab cluster`, async () => {
           log(`opening a cluster of ${tabs} tabs of the app…`);
-          const pages = await openAppCluster(ctx, origin, `bench-${tabs}-${Date.now()}`, tabs, query, log);
+          const pages = await openAppCluster(tabContext, origin, `bench-${tabs}-${Date.now()}`, tabs, query, log);
           try {
             const first = pages[0]!;
             chromiumVersion ??= await first.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] ?? '?');
@@ -507,7 +533,7 @@ async function main(): Promise<number> {
                 });
               }
               reportBursts(bursts);
-              const shared = await sharesIsolate(ctx, first, pages);
+              const shared = await sharesIsolate(first, pages);
               details[`burst${suffix}`] = {
                 tabs,
                 floorPerSecond,
@@ -562,7 +588,7 @@ async function main(): Promise<number> {
           const ae = options.antiEntropy;
           log(`anti-entropy: ${ae.repeat} off/on pairs of ${ae.tabs}-tab clusters…`);
           const result: AntiEntropyResult = await measureAntiEntropy(
-            (cluster, tabs, extra) => openAppCluster(ctx, origin, cluster, tabs, { ...query, ...extra }, log),
+            (cluster, tabs, extra) => openAppCluster(tabContext, origin, cluster, tabs, { ...query, ...extra }, log),
             ae,
             cpu,
             log,
@@ -595,6 +621,8 @@ async function main(): Promise<number> {
       broken.push(`setup: ${message.split('\n')[0]}`);
     } finally {
       await context?.close().catch(() => {});
+      for (const extra of extraContexts) await extra.close().catch(() => {});
+      for (const dir of extraProfiles) rmSync(dir, { recursive: true, force: true });
       await browser?.close().catch(() => {});
       await server?.close().catch(() => {});
       rmSync(appDir, { recursive: true, force: true });
@@ -633,7 +661,8 @@ function report(
   console.log(
     `\nIssue 9 targets — ${meta.cores} cores, load average (1, 5, 15 min) ${load(meta.loadBefore)} before, ` +
       `${load(meta.loadAfter)} after; ${meta.seconds} s; Chromium ${meta.chromiumVersion ?? '—'}, ` +
-      `${meta.dataPlane ?? '—'} data plane, IndexedDB ${meta.options.storage === 'disk' ? 'on disk' : 'in memory'}`,
+      `${meta.dataPlane ?? '—'} data plane, IndexedDB ${meta.options.storage === 'disk' ? 'on disk' : 'in memory'}, ` +
+      `${meta.options.contexts === 'separate' ? 'a browser context per tab' : 'every tab in one browser context'}`,
   );
   const header = ['figure', 'value', 'floor', '×floor', 'target', 'met', 'notes'];
   const rows = figures.map((f) => [
