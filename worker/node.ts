@@ -112,7 +112,7 @@ export interface NodeOptions {
   readonly maxSiblingSetBytes?: number;
   /**
    * The app's gets, puts and deletes this node runs at once, at most; the rest wait their turn (the wait counts in
-   * their latency, not against any replica's timeout). @default 512
+   * their latency, not against any replica's timeout). @default 2048
    */
   readonly maxActiveRequests?: number;
   /** The app's requests that may wait, at most; one more fails at once with `ERR_OVERLOADED`. @default 50000 */
