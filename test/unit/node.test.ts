@@ -236,6 +236,25 @@ describe('DynamoNode', () => {
     assert.deepEqual(values(read), ['v']);
   });
 
+  it('answers a get with R=1 from the owner that has the key, not from a fallback that has nothing', async () => {
+    const w = await world(5);
+    const { owners } = placement(w, 'k');
+    await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 3 }));
+    await w.cluster.crash(owners[1]!);
+    await w.cluster.crash(owners[2]!);
+    for (const reader of w.cluster.ids.filter((id) => !owners.includes(id))) {
+      // A first read times out on the crashed owners, so that the next ones go straight to fallbacks for them (the
+      // reader itself among them, whose empty answer is at hand before the surviving owner's arrives).
+      await w.settle(w.node(reader).get('k', { r: 1 }));
+      await w.scheduler.advance(150);
+      for (let i = 0; i < 3; i++) {
+        const read = await w.settle(w.node(reader).get('k', { r: 1 }));
+        assert.deepEqual(values(read), ['v']);
+        assert.ok(read.receipt.replied.includes(owners[0]!));
+      }
+    }
+  });
+
   it('fails a put with ERR_QUORUM and the counts when too few replicas answer', async () => {
     const w = await world(3);
     await w.cluster.crash('n1');

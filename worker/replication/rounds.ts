@@ -201,6 +201,8 @@ export class Read {
   /** Who replied, in order, and what each replied (a map as two arrays: a get holds N entries at most). */
   readonly #replied: string[] = [];
   readonly #replies: (readonly Version[])[] = [];
+  /** Fallbacks that answered with nothing, counted once every slot has finished (see {@link Read.reply}). */
+  readonly #empty: string[] = [];
   readonly #repair: Repairer | null;
   #open: number;
   #settled = false;
@@ -228,8 +230,20 @@ export class Read {
     return resolve([], all).siblings;
   }
 
-  /** `id` answered `versions`. */
-  reply(id: string, versions: readonly Version[]): void {
+  /**
+   * `id` answered `versions`, standing in for `owner` (itself, when an owner). A fallback that has nothing for the key
+   * knows nothing of it: its empty answer counts toward R only once every slot has finished, so that it never wins
+   * the race against an owner that is slow to answer with the key's versions.
+   */
+  reply(id: string, versions: readonly Version[], owner: string = id): void {
+    if (id !== owner && versions.length === 0) {
+      this.#empty.push(id);
+      return;
+    }
+    this.#record(id, versions);
+  }
+
+  #record(id: string, versions: readonly Version[]): void {
     const k = this.#replied.indexOf(id);
     if (k < 0) {
       this.#replied.push(id);
@@ -246,6 +260,7 @@ export class Read {
   }
 
   #settle(): void {
+    if (this.#open === 0) for (const id of this.#empty.splice(0)) this.#record(id, []);
     const count = this.#replied.length;
     if (!this.#settled && count >= this.#r) {
       this.#settled = true;
@@ -289,7 +304,7 @@ class ReadSlot implements ReplyHandler {
   onReply(reply: Reply | null): void {
     try {
       if (reply?.type === 'read-reply') {
-        this.#read.reply(this.#target!, reply.versions);
+        this.#read.reply(this.#target!, reply.versions, this.#owner);
         this.#finish();
         return;
       }
@@ -318,7 +333,7 @@ class ReadSlot implements ReplyHandler {
     if (target === deps.self) {
       deps.readWhole(read.key).then(
         (versions) => {
-          read.reply(target, versions);
+          read.reply(target, versions, this.#owner);
           this.#finish();
         },
         (error: unknown) => {
