@@ -177,8 +177,6 @@ const LAST_ACTIVE = 'last-active';
 const IDLE_WAIT_MS = 200;
 /** A pause: no foreground request running, and none ended in the last this many ms. */
 const IDLE_QUIET_MS = 10;
-/** How often it looks, ms. */
-const IDLE_POLL_MS = 5;
 
 /** One Dynamo node. */
 export class DynamoNode {
@@ -221,6 +219,8 @@ export class DynamoNode {
   #inflight = 0;
   /** When the last foreground request ended. */
   #lastForeground = -Infinity;
+  /** Background work waiting for the foreground requests running now to end (see {@link DynamoNode.#idle}). */
+  readonly #idleWaiters = new Set<() => void>();
   #hintTimer: TimerHandle | undefined;
   #activeTimer: TimerHandle | undefined;
   #closed = false;
@@ -460,18 +460,35 @@ export class DynamoNode {
     }, activeInterval(grace));
   }
 
-  /** Resolves once no foreground request runs, or after a short wait so that background work is never starved. */
+  /**
+   * Resolves once no foreground request runs and none ended in the last {@link IDLE_QUIET_MS}, or after
+   * {@link IDLE_WAIT_MS} so that background work is never starved. It sleeps until the last foreground request ends
+   * (or the quiet time is over), rather than polling.
+   */
   async #idle(): Promise<void> {
-    const clock = this.#options.clock;
-    const busy = (): boolean => this.#inflight > 0 || clock.now() - this.#lastForeground < IDLE_QUIET_MS;
-    for (let waited = 0; busy() && waited < IDLE_WAIT_MS; waited += IDLE_POLL_MS) {
-      await new Promise<void>((resolve) => this.#options.timers.setTimeout(resolve, IDLE_POLL_MS));
+    const { clock, timers } = this.#options;
+    const deadline = clock.now() + IDLE_WAIT_MS;
+    for (;;) {
+      const now = clock.now();
+      if (now >= deadline) return;
+      const quietAt = this.#lastForeground + IDLE_QUIET_MS;
+      if (this.#inflight === 0 && now >= quietAt) return;
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          timers.clearTimeout(timer);
+          this.#idleWaiters.delete(wake);
+          resolve();
+        };
+        const timer = timers.setTimeout(wake, (this.#inflight === 0 ? Math.min(quietAt, deadline) : deadline) - now);
+        if (this.#inflight > 0) this.#idleWaiters.add(wake);
+      });
     }
   }
 
   #foregroundDone(): void {
     this.#inflight--;
     this.#lastForeground = this.#options.clock.now();
+    if (this.#inflight === 0) for (const wake of [...this.#idleWaiters]) wake();
   }
 
   /** Resolves once the node has loaded what it holds. */
@@ -598,15 +615,20 @@ export class DynamoNode {
       }
       return;
     }
+    void this.#serveRequest(message);
+  }
+
+  /** Serves a request from a peer: one async frame rather than a chain of promises, as every request comes here. */
+  async #serveRequest(message: PeerMessage): Promise<void> {
     const foreground = !message.type.startsWith('sync-');
     if (foreground) this.#inflight++;
-    void this.#dispatch(message)
-      .catch((error: unknown) => {
-        this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
-      })
-      .finally(() => {
-        if (foreground) this.#foregroundDone();
-      });
+    try {
+      await this.#dispatch(message);
+    } catch (error) {
+      this.#logger.error({ from: message.from, type: message.type, error: errorText(error) }, 'request failed');
+    } finally {
+      if (foreground) this.#foregroundDone();
+    }
   }
 
   /**
