@@ -1,8 +1,12 @@
 /**
  * Profiles a burst: like bench:burst's first run, with V8's sampling profiler on every page and node worker, and
- * prints the functions that took the most self time in each. A tool for finding where a put's time goes.
+ * prints the browser's CPU by thread during the burst, then the functions that took the most self time in each page
+ * and worker (the .cpuprofile files go to `--out`, for DevTools). A tool for finding where a put's time goes.
  *
- *   node --import tsx test/bench/burst-profile.ts [--tabs 3] [--count 5000] [--out DIR]
+ *   node --import tsx test/bench/burst-profile.ts [--tabs 3] [--count 5000] [--out DIR] [--separate]
+ *
+ * The tabs share one Chromium profile on disk; `--separate` gives each its own (a Chromium each), as bench does by
+ * default; the CPU figures then cover the first Chromium's threads only.
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
