@@ -25,6 +25,7 @@ import type {
   ApplyResult,
   Hint,
   LocalWrite,
+  LocalWriteOptions,
   LocalWriteResult,
   Storage,
   StorageStats,
@@ -238,7 +239,7 @@ export class MemoryStorage implements Storage {
     key: Uint8Array,
     partition: number,
     write: LocalWrite,
-    _options?: WriteOptions,
+    options?: LocalWriteOptions,
   ): Promise<LocalWriteResult> {
     const data = this.#open();
     const id = keyId(key);
@@ -253,7 +254,15 @@ export class MemoryStorage implements Storage {
     checkBounds(key, stored, siblings, write.bounds);
     data.counter = counter;
     data.store(id, key, partition, siblings);
-    return { version: exportVersion(version), siblings: exportAll(siblings) };
+    const result = { version: exportVersion(version), siblings: exportAll(siblings) };
+    // Shown before it resolves, as the IndexedDB engine shows a write before its commit, so that the coordinator's
+    // pipelined path runs here too (in the simulation).
+    try {
+      options?.onComputed?.({ version: exportVersion(version), siblings: exportAll(siblings) });
+    } catch {
+      // The caller's own business (see LocalWriteOptions.onComputed).
+    }
+    return result;
   }
 
   async scanPartition(partition: number, options: { after?: Uint8Array; limit?: number } = {}): Promise<StoredKey[]> {
