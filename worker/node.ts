@@ -247,6 +247,7 @@ export class DynamoNode {
     const horizon = new DotHorizon();
     this.#logger = options.logger ?? silentLogger;
     const requestTimeout = options.requestTimeout ?? 500;
+    const forwardTimeout = options.forwardTimeout ?? 4 * requestTimeout;
     this.#ring = this.#buildRing([{ id: this.id, domain: this.domain }]);
     const partitions = this.#ring.partitions;
     // Partitions known to hold keys: those stored at start and those written since. A tree of any other partition is
@@ -304,14 +305,15 @@ export class DynamoNode {
       n: this.#n,
       storage: this.#storage,
       holds,
-      whenHeld: (partition) => this.#ownership.whenHeld(partition, requestTimeout, options.timers),
+      whenHeld: (partition, patient) =>
+        this.#ownership.whenHeld(partition, patient === true ? forwardTimeout : requestTimeout, options.timers),
       findHolders,
       knownHolders: (partition) => this.#holders.known(partition),
       peers: this.#peers,
       metrics: this.#metrics,
       logger: this.#logger,
       requestTimeout,
-      forwardTimeout: options.forwardTimeout ?? 4 * requestTimeout,
+      forwardTimeout,
       bounds,
       horizon,
       ring: () => this.#ring,

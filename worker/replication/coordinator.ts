@@ -51,8 +51,11 @@ export interface CoordinatorDeps {
    * puts (its new dot could claim to follow earlier dots of its own that it does not have yet) nor answers its reads.
    */
   holds(partition: number): boolean;
-  /** Resolves true once this node holds `partition`, or false when it is not coming soon (see Ownership.whenHeld). */
-  whenHeld(partition: number): Promise<boolean>;
+  /**
+   * Resolves true once this node holds `partition`, or false when it is not coming soon (see Ownership.whenHeld):
+   * within a request timeout, or a forward timeout when `patient` (no other owner can take the request instead).
+   */
+  whenHeld(partition: number, patient?: boolean): Promise<boolean>;
   /** The members that hold a whole copy of `partition`, as learnt or asked now (see Holders.find). */
   findHolders(partition: number): Promise<Holding>;
   /** The members known to hold a whole copy of `partition`, without asking (see Holders.known). */
@@ -156,8 +159,9 @@ export class Coordinator {
       const owner = plan.owners.includes(self) && !tried.has(self);
       let local = owner && (await this.#mayCoordinate(plan));
       const next = local ? undefined : this.#nextCoordinator(plan, tried);
-      // No other owner could coordinate: this one, still fetching, does once its transfer ends soon enough.
-      if (!local && next === undefined) local = owner && (await this.#deps.whenHeld(plan.partition));
+      // No other owner could coordinate: this one, still fetching, does once its transfer ends, waiting as long as a
+      // forward would (a new cluster's transfers on a busy machine) rather than fail the put.
+      if (!local && next === undefined) local = owner && (await this.#deps.whenHeld(plan.partition, true));
       if (local) {
         try {
           return await this.coordinatePut(request, plan);
