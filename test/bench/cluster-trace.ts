@@ -1,14 +1,17 @@
 /**
- * A timeline of puts and gets in the live cluster, taken without changing the node: the benchmark patches a few browser
- * primitives inside each tab's node worker (through Playwright's `worker.evaluate`) to stamp when things happen:
- * a comlink call arriving (`MessageEvent.timeStamp`), a readwrite IndexedDB transaction starting and completing, a
- * frame leaving (`RTCDataChannel.send` on the transfer plane, `MessagePort.postMessage` on the relay plane) or
- * arriving (the `message` event its link handles), and the reply posted back to the page. Stamps are `performance.timeOrigin + now()`, comparable across tabs and workers
- * of one machine. Operations run one at a time from one tab, so every stamp inside one's window belongs to it.
+ * A timeline of puts and gets in the live cluster, taken without changing the node: the benchmark patches a few
+ * browser primitives inside each tab's node worker (through Playwright's `worker.evaluate`) to stamp when things
+ * happen: a readwrite IndexedDB transaction starting and completing, a frame leaving (`RTCDataChannel.send` on the
+ * transfer plane, `MessagePort.postMessage` on the relay plane) or arriving (the `message` event its link handles),
+ * and the reply posted back to the page (an array on the port of calls.ts). The call's arrival is not stamped (its
+ * port is attached before the stamps can be installed): a trace starts in the page. Stamps are
+ * `performance.timeOrigin + now()`, comparable across tabs and workers of one machine. Operations run one at a time
+ * from one tab, so every stamp inside one's window belongs to it.
  *
  * A put's time then splits into the consecutive {@link PUT_SEGMENTS}: "in flight" runs from the sender's `send` to
  * the receiving worker's `message` event (the data channel, plus the main-thread relay on the relay plane, plus the
- * wake-up of the receiving thread). With W=2 the replica that matters is the one whose ack left first.
+ * wake-up of the receiving thread). With W=2 the replica that matters is the one whose ack left first. The local
+ * write runs beside the replication and is reported apart.
  */
 import type { Page, Worker } from 'playwright-core';
 import { type Summary, summarize } from './cluster-stats.ts';
@@ -16,30 +19,30 @@ import { type Summary, summarize } from './cluster-stats.ts';
 /** One stamped event in a worker. */
 type TraceEvent = readonly [kind: 'in' | 'out' | 'tx-start' | 'tx-done' | 'send' | 'recv', at: number, id: number];
 
-/** The segments of a put, in order. */
+/**
+ * The segments of a put, in order. The local write runs beside the replication (the replicate frame leaves once the
+ * write has computed the new version, before it commits); its own time is {@link OperationTrace.beside}.
+ */
 export const PUT_SEGMENTS = [
-  'page → worker (comlink call)',
-  'worker: call → local write starts',
-  'local write (IndexedDB tx)',
-  'commit → replicate frame sent',
+  'page → worker → local write starts',
+  'local write starts → replicate frame sent',
   'replicate frame in flight to the replica worker',
   'replica: frame → its write starts',
   'replica write (IndexedDB tx)',
   'replica commit → ack frame sent',
   'ack frame in flight to the coordinator worker',
-  'coordinator: ack → reply posted',
-  'worker → page (comlink reply)',
+  'coordinator: ack (and local commit) → reply posted',
+  'worker → page (reply)',
 ] as const;
 
 /** The segments of a get, in order. */
 export const GET_SEGMENTS = [
-  'page → worker (comlink call)',
-  'worker: call → read frame sent',
+  'page → worker → read frame sent',
   'read frame in flight to the replica worker',
   'replica: frame → answer sent (its IndexedDB reads)',
   'answer frame in flight to the coordinator worker',
   'coordinator: answer → reply posted',
-  'worker → page (comlink reply)',
+  'worker → page (reply)',
 ] as const;
 
 /** The traced operations, summarised per segment. */
@@ -51,6 +54,8 @@ export interface OperationTrace {
   readonly segments: Record<string, Summary>;
   /** The whole operation, timed in the page, over the traced ones. */
   readonly total: Summary;
+  /** A step beside the segments, not on their path (a put's local write), when there is one. */
+  readonly beside?: { readonly name: string; readonly summary: Summary };
 }
 
 type TraceGlobal = { __benchTrace?: TraceEvent[]; __benchTraceOn?: boolean; __name?: unknown };
@@ -113,7 +118,8 @@ function instrument(): void {
   } as RTCDataChannel['send'];
   const portPost = MessagePort.prototype.postMessage;
   MessagePort.prototype.postMessage = function (this: MessagePort, ...args: never[]) {
-    if (g.__benchTraceOn) events.push(['send', now(), 0]);
+    // The page's calls and their answers travel as arrays on a port of their own (calls.ts); frames as buffers.
+    if (g.__benchTraceOn) events.push([Array.isArray(args[0]) ? 'out' : 'send', now(), 0]);
     return (portPost as (...a: never[]) => void).apply(this, args);
   } as MessagePort['postMessage'];
   for (const proto of [RTCDataChannel.prototype, MessagePort.prototype]) {
@@ -128,7 +134,9 @@ function instrument(): void {
         const wrapped =
           typeof listener === 'function'
             ? function (this: unknown, event: MessageEvent) {
-                if (g.__benchTraceOn) events.push(['recv', origin + event.timeStamp, 0]);
+                if (g.__benchTraceOn) {
+                  events.push([Array.isArray(event.data) ? 'in' : 'recv', origin + event.timeStamp, 0]);
+                }
                 return (listener as (e: MessageEvent) => unknown).call(this, event);
               }
             : listener;
@@ -185,8 +193,15 @@ async function collect(
   return { windows, events };
 }
 
-function summarise(names: readonly string[], rows: number[][], totals: number[], operations: number): OperationTrace {
+function summarise(
+  names: readonly string[],
+  rows: number[][],
+  totals: number[],
+  operations: number,
+  beside?: { name: string; values: number[] },
+): OperationTrace {
   return {
+    ...(beside !== undefined ? { beside: { name: beside.name, summary: summarize(beside.values, 0) } } : {}),
     traced: totals.length,
     operations,
     segments: Object.fromEntries(
@@ -221,13 +236,14 @@ export async function tracePuts(
   const [own, ...replicas] = events;
   const rows: number[][] = [];
   const totals: number[] = [];
+  const local: number[] = [];
   for (const [start, end] of windows) {
     const mine = own!.filter(([, at]) => at >= start && at <= end);
-    const arrived = mine.find(([kind]) => kind === 'in');
     const write = mine.find(([kind]) => kind === 'tx-start');
     const written = write && mine.find(([kind, , id]) => kind === 'tx-done' && id === write[2]);
-    const sent = written && mine.find(([kind, at]) => kind === 'send' && at >= written[1]);
-    if (sent === undefined) continue;
+    // Pipelined: the replicate frame leaves once the local write has computed the version, before it commits.
+    const sent = write && mine.find(([kind, at]) => kind === 'send' && at >= write[1]);
+    if (sent === undefined || written === undefined) continue;
     // The replica whose ack left first is the one that completed the quorum.
     let best: { recv: number; start: number; done: number; ack: number } | undefined;
     for (const list of replicas) {
@@ -242,27 +258,18 @@ export async function tracePuts(
       }
     }
     const acked = best && mine.find(([kind, at]) => kind === 'recv' && at >= best.ack);
-    const replied = acked && mine.find(([kind, at]) => kind === 'out' && at >= acked[1]);
-    if (!arrived || !write || !written || !best || !acked || !replied) continue;
+    const replied = acked && mine.find(([kind, at]) => kind === 'out' && at >= acked[1] && at >= written[1]);
+    if (!best || !acked || !replied) continue;
     rows.push(
-      steps([
-        start,
-        arrived[1],
-        write[1],
-        written[1],
-        sent[1],
-        best.recv,
-        best.start,
-        best.done,
-        best.ack,
-        acked[1],
-        replied[1],
-        end,
-      ]),
+      steps([start, write![1], sent[1], best.recv, best.start, best.done, best.ack, acked[1], replied[1], end]),
     );
     totals.push(end - start);
+    local.push(written[1] - write![1]);
   }
-  return summarise(PUT_SEGMENTS, rows, totals, windows.length);
+  return summarise(PUT_SEGMENTS, rows, totals, windows.length, {
+    name: 'local write (IndexedDB tx), beside segments 2–8',
+    values: local,
+  });
 }
 
 /**
@@ -281,9 +288,8 @@ export async function traceGets(
   const totals: number[] = [];
   for (const [start, end] of windows) {
     const mine = own!.filter(([, at]) => at >= start && at <= end);
-    const arrived = mine.find(([kind]) => kind === 'in');
-    const sent = arrived && mine.find(([kind, at]) => kind === 'send' && at >= arrived[1]);
-    if (arrived === undefined || sent === undefined) continue;
+    const sent = mine.find(([kind]) => kind === 'send');
+    if (sent === undefined) continue;
     // The replica whose answer left first is the one that completed R=2 with the local read.
     let best: { recv: number; reply: number } | undefined;
     for (const list of replicas) {
@@ -295,7 +301,7 @@ export async function traceGets(
     const answered = best && mine.find(([kind, at]) => kind === 'recv' && at >= best.reply);
     const replied = answered && mine.find(([kind, at]) => kind === 'out' && at >= answered[1]);
     if (!best || !answered || !replied) continue;
-    rows.push(steps([start, arrived[1], sent[1], best.recv, best.reply, answered[1], replied[1], end]));
+    rows.push(steps([start, sent[1], best.recv, best.reply, answered[1], replied[1], end]));
     totals.push(end - start);
   }
   return summarise(GET_SEGMENTS, rows, totals, windows.length);

@@ -646,6 +646,10 @@ function report(
     });
     const t = trace.total;
     rows.push([`whole ${trace.op}, timed in the page`, fmt(t.p50, 3), fmt(t.p99, 3), fmt(t.mean, 3), '100%']);
+    if (trace.beside !== undefined) {
+      const b = trace.beside.summary;
+      rows.push([trace.beside.name, fmt(b.p50, 3), fmt(b.p99, 3), fmt(b.mean, 3), '']);
+    }
     console.log(table(['segment', 'p50', 'p99', 'mean', 'of mean'], rows));
   }
 
