@@ -38,3 +38,27 @@ export function afterTaskScheduler(): AfterTask {
     channel.port2.postMessage(null);
   };
 }
+
+/**
+ * Sends items in batches per task: the first item of a task goes at once, alone (one alone waits for nothing), and
+ * the ones after it in the same task go together once the task is over. Returns the function that takes an item.
+ */
+export function batchPerTask<T>(send: (items: T[]) => void, afterTask: AfterTask): (item: T) => void {
+  let held: T[] = [];
+  let sentInTask = false;
+  const flush = (): void => {
+    sentInTask = false;
+    const items = held;
+    held = [];
+    if (items.length > 0) send(items);
+  };
+  return (item) => {
+    if (sentInTask) {
+      held.push(item);
+      return;
+    }
+    sentInTask = true;
+    afterTask(flush);
+    send([item]);
+  };
+}

@@ -9,7 +9,7 @@
  */
 import { ClosedError, type DynameshError } from './errors.ts';
 import type { DeleteOptions, GetOptions, GetResult, PutOptions, PutResult } from './node.ts';
-import { type AfterTask, afterTaskScheduler } from './after-task.ts';
+import { type AfterTask, afterTaskScheduler, batchPerTask } from './after-task.ts';
 import type { Outcome } from './main.ts';
 
 /** One call, as the page makes it. */
@@ -38,6 +38,12 @@ export interface CallResults {
 export interface Answer {
   readonly id: number;
   readonly outcome: Outcome<unknown>;
+}
+
+/** A call on its way, with the buffers it gives away. */
+interface PendingCall {
+  readonly call: Call;
+  readonly transfer: Transferable[];
 }
 
 /** What runs the calls in the worker. */
@@ -76,24 +82,6 @@ function decodeCall(raw: unknown): Call | { readonly id: number | undefined; rea
 
 /** Runs the calls arriving on `port` with `handler`, and answers them in batches. */
 export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: AfterTask = afterTaskScheduler()): void {
-  let answers: Answer[] = [];
-  // The first answer of a task goes at once (one alone waits for nothing); the ones after it wait for the task's end.
-  let answeredInTask = false;
-  const answer = (id: number, outcome: Outcome<unknown>): void => {
-    if (!answeredInTask) {
-      answeredInTask = true;
-      afterTask(flush);
-      post([{ id, outcome }]);
-      return;
-    }
-    answers.push({ id, outcome });
-  };
-  const flush = (): void => {
-    answeredInTask = false;
-    const batch = answers;
-    answers = [];
-    if (batch.length > 0) post(batch);
-  };
   const post = (batch: Answer[]): void => {
     try {
       port.postMessage(batch);
@@ -109,6 +97,8 @@ export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: A
       }
     }
   };
+  const send = batchPerTask(post, afterTask);
+  const answer = (id: number, outcome: Outcome<unknown>): void => send({ id, outcome });
   port.onmessage = (event: MessageEvent) => {
     const batch: unknown = event.data;
     if (!Array.isArray(batch)) return;
@@ -135,18 +125,15 @@ export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: A
 /** The page's end: makes calls and settles them as their answers come back. */
 export class CallPort {
   readonly #port: MessagePort;
-  readonly #afterTask: AfterTask;
+  /** Takes a call: it goes at once when first in its task, else with the rest of the task after it. */
+  readonly #send: (call: PendingCall) => void;
   readonly #waiting = new Map<number, (outcome: Outcome<unknown>) => void>();
-  /** Calls made in this task, each with the buffers it gives away. */
-  #calls: { readonly call: Call; readonly transfer: Transferable[] }[] = [];
   #nextId = 1;
-  /** Whether a call went at once in this task: the next ones of the task are held. */
-  #calledInTask = false;
   #closed: DynameshError | undefined;
 
   constructor(port: MessagePort, afterTask: AfterTask = afterTaskScheduler()) {
     this.#port = port;
-    this.#afterTask = afterTask;
+    this.#send = batchPerTask((calls) => this.#post(calls), afterTask);
     port.onmessage = (event: MessageEvent) => {
       const answers = event.data as Answer[];
       for (const { id, outcome } of answers) {
@@ -165,13 +152,7 @@ export class CallPort {
     const promise = new Promise<Outcome<CallResults[C['op']]>>((resolve) => {
       this.#waiting.set(id, resolve as (outcome: Outcome<unknown>) => void);
     });
-    const call = { call: { ...request, id } as Call, transfer };
-    // The first call of a task goes at once (one alone waits for nothing); the ones after it wait for the task's end.
-    if (!this.#calledInTask) {
-      this.#calledInTask = true;
-      this.#afterTask(() => this.#flush());
-      this.#post([call]);
-    } else this.#calls.push(call);
+    this.#send({ call: { ...request, id } as Call, transfer });
     return promise;
   }
 
@@ -182,18 +163,10 @@ export class CallPort {
     const error = { code: this.#closed.code, message: this.#closed.message } as const;
     for (const settle of this.#waiting.values()) settle({ ok: false, error });
     this.#waiting.clear();
-    this.#calls = [];
     this.#port.close();
   }
 
-  #flush(): void {
-    this.#calledInTask = false;
-    const calls = this.#calls;
-    this.#calls = [];
-    this.#post(calls);
-  }
-
-  #post(calls: { readonly call: Call; readonly transfer: Transferable[] }[]): void {
+  #post(calls: PendingCall[]): void {
     if (this.#closed !== undefined || calls.length === 0) return;
     try {
       this.#port.postMessage(
