@@ -424,26 +424,24 @@ export class IndexedDbStorage implements Storage {
    */
   async #fillFilter(): Promise<void> {
     try {
-      let after: Bytes | undefined;
-      for (;;) {
-        const range = after === undefined ? undefined : IDBKeyRange.lowerBound(after, true);
-        const keys = await this.#open().getAllKeys('keys', range, FILL_PAGE);
-        // Binary keys come back as ArrayBuffers, whatever view they were stored from.
-        for (const key of keys) this.#filter.add(new Uint8Array(key as unknown as ArrayBuffer));
-        if (keys.length < FILL_PAGE) break;
-        after = keys[keys.length - 1];
-      }
-      let afterHint: [string, Bytes] | undefined;
-      for (;;) {
-        const range = afterHint === undefined ? undefined : IDBKeyRange.lowerBound(afterHint, true);
-        const ids = await this.#open().getAllKeys('hints', range, FILL_PAGE);
-        for (const [, key] of ids) this.#hinted.add(new Uint8Array(key as unknown as ArrayBuffer));
-        if (ids.length < FILL_PAGE) break;
-        afterHint = ids[ids.length - 1];
-      }
+      // Binary keys come back as ArrayBuffers, whatever view they were stored from.
+      await this.#eachKey('keys', (key) => this.#filter.add(new Uint8Array(key as ArrayBuffer)));
+      await this.#eachKey('hints', (key) => this.#hinted.add(new Uint8Array((key as [string, ArrayBuffer])[1])));
       this.#filterReady = true;
     } catch {
       // Closed, or IndexedDB failed: writes keep reading their keys.
+    }
+  }
+
+  /** Visits every primary key of `store` in order, a page of them per short transaction. */
+  async #eachKey(store: 'keys' | 'hints', visit: (key: IDBValidKey) => void): Promise<void> {
+    let after: IDBValidKey | undefined;
+    for (;;) {
+      const range = after === undefined ? undefined : IDBKeyRange.lowerBound(after, true);
+      const keys: IDBValidKey[] = await this.#open().getAllKeys(store, range, FILL_PAGE);
+      keys.forEach(visit);
+      if (keys.length < FILL_PAGE) return;
+      after = keys[keys.length - 1];
     }
   }
 
