@@ -104,8 +104,7 @@ class ReplicaSlot implements ReplyHandler {
   readonly #owner: string;
   #target: string | undefined;
   #hintFor: string | null = null;
-  /** Timeouts the owner is forgiven when no fallback is left to stand in for it. */
-  #patience = 1;
+  readonly #patience = new Patience();
   #finished = false;
 
   constructor(replication: Replication, owner: string) {
@@ -139,16 +138,12 @@ class ReplicaSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      const fallback = takeFallback(replication.spare, replication.deps.peers);
-      if (fallback === undefined && reply === null && this.#target === this.#owner && this.#patience > 0) {
-        // A busy owner is not a failed one: with no fallback left to stand in, it is given a second timeout.
-        this.#patience--;
-        this.#ask();
-        return;
+      const next = this.#patience.next(this.#owner, this.#target, reply, replication.spare, replication.deps.peers);
+      if (next !== this.#owner) {
+        this.#hintFor = this.#owner;
+        if (next !== undefined) replication.deps.metrics.count('fallbacksUsed');
       }
-      this.#target = fallback;
-      this.#hintFor = this.#owner;
-      if (this.#target !== undefined) replication.deps.metrics.count('fallbacksUsed');
+      this.#target = next;
       this.#ask();
     } catch (error) {
       this.#fail(error);
@@ -281,8 +276,7 @@ class ReadSlot implements ReplyHandler {
   readonly #read: Read;
   readonly #owner: string;
   #target: string | undefined;
-  /** Timeouts the owner is forgiven when no fallback is left to stand in for it. */
-  #patience = 1;
+  readonly #patience = new Patience();
   #finished = false;
 
   constructor(read: Read, owner: string) {
@@ -308,14 +302,7 @@ class ReadSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      const fallback = takeFallback(this.#read.spare, this.#read.deps.peers);
-      if (fallback === undefined && reply === null && this.#target === this.#owner && this.#patience > 0) {
-        // A busy owner is not a failed one: with no fallback left to stand in, it is given a second timeout.
-        this.#patience--;
-        this.#ask();
-        return;
-      }
-      this.#target = fallback;
+      this.#target = this.#patience.next(this.#owner, this.#target, reply, this.#read.spare, this.#read.deps.peers);
       this.#ask();
     } catch (error) {
       this.#fail(error);
@@ -360,6 +347,32 @@ class ReadSlot implements ReplyHandler {
     if (this.#finished) return;
     this.#finished = true;
     this.#read.slotDone();
+  }
+}
+
+/** A slot's choice of whom to ask next after its target failed to answer for an owner. */
+class Patience {
+  /** Timeouts the owner is forgiven when no fallback is left to stand in for it. */
+  #left = 1;
+
+  /**
+   * Who to ask after `target` failed to answer for `owner` (`reply` an error, or null on a timeout): the next
+   * fallback; or, when none is left and the owner itself timed out, the owner again, once (a busy owner is not a
+   * failed one). Undefined when nobody is left.
+   */
+  next(
+    owner: string,
+    target: string | undefined,
+    reply: Reply | null,
+    spare: string[],
+    peers: Peers,
+  ): string | undefined {
+    const fallback = takeFallback(spare, peers);
+    if (fallback === undefined && reply === null && target === owner && this.#left > 0) {
+      this.#left--;
+      return owner;
+    }
+    return fallback;
   }
 }
 
