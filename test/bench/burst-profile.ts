@@ -6,9 +6,9 @@
  *   node --import tsx test/bench/burst-profile.ts [--tabs 3] [--count 5000] [--out DIR] [--separate]
  *
  * The tabs share one Chromium profile on disk; `--separate` gives each its own (a Chromium each), as bench does by
- * default; the CPU figures then cover the first Chromium's threads only.
+ * default.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,40 +88,6 @@ function summary(profile: Profile, top = 30): string {
     .join('\n');
 }
 
-/** CPU ticks by "process type/thread name" for every chromium process. */
-function threads(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    let cmd = '';
-    try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (!cmd.includes('chromium')) continue;
-    const type = /--type=([a-z-]+)/.exec(cmd)?.[1] ?? 'browser';
-    const sub = /--utility-sub-type=([a-zA-Z.]+)/.exec(cmd)?.[1] ?? '';
-    let tids: string[] = [];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-        const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-        const key = `${type}${sub ? ':' + sub : ''}/${name.replace(/\d+$/, '')}`;
-        out.set(key, (out.get(key) ?? 0) + Number(f[11]) + Number(f[12]));
-      } catch {
-        // gone
-      }
-    }
-  }
-  return out;
-}
-
 async function main(): Promise<void> {
   const tabs = Number(values.tabs);
   const count = Number(values.count);
@@ -194,7 +160,7 @@ async function main(): Promise<void> {
       await child.send('Profiler.setSamplingInterval', { interval: 200 });
       await child.send('Profiler.start');
     }
-    const threadsBefore = threads();
+    const threadsBefore = cpu.threads();
     const before = cpu.sample();
     const wallBefore = performance.now();
     const result = await pages[0]!.evaluate(
@@ -202,11 +168,11 @@ async function main(): Promise<void> {
       count,
     );
     const after = cpu.sample();
-    const threadsAfter = threads();
+    const threadsAfter = cpu.threads();
     const deltas = [...threadsAfter]
       .map(([k, v]) => [k, v - (threadsBefore.get(k) ?? 0)] as const)
       .sort((a, b) => b[1] - a[1]);
-    for (const [k, v] of deltas.slice(0, 16)) process.stdout.write(`  ${String(v * 10).padStart(6)} ms  ${k}\n`);
+    for (const [k, v] of deltas.slice(0, 16)) process.stdout.write(`  ${v.toFixed(0).padStart(6)} ms  ${k}\n`);
     const wall = performance.now() - wallBefore;
     process.stdout.write(`${JSON.stringify(result)} ${((result.acknowledged / result.ms) * 1000).toFixed(0)}/s\n`);
     for (const g of CPU_GROUPS) {

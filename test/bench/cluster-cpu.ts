@@ -1,6 +1,6 @@
 /**
  * CPU time the browser spends on the cluster, by where it runs, read from Linux's `/proc` for the Chromium launched
- * by this run (found by a marker switch on its command line, then its descendants). Unlike latency, CPU time does
+ * by this run (found by a marker switch on its command line, every browser that carries it, then their descendants). Unlike latency, CPU time does
  * not depend on what else the machine runs, so it says what an operation costs even on a busy machine; and when
  * CPU per operation approaches cores × latency, the cluster is CPU-bound.
  *
@@ -69,19 +69,38 @@ export class ChromiumCpu {
   /** The CPU milliseconds each group has used so far. */
   sample(): CpuTimes {
     const out = Object.fromEntries(CPU_GROUPS.map((g) => [g, 0])) as CpuTimes;
+    this.#walk((processType, thread, ms) => (out[groupOf(processType, thread)] += ms));
+    return out;
+  }
+
+  /**
+   * The CPU milliseconds each thread has used so far, summed by `processType/thread name` (the digits that end a
+   * pool thread's name dropped, so that a pool counts as one).
+   */
+  threads(): Map<string, number> {
+    const out = new Map<string, number>();
+    this.#walk((processType, thread, ms) => {
+      const key = `${processType}/${thread.replace(/\d+$/, '')}`;
+      out.set(key, (out.get(key) ?? 0) + ms);
+    });
+    return out;
+  }
+
+  /** Visits every thread of the Chromiums of this run (each launched with the marker) and their descendants. */
+  #walk(visit: (processType: string, thread: string, ms: number) => void): void {
     const pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
     const parent = new Map<string, string>();
-    let root: string | undefined;
+    const roots = new Set<string>();
     for (const pid of pids) {
       const stat = read(`/proc/${pid}/stat`);
       if (stat === undefined) continue;
       parent.set(pid, statFields(stat)[1]!);
-      if (root === undefined && read(`/proc/${pid}/cmdline`)?.includes(this.#marker)) root = pid;
+      if (read(`/proc/${pid}/cmdline`)?.includes(this.#marker)) roots.add(pid);
     }
-    if (root === undefined) return out;
+    if (roots.size === 0) return;
     const ours = (pid: string): boolean => {
       for (let p: string | undefined = pid, depth = 0; p !== undefined && depth < 8; p = parent.get(p), depth++) {
-        if (p === root) return true;
+        if (roots.has(p)) return true;
       }
       return false;
     };
@@ -101,11 +120,9 @@ export class ChromiumCpu {
         if (stat === undefined) continue;
         const thread = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
         const fields = statFields(stat);
-        const ticks = Number(fields[11]) + Number(fields[12]);
-        out[groupOf(processType, thread)] += (ticks * 1000) / TICKS_PER_SECOND;
+        visit(processType, thread, ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND);
       }
     }
-    return out;
   }
 }
 
