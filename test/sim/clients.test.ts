@@ -8,16 +8,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FORGERIES } from './forge.ts';
-import { type CliOptions, reproduceCommand } from './options.ts';
-import { describeFailure } from './report.ts';
-import { type SimulationResult, runSimulation } from './run.ts';
+import type { CliOptions } from './options.ts';
+import type { SimulationResult } from './run.ts';
+import { expectVerdict } from './verdict.ts';
 
 /** Runs one simulation and asserts that nothing at all went wrong, naming the replay command on failure. */
-async function expectClean(options: CliOptions): Promise<SimulationResult> {
-  const result = await runSimulation(options);
-  const why = `${describeFailure(result).join('\n')}\nreplay with: ${reproduceCommand(options)}`;
-  assert.deepEqual(
-    {
+function expectClean(options: CliOptions): Promise<SimulationResult> {
+  return expectVerdict(
+    options,
+    (result) => ({
       lost: result.lost,
       resurrected: result.resurrected,
       phantoms: result.phantoms,
@@ -31,7 +30,7 @@ async function expectClean(options: CliOptions): Promise<SimulationResult> {
       poisoned: result.poisoned,
       overBound: result.overBound,
       wedged: result.wedged,
-    },
+    }),
     {
       lost: 0,
       resurrected: 0,
@@ -47,12 +46,8 @@ async function expectClean(options: CliOptions): Promise<SimulationResult> {
       overBound: 0,
       wedged: 0,
     },
-    why,
+    { requireOk: true },
   );
-  assert.ok(result.ok, why);
-  for (const kind of options.faults ?? []) assert.ok(result.faultsInjected[kind] > 0, `no ${kind} fault was injected`);
-  assert.ok(result.acknowledged > 0, 'no put was acknowledged');
-  return result;
 }
 
 /** Calls the misbehaving clients made whose description mentions `word`. */
