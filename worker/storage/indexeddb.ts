@@ -381,12 +381,13 @@ export class IndexedDbStorage implements Storage {
   /** Reads waiting for the next read transaction, and whether one is in flight. */
   readonly #reads: PendingRead[] = [];
   #reading = false;
-  /** The engine's own record as last committed, once read. */
+  /**
+   * The engine's own record as last committed, once read; its counter is the highest reserved by a committed
+   * transaction (reservations only grow).
+   */
   #state: MetaRecord | undefined;
   /** The highest dot counter issued since the storage opened (see {@link MetaRecord.counter}). */
   #issued = -1;
-  /** The highest dot counter known to be reserved by a committed transaction. */
-  #reserved = -1;
 
   private constructor() {}
 
@@ -521,10 +522,7 @@ export class IndexedDbStorage implements Storage {
       failAll(error);
       return;
     }
-    if (records.state.now !== undefined) {
-      this.#state ??= records.state.now;
-      this.#reserved = Math.max(this.#reserved, records.state.now.counter);
-    }
+    this.#state ??= records.state.now;
     const outcomes: Outcome[] = batch.map((u, i) => {
       const view = new Staged(records);
       try {
@@ -574,10 +572,7 @@ export class IndexedDbStorage implements Storage {
       });
       return;
     }
-    if (records.state.by >= 0) {
-      this.#state = records.state.now!;
-      this.#reserved = Math.max(this.#reserved, this.#state.counter);
-    }
+    if (records.state.by >= 0) this.#state = records.state.now!;
     batch.forEach((u, i) => u.settle(outcomes[i]!));
   }
 
@@ -717,7 +712,9 @@ export class IndexedDbStorage implements Storage {
       this.#issued = Math.max(this.#issued, counter);
       const result = { version, siblings };
       // Shown before the commit only when a transaction already committed the counter's reservation.
-      if (onComputed !== undefined && counter <= this.#reserved) view.beforeCommit(() => onComputed(result));
+      if (onComputed !== undefined && counter <= (this.#state?.counter ?? -1)) {
+        view.beforeCommit(() => onComputed(result));
+      }
       return result;
     });
   }
