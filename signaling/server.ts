@@ -10,7 +10,7 @@
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { Server, type Socket } from 'socket.io';
 import {
@@ -44,6 +44,9 @@ import { TokenBucket } from './rate-limit.ts';
 import { serveStatic } from './static.ts';
 import { verifyToken } from './token.ts';
 import { VALIDATORS, type PayloadLimits } from './validate.ts';
+
+/** Ms close() lets open WebSockets finish their closing handshake before it cuts them. */
+const CLOSE_GRACE_MS = 1000;
 
 /** Interval timers, injectable so tests can drive failure detection. */
 export interface IntervalTimers {
@@ -207,6 +210,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   });
 
   const httpServer = createServer();
+  // Every connection, so that close() can end the upgraded (WebSocket) ones, which are no longer HTTP connections.
+  const connections = new Set<NetSocket>();
+  httpServer.on('connection', (socket: NetSocket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   const io = new Server<ListenEvents, ServerToClientEvents>(httpServer, {
     maxHttpBufferSize: settings.maxPayloadBytes,
     serveClient: false,
@@ -465,7 +474,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         await io.close();
         // Idle keep-alive HTTP connections would hold the server open.
         httpServer.closeAllConnections();
+        // So would a WebSocket whose closing handshake the page does not finish (a busy or frozen tab): cut after a grace.
+        const cut = setTimeout(() => {
+          for (const socket of connections) socket.destroy();
+        }, CLOSE_GRACE_MS);
         await closed;
+        clearTimeout(cut);
         logger.info('signalling server closed');
       })();
       return closing;
