@@ -408,7 +408,9 @@ class DynameshStore implements Store {
 
   #acceptView(view: ClusterView): void {
     if (this.#closing !== undefined) return;
-    void this.#host.setMembers(view.members.map((m) => ({ id: m.id, domain: m.domain })));
+    // On the calls' port: a get or put made after this view reaches the node after it.
+    const members = view.members.map((m) => ({ id: m.id, domain: m.domain }));
+    this.#calls.call({ op: 'members', members }).catch(() => {});
     this.#mesh.update(view.members);
     this.#emit('membership', view);
   }

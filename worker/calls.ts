@@ -5,12 +5,14 @@
  * A burst of thousands of puts then costs the page and the worker a few messages instead of a structured-clone
  * round trip each (comlink, which carries every other call, makes one message and one listener per call).
  *
- * The worker checks every call's shape before it runs it; the page matches answers to calls by id.
+ * The worker checks every call's shape before it runs it; the page matches answers to calls by id. View changes
+ * travel on the same port, so that a call the page makes after a view arrived runs under that view.
  */
 import { ClosedError, type DynameshError } from './errors.ts';
 import type { DeleteOptions, GetOptions, GetResult, PutOptions, PutResult } from './node.ts';
 import { type AfterTask, afterTaskScheduler, batchPerTask } from './after-task.ts';
 import type { Outcome } from './main.ts';
+import type { Member } from './ring/ring.ts';
 
 /** One call, as the page makes it. */
 export type Call =
@@ -22,7 +24,8 @@ export type Call =
       readonly value: Uint8Array;
       readonly options: PutOptions;
     }
-  | { readonly id: number; readonly op: 'delete'; readonly key: string | Uint8Array; readonly options: DeleteOptions };
+  | { readonly id: number; readonly op: 'delete'; readonly key: string | Uint8Array; readonly options: DeleteOptions }
+  | { readonly id: number; readonly op: 'members'; readonly members: readonly Member[] };
 
 /** A call without its id, as a caller makes it. */
 export type CallRequest = Call extends infer C ? (C extends Call ? Omit<C, 'id'> : never) : never;
@@ -32,6 +35,7 @@ export interface CallResults {
   readonly get: GetResult;
   readonly put: PutResult;
   readonly delete: PutResult;
+  readonly members: void;
 }
 
 /** One answer: the id of its call and its outcome. */
@@ -51,6 +55,8 @@ export interface CallHandler {
   get(key: string | Uint8Array, options: GetOptions): Promise<Outcome<GetResult>>;
   put(key: string | Uint8Array, value: Uint8Array, options: PutOptions): Promise<Outcome<PutResult>>;
   delete(key: string | Uint8Array, options: DeleteOptions): Promise<Outcome<PutResult>>;
+  /** Takes a new view; it travels with the calls so that a call made after it is run under it. */
+  setMembers(members: readonly Member[]): void;
 }
 
 function isKey(key: unknown): key is string | Uint8Array {
@@ -67,6 +73,19 @@ function decodeCall(raw: unknown): Call | { readonly id: number | undefined; rea
   const call = raw as Record<string, unknown>;
   const id = call['id'];
   if (typeof id !== 'number' || !Number.isSafeInteger(id)) return { id: undefined, invalid: 'a call needs an id' };
+  if (call['op'] === 'members') {
+    const members = call['members'];
+    const valid =
+      Array.isArray(members) &&
+      members.every(
+        (m: unknown) =>
+          typeof m === 'object' &&
+          m !== null &&
+          typeof (m as Member).id === 'string' &&
+          typeof (m as Member).domain === 'string',
+      );
+    return valid ? (raw as Call) : { id, invalid: 'members must be a list of { id, domain }' };
+  }
   if (!isKey(call['key'])) return { id, invalid: 'key must be a string or a Uint8Array' };
   if (!isOptions(call['options'])) return { id, invalid: 'options must be an object' };
   switch (call['op']) {
@@ -108,6 +127,11 @@ export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: A
         if (call.id !== undefined) {
           answer(call.id, { ok: false, error: { code: 'ERR_INVALID_ARGUMENT', message: call.invalid } });
         }
+        continue;
+      }
+      if (call.op === 'members') {
+        handler.setMembers(call.members);
+        answer(call.id, { ok: true, value: undefined });
         continue;
       }
       const run =

@@ -24,6 +24,9 @@ function recordingHandler(): { handler: CallHandler; seen: string[] } {
       seen.push(`delete ${String(key)}`);
       return { ok: false, error: { code: 'ERR_QUORUM', message: 'no replicas' } };
     },
+    setMembers: (members) => {
+      seen.push(`members ${members.map((m) => m.id).join(',')}`);
+    },
   };
   return { handler, seen };
 }
@@ -73,6 +76,37 @@ describe('calls between page and worker', () => {
     assert.deepEqual(put, { ok: true, value: putResult('1') });
     assert.deepEqual(deleted, { ok: false, error: { code: 'ERR_QUORUM', message: 'no replicas' } });
     assert.deepEqual(seen, ['get a', 'put 1 5', 'delete c']);
+    calls.close();
+  });
+
+  it('runs a view change and the calls made after it in the order they were made', async () => {
+    const { port1, port2 } = new MessageChannel();
+    const { handler, seen } = recordingHandler();
+    serveCalls(port2, handler);
+    const calls = new CallPort(port1);
+    await calls.call({ op: 'get', key: 'before', options: {} });
+    const view = calls.call({
+      op: 'members',
+      members: [
+        { id: 'a', domain: 'd' },
+        { id: 'b', domain: 'd' },
+      ],
+    });
+    const after = calls.call({ op: 'put', key: 'after', value: new Uint8Array(1), options: {} });
+    assert.deepEqual(await view, { ok: true, value: undefined });
+    await after;
+    assert.deepEqual(seen, ['get before', 'members a,b', 'put after 1']);
+    calls.close();
+  });
+
+  it('refuses a view change that is not a list of members', async () => {
+    const { port1, port2 } = new MessageChannel();
+    const { handler, seen } = recordingHandler();
+    serveCalls(port2, handler);
+    const calls = new CallPort(port1);
+    const outcome = await calls.call({ op: 'members', members: [{ id: 7 }] as never });
+    assert.equal(!outcome.ok && outcome.error.code, 'ERR_INVALID_ARGUMENT');
+    assert.deepEqual(seen, []);
     calls.close();
   });
 
