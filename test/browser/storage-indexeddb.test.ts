@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { deleteDB } from 'idb';
+import { deleteDB, openDB } from 'idb';
 import { hasErrorCode } from '../../worker/errors.ts';
 import type { Version } from '../../worker/versions/version.ts';
 import { openIndexedDbStorage } from '../../worker/storage/indexeddb.ts';
@@ -25,6 +25,24 @@ function freshName(): string {
 }
 
 let lastName: string | undefined;
+
+/** Records in `store` of database `name`, counted on a connection of its own. */
+async function countIn(name: string, store: 'keys' | 'log'): Promise<number> {
+  const db = await openDB(name);
+  try {
+    return await db.count(store);
+  } finally {
+    db.close();
+  }
+}
+
+/** Resolves once the engine has compacted its whole log into the `keys` store (it does when writes pause). */
+async function compacted(name: string): Promise<void> {
+  for (let tries = 0; (await countIn(name, 'log')) > 0; tries++) {
+    if (tries > 100) throw new Error('the log was not compacted within 5 s of the writes');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 storageContract(
   'IndexedDB',
@@ -80,6 +98,8 @@ describe('IndexedDB pipelined writes', () => {
     const first = await openIndexedDbStorage(name);
     const keys = Array.from({ length: 5000 }, (_, i) => new TextEncoder().encode(`key-${i}`));
     await Promise.all(keys.map((k) => first.write(k, 1, write('old'))));
+    // In the `keys` store, where the filter is filled from (what is still logged at a reopen is replayed instead).
+    await compacted(name);
     await first.close();
     const again = await openIndexedDbStorage(name);
     try {
@@ -114,26 +134,46 @@ describe('IndexedDB pipelined writes', () => {
 });
 
 describe('IndexedDB storage failures', () => {
+  // A function can be neither structured-cloned nor encoded, so storing it fails.
+  const bad: Version = {
+    dot: { node: 'a', counter: 1, timestamp: (() => 1) as unknown as number },
+    context: [],
+    value: null,
+  };
+  const caught = (promise: Promise<unknown>): Promise<unknown> =>
+    promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
   it('turns an IndexedDB failure into ERR_STORAGE with the original as cause, storing nothing', async () => {
     const storage = await openIndexedDbStorage(freshName());
     try {
       const key = new TextEncoder().encode('k');
-      // A function cannot be structured-cloned, so IndexedDB refuses the put.
-      const bad: Version = {
-        dot: { node: 'a', counter: 1, timestamp: (() => 1) as unknown as number },
-        context: [],
-        value: null,
-      };
-      let error: unknown;
-      try {
-        await storage.apply(key, 1, [bad]);
-      } catch (e) {
-        error = e;
-      }
+      const error = await caught(storage.putHint({ target: 't', key, partition: 1, siblings: [bad] }));
       expect(hasErrorCode(error, 'ERR_STORAGE')).to.equal(true);
       expect((error as Error).cause).to.have.property('name', 'DataCloneError');
-      expect(await storage.get(key)).to.deep.equal([]);
+      expect(await storage.hintsFor(key)).to.deep.equal([]);
       expect(await storage.stats()).to.deep.equal({ keys: 0, bytes: 0, hints: 0 });
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('fails a write the log cannot encode with ERR_STORAGE, alone: the writes committed beside it are stored', async () => {
+    const storage = await openIndexedDbStorage(freshName());
+    try {
+      const [badKey, goodKey] = [new TextEncoder().encode('bad'), new TextEncoder().encode('good')];
+      const good: Version = { dot: { node: 'a', counter: 2, timestamp: 1 }, context: [], value: null };
+      const [error, result] = await Promise.all([
+        caught(storage.apply(badKey, 1, [bad])),
+        storage.apply(goodKey, 1, [good]),
+      ]);
+      expect(hasErrorCode(error, 'ERR_STORAGE')).to.equal(true);
+      expect(result.changed).to.equal(true);
+      expect(await storage.get(badKey)).to.deep.equal([]);
+      expect(await storage.get(goodKey)).to.deep.equal([good]);
+      expect((await storage.stats()).keys).to.equal(1);
     } finally {
       await storage.close();
     }
@@ -182,4 +222,98 @@ describe('IndexedDB storage in a dedicated module worker', () => {
 
 after(async () => {
   await Promise.all(names.map((name) => deleteDB(name)));
+});
+
+describe('IndexedDB write-ahead log', () => {
+  const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+  const decode = (b: Uint8Array | null): string => (b === null ? '(tombstone)' : new TextDecoder().decode(b));
+  const write = (value: string) => ({ node: 'n', timestamp: 1, context: [], value: encode(value), ifMatch: false });
+  /** Every key of partition `p` with its values, scanned in pages of `size`. */
+  async function scanAll(storage: IndexedDbStorage, p: number, size: number): Promise<string[]> {
+    const out: string[] = [];
+    let after: Uint8Array | undefined;
+    for (;;) {
+      const page = await storage.scanPartition(p, after === undefined ? { limit: size } : { after, limit: size });
+      if (page.length === 0) return out;
+      for (const k of page) out.push(`${decode(k.key)}=${k.siblings.map((v) => decode(v.value)).join('|')}`);
+      after = page[page.length - 1]!.key;
+    }
+  }
+
+  it('logs a batch of writes as one record, then compacts it into the keys store once writes pause', async () => {
+    const name = freshName();
+    const storage = await openIndexedDbStorage(name);
+    try {
+      const keys = Array.from({ length: 200 }, (_, i) => encode(`key-${i}`));
+      await Promise.all(keys.map((k) => storage.write(k, 1, write('v'))));
+      expect(await countIn(name, 'log')).to.be.within(1, 3);
+      await compacted(name);
+      expect(await countIn(name, 'keys')).to.equal(200);
+      expect((await storage.get(keys[7]!)).map((v) => decode(v.value))).to.deep.equal(['v']);
+      expect((await storage.stats()).keys).to.equal(200);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('replays what was logged and not compacted when the database is opened again', async () => {
+    const name = freshName();
+    const first = await openIndexedDbStorage(name);
+    const kept = encode('kept');
+    const removed = encode('removed');
+    await first.write(kept, 4, write('a'));
+    const stored = await first.write(removed, 4, write('b'));
+    await compacted(name);
+    // Logged, not compacted: a new sibling of one key and the removal of the other.
+    await first.write(kept, 4, write('c'));
+    await first.deleteIfUnchanged(removed, stored.siblings);
+    expect(await countIn(name, 'log')).to.be.above(0);
+    await first.close();
+    const again = await openIndexedDbStorage(name);
+    try {
+      expect((await again.get(kept)).map((v) => decode(v.value)).sort()).to.deep.equal(['a', 'c']);
+      expect(await again.get(removed)).to.deep.equal([]);
+      expect(await scanAll(again, 4, 10)).to.deep.equal(['kept=a|c']);
+      expect(await again.partitionsWithData()).to.deep.equal([4]);
+      expect((await again.stats()).keys).to.equal(1);
+      await compacted(name);
+      expect(await countIn(name, 'keys')).to.equal(1);
+      expect(await scanAll(again, 4, 10)).to.deep.equal(['kept=a|c']);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('scans every key of a partition once while compaction copies it, in key order', async () => {
+    const name = freshName();
+    const storage = await openIndexedDbStorage(name);
+    try {
+      const expected = Array.from({ length: 2000 }, (_, i) => `key-${String(i).padStart(4, '0')}=v`);
+      await Promise.all(expected.map((e) => storage.write(encode(e.slice(0, 8)), 2, write('v'))));
+      // Scanned again and again in small pages from the moment writes pause, which is when compaction starts.
+      let rounds = 0;
+      while ((await countIn(name, 'log')) > 0 || rounds === 0) {
+        expect(await scanAll(storage, 2, 37)).to.deep.equal(expected);
+        rounds++;
+      }
+      expect(await scanAll(storage, 2, 37)).to.deep.equal(expected);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('lists a partition whose every key was removed since the last compaction as holding no data', async () => {
+    const name = freshName();
+    const storage = await openIndexedDbStorage(name);
+    try {
+      const key = encode('only');
+      const { siblings } = await storage.write(key, 9, write('v'));
+      await compacted(name);
+      expect(await storage.partitionsWithData()).to.deep.equal([9]);
+      await storage.deleteIfUnchanged(key, siblings);
+      expect(await storage.partitionsWithData()).to.deep.equal([]);
+    } finally {
+      await storage.close();
+    }
+  });
 });

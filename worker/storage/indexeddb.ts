@@ -5,14 +5,26 @@
  * {@link resolve} in order, and writes the result, so that concurrent writes to a key never lose a version and a
  * burst of writes costs one commit per batch rather than one per write.
  *
+ * A batch's keys are not written to the `keys` store one request each but logged, all of them in one record of the
+ * `log` store (write-ahead log): IndexedDB's cost is per request, not per byte, and a burst of writes then costs a
+ * few requests per batch. What is logged stays in memory ({@link WalOverlay}) and answers reads and scans before the
+ * `keys` store does, until compaction copies it into `keys`, a page per transaction, when writes pause (or, under a
+ * long run of writes, between batches once the overlay holds {@link OVERLAY_LIMIT} keys), and deletes the log records
+ * it covered in the same transaction. Opening the database replays the log.
+ *
  * Stores: `keys` (key path `key`, binary, so IndexedDB orders keys by their bytes; index `partition` on
- * [partition, key] for scans), `hints` (key path [target, key]; index `key`), `meta` (the engine's own record,
- * `state`: the node's dot counter and the running counts that {@link IndexedDbStorage.stats} reports, kept in the
- * same transactions as the writes they count so they never drift; beside it the caller's named records of
- * {@link IndexedDbStorage.putMeta}, under prefixed keys so that no name can overwrite `state`).
+ * [partition, key] for scans), `log` (out-of-line integer keys, ascending, a record the bytes wal-codec.ts encodes),
+ * `hints` (key path [target, key]; index `key`), `meta` (the engine's own record, `state`: the node's dot counter and
+ * the running counts that {@link IndexedDbStorage.stats} reports, kept in the same transactions as the writes they
+ * count so they never drift; beside it the caller's named records of {@link IndexedDbStorage.putMeta}, under
+ * prefixed keys so that no name can overwrite `state`).
  */
 import { openDB, unwrap } from 'idb';
 import { KeyFilter } from './key-filter.ts';
+import { WalOverlay } from './wal-overlay.ts';
+import type { LoggedKey } from './wal-overlay.ts';
+import { WalWriter, decodeWalEntry, walStarts } from './wal-codec.ts';
+import type { WalEntry } from './wal-codec.ts';
 import type { DBSchema, IDBPDatabase } from 'idb';
 import { ClosedError, DynameshError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
@@ -71,18 +83,26 @@ interface MetaRecord {
   bytes: number;
 }
 
+/** Where a logged key's entry is: its log record's bytes, and the offset of the entry in them. */
+interface WalSpan {
+  readonly bytes: Uint8Array;
+  readonly at: number;
+}
+
 interface Schema extends DBSchema {
   keys: { key: Bytes; value: KeyRecord; indexes: { partition: [number, Bytes] } };
+  /** What one group commit wrote to the `keys` store, encoded by wal-codec.ts. */
+  log: { key: number; value: Uint8Array<ArrayBuffer> };
   hints: { key: [string, Bytes]; value: HintRecord; indexes: { key: Bytes } };
   /** `state` holds a {@link MetaRecord}; keys under {@link NAMED} hold the caller's records, whatever they are. */
   meta: { key: string; value: unknown };
 }
 
-type StoreName = 'keys' | 'hints' | 'meta';
-/** The stores of an update of keys: `meta` holds the `state` record that counts them. */
-const KEY_STORES: readonly StoreName[] = ['keys', 'meta'];
+type StoreName = 'keys' | 'log' | 'hints' | 'meta';
+/** The stores of an update of keys: read from `keys`, logged to `log`; `meta` holds the `state` that counts them. */
+const KEY_STORES: readonly StoreName[] = ['keys', 'log', 'meta'];
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const STATE = 'state';
 const EMPTY_STATE: MetaRecord = { counter: 0, keys: 0, bytes: 0 };
 /**
@@ -105,6 +125,13 @@ function plainVersion(v: Version): Version {
   };
 }
 
+/** The record of a logged key, decoded (so its arrays and bytes are fresh); undefined when it was removed. */
+function loggedRecord(logged: LoggedKey<WalSpan>): KeyRecord | undefined {
+  if (logged.removed) return undefined;
+  const entry = decodeWalEntry(logged.payload.bytes, logged.payload.at);
+  return { key: entry.key as Bytes, partition: entry.partition, siblings: entry.siblings as Version[] };
+}
+
 function plainClock(clock: VClock): VClock {
   return clock.map((e) => ({ node: e.node, counter: e.counter, timestamp: e.timestamp }));
 }
@@ -117,6 +144,18 @@ const COUNTER_BLOCK = 1024;
 
 /** Most updates committed in one transaction. */
 const MAX_BATCH = 256;
+
+/**
+ * Logged keys past which compaction no longer waits for writes to pause but copies pages between batches until they
+ * are back under it: bounds the memory the overlay holds (about 220 bytes of JS heap a key, beside the log records'
+ * bytes) and the log replayed at open, and lets a burst of a few thousand writes a node be logged whole first.
+ */
+const OVERLAY_LIMIT = 16_384;
+/** How long writes must pause before compaction starts, in ms: a burst is logged whole, then compacted. */
+const COMPACT_IDLE_MS = 200;
+/** Keys compacted per transaction while writes pause; between batches of a long run, {@link COMPACT_BUSY_PAGE}. */
+const COMPACT_PAGE = 256;
+const COMPACT_BUSY_PAGE = 256;
 
 /** How one update of a batch ended. */
 type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: Error };
@@ -177,6 +216,8 @@ interface Slot<R> {
   now: R | undefined;
   /** Index in the batch of the update that last wrote it; -1 while unwritten. */
   by: number;
+  /** As loaded, before any update of the batch ran. */
+  loaded?: R | undefined;
 }
 
 /** The records of one batch. */
@@ -286,6 +327,7 @@ function load(
   tx: IDBTransaction,
   batch: readonly PendingUpdate[],
   records: BatchRecords,
+  overlay: WalOverlay<WalSpan>,
   filter: KeyFilter | null,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -297,7 +339,7 @@ function load(
       waiting++;
       const request = tx.objectStore(slot.store).get(slot.key);
       request.onsuccess = () => {
-        slot.now = request.result;
+        slot.now = slot.loaded = request.result;
         loaded();
       };
       request.onerror = () => reject(request.error ?? new Error('an IndexedDB read failed'));
@@ -310,7 +352,10 @@ function load(
           if (records.keys.has(name)) continue;
           const slot: Slot<KeyRecord> = { store: 'keys', key: id, now: undefined, by: -1 };
           records.keys.set(name, slot);
-          if (filter === null || filter.mayHave(id)) get(slot);
+          // What the log holds of a key is newer than what the `keys` store holds.
+          const logged = overlay.get(name);
+          if (logged !== undefined) slot.now = slot.loaded = loggedRecord(logged);
+          else if (filter === null || filter.mayHave(id)) get(slot);
         }
         for (const [target, id] of reads.hints ?? []) {
           let slots = records.hints.get(target);
@@ -388,6 +433,15 @@ export class IndexedDbStorage implements Storage {
   #state: MetaRecord | undefined;
   /** The highest dot counter issued since the storage opened (see {@link MetaRecord.counter}). */
   #issued = -1;
+  /** The keys logged and not yet compacted into the `keys` store. */
+  readonly #overlay = new WalOverlay<WalSpan>();
+  /** The key of the next log record. */
+  #seq = 0;
+  /** Set once writes have paused for {@link COMPACT_IDLE_MS}; cleared by the next write. */
+  #idle = false;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Compactions failed in a row. */
+  #compactFailures = 0;
 
   private constructor() {}
 
@@ -402,6 +456,7 @@ export class IndexedDbStorage implements Storage {
             database.createObjectStore('hints', { keyPath: ['target', 'key'] }).createIndex('key', 'key');
             database.createObjectStore('meta');
           }
+          if (oldVersion < 2) database.createObjectStore('log');
         },
         // Another connection wants a newer schema or to delete the database: give way rather than block it.
         blocking() {
@@ -412,11 +467,37 @@ export class IndexedDbStorage implements Storage {
           storage.#closed = true;
         },
       });
+      await storage.#replay();
     } catch (error) {
+      storage.#db?.close();
       throw failure(error, `open of "${name}"`);
     }
     void storage.#fillFilter();
+    storage.#scheduleCompaction();
     return storage;
+  }
+
+  /** Rebuilds the overlay from the log: what was logged and not compacted before the last close or crash. */
+  async #replay(): Promise<void> {
+    const tx = this.#open().transaction('log');
+    const [records, seqs] = await Promise.all([tx.store.getAll(), tx.store.getAllKeys()]);
+    records.forEach((bytes, i) => {
+      const starts = walStarts(bytes);
+      this.#logged(
+        starts.map((at) => decodeWalEntry(bytes, at)),
+        { bytes, starts },
+        seqs[i]!,
+      );
+    });
+    this.#seq = seqs.length === 0 ? 0 : seqs[seqs.length - 1]! + 1;
+  }
+
+  /** Makes the entries of log record `seq` current in the overlay (it has committed); `log` is its encoding. */
+  #logged(entries: readonly WalEntry[], log: { bytes: Uint8Array; starts: readonly number[] }, seq: number): void {
+    entries.forEach(({ key, partition, siblings }, i) => {
+      this.#overlay.set(keyId(key), partition, seq, siblings === null, { bytes: log.bytes, at: log.starts[i]! });
+      if (siblings !== null) this.#filter.add(key);
+    });
   }
 
   /**
@@ -478,18 +559,80 @@ export class IndexedDbStorage implements Storage {
         run,
         settle: (outcome) => (outcome.ok ? resolve(outcome.value as T) : reject(outcome.error)),
       });
+      // Writes have not paused: compaction waits for the next pause.
+      clearTimeout(this.#idleTimer);
+      this.#idle = false;
       if (!this.#committing) void this.#drain();
     });
   }
 
-  /** Commits the waiting updates, a batch per transaction, until none is left. */
+  /**
+   * Commits the waiting updates, a batch per transaction, until none is left; compacts the log between batches while
+   * the overlay is over its limit, and a page at a time once writes have paused, as long as they stay paused.
+   */
   async #drain(): Promise<void> {
     this.#committing = true;
     try {
-      while (this.#pending.length > 0) await this.#commit(this.#pending.splice(0, MAX_BATCH));
+      for (;;) {
+        if (this.#pending.length > 0) {
+          await this.#commit(this.#pending.splice(0, MAX_BATCH));
+          // Failed, compaction leaves the overlay over its limit rather than hold up the writes.
+          while (this.#overlay.size > OVERLAY_LIMIT && (await this.#compact(COMPACT_BUSY_PAGE)));
+        } else if (this.#idle && this.#overlay.size > 0) {
+          // Failed, it clears `#idle`: the next pause tries again.
+          await this.#compact(COMPACT_PAGE);
+        } else break;
+      }
     } finally {
       this.#committing = false;
+      this.#scheduleCompaction();
     }
+  }
+
+  /**
+   * Compacts once writes have paused for {@link COMPACT_IDLE_MS}, if anything is logged; after failed compactions,
+   * once they have paused for twice as long per failure in a row (up to 64 times as long).
+   */
+  #scheduleCompaction(): void {
+    clearTimeout(this.#idleTimer);
+    if (this.#closed || this.#overlay.size === 0) return;
+    const delay = COMPACT_IDLE_MS * 2 ** Math.min(this.#compactFailures, 6);
+    this.#idleTimer = setTimeout(() => {
+      if (this.#closed || this.#committing) return;
+      this.#idle = true;
+      void this.#drain();
+    }, delay);
+  }
+
+  /**
+   * Copies the oldest `page` logged keys (whole log records of them) into the `keys` store and deletes the log
+   * records they cover, in one transaction; the overlay forgets them once it commits. Relaxed durability: a
+   * compaction lost in a crash loses its deletion of the log records too, which still hold the keys. False when it
+   * failed.
+   */
+  async #compact(page: number): Promise<boolean> {
+    const share = this.#overlay.oldest(page);
+    if (share === null) return true;
+    try {
+      const tx = this.#open().transaction(['keys', 'log'], 'readwrite', { durability: 'relaxed' });
+      const keys = tx.objectStore('keys');
+      const writes: Promise<unknown>[] = share.keys.map((logged) => {
+        const entry = decodeWalEntry(logged.payload.bytes, logged.payload.at);
+        return entry.siblings === null
+          ? keys.delete(entry.key as Bytes)
+          : keys.put({ key: entry.key as Bytes, partition: entry.partition, siblings: entry.siblings as Version[] });
+      });
+      writes.push(tx.objectStore('log').delete(IDBKeyRange.upperBound(share.upTo)), tx.done);
+      await Promise.all(writes);
+    } catch {
+      // Closed, or IndexedDB failed: the log still holds every key, and reads still find them in the overlay.
+      this.#idle = false;
+      this.#compactFailures++;
+      return false;
+    }
+    this.#compactFailures = 0;
+    this.#overlay.release(share.keys);
+    return true;
   }
 
   async #commit(batch: readonly PendingUpdate[]): Promise<void> {
@@ -516,7 +659,7 @@ export class IndexedDbStorage implements Storage {
     // state, and need not be read again.
     if (records.withState) records.state.now = this.#state;
     try {
-      await load(tx, batch, records, this.#filterReady ? this.#filter : null);
+      await load(tx, batch, records, this.#overlay, this.#filterReady ? this.#filter : null);
     } catch (error) {
       abort(tx);
       failAll(error);
@@ -534,22 +677,47 @@ export class IndexedDbStorage implements Storage {
       }
     });
     let writer = -1;
+    const logged: WalEntry[] = [];
+    const logWriter = new WalWriter();
+    let log: { bytes: Uint8Array<ArrayBuffer>; starts: readonly number[] } | undefined;
+    const seq = this.#seq;
     try {
       for (const slot of records.written()) {
         writer = slot.by;
+        if (slot.store === 'keys') {
+          const record = slot.now as KeyRecord | undefined;
+          const was = slot.loaded as KeyRecord | undefined;
+          const entry =
+            record ?? (was === undefined ? undefined : { key: was.key, partition: was.partition, siblings: null });
+          if (entry !== undefined) {
+            logWriter.add(entry);
+            logged.push(entry);
+          }
+          continue;
+        }
         const store = tx.objectStore(slot.store);
         if (slot.store === 'meta') store.put(slot.now, slot.key);
         else if (slot.now === undefined) store.delete(slot.key);
         else {
           store.put(slot.now);
-          if (slot.store === 'keys') this.#filter.add(slot.key as Bytes);
-          else this.#hinted.add((slot.key as [string, Bytes])[1]);
+          this.#hinted.add((slot.key as [string, Bytes])[1]);
         }
       }
+      writer = -1;
+      if (!logWriter.empty) {
+        log = logWriter.finish();
+        tx.objectStore('log').put(log.bytes, seq);
+        this.#seq = seq + 1;
+      }
     } catch (error) {
-      // A record IndexedDB refused as it was issued (one it cannot clone): the update that wrote it last fails, and
-      // the others, undone with the transaction, run again in the next one.
+      // A record IndexedDB refused as it was issued (one it cannot clone), or a key the log cannot encode: the update
+      // that wrote it last fails, and the others, undone with the transaction, run again in the next one.
       abort(tx);
+      if (writer < 0) {
+        // The log record, which every update that wrote a key shares: they all fail.
+        failAll(error);
+        return;
+      }
       const culprit = batch[writer];
       culprit?.settle({ ok: false, error: failure(error, culprit.what) });
       this.#pending.unshift(...batch.filter((u) => u !== culprit));
@@ -573,6 +741,7 @@ export class IndexedDbStorage implements Storage {
       return;
     }
     if (records.state.by >= 0) this.#state = records.state.now!;
+    if (log !== undefined) this.#logged(logged, log, seq);
     batch.forEach((u, i) => u.settle(outcomes[i]!));
   }
 
@@ -583,6 +752,9 @@ export class IndexedDbStorage implements Storage {
   async get(key: Uint8Array): Promise<Version[]> {
     this.#open();
     const id = ownBytes(key);
+    const logged = this.#overlay.get(keyId(id));
+    // What the log holds is newer than what the `keys` store holds; decoded, it is the caller's own copy.
+    if (logged !== undefined) return loggedRecord(logged)?.siblings ?? [];
     if (this.#filterReady && !this.#filter.mayHave(id)) return [];
     return this.#read<Version[]>('key', id);
   }
@@ -719,11 +891,23 @@ export class IndexedDbStorage implements Storage {
     });
   }
 
+  /** The `keys` store's page merged with what is logged (see {@link WalOverlay.scan}). */
   async scanPartition(partition: number, options: { after?: Uint8Array; limit?: number } = {}): Promise<StoredKey[]> {
+    this.#open();
+    const take = takeCount(options.limit);
+    if (take === 0) return [];
+    return this.#overlay.scan(
+      partition,
+      options.after,
+      take,
+      (after, limit) => this.#scanStored(partition, after, limit),
+      (logged) => loggedRecord(logged)!,
+    );
+  }
+
+  /** A page of `partition` in the `keys` store alone. */
+  async #scanStored(partition: number, after: Uint8Array | undefined, limit: number): Promise<StoredKey[]> {
     const db = this.#open();
-    const count = countOf(options.limit);
-    if (count === 0) return [];
-    const after = options.after;
     // Arrays sort above binary keys, so [partition, []] bounds every [partition, key] from above.
     const range = IDBKeyRange.bound(
       after === undefined ? [partition] : [partition, ownBytes(after)],
@@ -732,7 +916,7 @@ export class IndexedDbStorage implements Storage {
       true,
     );
     try {
-      return await db.getAllFromIndex('keys', 'partition', range, count);
+      return await db.getAllFromIndex('keys', 'partition', range, countOf(limit));
     } catch (error) {
       throw failure(error, 'scanPartition');
     }
@@ -810,7 +994,22 @@ export class IndexedDbStorage implements Storage {
     });
   }
 
+  /**
+   * The `keys` store's partitions and those with a logged key; a partition of the store where keys were removed since
+   * is listed only when a scan still finds a key in it.
+   */
   async partitionsWithData(): Promise<number[]> {
+    const { live, removed } = this.#overlay.partitions();
+    const stored = await this.#partitionsStored();
+    const out = new Set(live);
+    for (const partition of stored) {
+      if (live.has(partition)) continue;
+      if (!removed.has(partition) || (await this.scanPartition(partition, { limit: 1 })).length > 0) out.add(partition);
+    }
+    return [...out].sort((a, b) => a - b);
+  }
+
+  async #partitionsStored(): Promise<number[]> {
     const db = this.#open();
     const out: number[] = [];
     try {
@@ -867,6 +1066,8 @@ export class IndexedDbStorage implements Storage {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // What is logged and not compacted stays in the log, replayed at the next open.
+    clearTimeout(this.#idleTimer);
     // Transactions already started run to their end; IndexedDB closes the connection after them.
     this.#db?.close();
   }
