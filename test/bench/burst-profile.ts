@@ -3,7 +3,9 @@
  * prints the browser's CPU by thread during the burst, then the functions that took the most self time in each page
  * and worker (the .cpuprofile files go to `--out`, for DevTools). A tool for finding where a put's time goes.
  *
- *   node --import tsx test/bench/burst-profile.ts [--tabs 3] [--count 5000] [--out DIR] [--separate]
+ *   node --import tsx test/bench/burst-profile.ts [--tabs 3] [--count 5000] [--limit 0] [--out DIR] [--separate]
+ *
+ * `--limit` puts at most that many outstanding at once (0: all at once), as bench:burst's second run does with 64.
  *
  * The tabs share one Chromium profile on disk; `--separate` gives each its own (a Chromium each), as bench does by
  * default.
@@ -26,6 +28,7 @@ const { values } = parseArgs({
   options: {
     tabs: { type: 'string', default: '3' },
     count: { type: 'string', default: '5000' },
+    limit: { type: 'string', default: '0' },
     out: { type: 'string', default: '' },
     separate: { type: 'boolean', default: false },
   },
@@ -164,8 +167,8 @@ async function main(): Promise<void> {
     const before = cpu.sample();
     const wallBefore = performance.now();
     const result = await pages[0]!.evaluate(
-      (count) => (window as unknown as { bench: BenchApp }).bench.burst('p', count, 0, 100),
-      count,
+      ({ count, limit }) => (window as unknown as { bench: BenchApp }).bench.burst('p', count, limit, 100),
+      { count, limit: Number(values.limit) },
     );
     const after = cpu.sample();
     const threadsAfter = cpu.threads();

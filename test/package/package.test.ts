@@ -31,6 +31,7 @@ interface FixtureWindow {
     store: { nodeId: string; members(): { id: string }[]; peers(): Record<string, string> };
     put(key: string, value: unknown): Promise<string>;
     get(key: string): Promise<unknown[]>;
+    logs: unknown[];
   };
   fixtureError?: string;
 }
@@ -109,9 +110,21 @@ async function checkTwoTabs(url: string): Promise<void> {
     const [membersA, membersB] = await Promise.all([waitForCluster(a, 2), waitForCluster(b, 2)]);
     assert.deepEqual(membersA, membersB);
     const value = { written: 'in tab a', at: Date.now() };
-    await a.evaluate((v) => (window as unknown as FixtureWindow).fixture!.put('greeting', v), value);
-    const read = await b.evaluate(() => (window as unknown as FixtureWindow).fixture!.get('greeting'));
-    assert.deepEqual(read, [value]);
+    try {
+      await a.evaluate((v) => (window as unknown as FixtureWindow).fixture!.put('greeting', v), value);
+      const read = await b.evaluate(() => (window as unknown as FixtureWindow).fixture!.get('greeting'));
+      assert.deepEqual(read, [value]);
+    } catch (error) {
+      // What each node logged, to find out why: a failure here has been seen only in CI.
+      for (const [name, tab] of [
+        ['a', a],
+        ['b', b],
+      ] as const) {
+        const logs = await tab.evaluate(() => JSON.stringify((window as unknown as FixtureWindow).fixture!.logs));
+        process.stderr.write(`tab ${name}'s node log: ${logs}\n`);
+      }
+      throw error;
+    }
   } finally {
     await context.close();
   }

@@ -1,12 +1,14 @@
 // An app as a user of the published package writes it: it knows `dynamesh` only by its name, its exports map and
 // its declarations. test/package/package.test.ts builds it with Vite and drives two tabs through `window.fixture`.
-import { isUndecodable, openStore, type Store, type StoreGetResult, type Value } from 'dynamesh';
+import { isUndecodable, openStore, type LogEntry, type Store, type StoreGetResult, type Value } from 'dynamesh';
 
 /** What the test reaches from Playwright: the store, and calls that return plain, cloneable data. */
 export interface Fixture {
   readonly store: Store;
   put(key: string, value: Value): Promise<string>;
   get(key: string): Promise<Value[]>;
+  /** The node's log since the store opened, for a test that failed to show. */
+  readonly logs: LogEntry[];
 }
 
 const params = new URLSearchParams(location.search);
@@ -26,8 +28,11 @@ openStore({
     };
     store.on('membership', render);
     render();
+    const logs: LogEntry[] = [];
+    store.on('log', (entry) => logs.push(entry));
     const fixture: Fixture = {
       store,
+      logs,
       put: async (key, value) => (await store.put(key, value)).context,
       get: async (key) => {
         const result: StoreGetResult = await store.get(key);
