@@ -643,6 +643,16 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(show(await s.get(bytes('k')))).to.deep.equal(['a:2=<tombstone>']);
       });
 
+      test('keeps a key whose stored values are not the ones named with the same dots', async (s) => {
+        await s.apply(bytes('live'), 4, [version('a', 1, {}, 'alive')]);
+        await s.apply(bytes('other'), 4, [version('b', 1, {}, 'mine')]);
+        // The same dots, named as tombstones or with other bytes: not what is stored.
+        expect(await s.deleteIfUnchanged(bytes('live'), [version('a', 1, {}, null)])).to.equal(false);
+        expect(await s.deleteIfUnchanged(bytes('other'), [version('b', 1, {}, 'mind')])).to.equal(false);
+        expect(show(await s.get(bytes('live')))).to.deep.equal(['a:1=alive']);
+        expect(show(await s.get(bytes('other')))).to.deep.equal(['b:1=mine']);
+      });
+
       test('counts neither the key nor its bytes once it is deleted', async (s) => {
         await s.apply(bytes('kept'), 4, [version('a', 1, {}, 'small')]);
         const before = await s.stats();

@@ -30,6 +30,9 @@ export const COUNTER_NAMES = [
   'invalidRequests',
   'malformedFrames',
   'rejectedFrames',
+  // Well-formed messages from members refused because their sender may not send them (e.g. a sync-drop from a node
+  // that is not the partition's first owner), with ERR_UNAUTHORIZED.
+  'unauthorizedMessages',
   'framesReceived',
   'framesSent',
   'partitionsFetched',

@@ -168,6 +168,25 @@ export type NodeMetrics = MetricsSnapshot & { readonly members: number; readonly
 
 const encoder = new TextEncoder();
 
+/** Longest string key whose UTF-8 {@link utf8Key} writes itself. */
+const SHORT_KEY = 64;
+
+/**
+ * The UTF-8 bytes of a string key. A short ASCII key, the common case, is written here a byte per character: a call
+ * of `TextEncoder.encode` costs more than that for a few characters (about 1 µs in Node, once per get and put).
+ */
+function utf8Key(key: string): Uint8Array {
+  const n = key.length;
+  if (n > SHORT_KEY) return encoder.encode(key);
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x80) return encoder.encode(key);
+    bytes[i] = c;
+  }
+  return bytes;
+}
+
 /** How long a tombstone held by every owner is kept, and how long a node may be away and keep its copies, ms. */
 export const DEFAULT_TOMBSTONE_GRACE = 10 * 24 * 3600 * 1000;
 
@@ -175,6 +194,11 @@ export const DEFAULT_TOMBSTONE_GRACE = 10 * 24 * 3600 * 1000;
 const LAST_ACTIVE = 'last-active';
 /** How long anti-entropy and releases wait for a pause in foreground requests before going on anyway, ms. */
 const IDLE_WAIT_MS = 200;
+/**
+ * How long after a view change a peer's role in the view before it is still honoured, ms: views reach the members
+ * at different moments, and a node may act on the view it has until the next one reaches it.
+ */
+const VIEW_GRACE_MS = 10_000;
 /** A pause: no foreground request running, and none ended in the last this many ms. */
 const IDLE_QUIET_MS = 10;
 
@@ -209,6 +233,9 @@ export class DynamoNode {
   readonly #ready: Promise<void>;
   #loaded = false;
   #ring: Ring;
+  /** The ring of the view before this one, and when it was replaced: a peer may still act on it for a while. */
+  #previousRing: Ring | null = null;
+  #replacedAt = -Infinity;
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
   /** Messages from nodes outside the view, held for a view that names them. */
@@ -343,6 +370,7 @@ export class DynamoNode {
       limits: this.#limits,
       tree: (partition) => this.#trees.get(partition),
       holds,
+      mayCollect: (node, partition) => this.#firstOwnerOf(partition, node),
     });
     const idle = (): Promise<void> => this.#idle();
     const ring = (): Ring | null => (this.#viewed && this.#loaded ? this.#ring : null);
@@ -551,9 +579,25 @@ export class DynamoNode {
     return this.#ring;
   }
 
+  /**
+   * Whether `node` is the first owner of `partition` in this node's view, or was in the view before it, replaced less
+   * than {@link VIEW_GRACE_MS} ago (views reach the members at different times).
+   */
+  #firstOwnerOf(partition: number, node: string): boolean {
+    if (this.#ring.preferenceList(partition, this.#n)[0] === node) return true;
+    const previous = this.#previousRing;
+    return (
+      previous !== null &&
+      this.#options.clock.now() - this.#replacedAt < VIEW_GRACE_MS &&
+      previous.preferenceList(partition, this.#n)[0] === node
+    );
+  }
+
   /** Replaces the view. This node is always part of its own ring, even when the view leaves it out. */
   setMembers(members: readonly Member[]): void {
     const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
+    this.#previousRing = this.#ring;
+    this.#replacedAt = this.#options.clock.now();
     this.#ring = this.#buildRing(view);
     this.#viewed = true;
     this.#contacted.clear();
@@ -813,7 +857,7 @@ export class DynamoNode {
 
   #key(key: Uint8Array | string): Uint8Array {
     let bytes: Uint8Array;
-    if (typeof key === 'string') bytes = encoder.encode(key);
+    if (typeof key === 'string') bytes = utf8Key(key);
     else if (key instanceof Uint8Array) bytes = new Uint8Array(key);
     else throw new InvalidArgumentError('key must be a string or a Uint8Array');
     if (bytes.byteLength === 0) throw new InvalidArgumentError('key must not be empty');

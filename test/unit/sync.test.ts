@@ -79,6 +79,8 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
     partitionOf: (key) => RING.partitionOf(key),
     tree: (p) => trees.get(p),
     holds: (p) => ownership.holds(p),
+    // In these tests a is every partition's first owner.
+    mayCollect: (node) => node === 'a',
   });
   const self: Endpoint = { id, storage, ownership, sync, metrics, keysServed: 0 };
   function receive(from: string, frame: Uint8Array): void {
@@ -297,6 +299,39 @@ describe('PartitionSync', () => {
       );
     assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
     assert.equal((await w.b.storage.get(key)).length, 1);
+  });
+
+  it('refuses a sync-drop from a node that is not the first owner of the partition, removing nothing', async () => {
+    const w = world();
+    const key = keysOf(P, 1)[0]!;
+    const versions = await put(w.b, key, null);
+    const drop = { type: 'sync-drop', from: 'c', requestId: 1, partition: P, entries: [{ key, versions }] } as const;
+    const error = await w.b.sync.serveDrop(drop).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
+    assert.equal((await w.b.storage.get(key)).length, 1);
+    assert.equal(w.b.metrics.snapshot().unauthorizedMessages, 1);
+  });
+
+  it('keeps a live key whose dots a sync-drop names as tombstones', async () => {
+    const w = world();
+    const key = keysOf(P, 1)[0]!;
+    const live = await put(w.b, key, 'alive');
+    const forged = live.map((v) => ({ ...v, value: null }));
+    await w.b.sync.serveDrop({
+      type: 'sync-drop',
+      from: 'a',
+      requestId: 1,
+      partition: P,
+      entries: [{ key, versions: forged }],
+    });
+    assert.deepEqual(
+      (await w.b.storage.get(key)).map((v) => v.value),
+      live.map((v) => v.value),
+    );
+    assert.equal(w.b.metrics.snapshot().tombstonesCollected ?? 0, 0);
   });
 
   it('drops a tombstone stored exactly as named, and keeps a key that changed since', async () => {

@@ -5,7 +5,7 @@
  * done with the answer (see rebalance.ts and antientropy.ts).
  */
 import type { ByteBudget } from '../transport/budget.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, UnauthorizedError } from '../errors.ts';
 import type { Logger } from '../env.ts';
 import { type PartitionTree, children, differing, leafOf } from './merkle.ts';
 import type { Metrics } from '../metrics.ts';
@@ -60,6 +60,11 @@ export interface SyncDeps {
   tree(partition: number): Promise<PartitionTree>;
   /** True when this node holds a complete copy of `partition`. */
   holds(partition: number): boolean;
+  /**
+   * True when `node` may have this node collect tombstones of `partition`: it is the partition's first owner in this
+   * node's view (or was, in a view replaced moments ago), the one node that decides a collection.
+   */
+  mayCollect(node: string, partition: number): boolean;
 }
 
 /** What comparing trees with a peer found. */
@@ -125,10 +130,15 @@ export class PartitionSync {
 
   /**
    * Collects tombstones the partition's first owner found held by every owner past their grace: each key is
-   * removed only if what is stored is exactly the sent tombstones, so a later write is never lost to it.
+   * removed only if what is stored is exactly the sent tombstones, so a later write is never lost to it. From any
+   * other node it is refused with `ERR_UNAUTHORIZED`, removing nothing.
    */
   async serveDrop(message: SyncDropMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
+    if (!this.#deps.mayCollect(message.from, message.partition)) {
+      this.#deps.metrics.count('unauthorizedMessages');
+      throw new UnauthorizedError(`${message.from} is not the first owner of partition ${message.partition}`);
+    }
     this.#checkEntries(message.partition, message.entries);
     for (const entry of message.entries) {
       if (entry.versions.some((v) => v.value !== null))

@@ -8,7 +8,7 @@ import type { VClock } from '../versions/vclock.ts';
 import { MAX_COUNTER, counterOf } from '../versions/vclock.ts';
 import type { KeyBounds } from '../wire/protocol.ts';
 import type { Version } from '../versions/version.ts';
-import { clockOf, resolve, sameSiblings, versionSize } from '../versions/version.ts';
+import { clockOf, resolve, sameDot, sameSiblings, versionSize } from '../versions/version.ts';
 
 /** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
 export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -141,16 +141,30 @@ export function undelivered(stored: readonly Version[], delivered: readonly Vers
 
 /**
  * What `Storage.deleteIfUnchanged` does with a key: `absent` when nothing is stored (reported as gone, since
- * nothing is left to release), `remove` when the stored siblings are the same writes as `expected` (the same dots;
- * contents are not compared, a dot names one write), `keep` when any version was added or superseded since
- * `expected` was read.
+ * nothing is left to release), `remove` when the stored siblings are the same writes as `expected` with the same
+ * contents, `keep` when any version was added or superseded since `expected` was read, or when a sibling's value is
+ * not the one named. Honest nodes never give one dot two values; the contents are compared all the same, so that a
+ * peer naming a live version's dot with a tombstone (or any other value) cannot have it removed.
  */
 export function removal(
   stored: readonly Version[] | undefined,
   expected: readonly Version[],
 ): 'absent' | 'remove' | 'keep' {
   if (stored === undefined) return 'absent';
-  return sameSiblings(stored, expected) ? 'remove' : 'keep';
+  if (!sameSiblings(stored, expected)) return 'keep';
+  for (const v of stored) {
+    const named = expected.find((e) => sameDot(e, v))!;
+    if (!sameValue(v.value, named.value)) return 'keep';
+  }
+  return 'remove';
+}
+
+/** Whether two values (null for a tombstone) hold the same bytes. */
+function sameValue(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A limit as a count to take: absent means all; zero or less means none. */
