@@ -156,7 +156,7 @@ function showError(error: unknown, params: PageParams | null): void {
       ),
       h('p', {}, advice[code] ?? 'Something failed while starting the node; the console may say more.'),
       code === 'ERR_UNAUTHORIZED'
-        ? h('pre', { class: 'command' }, `node --import tsx signaling/mint-token.ts --secret S --cluster ${cluster}`)
+        ? h('pre', { class: 'command' }, `DYNAMESH_SECRET=S npm run mint-token -- --cluster ${cluster}`)
         : null,
       h(
         'dl',

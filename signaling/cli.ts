@@ -1,17 +1,23 @@
 /**
  * Starts the signalling server:
- * `node --import tsx signaling/cli.ts [--port P] [--host H] [--secret S] [--static DIR]`.
- * `PORT` and `DYNAMESH_SECRET` are read when the flags are absent; `LOG_LEVEL` sets the log level. The static
- * directory defaults to `dist/` at the repository root (the built demo). SIGINT and SIGTERM close it cleanly.
+ * `node --import tsx signaling/cli.ts [--port P] [--host H] [--secret-file F] [--allow-origin O]… [--static DIR]`.
+ * `PORT` is read when `--port` is absent; the secret comes from `DYNAMESH_SECRET` or `--secret-file`, never from
+ * the command line, where any user of the machine could read it (`ps`) and the shell's history keeps it.
+ * `LOG_LEVEL` sets the log level. The static directory defaults to `dist/` at the repository root (the built demo).
+ * SIGINT and SIGTERM close it cleanly.
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createSignalingServer, SIGNALING_DEFAULTS } from './server.ts';
+import { readSecret } from './secret.ts';
 
 const USAGE = `usage: node --import tsx signaling/cli.ts [options]
   --port P                 port to listen on (env PORT; default ${SIGNALING_DEFAULTS.port}; 0 picks one)
-  --host H                 interface to bind (default ${SIGNALING_DEFAULTS.host})
-  --secret S               admit only joins with a token minted with S (env DYNAMESH_SECRET; default: open)
+  --host H                 interface to bind (default ${SIGNALING_DEFAULTS.host}); beyond loopback only with a secret
+  --secret-file F          admit only joins with a token minted with the secret in file F (or env DYNAMESH_SECRET;
+                           default: open), and serve /metrics only with Authorization: Bearer <secret>
+  --allow-origin O         web pages of origin O (e.g. https://app.example.com) may connect, besides the server's
+                           own and loopback pages; repeat for more, or * for any page
   --static DIR             built demo to serve at / (default: dist/ at the repository root)
   --heartbeat-interval MS  default ${SIGNALING_DEFAULTS.heartbeatInterval}
   --heartbeat-timeout MS   default ${SIGNALING_DEFAULTS.heartbeatTimeout}
@@ -25,6 +31,8 @@ const { values } = parseArgs({
     port: { type: 'string' },
     host: { type: 'string' },
     secret: { type: 'string' },
+    'secret-file': { type: 'string' },
+    'allow-origin': { type: 'string', multiple: true },
     static: { type: 'string' },
     'heartbeat-interval': { type: 'string' },
     'heartbeat-timeout': { type: 'string' },
@@ -40,10 +48,25 @@ if (values.help === true) {
   process.exit(0);
 }
 
+if (values.secret !== undefined) {
+  console.error(`--secret is not taken: a secret on the command line shows in ps and in the shell's history.
+Put it in DYNAMESH_SECRET or in a file named by --secret-file.\n${USAGE}`);
+  process.exit(2);
+}
+let secret: string | undefined;
+try {
+  secret = readSecret(values['secret-file'], process.env);
+} catch (error) {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exit(2);
+}
+const origins = values['allow-origin'] ?? [];
+
 const server = await createSignalingServer({
   port: integer('--port', values.port ?? process.env.PORT) ?? SIGNALING_DEFAULTS.port,
   host: values.host,
-  secret: values.secret ?? process.env.DYNAMESH_SECRET,
+  secret,
+  allowedOrigins: origins.includes('*') ? '*' : origins,
   staticDir: values.static ?? fileURLToPath(new URL('../dist/', import.meta.url)),
   heartbeatInterval: integer('--heartbeat-interval', values['heartbeat-interval']),
   heartbeatTimeout: integer('--heartbeat-timeout', values['heartbeat-timeout']),
@@ -55,7 +78,7 @@ const server = await createSignalingServer({
 });
 
 server.logger.info(
-  { url: server.url, secured: values.secret !== undefined || process.env.DYNAMESH_SECRET !== undefined },
+  { url: server.url, secured: secret !== undefined, allowedOrigins: origins },
   `signalling server listening on ${server.url}`,
 );
 // The log above is JSON for machines; this line is for the person who ran `npm start`.

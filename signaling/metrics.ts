@@ -28,6 +28,8 @@ export interface SignalingMetrics {
   readonly signalsRelayed: Counter;
   readonly viewsPushed: Counter;
   readonly rejected: Counter<RejectionLabels>;
+  /** Connections and HTTP requests refused before any event, by reason (`origin`: a page not allowed to connect). */
+  readonly refused: Counter<'reason'>;
 }
 
 /** Creates the registry and metrics; `exportNodeMetrics` adds `dynamesh_node_metric{cluster,node,name}`. */
@@ -119,6 +121,12 @@ export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics:
       name: 'dynamesh_signaling_events_rejected_total',
       help: 'Events answered with an error or dropped, by event and reason.',
       labelNames: ['event', 'reason'] as const,
+      registers,
+    }),
+    refused: new Counter({
+      name: 'dynamesh_signaling_connections_refused_total',
+      help: 'Connections refused before any event (origin: a web page not allowed to connect), by reason.',
+      labelNames: ['reason'] as const,
       registers,
     }),
   };

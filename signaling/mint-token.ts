@@ -1,12 +1,13 @@
 /**
- * Prints a join token: `node --import tsx signaling/mint-token.ts --secret S --cluster C [--ttl 3600] [--node N]`.
- * The secret may come from `DYNAMESH_SECRET` instead of the flag (it then stays out of the shell history).
+ * Prints a join token: `DYNAMESH_SECRET=… node --import tsx signaling/mint-token.ts --cluster C [--ttl 3600]
+ * [--node N]`, or with `--secret-file F`. The secret is never taken from the command line (see cli.ts).
  */
 import { parseArgs } from 'node:util';
+import { readSecret } from './secret.ts';
 import { DEFAULT_TOKEN_TTL_SECONDS, mintToken } from './token.ts';
 
-const USAGE = `usage: node --import tsx signaling/mint-token.ts --secret S --cluster C [--ttl SECONDS] [--node ID]
-  --secret S     the server's secret (env DYNAMESH_SECRET)
+const USAGE = `usage: DYNAMESH_SECRET=S node --import tsx signaling/mint-token.ts --cluster C [--ttl SECONDS] [--node ID]
+  --secret-file F  read the server's secret from file F instead of DYNAMESH_SECRET
   --cluster C    the cluster the token admits
   --ttl SECONDS  lifetime (default ${DEFAULT_TOKEN_TTL_SECONDS})
   --node ID      admit only this node id`;
@@ -15,6 +16,7 @@ try {
   const { values } = parseArgs({
     options: {
       secret: { type: 'string' },
+      'secret-file': { type: 'string' },
       cluster: { type: 'string' },
       ttl: { type: 'string' },
       node: { type: 'string' },
@@ -26,9 +28,12 @@ try {
     console.log(USAGE);
     process.exit(0);
   }
-  const secret = values.secret ?? process.env.DYNAMESH_SECRET;
-  if (secret === undefined || secret === '' || values.cluster === undefined)
-    throw new Error('--secret and --cluster are required');
+  if (values.secret !== undefined) {
+    throw new Error('--secret is not taken (it would show in ps and in the shell history): use DYNAMESH_SECRET');
+  }
+  const secret = readSecret(values['secret-file'], process.env);
+  if (secret === undefined) throw new Error('the secret is required: DYNAMESH_SECRET or --secret-file');
+  if (values.cluster === undefined) throw new Error('--cluster is required');
   const ttlSeconds = values.ttl === undefined ? DEFAULT_TOKEN_TTL_SECONDS : Number(values.ttl);
   console.log(
     mintToken({

@@ -8,6 +8,7 @@
  * handler. Any refusal is answered through the acknowledgement when there is one, counted in
  * `dynamesh_signaling_events_rejected_total{event,reason}`, logged at debug level, and changes nothing.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket as NetSocket } from 'node:net';
@@ -41,6 +42,7 @@ import {
 } from './membership.ts';
 import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
+import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { serveStatic } from './static.ts';
 import { verifyToken } from './token.ts';
 import { VALIDATORS, type PayloadLimits } from './validate.ts';
@@ -87,12 +89,20 @@ export interface SignalingServerOptions {
   readonly maxEventsPerSecond?: number | undefined;
   /** Token bucket size: events a connection may send at once. @default 200 */
   readonly maxEventBurst?: number | undefined;
-  /** When set, joins need a token minted with this secret for their cluster (`ERR_UNAUTHORIZED` otherwise). @default undefined (open) */
+  /**
+   * When set, joins need a token minted with this secret for their cluster (`ERR_UNAUTHORIZED` otherwise), and
+   * `/metrics` needs `Authorization: Bearer <secret>`. Without one the server is open, and may listen on loopback
+   * only. @default undefined (open)
+   */
   readonly secret?: string | undefined;
   /** Directory of the built demo, served at `/`; without an `index.html` there, `/` says the demo is not built. @default undefined */
   readonly staticDir?: string | undefined;
-  /** Origins allowed to connect with HTTP long-polling (WebSocket connections are not subject to CORS). @default '*' */
-  readonly corsOrigin?: string | readonly string[];
+  /**
+   * Web pages allowed to connect, by origin (`https://app.example.com`), besides the server's own pages and pages
+   * served from loopback; `'*'` admits any page. A connection from a page of any other origin is refused before
+   * its first event (see origin.ts). @default [] (own and loopback pages only)
+   */
+  readonly allowedOrigins?: AllowedOrigins | undefined;
   /** Export the nodes' pushed metrics as `dynamesh_node_metric{cluster,node,name}` on `/metrics`. @default true */
   readonly exportNodeMetrics?: boolean;
   /** The logger; when absent, a pino logger at `logLevel`. */
@@ -192,6 +202,11 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const logger =
     options.logger ?? pino({ name: 'dynamesh-signaling', level: options.logLevel ?? process.env.LOG_LEVEL ?? 'info' });
   const secret = options.secret !== undefined && options.secret !== '' ? options.secret : undefined;
+  if (secret === undefined && !isLoopback(settings.host)) {
+    throw new RangeError(
+      `an open server (no secret) listens on loopback only, not on ${settings.host}: give it a secret to listen there`,
+    );
+  }
   const limits: SignalingLimits = Object.freeze({
     maxMembersPerCluster: settings.maxMembersPerCluster,
     maxPayloadBytes: settings.maxPayloadBytes,
@@ -219,7 +234,18 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const io = new Server<ListenEvents, ServerToClientEvents>(httpServer, {
     maxHttpBufferSize: settings.maxPayloadBytes,
     serveClient: false,
-    cors: { origin: corsOrigin(options.corsOrigin) },
+    // Pages of other origins are refused below, before any transport starts; CORS then only has to answer the rest.
+    cors: { origin: true },
+    allowRequest(request, callback) {
+      const refusal = originRefusal(request.headers.origin, request.headers.host, options.allowedOrigins);
+      if (refusal === null) {
+        callback(null, true);
+        return;
+      }
+      metrics.refused.inc({ reason: 'origin' });
+      logger.warn({ origin: request.headers.origin, address: request.socket.remoteAddress }, refusal);
+      callback(refusal, false);
+    },
   });
   const metrics = createSignalingMetrics(
     {
@@ -264,6 +290,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       return;
     }
     if (pathname === '/metrics') {
+      if (secret !== undefined && !bearerIs(request.headers.authorization, secret)) {
+        metrics.refused.inc({ reason: 'metrics_unauthorized' });
+        response.writeHead(401, { 'WWW-Authenticate': 'Bearer realm="dynamesh metrics"', 'Cache-Control': 'no-store' });
+        response.end('this server has a secret: /metrics needs Authorization: Bearer <secret>\n');
+        return;
+      }
       const body = await metrics.registry.metrics();
       response.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Cache-Control': 'no-store' });
       response.end(body);
@@ -495,9 +527,11 @@ function errorAck(code: SignalingErrorCode, message: string): ErrorAck {
   return { ok: false, error: { code, message } };
 }
 
-function corsOrigin(origin: string | readonly string[] | undefined): string | string[] {
-  if (origin === undefined) return '*';
-  return typeof origin === 'string' ? origin : [...origin];
+/** Whether an `Authorization` header carries `Bearer <secret>`, compared in constant time. */
+function bearerIs(header: string | undefined, secret: string): boolean {
+  const given = Buffer.from(header ?? '');
+  const expected = Buffer.from(`Bearer ${secret}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 function checkOptions(settings: SignalingSettings): void {

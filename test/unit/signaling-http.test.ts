@@ -144,3 +144,97 @@ describe('signalling server over HTTP', () => {
     assert.equal(code, 0);
   });
 });
+
+describe('signalling server, hardened', () => {
+  /** Whether a WebSocket connection sent with `origin` (none when undefined) gets through to a join. */
+  async function connects(url: string, origin: string | undefined): Promise<boolean> {
+    const client = connect(url, {
+      transports: ['websocket'],
+      forceNew: true,
+      reconnection: false,
+      ...(origin === undefined ? {} : { extraHeaders: { Origin: origin } }),
+    });
+    try {
+      return await new Promise<boolean>((resolve) => {
+        client.once('connect', () => resolve(true));
+        client.once('connect_error', () => resolve(false));
+      });
+    } finally {
+      client.close();
+    }
+  }
+
+  it("refuses a connection from another site's page, and admits its own pages, loopback pages and non-browsers", async (t) => {
+    const server = await start(t);
+    const { port } = server;
+    assert.equal(await connects(server.url, 'https://evil.example'), false);
+    assert.equal(await connects(server.url, 'http://192.168.1.9:8787'), false);
+    assert.equal(await connects(server.url, 'null'), false);
+    assert.equal(await connects(server.url, server.url), true);
+    assert.equal(await connects(server.url, `http://localhost:${port}`), true);
+    assert.equal(await connects(server.url, 'http://127.0.0.1:5173'), true);
+    assert.equal(await connects(server.url, undefined), true);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /dynamesh_signaling_connections_refused_total\{reason="origin"\} 3/);
+  });
+
+  it('admits the pages of the origins it is told to allow', async (t) => {
+    const server = await start(t, { allowedOrigins: ['https://app.example'] });
+    assert.equal(await connects(server.url, 'https://app.example'), true);
+    assert.equal(await connects(server.url, 'https://evil.example'), false);
+  });
+
+  it('serves /metrics only with the secret as a bearer token when it has one', async (t) => {
+    const server = await start(t, { secret: 'metrics-secret' });
+    assert.equal((await fetch(`${server.url}/metrics`)).status, 401);
+    const wrong = await fetch(`${server.url}/metrics`, { headers: { Authorization: 'Bearer not-it' } });
+    assert.equal(wrong.status, 401);
+    const right = await fetch(`${server.url}/metrics`, { headers: { Authorization: 'Bearer metrics-secret' } });
+    assert.equal(right.status, 200);
+    assert.match(await right.text(), /dynamesh_signaling_connections_refused_total\{reason="metrics_unauthorized"\} 2/);
+  });
+
+  it('refuses to listen beyond loopback without a secret', async () => {
+    for (const host of ['0.0.0.0', '::']) {
+      await assert.rejects(createSignalingServer({ port: 0, host, logLevel: 'silent' }), RangeError);
+    }
+  });
+
+  it('listens beyond loopback with a secret', async (t) => {
+    const server = await start(t, { host: '0.0.0.0', secret: 'lan-secret' });
+    assert.equal((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status, 200);
+  });
+
+  it('takes its secret from a file, and refuses one on the command line', { timeout: 60_000 }, async (t) => {
+    const refused = spawn(process.execPath, ['--import', 'tsx', 'signaling/cli.ts', '--port', '0', '--secret', 'x'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    refused.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = await once(refused, 'exit');
+    assert.equal(code, 2);
+    assert.match(stderr, /--secret is not taken/);
+
+    const dir = await mkdtemp(join(tmpdir(), 'dynamesh-secret-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'secret'), 'file-secret\n');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'signaling/cli.ts', '--port', '0', '--secret-file', join(dir, 'secret')],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LOG_LEVEL: 'info', DYNAMESH_SECRET: '' } },
+    );
+    t.after(() => child.kill('SIGKILL'));
+    let url: string | undefined;
+    for await (const line of createInterface({ input: child.stdout })) {
+      const entry = JSON.parse(line) as { url?: string };
+      if (entry.url !== undefined) {
+        url = entry.url;
+        break;
+      }
+    }
+    const health = (await (await fetch(`${url}/healthz`)).json()) as { secured: boolean };
+    assert.equal(health.secured, true);
+    const metrics = await fetch(`${url}/metrics`, { headers: { Authorization: 'Bearer file-secret' } });
+    assert.equal(metrics.status, 200);
+  });
+});

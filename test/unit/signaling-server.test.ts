@@ -52,7 +52,9 @@ async function harness(t: TestContext, options: SignalingServerOptions = {}) {
     await seenView({ client, views }, (view) => view.epoch >= epoch, `the view of the join of ${nodeId}`);
     return { client, views, ack };
   };
-  const metricsText = async () => (await fetch(`${server.url}/metrics`)).text();
+  // A server with a secret serves /metrics to the holder of the secret only.
+  const authorization = options.secret === undefined ? {} : { Authorization: `Bearer ${options.secret}` };
+  const metricsText = async () => (await fetch(`${server.url}/metrics`, { headers: authorization })).text();
   return { server, open, member, metricsText };
 }
 

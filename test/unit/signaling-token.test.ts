@@ -1,6 +1,9 @@
 /** Join tokens: minted with a secret for one cluster (and maybe one node), refused when anything is off. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { mintToken, verifyToken } from '../../signaling/token.ts';
@@ -73,11 +76,11 @@ describe('join tokens', () => {
     assert.throws(() => mintToken({ secret: SECRET, cluster: 'alpha', ttlSeconds: 1.5 }), TypeError);
   });
 
-  it('mints from the command line a token the server accepts', async () => {
+  it('mints from the command line a token the server accepts, with the secret from the environment', async () => {
     const { stdout } = await run(
       process.execPath,
-      ['--import', 'tsx', 'signaling/mint-token.ts', '--secret', SECRET, '--cluster', 'alpha', '--ttl', '120'],
-      { timeout: 60_000 },
+      ['--import', 'tsx', 'signaling/mint-token.ts', '--cluster', 'alpha', '--ttl', '120'],
+      { timeout: 60_000, env: { ...process.env, DYNAMESH_SECRET: SECRET } },
     );
     const token = stdout.trim();
     const check = verifyToken(token, SECRET, 'alpha');
@@ -86,9 +89,38 @@ describe('join tokens', () => {
     assert.ok(lifetime > 100 && lifetime <= 120, `lifetime ${lifetime}`);
   });
 
+  it('mints with the secret read from a file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dynamesh-secret-'));
+    try {
+      const file = join(dir, 'secret');
+      writeFileSync(file, `${SECRET}\n`);
+      const { stdout } = await run(
+        process.execPath,
+        ['--import', 'tsx', 'signaling/mint-token.ts', '--secret-file', file, '--cluster', 'alpha'],
+        { timeout: 60_000 },
+      );
+      assert.ok(verifyToken(stdout.trim(), SECRET, 'alpha').ok);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a secret on the command line, where ps and the shell history would show it', async () => {
+    await assert.rejects(
+      run(process.execPath, ['--import', 'tsx', 'signaling/mint-token.ts', '--secret', SECRET, '--cluster', 'alpha'], {
+        timeout: 60_000,
+      }),
+      (error: { code?: number; stderr?: string }) =>
+        error.code === 2 && /--secret is not taken/.test(error.stderr ?? ''),
+    );
+  });
+
   it('exits with an error when the command line lacks the cluster', async () => {
     await assert.rejects(
-      run(process.execPath, ['--import', 'tsx', 'signaling/mint-token.ts', '--secret', SECRET], { timeout: 60_000 }),
+      run(process.execPath, ['--import', 'tsx', 'signaling/mint-token.ts'], {
+        timeout: 60_000,
+        env: { ...process.env, DYNAMESH_SECRET: SECRET },
+      }),
       (error: { code?: number; stderr?: string }) => error.code === 2 && /--cluster/.test(error.stderr ?? ''),
     );
   });
