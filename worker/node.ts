@@ -9,7 +9,14 @@ import { ByteBudget } from './transport/budget.ts';
 import { decodeMessage, encodeMessage } from './wire/codec.ts';
 import { decodeContext, encodeContext } from './wire/context.ts';
 import { Coordinator, type PutRequest } from './replication/coordinator.ts';
-import { ClosedError, DynameshError, InvalidArgumentError, TooLargeError, hasErrorCode } from './errors.ts';
+import {
+  ClosedError,
+  DynameshError,
+  InvalidArgumentError,
+  OverloadedError,
+  TooLargeError,
+  hasErrorCode,
+} from './errors.ts';
 import {
   type Clock,
   type Logger,
@@ -199,6 +206,11 @@ const IDLE_WAIT_MS = 200;
  * at different moments, and a node may act on the view it has until the next one reaches it.
  */
 const VIEW_GRACE_MS = 10_000;
+/**
+ * Most requests of one peer served at once. An honest coordinator has at most its admission limit of puts in flight
+ * (2,048, each one replicate to this node) plus a few transfer pages; beyond twice that, a peer is flooding.
+ */
+const MAX_SERVED_PER_PEER = 4096;
 /** A pause: no foreground request running, and none ended in the last this many ms. */
 const IDLE_QUIET_MS = 10;
 
@@ -242,6 +254,8 @@ export class DynamoNode {
   readonly #strangers = new HeldFrames();
   /** Peers heard from since the last view change. */
   readonly #contacted = new Set<string>();
+  /** Requests being served, by the peer that made them. */
+  readonly #servingFor = new Map<string, number>();
   /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
   #inflight = 0;
   /** When the last foreground request ended. */
@@ -324,8 +338,10 @@ export class DynamoNode {
       holderTimeout: requestTimeout / 2,
       partitionOf: (key) => this.#ring.partitionOf(key),
       owns,
+      isOwner: (node, partition) => this.#recentRole(partition, (owners) => owners.includes(node)),
       holds,
       findHolders,
+      clock: options.clock,
     });
     this.#coordinator = new Coordinator({
       self: this.id,
@@ -579,17 +595,22 @@ export class DynamoNode {
     return this.#ring;
   }
 
+  /** Whether `node` is the first owner of `partition` (see {@link DynamoNode.#recentRole}). */
+  #firstOwnerOf(partition: number, node: string): boolean {
+    return this.#recentRole(partition, (owners) => owners[0] === node);
+  }
+
   /**
-   * Whether `node` is the first owner of `partition` in this node's view, or was in the view before it, replaced less
+   * Whether the owners of `partition` pass `test` in this node's view, or did in the view before it, replaced less
    * than {@link VIEW_GRACE_MS} ago (views reach the members at different times).
    */
-  #firstOwnerOf(partition: number, node: string): boolean {
-    if (this.#ring.preferenceList(partition, this.#n)[0] === node) return true;
+  #recentRole(partition: number, test: (owners: readonly string[]) => boolean): boolean {
+    if (test(this.#ring.preferenceList(partition, this.#n))) return true;
     const previous = this.#previousRing;
     return (
       previous !== null &&
       this.#options.clock.now() - this.#replacedAt < VIEW_GRACE_MS &&
-      previous.preferenceList(partition, this.#n)[0] === node
+      test(previous.preferenceList(partition, this.#n))
     );
   }
 
@@ -664,16 +685,35 @@ export class DynamoNode {
     void this.#serveRequest(message);
   }
 
-  /** Serves a request from a peer: one async frame rather than a chain of promises, as every request comes here. */
+  /**
+   * Serves a request from a peer: one async frame rather than a chain of promises, as every request comes here. At
+   * most {@link MAX_SERVED_PER_PEER} of one peer's requests are served at once; past that the peer is answered
+   * `ERR_OVERLOADED` at once, and its flood holds no more of this node's memory.
+   */
   async #serveRequest(message: PeerMessage): Promise<void> {
+    const from = message.from;
+    const serving = this.#servingFor.get(from) ?? 0;
+    if (serving >= MAX_SERVED_PER_PEER) {
+      this.#metrics.count('peerRequestsRefused');
+      this.#replyError(
+        from,
+        message.requestId,
+        new OverloadedError(`${serving} requests of ${from} are being served already; retry later`),
+      );
+      return;
+    }
+    this.#servingFor.set(from, serving + 1);
     const foreground = !message.type.startsWith('sync-');
     if (foreground) this.#inflight++;
     try {
       await this.#dispatch(message);
     } catch (error) {
-      this.#logger.error({ from: message.from, type: message.type, error: errorText(error) }, 'request failed');
+      this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
     } finally {
       if (foreground) this.#foregroundDone();
+      const left = this.#servingFor.get(from)! - 1;
+      if (left === 0) this.#servingFor.delete(from);
+      else this.#servingFor.set(from, left);
     }
   }
 

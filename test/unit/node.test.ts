@@ -8,6 +8,7 @@ import { encodeMessage } from '../../worker/wire/codec.ts';
 import { STRANGER_HOLD_MS } from '../../worker/membership/strangers.ts';
 import { hasErrorCode } from '../../worker/errors.ts';
 import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
+import { createVersion } from '../../worker/versions/version.ts';
 import { Cluster } from '../sim/cluster.ts';
 import { Network } from '../sim/network.ts';
 import { Rng } from '../sim/random.ts';
@@ -383,6 +384,57 @@ describe('DynamoNode', () => {
     await w.scheduler.advance(10);
     assert.equal(w.node('n0').metrics().readsServed, 1);
     assert.equal(w.node('n0').metrics().rejectedFrames, 0);
+  });
+
+  it("serves at most 4,096 of one peer's requests at once and answers the rest ERR_OVERLOADED at once", async () => {
+    const w = await world(3);
+    const flood = 5000;
+    for (let i = 1; i <= flood; i++) {
+      const key = text.encode(`k${i}`);
+      w.node('n0').receive(
+        'n2',
+        encodeMessage({ type: 'read', from: 'n2', requestId: 1e6 + i, key, requireHeld: false }),
+      );
+    }
+    assert.equal(w.node('n0').metrics().peerRequestsRefused, flood - 4096);
+    await w.scheduler.advance(100);
+    assert.equal(w.node('n0').metrics().readsServed, 4096);
+    // Another peer, and the flooding one once its requests are answered, are served as before.
+    assert.deepEqual(values(await w.settle(w.node('n1').get('k1'))), []);
+    w.node('n0').receive(
+      'n2',
+      encodeMessage({ type: 'read', from: 'n2', requestId: 1, key: text.encode('k'), requireHeld: false }),
+    );
+    await w.scheduler.advance(10);
+    assert.equal(w.node('n0').metrics().peerRequestsRefused, flood - 4096);
+  });
+
+  it("keeps a write as a hint only for an owner of its key, on an owner's word", async () => {
+    const w = await world(5);
+    const { owners, outsider } = placement(w, 'k');
+    const fallback = outsider;
+    const stranger = w.cluster.ids.find((id) => id !== fallback && !owners.includes(id))!;
+    const replicate = (from: string, hintFor: string, requestId: number) =>
+      w.node(fallback).receive(
+        from,
+        encodeMessage({
+          type: 'replicate',
+          from,
+          requestId,
+          key: text.encode('k'),
+          versions: [createVersion(owners[0]!, 1, 1, [], text.encode('v'))],
+          hintFor,
+          durable: false,
+        }),
+      );
+    replicate(owners[0]!, stranger, 1); // for a node that owns no copy of the key
+    replicate(stranger, owners[1]!, 2); // on the word of a node that owns none either
+    await w.scheduler.advance(10);
+    assert.equal(w.node(fallback).metrics().unauthorizedMessages, 2);
+    assert.equal(w.node(fallback).metrics().hintsStored, 0);
+    replicate(owners[0]!, owners[1]!, 3); // an owner's coordinator standing in for another owner: kept
+    await w.scheduler.advance(10);
+    assert.equal(w.node(fallback).metrics().hintsStored, 1);
   });
 
   it('drops and counts a frame whose sender field differs from its link', async () => {

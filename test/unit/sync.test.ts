@@ -12,11 +12,11 @@ import { PartitionTrees, leafOf } from '../../worker/membership/merkle.ts';
 import { Metrics } from '../../worker/metrics.ts';
 import { Ownership } from '../../worker/membership/ownership.ts';
 import { type Outgoing, Peers, isReply } from '../../worker/transport/peers.ts';
-import type { PeerMessage, SyncEntry } from '../../worker/wire/protocol.ts';
+import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
 import { Ring } from '../../worker/ring/ring.ts';
 import { ObservedStorage } from '../../worker/storage/observed.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
-import { PartitionSync, SYNC_PAGE_BYTES } from '../../worker/membership/sync.ts';
+import { PartitionSync, SYNC_PAGE_BYTES, entrySize } from '../../worker/membership/sync.ts';
 import type { Version } from '../../worker/versions/version.ts';
 import { Network } from '../sim/network.ts';
 import { Rng } from '../sim/random.ts';
@@ -299,6 +299,25 @@ describe('PartitionSync', () => {
       );
     assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
     assert.equal((await w.b.storage.get(key)).length, 1);
+  });
+
+  it('answers a sync-keys asking for 16 MiB with one page of at most 64 KiB', async () => {
+    const w = world();
+    const value = new Uint8Array(1000).fill(7);
+    for (const key of keysOf(P, 200)) await put(w.b, key, value);
+    const reply = await w.b.sync.serveKeys({
+      type: 'sync-keys',
+      from: 'a',
+      requestId: 1,
+      partition: P,
+      leaves: Array.from({ length: TREE_LEAVES }, (_, i) => i),
+      after: null,
+      maxBytes: 16 * 1024 * 1024,
+    });
+    assert.ok(reply.type === 'sync-keys-reply');
+    const bytes = reply.entries.reduce((sum, e) => sum + entrySize(e), 0);
+    assert.ok(bytes <= SYNC_PAGE_BYTES, `${bytes} bytes in ${reply.entries.length} keys`);
+    assert.ok(reply.entries.length > 0 && reply.next !== null, 'a page, and more after it');
   });
 
   it('refuses a sync-drop from a node that is not the first owner of the partition, removing nothing', async () => {

@@ -108,11 +108,16 @@ export class PartitionSync {
     };
   }
 
-  /** Answers a `sync-keys` request with one page of the keys of the asked leaves. */
+  /**
+   * Answers a `sync-keys` request with one page of the keys of the asked leaves: at most the bytes asked for, and
+   * never more than {@link SYNC_PAGE_BYTES} (plus the one key a page always holds), whatever a peer asks, so that a
+   * small request cannot draw a large answer.
+   */
   async serveKeys(message: SyncKeysMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
     const leaves = new Set(message.leaves);
-    const page = await this.#page(message.partition, leaves, message.after, message.maxBytes, 'reply');
+    const maxBytes = Math.min(message.maxBytes, SYNC_PAGE_BYTES);
+    const page = await this.#page(message.partition, leaves, message.after, maxBytes, 'reply');
     this.#deps.metrics.count('syncKeysServed', page.entries.length);
     return { type: 'sync-keys-reply', entries: page.entries, next: page.next };
   }

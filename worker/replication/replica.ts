@@ -6,7 +6,8 @@
  * streamed to it yet: it answers a read with its copy merged with a holder's, so that no read waits for a transfer
  * and none is refused for one (a cluster of N nodes has no fallback to ask instead).
  */
-import { NotResponsibleError } from '../errors.ts';
+import { NotResponsibleError, OverloadedError, UnauthorizedError } from '../errors.ts';
+import type { Clock } from '../env.ts';
 import type { Holding } from '../membership/holders.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Peers } from '../transport/peers.ts';
@@ -26,15 +27,26 @@ export interface ReplicaDeps {
   partitionOf(key: Uint8Array): number;
   /** True when this node is in the partition's preference list under the current ring. */
   owns(partition: number): boolean;
+  /** True when `node` is in the partition's preference list (or was, in a view replaced moments ago). */
+  isOwner(node: string, partition: number): boolean;
+  /** For the age of the hint count. */
+  readonly clock: Clock;
   /** True when this node holds a whole copy of the partition. */
   holds(partition: number): boolean;
   /** Who holds the partition (learnt, or asked now). */
   findHolders(partition: number): Promise<Holding>;
 }
 
+/** Most hint records a node keeps for others; past it, a write it is asked to keep as a hint is refused. */
+export const MAX_HINTS = 100_000;
+/** How long a count of the hints held is trusted, ms: counting costs a storage request. */
+const HINT_COUNT_TTL_MS = 1000;
+
 /** Serves replicate and read requests from this node's storage. */
 export class Replica {
   readonly #deps: ReplicaDeps;
+  /** The hints held when last counted, and when. */
+  #hints: { count: number; at: number } | null = null;
 
   constructor(deps: ReplicaDeps) {
     this.#deps = deps;
@@ -67,6 +79,17 @@ export class Replica {
     const partition = this.#deps.partitionOf(message.key);
     const durability = message.durable ? 'strict' : 'relaxed';
     if (message.hintFor !== null && message.hintFor !== self) {
+      // A write is kept for an owner only on an owner's (its coordinator's) word: a hint for any other node would
+      // be a store anyone could fill.
+      const { hintFor, from } = message;
+      if (!this.#deps.isOwner(hintFor, partition) || !this.#deps.isOwner(from, partition)) {
+        metrics.count('unauthorizedMessages');
+        throw new UnauthorizedError(`a hint for ${hintFor} from ${from}: both must own partition ${partition}`);
+      }
+      if ((await this.#hintCount()) >= MAX_HINTS) {
+        throw new OverloadedError(`this node already keeps ${MAX_HINTS} hints for other nodes`);
+      }
+      this.#hints!.count++;
       await storage.putHint(
         { target: message.hintFor, key: message.key, partition, siblings: [...message.versions] },
         { durability },
@@ -76,6 +99,15 @@ export class Replica {
       await storage.apply(message.key, partition, message.versions, { durability });
       metrics.count('replicasWritten');
     }
+  }
+
+  /** The hints held, counted at most once a {@link HINT_COUNT_TTL_MS} (a write's own hint added meanwhile). */
+  async #hintCount(): Promise<number> {
+    const now = this.#deps.clock.now();
+    if (this.#hints === null || now - this.#hints.at > HINT_COUNT_TTL_MS) {
+      this.#hints = { count: (await this.#deps.storage.stats()).hints, at: now };
+    }
+    return this.#hints.count;
   }
 
   /**
