@@ -21,7 +21,7 @@ import type {
   ServerToClientEvents,
   SignalData,
 } from '../signaling/events.ts';
-import { DynameshError, TimeoutError, UnauthorizedError } from '../worker/errors.ts';
+import { DynameshError, TimeoutError, UnauthorizedError, hasErrorCode } from '../worker/errors.ts';
 
 /** Options of {@link SignalingClient}. */
 export interface SignalingClientOptions {
@@ -162,7 +162,10 @@ export class SignalingClient {
         this.#join().then(
           (accepted) => finish(null, accepted),
           (error: unknown) => {
-            if (error instanceof DynameshError) finish(error);
+            // Joins of this id or address came too fast (reloads in a row): the server admits one again shortly.
+            if (hasErrorCode(error, 'ERR_RATE_LIMITED'))
+              setTimeout(() => !settled && socket.connected && attempt(), 1000);
+            else if (error instanceof DynameshError) finish(error);
             else if (socket.connected) setTimeout(() => !settled && socket.connected && attempt(), 250);
           },
         );

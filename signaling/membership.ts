@@ -28,6 +28,7 @@
  *   target leaves the view even though it heartbeats (failure `'majority'`): most of the cluster cannot reach it.
  *   It is then kept out until `timeout` has passed, so it does not bounce straight back. One peer's word alone never
  *   removes a member the server can hear.
+ * - Only a member joined for at least `reporterTenure` may report (else `ERR_UNAUTHORIZED`, nothing changes).
  * - `leave` removes the member at once; so does a newer join of the same node id from another connection, which
  *   takes the member over (the older connection is told it was superseded).
  */
@@ -40,6 +41,9 @@ import type {
   SignalingErrorCode,
   ViewMember,
 } from './events.ts';
+
+/** Default {@link MembershipOptions.reporterTenure}, ms. */
+export const DEFAULT_REPORTER_TENURE = 10_000;
 
 /** Why a member left its view without leaving. */
 export type FailureReason = 'heartbeat' | 'unconfirmed' | 'majority' | 'grace';
@@ -91,6 +95,11 @@ export interface MembershipOptions {
   readonly suspectGrace?: number;
   /** Most members (in or out of the view) a cluster holds. @default 64 */
   readonly maxMembersPerCluster: number;
+  /**
+   * How long a member must have been joined before its reports count, in ms: members joined just now (as a flood of
+   * fake ones would be) cannot make others suspect or vote them out. @default 10000 ({@link DEFAULT_REPORTER_TENURE})
+   */
+  readonly reporterTenure?: number;
   /** The clock, in ms since the Unix epoch. @default Date.now */
   readonly now: () => number;
 }
@@ -291,6 +300,10 @@ export class Membership {
     const { cluster, member: reporter } = found;
     if (!reporter.inView) return refuse('ERR_NOT_MEMBER', 'you are out of the view; heartbeat to return');
     if (target === reporter.id) return refuse('ERR_INVALID_ARGUMENT', 'a node cannot report itself');
+    const tenure = this.#options.reporterTenure ?? DEFAULT_REPORTER_TENURE;
+    if (this.#options.now() - reporter.joinedAt < tenure) {
+      return refuse('ERR_UNAUTHORIZED', `a member may report others ${tenure} ms after it joined, not before`);
+    }
     const reported = cluster.members.get(target);
     if (reported === undefined || !reported.inView) {
       return refuse('ERR_NOT_MEMBER', `${target} is not a member of the view of ${cluster.name}`);

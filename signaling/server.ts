@@ -42,6 +42,7 @@ import {
 } from './membership.ts';
 import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
+import { JoinDamper } from './damping.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { serveStatic } from './static.ts';
 import { verifyToken } from './token.ts';
@@ -49,6 +50,14 @@ import { VALIDATORS, type PayloadLimits } from './validate.ts';
 
 /** Ms close() lets open WebSockets finish their closing handshake before it cuts them. */
 const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Joins one node id of a cluster may make: 10 at once, then one every 6 s. A tab joins once, and again after a
+ * reload or a lost connection; an id joining faster flaps, and every view it causes costs each tab a ring rebuild.
+ */
+const NODE_JOINS = { burst: 10, refillMs: 6000 };
+/** Joins from one client address, whatever their ids: 100 at once, then four a second. */
+const ADDRESS_JOINS = { burst: 100, refillMs: 250 };
 
 /** Interval timers, injectable so tests can drive failure detection. */
 export interface IntervalTimers {
@@ -79,6 +88,14 @@ export interface SignalingServerOptions {
   readonly sweepInterval?: number | undefined;
   /** Most members per cluster; one more join gets `ERR_CLUSTER_FULL`. @default 64 */
   readonly maxMembersPerCluster?: number | undefined;
+  /** How long a member must have been joined before its `report-unreachable` counts, in ms. @default 10000 */
+  readonly reporterTenure?: number | undefined;
+  /** Most clusters the server holds; a join creating one more gets `ERR_CLUSTER_FULL`. @default 1000 */
+  readonly maxClusters?: number | undefined;
+  /** Most open connections; one more is refused before any event. @default 10000 */
+  readonly maxConnections?: number | undefined;
+  /** Most open connections from one client address; one more is refused before any event. @default 256 */
+  readonly maxConnectionsPerAddress?: number | undefined;
   /** Largest Socket.IO message in bytes (Socket.IO's `maxHttpBufferSize`); a bigger one closes the connection. @default 65536 */
   readonly maxPayloadBytes?: number | undefined;
   /** Largest `signal.data`, as JSON, in bytes; more gets `ERR_TOO_LARGE`. @default 16384 */
@@ -221,8 +238,17 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     heartbeatTimeout: settings.heartbeatTimeout,
     suspectGrace: settings.suspectGrace,
     maxMembersPerCluster: settings.maxMembersPerCluster,
+    ...(options.reporterTenure === undefined ? {} : { reporterTenure: options.reporterTenure }),
     now,
   });
+
+  const maxClusters = options.maxClusters ?? 1000;
+  const maxConnections = options.maxConnections ?? 10_000;
+  const maxPerAddress = options.maxConnectionsPerAddress ?? 256;
+  const nodeJoins = new JoinDamper(NODE_JOINS);
+  const addressJoins = new JoinDamper(ADDRESS_JOINS);
+  /** Open Socket.IO connections by client address. */
+  const perAddress = new Map<string, number>();
 
   const httpServer = createServer();
   // Every connection, so that close() can end the upgraded (WebSocket) ones, which are no longer HTTP connections.
@@ -237,14 +263,23 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     // Pages of other origins are refused below, before any transport starts; CORS then only has to answer the rest.
     cors: { origin: true },
     allowRequest(request, callback) {
+      const address = request.socket.remoteAddress ?? 'unknown';
+      const refuse = (reason: string, message: string): void => {
+        metrics.refused.inc({ reason });
+        logger.warn({ origin: request.headers.origin, address }, message);
+        callback(message, false);
+      };
       const refusal = originRefusal(request.headers.origin, request.headers.host, options.allowedOrigins);
-      if (refusal === null) {
-        callback(null, true);
-        return;
+      if (refusal !== null) return refuse('origin', refusal);
+      // Counted when the connection opens; a long-polling request of an open one is not a new connection.
+      const opening = new URL(request.url ?? '/', 'http://localhost').searchParams.get('sid') === null;
+      if (opening && io.engine.clientsCount >= maxConnections) {
+        return refuse('connections', `the server has ${maxConnections} connections, the most it takes`);
       }
-      metrics.refused.inc({ reason: 'origin' });
-      logger.warn({ origin: request.headers.origin, address: request.socket.remoteAddress }, refusal);
-      callback(refusal, false);
+      if (opening && (perAddress.get(address) ?? 0) >= maxPerAddress) {
+        return refuse('address_connections', `${maxPerAddress} connections from ${address} are open already`);
+      }
+      callback(null, true);
     },
   });
   const metrics = createSignalingMetrics(
@@ -341,6 +376,17 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         const check = verifyToken(request.token, secret, request.cluster, now(), request.nodeId);
         if (!check.ok) return fail('ERR_UNAUTHORIZED', `token refused: ${check.reason}`);
       }
+      if (membership.view(request.cluster) === undefined && membership.clusterNames().length >= maxClusters) {
+        return fail('ERR_CLUSTER_FULL', `this server holds ${maxClusters} clusters, the most it may`);
+      }
+      const at = now();
+      const wait = Math.max(
+        addressJoins.admit(socket.conn.remoteAddress, at),
+        nodeJoins.admit(`${request.cluster}\u0000${request.nodeId}`, at),
+      );
+      if (wait > 0) {
+        return fail('ERR_RATE_LIMITED', `joining too often: join again in ${Math.ceil(wait / 1000)} s`);
+      }
       const joined = membership.join(socket.id, request);
       if (!joined.ok) return fail(joined.code, joined.message);
       void socket.join(room(request.cluster));
@@ -428,6 +474,13 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
 
   io.on('connection', (socket: ClientSocket) => {
     logger.debug({ socket: socket.id }, 'connected');
+    const address = socket.conn.remoteAddress;
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
+    socket.on('disconnect', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left > 0) perAddress.set(address, left);
+      else perAddress.delete(address);
+    });
     const bucket = new TokenBucket(settings.maxEventsPerSecond, settings.maxEventBurst, now);
     socket.use((packet, next) => {
       const [event] = packet;

@@ -15,6 +15,8 @@ function setup(overrides: Partial<MembershipOptions> = {}) {
     heartbeatTimeout: TIMEOUT,
     suspectGrace: GRACE,
     maxMembersPerCluster: 64,
+    // Members report from their join on, unless a test says otherwise: the tenure rule has tests of its own.
+    reporterTenure: 0,
     now: () => clock.time,
     ...overrides,
   });
@@ -258,6 +260,25 @@ describe('failure detection', () => {
       assert.deepEqual(membership.sweep().failures, []);
     }
     assert.deepEqual(states(), { a: 'alive', b: 'suspect' });
+  });
+
+  it('refuses reports from a member joined less than reporterTenure ago, changing nothing', () => {
+    const { clock, membership, join, states } = setup({ reporterTenure: 2 * INTERVAL });
+    for (const id of ['a', 'b', 'c']) join(id);
+    clock.time += INTERVAL;
+    for (const id of ['a', 'b', 'c']) membership.heartbeat(`c-${id}`);
+    join('d');
+    join('e');
+    clock.time += INTERVAL;
+    for (const id of ['a', 'b', 'c', 'd', 'e']) membership.heartbeat(`c-${id}`);
+    // d and e joined a second ago: their word counts for nothing yet, however many they are.
+    for (const reporter of ['d', 'e']) {
+      const refused = membership.report(`c-${reporter}`, 'a');
+      assert.ok(!refused.ok && refused.code === 'ERR_UNAUTHORIZED', JSON.stringify(refused));
+    }
+    assert.equal(states().a, 'alive');
+    // a has been joined for two seconds: its report counts.
+    assert.equal((membership.report('c-a', 'd') as { state: string }).state, 'suspect');
   });
 
   it('removes a member reported by a strict majority of the others and holds it out until heartbeatTimeout', () => {

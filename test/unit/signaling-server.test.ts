@@ -279,7 +279,8 @@ describe('signalling server: membership', () => {
   });
 
   it('makes a reported member suspect in everyone’s view and tells the reporter', async (t) => {
-    const { member: join } = await harness(t);
+    // Members report from their join on here; the tenure rule is membership's to test.
+    const { member: join } = await harness(t, { reporterTenure: 0 });
     const a = await join('a');
     await join('b');
     const c = await join('c');
