@@ -15,6 +15,7 @@ import type { Logger } from '../../worker/env.ts';
 import { DynamoNode, type NodeOptions } from '../../worker/node.ts';
 import { type Member, Ring } from '../../worker/ring/ring.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
+import type { Storage } from '../../worker/storage/storage.ts';
 import type { Network } from './network.ts';
 import type { Rng } from './random.ts';
 import type { Owner, Scheduler, SimEvent } from './scheduler.ts';
@@ -45,8 +46,8 @@ export interface SimNode {
   readonly data: MemoryStorage;
   /** The running incarnation, or null while crashed, failed or gone. */
   node: DynamoNode | null;
-  /** The running incarnation's storage handle, or null while crashed, failed or gone. */
-  storage: MemoryStorage | null;
+  /** The running incarnation's storage handle (watched when the cluster has a witness), or null while down or gone. */
+  storage: Storage | null;
   owner: Owner;
   /** Incarnations started so far. */
   incarnations: number;
