@@ -588,6 +588,23 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(await s.listHints({ target: 'n9' })).to.deep.equal([]);
       });
 
+      test('names every node a hint is held for, in order, once each, and none once they are delivered', async (s) => {
+        expect(await s.hintTargets()).to.deep.equal([]);
+        for (const [target, key] of [
+          ['n2', 'a'],
+          ['n1', 'b'],
+          ['n2', 'c'],
+          ['n10', 'd'],
+        ] as const) {
+          await s.putHint({ target, key: bytes(key), partition: 3, siblings: [version('a', 1)] });
+        }
+        expect(await s.hintTargets()).to.deep.equal(['n1', 'n10', 'n2']);
+        for (const { target, key, siblings } of await s.listHints({ target: 'n2' })) {
+          await s.deleteHint(target, key, siblings);
+        }
+        expect(await s.hintTargets()).to.deep.equal(['n1', 'n10']);
+      });
+
       test('keeps a hint whole when it gained versions after delivery began', async (s) => {
         const key = bytes('k');
         await s.putHint({ target: 't', key, partition: 3, siblings: [version('a', 1)] });

@@ -221,6 +221,10 @@ class WatchedStorage implements Storage {
     return this.#storage.listHints(options);
   }
 
+  hintTargets(): Promise<string[]> {
+    return this.#storage.hintTargets();
+  }
+
   deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
     return this.#storage.deleteHint(target, key, delivered);
   }

@@ -57,8 +57,13 @@ export class Handoff {
       }),
     );
     let delivered = results.reduce<number>((sum, x) => sum + x, 0);
-    // All hints, not a first page: hints for a member that is down could otherwise hide the orphans for good.
-    const orphans = (await storage.listHints()).filter((hint) => !ring.has(hint.target)).slice(0, this.#deps.batch);
+    // The targets first, then a batch of hints of those outside the view: never every hint with its values.
+    const orphans: Hint[] = [];
+    for (const target of await storage.hintTargets()) {
+      if (ring.has(target)) continue;
+      orphans.push(...(await storage.listHints({ target, limit: this.#deps.batch - orphans.length })));
+      if (orphans.length >= this.#deps.batch) break;
+    }
     for (const hint of orphans) {
       const owners = ring.preferenceList(hint.partition, this.#deps.n);
       if (owners.some((id) => id !== self && peers.isSuspected(id))) continue;

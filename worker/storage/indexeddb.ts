@@ -958,6 +958,24 @@ export class IndexedDbStorage implements Storage {
     }
   }
 
+  /** Keys only, one step per target: from a target's first hint, jump past every [target, key]. */
+  async hintTargets(): Promise<string[]> {
+    const db = this.#open();
+    const out: string[] = [];
+    try {
+      let cursor = await db.transaction('hints').store.openKeyCursor();
+      while (cursor !== null) {
+        const target = cursor.key[0];
+        out.push(target);
+        // Arrays sort above binary keys, so [target, []] is above every [target, key].
+        cursor = await cursor.continue([target, [] as unknown as Bytes]);
+      }
+      return out;
+    } catch (error) {
+      throw failure(error, 'hintTargets');
+    }
+  }
+
   async deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
     const id = ownBytes(key);
     const done = delivered.map(plainVersion);

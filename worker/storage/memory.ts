@@ -332,6 +332,11 @@ export class MemoryStorage implements Storage {
     return out;
   }
 
+  async hintTargets(): Promise<string[]> {
+    const data = this.#open();
+    return [...(data.hintTargets ??= [...data.hints.keys()].sort())];
+  }
+
   async deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
     const data = this.#open();
     const id = keyId(key);

@@ -85,6 +85,10 @@ export class ObservedStorage implements Storage {
     return this.#inner.listHints(options);
   }
 
+  hintTargets(): Promise<string[]> {
+    return this.#inner.hintTargets();
+  }
+
   deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
     return this.#inner.deleteHint(target, key, delivered);
   }

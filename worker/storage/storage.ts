@@ -124,6 +124,8 @@ export interface Storage {
   hintsFor(key: Uint8Array): Promise<Hint[]>;
   /** Hints in (target, key) order, only `target`'s when given, at most `limit`. */
   listHints(options?: { target?: string; limit?: number }): Promise<Hint[]>;
+  /** Every node some hint is held for, ascending, without reading a hint. */
+  hintTargets(): Promise<string[]>;
   /**
    * Removes the hint for (`target`, `key`) when `delivered` holds or supersedes every version in it. A hint that
    * gained versions since delivery began is kept whole, never trimmed: reads merge hints in, and a hint holding a
