@@ -6,6 +6,10 @@
  * `antiEntropyInterval` (ms, 0 turns anti-entropy off), `antiEntropyBytesPerSecond` and `transferBytesPerSecond`,
  * which the benchmark sets, and `retireAfter` (ms an unused node of this profile is kept before it is retired).
  * The open store is `window.store`, for the console and for tests.
+ *
+ * The token is best given in the fragment (`#token=…`), which the browser never sends to a server; `?token=` works
+ * too. Either way the page takes it out of the address bar at once (out of the history, of bookmarks and of what a
+ * shared link carries) and keeps it in `sessionStorage` for the tab's reloads.
  */
 import { type ClusterView, type OpenStoreOptions, type Store, type ViewMember, openStore } from '../client/index.ts';
 import { ConflictView } from './conflict-view.ts';
@@ -66,7 +70,8 @@ function readParams(): PageParams {
     }
     return { [name]: value };
   };
-  const token = params.get('token');
+  const cluster = params.get('cluster') || 'demo';
+  const token = takeToken(cluster);
   const faults = params.get('faults');
   if (faults !== null && faults !== '0' && faults !== '1') {
     throw Object.assign(new Error(`faults must be 0 or 1, not “${faults}”`), { code: 'ERR_INVALID_ARGUMENT' });
@@ -75,7 +80,7 @@ function readParams(): PageParams {
     n,
     options: {
       url: params.get('server') || location.origin,
-      cluster: params.get('cluster') || 'demo',
+      cluster,
       n,
       r: Math.min(2, n),
       w: Math.min(2, n),
@@ -88,6 +93,24 @@ function readParams(): PageParams {
       ...tunable('retireAfter', 0),
     },
   };
+}
+
+/**
+ * The cluster's token from the address (fragment or query), which it is then removed from, else the one this tab
+ * kept from an earlier load; null without one.
+ */
+function takeToken(cluster: string): string | null {
+  const kept = `dynamesh-token:${cluster}`;
+  const url = new URL(location.href);
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  const given = fragment.get('token') || url.searchParams.get('token');
+  if (!given) return sessionStorage.getItem(kept);
+  sessionStorage.setItem(kept, given);
+  fragment.delete('token');
+  url.searchParams.delete('token');
+  url.hash = fragment.toString();
+  history.replaceState(history.state, '', url);
+  return given;
 }
 
 const app = byId('app');
@@ -134,7 +157,7 @@ function showError(error: unknown, params: PageParams | null): void {
   const advice: Record<string, string> = {
     ERR_UNAUTHORIZED: hasToken
       ? `The server refused the token: it is forged, expired, or minted for another cluster than “${cluster}”. Mint a new one.`
-      : `The server runs with a secret. Open this page with ?token=… minted for cluster “${cluster}”:`,
+      : `The server runs with a secret. Open this page with #token=… minted for cluster “${cluster}”:`,
     ERR_TIMEOUT: `No signalling server answered at ${server}. Start one (npm start) or point ?server= at it.`,
     ERR_INVALID_ARGUMENT: 'A parameter was refused; check the query string.',
     ERR_CLOSED: 'The store closed while opening; reload to try again.',

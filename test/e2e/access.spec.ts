@@ -2,6 +2,7 @@
  * Who may talk to whom: clusters on one server never see each other, and a server with a secret admits only joins
  * with a valid token.
  */
+import type { Page } from '@playwright/test';
 import { mintToken } from '../../signaling/token.ts';
 import { demoUrl, expect, freshCluster, openCluster, openTab, test } from './fixtures.ts';
 
@@ -59,5 +60,23 @@ test.describe('a server with a secret', () => {
     }
     expect(server.view(cluster)?.members.map((m) => m.id)).toEqual([admitted.nodeId]);
     expect(await admitted.call((store) => store.members().length, null)).toBe(1);
+  });
+
+  test('takes the token out of the address bar, and keeps it for the tab’s reloads', async ({ context, server }) => {
+    const cluster = freshCluster('auth-url');
+    const token = mintToken({ secret, cluster });
+    const opened = (page: Page) =>
+      page.waitForFunction(() => (window as { store?: unknown }).store !== undefined, null, { timeout: 30_000 });
+    // In the fragment, as the README says, and in the query, as links of earlier versions had it.
+    for (const url of [demoUrl(server, { cluster, token }), `${server.url}/?cluster=${cluster}&token=${token}`]) {
+      const page = await context.newPage();
+      await page.goto(url);
+      await opened(page);
+      expect(page.url()).not.toContain(token);
+      expect(page.url()).toContain(`cluster=${cluster}`);
+      await page.reload();
+      await opened(page);
+      await page.close();
+    }
   });
 });

@@ -95,7 +95,8 @@ export function demoUrl(server: SignalingServer, options: TabOptions): string {
   const url = new URL('/', server.url);
   url.searchParams.set('cluster', options.cluster);
   if (options.dataPlane !== undefined) url.searchParams.set('dataPlane', options.dataPlane);
-  if (options.token !== undefined) url.searchParams.set('token', options.token);
+  // In the fragment, as a user should pass it: the browser never sends it to a server.
+  if (options.token !== undefined) url.hash = new URLSearchParams({ token: options.token }).toString();
   return url.href;
 }
 
