@@ -12,6 +12,7 @@
  * issued (a dot no coordinator drew, a context entry past its node's last dot) and, for keys written only blind, for
  * sibling sets past what merges of bounded writes allow.
  */
+import { ForwardingStorage } from '../../worker/storage/forwarding.ts';
 import type { MemoryStorage } from '../../worker/storage/memory.ts';
 import { storedSize } from '../../worker/storage/records.ts';
 import type {
@@ -22,8 +23,6 @@ import type {
   LocalWriteOptions,
   LocalWriteResult,
   Storage,
-  StorageStats,
-  StoredKey,
   WriteOptions,
 } from '../../worker/storage/storage.ts';
 import { type Version, resolve } from '../../worker/versions/version.ts';
@@ -164,93 +163,53 @@ interface Watcher {
 
 /**
  * A storage handle that tells its witness of every dot drawn and every version stored, and otherwise hands each call
- * to the storage as it is, answering with the storage's own promise. Written out method by method rather than as a
- * Proxy: a node makes a storage call or more per message, and a Proxy's trap on each (a lookup, then a spread call)
- * cost the whole run several per cent.
+ * to the storage as it is, answering with the storage's own promise. A class rather than a Proxy: a node makes a
+ * storage call or more per message, and a Proxy's trap on each (a lookup, then a spread call) cost the whole run
+ * several per cent.
  */
-class WatchedStorage implements Storage {
-  readonly #storage: MemoryStorage;
+class WatchedStorage extends ForwardingStorage {
   readonly #watcher: Watcher;
   readonly #applyWhere: string;
   readonly #applyManyWhere: string;
 
   constructor(storage: MemoryStorage, watcher: Watcher) {
-    this.#storage = storage;
+    super(storage);
     this.#watcher = watcher;
     this.#applyWhere = `${watcher.node} (apply)`;
     this.#applyManyWhere = `${watcher.node} (applyMany)`;
   }
 
-  get(key: Uint8Array): Promise<Version[]> {
-    return this.#storage.get(key);
-  }
-
-  apply(
+  override apply(
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
     options?: WriteOptions,
   ): Promise<ApplyResult> {
     this.#watcher.see(key, versions, this.#applyWhere);
-    return this.#storage.apply(key, partition, versions, options);
+    return this.inner.apply(key, partition, versions, options);
   }
 
-  applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
+  override applyMany(
+    partition: number,
+    entries: readonly ApplyEntry[],
+    options?: WriteOptions,
+  ): Promise<ApplyResult[]> {
     for (const e of entries) this.#watcher.see(e.key, e.versions, this.#applyManyWhere);
-    return this.#storage.applyMany(partition, entries, options);
+    return this.inner.applyMany(partition, entries, options);
   }
 
-  write(key: Uint8Array, partition: number, write: LocalWrite, options?: LocalWriteOptions): Promise<LocalWriteResult> {
-    return this.#watcher.write(key, write, this.#storage.write(key, partition, write, options));
+  override write(
+    key: Uint8Array,
+    partition: number,
+    write: LocalWrite,
+    options?: LocalWriteOptions,
+  ): Promise<LocalWriteResult> {
+    return this.#watcher.write(key, write, this.inner.write(key, partition, write, options));
   }
 
-  scanPartition(partition: number, options?: { after?: Uint8Array; limit?: number }): Promise<StoredKey[]> {
-    return this.#storage.scanPartition(partition, options);
-  }
-
-  putHint(hint: Hint, options?: WriteOptions): Promise<void> {
+  override putHint(hint: Hint, options?: WriteOptions): Promise<void> {
     this.#watcher.see(hint.key, hint.siblings, `${this.#watcher.node} (hint for ${hint.target})`);
-    return this.#storage.putHint(hint, options);
-  }
-
-  hintsFor(key: Uint8Array): Promise<Hint[]> {
-    return this.#storage.hintsFor(key);
-  }
-
-  listHints(options?: { target?: string; limit?: number }): Promise<Hint[]> {
-    return this.#storage.listHints(options);
-  }
-
-  hintTargets(): Promise<string[]> {
-    return this.#storage.hintTargets();
-  }
-
-  deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
-    return this.#storage.deleteHint(target, key, delivered);
-  }
-
-  deleteIfUnchanged(key: Uint8Array, siblings: readonly Version[]): Promise<boolean> {
-    return this.#storage.deleteIfUnchanged(key, siblings);
-  }
-
-  partitionsWithData(): Promise<number[]> {
-    return this.#storage.partitionsWithData();
-  }
-
-  getMeta(name: string): Promise<unknown> {
-    return this.#storage.getMeta(name);
-  }
-
-  putMeta(name: string, value: unknown): Promise<void> {
-    return this.#storage.putMeta(name, value);
-  }
-
-  stats(): Promise<StorageStats> {
-    return this.#storage.stats();
-  }
-
-  close(): Promise<void> {
-    return this.#storage.close();
+    return this.inner.putHint(hint, options);
   }
 }
 

@@ -26,6 +26,21 @@ async function demoDir(t: TestContext): Promise<string> {
   return dir;
 }
 
+/** Starts the server's command with `args`, killed when `t` ends; resolves once it has logged the URL it serves. */
+async function startCli(t: TestContext, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'signaling/cli.ts', '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, LOG_LEVEL: 'info', DYNAMESH_SECRET: '', ...env },
+  });
+  t.after(() => child.kill('SIGKILL'));
+  const exited = once(child, 'exit');
+  for await (const line of createInterface({ input: child.stdout })) {
+    const entry = JSON.parse(line) as { url?: string };
+    if (entry.url !== undefined) return { child, exited, url: entry.url };
+  }
+  throw new Error('the server command ended without saying its URL');
+}
+
 /** GET with the path sent exactly as given (fetch would normalise `..` away). */
 function rawGet(url: string, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -122,21 +137,8 @@ describe('signalling server over HTTP', () => {
 
   // A generous deadline: starting tsx in a child process takes seconds on a loaded machine.
   it('starts from the command line, logs its URL, and exits cleanly on SIGTERM', { timeout: 60_000 }, async (t) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'signaling/cli.ts', '--port', '0'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, LOG_LEVEL: 'info', DYNAMESH_SECRET: '' },
-    });
-    t.after(() => child.kill('SIGKILL'));
-    const exited = once(child, 'exit');
-    let url: string | undefined;
-    for await (const line of createInterface({ input: child.stdout })) {
-      const entry = JSON.parse(line) as { url?: string };
-      if (entry.url !== undefined) {
-        url = entry.url;
-        break;
-      }
-    }
-    assert.match(url ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    const { child, exited, url } = await startCli(t, []);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
     const health = (await (await fetch(`${url}/healthz`)).json()) as { ok: boolean };
     assert.equal(health.ok, true);
     child.kill('SIGTERM');
@@ -218,20 +220,7 @@ describe('signalling server, hardened', () => {
     const dir = await mkdtemp(join(tmpdir(), 'dynamesh-secret-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'secret'), 'file-secret\n');
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'signaling/cli.ts', '--port', '0', '--secret-file', join(dir, 'secret')],
-      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LOG_LEVEL: 'info', DYNAMESH_SECRET: '' } },
-    );
-    t.after(() => child.kill('SIGKILL'));
-    let url: string | undefined;
-    for await (const line of createInterface({ input: child.stdout })) {
-      const entry = JSON.parse(line) as { url?: string };
-      if (entry.url !== undefined) {
-        url = entry.url;
-        break;
-      }
-    }
+    const { url } = await startCli(t, ['--secret-file', join(dir, 'secret')]);
     const health = (await (await fetch(`${url}/healthz`)).json()) as { secured: boolean };
     assert.equal(health.secured, true);
     const metrics = await fetch(`${url}/metrics`, { headers: { Authorization: 'Bearer file-secret' } });
