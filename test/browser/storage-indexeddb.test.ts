@@ -228,6 +228,12 @@ describe('IndexedDB write-ahead log', () => {
   const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
   const decode = (b: Uint8Array | null): string => (b === null ? '(tombstone)' : new TextDecoder().decode(b));
   const write = (value: string) => ({ node: 'n', timestamp: 1, context: [], value: encode(value), ifMatch: false });
+  /** Version `counter` of node n, over every earlier one of n. */
+  const version = (counter: number) => ({
+    dot: { node: 'n', counter: counter + 1, timestamp: 1 },
+    context: counter === 0 ? [] : [{ node: 'n', counter, timestamp: 1 }],
+    value: encode(`v${counter}`),
+  });
   /** Every key of partition `p` with its values, scanned in pages of `size`. */
   async function scanAll(storage: IndexedDbStorage, p: number, size: number): Promise<string[]> {
     const out: string[] = [];
@@ -297,6 +303,21 @@ describe('IndexedDB write-ahead log', () => {
         rounds++;
       }
       expect(await scanAll(storage, 2, 37)).to.deep.equal(expected);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('keeps the log bounded while writes keep coming to a few keys, with no pause to compact in', async () => {
+    const name = freshName();
+    const storage = await openIndexedDbStorage(name);
+    try {
+      const hot = [encode('a'), encode('b'), encode('c')];
+      // A commit each, one after another: a record each, of the same three keys, and never 200 ms without a write.
+      for (let i = 0; i < 1200; i++) await storage.apply(hot[i % 3]!, 1, [version(i)]);
+      const records = await countIn(name, 'log');
+      expect(records).to.be.at.most(1024 + 1);
+      expect((await storage.get(hot[0]!)).map((v) => v.dot.counter)).to.deep.equal([1198]);
     } finally {
       await storage.close();
     }

@@ -52,11 +52,21 @@ describe('the write-ahead log codec', () => {
     assert.deepEqual(walStarts(record), []);
   });
 
-  it('refuses an entry it cannot encode when it is added, leaving the record without it', () => {
+  it('refuses an entry it cannot encode, or could not decode, when it is added, leaving the record without it', () => {
     const writer = new WalWriter();
     writer.add(entries[1]!);
     const bad = { key: bytes('x'), partition: 1, siblings: [{ dot: { node: 'a', counter: 1, timestamp: () => 1 } }] };
     assert.throws(() => writer.add(bad as unknown as WalEntry));
+    // Encodable, but not what a read could decode: refused too, or it would fail every read of its key.
+    const stringly = { key: bytes('y'), partition: 1, siblings: [{ dot: { node: 'a', counter: 1, timestamp: '1' } }] };
+    assert.throws(
+      () =>
+        writer.add({
+          ...stringly,
+          siblings: [{ ...stringly.siblings[0]!, context: [], value: null }],
+        } as unknown as WalEntry),
+      TypeError,
+    );
     const { bytes: record } = writer.finish();
     assert.deepEqual(
       walStarts(record).map((at) => decodeWalEntry(record, at)),

@@ -8,9 +8,10 @@
  * A batch's keys are not written to the `keys` store one request each but logged, all of them in one record of the
  * `log` store (write-ahead log): IndexedDB's cost is per request, not per byte, and a burst of writes then costs a
  * few requests per batch. What is logged stays in memory ({@link WalOverlay}) and answers reads and scans before the
- * `keys` store does, until compaction copies it into `keys`, a page per transaction, when writes pause (or, under a
- * long run of writes, between batches once the overlay holds {@link OVERLAY_LIMIT} keys), and deletes the log records
- * it covered in the same transaction. Opening the database replays the log.
+ * `keys` store does, until compaction copies it into `keys`, a page per transaction, when writes of keys pause (or,
+ * under a long run of writes, between batches while the log is over one of its bounds: {@link OVERLAY_LIMIT} keys,
+ * {@link MAX_LOG_RECORDS} records, {@link MAX_LOG_BYTES} bytes), and deletes the log records it covered in the same
+ * transaction. Opening the database replays the log.
  *
  * Stores: `keys` (key path `key`, binary, so IndexedDB orders keys by their bytes; index `partition` on
  * [partition, key] for scans), `log` (out-of-line integer keys, ascending, a record the bytes wal-codec.ts encodes),
@@ -147,10 +148,17 @@ const MAX_BATCH = 256;
 
 /**
  * Logged keys past which compaction no longer waits for writes to pause but copies pages between batches until they
- * are back under it: bounds the memory the overlay holds (about 220 bytes of JS heap a key, beside the log records'
- * bytes) and the log replayed at open, and lets a burst of a few thousand writes a node be logged whole first.
+ * are back under it: bounds the JS heap the overlay holds (about 220 bytes a key), and lets a burst of a few
+ * thousand writes a node be logged whole first.
  */
 const OVERLAY_LIMIT = 16_384;
+/**
+ * Log records, and bytes of them, past which compaction runs between batches too: the overlay keeps each record's
+ * bytes while any key of it is current, and the log is replayed whole at open. Without them, writes that keep
+ * coming to a few hot keys (few logged keys, a record per commit) would grow the log for as long as they last.
+ */
+const MAX_LOG_RECORDS = 1024;
+const MAX_LOG_BYTES = 32 * 1024 * 1024;
 /** How long writes must pause before compaction starts, in ms: a burst is logged whole, then compacted. */
 const COMPACT_IDLE_MS = 200;
 /** Keys compacted per transaction while writes pause; between batches of a long run, {@link COMPACT_BUSY_PAGE}. */
@@ -437,6 +445,9 @@ export class IndexedDbStorage implements Storage {
   readonly #overlay = new WalOverlay<WalSpan>();
   /** The key of the next log record. */
   #seq = 0;
+  /** The size in bytes of each log record not yet deleted, oldest first, and their sum. */
+  readonly #records = new Map<number, number>();
+  #recordBytes = 0;
   /** Set once writes have paused for {@link COMPACT_IDLE_MS}; cleared by the next write. */
   #idle = false;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -490,6 +501,20 @@ export class IndexedDbStorage implements Storage {
       );
     });
     this.#seq = seqs.length === 0 ? 0 : seqs[seqs.length - 1]! + 1;
+    records.forEach((bytes, i) => this.#recorded(seqs[i]!, bytes.byteLength));
+  }
+
+  /** Counts log record `seq`, of `bytes` bytes, as held until compaction deletes it. */
+  #recorded(seq: number, bytes: number): void {
+    this.#records.set(seq, bytes);
+    this.#recordBytes += bytes;
+  }
+
+  /** True when the log is over a bound at which compaction stops waiting for a pause. */
+  #overLogBounds(): boolean {
+    return (
+      this.#overlay.size > OVERLAY_LIMIT || this.#records.size > MAX_LOG_RECORDS || this.#recordBytes > MAX_LOG_BYTES
+    );
   }
 
   /** Makes the entries of log record `seq` current in the overlay (it has committed); `log` is its encoding. */
@@ -559,9 +584,12 @@ export class IndexedDbStorage implements Storage {
         run,
         settle: (outcome) => (outcome.ok ? resolve(outcome.value as T) : reject(outcome.error)),
       });
-      // Writes have not paused: compaction waits for the next pause.
-      clearTimeout(this.#idleTimer);
-      this.#idle = false;
+      // Writes of keys have not paused: compaction waits for the next pause (hints and records of the caller's own
+      // do not hold it off).
+      if (stores.includes('keys')) {
+        clearTimeout(this.#idleTimer);
+        this.#idle = false;
+      }
       if (!this.#committing) void this.#drain();
     });
   }
@@ -577,7 +605,7 @@ export class IndexedDbStorage implements Storage {
         if (this.#pending.length > 0) {
           await this.#commit(this.#pending.splice(0, MAX_BATCH));
           // Failed, compaction leaves the overlay over its limit rather than hold up the writes.
-          while (this.#overlay.size > OVERLAY_LIMIT && (await this.#compact(COMPACT_BUSY_PAGE)));
+          while (this.#overLogBounds() && (await this.#compact(COMPACT_BUSY_PAGE)));
         } else if (this.#idle && this.#overlay.size > 0) {
           // Failed, it clears `#idle`: the next pause tries again.
           await this.#compact(COMPACT_PAGE);
@@ -608,11 +636,12 @@ export class IndexedDbStorage implements Storage {
    * Copies the oldest `page` logged keys (whole log records of them) into the `keys` store and deletes the log
    * records they cover, in one transaction; the overlay forgets them once it commits. Relaxed durability: a
    * compaction lost in a crash loses its deletion of the log records too, which still hold the keys. False when it
-   * failed.
+   * failed, or found nothing to compact.
    */
   async #compact(page: number): Promise<boolean> {
     const share = this.#overlay.oldest(page);
-    if (share === null) return true;
+    // Nothing logged is current, so no log record is left either (each holds a current key or was deleted).
+    if (share === null) return false;
     try {
       const tx = this.#open().transaction(['keys', 'log'], 'readwrite', { durability: 'relaxed' });
       const keys = tx.objectStore('keys');
@@ -632,6 +661,11 @@ export class IndexedDbStorage implements Storage {
     }
     this.#compactFailures = 0;
     this.#overlay.release(share.keys);
+    for (const [seq, bytes] of this.#records) {
+      if (seq > share.upTo) break;
+      this.#records.delete(seq);
+      this.#recordBytes -= bytes;
+    }
     return true;
   }
 
@@ -741,7 +775,10 @@ export class IndexedDbStorage implements Storage {
       return;
     }
     if (records.state.by >= 0) this.#state = records.state.now!;
-    if (log !== undefined) this.#logged(logged, log, seq);
+    if (log !== undefined) {
+      this.#logged(logged, log, seq);
+      this.#recorded(seq, log.bytes.byteLength);
+    }
     batch.forEach((u, i) => u.settle(outcomes[i]!));
   }
 

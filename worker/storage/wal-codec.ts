@@ -43,8 +43,13 @@ export class WalWriter {
     return this.#parts.length === 0;
   }
 
-  /** Encodes `entry` now, so that an entry that cannot be encoded throws here, naming no other entry. */
+  /**
+   * Encodes `entry` now, so that an entry that cannot be encoded throws here, naming no other entry. An entry that
+   * {@link decodeWalEntry} would not take back is refused too: in the log it would fail every read of its key and
+   * every open of the database.
+   */
   add(entry: WalEntry): void {
+    checkEntry(entry);
     const part = encoder.encode([
       entry.partition,
       entry.key,
@@ -107,6 +112,23 @@ export function decodeWalEntry(bytes: Uint8Array, start: number): WalEntry {
   if (typeof partition !== 'number' || !(key instanceof Uint8Array)) throw corrupt('an entry has no key');
   if (siblings !== null && !Array.isArray(siblings)) throw corrupt('an entry has no siblings');
   return { key: key.slice(), partition, siblings: siblings === null ? null : siblings.map(version) };
+}
+
+/** Throws a TypeError unless `entry` has the types {@link decodeWalEntry} checks. */
+function checkEntry(entry: WalEntry): void {
+  const ok =
+    entry.key instanceof Uint8Array &&
+    Number.isInteger(entry.partition) &&
+    (entry.siblings === null ||
+      entry.siblings.every(
+        (v) =>
+          isClockEntry(v.dot) && v.context.every(isClockEntry) && (v.value === null || v.value instanceof Uint8Array),
+      ));
+  if (!ok) throw new TypeError('a write-ahead log entry must hold a key, a partition and well-typed versions');
+}
+
+function isClockEntry(e: ClockEntry): boolean {
+  return typeof e.node === 'string' && typeof e.counter === 'number' && typeof e.timestamp === 'number';
 }
 
 function version(raw: unknown): Version {
