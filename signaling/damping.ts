@@ -12,7 +12,7 @@ export interface DampingOptions {
   readonly burst: number;
   /** Ms per join regained. */
   readonly refillMs: number;
-  /** Most keys remembered; past it, keys whose bucket is full again are forgotten. @default 100000 */
+  /** Most keys remembered; past it, the one whose last join is oldest is forgotten. @default 100000 */
   readonly maxKeys?: number;
 }
 
@@ -24,6 +24,7 @@ interface Bucket {
 /** Token buckets of joins, by key. */
 export class JoinDamper {
   readonly #options: DampingOptions;
+  /** Buckets by key, the longest remembered first. */
   readonly #buckets = new Map<string, Bucket>();
 
   constructor(options: DampingOptions) {
@@ -31,27 +32,27 @@ export class JoinDamper {
     this.#options = options;
   }
 
-  /** Takes a join for `key` at `now`: 0 when admitted, else the ms until the next join would be. */
-  admit(key: string, now: number): number {
-    const { burst, refillMs } = this.#options;
-    const bucket = this.#buckets.get(key) ?? { tokens: burst, at: now };
-    bucket.tokens = Math.min(burst, bucket.tokens + Math.max(0, now - bucket.at) / refillMs);
-    bucket.at = now;
-    if (bucket.tokens < 1) {
-      this.#buckets.set(key, bucket);
-      return Math.ceil((1 - bucket.tokens) * refillMs);
-    }
-    bucket.tokens -= 1;
-    this.#buckets.set(key, bucket);
-    if (this.#buckets.size > (this.#options.maxKeys ?? 100_000)) this.#forgetIdle(now);
-    return 0;
+  /** The ms until `key` may join at `now`: 0 when it may now. Takes nothing. */
+  wait(key: string, now: number): number {
+    const tokens = this.#tokens(key, now);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) * this.#options.refillMs);
   }
 
-  /** Forgets the keys whose bucket has filled up again: remembering them changes nothing. */
-  #forgetIdle(now: number): void {
-    const { burst, refillMs } = this.#options;
-    for (const [key, bucket] of this.#buckets) {
-      if (bucket.tokens + (now - bucket.at) / refillMs >= burst) this.#buckets.delete(key);
+  /** Takes a join for `key` at `now` (call it once {@link JoinDamper.wait} said 0, for every damper asked). */
+  take(key: string, now: number): void {
+    const bucket = { tokens: Math.max(0, this.#tokens(key, now) - 1), at: now };
+    this.#buckets.delete(key);
+    this.#buckets.set(key, bucket);
+    // Forgetting the key remembered longest may give it a full bucket early: a bounded gift, against unbounded memory.
+    if (this.#buckets.size > (this.#options.maxKeys ?? 100_000)) {
+      this.#buckets.delete(this.#buckets.keys().next().value!);
     }
+  }
+
+  #tokens(key: string, now: number): number {
+    const { burst, refillMs } = this.#options;
+    const bucket = this.#buckets.get(key);
+    if (bucket === undefined) return burst;
+    return Math.min(burst, bucket.tokens + Math.max(0, now - bucket.at) / refillMs);
   }
 }

@@ -48,6 +48,9 @@ import { serveStatic } from './static.ts';
 import { verifyToken } from './token.ts';
 import { VALIDATORS, type PayloadLimits } from './validate.ts';
 
+/** Where Socket.IO listens (its default). */
+const SOCKET_IO_PATH = '/socket.io/';
+
 /** Ms close() lets open WebSockets finish their closing handshake before it cuts them. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -219,7 +222,9 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const logger =
     options.logger ?? pino({ name: 'dynamesh-signaling', level: options.logLevel ?? process.env.LOG_LEVEL ?? 'info' });
   const secret = options.secret !== undefined && options.secret !== '' ? options.secret : undefined;
-  if (secret === undefined && !isLoopback(settings.host)) {
+  // Bound to loopback, the server is reached by that name only: any other Host is a page whose name was rebound.
+  const loopbackOnly = isLoopback(settings.host);
+  if (secret === undefined && !loopbackOnly) {
     throw new RangeError(
       `an open server (no secret) listens on loopback only, not on ${settings.host}: give it a secret to listen there`,
     );
@@ -260,6 +265,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const io = new Server<ListenEvents, ServerToClientEvents>(httpServer, {
     maxHttpBufferSize: settings.maxPayloadBytes,
     serveClient: false,
+    // A transport that does not join the namespace soon is closed: it holds a connection of the caps below.
+    connectTimeout: 5000,
     // Pages of other origins are refused below, before any transport starts; CORS then only has to answer the rest.
     cors: { origin: true },
     allowRequest(request, callback) {
@@ -269,7 +276,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         logger.warn({ origin: request.headers.origin, address }, message);
         callback(message, false);
       };
-      const refusal = originRefusal(request.headers.origin, request.headers.host, options.allowedOrigins);
+      const refusal = originRefusal(request.headers.origin, request.headers.host, options.allowedOrigins, loopbackOnly);
       if (refusal !== null) return refuse('origin', refusal);
       // Counted when the connection opens; a long-polling request of an open one is not a new connection.
       const opening = new URL(request.url ?? '/', 'http://localhost').searchParams.get('sid') === null;
@@ -297,7 +304,9 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const startedAt = now();
 
   httpServer.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    // Socket.IO answers its own path before this listener runs.
+    // Socket.IO answers its own path (long-polling) from a listener of its own, which runs for every request, as this
+    // one does (it was added after Socket.IO's): this one must leave that path alone, or both would answer.
+    if (request.url?.startsWith(SOCKET_IO_PATH) === true) return;
     void onRequest(request, response).catch((error: unknown) => {
       logger.error({ err: error, url: request.url }, 'http request failed');
       if (!response.headersSent) response.writeHead(500);
@@ -380,13 +389,15 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         return fail('ERR_CLUSTER_FULL', `this server holds ${maxClusters} clusters, the most it may`);
       }
       const at = now();
-      const wait = Math.max(
-        addressJoins.admit(socket.conn.remoteAddress, at),
-        nodeJoins.admit(`${request.cluster}\u0000${request.nodeId}`, at),
-      );
+      const address = socket.conn.remoteAddress;
+      const node = `${request.cluster}\u0000${request.nodeId}`;
+      // Both allowances are asked before either is taken from: a join refused by one costs the other nothing.
+      const wait = Math.max(addressJoins.wait(address, at), nodeJoins.wait(node, at));
       if (wait > 0) {
         return fail('ERR_RATE_LIMITED', `joining too often: join again in ${Math.ceil(wait / 1000)} s`);
       }
+      addressJoins.take(address, at);
+      nodeJoins.take(node, at);
       const joined = membership.join(socket.id, request);
       if (!joined.ok) return fail(joined.code, joined.message);
       void socket.join(room(request.cluster));
@@ -472,15 +483,20 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     publish(changes);
   }
 
-  io.on('connection', (socket: ClientSocket) => {
-    logger.debug({ socket: socket.id }, 'connected');
-    const address = socket.conn.remoteAddress;
+  // Counted at the transport, where a connection starts (and Socket.IO counts it in clientsCount): a client that
+  // opens transports and never joins the namespace holds one too, until connectTimeout.
+  io.engine.on('connection', (transport: { remoteAddress: string; once(event: 'close', run: () => void): void }) => {
+    const address = transport.remoteAddress;
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
-    socket.on('disconnect', () => {
+    transport.once('close', () => {
       const left = (perAddress.get(address) ?? 1) - 1;
       if (left > 0) perAddress.set(address, left);
       else perAddress.delete(address);
     });
+  });
+
+  io.on('connection', (socket: ClientSocket) => {
+    logger.debug({ socket: socket.id }, 'connected');
     const bucket = new TokenBucket(settings.maxEventsPerSecond, settings.maxEventBurst, now);
     socket.use((packet, next) => {
       const [event] = packet;

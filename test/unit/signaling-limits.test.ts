@@ -33,29 +33,60 @@ async function start(t: TestContext, options: SignalingServerOptions = {}) {
 }
 
 describe('join damping', () => {
+  /** Takes a join for `key` when it may join now; answers the wait either way. */
+  const admit = (damper: JoinDamper, key: string, now: number): number => {
+    const wait = damper.wait(key, now);
+    if (wait === 0) damper.take(key, now);
+    return wait;
+  };
+
   it('admits a burst of joins of one key, then one per refill, and says how long to wait', () => {
     const damper = new JoinDamper({ burst: 3, refillMs: 1000 });
     assert.deepEqual(
-      [0, 0, 0, 0].map(() => damper.admit('k', 0)),
+      [0, 0, 0, 0].map(() => admit(damper, 'k', 0)),
       [0, 0, 0, 1000],
     );
-    assert.equal(damper.admit('other', 0), 0);
-    assert.equal(damper.admit('k', 400), 600);
-    assert.equal(damper.admit('k', 1000), 0);
-    assert.equal(damper.admit('k', 1000), 1000);
+    assert.equal(admit(damper, 'other', 0), 0);
+    assert.equal(admit(damper, 'k', 400), 600);
+    assert.equal(admit(damper, 'k', 1000), 0);
+    assert.equal(admit(damper, 'k', 1000), 1000);
   });
 
-  it('forgets keys whose joins are long past once it remembers too many', () => {
-    const damper = new JoinDamper({ burst: 1, refillMs: 10, maxKeys: 2 });
-    damper.admit('a', 0);
-    damper.admit('b', 0);
-    damper.admit('c', 100);
-    // a's bucket had filled again and was forgotten: a fresh one admits it.
-    assert.equal(damper.admit('a', 100), 0);
+  it('takes nothing when it only says how long to wait', () => {
+    const damper = new JoinDamper({ burst: 1, refillMs: 1000 });
+    for (let i = 0; i < 5; i++) assert.equal(damper.wait('k', 0), 0);
+    assert.equal(admit(damper, 'k', 0), 0);
+  });
+
+  it('remembers at most maxKeys keys, forgetting the one whose last join is oldest', () => {
+    const damper = new JoinDamper({ burst: 1, refillMs: 1000, maxKeys: 2 });
+    admit(damper, 'a', 0);
+    admit(damper, 'b', 1);
+    admit(damper, 'c', 2);
+    // a was forgotten, b and c are still waiting for their refill.
+    assert.equal(damper.wait('a', 3), 0);
+    assert.ok(damper.wait('b', 3) > 0 && damper.wait('c', 3) > 0);
   });
 });
 
 describe('signalling server limits', () => {
+  it('costs a node id nothing for a join its address was refused', async (t) => {
+    let time = 1_000_000;
+    const { open, join } = await start(t, { now: () => time });
+    // The address's hundred joins at once, all of other ids (a connection holds one seat)...
+    for (let i = 0; i < 100; i++) assert.equal(await join((await open())!, `cluster-${i}`, `other-${i}`), 'ok');
+    // ...then the address is out of joins: refused again and again, the id keeps its own allowance.
+    const client = (await open())!;
+    for (let i = 0; i < 20; i++) assert.equal(await join(client, 'main', 'patient'), 'ERR_RATE_LIMITED');
+    time += 250;
+    assert.equal(await join(client, 'main', 'patient'), 'ok');
+    // Ten joins of the id at once: none of the twenty refused ones was taken from its allowance.
+    for (let i = 0; i < 9; i++) {
+      time += 250;
+      assert.equal(await join(client, 'main', 'patient'), 'ok');
+    }
+  });
+
   it('refuses a node id that joins more than ten times in a row, until its allowance refills', async (t) => {
     let time = 1_000_000;
     const { open, join } = await start(t, { now: () => time });
@@ -67,6 +98,26 @@ describe('signalling server limits', () => {
     assert.equal(await join((await open())!, 'main', 'steady'), 'ok');
     time += 6000;
     assert.equal(await join(client, 'main', 'flapper'), 'ok');
+  });
+
+  it('counts toward the same caps a client that opens a transport and never joins the namespace', async (t) => {
+    const { server, open } = await start(t, { maxConnectionsPerAddress: 1 });
+    // An engine.io handshake alone, as a script could make it, without Socket.IO's namespace CONNECT.
+    const handshake = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(handshake.status, 200);
+    assert.equal(await open(), null);
+  });
+
+  it('takes connections to a loopback server only under a loopback Host name (no DNS rebinding)', async (t) => {
+    const { server } = await start(t);
+    const rebound = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`, {
+      headers: { Host: `evil.example:${server.port}`, Origin: `http://evil.example:${server.port}` },
+    });
+    assert.equal(rebound.status, 403);
+    const own = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`, {
+      headers: { Origin: server.url },
+    });
+    assert.equal(own.status, 200);
   });
 
   it('refuses connections past its limit per address, and again takes one once another closes', async (t) => {
