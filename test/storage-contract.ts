@@ -605,6 +605,20 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(await s.hintTargets()).to.deep.equal(['n1', 'n10']);
       });
 
+      test('counts the hints held for one node only', async (s) => {
+        for (const [target, key] of [
+          ['n1', 'a'],
+          ['n1', 'b'],
+          ['n10', 'c'],
+          ['n', 'd'],
+        ] as const) {
+          await s.putHint({ target, key: bytes(key), partition: 3, siblings: [version('a', 1)] });
+        }
+        expect(await s.hintCount('n1')).to.equal(2);
+        expect(await s.hintCount('n10')).to.equal(1);
+        expect(await s.hintCount('n2')).to.equal(0);
+      });
+
       test('keeps a hint whole when it gained versions after delivery began', async (s) => {
         const key = bytes('k');
         await s.putHint({ target: 't', key, partition: 3, siblings: [version('a', 1)] });

@@ -254,6 +254,8 @@ export class DynamoNode {
   readonly #strangers = new HeldFrames();
   /** Peers heard from since the last view change. */
   readonly #contacted = new Set<string>();
+  /** Calls of {@link DynamoNode.#nextView} waiting for the next view. */
+  readonly #viewWaiters: (() => void)[] = [];
   /** Requests being served, by the peer that made them. */
   readonly #servingFor = new Map<string, number>();
   /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
@@ -339,6 +341,7 @@ export class DynamoNode {
       partitionOf: (key) => this.#ring.partitionOf(key),
       owns,
       isOwner: (node, partition) => this.#recentRole(partition, (owners) => owners.includes(node)),
+      nextView: (ms) => this.#nextView(ms),
       holds,
       findHolders,
       clock: options.clock,
@@ -595,6 +598,22 @@ export class DynamoNode {
     return this.#ring;
   }
 
+  /**
+   * Resolves at the next change of view, or after `ms`: a peer's request that this node's view does not allow yet
+   * may come from a node whose view is newer, and is looked at again under the next one.
+   */
+  #nextView(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timers = this.#options.timers;
+      const timer = timers.setTimeout(done, ms);
+      function done(): void {
+        timers.clearTimeout(timer);
+        resolve();
+      }
+      this.#viewWaiters.push(done);
+    });
+  }
+
   /** Whether `node` is the first owner of `partition` (see {@link DynamoNode.#recentRole}). */
   #firstOwnerOf(partition: number, node: string): boolean {
     return this.#recentRole(partition, (owners) => owners[0] === node);
@@ -620,6 +639,7 @@ export class DynamoNode {
     this.#previousRing = this.#ring;
     this.#replacedAt = this.#options.clock.now();
     this.#ring = this.#buildRing(view);
+    for (const resolve of this.#viewWaiters.splice(0)) resolve();
     this.#viewed = true;
     this.#contacted.clear();
     if (this.#loaded) this.#rebalancer.kick();

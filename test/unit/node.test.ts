@@ -77,6 +77,17 @@ function placement(w: World, key: string): { owners: readonly string[]; outsider
   return { owners, outsider };
 }
 
+/** `count` keys named `${prefix}-…` whose preference lists (N=3) hold every node of `key`'s. */
+function sameOwners(w: World, key: string, count: number, prefix = 'same'): string[] {
+  const owners = new Set(w.cluster.preferenceList(text.encode(key), 3));
+  const out: string[] = [];
+  for (let i = 0; out.length < count; i++) {
+    const candidate = `${prefix}-${i}`;
+    if (w.cluster.preferenceList(text.encode(candidate), 3).every((id) => owners.has(id))) out.push(candidate);
+  }
+  return out;
+}
+
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
     await promise;
@@ -429,12 +440,45 @@ describe('DynamoNode', () => {
       );
     replicate(owners[0]!, stranger, 1); // for a node that owns no copy of the key
     replicate(stranger, owners[1]!, 2); // on the word of a node that owns none either
-    await w.scheduler.advance(10);
+    // Each waits a second for a newer view that could allow it, then is refused.
+    await w.scheduler.advance(1100);
     assert.equal(w.node(fallback).metrics().unauthorizedMessages, 2);
     assert.equal(w.node(fallback).metrics().hintsStored, 0);
     replicate(owners[0]!, owners[1]!, 3); // an owner's coordinator standing in for another owner: kept
     await w.scheduler.advance(10);
     assert.equal(w.node(fallback).metrics().hintsStored, 1);
+  });
+
+  it('keeps at most 20,000 hints for one owner, and still keeps hints for others', async () => {
+    const w = await world(5);
+    const { owners, outsider: fallback } = placement(w, 'k');
+    let requestId = 0;
+    const hint = (hintFor: string, key: string) =>
+      w.node(fallback).receive(
+        owners[0]!,
+        encodeMessage({
+          type: 'replicate',
+          from: owners[0]!,
+          requestId: ++requestId,
+          key: text.encode(key),
+          versions: [createVersion(owners[0]!, requestId, 1, [], text.encode('v'))],
+          hintFor,
+          durable: false,
+        }),
+      );
+    // Keys whose owners are k's, so that owners[1] and owners[2] own them all; owners[1] is down, so that its hints
+    // wait here instead of being handed over.
+    const keys = sameOwners(w, 'k', 20_100);
+    await w.cluster.crash(owners[1]!);
+    for (let i = 0; i < keys.length; i += 2000) {
+      for (const key of keys.slice(i, i + 2000)) hint(owners[1]!, key);
+      // The count is trusted for a second: let it be taken again.
+      await w.scheduler.advance(1100);
+    }
+    assert.equal(w.node(fallback).metrics().hintsStored, 20_000);
+    hint(owners[2]!, keys[0]!);
+    await w.scheduler.advance(10);
+    assert.equal(w.node(fallback).metrics().hintsStored, 20_001);
   });
 
   it('drops and counts a frame whose sender field differs from its link', async () => {

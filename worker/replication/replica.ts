@@ -29,6 +29,8 @@ export interface ReplicaDeps {
   owns(partition: number): boolean;
   /** True when `node` is in the partition's preference list (or was, in a view replaced moments ago). */
   isOwner(node: string, partition: number): boolean;
+  /** Resolves at the next change of view, or after `ms`. */
+  nextView(ms: number): Promise<void>;
   /** For the age of the hint count. */
   readonly clock: Clock;
   /** True when this node holds a whole copy of the partition. */
@@ -39,14 +41,21 @@ export interface ReplicaDeps {
 
 /** Most hint records a node keeps for others; past it, a write it is asked to keep as a hint is refused. */
 export const MAX_HINTS = 100_000;
+/** Most hint records a node keeps for any one other node, so that writes for one owner cannot take every place. */
+export const MAX_HINTS_PER_TARGET = 20_000;
+/** How long a hint this node's view does not allow waits for a newer view, ms. */
+const VIEW_WAIT_MS = 1000;
 /** How long a count of the hints held is trusted, ms: counting costs a storage request. */
 const HINT_COUNT_TTL_MS = 1000;
 
 /** Serves replicate and read requests from this node's storage. */
 export class Replica {
   readonly #deps: ReplicaDeps;
-  /** The hints held when last counted, and when. */
-  #hints: { count: number; at: number } | null = null;
+  /**
+   * The hints held when last counted, and when: in all (under the empty name), and per target. The count is shared
+   * by the writes that ask while it is taken, and each hint they keep adds to it.
+   */
+  readonly #hints = new Map<string, { at: number; counted: Promise<{ count: number }> }>();
 
   constructor(deps: ReplicaDeps) {
     this.#deps = deps;
@@ -82,14 +91,23 @@ export class Replica {
       // A write is kept for an owner only on an owner's (its coordinator's) word: a hint for any other node would
       // be a store anyone could fill.
       const { hintFor, from } = message;
-      if (!this.#deps.isOwner(hintFor, partition) || !this.#deps.isOwner(from, partition)) {
+      const allowed = (): boolean => this.#deps.isOwner(hintFor, partition) && this.#deps.isOwner(from, partition);
+      // The coordinator's view may be newer than this node's (a member joined): its word is weighed again under the
+      // next view, if one comes in time.
+      if (!allowed()) await this.#deps.nextView(VIEW_WAIT_MS);
+      if (!allowed()) {
         metrics.count('unauthorizedMessages');
         throw new UnauthorizedError(`a hint for ${hintFor} from ${from}: both must own partition ${partition}`);
       }
-      if ((await this.#hintCount()) >= MAX_HINTS) {
+      const [all, forTarget] = await Promise.all([this.#hintCount(null), this.#hintCount(hintFor)]);
+      if (all.count >= MAX_HINTS) {
         throw new OverloadedError(`this node already keeps ${MAX_HINTS} hints for other nodes`);
       }
-      this.#hints!.count++;
+      if (forTarget.count >= MAX_HINTS_PER_TARGET) {
+        throw new OverloadedError(`this node already keeps ${MAX_HINTS_PER_TARGET} hints for ${hintFor}`);
+      }
+      all.count++;
+      forTarget.count++;
       await storage.putHint(
         { target: message.hintFor, key: message.key, partition, siblings: [...message.versions] },
         { durability },
@@ -101,13 +119,21 @@ export class Replica {
     }
   }
 
-  /** The hints held, counted at most once a {@link HINT_COUNT_TTL_MS} (a write's own hint added meanwhile). */
-  async #hintCount(): Promise<number> {
+  /**
+   * The hints held for `target` (null: for all), counted at most once a {@link HINT_COUNT_TTL_MS} (the hints kept
+   * since added to the count).
+   */
+  #hintCount(target: string | null): Promise<{ count: number }> {
     const now = this.#deps.clock.now();
-    if (this.#hints === null || now - this.#hints.at > HINT_COUNT_TTL_MS) {
-      this.#hints = { count: (await this.#deps.storage.stats()).hints, at: now };
-    }
-    return this.#hints.count;
+    const name = target ?? '';
+    const known = this.#hints.get(name);
+    if (known !== undefined && now - known.at <= HINT_COUNT_TTL_MS) return known.counted;
+    const { storage } = this.#deps;
+    const counted = (async () => ({
+      count: target === null ? (await storage.stats()).hints : await storage.hintCount(target),
+    }))();
+    this.#hints.set(name, { at: now, counted });
+    return counted;
   }
 
   /**

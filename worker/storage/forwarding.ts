@@ -66,6 +66,10 @@ export class ForwardingStorage implements Storage {
     return this.inner.hintTargets();
   }
 
+  hintCount(target: string): Promise<number> {
+    return this.inner.hintCount(target);
+  }
+
   deleteHint(target: string, key: Uint8Array, delivered: readonly Version[]): Promise<boolean> {
     return this.inner.deleteHint(target, key, delivered);
   }

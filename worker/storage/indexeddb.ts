@@ -995,6 +995,16 @@ export class IndexedDbStorage implements Storage {
     }
   }
 
+  async hintCount(target: string): Promise<number> {
+    const db = this.#open();
+    try {
+      // Arrays sort above binary keys, so [target, []] bounds every [target, key] from above.
+      return await db.count('hints', IDBKeyRange.bound([target], [target, []], false, true));
+    } catch (error) {
+      throw failure(error, 'hintCount');
+    }
+  }
+
   /** Keys only, one step per target: from a target's first hint, jump past every [target, key]. */
   async hintTargets(): Promise<string[]> {
     const db = this.#open();

@@ -332,6 +332,10 @@ export class MemoryStorage implements Storage {
     return out;
   }
 
+  async hintCount(target: string): Promise<number> {
+    return this.#open().hints.get(target)?.size ?? 0;
+  }
+
   async hintTargets(): Promise<string[]> {
     const data = this.#open();
     return [...(data.hintTargets ??= [...data.hints.keys()].sort())];

@@ -126,6 +126,8 @@ export interface Storage {
   listHints(options?: { target?: string; limit?: number }): Promise<Hint[]>;
   /** Every node some hint is held for, ascending, without reading a hint. */
   hintTargets(): Promise<string[]>;
+  /** How many hints are held for `target`, without reading them. */
+  hintCount(target: string): Promise<number>;
   /**
    * Removes the hint for (`target`, `key`) when `delivered` holds or supersedes every version in it. A hint that
    * gained versions since delivery began is kept whole, never trimmed: reads merge hints in, and a hint holding a
