@@ -26,7 +26,7 @@ import { WalOverlay } from './wal-overlay.ts';
 import type { LoggedKey } from './wal-overlay.ts';
 import { WalWriter, decodeWalEntry, walStarts } from './wal-codec.ts';
 import type { WalEntry } from './wal-codec.ts';
-import type { DBSchema, IDBPDatabase } from 'idb';
+import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
 import { ClosedError, DynameshError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
@@ -596,7 +596,7 @@ export class IndexedDbStorage implements Storage {
 
   /**
    * Commits the waiting updates, a batch per transaction, until none is left; compacts the log between batches while
-   * the overlay is over its limit, and a page at a time once writes have paused, as long as they stay paused.
+   * it is over a bound, and a page at a time once writes of keys have paused, as long as they stay paused.
    */
   async #drain(): Promise<void> {
     this.#committing = true;
@@ -604,7 +604,7 @@ export class IndexedDbStorage implements Storage {
       for (;;) {
         if (this.#pending.length > 0) {
           await this.#commit(this.#pending.splice(0, MAX_BATCH));
-          // Failed, compaction leaves the overlay over its limit rather than hold up the writes.
+          // Failed, compaction leaves the log over its bound rather than hold up the writes.
           while (this.#overLogBounds() && (await this.#compact(COMPACT_BUSY_PAGE)));
         } else if (this.#idle && this.#overlay.size > 0) {
           // Failed, it clears `#idle`: the next pause tries again.
@@ -642,8 +642,9 @@ export class IndexedDbStorage implements Storage {
     const share = this.#overlay.oldest(page);
     // Nothing logged is current, so no log record is left either (each holds a current key or was deleted).
     if (share === null) return false;
+    let tx: IDBPTransaction<Schema, ('keys' | 'log')[], 'readwrite'> | undefined;
     try {
-      const tx = this.#open().transaction(['keys', 'log'], 'readwrite', { durability: 'relaxed' });
+      tx = this.#open().transaction(['keys', 'log'], 'readwrite', { durability: 'relaxed' });
       const keys = tx.objectStore('keys');
       const writes: Promise<unknown>[] = share.keys.map((logged) => {
         const entry = decodeWalEntry(logged.payload.bytes, logged.payload.at);
@@ -654,7 +655,9 @@ export class IndexedDbStorage implements Storage {
       writes.push(tx.objectStore('log').delete(IDBKeyRange.upperBound(share.upTo)), tx.done);
       await Promise.all(writes);
     } catch {
-      // Closed, or IndexedDB failed: the log still holds every key, and reads still find them in the overlay.
+      // Closed, IndexedDB failed, or a logged entry would not decode: nothing of it commits, the log still holds
+      // every key, and reads still find them in the overlay.
+      if (tx !== undefined) abort(unwrap(tx));
       this.#idle = false;
       this.#compactFailures++;
       return false;
