@@ -28,7 +28,12 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
  */
 interface FixtureWindow {
   fixture?: {
-    store: { nodeId: string; members(): { id: string }[]; peers(): Record<string, string> };
+    store: {
+      nodeId: string;
+      members(): { id: string }[];
+      peers(): Record<string, string>;
+      partitions(): Promise<{ state: string }[]>;
+    };
     put(key: string, value: unknown): Promise<string>;
     get(key: string): Promise<unknown[]>;
     logs: unknown[];
@@ -120,8 +125,13 @@ async function checkTwoTabs(url: string): Promise<void> {
         ['a', a],
         ['b', b],
       ] as const) {
-        const logs = await tab.evaluate(() => JSON.stringify((window as unknown as FixtureWindow).fixture!.logs));
-        process.stderr.write(`tab ${name}'s node log: ${logs}\n`);
+        const state = await tab.evaluate(async () => {
+          const { store, logs } = (window as unknown as FixtureWindow).fixture!;
+          const partitions: Record<string, number> = {};
+          for (const p of await store.partitions()) partitions[p.state] = (partitions[p.state] ?? 0) + 1;
+          return JSON.stringify({ peers: store.peers(), partitions, logs });
+        });
+        process.stderr.write(`tab ${name}'s node: ${state}\n`);
       }
       throw error;
     }

@@ -10,7 +10,7 @@ import { hasErrorCode } from '../../worker/errors.ts';
 import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
 import { createVersion } from '../../worker/versions/version.ts';
 import { Cluster } from '../sim/cluster.ts';
-import { Network } from '../sim/network.ts';
+import { Network, type NetworkConditions } from '../sim/network.ts';
 import { Rng } from '../sim/random.ts';
 import { Scheduler } from '../sim/scheduler.ts';
 
@@ -39,10 +39,11 @@ async function world(
 function unsettledWorld(
   size: number,
   node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
+  conditions: Partial<NetworkConditions> = {},
 ): World {
   const scheduler = new Scheduler();
   const rng = new Rng(1);
-  const network = new Network(scheduler, rng.fork('network'));
+  const network = new Network(scheduler, rng.fork('network'), conditions);
   const cluster = new Cluster({ scheduler, network, rng, size, node: { requestTimeout: 100, ...node } });
   return {
     scheduler,
@@ -353,6 +354,19 @@ describe('DynamoNode', () => {
     assert.ok(hasErrorCode(await rejection(w.node('n0').get(bigKey)), 'ERR_TOO_LARGE'));
     const bigValue = new Uint8Array(1024 * 1024 + 1);
     assert.ok(hasErrorCode(await rejection(w.node('n0').put('k', bigValue)), 'ERR_TOO_LARGE'));
+  });
+
+  it('coordinates the first put of a new cluster at once, without waiting for its partition to be marked held', async () => {
+    // Slow links: the rebalancer's probes of the 256 partitions take seconds, and the put's partition is not among
+    // the first ones it marks held.
+    const w = unsettledWorld(2, { n: 2, w: 2, requestTimeout: 2000 }, { baseLatency: 400 });
+    const key = 'first';
+    const partition = w.node('n0').ring.partitionOf(text.encode(key));
+    const put = w.node('n0').put(key, text.encode('v'));
+    const settled = await w.settle(put);
+    assert.equal(settled.receipt.acknowledged.length, 2);
+    const states = (await w.node('n0').partitions()).find((p) => p.partition === partition)?.state;
+    assert.equal(states, 'fetching', 'the put did not wait for its partition');
   });
 
   it('does not let a caller change a stored value by mutating the array it put', async () => {

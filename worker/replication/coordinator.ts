@@ -180,7 +180,9 @@ export class Coordinator {
       lastError = forwarded.lastError ?? lastError;
     }
     this.#deps.metrics.count('quorumFailures');
-    throw new QuorumError("no node of the key's preference list could coordinate the put", request.w, 0, {
+    // The cause in the message too: only code and message cross to the page.
+    const last = lastError === undefined ? '' : ` (last refusal: ${lastError.message})`;
+    throw new QuorumError(`no node of the key's preference list could coordinate the put${last}`, request.w, 0, {
       cause: lastError,
     });
   }
@@ -218,13 +220,17 @@ export class Coordinator {
 
   /**
    * Step: whether this owner may coordinate now. It must hold the partition (the dot invariant); while it fetches,
-   * an owner that holds it coordinates instead, and only when none does does this one wait a little for its transfer.
+   * an owner that holds it coordinates instead, and only when none does does this one wait a little for its transfer
+   * — unless every member answered that none holds it: then there is nothing to transfer.
    */
   async #mayCoordinate(plan: Plan): Promise<boolean> {
     const { self, holds, findHolders, whenHeld } = this.#deps;
     if (holds(plan.partition)) return true;
-    const { holders } = await findHolders(plan.partition);
+    const { holders, unanswered } = await findHolders(plan.partition);
     if (plan.owners.some((id) => id !== self && holders.includes(id))) return holds(plan.partition);
+    // Every member answered and none holds a copy (a new cluster): there is nothing to fetch, as the rebalancer
+    // concludes when it marks such a partition held, and no put need wait for it to get this far.
+    if (holders.length === 0 && unanswered === 0) return true;
     return whenHeld(plan.partition);
   }
 
