@@ -390,6 +390,13 @@ export class DynamoNode {
       tree: (partition) => this.#trees.get(partition),
       holds,
       mayCollect: (node, partition) => this.#firstOwnerOf(partition, node),
+      clock: options.clock,
+      // Four times what this node's own transfers and repairs may pull, at least 4 MiB/s: peers configured alike
+      // never meet it.
+      serveBytesPerSecond: Math.max(
+        4 * 1024 * 1024,
+        4 * ((options.transferBytesPerSecond ?? 1024 * 1024) + (options.antiEntropyBytesPerSecond ?? 256 * 1024)),
+      ),
     });
     const idle = (): Promise<void> => this.#idle();
     const ring = (): Ring | null => (this.#viewed && this.#loaded ? this.#ring : null);

@@ -52,6 +52,9 @@ interface World {
   budget(): ByteBudget;
 }
 
+/** Bytes of sync-keys answers an endpoint serves a peer per second: far above what the tests' transfers pull. */
+const SERVE_RATE = 64 * 1024 * 1024;
+
 function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint {
   const owner = { alive: true };
   const timers = scheduler.timersFor(owner);
@@ -81,6 +84,8 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
     holds: (p) => ownership.holds(p),
     // In these tests a is every partition's first owner.
     mayCollect: (node) => node === 'a',
+    clock: scheduler.clock,
+    serveBytesPerSecond: SERVE_RATE,
   });
   const self: Endpoint = { id, storage, ownership, sync, metrics, keysServed: 0 };
   function receive(from: string, frame: Uint8Array): void {
@@ -318,6 +323,34 @@ describe('PartitionSync', () => {
     const bytes = reply.entries.reduce((sum, e) => sum + entrySize(e), 0);
     assert.ok(bytes <= SYNC_PAGE_BYTES, `${bytes} bytes in ${reply.entries.length} keys`);
     assert.ok(reply.entries.length > 0 && reply.next !== null, 'a page, and more after it');
+  });
+
+  it('answers a peer that pulls keys faster than its allowance ERR_OVERLOADED, and serves it again once it refills', async () => {
+    const w = world();
+    const value = new Uint8Array(60 * 1024).fill(7);
+    for (const key of keysOf(P, 8)) await put(w.b, key, value);
+    const ask = (requestId: number) =>
+      w.b.sync
+        .serveKeys({
+          type: 'sync-keys',
+          from: 'c',
+          requestId,
+          partition: P,
+          leaves: Array.from({ length: TREE_LEAVES }, (_, i) => i),
+          after: null,
+          maxBytes: SYNC_PAGE_BYTES,
+        })
+        .then(
+          () => 'served',
+          (e: unknown) => (hasErrorCode(e, 'ERR_OVERLOADED') ? 'ERR_OVERLOADED' : String(e)),
+        );
+    // Two seconds of allowance at once (128 MiB), a page of ~60 KiB each: the 2,200th is over it.
+    const answers: string[] = [];
+    for (let i = 0; i < 2200; i++) answers.push(await ask(i));
+    assert.equal(answers.filter((a) => a === 'served').length, answers.indexOf('ERR_OVERLOADED'));
+    assert.ok(answers.includes('ERR_OVERLOADED'));
+    await w.scheduler.advance(100);
+    assert.equal(await ask(9999), 'served');
   });
 
   it('refuses a sync-drop from a node that is not the first owner of the partition, removing nothing', async () => {

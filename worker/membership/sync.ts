@@ -5,8 +5,8 @@
  * done with the answer (see rebalance.ts and antientropy.ts).
  */
 import type { ByteBudget } from '../transport/budget.ts';
-import { InvalidArgumentError, UnauthorizedError } from '../errors.ts';
-import type { Logger } from '../env.ts';
+import { InvalidArgumentError, OverloadedError, UnauthorizedError } from '../errors.ts';
+import type { Clock, Logger } from '../env.ts';
 import { type PartitionTree, children, differing, leafOf } from './merkle.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outgoing, Peers } from '../transport/peers.ts';
@@ -60,6 +60,14 @@ export interface SyncDeps {
   tree(partition: number): Promise<PartitionTree>;
   /** True when this node holds a complete copy of `partition`. */
   holds(partition: number): boolean;
+  /** The clock of the serving allowance below. */
+  readonly clock: Clock;
+  /**
+   * Bytes of `sync-keys` answers this node serves one peer per second, on average (a burst of two seconds' worth at
+   * once); past it the peer is answered `ERR_OVERLOADED` until its allowance refills. Set well above what the
+   * peers' own transfer and repair budgets ask for, so that only a peer pulling beyond them meets it.
+   */
+  readonly serveBytesPerSecond: number;
   /**
    * True when `node` may have this node collect tombstones of `partition`: it is the partition's first owner in this
    * node's view (or was, in a view replaced moments ago), the one node that decides a collection.
@@ -85,6 +93,8 @@ export function entrySize(entry: SyncEntry): number {
 /** Both sides of partition sync for one node. */
 export class PartitionSync {
   readonly #deps: SyncDeps;
+  /** What each peer may still be served of `sync-keys` answers, in bytes, as of `at`. */
+  readonly #served = new Map<string, { bytes: number; at: number }>();
 
   constructor(deps: SyncDeps) {
     this.#deps = deps;
@@ -115,9 +125,15 @@ export class PartitionSync {
    */
   async serveKeys(message: SyncKeysMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
+    const allowance = this.#allowance(message.from);
+    if (allowance.bytes <= 0) {
+      this.#deps.metrics.count('peerRequestsRefused');
+      throw new OverloadedError(`${message.from} pulls keys faster than ${this.#deps.serveBytesPerSecond} bytes/s`);
+    }
     const leaves = new Set(message.leaves);
     const maxBytes = Math.min(message.maxBytes, SYNC_PAGE_BYTES);
     const page = await this.#page(message.partition, leaves, message.after, maxBytes, 'reply');
+    allowance.bytes -= page.entries.reduce((sum, e) => sum + entrySize(e), 0);
     this.#deps.metrics.count('syncKeysServed', page.entries.length);
     return { type: 'sync-keys-reply', entries: page.entries, next: page.next };
   }
@@ -157,6 +173,17 @@ export class PartitionSync {
     }
     if (collected > 0) this.#deps.metrics.count('tombstonesCollected', collected);
     return { type: 'replicate-ack' };
+  }
+
+  /** `peer`'s allowance of bytes served, refilled up to now. */
+  #allowance(peer: string): { bytes: number } {
+    const { clock, serveBytesPerSecond: rate } = this.#deps;
+    const now = clock.now();
+    let allowance = this.#served.get(peer);
+    if (allowance === undefined) this.#served.set(peer, (allowance = { bytes: 2 * rate, at: now }));
+    allowance.bytes = Math.min(2 * rate, allowance.bytes + ((now - allowance.at) * rate) / 1000);
+    allowance.at = now;
+    return allowance;
   }
 
   // ---- asking peers ----
