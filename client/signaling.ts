@@ -14,6 +14,7 @@ import type {
   ClientToServerEvents,
   ClusterView,
   JoinAccepted,
+  JoinRequest,
   LifecycleState,
   MetricsSnapshot,
   NodeMetrics,
@@ -38,6 +39,8 @@ export interface SignalingClientOptions {
   readonly onConnection?: (connected: boolean) => void;
   /** Another tab joined with this node id. */
   readonly onSuperseded?: () => void;
+  /** Signs a join on the connection with Socket.IO id `connection` (see `JoinRequest.proof`); absent, joins are unsigned. */
+  readonly prove?: (connection: string) => Promise<NonNullable<JoinRequest['proof']>>;
   /** How long the first join may take, in ms. @default 10000 */
   readonly joinTimeout?: number;
   /**
@@ -191,10 +194,16 @@ export class SignalingClient {
   }
 
   async #join(): Promise<JoinAccepted> {
-    const { cluster, nodeId, domain, token } = this.#options;
-    const ack = await this.#socket
-      .timeout(this.#options.joinTimeout ?? 10_000)
-      .emitWithAck('join', { cluster, nodeId, domain, ...(token !== undefined ? { token } : {}) });
+    const { cluster, nodeId, domain, token, prove } = this.#options;
+    const connection = this.#socket.id;
+    const proof = prove !== undefined && connection !== undefined ? await prove(connection) : undefined;
+    const ack = await this.#socket.timeout(this.#options.joinTimeout ?? 10_000).emitWithAck('join', {
+      cluster,
+      nodeId,
+      domain,
+      ...(token !== undefined ? { token } : {}),
+      ...(proof !== undefined ? { proof } : {}),
+    });
     const accepted = unwrap(ack);
     this.#acceptView(accepted.view);
     // A join starts the member afresh on the server, as active: say again what the tab is.

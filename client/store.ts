@@ -14,6 +14,7 @@ import type { PartitionInfo } from '../worker/membership/ownership.ts';
 import { DEFAULT_PARTITIONS } from '../worker/ring/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 import { claimIdentity, type Identity, nodeDatabase, retireStale } from './identity.ts';
+import { nodeKey } from './node-key.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
 import { SignalingClient, watchPageLifecycle } from './signaling.ts';
 import { type ReadValue, type Value, encodeValue, readValue } from './values.ts';
@@ -345,6 +346,8 @@ class DynameshStore implements Store {
         Comlink.proxy((entry: LogEntry) => this.#emit('log', entry)),
       ),
     );
+    // The node's key signs its joins: the server then lets no one else join under its id.
+    const key = await nodeKey(this.cluster, this.nodeId);
     this.#signaling = await SignalingClient.connect({
       url: options.url,
       cluster: this.cluster,
@@ -356,6 +359,7 @@ class DynameshStore implements Store {
       onConnection: (connected) => this.#emit('server', { connected }),
       onSuperseded: () => this.#emit('superseded', undefined),
       startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
+      prove: (connection) => key.prove(this.cluster, this.nodeId, connection),
     });
     // The first request of an app comes right after openStore: it must find the peers of the view connected.
     await this.#connected(options.connectWait ?? 5000);

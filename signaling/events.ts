@@ -94,6 +94,19 @@ export interface JoinRequest {
   readonly domain: string;
   /** Required when the server runs with a secret: a token minted for this cluster (see `signaling/token.ts`). */
   readonly token?: string;
+  /**
+   * The node's Ed25519 public key (raw, base64url) and its signature of the join (see `signaling/node-keys.ts`): the
+   * first signed join binds the id to the key, and later joins of the id must be signed by it.
+   */
+  readonly proof?: { readonly publicKey: string; readonly signature: string };
+}
+
+/**
+ * What a node signs to join `cluster` as `nodeId` on the connection whose Socket.IO id is `connection` (chosen by the
+ * server, so a signature is good for that connection only). See `JoinRequest.proof`.
+ */
+export function joinProofText(cluster: string, nodeId: string, connection: string): string {
+  return `dynamesh-join/1\n${cluster}\n${nodeId}\n${connection}`;
 }
 
 /** The limits a server enforces, told to every node in its join acknowledgement. */

@@ -43,6 +43,7 @@ import {
 import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { JoinDamper } from './damping.ts';
+import { NodeKeys } from './node-keys.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { serveStatic } from './static.ts';
 import { verifyToken } from './token.ts';
@@ -251,6 +252,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const maxConnections = options.maxConnections ?? 10_000;
   const maxPerAddress = options.maxConnectionsPerAddress ?? 256;
   const nodeJoins = new JoinDamper(NODE_JOINS);
+  const nodeKeys = new NodeKeys();
   const addressJoins = new JoinDamper(ADDRESS_JOINS);
   /** Open Socket.IO connections by client address. */
   const perAddress = new Map<string, number>();
@@ -385,6 +387,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         const check = verifyToken(request.token, secret, request.cluster, now(), request.nodeId);
         if (!check.ok) return fail('ERR_UNAUTHORIZED', `token refused: ${check.reason}`);
       }
+      const keyCheck = nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof);
+      if (!keyCheck.ok) return fail('ERR_UNAUTHORIZED', keyCheck.reason);
       if (membership.view(request.cluster) === undefined && membership.clusterNames().length >= maxClusters) {
         return fail('ERR_CLUSTER_FULL', `this server holds ${maxClusters} clusters, the most it may`);
       }

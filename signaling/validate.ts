@@ -58,16 +58,37 @@ export function isClusterName(name: unknown): name is string {
 
 /** Validates a `join` payload. */
 export function validateJoin(input: unknown): Validation<JoinRequest> {
-  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['token']);
+  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['token', 'proof']);
   if (shape !== null) return invalid(`join: ${shape}`);
-  const { cluster, nodeId, domain, token } = input as Record<string, unknown>;
+  const { cluster, nodeId, domain, token, proof } = input as Record<string, unknown>;
   if (!isClusterName(cluster)) return invalid('join: cluster must match [A-Za-z0-9_-]{1,64}');
   if (!isNodeId(nodeId)) return invalid('join: nodeId must match [A-Za-z0-9_-]{1,64}');
   if (!isClusterName(domain)) return invalid('join: domain must match [A-Za-z0-9_-]{1,64}');
-  if (token === undefined) return { ok: true, value: { cluster, nodeId, domain } };
-  if (typeof token !== 'string' || token.length === 0) return invalid('join: token must be a non-empty string');
-  if (token.length > MAX_TOKEN_LENGTH) return invalid(`join: token is longer than ${MAX_TOKEN_LENGTH} characters`);
-  return { ok: true, value: { cluster, nodeId, domain, token } };
+  if (token !== undefined) {
+    if (typeof token !== 'string' || token.length === 0) return invalid('join: token must be a non-empty string');
+    if (token.length > MAX_TOKEN_LENGTH) return invalid(`join: token is longer than ${MAX_TOKEN_LENGTH} characters`);
+  }
+  if (proof !== undefined) {
+    const proofShape = checkObject(proof, ['publicKey', 'signature'], []);
+    if (proofShape !== null) return invalid(`join: proof: ${proofShape}`);
+    const { publicKey, signature } = proof as Record<string, unknown>;
+    if (typeof publicKey !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(publicKey)) {
+      return invalid('join: proof.publicKey must be a raw Ed25519 public key in base64url (43 characters)');
+    }
+    if (typeof signature !== 'string' || !/^[A-Za-z0-9_-]{86}$/.test(signature)) {
+      return invalid('join: proof.signature must be an Ed25519 signature in base64url (86 characters)');
+    }
+  }
+  return {
+    ok: true,
+    value: {
+      cluster,
+      nodeId,
+      domain,
+      ...(token !== undefined ? { token: token as string } : {}),
+      ...(proof !== undefined ? { proof: proof as JoinRequest['proof'] & object } : {}),
+    },
+  };
 }
 
 /** Validates a `heartbeat` payload. */

@@ -3,6 +3,7 @@
  * protocol correctly, but sends what no honest node would. Each test asserts that honest data stays byte for byte as
  * it was on the node attacked, and that honest requests keep succeeding.
  */
+import { io } from 'socket.io-client';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { Reassembler } from '../../worker/wire/frames.ts';
 import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
@@ -88,4 +89,37 @@ test('a member cannot collect live keys: a sync-drop naming them as tombstones r
     const read = await witness!.call((store, key) => store.get(key, { r: 2 }), key);
     expect(read.values).toEqual([`value of ${key}`]);
   }
+});
+
+test("a member cannot take over a live tab's node id: a join under it without the tab's key is refused", async ({
+  context,
+  server,
+}) => {
+  const cluster = freshCluster('hostile-takeover');
+  const [victim, witness] = await openCluster(context, server, 2, { cluster, dataPlane: 'transfer' });
+  const superseded = victim!.page.evaluate(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const store = (window as unknown as { store: { on(event: 'superseded', listener: () => void): void } }).store;
+        store.on('superseded', () => resolve(true));
+        setTimeout(() => resolve(false), 3000);
+      }),
+  );
+  const impostor = io(server.url, { transports: ['websocket'], reconnection: false, forceNew: true });
+  try {
+    await new Promise<void>((resolve) => impostor.once('connect', () => resolve()));
+    const ack = (await impostor.emitWithAck('join', { cluster, nodeId: victim!.nodeId, domain: 'elsewhere' })) as {
+      ok: boolean;
+      error?: { code: string };
+    };
+    expect(ack.ok).toBe(false);
+    expect(ack.error?.code).toBe('ERR_UNAUTHORIZED');
+  } finally {
+    impostor.close();
+  }
+  expect(await superseded).toBe(false);
+  expect(server.view(cluster)?.members.map((m) => m.domain)).not.toContain('elsewhere');
+  await victim!.call((store) => store.put('after-takeover', 'still mine', { w: 2 }), null);
+  const read = await witness!.call((store) => store.get('after-takeover', { r: 2 }), null);
+  expect(read.values).toEqual(['still mine']);
 });

@@ -1,8 +1,10 @@
-/** What one client, or a crowd of them, may take of the signalling server: joins, connections, clusters. */
+/** What one client, or a crowd of them, may take of the signalling server: joins, connections, clusters, ids. */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
 import { JoinDamper } from '../../signaling/damping.ts';
+import { joinProofText } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 
 async function start(t: TestContext, options: SignalingServerOptions = {}) {
@@ -141,5 +143,62 @@ describe('signalling server limits', () => {
     assert.equal(await join((await open())!, 'first', 'a'), 'ok');
     assert.equal(await join((await open())!, 'second', 'b'), 'ERR_CLUSTER_FULL');
     assert.equal(await join((await open())!, 'first', 'c'), 'ok');
+  });
+});
+
+describe('node ids bound to keys', () => {
+  /** A node's Ed25519 key, as client/node-key.ts makes it, proving joins on a connection. */
+  function key() {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const raw = publicKey.export({ format: 'jwk' }).x!;
+    return (cluster: string, nodeId: string, connection: string) => ({
+      publicKey: raw,
+      signature: sign(null, Buffer.from(joinProofText(cluster, nodeId, connection)), privateKey).toString('base64url'),
+    });
+  }
+
+  async function signedJoin(
+    client: Socket,
+    nodeId: string,
+    proof: ReturnType<typeof key> | null,
+    connection = client.id!,
+  ): Promise<string> {
+    const ack = (await client.emitWithAck('join', {
+      cluster: 'main',
+      nodeId,
+      domain: 'd',
+      ...(proof === null ? {} : { proof: proof('main', nodeId, connection) }),
+    })) as { ok: boolean; error?: { code: string } };
+    return ack.ok ? 'ok' : ack.error!.code;
+  }
+
+  it("binds a node id to its first signed join's key: a join of it with another key, or none, is refused", async (t) => {
+    const { open } = await start(t);
+    const mine = key();
+    assert.equal(await signedJoin((await open())!, 'n1', mine), 'ok');
+    assert.equal(await signedJoin((await open())!, 'n1', key()), 'ERR_UNAUTHORIZED');
+    assert.equal(await signedJoin((await open())!, 'n1', null), 'ERR_UNAUTHORIZED');
+  });
+
+  it('lets the holder of the key take its id over from its old connection, which is told it was superseded', async (t) => {
+    const { open } = await start(t);
+    const mine = key();
+    const first = (await open())!;
+    assert.equal(await signedJoin(first, 'n1', mine), 'ok');
+    const superseded = new Promise<void>((resolve) => first.once('superseded', () => resolve()));
+    assert.equal(await signedJoin((await open())!, 'n1', mine), 'ok');
+    await superseded;
+  });
+
+  it('refuses a signature made for another connection (a replayed join)', async (t) => {
+    const { open } = await start(t);
+    const mine = key();
+    const first = (await open())!;
+    assert.equal(await signedJoin((await open())!, 'n1', mine, first.id!), 'ERR_UNAUTHORIZED');
+  });
+
+  it('admits unsigned joins of an id that no signed join has bound', async (t) => {
+    const { open } = await start(t);
+    assert.equal(await signedJoin((await open())!, 'legacy', null), 'ok');
   });
 });
