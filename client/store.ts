@@ -346,8 +346,15 @@ class DynameshStore implements Store {
         Comlink.proxy((entry: LogEntry) => this.#emit('log', entry)),
       ),
     );
-    // The node's key signs its joins: the server then lets no one else join under its id.
-    const key = await nodeKey(this.cluster, this.nodeId);
+    // The node's key signs its joins: the server then lets no one else join under its id. A browser without
+    // WebCrypto's Ed25519 (or without IndexedDB to keep the key in) joins unsigned, as before, and says so.
+    const key = await nodeKey(this.cluster, this.nodeId).catch((error: unknown) => {
+      const msg = 'no node key: joins go unsigned, and this node id is not protected from takeover';
+      // Said on the console too: it happens before the app could listen to the store's log.
+      console.warn(`dynamesh: ${msg} (${String(error)})`);
+      this.#emit('log', { time: Date.now(), level: 'warn', msg, fields: { error: String(error) } });
+      return null;
+    });
     this.#signaling = await SignalingClient.connect({
       url: options.url,
       cluster: this.cluster,
@@ -359,7 +366,7 @@ class DynameshStore implements Store {
       onConnection: (connected) => this.#emit('server', { connected }),
       onSuperseded: () => this.#emit('superseded', undefined),
       startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
-      prove: (connection) => key.prove(this.cluster, this.nodeId, connection),
+      ...(key === null ? {} : { prove: (connection: string) => key.prove(this.cluster, this.nodeId, connection) }),
     });
     // The first request of an app comes right after openStore: it must find the peers of the view connected.
     await this.#connected(options.connectWait ?? 5000);
