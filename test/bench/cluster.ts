@@ -1,5 +1,6 @@
 /**
- * `npm run bench:cluster`: put and get latency of a live cluster of demo tabs, in detail, against the physical floor
+ * `npm run bench:cluster`: put and get latency of a live cluster of tabs of the benchmark app (test/bench/app, the
+ * library embedded as an app would embed it), in detail, against the physical floor
  * measured in the same run on the same machine (NOTES-chromium.md). A script that prints figures, not a test: it exits
  * 0 unless something breaks (setup fails, or more than 1% of the measured operations fail). This was `npm run bench`
  * until the issue-9 report (targets.ts, on the benchmark app) took that name; its options are unchanged.
@@ -18,13 +19,13 @@
  * preloaded while one tab was cut off. `--ae-only` runs this comparison alone, without the floor and the figures
  * before it.
  *
- * What it does: builds the demo when `dist/` is older than its sources, starts the signalling server in process on
+ * What it does: builds the benchmark app into a temporary directory, starts the signalling server in process on
  * an ephemeral port, launches Chromium through playwright-core with one browser context, measures the floor, then for
  * each data plane and each cluster size opens a fresh cluster (a new cluster name and new tabs, so every size starts
  * from empty databases and no handoff or repair of an earlier phase runs under the measurement), waits until every
  * tab's `store.peers()` shows all others connected, warms up, and times `store.put` / `store.get` with
- * `performance.now()` inside the page: first sequentially from one tab, then from every tab at once (one operation
- * outstanding per tab). On Linux it also reads the browser's CPU time per operation from `/proc` (cluster-cpu.ts),
+ * `performance.now()` inside the page (the app's `bench.sequential`): first sequentially from one tab, then from
+ * every tab at once (one operation outstanding per tab). On Linux it also reads the browser's CPU time per operation from `/proc` (cluster-cpu.ts),
  * which does not depend on what else the machine runs. Unless `--no-profile`, it then traces 200 puts and 200 gets
  * in each cluster (cluster-trace.ts: stamps taken inside the node workers split each into segments) and, at the end,
  * times the parts of a put with the project's own modules alone (cluster-breakdown.ts). Prints the floor, a table
@@ -32,7 +33,7 @@
  * JSON line with everything. Progress goes to stderr.
  *
  * Every page of the context is served cross-origin isolated (floor.ts, `isolate`), so `performance.now()` has 5 µs
- * resolution instead of 100 µs; the demo's bytes are unchanged.
+ * resolution instead of 100 µs; the app's bytes are unchanged.
  *
  * The floor of a put is (a) + (c) + 2×(b): one data-channel round trip to a replica, one IndexedDB commit, and two
  * main thread ⇄ worker round trips — NOTES-chromium.md's "one data-channel round trip plus one IndexedDB commit plus
@@ -41,16 +42,16 @@
  * so its ratios are against the best the browser allows). The floor of a get is (a) + (d) + 2×(b), (d) an
  * IndexedDB read. The p50, p99 and mean floors are the sums of the parts' p50s, p99s and means.
  */
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { pino } from 'pino';
 import type { Store } from '../../client/store.ts';
+import type { BenchApp } from './app/main.ts';
+import { buildApp } from './app-cluster.ts';
 import { createSignalingServer } from '../../signaling/server.ts';
 import { type Breakdown, measureBreakdown } from './cluster-breakdown.ts';
 import { CPU_GROUPS, ChromiumCpu, type CpuTimes, perOperation, totalOf } from './cluster-cpu.ts';
@@ -70,8 +71,6 @@ import {
   traceWorkersOf,
 } from './cluster-trace.ts';
 import { FLOOR_INIT_SCRIPT, type FloorSamples, isolate, measureFloor } from './floor.ts';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The put and get p50 the issue aims for, as a multiple of the floor's (as in targets.ts). */
 const TARGET_RATIO = 1.3;
@@ -208,34 +207,9 @@ function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-/** The newest modification time under `path`. */
-function newest(path: string): number {
-  if (!existsSync(path)) return 0;
-  const stat = statSync(path);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  let latest = stat.mtimeMs;
-  for (const entry of readdirSync(path)) latest = Math.max(latest, newest(join(path, entry)));
-  return latest;
-}
-
-/** Builds the demo when `dist/index.html` is missing or older than its sources (as `npm start` decides). */
-function ensureBuilt(): void {
-  const built = join(ROOT, 'dist', 'index.html');
-  const sources = ['demo', 'client', 'worker', 'signaling/events.ts', 'vite.config.ts'].map((p) =>
-    newest(join(ROOT, p)),
-  );
-  if (existsSync(built) && Math.max(...sources) <= statSync(built).mtimeMs) return;
-  log('building the demo (vite build)…');
-  const result = spawnSync(join(ROOT, 'node_modules', '.bin', 'vite'), ['build', '--logLevel', 'warn'], {
-    cwd: ROOT,
-    stdio: ['ignore', process.stderr, process.stderr],
-  });
-  if (result.status !== 0) throw new Error(`vite build failed with status ${String(result.status)}`);
-}
-
 type StoreGlobal = { store?: Store };
 
-/** Opens `tabs` pages of the demo in `cluster` and waits until each sees every other member connected. */
+/** Opens `tabs` pages of the benchmark app in `cluster` and waits until each sees every other member connected. */
 async function openCluster(
   context: BrowserContext,
   origin: string,
@@ -272,30 +246,16 @@ async function openCluster(
   return pages;
 }
 
-/** Puts and gets from every tab until each succeeds (a transferred channel may open a moment after `connect`). */
+type BenchWindow = { bench: BenchApp };
+
+/** Warms every tab up with the app's `bench.warmUp` (puts and gets, each retried while channels open). */
 async function warmUp(pages: Page[], ops: number, prefix: string): Promise<void> {
   await Promise.all(
     pages.map((page, tab) =>
-      page.evaluate(
-        async ({ ops, prefix }) => {
-          const store = (globalThis as StoreGlobal).store!;
-          const value = new Uint8Array(100);
-          const deadline = performance.now() + 20_000;
-          for (let i = 0; i < Math.max(ops, 1); i++) {
-            for (;;) {
-              try {
-                await store.put(`${prefix}:${i}`, value, { w: 2 });
-                await store.get(`${prefix}:${i}`, { r: 2 });
-                break;
-              } catch (error) {
-                if (performance.now() > deadline) throw error;
-                await new Promise((resolve) => setTimeout(resolve, 100));
-              }
-            }
-          }
-        },
-        { ops, prefix: `${prefix}:warm:${tab}` },
-      ),
+      page.evaluate(({ ops, prefix }) => (window as unknown as BenchWindow).bench.warmUp(prefix, ops), {
+        ops,
+        prefix: `${prefix}:warm:${tab}`,
+      }),
     ),
   );
 }
@@ -308,40 +268,16 @@ interface PhaseResult {
   readonly wrongReads: number;
 }
 
-/** Runs `ops` puts or gets one after another from the page; times each call around the client API. */
-function runPhase(
+/** Runs `ops` puts or gets one after another from the page (the app's `bench.sequential`). */
+async function runPhase(
   page: Page,
   args: { op: 'put' | 'get'; ops: number; size: number; prefix: string },
 ): Promise<PhaseResult> {
-  return page.evaluate(async ({ op, ops, size, prefix }) => {
-    const store = (globalThis as StoreGlobal).store!;
-    const value = new Uint8Array(size);
-    crypto.getRandomValues(value);
-    const latencies: number[] = [];
-    const errors: Record<string, number> = {};
-    let wrongReads = 0;
-    const start = performance.timeOrigin + performance.now();
-    for (let i = 0; i < ops; i++) {
-      const key = `${prefix}:${i}`;
-      const started = performance.now();
-      try {
-        if (op === 'put') {
-          await store.put(key, value, { w: 2 });
-          latencies.push(performance.now() - started);
-        } else {
-          const result = await store.get(key, { r: 2 });
-          latencies.push(performance.now() - started);
-          const got = result.values[0];
-          if (result.values.length !== 1 || !(got instanceof Uint8Array) || got.byteLength !== size) wrongReads++;
-        }
-      } catch (error) {
-        const code = (error as { code?: unknown }).code;
-        const name = typeof code === 'string' ? code : String(error);
-        errors[name] = (errors[name] ?? 0) + 1;
-      }
-    }
-    return { latencies, start, end: performance.timeOrigin + performance.now(), errors, wrongReads };
-  }, args);
+  const r = await page.evaluate(
+    ({ op, ops, size, prefix }) => (window as unknown as BenchWindow).bench.sequential(op, prefix, ops, size),
+    args,
+  );
+  return { latencies: r.latencies, start: r.start, end: r.start + r.ms, errors: r.failures, wrongReads: r.wrongReads };
 }
 
 const COUNTERS = ['forwards', 'localWrites', 'replicasWritten', 'readRepairs', 'fallbacksUsed', 'timeouts'] as const;
@@ -393,7 +329,7 @@ async function measureCluster(
   const runs: Run[] = [];
   try {
     await warmUp(pages, options.warmup, 'w');
-    // What the cluster costs doing nothing (heartbeats, metrics polls, handoff rounds, the demo's rendering).
+    // What the cluster costs doing nothing (heartbeats, metrics polls, handoff rounds).
     let idleCores = 0;
     if (cpu !== undefined) {
       const before = cpu.sample();
@@ -690,11 +626,13 @@ function report(
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   const began = performance.now();
-  ensureBuilt();
+  const appDir = mkdtempSync(join(tmpdir(), 'dynamesh-bench-app-'));
+  log('building the benchmark app…');
+  await buildApp(appDir);
   const server = await createSignalingServer({
     port: 0,
     host: '127.0.0.1',
-    staticDir: join(ROOT, 'dist'),
+    staticDir: appDir,
     // Warnings (a closed tab leaving its view) go to stderr, so stdout holds the figures alone.
     logger: pino({ name: 'dynamesh-signaling', level: 'warn' }, pino.destination(2)),
   });
@@ -785,6 +723,7 @@ async function main(): Promise<number> {
     await browser?.close();
     await server.close();
     if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
+    rmSync(appDir, { recursive: true, force: true });
   }
 }
 

@@ -34,6 +34,8 @@ export interface VerifyResult {
 export interface SequentialResult {
   /** Latency of each successful operation, ms, timed around the call with `performance.now()`. */
   readonly latencies: number[];
+  /** When the run began, ms since the epoch (`performance.timeOrigin` based): runs of several tabs share a time line. */
+  readonly start: number;
   /** Wall time of the whole run, ms. */
   readonly ms: number;
   /** Failures by error code. */
@@ -193,7 +195,13 @@ Promise.resolve()
               failures[code] = (failures[code] ?? 0) + 1;
             }
           }
-          return { latencies, ms: performance.now() - began, failures, wrongReads };
+          return {
+            latencies,
+            start: performance.timeOrigin + began,
+            ms: performance.now() - began,
+            failures,
+            wrongReads,
+          };
         },
         async warmUp(prefix, count) {
           const value = new Uint8Array(100);
