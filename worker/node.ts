@@ -44,6 +44,7 @@ import {
   limitsFor,
 } from './wire/protocol.ts';
 import { Rebalancer } from './membership/rebalance.ts';
+import { corroborate } from './membership/corroborate.ts';
 import { Replica } from './replication/replica.ts';
 import { type Member, Ring } from './ring/ring.ts';
 import { ObservedStorage } from './storage/observed.ts';
@@ -207,6 +208,14 @@ const IDLE_WAIT_MS = 200;
  */
 const VIEW_GRACE_MS = 10_000;
 /**
+ * How long an owner of a partition in an earlier view may still write it on its own word, ms: an old owner releases
+ * what it held to the new owners at a budgeted rate, for minutes when the partition is large. Beyond it, a write from
+ * a node that does not own the partition is taken only where the other owners vouch for it (corroborate.ts).
+ */
+const WRITE_GRACE_MS = 10 * 60_000;
+/** Most earlier views kept for {@link WRITE_GRACE_MS}. */
+const VIEW_HISTORY = 16;
+/**
  * Most requests of one peer served at once. An honest coordinator has at most its admission limit of puts in flight
  * (2,048, each one replicate to this node) plus a few transfer pages; beyond twice that, a peer is flooding.
  */
@@ -245,9 +254,8 @@ export class DynamoNode {
   readonly #ready: Promise<void>;
   #loaded = false;
   #ring: Ring;
-  /** The ring of the view before this one, and when it was replaced: a peer may still act on it for a while. */
-  #previousRing: Ring | null = null;
-  #replacedAt = -Infinity;
+  /** Earlier rings, newest first, each with when it was replaced: a peer may still act on them for a while. */
+  #earlierRings: { ring: Ring; replacedAt: number }[] = [];
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
   /** Messages from nodes outside the view, held for a view that names them. */
@@ -390,6 +398,22 @@ export class DynamoNode {
       tree: (partition) => this.#trees.get(partition),
       holds,
       mayCollect: (node, partition) => this.#firstOwnerOf(partition, node),
+      mayWrite: (node, partition) => this.#mayWrite(node, partition),
+      nextView: (ms) => this.#nextView(ms),
+      corroborate: (key, versions, sender, partition) =>
+        corroborate(
+          {
+            self: this.id,
+            peers: this.#peers,
+            requestTimeout,
+            isMember: (id) => this.#ring.has(id),
+            readLocal: (k) => this.#storage.get(k),
+          },
+          key,
+          versions,
+          this.#ring.preferenceList(partition, this.#n),
+          sender,
+        ),
       clock: options.clock,
       // Four times what this node's own transfers and repairs may pull, at least 4 MiB/s: peers configured alike
       // never meet it.
@@ -627,24 +651,41 @@ export class DynamoNode {
   }
 
   /**
-   * Whether the owners of `partition` pass `test` in this node's view, or did in the view before it, replaced less
-   * than {@link VIEW_GRACE_MS} ago (views reach the members at different times).
+   * Whether `node` may write `partition` on its own word: it owns the partition, or did in a view of the last
+   * {@link WRITE_GRACE_MS}, or answered this node, under the current view, that it holds a whole copy (an old owner
+   * releasing it, which a node that joined since never saw own it; this node would pull the same keys from it).
    */
-  #recentRole(partition: number, test: (owners: readonly string[]) => boolean): boolean {
-    if (test(this.#ring.preferenceList(partition, this.#n))) return true;
-    const previous = this.#previousRing;
+  #mayWrite(node: string, partition: number): boolean {
     return (
-      previous !== null &&
-      this.#options.clock.now() - this.#replacedAt < VIEW_GRACE_MS &&
-      test(previous.preferenceList(partition, this.#n))
+      node === this.id ||
+      this.#recentRole(partition, (owners) => owners.includes(node), WRITE_GRACE_MS) ||
+      this.#holders.known(partition).includes(node)
     );
+  }
+
+  /**
+   * Whether the owners of `partition` pass `test` in this node's view, or did in an earlier view replaced less than
+   * `graceMs` ago (views reach the members at different times).
+   */
+  #recentRole(
+    partition: number,
+    test: (owners: readonly string[]) => boolean,
+    graceMs: number = VIEW_GRACE_MS,
+  ): boolean {
+    if (test(this.#ring.preferenceList(partition, this.#n))) return true;
+    const now = this.#options.clock.now();
+    for (const { ring, replacedAt } of this.#earlierRings) {
+      if (now - replacedAt >= graceMs) break;
+      if (test(ring.preferenceList(partition, this.#n))) return true;
+    }
+    return false;
   }
 
   /** Replaces the view. This node is always part of its own ring, even when the view leaves it out. */
   setMembers(members: readonly Member[]): void {
     const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
-    this.#previousRing = this.#ring;
-    this.#replacedAt = this.#options.clock.now();
+    this.#earlierRings.unshift({ ring: this.#ring, replacedAt: this.#options.clock.now() });
+    this.#earlierRings.length = Math.min(this.#earlierRings.length, VIEW_HISTORY);
     this.#ring = this.#buildRing(view);
     for (const resolve of this.#viewWaiters.splice(0)) resolve();
     this.#viewed = true;

@@ -7,7 +7,7 @@ import { io } from 'socket.io-client';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { Reassembler } from '../../worker/wire/frames.ts';
 import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
-import { DEFAULT_PARTITIONS } from '../../worker/ring/ring.ts';
+import { DEFAULT_PARTITIONS, Ring } from '../../worker/ring/ring.ts';
 
 import { expect, freshCluster, openCluster, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
@@ -35,6 +35,32 @@ function shown(entries: readonly SyncEntry[]): string[] {
     .sort();
 }
 
+/** What the victim stores in `partitions`, partition by partition, as its replies to the rogue's `sync-keys` tell. */
+async function storedAt(
+  rogue: RoguePeer,
+  partitions: readonly number[],
+  ids: { next: number },
+): Promise<Map<number, SyncEntry[]>> {
+  const all = Array.from({ length: TREE_LEAVES }, (_, i) => i);
+  const asked = new Map<number, number>();
+  for (const partition of partitions) {
+    const requestId = ++ids.next;
+    asked.set(requestId, partition);
+    const ask = { type: 'sync-keys', from: rogue.id, requestId, partition, leaves: all } as const;
+    await rogue.send(frame({ ...ask, after: null, maxBytes: 1 << 20 }));
+  }
+  const answered = async (): Promise<PeerMessage[]> => (await repliesTo(rogue)).filter((m) => asked.has(m.requestId));
+  await expect.poll(async () => (await answered()).length, { timeout: 20_000 }).toBe(partitions.length);
+  const out = new Map<number, SyncEntry[]>();
+  for (const reply of await answered()) {
+    expect(reply.type).toBe('sync-keys-reply');
+    if (reply.type === 'sync-keys-reply' && reply.entries.length > 0) {
+      out.set(asked.get(reply.requestId)!, [...reply.entries]);
+    }
+  }
+  return out;
+}
+
 test('a member cannot collect live keys: a sync-drop naming them as tombstones removes nothing, from a first owner or any other', async ({
   context,
   server,
@@ -50,27 +76,9 @@ test('a member cannot collect live keys: a sync-drop naming them as tombstones r
     victimId: victim!.nodeId,
     plane: 'transfer',
   });
-  let requestId = 0;
-  const all = Array.from({ length: TREE_LEAVES }, (_, i) => i);
-  /** What the victim stores, partition by partition, as its replies to `sync-keys` tell. */
-  const stored = async (): Promise<Map<number, SyncEntry[]>> => {
-    const first = requestId + 1;
-    for (let partition = 0; partition < DEFAULT_PARTITIONS; partition++) {
-      const ask = { type: 'sync-keys', from: rogue.id, requestId: ++requestId, partition, leaves: all } as const;
-      await rogue.send(frame({ ...ask, after: null, maxBytes: 1 << 20 }));
-    }
-    const answered = async (): Promise<PeerMessage[]> =>
-      (await repliesTo(rogue)).filter((m) => m.requestId >= first && m.requestId <= requestId);
-    await expect.poll(async () => (await answered()).length, { timeout: 20_000 }).toBe(DEFAULT_PARTITIONS);
-    const out = new Map<number, SyncEntry[]>();
-    for (const reply of await answered()) {
-      expect(reply.type).toBe('sync-keys-reply');
-      if (reply.type === 'sync-keys-reply' && reply.entries.length > 0) {
-        out.set(reply.requestId - first, [...reply.entries]);
-      }
-    }
-    return out;
-  };
+  const ids = { next: 0 };
+  const every = Array.from({ length: DEFAULT_PARTITIONS }, (_, i) => i);
+  const stored = (): Promise<Map<number, SyncEntry[]>> => storedAt(rogue, every, ids);
 
   const before = await stored();
   expect([...before.values()].flat()).toHaveLength(keys.length);
@@ -78,7 +86,7 @@ test('a member cannot collect live keys: a sync-drop naming them as tombstones r
   let sent = 0;
   for (const [partition, entries] of before) {
     const forged = entries.map((e) => ({ key: e.key, versions: e.versions.map((v) => ({ ...v, value: null })) }));
-    await rogue.send(frame({ type: 'sync-drop', from: rogue.id, requestId: ++requestId, partition, entries: forged }));
+    await rogue.send(frame({ type: 'sync-drop', from: rogue.id, requestId: ++ids.next, partition, entries: forged }));
     sent++;
   }
   expect(sent).toBeGreaterThan(0);
@@ -122,4 +130,76 @@ test("a member cannot take over a live tab's node id: a join under it without th
   await victim!.call((store) => store.put('after-takeover', 'still mine', { w: 2 }), null);
   const read = await witness!.call((store) => store.get('after-takeover', { r: 2 }), null);
   expect(read.values).toEqual(['still mine']);
+});
+
+test('a member cannot write a partition it does not own: keys it pushes there are refused unless an owner holds the very same versions', async ({
+  context,
+  server,
+}) => {
+  const cluster = freshCluster('hostile-push');
+  const [victim, witness] = await openCluster(context, server, 3, { cluster, dataPlane: 'transfer' });
+  // In the tabs' failure domain: a member alone in its own would be an owner of every partition.
+  const domain = await victim!.call((store) => store.domain, null);
+  const rogue = await RoguePeer.connect(context, server, {
+    cluster,
+    id: '--------rogue',
+    victimId: victim!.nodeId,
+    plane: 'transfer',
+    domain,
+  });
+  await expect.poll(async () => (await victim!.call((store) => store.members(), null)).length).toBe(4);
+  // Partitions the victim owns and the rogue does not, in the victim's view of four members (N = 3).
+  const partitions = await victim!.call((store) => store.partitions(), null);
+  const foreign = new Set(
+    partitions.filter((p) => p.owners.includes(victim!.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
+  );
+  expect(foreign.size).toBeGreaterThan(0);
+  const ring = new Ring([{ id: 'any', domain: 'any' }]);
+  const utf8 = new TextEncoder();
+  const keys: string[] = [];
+  for (let i = 0; keys.length < 12; i++) {
+    if (foreign.has(ring.partitionOf(utf8.encode(`owned-${i}`)))) keys.push(`owned-${i}`);
+  }
+  for (const key of keys) await victim!.call((store, key) => store.put(key, `value of ${key}`, { w: 3 }), key);
+  const ids = { next: 0 };
+  const touched = [...new Set(keys.map((k) => ring.partitionOf(utf8.encode(k))))];
+  const before = await storedAt(rogue, touched, ids);
+  expect([...before.values()].flat()).toHaveLength(keys.length);
+
+  // Half the keys get a version of the rogue's own that has seen every stored one (it would supersede them all),
+  // the other half their honest dots with another value and such a context; and one key nobody wrote.
+  const evil = utf8.encode('evil');
+  const first = ids.next + 1;
+  for (const [partition, entries] of before) {
+    const forged = entries.map((e, i) => {
+      const context = e.versions.map((v) => ({ ...v.dot, counter: v.dot.counter + 1000 }));
+      if (i % 2 === 0) {
+        return {
+          key: e.key,
+          versions: [{ dot: { node: rogue.id, counter: 1, timestamp: Date.now() }, context, value: evil }],
+        };
+      }
+      return { key: e.key, versions: e.versions.map((v) => ({ ...v, context, value: evil })) };
+    });
+    const planted = {
+      key: utf8.encode(`planted-${partition}`),
+      versions: [{ dot: { node: rogue.id, counter: 2, timestamp: Date.now() }, context: [], value: evil }],
+    };
+    const entriesOut = ring.partitionOf(planted.key) === partition ? [...forged, planted] : forged;
+    await rogue.send(
+      frame({ type: 'sync-push', from: rogue.id, requestId: ++ids.next, partition, entries: entriesOut }),
+    );
+  }
+  const last = ids.next;
+  const refusals = async (): Promise<PeerMessage[]> =>
+    (await repliesTo(rogue)).filter((m) => m.requestId >= first && m.requestId <= last);
+  await expect.poll(async () => (await refusals()).length, { timeout: 20_000 }).toBe(before.size);
+  for (const reply of await refusals()) expect(reply).toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
+
+  const after = await storedAt(rogue, touched, ids);
+  expect(shown([...after.values()].flat())).toEqual(shown([...before.values()].flat()));
+  for (const key of keys) {
+    const read = await witness!.call((store, key) => store.get(key, { r: 2 }), key);
+    expect(read.values).toEqual([`value of ${key}`]);
+  }
 });

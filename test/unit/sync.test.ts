@@ -16,6 +16,7 @@ import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire
 import { Ring } from '../../worker/ring/ring.ts';
 import { ObservedStorage } from '../../worker/storage/observed.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
+import { corroborate } from '../../worker/membership/corroborate.ts';
 import { PartitionSync, SYNC_PAGE_BYTES, entrySize } from '../../worker/membership/sync.ts';
 import type { Version } from '../../worker/versions/version.ts';
 import { Network } from '../sim/network.ts';
@@ -54,6 +55,8 @@ interface World {
 
 /** Bytes of sync-keys answers an endpoint serves a peer per second: far above what the tests' transfers pull. */
 const SERVE_RATE = 64 * 1024 * 1024;
+/** The owners of every partition in these tests. */
+const OWNERS = ['a', 'b'];
 
 function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint {
   const owner = { alive: true };
@@ -84,6 +87,17 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
     holds: (p) => ownership.holds(p),
     // In these tests a is every partition's first owner.
     mayCollect: (node) => node === 'a',
+    // In these tests a and b own every partition; any other endpoint is a member that owns none.
+    mayWrite: (node) => OWNERS.includes(node),
+    nextView: () => Promise.resolve(),
+    corroborate: (key, versions, sender) =>
+      corroborate(
+        { self: id, peers, requestTimeout: 100, isMember: () => true, readLocal: (k) => storage.get(k) },
+        key,
+        versions,
+        OWNERS,
+        sender,
+      ),
     clock: scheduler.clock,
     serveBytesPerSecond: SERVE_RATE,
   });
@@ -117,6 +131,8 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
         return sync.servePush(message);
       case 'sync-drop':
         return sync.serveDrop(message);
+      case 'read':
+        return storage.get(message.key).then((versions) => ({ type: 'read-reply', versions }));
       default:
         return Promise.reject(new Error(`unexpected ${message.type}`));
     }
@@ -290,6 +306,68 @@ describe('PartitionSync', () => {
     assert.ok(hasErrorCode(error, 'ERR_INVALID_ARGUMENT'), String(error));
     assert.deepEqual(await w.b.storage.get(good), []);
     assert.deepEqual(await w.b.storage.get(stray), []);
+  });
+
+  it('merges a push from a node that owns no copy only where an owner holds the same versions, and refuses the rest', async () => {
+    const w = world();
+    const rogue = endpoint('r', w.scheduler, w.network);
+    const [held, forged] = keysOf(P, 2);
+    const honest = await put(w.a, held!, 'honest');
+    const planted = await put(rogue, forged!, 'planted');
+    const entries = [
+      { key: held!, versions: honest },
+      { key: forged!, versions: planted },
+    ];
+    const error = await w
+      .settle(w.b.sync.servePush({ type: 'sync-push', from: 'r', requestId: 1, partition: P, entries }))
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
+    assert.deepEqual(await w.b.storage.get(held!), honest);
+    assert.deepEqual(await w.b.storage.get(forged!), []);
+    assert.equal(w.b.metrics.snapshot().unauthorizedMessages, 1);
+  });
+
+  it("refuses a version pushed by a node that owns no copy when it differs from the owner's under the same dot", async () => {
+    const w = world();
+    endpoint('r', w.scheduler, w.network);
+    const key = keysOf(P, 1)[0]!;
+    const honest = await put(w.a, key, 'honest');
+    // The owner's own write, its dot kept, with another value and a clock that would supersede anything.
+    const forged = honest.map((v) => ({
+      ...v,
+      value: new TextEncoder().encode('evil'),
+      context: [{ node: 'zz', counter: 1_000, timestamp: 1 }],
+    }));
+    const error = await w
+      .settle(
+        w.b.sync.servePush({
+          type: 'sync-push',
+          from: 'r',
+          requestId: 1,
+          partition: P,
+          entries: [{ key, versions: forged }],
+        }),
+      )
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
+    assert.deepEqual(await w.b.storage.get(key), []);
+  });
+
+  it('merges a push from an owner without asking anyone', async () => {
+    const w = world();
+    const key = keysOf(P, 1)[0]!;
+    const versions = await put(w.a, key, 'from an owner');
+    w.network.detach('a');
+    await w.settle(
+      w.b.sync.servePush({ type: 'sync-push', from: 'a', requestId: 1, partition: P, entries: [{ key, versions }] }),
+    );
+    assert.deepEqual(await w.b.storage.get(key), versions);
   });
 
   it('refuses to drop a key named with a live version', async () => {

@@ -5,7 +5,7 @@
  * done with the answer (see rebalance.ts and antientropy.ts).
  */
 import type { ByteBudget } from '../transport/budget.ts';
-import { InvalidArgumentError, OverloadedError, UnauthorizedError } from '../errors.ts';
+import { InvalidArgumentError, OverloadedError, QuorumError, UnauthorizedError } from '../errors.ts';
 import type { Clock, Logger } from '../env.ts';
 import { type PartitionTree, children, differing, leafOf } from './merkle.ts';
 import type { Metrics } from '../metrics.ts';
@@ -24,7 +24,8 @@ import {
 } from '../wire/protocol.ts';
 import type { ProbeAnswer } from './holders.ts';
 import type { Storage, StoredKey } from '../storage/storage.ts';
-import { versionSize } from '../versions/version.ts';
+import { type Version, versionSize } from '../versions/version.ts';
+import type { Corroboration } from './corroborate.ts';
 import { type Fitted, carryingTimeout, entryWireBytes, fitEntry, messageRoom } from '../wire/fit.ts';
 
 /** Most bytes of entries in one page of keys pulled or pushed by a transfer. */
@@ -73,7 +74,21 @@ export interface SyncDeps {
    * node's view (or was, in a view replaced moments ago), the one node that decides a collection.
    */
   mayCollect(node: string, partition: number): boolean;
+  /**
+   * True when `node` may push keys of `partition` on its own word: it owns the partition in this node's view, or
+   * did in a view of the last minutes (an old owner releasing it).
+   */
+  mayWrite(node: string, partition: number): boolean;
+  /** Resolves at the next change of view, or after `ms`. */
+  nextView(ms: number): Promise<void>;
+  /** What the partition's other owners vouch for of versions `sender` pushed (see corroborate.ts). */
+  corroborate(key: Uint8Array, versions: readonly Version[], sender: string, partition: number): Promise<Corroboration>;
 }
+
+/** How long a push this node's view does not allow waits for a newer view, ms. */
+const VIEW_WAIT_MS = 1000;
+/** Keys of one pushed page whose owners are asked at once, when its sender needs them to vouch for it. */
+const VOUCH_CONCURRENCY = 16;
 
 /** What comparing trees with a peer found. */
 export interface Comparison {
@@ -138,15 +153,59 @@ export class PartitionSync {
     return { type: 'sync-keys-reply', entries: page.entries, next: page.next };
   }
 
-  /** Merges pushed keys into the main store. Every key must belong to the named partition. */
+  /**
+   * Merges pushed keys into the main store. Every key must belong to the named partition. From a node that may not
+   * write the partition (see {@link SyncDeps.mayWrite}), only what the other owners vouch for is merged, and the push
+   * is refused when they do not vouch for all of it (`ERR_UNAUTHORIZED`, or `ERR_QUORUM` when one did not answer).
+   */
   async servePush(message: SyncPushMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
     this.#checkEntries(message.partition, message.entries);
+    const { partition, from } = message;
+    let entries: readonly SyncEntry[] = message.entries;
+    let refusal: Error | null = null;
+    if (!this.#deps.mayWrite(from, partition)) {
+      ({ entries, refusal } = await this.#vouched(message));
+      // A pusher this node's view does not know as an owner yet may be one in a newer view.
+      if (refusal !== null) await this.#deps.nextView(Math.min(VIEW_WAIT_MS, this.#deps.requestTimeout / 2));
+      if (refusal !== null && this.#deps.mayWrite(from, partition))
+        ({ entries, refusal } = { entries: [...message.entries], refusal: null });
+    }
     // One transaction for the page: a transaction per key would queue foreground writes behind each of them.
-    const results = await this.#deps.storage.applyMany(message.partition, message.entries);
+    const results = entries.length > 0 ? await this.#deps.storage.applyMany(partition, entries) : [];
     const changed = results.filter((r) => r.changed).length;
     if (changed > 0) this.#deps.metrics.count('keysRepaired', changed);
+    if (refusal !== null) throw refusal;
     return { type: 'replicate-ack' };
+  }
+
+  /** What the owners vouch for of a pushed page, and the refusal its other entries earn, if any. */
+  async #vouched(message: SyncPushMessage): Promise<{ entries: SyncEntry[]; refusal: Error | null }> {
+    const { partition, from } = message;
+    const entries: SyncEntry[] = [];
+    let unvouched = 0;
+    let silent = 0;
+    for (let i = 0; i < message.entries.length; i += VOUCH_CONCURRENCY) {
+      const chunk = message.entries.slice(i, i + VOUCH_CONCURRENCY);
+      const found = await Promise.all(chunk.map((e) => this.#deps.corroborate(e.key, e.versions, from, partition)));
+      found.forEach((f, k) => {
+        if (f.vouched.length > 0) entries.push({ key: chunk[k]!.key, versions: f.vouched });
+        unvouched += f.unvouched.length;
+        if (f.unvouched.length > 0 && f.answered < f.asked) silent++;
+      });
+    }
+    if (unvouched === 0) return { entries, refusal: null };
+    if (silent > 0) {
+      return {
+        entries,
+        refusal: new QuorumError(`owners of partition ${partition} did not answer to vouch for ${from}'s push`, 1, 0),
+      };
+    }
+    this.#deps.metrics.count('unauthorizedMessages');
+    const refusal = new UnauthorizedError(
+      `${from} does not own partition ${partition}, and no owner holds ${unvouched} of the versions it pushed`,
+    );
+    return { entries, refusal };
   }
 
   /**
