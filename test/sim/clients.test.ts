@@ -7,6 +7,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { FAULT_KINDS } from './faults.ts';
 import { FORGERIES } from './forge.ts';
 import type { CliOptions } from './options.ts';
 import type { SimulationResult } from './run.ts';
@@ -144,6 +145,17 @@ describe('forged contexts are refused and poison no node', () => {
       faults: ['crash', 'partition'],
     });
   });
+
+  /**
+   * Members come and go until more nodes than a clock can name have written each key, so clocks prune entries that
+   * honest contexts, read just before, still carry, of nodes that may have left since. These seeds once had such a
+   * context refused as never issued (`ERR_INVALID_ARGUMENT`); the forged ones beside them must still be refused.
+   */
+  for (const seed of [16, 1072557124]) {
+    it(`seed ${seed}: among them honest contexts naming entries their key's clocks pruned, under churn`, async () => {
+      await expectClean({ seed, nodes: 3, ops: 8000, keys: 3, faults: FAULT_KINDS, workloads: ['forged'] });
+    });
+  }
 });
 
 describe('oversize values are refused and store nothing', () => {

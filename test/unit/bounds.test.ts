@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encode as msgpackEncode } from '@msgpack/msgpack';
 import { TooManySiblingsError, errorFromCode, hasErrorCode } from '../../worker/errors.ts';
-import { encodeContext } from '../../worker/wire/context.ts';
+import { decodeContext, encodeContext } from '../../worker/wire/context.ts';
 import { Ring } from '../../worker/ring/ring.ts';
-import { MAX_COUNTER } from '../../worker/versions/vclock.ts';
-import type { Version } from '../../worker/versions/version.ts';
+import { MAX_COUNTER, type VClock, counterOf, setEntry } from '../../worker/versions/vclock.ts';
+import { type Version, clockOf, contextOf, createVersion } from '../../worker/versions/version.ts';
 import type { Cluster, SimNodeOptions } from '../sim/cluster.ts';
 import type { NodeOptions } from '../../worker/node.ts';
 import { N, Q, T, type World, dots, world } from './sync-world.ts';
@@ -187,6 +187,39 @@ describe('contexts that name versions never issued', () => {
     const context = encodeContext([{ node: b!, counter: 1, timestamp: 1 }]);
     await w.settle(w.node(coordinator!).put('lag', text.encode('over'), { context, w: 3 }));
     assert.deepEqual(values(await w.settle(w.node(c!).get('lag', { r: 3 }))), ['over']);
+  });
+
+  it("accepts an honest context whose oldest entry the key's clocks have pruned since, its node gone, leaving the entry out", async () => {
+    const w = await world(3);
+    const key = text.encode('pruned');
+    const partition = w.cluster.ring.partitionOf(key);
+    // A client read the key when its clock named nine nodes, the oldest entry of `gone`, a member that has left since.
+    const read: VClock = [
+      { node: 'gone', counter: 58, timestamp: 100 },
+      ...Array.from({ length: 8 }, (_, i) => ({ node: `x${i + 1}`, counter: 3, timestamp: 200 + i })),
+    ];
+    // Two more nodes wrote the key: the tenth entry filled the clock, and the next read's context pruned the oldest.
+    const tenth = createVersion('x9', 1, 1000, read, text.encode('x9'));
+    const eleventh = createVersion('y1', 1, 1100, contextOf([tenth]), text.encode('y1'));
+    assert.equal(counterOf(clockOf(eleventh), 'gone'), 0);
+    for (const id of w.cluster.ids) await w.cluster.slot(id).data.reopen().apply(key, partition, [eleventh]);
+    // The client's put, later, is honest: it is accepted, a sibling of the two writes it did not see.
+    const put = await w.settle(w.node('n0').put('pruned', text.encode('late'), { context: encodeContext(read) }));
+    assert.deepEqual(values(await w.settle(w.node('n1').get('pruned', { r: 3 }))), ['late', 'y1']);
+    // What nothing can vouch for any longer is left out: the new version supersedes nothing of `gone`'s.
+    assert.equal(counterOf(decodeContext(put.context), 'gone'), 0);
+    assert.equal(w.cluster.metricTotals()['contextsRefused'] ?? 0, 0);
+    // Entries newer than the clocks kept are still refused on that key: a ghost's, or one of `gone`'s made recent.
+    for (const forged of [
+      { node: 'ghost', counter: 5, timestamp: 2000 },
+      { node: 'gone', counter: 58, timestamp: 2000 },
+    ]) {
+      const context = encodeContext(setEntry(read, forged));
+      const error = await rejection(w.settle(w.node('n0').put('pruned', text.encode('forged'), { context })));
+      assert.equal(error.code, 'ERR_INVALID_ARGUMENT', forged.node);
+      assert.match(String(error.message), new RegExp(`names version ${forged.counter} of node ${forged.node}`));
+    }
+    for (const id of w.cluster.ids) assert.equal((await dots(w.cluster, id, 'pruned')).length, 2, id);
   });
 
   it('after refused forged contexts, 100 put/get rounds over the nodes read back exactly what was put', async () => {

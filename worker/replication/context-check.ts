@@ -2,12 +2,26 @@
  * The check of a put's context before its coordinator writes it: a context naming a version the cluster never issued
  * is refused (a forged or corrupted counter would make the new version supersede that node's later, concurrent
  * writes), and a conditional put's context must have seen every stored version.
+ *
+ * Clocks keep at most {@link MAX_CLOCK_ENTRIES} entries, dropping the oldest, so the cluster forgets old entries
+ * that honest contexts still carry: a client that read a key before writes of more nodes than a clock can name holds
+ * an entry that no stored clock keeps any longer, and the node it names may have left the cluster since, or may not
+ * hold the key. Such an entry is left out of the written version rather than refused (see {@link prunedAway}).
  */
 import { InvalidArgumentError, QuorumError, StaleContextError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Ring } from '../ring/ring.ts';
 import type { DotHorizon } from '../versions/horizon.ts';
-import { type VClock, EMPTY_CLOCK, counterOf, merge } from '../versions/vclock.ts';
+import {
+  type ClockEntry,
+  type VClock,
+  EMPTY_CLOCK,
+  MAX_CLOCK_ENTRIES,
+  counterOf,
+  merge,
+  prune,
+  setEntry,
+} from '../versions/vclock.ts';
 import { type Version, clockOf, contextCoversAll } from '../versions/version.ts';
 
 /** What a put's context check reads; `P` is the coordinator's plan of the key (its owners and fallbacks). */
@@ -54,9 +68,18 @@ export class ContextCheck<P extends { readonly owners: readonly string[] }> {
    * else those of every replica that answers (a write acknowledged by one replica, and read from it alone, makes an
    * honest context too), else those of the named member itself. An entry still unknown once every owner of the key
    * and the named member answered names a version never issued. When one that might know did not answer, the put
-   * fails with `ERR_QUORUM`, as a conditional put does. This node's own entry is also checked exactly, and atomically, by the storage write, against the counter it issued.
+   * fails with `ERR_QUORUM`, as a conditional put does. This node's own entry is also checked exactly, and atomically,
+   * by the storage write, against the counter it issued.
+   *
+   * An entry that the clocks of the key's versions have pruned away (see {@link prunedAway}) is neither asked about
+   * nor refused: no stored clock names it any longer, and its node may have left the cluster, so nothing may be able
+   * to vouch for it. It is left out of the context the put writes (clamped to what those clocks know of its node):
+   * the new version supersedes no more of that node's writes than the key's versions already do, so a forged entry
+   * old enough to pass does no harm either.
+   *
+   * @returns The context to write: `request.context`, less the entries pruned away.
    */
-  async check(request: CheckedPut, plan: P): Promise<void> {
+  async check(request: CheckedPut, plan: P): Promise<VClock> {
     const { self, metrics, horizon } = this.#deps;
     const context = request.context;
     // The entries not known at once to name issued versions. This node's own is checked exactly by the write, but
@@ -66,18 +89,25 @@ export class ContextCheck<P extends { readonly owners: readonly string[] }> {
     );
     let known: VClock = EMPTY_CLOCK;
     if (!request.ifMatch) {
-      if (claimed.length === 0) return;
+      if (claimed.length === 0) return context;
       known = clockOfAll(known, await this.#deps.readLocal(request.key));
       claimed = uncovered(claimed, known);
-      if (claimed.length === 0) return;
+      if (claimed.length === 0) return context;
     }
     const read = await this.#deps.readReplicas(request.key, request.r, plan);
     known = clockOfAll(known, read);
     claimed = uncovered(claimed, known);
+    let written = context;
     if (claimed.length > 0) {
       const all = await this.#deps.readAll(request.key, plan);
       known = clockOfAll(known, all.siblings);
       claimed = uncovered(claimed, known);
+      // What the key's clocks pruned away is left out of the context, not asked about (see above).
+      const pruned = claimed.filter((e) => prunedAway(e, known));
+      if (pruned.length > 0) {
+        written = clamped(context, pruned, known);
+        claimed = claimed.filter((e) => !pruned.includes(e));
+      }
       // Last, each named member itself: it stored its own write of the key (the version may live on only there and
       // in hints while partitions move), and anything that superseded it there covers it. A node that has left the
       // view cannot be asked; when this node has seen it, the version may have left with it.
@@ -111,10 +141,11 @@ export class ContextCheck<P extends { readonly owners: readonly string[] }> {
         );
       }
     }
-    if (request.ifMatch && !contextCoversAll(context, read)) {
+    if (request.ifMatch && !contextCoversAll(written, read)) {
       metrics.count('staleContexts');
       throw new StaleContextError('the key holds a version that the given context has not seen');
     }
+    return written;
   }
 }
 
@@ -128,4 +159,27 @@ function clockOfAll(known: VClock, versions: readonly Version[]): VClock {
 /** The entries of `claimed` that `known` does not cover. */
 function uncovered(claimed: VClock, known: VClock): VClock {
   return claimed.filter((e) => e.counter > counterOf(known, e.node));
+}
+
+/**
+ * True when `entry`, which `known` (the merged clocks of the key's versions) does not cover, is one that pruning
+ * dropped from those clocks: `known` holds a read context's worth ({@link MAX_CLOCK_ENTRIES} - 1 entries, what
+ * `contextOf` keeps) of other nodes' entries that {@link prune} keeps before it, so that a clock of them and `entry`
+ * leaves `entry` out, as the clocks the cluster stored did. Nothing need vouch for such an entry: left out of the
+ * written context, it supersedes nothing. A forged entry passes only with an old timestamp, and is left out too.
+ */
+function prunedAway(entry: ClockEntry, known: VClock): boolean {
+  const others = known.filter((e) => e.node !== entry.node);
+  if (others.length < MAX_CLOCK_ENTRIES - 1) return false;
+  return !prune(setEntry(others, entry), MAX_CLOCK_ENTRIES - 1).includes(entry);
+}
+
+/** `context` with each of the `pruned` entries replaced by `known`'s entry of its node, or left out when it has none. */
+function clamped(context: VClock, pruned: VClock, known: VClock): VClock {
+  const out: ClockEntry[] = [];
+  for (const e of context) {
+    if (!pruned.includes(e)) out.push(e);
+    else if (counterOf(known, e.node) > 0) out.push(known.find((k) => k.node === e.node)!);
+  }
+  return out;
 }

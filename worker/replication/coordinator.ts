@@ -197,7 +197,9 @@ export class Coordinator {
       metrics.count('putsRedirected');
       throw new NotResponsibleError(`node ${self} is still fetching partition ${plan.partition}`);
     }
-    await this.#contexts.check(request, plan);
+    // The context as checked: entries pruned from the key's clocks are left out of it (context-check.ts).
+    const context = await this.#contexts.check(request, plan);
+    const checked = context === request.context ? request : { ...request, context };
     // Pipelined: the other replicas get the new version as soon as the local write has computed it (its dot drawn
     // durably), while it commits; this node counts toward W only once committed.
     let replication: Replication | undefined;
@@ -205,7 +207,7 @@ export class Coordinator {
       (replication ??= new Replication(this.#deps, request, plan, siblings));
     let local: LocalWriteResult;
     try {
-      local = await this.#writeLocal(request, plan, (early) => replicate(early.siblings));
+      local = await this.#writeLocal(checked, plan, (early) => replicate(early.siblings));
     } catch (error) {
       // The put fails with the local error; replicas already asked keep what they got, as after any failed put.
       replication?.abandon();
