@@ -106,7 +106,7 @@ describe('IndexedDB pipelined writes', () => {
       // At once (the filter is still being filled), and again later (filled): each write finds the stored sibling.
       const early = await again.write(keys[4999]!, 1, write('new'));
       expect(early.siblings).to.have.length(2);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await again.filterFilled()).to.equal(true);
       const late = await Promise.all(keys.slice(0, 100).map((k) => again.write(k, 1, write('new'))));
       for (const result of late) expect(result.siblings).to.have.length(2);
       const fresh = await again.write(new TextEncoder().encode('never-written'), 1, write('x'));

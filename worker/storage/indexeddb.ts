@@ -431,6 +431,8 @@ export class IndexedDbStorage implements Storage {
   readonly #hinted = new KeyFilter(1 << 16);
   /** True once every key stored at open is in {@link IndexedDbStorage.#filter}, and every hinted key in `#hinted`. */
   #filterReady = false;
+  /** The filling of the filters started at open. */
+  #filling: Promise<void> = Promise.resolve();
   /** Reads waiting for the next read transaction, and whether one is in flight. */
   readonly #reads: PendingRead[] = [];
   #reading = false;
@@ -483,7 +485,7 @@ export class IndexedDbStorage implements Storage {
       storage.#db?.close();
       throw failure(error, `open of "${name}"`);
     }
-    void storage.#fillFilter();
+    storage.#filling = storage.#fillFilter();
     storage.#scheduleCompaction();
     return storage;
   }
@@ -523,6 +525,16 @@ export class IndexedDbStorage implements Storage {
       this.#overlay.set(keyId(key), partition, seq, siblings === null, { bytes: log.bytes, at: log.starts[i]! });
       if (siblings !== null) this.#filter.add(key);
     });
+  }
+
+  /**
+   * Resolves once the key filters are filled (true), or their filling failed or the storage closed first (false):
+   * until then every write reads its key, after it a write of a key never stored reads nothing. Writes need not wait
+   * for it; it tells when the faster path has begun.
+   */
+  async filterFilled(): Promise<boolean> {
+    await this.#filling;
+    return this.#filterReady;
   }
 
   /**
