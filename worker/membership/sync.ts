@@ -75,8 +75,8 @@ export interface SyncDeps {
    */
   mayCollect(node: string, partition: number): boolean;
   /**
-   * True when `node` may push keys of `partition` on its own word: it owns the partition in this node's view, or
-   * did in a view of the last minutes (an old owner releasing it).
+   * True when `node` may push keys of `partition` on its own word: it owns the partition in this node's view, or did
+   * in a view of the last minutes, or told this node it holds it (an old owner releasing it).
    */
   mayWrite(node: string, partition: number): boolean;
   /** Resolves at the next change of view, or after `ms`. */
@@ -168,8 +168,10 @@ export class PartitionSync {
       ({ entries, refusal } = await this.#vouched(message));
       // A pusher this node's view does not know as an owner yet may be one in a newer view.
       if (refusal !== null) await this.#deps.nextView(Math.min(VIEW_WAIT_MS, this.#deps.requestTimeout / 2));
-      if (refusal !== null && this.#deps.mayWrite(from, partition))
-        ({ entries, refusal } = { entries: [...message.entries], refusal: null });
+      if (refusal !== null && this.#deps.mayWrite(from, partition)) {
+        entries = message.entries;
+        refusal = null;
+      }
     }
     // One transaction for the page: a transaction per key would queue foreground writes behind each of them.
     const results = entries.length > 0 ? await this.#deps.storage.applyMany(partition, entries) : [];
@@ -184,22 +186,21 @@ export class PartitionSync {
     const { partition, from } = message;
     const entries: SyncEntry[] = [];
     let unvouched = 0;
-    let silent = 0;
+    /** A key some of whose versions are unvouched while an owner asked about it did not answer. */
+    let silent: Corroboration | undefined;
     for (let i = 0; i < message.entries.length; i += VOUCH_CONCURRENCY) {
       const chunk = message.entries.slice(i, i + VOUCH_CONCURRENCY);
       const found = await Promise.all(chunk.map((e) => this.#deps.corroborate(e.key, e.versions, from, partition)));
       found.forEach((f, k) => {
         if (f.vouched.length > 0) entries.push({ key: chunk[k]!.key, versions: f.vouched });
         unvouched += f.unvouched.length;
-        if (f.unvouched.length > 0 && f.answered < f.asked) silent++;
+        if (f.unvouched.length > 0 && f.answered < f.asked) silent ??= f;
       });
     }
     if (unvouched === 0) return { entries, refusal: null };
-    if (silent > 0) {
-      return {
-        entries,
-        refusal: new QuorumError(`owners of partition ${partition} did not answer to vouch for ${from}'s push`, 1, 0),
-      };
+    if (silent !== undefined) {
+      const why = `owners of partition ${partition} did not answer to vouch for ${from}'s push`;
+      return { entries, refusal: new QuorumError(why, silent.asked, silent.answered) };
     }
     this.#deps.metrics.count('unauthorizedMessages');
     const refusal = new UnauthorizedError(
