@@ -17,6 +17,7 @@
  * in different profiles first.
  */
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
+import { mintNodeKey } from './node-key.ts';
 
 /** This tab's node identity, held until {@link Identity.release}. */
 export interface Identity {
@@ -49,6 +50,11 @@ export interface IdentityEnv {
   databases(): Promise<string[] | null>;
   /** Wall-clock ms. */
   now(): number;
+  /**
+   * Makes a new node's key and resolves to the id derived from it (node-key.ts, `mintNodeKey`), or to null when
+   * the browser cannot; without it, or on null, a new node gets a random id.
+   */
+  mintId?(cluster: string): Promise<string | null>;
 }
 
 /** The page's locks, storages, databases and clock. */
@@ -62,6 +68,7 @@ export function browserEnv(): IdentityEnv {
       return (await indexedDB.databases()).flatMap((d) => (d.name === undefined ? [] : [d.name]));
     },
     now: () => Date.now(),
+    mintId: mintNodeKey,
   };
 }
 
@@ -251,7 +258,8 @@ async function keep(
 /**
  * Under the registry's lock: adopts databases the registry lacks (made by versions that had none, or forgotten
  * after a failed save), claims the most recently used remembered id that no tab holds and whose database exists,
- * drops free ids whose database is gone, and mints a new id only when every remembered one is held.
+ * drops free ids whose database is gone, and mints a new id only when every remembered one is held: derived from a
+ * key made for it when the browser can (node-key.ts), else random.
  */
 async function claimRemembered(env: IdentityEnv, cluster: string, registry: Registry): Promise<Claim> {
   const databases = await clusterDatabases(env, cluster);
@@ -270,7 +278,7 @@ async function claimRemembered(env: IdentityEnv, cluster: string, registry: Regi
     release();
   }
   for (;;) {
-    const id = randomId();
+    const id = (await env.mintId?.(cluster)) ?? randomId();
     if (registry.has(id) || databases?.has(id) === true) continue;
     const release = await lock(env, nodeDatabase(cluster, id), 0);
     if (release === null) continue;

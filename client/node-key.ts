@@ -1,11 +1,13 @@
 /**
- * A node's Ed25519 key pair: generated once per node id of a cluster, its private key not extractable, kept in the
- * profile's IndexedDB (database `dynamesh-keys`) so that the node signs with the same key after every reload and
- * restart. The signalling server binds a node id to the key of its first signed join (signaling/node-keys.ts), so
- * nobody without the key can join under the id and take the node's place.
+ * A node's Ed25519 key pair, its private key not extractable, kept in the profile's IndexedDB (database
+ * `dynamesh-keys`) so that the node signs with the same key after every reload and restart. A new node's key comes
+ * first and its id is derived from it ({@link mintNodeKey}; signaling/events.ts, `derivedNodeId`): the server admits
+ * a join under such an id only when signed by that key. A node minted before (a random id) gets its key on first use
+ * and the server binds the id to the key of its first signed join (signaling/node-keys.ts). Either way nobody
+ * without the key can join under the id and take the node's place.
  */
-import { openDB } from 'idb';
-import { type JoinRequest, joinProofText } from '../signaling/events.ts';
+import { type IDBPDatabase, openDB } from 'idb';
+import { DERIVED_ID_PATTERN, type JoinRequest, derivedNodeId, joinProofText } from '../signaling/events.ts';
 
 const DATABASE = 'dynamesh-keys';
 const STORE = 'keys';
@@ -16,16 +18,47 @@ export interface NodeKey {
   prove(cluster: string, nodeId: string, connection: string): Promise<NonNullable<JoinRequest['proof']>>;
 }
 
-/** The key of node `nodeId` of `cluster`, made and stored on first use. */
-export async function nodeKey(cluster: string, nodeId: string): Promise<NodeKey> {
-  const db = await openDB(DATABASE, 1, {
+function openKeys(): Promise<IDBPDatabase> {
+  return openDB(DATABASE, 1, {
     upgrade(database) {
       database.createObjectStore(STORE);
     },
   });
+}
+
+/**
+ * Makes a new node's key pair, stores it, and resolves to the node id derived from its public key; null when the
+ * browser has no Ed25519 in WebCrypto or no IndexedDB to keep the key in (the caller then mints a random id).
+ */
+export async function mintNodeKey(cluster: string): Promise<string | null> {
+  try {
+    const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+    const raw = await crypto.subtle.exportKey('raw', pair.publicKey);
+    const id = derivedNodeId(new Uint8Array(await crypto.subtle.digest('SHA-256', raw)));
+    const db = await openKeys();
+    try {
+      await db.put(STORE, pair, `${cluster}:${id}`);
+    } finally {
+      db.close();
+    }
+    return id;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The key of node `nodeId` of `cluster`; for an id minted before ids were derived from keys, made and stored on
+ * first use. Rejects for a derived id whose key is gone: no other key can sign for it.
+ */
+export async function nodeKey(cluster: string, nodeId: string): Promise<NodeKey> {
+  const db = await openKeys();
   try {
     const name = `${cluster}:${nodeId}`;
     let pair = (await db.get(STORE, name)) as CryptoKeyPair | undefined;
+    if (pair === undefined && DERIVED_ID_PATTERN.test(nodeId)) {
+      throw new Error(`the key node ${nodeId} was derived from is gone from this profile`);
+    }
     if (pair === undefined) {
       pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
       // Another tab may have stored one meanwhile: the first stored wins, so both sign with the same key.

@@ -102,6 +102,29 @@ export interface JoinRequest {
 }
 
 /**
+ * The form of a node id derived from the node's Ed25519 public key ({@link derivedNodeId}): `k` and 16 base64url
+ * characters, 17 in all, where a minted random id has 12, so that the two forms never meet. The server admits a join
+ * under such an id only when it is signed by the key the id is derived from, whatever it saw before.
+ */
+export const DERIVED_ID_PATTERN = /^k[A-Za-z0-9_-]{16}$/;
+
+/**
+ * The node id derived from `digest`, the SHA-256 of the node's raw 32-byte Ed25519 public key: `k` and the first 96
+ * bits of the digest in base64url (short, since every dot and clock entry names a node): finding a key for a given
+ * id costs about 2^96 tries.
+ */
+export function derivedNodeId(digest: Uint8Array): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  let out = 'k';
+  // 12 bytes are 16 characters of 6 bits, three bytes at a time.
+  for (let i = 0; i < 12; i += 3) {
+    const word = (digest[i]! << 16) | (digest[i + 1]! << 8) | digest[i + 2]!;
+    out += alphabet[word >>> 18]! + alphabet[(word >>> 12) & 63]! + alphabet[(word >>> 6) & 63]! + alphabet[word & 63]!;
+  }
+  return out;
+}
+
+/**
  * What a node signs to join `cluster` as `nodeId` on the connection whose Socket.IO id is `connection` (chosen by the
  * server, so a signature is good for that connection only). See `JoinRequest.proof`.
  */

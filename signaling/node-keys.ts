@@ -5,9 +5,13 @@
  * to that key; from then on a join of the id must be signed with the same key, and a live id can be taken over only
  * by its key's holder. Bindings last while the server runs (trust on first use), the oldest forgotten past a bound.
  * An id never joined with a signature stays open to unsigned joins, as before.
+ *
+ * An id derived from a key (events.ts, `DERIVED_ID_PATTERN`: what a browser with Ed25519 mints for a new node) needs
+ * no binding: a join under it is admitted only when signed by the key it is derived from, after a restart of the
+ * server as before it, and never unsigned.
  */
-import { createPublicKey, verify } from 'node:crypto';
-import { joinProofText } from './events.ts';
+import { createHash, createPublicKey, verify } from 'node:crypto';
+import { DERIVED_ID_PATTERN, derivedNodeId, joinProofText } from './events.ts';
 
 /** What a signed join carries. */
 export interface JoinProof {
@@ -46,6 +50,7 @@ export class NodeKeys {
    * a bound id needs a valid proof by the bound key; an invalid proof is refused whatever the id.
    */
   admit(cluster: string, nodeId: string, connection: string, proof: JoinProof | undefined): KeyCheck {
+    if (DERIVED_ID_PATTERN.test(nodeId)) return admitDerived(cluster, nodeId, connection, proof);
     const name = `${cluster}\u0000${nodeId}`;
     const bound = this.#bound.get(name);
     if (proof === undefined) {
@@ -62,4 +67,18 @@ export class NodeKeys {
     if (this.#bound.size > this.#max) this.#bound.delete(this.#bound.keys().next().value!);
     return { ok: true };
   }
+}
+
+/** Checks a join under an id derived from a key: signed, validly, by that very key. */
+function admitDerived(cluster: string, nodeId: string, connection: string, proof: JoinProof | undefined): KeyCheck {
+  if (proof === undefined)
+    return { ok: false, reason: `node id ${nodeId} is derived from a key: its joins must be signed` };
+  if (!verifyJoin(cluster, nodeId, connection, proof)) {
+    return { ok: false, reason: 'the join signature is not valid for this cluster, node id and connection' };
+  }
+  const digest = createHash('sha256').update(Buffer.from(proof.publicKey, 'base64url')).digest();
+  if (derivedNodeId(digest) !== nodeId) {
+    return { ok: false, reason: `node id ${nodeId} is not derived from the key that signed the join` };
+  }
+  return { ok: true };
 }

@@ -8,6 +8,7 @@ import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { Reassembler } from '../../worker/wire/frames.ts';
 import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
 import { DEFAULT_PARTITIONS, Ring } from '../../worker/ring/ring.ts';
+import { DERIVED_ID_PATTERN } from '../../signaling/events.ts';
 
 import { expect, freshCluster, openCluster, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
@@ -105,6 +106,8 @@ test("a member cannot take over a live tab's node id: a join under it without th
 }) => {
   const cluster = freshCluster('hostile-takeover');
   const [victim, witness] = await openCluster(context, server, 2, { cluster, dataPlane: 'transfer' });
+  // A new node's id is derived from its key: no other key can sign for it, on this server or after its restart.
+  expect(victim!.nodeId).toMatch(DERIVED_ID_PATTERN);
   const superseded = victim!.page.evaluate(
     () =>
       new Promise<boolean>((resolve) => {
