@@ -6,13 +6,16 @@
  *   task that created it, so frames go straight from worker to worker;
  * - `relay`: the main thread moves opaque frames between that channel and a `MessagePort` of the worker.
  * Every connection carries a random connection id in its signals, so that signals of a connection that was since
- * replaced (a reload, a reconnection) are told apart from the current one.
+ * replaced (a reload, a reconnection) are told apart from the current one. Offers and answers carry the node's signed
+ * certificate fingerprint, and a peer's are checked before they are applied (peer-auth.ts), so that nobody, the
+ * signalling server included, can stand in the middle of a connection to a node whose id is derived from its key.
  */
 import * as Comlink from 'comlink';
 import SimplePeer from 'simple-peer/simplepeer.min.js';
 import type { SignalData } from '../signaling/events.ts';
 import type { NodeHost } from '../worker/main.ts';
 import { randomId } from './identity.ts';
+import { type PeerAuth, refusalOf } from './peer-auth.ts';
 
 /** How frames reach the worker. */
 export type DataPlane = 'transfer' | 'relay';
@@ -23,6 +26,8 @@ export type PeerState = 'connecting' | 'connected' | 'closed';
 /** Options of {@link Mesh}. */
 export interface MeshOptions {
   readonly self: string;
+  /** The cluster, part of what a certificate fingerprint is signed over. */
+  readonly cluster: string;
   readonly host: Comlink.Remote<NodeHost>;
   readonly dataPlane: DataPlane;
   /** Sends signalling data to a member through the server. */
@@ -35,6 +40,14 @@ export interface MeshOptions {
   readonly connectTimeout?: number;
   /** Wait before replacing a broken connection, ms. @default 1000 */
   readonly retryDelay?: number;
+  /** A peer's offer or answer was refused (see peer-auth.ts): the connection is dropped and tried again later. */
+  readonly onRefused?: (peer: string, reason: string) => void;
+}
+
+/** The node's own DTLS certificate and what vouches for it, or nulls where the browser cannot make them. */
+export interface MeshCredentials {
+  readonly certificate: RTCCertificate | null;
+  readonly auth: PeerAuth | null;
 }
 
 /** The negotiated data channel id of the worker's data plane; simple-peer's own channel takes 0 or 1. */
@@ -50,11 +63,15 @@ interface Connection {
   readonly joinedAt: number;
   timer: ReturnType<typeof setTimeout> | undefined;
   port: MessagePort | undefined;
+  /** The peer's signals, applied one after another: a description waits for its check, candidates after it too. */
+  applied: Promise<void>;
 }
 
 interface SignalEnvelope {
   readonly conn: string;
   readonly payload: SimplePeer.SignalData;
+  /** On offers and answers: the sender's signed certificate fingerprint. */
+  readonly auth?: PeerAuth;
 }
 
 /** Detects whether this browser can transfer an `RTCDataChannel` to a worker (Chromium ≥ 130, Safari). */
@@ -82,9 +99,15 @@ export class Mesh {
   /** Members of the latest view and their `joinedAt`. */
   #members = new Map<string, number>();
   #closed = false;
+  #credentials: MeshCredentials = { certificate: null, auth: null };
 
   constructor(options: MeshOptions) {
     this.#options = options;
+  }
+
+  /** Sets the certificate the connections made from now on use, and what vouches for it. */
+  authenticate(credentials: MeshCredentials): void {
+    this.#credentials = credentials;
   }
 
   /** The state of every connection. */
@@ -121,11 +144,26 @@ export class Mesh {
     } else if (connection.conn === null) {
       connection.conn = data.conn;
     }
-    try {
-      connection.peer.signal(data.payload);
-    } catch {
-      this.#replace(from);
-    }
+    const current = connection;
+    const { payload } = data;
+    const sdp = (payload as { sdp?: unknown }).sdp;
+    current.applied = current.applied.then(async () => {
+      if (typeof sdp === 'string') {
+        const refusal = await refusalOf(this.#options.cluster, from, sdp, data.auth);
+        if (this.#connections.get(from) !== current) return;
+        if (refusal !== null) {
+          this.#options.onRefused?.(from, refusal);
+          this.#retry(from, current);
+          return;
+        }
+      }
+      if (this.#connections.get(from) !== current) return;
+      try {
+        current.peer.signal(payload);
+      } catch {
+        this.#replace(from);
+      }
+    });
   }
 
   /** Closes every connection. Idempotent. */
@@ -137,7 +175,12 @@ export class Mesh {
   #connect(id: string, conn: string | null): Connection {
     const { self, host, dataPlane } = this.#options;
     const initiator = self < id;
-    const peer = new SimplePeer({ initiator, trickle: true, config: { iceServers: [] } });
+    const { certificate, auth } = this.#credentials;
+    const config: RTCConfiguration = {
+      iceServers: [],
+      ...(certificate === null ? {} : { certificates: [certificate] }),
+    };
+    const peer = new SimplePeer({ initiator, trickle: true, config });
     const connection: Connection = {
       peer,
       initiator,
@@ -146,6 +189,7 @@ export class Mesh {
       joinedAt: this.#members.get(id) ?? 0,
       timer: undefined,
       port: undefined,
+      applied: Promise.resolve(),
     };
     this.#connections.set(id, connection);
     // Both data planes carry frames on the same negotiated channel, so a tab that transfers and a tab that relays
@@ -160,7 +204,9 @@ export class Mesh {
     }
     peer.on('signal', (payload: SimplePeer.SignalData) => {
       if (this.#connections.get(id) === connection && connection.conn !== null) {
-        this.#options.signal(id, { conn: connection.conn, payload } as unknown as SignalData);
+        const described = typeof (payload as { sdp?: unknown }).sdp === 'string' && auth !== null;
+        const envelope: SignalEnvelope = { conn: connection.conn, payload, ...(described ? { auth } : {}) };
+        this.#options.signal(id, envelope as unknown as SignalData);
       }
     });
     peer.on('connect', () => {

@@ -8,14 +8,46 @@
  */
 import { type IDBPDatabase, openDB } from 'idb';
 import { DERIVED_ID_PATTERN, type JoinRequest, derivedNodeId, joinProofText } from '../signaling/events.ts';
+import { type PeerAuth, fingerprintText } from './peer-auth.ts';
 
 const DATABASE = 'dynamesh-keys';
 const STORE = 'keys';
 
-/** Signs joins for one node. */
+/** Signs for one node. */
 export interface NodeKey {
   /** The proof of a join of `nodeId` to `cluster` on the connection `connection` (the server's `socket.id`). */
   prove(cluster: string, nodeId: string, connection: string): Promise<NonNullable<JoinRequest['proof']>>;
+  /** What the node's offers and answers carry to vouch for `certificate` (peer-auth.ts). */
+  vouch(cluster: string, nodeId: string, certificate: RTCCertificate): Promise<PeerAuth>;
+}
+
+/** A certificate is made anew once it has less than this left before it expires, ms. */
+const CERTIFICATE_MARGIN_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The node's DTLS certificate (ECDSA P-256), kept with its key and made anew when close to expiry (Chromium's last
+ * 30 days), so that its fingerprint stays the same across reloads; null where WebRTC or IndexedDB is missing.
+ */
+export async function nodeCertificate(cluster: string, nodeId: string): Promise<RTCCertificate | null> {
+  if (typeof RTCPeerConnection === 'undefined') return null;
+  try {
+    const db = await openKeys();
+    try {
+      const name = `${cluster}:${nodeId}:certificate`;
+      const stored = (await db.get(STORE, name)) as RTCCertificate | undefined;
+      if (stored !== undefined && stored.expires - Date.now() > CERTIFICATE_MARGIN_MS) return stored;
+      const made = await RTCPeerConnection.generateCertificate({
+        name: 'ECDSA',
+        namedCurve: 'P-256',
+      } as EcKeyGenParams);
+      await db.put(STORE, made, name);
+      return made;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return null;
+  }
 }
 
 function openKeys(): Promise<IDBPDatabase> {
@@ -75,6 +107,14 @@ export async function nodeKey(cluster: string, nodeId: string): Promise<NodeKey>
         const message = new TextEncoder().encode(joinProofText(cluster, nodeId, connection));
         const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, keys.privateKey, message));
         return { publicKey, signature: base64url(signature) };
+      },
+      async vouch(cluster, nodeId, certificate) {
+        const sha256 = certificate.getFingerprints().find((f) => f.algorithm === 'sha-256');
+        if (sha256?.value === undefined) throw new Error('the certificate has no SHA-256 fingerprint');
+        const fingerprint = sha256.value.toUpperCase();
+        const message = new TextEncoder().encode(fingerprintText(cluster, nodeId, fingerprint));
+        const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, keys.privateKey, message));
+        return { publicKey, fingerprint, signature: base64url(signature) };
       },
     };
   } finally {

@@ -14,7 +14,7 @@ import type { PartitionInfo } from '../worker/membership/ownership.ts';
 import { DEFAULT_PARTITIONS } from '../worker/ring/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 import { claimIdentity, type Identity, nodeDatabase, retireStale } from './identity.ts';
-import { nodeKey } from './node-key.ts';
+import { nodeCertificate, nodeKey } from './node-key.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
 import { SignalingClient, watchPageLifecycle } from './signaling.ts';
 import { type ReadValue, type Value, encodeValue, readValue } from './values.ts';
@@ -290,11 +290,16 @@ class DynameshStore implements Store {
     void this.#host.attachCalls(Comlink.transfer(port2, [port2])).catch(() => {});
     this.#mesh = new Mesh({
       self: identity.nodeId,
+      cluster: options.cluster,
       host: this.#host,
       dataPlane,
       signal: (to, data) => this.#signaling?.signal(to, data),
       onPeerState: (peer, state) => this.#emit('peer', { peer, state }),
       onUnreachable: (peer) => this.#signaling?.reportUnreachable(peer),
+      onRefused: (peer, reason) => {
+        const msg = 'refused a peer connection whose certificate its node did not vouch for';
+        this.#emit('log', { time: Date.now(), level: 'warn', msg, fields: { peer, reason } });
+      },
     });
     if (options.faults === true) {
       Object.defineProperty(this, 'faults', { value: this.#faultControls(), enumerable: true });
@@ -355,6 +360,13 @@ class DynameshStore implements Store {
       this.#emit('log', { time: Date.now(), level: 'warn', msg, fields: { error: String(error) } });
       return null;
     });
+    if (key !== null) {
+      // One certificate per node, its fingerprint signed by the node's key: peers check it against the SDP.
+      const certificate = await nodeCertificate(this.cluster, this.nodeId);
+      const auth =
+        certificate === null ? null : await key.vouch(this.cluster, this.nodeId, certificate).catch(() => null);
+      this.#mesh.authenticate({ certificate, auth });
+    }
     this.#signaling = await SignalingClient.connect({
       url: options.url,
       cluster: this.cluster,

@@ -10,7 +10,7 @@ import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire
 import { DEFAULT_PARTITIONS, Ring } from '../../worker/ring/ring.ts';
 import { DERIVED_ID_PATTERN } from '../../signaling/events.ts';
 
-import { expect, freshCluster, openCluster, test } from './fixtures.ts';
+import { demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
 
 /** A whole message as one data-plane frame (kind 0x00). */
@@ -205,4 +205,54 @@ test('a member cannot write a partition it does not own: keys it pushes there ar
     const read = await witness!.call((store, key) => store.get(key, { r: 2 }), key);
     expect(read.values).toEqual([`value of ${key}`]);
   }
+});
+
+/**
+ * What a signalling server standing in the middle would have to hand a tab: a description whose certificate is not
+ * the one its sender's key signed. Here the relay alters the signed fingerprint of every description it carries to
+ * the tab (a server cannot sign one for its own certificate).
+ */
+function withAlteredFingerprints(frame: string): string {
+  if (!frame.startsWith('42[')) return frame;
+  const packet = JSON.parse(frame.slice(2)) as [string, { data?: { auth?: { fingerprint: string } } }];
+  const auth = packet[0] === 'signal' ? packet[1].data?.auth : undefined;
+  if (auth === undefined) return frame;
+  auth.fingerprint = auth.fingerprint.slice(0, -1) + (auth.fingerprint.endsWith('0') ? '1' : '0');
+  return `42${JSON.stringify(packet)}`;
+}
+
+test('a tab refuses a peer connection whose certificate the peer’s key does not vouch for, so no server can stand in the middle', async ({
+  context,
+  server,
+}) => {
+  const cluster = freshCluster('hostile-middle');
+  const honest = await openTab(context, server, { cluster, dataPlane: 'transfer' });
+  const page = await context.newPage();
+  await page.routeWebSocket(/\/socket\.io\//, (ws) => {
+    const upstream = ws.connectToServer();
+    ws.onMessage((message) => upstream.send(message));
+    upstream.onMessage((message) => ws.send(typeof message === 'string' ? withAlteredFingerprints(message) : message));
+  });
+  await page.goto(demoUrl(server, { cluster, dataPlane: 'transfer' }));
+  const tab = await tabOf(page);
+  expect(tab.nodeId).toMatch(DERIVED_ID_PATTERN);
+  await page.evaluate(() => {
+    const w = window as unknown as {
+      refusals: unknown[];
+      store: { on(e: 'log', l: (entry: { msg: string }) => void): void };
+    };
+    w.refusals = [];
+    w.store.on('log', (entry) => {
+      if (entry.msg.startsWith('refused a peer connection')) w.refusals.push(entry);
+    });
+  });
+  // Both see each other in the view; the tab keeps refusing the other's descriptions and never connects to it.
+  await expect.poll(async () => (await tab.call((store) => store.members(), null)).length).toBe(2);
+  await expect
+    .poll(() => page.evaluate(() => (window as unknown as { refusals: unknown[] }).refusals.length), {
+      timeout: 15_000,
+    })
+    .toBeGreaterThan(0);
+  expect((await tab.call((store) => store.peers(), null))[honest.nodeId]).not.toBe('connected');
+  expect((await honest.call((store) => store.peers(), null))[tab.nodeId]).not.toBe('connected');
 });
