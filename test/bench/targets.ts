@@ -30,6 +30,8 @@
  *   transaction, in the first tab); `--count` puts issued at once from the first tab; the same with `--limit`
  *   outstanding; `--count` from every tab at once. Each read back. Targets: all acknowledged, ≥ 6,000 puts/s,
  *   ≥ 0.35× the floor.
+ * - identity (identity.ts), with latency: what issue 10's identity checks cost per join and per peer connection,
+ *   printed for scale (no target); a put or get does none of them.
  * - memory: the used JS heap, after a garbage collection, of the first tab's page and of its node worker, as soon as
  *   the first burst's puts have all settled (before they are read back); before the burst and a second after it too,
  *   for scale. Targets: page ≤ 3 MiB, node worker ≤ 5 MiB.
@@ -79,6 +81,7 @@ import {
 import { ChromiumCpu } from './cluster-cpu.ts';
 import { type Summary, fmt, summarize } from './cluster-stats.ts';
 import { FLOOR_INIT_SCRIPT, type FloorSamples, isolate, measureFloor } from './floor.ts';
+import { measureIdentity, reportIdentity } from './identity.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -417,6 +420,12 @@ async function main(): Promise<number> {
             warmup: Math.min(100, options.floorSamples),
           });
           floor = floorOf(samples, options.size);
+        });
+        await attempt('identity', async () => {
+          log('measuring the identity checks (200 samples each)…');
+          const cost = await measureIdentity(ctx, origin, 200, 20);
+          details['identity'] = cost;
+          reportIdentity(cost);
         });
       }
 
