@@ -1,7 +1,13 @@
 /**
  * How evenly the ring spreads keys, and how many move when a node joins. Prints the figures the project reports:
  *
- *   node --import tsx test/bench/ring-balance.ts [--partitions Q] [--tokens T] [--sets S] [--keys K] [--seed X] [--sweep]
+ *   node --import tsx test/bench/ring-balance.ts [--nodes 8,100,1000] [--partitions Q[,Q…]] [--tokens T] [--sets S]
+ *     [--keys K] [--seed X] [--sweep]
+ *
+ * For each cluster size of `--nodes` (default 8, 100 and 1,000 members) and each Q of `--partitions` (default the
+ * ring's, 256): the primary-owner and replica balance (largest share over mean), and what moves when one more node
+ * joins, over `--sets` random clusters; beside them the quantization floor of Q partitions over that many nodes.
+ * Past Q / 3 members some own no partition at all, which the balance shows.
  *
  * `--sweep` also prints the primary-owner and replica balance for a range of T and Q, which is how
  * DEFAULT_TOKENS_PER_NODE was chosen. The measuring functions are exported for `test/unit/ring.test.ts`, which
@@ -154,62 +160,64 @@ function main(): void {
     options: {
       partitions: { type: 'string', default: String(DEFAULT_PARTITIONS) },
       tokens: { type: 'string', default: String(DEFAULT_TOKENS_PER_NODE) },
-      sets: { type: 'string', default: '20' },
+      sets: { type: 'string', default: '10' },
       keys: { type: 'string', default: '100000' },
-      nodes: { type: 'string', default: '8' },
+      nodes: { type: 'string', default: '8,100,1000' },
       seed: { type: 'string', default: '1' },
       sweep: { type: 'boolean', default: false },
     },
   });
-  const base: MeasureOptions = {
-    seed: Number(values.seed),
-    sets: Number(values.sets),
-    keys: Number(values.keys),
-    nodes: Number(values.nodes),
-    partitions: Number(values.partitions),
-    tokensPerNode: Number(values.tokens),
-  };
+  const list = (text: string): number[] => text.split(',').map((x) => Number(x.trim()));
+  const sizes = list(values.nodes);
+  const qs = list(values.partitions);
+  const base = { seed: Number(values.seed), sets: Number(values.sets), keys: Number(values.keys) };
+  const tokensPerNode = Number(values.tokens);
   const f = (x: number): string => x.toFixed(3);
-  const row = (label: string, figures: ClusterFigures[]): string => {
-    const p = summarize(figures.map((x) => x.primary));
-    const r = summarize(figures.map((x) => x.replica));
-    const mp = summarize(figures.map((x) => x.movedPrimary));
-    const ms = summarize(figures.map((x) => x.movedSet));
-    return `${label.padEnd(16)} ${f(p.mean)} / ${f(p.worst)}   ${f(r.mean)} / ${f(r.worst)}   ${f(mp.mean)} / ${f(mp.worst)}   ${f(ms.mean)} / ${f(ms.worst)}`;
+  const cell = (xs: readonly number[]): string => {
+    const s = summarize(xs);
+    return `${f(s.mean)} / ${f(s.worst)}`;
   };
   console.log(
-    `ring balance: ${base.nodes} nodes, ${base.keys} random keys, ${base.sets} random sets of node ids (seed ${base.seed}), N=${REPLICAS}`,
+    `ring balance: ${base.keys} random keys, ${base.sets} random sets of node ids per row (seed ${base.seed}), ` +
+      `N=${REPLICAS}, T=${tokensPerNode}; figures are mean / worst over the sets`,
   );
-  console.log('figures are mean / worst over the sets');
   console.log(
-    `${'Q, T'.padEnd(16)} primary max/mean  replica max/mean  node ${base.nodes + 1}: primary moved/ideal  set moved share (ideal ${f(REPLICAS / (base.nodes + 1))})`,
+    `${'nodes'.padStart(5)}  ${'Q'.padStart(6)}  ${'primary max/mean'.padEnd(17)}  ${'floor'.padEnd(17)}  ` +
+      `${'replica max/mean'.padEnd(17)}  ${'joiner: moved/ideal'.padEnd(19)}  set moved (ideal)`,
   );
   const start = performance.now();
-  console.log(row(`Q=${base.partitions} T=${base.tokensPerNode}`, measure(base)));
+  for (const nodes of sizes) {
+    for (const partitions of qs) {
+      const figures = measure({ ...base, nodes, partitions, tokensPerNode });
+      // The floor's worst is averaged over 100 runs of as many sets, so that it compares with the worst beside it.
+      const floorRng = xoroshiro128plus(base.seed);
+      const floorRuns = Array.from({ length: 100 }, () =>
+        summarize(quantizationFloor(floorRng, base.sets, nodes, partitions)),
+      );
+      const floor = `${f(summarize(floorRuns.map((r) => r.mean)).mean)} / ${f(summarize(floorRuns.map((r) => r.worst)).mean)}`;
+      console.log(
+        `${String(nodes).padStart(5)}  ${String(partitions).padStart(6)}  ${cell(figures.map((x) => x.primary)).padEnd(17)}  ` +
+          `${floor.padEnd(17)}  ${cell(figures.map((x) => x.replica)).padEnd(17)}  ` +
+          `${cell(figures.map((x) => x.movedPrimary)).padEnd(19)}  ${cell(figures.map((x) => x.movedSet))} (${f(REPLICAS / (nodes + 1))})`,
+      );
+    }
+  }
   const elapsed = performance.now() - start;
-  // The floor's worst is averaged over 100 runs of as many sets as above, so that it compares with the worst above.
-  const floorRng = xoroshiro128plus(base.seed);
-  const floorRuns = Array.from({ length: 100 }, () =>
-    summarize(quantizationFloor(floorRng, base.sets, base.nodes, base.partitions)),
-  );
-  console.log(
-    `${'floor'.padEnd(16)} ${f(summarize(floorRuns.map((r) => r.mean)).mean)} / ${f(summarize(floorRuns.map((r) => r.worst)).mean)}` +
-      `   (each partition's primary an independent uniform draw, no keys: the quantization noise of Q partitions)`,
-  );
-  // Rebuild times for a 64-member cluster with every walk computed: from fresh ids (every token hashed), and after one
-  // member joins an existing ring (its tokens alone hashed). Median of 5, fresh ids each time.
+  // Rebuild times for a 64-member cluster with every walk computed, at the first Q: from fresh ids (every token
+  // hashed), and after one member joins an existing ring (its tokens alone hashed). Median of 5, fresh ids each time.
+  const ringOptions = { partitions: qs[0]!, tokensPerNode };
   const timingRng = xoroshiro128plus(base.seed + 1);
   const cold: number[] = [];
   const warm: number[] = [];
-  let rebuilt = new Ring([], base);
+  let rebuilt = new Ring([], ringOptions);
   for (let rep = 0; rep < 5; rep++) {
     const members = randomMembers(timingRng, 65);
     let t0 = performance.now();
-    const ring = new Ring(members.slice(0, 64), base);
+    const ring = new Ring(members.slice(0, 64), ringOptions);
     for (let p = 0; p < ring.partitions; p++) ring.walk(p);
     cold.push(performance.now() - t0);
     t0 = performance.now();
-    rebuilt = new Ring(members, base);
+    rebuilt = new Ring(members, ringOptions);
     for (let p = 0; p < rebuilt.partitions; p++) rebuilt.walk(p);
     warm.push(performance.now() - t0);
   }
@@ -224,9 +232,28 @@ function main(): void {
   }
   const lookup = ((performance.now() - lookupStart) / lookups) * 1000;
   console.log(
-    `timing: main run ${elapsed.toFixed(0)} ms; 64-member ring with every walk: ${median(cold).toFixed(1)} ms from fresh ids, ` +
-      `${median(warm).toFixed(1)} ms when one joins; partitionOf + preferenceList ${lookup.toFixed(2)} µs`,
+    `timing: rows ${elapsed.toFixed(0)} ms; at Q=${qs[0]}, a 64-member ring with every walk: ${median(cold).toFixed(1)} ms ` +
+      `from fresh ids, ${median(warm).toFixed(1)} ms when one joins; partitionOf + preferenceList ${lookup.toFixed(2)} µs`,
   );
+  if (values.sweep) sweep({ ...base, nodes: sizes[0]! });
+}
+
+/** Balance over a range of T and Q for one cluster size: how DEFAULT_TOKENS_PER_NODE was chosen. */
+function sweep(base: { seed: number; sets: number; keys: number; nodes: number }): void {
+  console.log(`\nsweep: ${base.nodes} nodes, primary and replica max/mean, mean / worst over ${base.sets} sets`);
+  for (const partitions of [256, 1024, 4096]) {
+    for (const tokensPerNode of [16, 32, 64, 128, 256]) {
+      const figures = measure({ ...base, partitions, tokensPerNode });
+      const cell = (xs: number[]): string => {
+        const s = summarize(xs);
+        return `${s.mean.toFixed(3)} / ${s.worst.toFixed(3)}`;
+      };
+      console.log(
+        `Q=${String(partitions).padEnd(5)} T=${String(tokensPerNode).padEnd(4)} ` +
+          `${cell(figures.map((x) => x.primary))}   ${cell(figures.map((x) => x.replica))}`,
+      );
+    }
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();
