@@ -399,6 +399,7 @@ export class DynamoNode {
       holds,
       mayCollect: (node, partition) => this.#firstOwnerOf(partition, node),
       mayWrite: (node, partition) => this.#mayWrite(node, partition),
+      mayPull: (node, partition) => this.#recentRole(partition, (owners) => owners.includes(node)),
       nextView: (ms) => this.#nextView(ms),
       corroborate: (key, versions, sender, partition) =>
         corroborate(

@@ -135,6 +135,33 @@ test("a member cannot take over a live tab's node id: a join under it without th
   expect(read.values).toEqual(['still mine']);
 });
 
+/** What the victim stores of `keys`, by partition, as its answers to the rogue's reads tell (any member may read). */
+async function readAt(
+  rogue: RoguePeer,
+  keys: readonly Uint8Array[],
+  partitionOf: (key: Uint8Array) => number,
+  ids: { next: number },
+): Promise<Map<number, SyncEntry[]>> {
+  const asked = new Map<number, Uint8Array>();
+  for (const key of keys) {
+    const requestId = ++ids.next;
+    asked.set(requestId, key);
+    await rogue.send(frame({ type: 'read', from: rogue.id, requestId, key, requireHeld: true }));
+  }
+  const answered = async (): Promise<PeerMessage[]> => (await repliesTo(rogue)).filter((m) => asked.has(m.requestId));
+  await expect.poll(async () => (await answered()).length, { timeout: 20_000 }).toBe(keys.length);
+  const out = new Map<number, SyncEntry[]>();
+  for (const reply of await answered()) {
+    expect(reply.type).toBe('read-reply');
+    if (reply.type !== 'read-reply' || reply.versions.length === 0) continue;
+    const key = asked.get(reply.requestId)!;
+    const entries = out.get(partitionOf(key)) ?? [];
+    entries.push({ key, versions: reply.versions });
+    out.set(partitionOf(key), entries);
+  }
+  return out;
+}
+
 test('a member cannot write a partition it does not own: keys it pushes there are refused unless an owner holds the very same versions', async ({
   context,
   server,
@@ -165,9 +192,16 @@ test('a member cannot write a partition it does not own: keys it pushes there ar
   }
   for (const key of keys) await victim!.call((store, key) => store.put(key, `value of ${key}`, { w: 3 }), key);
   const ids = { next: 0 };
-  const touched = [...new Set(keys.map((k) => ring.partitionOf(utf8.encode(k))))];
-  const before = await storedAt(rogue, touched, ids);
+  const keyBytes = keys.map((k) => utf8.encode(k));
+  const partitionOf = (key: Uint8Array): number => ring.partitionOf(key);
+  const before = await readAt(rogue, keyBytes, partitionOf, ids);
   expect([...before.values()].flat()).toHaveLength(keys.length);
+  // Nor may it pull those partitions whole.
+  const pull = { type: 'sync-keys', from: rogue.id, requestId: ++ids.next, partition: [...before.keys()][0]! } as const;
+  await rogue.send(frame({ ...pull, leaves: [0], after: null, maxBytes: 1 << 16 }));
+  await expect
+    .poll(async () => (await repliesTo(rogue)).find((m) => m.requestId === pull.requestId), { timeout: 10_000 })
+    .toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
 
   // Half the keys get a version of the rogue's own that has seen every stored one (it would supersede them all),
   // the other half their honest dots with another value and such a context; and one key nobody wrote.
@@ -199,10 +233,11 @@ test('a member cannot write a partition it does not own: keys it pushes there ar
   await expect.poll(async () => (await refusals()).length, { timeout: 20_000 }).toBe(before.size);
   for (const reply of await refusals()) expect(reply).toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
 
-  const after = await storedAt(rogue, touched, ids);
+  const planted = [...before.keys()].map((p) => utf8.encode(`planted-${p}`));
+  const after = await readAt(rogue, [...keyBytes, ...planted], partitionOf, ids);
   expect(shown([...after.values()].flat())).toEqual(shown([...before.values()].flat()));
   for (const key of keys) {
-    const read = await witness!.call((store, key) => store.get(key, { r: 2 }), key);
+    const read = await witness!.call((store, key) => store.get(key, { r: 3 }), key);
     expect(read.values).toEqual([`value of ${key}`]);
   }
 });

@@ -89,6 +89,7 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
     mayCollect: (node) => node === 'a',
     // In these tests a and b own every partition; any other endpoint is a member that owns none.
     mayWrite: (node) => OWNERS.includes(node),
+    mayPull: (node) => OWNERS.includes(node),
     nextView: () => Promise.resolve(),
     corroborate: (key, versions, sender) =>
       corroborate(
@@ -384,6 +385,31 @@ describe('PartitionSync', () => {
     assert.equal((await w.b.storage.get(key)).length, 1);
   });
 
+  it('answers sync-keys only to an owner of the partition', async () => {
+    const w = world();
+    await put(w.b, keysOf(P, 1)[0]!, 'kept');
+    const ask = (from: string) =>
+      w.b.sync
+        .serveKeys({
+          type: 'sync-keys',
+          from,
+          requestId: 1,
+          partition: P,
+          leaves: Array.from({ length: TREE_LEAVES }, (_, i) => i),
+          after: null,
+          maxBytes: 1 << 20,
+        })
+        .then(
+          (reply) => reply,
+          (e: unknown) => e,
+        );
+    const refused = await ask('r');
+    assert.ok(hasErrorCode(refused, 'ERR_UNAUTHORIZED'), String(refused));
+    assert.equal(w.b.metrics.snapshot().unauthorizedMessages, 1);
+    const answered = await ask('a');
+    assert.ok((answered as { type?: string }).type === 'sync-keys-reply');
+  });
+
   it('answers a sync-keys asking for 16 MiB with one page of at most 64 KiB', async () => {
     const w = world();
     const value = new Uint8Array(1000).fill(7);
@@ -411,7 +437,7 @@ describe('PartitionSync', () => {
       w.b.sync
         .serveKeys({
           type: 'sync-keys',
-          from: 'c',
+          from: 'a',
           requestId,
           partition: P,
           leaves: Array.from({ length: TREE_LEAVES }, (_, i) => i),

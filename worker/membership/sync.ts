@@ -79,6 +79,11 @@ export interface SyncDeps {
    * in a view of the last minutes, or told this node it holds it (an old owner releasing it).
    */
   mayWrite(node: string, partition: number): boolean;
+  /**
+   * True when `node` may pull keys of `partition`: it owns the partition in this node's view, or did in a view
+   * replaced moments ago. Owners pull from each other (anti-entropy) and from holders (a new owner fetching).
+   */
+  mayPull(node: string, partition: number): boolean;
   /** Resolves at the next change of view, or after `ms`. */
   nextView(ms: number): Promise<void>;
   /** What the partition's other owners vouch for of versions `sender` pushed (see corroborate.ts). */
@@ -136,10 +141,18 @@ export class PartitionSync {
   /**
    * Answers a `sync-keys` request with one page of the keys of the asked leaves: at most the bytes asked for, and
    * never more than {@link SYNC_PAGE_BYTES} (plus the one key a page always holds), whatever a peer asks, so that a
-   * small request cannot draw a large answer.
+   * small request cannot draw a large answer; and only to an owner of the partition (`ERR_UNAUTHORIZED` otherwise).
    */
   async serveKeys(message: SyncKeysMessage): Promise<Outgoing> {
     this.#checkPartition(message.partition);
+    if (!this.#deps.mayPull(message.from, message.partition)) {
+      // A new owner's view may be ahead of this node's: it is weighed again under the next view, if one comes.
+      await this.#deps.nextView(Math.min(VIEW_WAIT_MS, this.#deps.requestTimeout / 2));
+      if (!this.#deps.mayPull(message.from, message.partition)) {
+        this.#deps.metrics.count('unauthorizedMessages');
+        throw new UnauthorizedError(`${message.from} does not own partition ${message.partition}: it may not pull it`);
+      }
+    }
     const allowance = this.#allowance(message.from);
     if (allowance.bytes <= 0) {
       this.#deps.metrics.count('peerRequestsRefused');
