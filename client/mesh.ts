@@ -164,6 +164,10 @@ export class Mesh {
         this.#replace(from);
       }
     });
+    // A callback that throws must not stop the signals after it, nor surface as an unhandled rejection.
+    current.applied = current.applied.catch(() => {
+      if (this.#connections.get(from) === current) this.#replace(from);
+    });
   }
 
   /** Closes every connection. Idempotent. */

@@ -26,12 +26,17 @@ export function fingerprintText(cluster: string, nodeId: string, fingerprint: st
   return `dynamesh-dtls/1\n${cluster}\n${nodeId}\n${fingerprint.toUpperCase()}`;
 }
 
-/** The SHA-256 fingerprints the SDP's `a=fingerprint` lines name, upper-cased; other hash functions as given. */
+/**
+ * The fingerprints the SDP's `a=fingerprint` lines name, as `hash-function FINGERPRINT` (lower-case function,
+ * upper-case hex); a line that starts so but is not exactly a function, one space and a fingerprint comes out as it
+ * is, so that it matches nothing signed: a lenient parser elsewhere must not find a fingerprint this one missed.
+ */
 export function sdpFingerprints(sdp: string): string[] {
   const out: string[] = [];
-  for (const line of sdp.split(/\r?\n/)) {
-    const match = /^a=fingerprint:(\S+) (\S+)$/.exec(line.trim());
-    if (match !== null) out.push(`${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`);
+  for (const line of sdp.split(/\r\n|\r|\n/)) {
+    if (!line.toLowerCase().startsWith('a=fingerprint:')) continue;
+    const match = /^a=fingerprint:([!-~]+) ([!-~]+)$/i.exec(line);
+    out.push(match === null ? line : `${match[1]!.toLowerCase()} ${match[2]!.toUpperCase()}`);
   }
   return out;
 }

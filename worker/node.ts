@@ -637,12 +637,16 @@ export class DynamoNode {
   #nextView(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timers = this.#options.timers;
+      const waiters = this.#viewWaiters;
       const timer = timers.setTimeout(done, ms);
       function done(): void {
         timers.clearTimeout(timer);
+        // Gone from the waiters once settled, so that waits that time out in a steady view do not pile up.
+        const at = waiters.indexOf(done);
+        if (at >= 0) waiters.splice(at, 1);
         resolve();
       }
-      this.#viewWaiters.push(done);
+      waiters.push(done);
     });
   }
 
@@ -653,15 +657,12 @@ export class DynamoNode {
 
   /**
    * Whether `node` may write `partition` on its own word: it owns the partition, or did in a view of the last
-   * {@link WRITE_GRACE_MS}, or answered this node, under the current view, that it holds a whole copy (an old owner
-   * releasing it, which a node that joined since never saw own it; this node would pull the same keys from it).
+   * {@link WRITE_GRACE_MS}. A node's claim to hold a partition is its own word, so it does not count: an old owner
+   * releasing to a node that joined since is vouched for by the other owners (corroborate.ts), and what the
+   * receiver fetched from it already is taken without asking.
    */
   #mayWrite(node: string, partition: number): boolean {
-    return (
-      node === this.id ||
-      this.#recentRole(partition, (owners) => owners.includes(node), WRITE_GRACE_MS) ||
-      this.#holders.known(partition).includes(node)
-    );
+    return node === this.id || this.#recentRole(partition, (owners) => owners.includes(node), WRITE_GRACE_MS);
   }
 
   /**
@@ -685,8 +686,11 @@ export class DynamoNode {
   /** Replaces the view. This node is always part of its own ring, even when the view leaves it out. */
   setMembers(members: readonly Member[]): void {
     const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
-    this.#earlierRings.unshift({ ring: this.#ring, replacedAt: this.#options.clock.now() });
-    this.#earlierRings.length = Math.min(this.#earlierRings.length, VIEW_HISTORY);
+    // Only rings that placed partitions differently: a member turning suspect and back changes the view, not them.
+    if (!sameMembers(this.#ring.members, view)) {
+      this.#earlierRings.unshift({ ring: this.#ring, replacedAt: this.#options.clock.now() });
+      this.#earlierRings.length = Math.min(this.#earlierRings.length, VIEW_HISTORY);
+    }
     this.#ring = this.#buildRing(view);
     for (const resolve of this.#viewWaiters.splice(0)) resolve();
     this.#viewed = true;
@@ -1040,6 +1044,13 @@ export class DynamoNode {
 }
 
 /** The bounds a node keeps its keys to, checked. */
+/** True when `view` has exactly the members of `ring`, each in the same domain: the ring it builds is the same. */
+function sameMembers(ring: readonly Member[], view: readonly Member[]): boolean {
+  if (ring.length !== view.length) return false;
+  const domains = new Map(ring.map((m) => [m.id, m.domain]));
+  return view.every((m) => domains.get(m.id) === m.domain);
+}
+
 function keyBounds(options: NodeOptions): KeyBounds {
   const bound = (value: unknown, fallback: number, max: number, name: string): number => {
     if (value === undefined) return fallback;

@@ -248,7 +248,7 @@ async function openCluster(
 
 type BenchWindow = { bench: BenchApp };
 
-/** Warms every tab up with the app's `bench.warmUp` (puts and gets, each retried while channels open). */
+/** Warms every tab up with the app's `bench.warmUp` (puts and gets; the first refusal fails the run). */
 async function warmUp(pages: Page[], ops: number, prefix: string): Promise<void> {
   await Promise.all(
     pages.map((page, tab) =>

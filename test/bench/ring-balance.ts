@@ -32,7 +32,7 @@ export function randomBytes(rng: RandomGenerator, length: number): Uint8Array {
   return out;
 }
 
-/** A node id shaped like the UUIDs tabs use, from a seeded generator. */
+/** A random node id (a UUID's shape: tabs use 12 or 17 characters, which place tokens alike), from a seeded generator. */
 export function randomNodeId(rng: RandomGenerator): string {
   const hex = Array.from(randomBytes(rng, 16), (b) => b.toString(16).padStart(2, '0')).join('');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;

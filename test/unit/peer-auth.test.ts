@@ -71,6 +71,14 @@ describe('peer descriptions and their signed certificates', () => {
     assert.equal(await refusalOf(CLUSTER, 'abcdefghijkl', sdp(FINGERPRINT), undefined), null);
   });
 
+  it('refuses a description with a fingerprint line it cannot read exactly, whatever a lenient parser would make of it', async () => {
+    const peer = await node();
+    const odd = `v=0\r\na=fingerprint:sha-256 ${FINGERPRINT}\r\na=fingerprint:sha-256  ${OTHER}\r\n`;
+    assert.notEqual(await refusalOf(CLUSTER, peer.id, odd, peer.auth), null);
+    const bareReturns = `v=0\ra=fingerprint:sha-256 ${FINGERPRINT}\ra=fingerprint:sha-256 ${OTHER}\r`;
+    assert.notEqual(await refusalOf(CLUSTER, peer.id, bareReturns, peer.auth), null);
+  });
+
   it('reads the fingerprint lines of an SDP, upper-cased, with their hash function', () => {
     assert.deepEqual(sdpFingerprints(sdp(FINGERPRINT.toLowerCase())), [`sha-256 ${FINGERPRINT}`]);
   });

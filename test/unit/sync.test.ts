@@ -93,7 +93,7 @@ function endpoint(id: string, scheduler: Scheduler, network: Network): Endpoint 
     nextView: () => Promise.resolve(),
     corroborate: (key, versions, sender) =>
       corroborate(
-        { self: id, peers, requestTimeout: 100, isMember: () => true, readLocal: (k) => storage.get(k) },
+        { self: id, peers, requestTimeout: 100, isMember: (node) => node !== 'gone', readLocal: (k) => storage.get(k) },
         key,
         versions,
         OWNERS,
@@ -358,6 +358,39 @@ describe('PartitionSync', () => {
       );
     assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
     assert.deepEqual(await w.b.storage.get(key), []);
+  });
+
+  it('takes from a node that owns no copy a key only a departed node wrote, which supersedes nothing', async () => {
+    const w = world();
+    endpoint('r', w.scheduler, w.network);
+    const key = keysOf(P, 1)[0]!;
+    const versions = await put(w.a, key, 'left behind', 'gone');
+    await w.a.storage.deleteIfUnchanged(key, versions);
+    const push = { type: 'sync-push', from: 'r', requestId: 1, partition: P, entries: [{ key, versions }] } as const;
+    await w.settle(w.b.sync.servePush(push));
+    assert.deepEqual(await w.b.storage.get(key), versions);
+  });
+
+  it("refuses a departed node's version that would supersede what an owner holds, or claims a live node's later writes", async () => {
+    const w = world();
+    endpoint('r', w.scheduler, w.network);
+    const [held, fresh] = keysOf(P, 2);
+    const honest = await put(w.a, held!, 'honest');
+    const dot = { node: 'gone', counter: 1, timestamp: 1 };
+    const over = [{ dot, context: [honest[0]!.dot], value: text.encode('over') }];
+    const ahead = [{ dot, context: [{ node: 'a', counter: 1_000_000, timestamp: 1 }], value: text.encode('ahead') }];
+    for (const [key, versions] of [
+      [held!, over],
+      [fresh!, ahead],
+    ] as const) {
+      const push = { type: 'sync-push', from: 'r', requestId: 1, partition: P, entries: [{ key, versions }] } as const;
+      const error = await w.settle(w.b.sync.servePush(push)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
+      assert.deepEqual(await w.b.storage.get(key), []);
+    }
   });
 
   it('merges a push from an owner without asking anyone', async () => {

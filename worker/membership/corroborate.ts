@@ -1,13 +1,16 @@
 /**
- * Keys pushed by a member that may not write their partition on its own word (sync.ts: one that neither owns it,
- * nor owned it in a view of the last minutes, nor told this node it holds it): a node releasing what it took over
- * from a retired node, or a member pushing what it has no business writing. A member that could push any partition
+ * Keys pushed by a member that may not write their partition on its own word (sync.ts: one that neither owns it
+ * nor owned it in a view of the last minutes): a node releasing what it took over from a retired node, an old owner
+ * releasing to a node that joined since (and never saw it own the partition), or a member pushing what it has no
+ * business writing. A member that could push any partition
  * could supersede any key's live versions with a clock of its choosing. So the receiver believes such a sender only
  * where an owner vouches for it: it asks the key's other owners, keeps each sent version one of them holds exactly
  * (same dot, context and value), drops those an owner has superseded already (the owner's newer version reaches this
  * node by repair or anti-entropy), and refuses the rest — except a write of a node that has left the view which
- * supersedes nothing stored here (a key only a retired node held): it takes nothing away, and no member will ever
- * issue its dot again. What is refused stays with the sender, which tries again later.
+ * supersedes nothing this node or an owner holds and has seen nothing they have not (a key only a retired node held):
+ * it takes nothing away, and no member will ever issue its dot again. A member can still add a sibling, or a key,
+ * under a made-up departed writer this way; it cannot replace or hide anything. What is refused stays with the
+ * sender, which tries again later. Versions this node already holds byte for byte are taken without asking anyone.
  */
 import { type VClock, counterOf, merge } from '../versions/vclock.ts';
 import { type Version, clockOf, sameDot, supersedes } from '../versions/version.ts';
@@ -48,18 +51,22 @@ export async function corroborate(
   owners: readonly string[],
   sender: string,
 ): Promise<Corroboration> {
+  const stored = await deps.readLocal(key);
+  // What this node holds already, byte for byte, changes nothing when merged: no owner need be asked about it.
+  const unknown = versions.filter((v) => !stored.some((s) => identical(s, v)));
+  const known = versions.filter((v) => !unknown.includes(v));
+  if (unknown.length === 0) return { vouched: known, unvouched: [], asked: 0, answered: 0 };
   const asked = owners.filter((id) => id !== deps.self && id !== sender);
-  const timeout = carryingTimeout(deps.requestTimeout, versions);
-  const local = deps.readLocal(key);
-  local.catch(() => {});
+  const timeout = carryingTimeout(deps.requestTimeout, unknown);
   const answers = await Promise.all(
     asked.map(async (owner) => {
       const reply = await deps.peers.request(owner, { type: 'read', key, requireHeld: false }, timeout);
       return reply?.type === 'read-reply' ? reply.versions : null;
     }),
   );
-  const held: Version[] = [];
+  const held: Version[] = [...stored];
   let seen: VClock = [];
+  for (const v of stored) seen = merge(seen, clockOf(v));
   for (const answer of answers) {
     if (answer === null) continue;
     for (const v of answer) {
@@ -67,21 +74,27 @@ export async function corroborate(
       seen = merge(seen, clockOf(v));
     }
   }
-  const vouched: Version[] = [];
+  const vouched: Version[] = [...known];
   const unvouched: Version[] = [];
-  for (const v of versions) {
+  for (const v of unknown) {
     if (held.some((h) => identical(h, v))) vouched.push(v);
     // Superseded at an owner: dropping it loses nothing, and keeping it would let a forged value ride an old dot.
     else if (counterOf(seen, v.dot.node) >= v.dot.counter && !held.some((h) => sameDot(h, v))) continue;
+    else if (departedWrite(deps, v, held, seen)) vouched.push(v);
     else unvouched.push(v);
   }
-  if (unvouched.length > 0) {
-    const stored = await local;
-    const departed = unvouched.filter((v) => !deps.isMember(v.dot.node) && !stored.some((s) => supersedes(v, s)));
-    vouched.push(...departed);
-    unvouched.splice(0, unvouched.length, ...unvouched.filter((v) => !departed.includes(v)));
-  }
   return { vouched, unvouched, asked: asked.length, answered: answers.filter((a) => a !== null).length };
+}
+
+/**
+ * True when `v` may be taken as a departed node's write that no owner holds: its writer is not a member, it
+ * supersedes none of the versions this node or an owner holds, and its context names nothing beyond what their clocks
+ * have seen (so it cannot claim to have seen a live node's later writes, which would drop them as superseded).
+ */
+function departedWrite(deps: CorroborateDeps, v: Version, held: readonly Version[], seen: VClock): boolean {
+  if (deps.isMember(v.dot.node)) return false;
+  if (held.some((h) => supersedes(v, h))) return false;
+  return v.context.every((e) => e.counter <= counterOf(seen, e.node));
 }
 
 /** True when `a` and `b` are the same write with the same context and value, byte for byte. */
