@@ -17,7 +17,7 @@
  * in different profiles first.
  */
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
-import { mintNodeKey } from './node-key.ts';
+import { canSignFor, mintNodeKey } from './node-key.ts';
 
 /** This tab's node identity, held until {@link Identity.release}. */
 export interface Identity {
@@ -55,6 +55,12 @@ export interface IdentityEnv {
    * the browser cannot; without it, or on null, a new node gets a random id.
    */
   mintId?(cluster: string): Promise<string | null>;
+  /**
+   * False for a remembered id this profile can no longer join as (derived from a key that is gone: node-key.ts,
+   * `canSignFor`); such a node is not run again, and its data goes to the cluster when it is retired. Absent: every
+   * id is usable.
+   */
+  usable?(cluster: string, id: string): Promise<boolean>;
 }
 
 /** The page's locks, storages, databases and clock. */
@@ -69,6 +75,7 @@ export function browserEnv(): IdentityEnv {
     },
     now: () => Date.now(),
     mintId: mintNodeKey,
+    usable: canSignFor,
   };
 }
 
@@ -251,6 +258,10 @@ async function keep(
     release();
     return null;
   }
+  if (!(await releasingOnError(release, () => usable(env, cluster, id)))) {
+    release();
+    return null;
+  }
   registry.set(id, env.now());
   return { id, release };
 }
@@ -270,6 +281,11 @@ async function claimRemembered(env: IdentityEnv, cluster: string, registry: Regi
     if (release === null) continue; // a tab runs it, or has just minted it
     // Checked again now that the lock is held: a database is deleted only by a tab that holds its lock.
     const now = await releasingOnError(release, () => clusterDatabases(env, cluster));
+    if ((now === null || now.has(id)) && !(await releasingOnError(release, () => usable(env, cluster, id)))) {
+      // Its data stays, for a later tab to hand to the cluster when it retires the node (no key is needed for that).
+      release();
+      continue;
+    }
     if (now === null || now.has(id)) {
       registry.set(id, env.now());
       return { id, release };
@@ -285,6 +301,11 @@ async function claimRemembered(env: IdentityEnv, cluster: string, registry: Regi
     registry.set(id, env.now());
     return { id, release };
   }
+}
+
+/** Whether this profile can still join as `id` (see {@link IdentityEnv.usable}). */
+function usable(env: IdentityEnv, cluster: string, id: string): Promise<boolean> {
+  return env.usable?.(cluster, id) ?? Promise.resolve(true);
 }
 
 /** The identity of a claimed id: records its use now, every `touchMs` while it runs, and on release. */

@@ -81,6 +81,24 @@ export async function mintNodeKey(cluster: string): Promise<string | null> {
 }
 
 /**
+ * False when `nodeId` is derived from a key and that key is not in this profile (or IndexedDB cannot say): the
+ * profile can no longer join as it. True for any other id, whose key is made on first use.
+ */
+export async function canSignFor(cluster: string, nodeId: string): Promise<boolean> {
+  if (!DERIVED_ID_PATTERN.test(nodeId)) return true;
+  try {
+    const db = await openKeys();
+    try {
+      return (await db.get(STORE, `${cluster}:${nodeId}`)) !== undefined;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
  * The key of node `nodeId` of `cluster`; for an id minted before ids were derived from keys, made and stored on
  * first use. Rejects for a derived id whose key is gone: no other key can sign for it.
  */

@@ -110,6 +110,39 @@ describe('taking over a retired node', () => {
     );
   });
 
+  it('hands on every key of a page but one an owner refuses, and keeps that one', async () => {
+    const w = await world();
+    const taker = w.node('n0');
+    const source = new MemoryStorage();
+    await source.putMeta('last-active', w.scheduler.now);
+    // Keys of one partition that n0 does not own: one page of its release.
+    const owners = (key: string) => w.cluster.preferenceList(text.encode(key), 3);
+    const names = Array.from({ length: 2000 }, (_, i) => `paged-${i}`).filter((k) => !owners(k).includes('n0'));
+    const partition = w.partitionOf(names[0]!);
+    const [refused, ...fine] = names.filter((k) => w.partitionOf(k) === partition).slice(0, 4);
+    assert.ok(refused !== undefined && fine.length === 3);
+    // The refused one: a retired node's version over one its owners hold, which they never saw.
+    await w.settle(taker.put(refused, text.encode('honest'), { w: 3 }));
+    const [held] = await w.cluster.slot(owners(refused)[0]!).storage!.get(text.encode(refused));
+    const over = { dot: { node: 'gone', counter: 1, timestamp: 1 }, context: [held!.dot], value: text.encode('over') };
+    await source.apply(text.encode(refused), partition, [over]);
+    for (const key of fine)
+      await source.apply(text.encode(key), partition, await goneVersion(key, `v-${key}`, partition, 1));
+
+    await w.settle(taker.absorb(source));
+    await w.scheduler.run(() => false, w.scheduler.now + 30_000);
+    for (const key of fine) {
+      assert.deepEqual(await w.read(key), [`v-${key}`], key);
+      assert.deepEqual(await w.cluster.slot('n0').storage!.get(text.encode(key)), [], `n0 still holds ${key}`);
+    }
+    assert.deepEqual(await w.read(refused), ['honest']);
+    assert.equal(
+      (await w.cluster.slot('n0').storage!.get(text.encode(refused))).length,
+      1,
+      'n0 dropped the refused key',
+    );
+  });
+
   it('takes nothing from a retired node away longer than the tombstone grace', async () => {
     const w = await world({ tombstoneGrace: GRACE });
     await w.scheduler.advance(GRACE + 10_000);

@@ -80,6 +80,8 @@ class Profile {
   readonly locks = new FakeLocks();
   readonly local = new FakeStorage();
   readonly databases = new Set<string>();
+  /** Ids the profile can no longer join as (their key is gone). */
+  readonly unusable = new Set<string>();
   now = 100 * DAY;
 
   /** A tab's view of the profile; `session` is the tab's own `sessionStorage` (copied by a duplicated tab). */
@@ -91,6 +93,7 @@ class Profile {
       session,
       databases: async () => [...this.databases],
       now: () => this.now,
+      usable: async (_cluster, id) => !this.unusable.has(id),
     };
   }
 
@@ -181,6 +184,15 @@ describe('claiming a node id', () => {
     profile.databases.add('unrelated');
     assert.equal((await profile.start()).nodeId, 'legacy');
     assert.deepEqual([...profile.registry().keys()], ['legacy']);
+  });
+
+  it('does not run a remembered node it can no longer join as (its key is gone), and keeps it for retirement', async () => {
+    const profile = new Profile();
+    profile.remember({ lostkey: profile.now - 1000, other: profile.now - 2000 });
+    profile.unusable.add('lostkey');
+    const identity = await profile.start();
+    assert.equal(identity.nodeId, 'other');
+    assert.ok(profile.registry().has('lostkey'), 'forgotten: its data would never be handed over');
   });
 
   it('keeps its own id across a reload, waiting for the old page to let it go', async () => {

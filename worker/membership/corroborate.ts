@@ -58,8 +58,10 @@ export async function corroborate(
   if (unknown.length === 0) return { vouched: known, unvouched: [], asked: 0, answered: 0 };
   const asked = owners.filter((id) => id !== deps.self && id !== sender);
   const timeout = carryingTimeout(deps.requestTimeout, unknown);
+  // An owner suspected of having failed is not waited for: it counts as not answering.
   const answers = await Promise.all(
     asked.map(async (owner) => {
+      if (deps.peers.isSuspected(owner)) return null;
       const reply = await deps.peers.request(owner, { type: 'read', key, requireHeld: false }, timeout);
       return reply?.type === 'read-reply' ? reply.versions : null;
     }),

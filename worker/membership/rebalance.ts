@@ -16,7 +16,7 @@ import { differing } from './merkle.ts';
 import type { Ownership } from './ownership.ts';
 import type { Peers } from '../transport/peers.ts';
 import type { Ring } from '../ring/ring.ts';
-import type { Storage } from '../storage/storage.ts';
+import type { Storage, StoredKey } from '../storage/storage.ts';
 import type { PartitionSync } from './sync.ts';
 
 /** Partitions fetched at once. */
@@ -183,33 +183,50 @@ export class Rebalancer {
 
   /**
    * Pushes every key of `partition` to every current owner, page by page, deleting each page's keys once all
-   * owners acknowledged them. A key that changed meanwhile is kept for the next pass.
+   * owners acknowledged them. A key that changed meanwhile is kept for the next pass. A page an owner refused (it
+   * holds a key the owner would not take from this node: corroborate.ts) is pushed again a key at a time, so that
+   * only the refused keys stay; the pages after it go on. An owner that stopped answering stops the pass.
    */
   async #release(ring: Ring, partition: number): Promise<boolean> {
     const { self, n, peers, sync, ownership, budget, storage, metrics } = this.#deps;
     const owners = ring.preferenceList(partition, n).filter((id) => id !== self);
     if (owners.length === 0 || owners.some((id) => peers.isSuspected(id))) return false;
     const total = Math.max(1, (await sync.tree(partition)).keyCount);
+    const pushed = async (keys: readonly StoredKey[]): Promise<boolean> => {
+      const entries = keys.map((k) => ({ key: k.key, versions: k.siblings }));
+      const acks = await Promise.all(owners.map((owner) => sync.push(owner, partition, entries, budget)));
+      return !acks.includes(false);
+    };
     let released = 0;
     let forgotten = false;
-    for await (const page of sync.scan(partition, null)) {
-      if (this.#deps.ring() !== ring || this.#closed) return false;
-      await this.#deps.idle();
-      const entries = page.map((k) => ({ key: k.key, versions: k.siblings }));
-      const acks = await Promise.all(owners.map((owner) => sync.push(owner, partition, entries, budget)));
-      if (acks.includes(false)) return false;
+    let kept = false;
+    const drop = async (keys: readonly StoredKey[]): Promise<void> => {
       if (!forgotten) {
         // From the first deletion on, this node no longer has a complete copy to offer as a transfer source.
         await ownership.forget(partition);
         forgotten = true;
       }
-      for (const key of page) {
+      for (const key of keys) {
         if (await storage.deleteIfUnchanged(key.key, key.siblings)) released++;
       }
       ownership.setProgress(partition, released / total);
+    };
+    for await (const page of sync.scan(partition, null)) {
+      if (this.#deps.ring() !== ring || this.#closed) return false;
+      await this.#deps.idle();
+      if (await pushed(page)) {
+        await drop(page);
+        continue;
+      }
+      if (owners.some((id) => peers.isSuspected(id))) return false;
+      for (const key of page) {
+        if (await pushed([key])) await drop([key]);
+        else if (owners.some((id) => peers.isSuspected(id))) return false;
+        else kept = true;
+      }
     }
     metrics.count('keysReleased', released);
-    if ((await storage.scanPartition(partition, { limit: 1 })).length > 0) return false;
+    if (kept || (await storage.scanPartition(partition, { limit: 1 })).length > 0) return false;
     ownership.clearProgress(partition);
     metrics.count('partitionsReleased');
     return true;

@@ -93,7 +93,7 @@ export interface SyncDeps {
 /** How long a push this node's view does not allow waits for a newer view, ms. */
 const VIEW_WAIT_MS = 1000;
 /** Keys of one pushed page whose owners are asked at once, when its sender needs them to vouch for it. */
-const VOUCH_CONCURRENCY = 16;
+const VOUCH_CONCURRENCY = 64;
 
 /** What comparing trees with a peer found. */
 export interface Comparison {
