@@ -96,6 +96,11 @@ export interface SignalingServerOptions {
   readonly reporterTenure?: number | undefined;
   /** Most clusters the server holds; a join creating one more gets `ERR_CLUSTER_FULL`. @default 1000 */
   readonly maxClusters?: number | undefined;
+  /**
+   * Most clusters held that joins from one client address created; a join from it creating one more gets
+   * `ERR_CLUSTER_FULL`, so that one address cannot take every place of {@link maxClusters}. @default 64
+   */
+  readonly maxClustersPerAddress?: number | undefined;
   /** Most open connections; one more is refused before any event. @default 10000 */
   readonly maxConnections?: number | undefined;
   /** Most open connections from one client address; one more is refused before any event. @default 256 */
@@ -249,6 +254,18 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   });
 
   const maxClusters = options.maxClusters ?? 1000;
+  const maxClustersPerAddress = options.maxClustersPerAddress ?? 64;
+  /** Which address created each cluster, while it is held (entries of clusters gone are dropped as they are met). */
+  const creators = new Map<string, string>();
+  /** Clusters held that `address` created. */
+  const createdBy = (address: string): number => {
+    let count = 0;
+    for (const [cluster, creator] of creators) {
+      if (membership.view(cluster) === undefined) creators.delete(cluster);
+      else if (creator === address) count++;
+    }
+    return count;
+  };
   const maxConnections = options.maxConnections ?? 10_000;
   const maxPerAddress = options.maxConnectionsPerAddress ?? 256;
   const nodeJoins = new JoinDamper(NODE_JOINS);
@@ -389,11 +406,15 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       }
       const keyCheck = nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof);
       if (!keyCheck.ok) return fail('ERR_UNAUTHORIZED', keyCheck.reason);
-      if (membership.view(request.cluster) === undefined && membership.clusterNames().length >= maxClusters) {
+      const address = socket.conn.remoteAddress;
+      const creating = membership.view(request.cluster) === undefined;
+      if (creating && membership.clusterNames().length >= maxClusters) {
         return fail('ERR_CLUSTER_FULL', `this server holds ${maxClusters} clusters, the most it may`);
       }
+      if (creating && createdBy(address) >= maxClustersPerAddress) {
+        return fail('ERR_CLUSTER_FULL', `this address created ${maxClustersPerAddress} clusters, the most it may`);
+      }
       const at = now();
-      const address = socket.conn.remoteAddress;
       const node = `${request.cluster}\u0000${request.nodeId}`;
       // Both allowances are asked before either is taken from: a join refused by one costs the other nothing.
       const wait = Math.max(addressJoins.wait(address, at), nodeJoins.wait(node, at));
@@ -404,6 +425,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       nodeJoins.take(node, at);
       const joined = membership.join(socket.id, request);
       if (!joined.ok) return fail(joined.code, joined.message);
+      if (creating) creators.set(request.cluster, address);
       void socket.join(room(request.cluster));
       if (joined.superseded !== null) {
         io.to(joined.superseded).emit('superseded', { cluster: request.cluster, nodeId: request.nodeId });

@@ -76,7 +76,7 @@ describe('signalling server limits', () => {
     let time = 1_000_000;
     const { open, join } = await start(t, { now: () => time });
     // The address's hundred joins at once, all of other ids (a connection holds one seat)...
-    for (let i = 0; i < 100; i++) assert.equal(await join((await open())!, `cluster-${i}`, `other-${i}`), 'ok');
+    for (let i = 0; i < 100; i++) assert.equal(await join((await open())!, `cluster-${i % 4}`, `other-${i}`), 'ok');
     // ...then the address is out of joins: refused again and again, the id keeps its own allowance.
     const client = (await open())!;
     for (let i = 0; i < 20; i++) assert.equal(await join(client, 'main', 'patient'), 'ERR_RATE_LIMITED');
@@ -143,6 +143,16 @@ describe('signalling server limits', () => {
     assert.equal(await join((await open())!, 'first', 'a'), 'ok');
     assert.equal(await join((await open())!, 'second', 'b'), 'ERR_CLUSTER_FULL');
     assert.equal(await join((await open())!, 'first', 'c'), 'ok');
+  });
+});
+
+describe('clusters per address', () => {
+  it('refuses a join that would create one more cluster than an address may create, and admits joins to those', async (t) => {
+    const { open, join } = await start(t, { maxClustersPerAddress: 2 });
+    assert.equal(await join((await open())!, 'first', 'a'), 'ok');
+    assert.equal(await join((await open())!, 'second', 'b'), 'ok');
+    assert.equal(await join((await open())!, 'third', 'c'), 'ERR_CLUSTER_FULL');
+    assert.equal(await join((await open())!, 'second', 'd'), 'ok');
   });
 });
 
