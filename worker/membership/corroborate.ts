@@ -2,15 +2,15 @@
  * Keys pushed by a member that may not write their partition on its own word (sync.ts: one that neither owns it
  * nor owned it in a view of the last minutes): a node releasing what it took over from a retired node, an old owner
  * releasing to a node that joined since (and never saw it own the partition), or a member pushing what it has no
- * business writing. A member that could push any partition
- * could supersede any key's live versions with a clock of its choosing. So the receiver believes such a sender only
- * where an owner vouches for it: it asks the key's other owners, keeps each sent version one of them holds exactly
- * (same dot, context and value), drops those an owner has superseded already (the owner's newer version reaches this
- * node by repair or anti-entropy), and refuses the rest — except a write of a node that has left the view which
- * supersedes nothing this node or an owner holds and has seen nothing they have not (a key only a retired node held):
- * it takes nothing away, and no member will ever issue its dot again. A member can still add a sibling, or a key,
- * under a made-up departed writer this way; it cannot replace or hide anything. What is refused stays with the
- * sender, which tries again later. Versions this node already holds byte for byte are taken without asking anyone.
+ * business writing. A member that could push any partition could supersede any key's live versions with a clock of
+ * its choosing. So the receiver believes such a sender only where an owner vouches for it: it asks the key's other
+ * owners, keeps each sent version one of them holds exactly (same dot, context and value), drops those an owner has
+ * superseded already (the owner's newer version reaches this node by repair or anti-entropy), and refuses the rest —
+ * except a write of a node that has left the view which supersedes nothing this node or an owner holds and has seen
+ * nothing they have not (a key only a retired node held): it takes nothing away, and no member will ever issue its
+ * dot again. A member can still add a sibling, or a key, under a made-up departed writer this way; it cannot replace
+ * or hide anything. What is refused stays with the sender, which tries again later. Versions this node already holds
+ * byte for byte are taken without asking anyone.
  */
 import { type VClock, counterOf, merge } from '../versions/vclock.ts';
 import { type Version, clockOf, sameDot, supersedes } from '../versions/version.ts';
