@@ -352,6 +352,7 @@ export class DynamoNode {
       nextView: (ms) => this.#nextView(ms),
       holds,
       findHolders,
+      onlyOther: (node) => this.#ring.members.every((m) => m.id === this.id || m.id === node),
       clock: options.clock,
     });
     this.#coordinator = new Coordinator({

@@ -37,6 +37,8 @@ export interface ReplicaDeps {
   holds(partition: number): boolean;
   /** Who holds the partition (learnt, or asked now). */
   findHolders(partition: number): Promise<Holding>;
+  /** True when every member of the view but this node is `node`. */
+  onlyOther(node: string): boolean;
 }
 
 /** Most hint records a node keeps for others; past it, a write it is asked to keep as a hint is refused. */
@@ -140,11 +142,14 @@ export class Replica {
    * The key's siblings as whole as a holder's copy: this node's own when it holds the partition or does not own it
    * (a fallback answers with what it has), else its copy merged with the first holder's to answer, or its own when
    * no holder answers. `asker`, the node whose read this answers, is not asked back: its own copy counts on its own.
+   * So when the asker is the only other member, there is no one to complete the copy from, and nobody is asked who
+   * holds the partition: the asker may be busy serving this very node's transfer, and the read must not wait for it.
    */
   async readWhole(key: Uint8Array, asker?: string): Promise<Version[]> {
     const deps = this.#deps;
     const partition = deps.partitionOf(key);
     if (deps.holds(partition) || !deps.owns(partition)) return this.readLocal(key);
+    if (asker !== undefined && deps.onlyOther(asker)) return this.readLocal(key);
     const local = this.readLocal(key);
     local.catch(() => {});
     const { holders, unanswered } = await deps.findHolders(partition);
