@@ -17,6 +17,7 @@
  * in different profiles first.
  */
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
+import { toBase64url } from '../signaling/base64url.ts';
 import { canSignFor, mintNodeKey } from './node-key.ts';
 
 /** This tab's node identity, held until {@link Identity.release}. */
@@ -83,10 +84,8 @@ const ID_BYTES = 9;
 
 /** A random id of `[A-Za-z0-9_-]`. */
 export function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(ID_BYTES));
-  let text = '';
-  for (const b of bytes) text += String.fromCharCode(b);
-  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_');
+  // Nine bytes are twelve characters, without padding.
+  return toBase64url(crypto.getRandomValues(new Uint8Array(ID_BYTES)));
 }
 
 /** The IndexedDB database of node `id` of `cluster`; also the name of the Web Lock held by the tab running it. */
@@ -281,17 +280,18 @@ async function claimRemembered(env: IdentityEnv, cluster: string, registry: Regi
     if (release === null) continue; // a tab runs it, or has just minted it
     // Checked again now that the lock is held: a database is deleted only by a tab that holds its lock.
     const now = await releasingOnError(release, () => clusterDatabases(env, cluster));
-    if ((now === null || now.has(id)) && !(await releasingOnError(release, () => usable(env, cluster, id)))) {
+    if (now !== null && !now.has(id)) {
+      registry.delete(id);
+      release();
+      continue;
+    }
+    if (!(await releasingOnError(release, () => usable(env, cluster, id)))) {
       // Its data stays, for a later tab to hand to the cluster when it retires the node (no key is needed for that).
       release();
       continue;
     }
-    if (now === null || now.has(id)) {
-      registry.set(id, env.now());
-      return { id, release };
-    }
-    registry.delete(id);
-    release();
+    registry.set(id, env.now());
+    return { id, release };
   }
   for (;;) {
     const id = (await env.mintId?.(cluster)) ?? randomId();

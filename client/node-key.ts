@@ -8,6 +8,7 @@
  */
 import { type IDBPDatabase, openDB } from 'idb';
 import { DERIVED_ID_PATTERN, type JoinRequest, derivedNodeId, joinProofText } from '../signaling/events.ts';
+import { toBase64url } from '../signaling/base64url.ts';
 import { type PeerAuth, fingerprintText } from './peer-auth.ts';
 
 const DATABASE = 'dynamesh-keys';
@@ -120,12 +121,12 @@ export async function nodeKey(cluster: string, nodeId: string): Promise<NodeKey>
       await tx.done;
     }
     const keys = pair;
-    const publicKey = base64url(new Uint8Array(await crypto.subtle.exportKey('raw', keys.publicKey)));
+    const publicKey = toBase64url(new Uint8Array(await crypto.subtle.exportKey('raw', keys.publicKey)));
     return {
       async prove(cluster, nodeId, connection) {
         const message = new TextEncoder().encode(joinProofText(cluster, nodeId, connection));
         const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, keys.privateKey, message));
-        return { publicKey, signature: base64url(signature) };
+        return { publicKey, signature: toBase64url(signature) };
       },
       async vouch(cluster, nodeId, certificate) {
         const sha256 = certificate.getFingerprints().find((f) => f.algorithm === 'sha-256');
@@ -133,16 +134,10 @@ export async function nodeKey(cluster: string, nodeId: string): Promise<NodeKey>
         const fingerprint = sha256.value.toUpperCase();
         const message = new TextEncoder().encode(fingerprintText(cluster, nodeId, fingerprint));
         const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, keys.privateKey, message));
-        return { publicKey, fingerprint, signature: base64url(signature) };
+        return { publicKey, fingerprint, signature: toBase64url(signature) };
       },
     };
   } finally {
     db.close();
   }
-}
-
-function base64url(bytes: Uint8Array): string {
-  let text = '';
-  for (const b of bytes) text += String.fromCharCode(b);
-  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }

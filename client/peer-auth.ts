@@ -9,6 +9,7 @@
  * made before ids were derived from keys, or in a browser without Ed25519) has nothing to check against, and is
  * accepted as before.
  */
+import { fromBase64url } from '../signaling/base64url.ts';
 import { DERIVED_ID_PATTERN, derivedNodeId } from '../signaling/events.ts';
 
 /** What an offer or answer carries to say whose certificate it names. */
@@ -72,13 +73,4 @@ function isPeerAuth(value: unknown): value is PeerAuth {
   return (
     typeof v['publicKey'] === 'string' && typeof v['fingerprint'] === 'string' && typeof v['signature'] === 'string'
   );
-}
-
-/** Base64url to bytes; throws on anything else. */
-export function fromBase64url(text: string): Uint8Array<ArrayBuffer> {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error('not base64url');
-  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
 }

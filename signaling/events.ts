@@ -7,6 +7,7 @@
  * every event through that callback with {@link Ack}: `{ ok: true, … }` or `{ ok: false, error: { code, message } }`.
  * A rejected event changes nothing on the server.
  */
+import { toBase64url } from './base64url.ts';
 
 /** The state of a member in a cluster view. */
 export type MemberState =
@@ -114,14 +115,7 @@ export const DERIVED_ID_PATTERN = /^k[A-Za-z0-9_-]{16}$/;
  * id costs about 2^96 tries.
  */
 export function derivedNodeId(digest: Uint8Array): string {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-  let out = 'k';
-  // 12 bytes are 16 characters of 6 bits, three bytes at a time.
-  for (let i = 0; i < 12; i += 3) {
-    const word = (digest[i]! << 16) | (digest[i + 1]! << 8) | digest[i + 2]!;
-    out += alphabet[word >>> 18]! + alphabet[(word >>> 12) & 63]! + alphabet[(word >>> 6) & 63]! + alphabet[word & 63]!;
-  }
-  return out;
+  return `k${toBase64url(digest.subarray(0, 12))}`;
 }
 
 /**

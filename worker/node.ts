@@ -340,6 +340,9 @@ export class DynamoNode {
       probe: (peer, partition) => this.#sync.probe(peer, partition),
     });
     const findHolders = (partition: number): Promise<Holding> => this.#holders.find(partition);
+    /** An owner of the partition in this view, or in one replaced moments ago: who may store hints and pull keys. */
+    const isRecentOwner = (node: string, partition: number): boolean =>
+      this.#recentRole(partition, (owners) => owners.includes(node));
     this.#replica = new Replica({
       self: this.id,
       storage: this.#storage,
@@ -348,7 +351,7 @@ export class DynamoNode {
       holderTimeout: requestTimeout / 2,
       partitionOf: (key) => this.#ring.partitionOf(key),
       owns,
-      isOwner: (node, partition) => this.#recentRole(partition, (owners) => owners.includes(node)),
+      isOwner: isRecentOwner,
       nextView: (ms) => this.#nextView(ms),
       holds,
       findHolders,
@@ -400,7 +403,7 @@ export class DynamoNode {
       holds,
       mayCollect: (node, partition) => this.#firstOwnerOf(partition, node),
       mayWrite: (node, partition) => this.#mayWrite(node, partition),
-      mayPull: (node, partition) => this.#recentRole(partition, (owners) => owners.includes(node)),
+      mayPull: isRecentOwner,
       nextView: (ms) => this.#nextView(ms),
       corroborate: (key, versions, sender, partition) =>
         corroborate(

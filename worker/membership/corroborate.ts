@@ -100,7 +100,7 @@ function departedWrite(deps: CorroborateDeps, v: Version, held: readonly Version
 }
 
 /** True when `a` and `b` are the same write with the same context and value, byte for byte. */
-export function identical(a: Version, b: Version): boolean {
+function identical(a: Version, b: Version): boolean {
   if (!sameDot(a, b) || a.dot.timestamp !== b.dot.timestamp) return false;
   if (a.context.length !== b.context.length) return false;
   for (let i = 0; i < a.context.length; i++) {

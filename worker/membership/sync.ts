@@ -147,7 +147,7 @@ export class PartitionSync {
     this.#checkPartition(message.partition);
     if (!this.#deps.mayPull(message.from, message.partition)) {
       // A new owner's view may be ahead of this node's: it is weighed again under the next view, if one comes.
-      await this.#deps.nextView(Math.min(VIEW_WAIT_MS, this.#deps.requestTimeout / 2));
+      await this.#newerView();
       if (!this.#deps.mayPull(message.from, message.partition)) {
         this.#deps.metrics.count('unauthorizedMessages');
         throw new UnauthorizedError(`${message.from} does not own partition ${message.partition}: it may not pull it`);
@@ -180,7 +180,7 @@ export class PartitionSync {
     if (!this.#deps.mayWrite(from, partition)) {
       ({ entries, refusal } = await this.#vouched(message));
       // A pusher this node's view does not know as an owner yet may be one in a newer view.
-      if (refusal !== null) await this.#deps.nextView(Math.min(VIEW_WAIT_MS, this.#deps.requestTimeout / 2));
+      if (refusal !== null) await this.#newerView();
       if (refusal !== null && this.#deps.mayWrite(from, partition)) {
         entries = message.entries;
         refusal = null;
@@ -192,6 +192,14 @@ export class PartitionSync {
     if (changed > 0) this.#deps.metrics.count('keysRepaired', changed);
     if (refusal !== null) throw refusal;
     return { type: 'replicate-ack' };
+  }
+
+  /**
+   * Resolves at the next view, or after {@link VIEW_WAIT_MS} but within half the sender's timeout, so that it still
+   * hears a refusal: a request this node's view does not allow may come from a node whose view is newer.
+   */
+  #newerView(): Promise<void> {
+    return this.#deps.nextView(Math.min(VIEW_WAIT_MS, this.#deps.requestTimeout / 2));
   }
 
   /** What the owners vouch for of a pushed page, and the refusal its other entries earn, if any. */

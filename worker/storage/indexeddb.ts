@@ -61,6 +61,26 @@ import type {
 /** Bytes that own their buffer: what IndexedDB takes as a binary key. */
 type Bytes = Uint8Array<ArrayBuffer>;
 
+/** A key cursor over `[first, binary key]` keys, as idb's are for the `hints` store and the partition index. */
+interface CompoundKeyCursor<F> {
+  readonly key: readonly [F, unknown];
+  continue(key: [F, Bytes]): Promise<CompoundKeyCursor<F> | null>;
+}
+
+/**
+ * The distinct first parts of the keys a cursor walks, ascending, one step each (a skip scan): from a first part's
+ * first key it jumps to `[first, []]`, which sorts above every `[first, key]` since arrays sort above binary keys.
+ */
+async function firstParts<F>(opened: Promise<CompoundKeyCursor<F> | null>): Promise<F[]> {
+  const out: F[] = [];
+  for (let cursor = await opened; cursor !== null;) {
+    const first = cursor.key[0];
+    out.push(first);
+    cursor = await cursor.continue([first, [] as unknown as Bytes]);
+  }
+  return out;
+}
+
 interface KeyRecord {
   key: Bytes;
   partition: number;
@@ -1020,19 +1040,11 @@ export class IndexedDbStorage implements Storage {
     }
   }
 
-  /** Keys only, one step per target: from a target's first hint, jump past every [target, key]. */
+  /** Keys only, one step per target (see {@link firstParts}). */
   async hintTargets(): Promise<string[]> {
     const db = this.#open();
-    const out: string[] = [];
     try {
-      let cursor = await db.transaction('hints').store.openKeyCursor();
-      while (cursor !== null) {
-        const target = cursor.key[0];
-        out.push(target);
-        // Arrays sort above binary keys, so [target, []] is above every [target, key].
-        cursor = await cursor.continue([target, [] as unknown as Bytes]);
-      }
-      return out;
+      return await firstParts(db.transaction('hints').store.openKeyCursor());
     } catch (error) {
       throw failure(error, 'hintTargets');
     }
@@ -1089,19 +1101,11 @@ export class IndexedDbStorage implements Storage {
     return [...out].sort((a, b) => a - b);
   }
 
+  /** Keys only, one step per partition of the partition index (see {@link firstParts}). */
   async #partitionsStored(): Promise<number[]> {
     const db = this.#open();
-    const out: number[] = [];
     try {
-      // Keys only, one step per partition: from a partition's first key, jump to [partition, []], which sorts
-      // above every [partition, key] since arrays sort above binary keys.
-      let cursor = await db.transaction('keys').store.index('partition').openKeyCursor();
-      while (cursor !== null) {
-        const partition = cursor.key[0];
-        out.push(partition);
-        cursor = await cursor.continue([partition, [] as unknown as Bytes]);
-      }
-      return out;
+      return await firstParts(db.transaction('keys').store.index('partition').openKeyCursor());
     } catch (error) {
       throw failure(error, 'partitionsWithData');
     }
