@@ -123,12 +123,17 @@ describe('signalling server limits', () => {
   });
 
   it('refuses connections past its limit per address, and again takes one once another closes', async (t) => {
-    const { open } = await start(t, { maxConnectionsPerAddress: 2 });
+    const { server, open } = await start(t, { maxConnectionsPerAddress: 2 });
     const first = await open();
     assert.ok(first !== null && (await open()) !== null);
     assert.equal(await open(), null);
     first.close();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The place is free once the server has seen the close, which its /healthz tells.
+    for (let polls = 0; ; polls++) {
+      const health = (await (await fetch(`${server.url}/healthz`)).json()) as { connections: number };
+      if (health.connections === 1) break;
+      assert.ok(polls < 1000, 'the server never saw the connection close');
+    }
     assert.ok((await open()) !== null);
   });
 
