@@ -189,20 +189,29 @@ function bytes(n: number): Uint8Array {
   return new Uint8Array(n);
 }
 
-/** Every (container, key) of `tree`. */
+/**
+ * Every (container, key) of `tree`: arrays and maps only. Other decoded objects (an `ExtData` or a `Date`, which byte
+ * edits can make of a frame) are leaves: an edit inside one would leave a value MessagePack cannot encode again.
+ */
 function slots(tree: unknown, out: [Tree | unknown[], string | number][] = []): [Tree | unknown[], string | number][] {
   if (Array.isArray(tree)) {
     tree.forEach((child, i) => {
       out.push([tree, i]);
       slots(child, out);
     });
-  } else if (typeof tree === 'object' && tree !== null && !(tree instanceof Uint8Array)) {
+  } else if (typeof tree === 'object' && tree !== null && isMap(tree)) {
     for (const [k, child] of Object.entries(tree)) {
       out.push([tree as Tree, k]);
       slots(child, out);
     }
   }
   return out;
+}
+
+/** True for what MessagePack decodes a map into: a plain object. */
+function isMap(value: object): boolean {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
 }
 
 type Edit =
