@@ -24,6 +24,16 @@ const USAGE = `usage: node --import tsx signaling/cli.ts [options]
   --suspect-grace MS       how long past the timeout a silent member that announced its tab hidden or frozen
                            stays in the view as suspect; 0 turns it off (default ${SIGNALING_DEFAULTS.suspectGrace})
   --max-members N          members per cluster (default ${SIGNALING_DEFAULTS.maxMembersPerCluster})
+  --max-clusters N         clusters in all (default ${SIGNALING_DEFAULTS.maxClusters})
+  --max-clusters-per-address N
+                           clusters created from one client address (default ${SIGNALING_DEFAULTS.maxClustersPerAddress})
+  --max-connections N      open connections in all (default ${SIGNALING_DEFAULTS.maxConnections})
+  --max-connections-per-address N
+                           open connections from one client address (default ${SIGNALING_DEFAULTS.maxConnectionsPerAddress})
+  --max-ids-per-address N  members (node ids) joined from one client address (default ${SIGNALING_DEFAULTS.maxIdsPerAddress})
+  --max-connections-per-token N
+                           with a secret: open connections joined with one token (default ${SIGNALING_DEFAULTS.maxConnectionsPerToken})
+  --max-ids-per-token N    with a secret: members (node ids) joined with one token (default ${SIGNALING_DEFAULTS.maxIdsPerToken})
   --help`;
 
 const { values } = parseArgs({
@@ -38,6 +48,13 @@ const { values } = parseArgs({
     'heartbeat-timeout': { type: 'string' },
     'suspect-grace': { type: 'string' },
     'max-members': { type: 'string' },
+    'max-clusters': { type: 'string' },
+    'max-clusters-per-address': { type: 'string' },
+    'max-connections': { type: 'string' },
+    'max-connections-per-address': { type: 'string' },
+    'max-ids-per-address': { type: 'string' },
+    'max-connections-per-token': { type: 'string' },
+    'max-ids-per-token': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -72,6 +89,13 @@ const server = await createSignalingServer({
   heartbeatTimeout: integer('--heartbeat-timeout', values['heartbeat-timeout']),
   suspectGrace: integer('--suspect-grace', values['suspect-grace']),
   maxMembersPerCluster: integer('--max-members', values['max-members']),
+  maxClusters: integer('--max-clusters', values['max-clusters']),
+  maxClustersPerAddress: integer('--max-clusters-per-address', values['max-clusters-per-address']),
+  maxConnections: integer('--max-connections', values['max-connections']),
+  maxConnectionsPerAddress: integer('--max-connections-per-address', values['max-connections-per-address']),
+  maxIdsPerAddress: integer('--max-ids-per-address', values['max-ids-per-address']),
+  maxConnectionsPerToken: integer('--max-connections-per-token', values['max-connections-per-token']),
+  maxIdsPerToken: integer('--max-ids-per-token', values['max-ids-per-token']),
 }).catch((error: unknown) => {
   console.error(`signalling server failed to start: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);

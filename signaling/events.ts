@@ -56,7 +56,10 @@ export type SignalingErrorCode =
   | 'ERR_TOO_LARGE'
   /** The server has a secret and the join's token is missing, forged, expired, or for another cluster or node. */
   | 'ERR_UNAUTHORIZED'
-  /** The cluster already has `maxMembersPerCluster` members. */
+  /**
+   * The cluster already has `maxMembersPerCluster` members, or the join would take the server past a quota: its
+   * clusters, or the clusters, node ids or connections of the join's client address or token. The message names it.
+   */
   | 'ERR_CLUSTER_FULL'
   /** The connection sent more events than its token bucket allows; the event was dropped. */
   | 'ERR_RATE_LIMITED'

@@ -31,6 +31,9 @@
  * - Only a member joined for at least `reporterTenure` may report (else `ERR_UNAUTHORIZED`, nothing changes).
  * - `leave` removes the member at once; so does a newer join of the same node id from another connection, which
  *   takes the member over (the older connection is told it was superseded).
+ * - Holders: a join may name holders, the keys the server counts quotas by (its client address, its token). A member
+ *   counts against the holders of its latest join for as long as it is a member, in or out of the view: until it
+ *   leaves, or its connection closed and its silence removed it ({@link Membership.held}).
  */
 import type {
   ClusterView,
@@ -153,6 +156,8 @@ interface MemberRecord {
   announced: QuietState | null;
   /** Silent past `timeout` and kept in the view by the grace rule. */
   inGrace: boolean;
+  /** What it counts against: the holders its latest join named. */
+  holders: readonly string[];
 }
 
 interface ClusterRecord {
@@ -168,6 +173,8 @@ export class Membership {
   readonly #grace: number;
   readonly #clusters = new Map<string, ClusterRecord>();
   readonly #seats = new Map<string, Seat>();
+  /** Members counting against each holder; a holder no member counts against has no entry. */
+  readonly #held = new Map<string, number>();
   /** The last epoch given to any cluster: one sequence for all, so a re-formed cluster never repeats an epoch. */
   #lastEpoch = 0;
 
@@ -191,14 +198,26 @@ export class Membership {
     return [...this.#clusters.keys()];
   }
 
+  /** How many members, in or out of their views, count against `holder`: their latest join named it. */
+  held(holder: string): number {
+    return this.#held.get(holder) ?? 0;
+  }
+
+  /** Whether `nodeId` is a member of `cluster` that counts against `holder`: a join of it adds none to that count. */
+  holds(cluster: string, nodeId: string, holder: string): boolean {
+    return this.#clusters.get(cluster)?.members.get(nodeId)?.holders.includes(holder) === true;
+  }
+
   /**
    * Joins `connection` to `cluster` as `nodeId`. A connection holds one seat: joining again with the same seat
    * refreshes it, with another seat is refused. A node id already held by another connection is taken over; that
-   * connection is returned as `superseded`.
+   * connection is returned as `superseded`. The member counts against `holders` (and no longer against those of
+   * its previous join).
    */
   join(
     connection: string,
     request: { readonly cluster: string; readonly nodeId: string; readonly domain: string },
+    holders: readonly string[] = [],
   ): Outcome<{ view: ClusterView; superseded: string | null; changes: Changes }> {
     const now = this.#options.now();
     const seat = this.#seats.get(connection);
@@ -243,6 +262,7 @@ export class Membership {
       metrics: null,
       announced: null,
       inGrace: false,
+      holders: [],
     };
     // A join is a fresh start for the node: whatever peers said about its previous connection no longer applies.
     member.domain = request.domain;
@@ -256,6 +276,9 @@ export class Membership {
     // The tab announces its state again after every join: a new connection starts from "active".
     member.announced = null;
     member.inGrace = false;
+    this.#count(member.holders, -1);
+    member.holders = [...holders];
+    this.#count(member.holders, 1);
     cluster.members.set(member.id, member);
     this.#seats.set(connection, { cluster: cluster.name, nodeId: member.id });
     const changed = this.#refresh(cluster, now);
@@ -329,7 +352,7 @@ export class Membership {
     if (found === undefined) return { views: [], failures: [] };
     const { cluster, member } = found;
     this.#seats.delete(connection);
-    cluster.members.delete(member.id);
+    this.#drop(cluster, member);
     return this.#settle(cluster);
   }
 
@@ -347,7 +370,7 @@ export class Membership {
       member.announced = null;
       member.inGrace = false;
     }
-    if (!member.inView) cluster.members.delete(member.id);
+    if (!member.inView) this.#drop(cluster, member);
     return this.#settle(cluster);
   }
 
@@ -415,7 +438,7 @@ export class Membership {
         ) {
           this.#remove(cluster, member, 'unconfirmed', now, failures);
         }
-        if (!member.inView && member.connection === null) cluster.members.delete(member.id);
+        if (!member.inView && member.connection === null) this.#drop(cluster, member);
       }
       if (cluster.members.size === 0) this.#clusters.delete(cluster.name);
       else if (this.#refresh(cluster, now)) views.push(cluster.view);
@@ -487,6 +510,20 @@ export class Membership {
     member.reportDeadline = null;
     member.heldOutUntil = reason === 'majority' ? now + this.#options.heartbeatTimeout : 0;
     out.push({ cluster: cluster.name, nodeId: member.id, reason });
+  }
+
+  /** The member is no longer one: it stops counting against its holders. */
+  #drop(cluster: ClusterRecord, member: MemberRecord): void {
+    cluster.members.delete(member.id);
+    this.#count(member.holders, -1);
+  }
+
+  #count(holders: readonly string[], by: 1 | -1): void {
+    for (const holder of holders) {
+      const count = (this.#held.get(holder) ?? 0) + by;
+      if (count > 0) this.#held.set(holder, count);
+      else this.#held.delete(holder);
+    }
   }
 
   /** Drops an emptied cluster, or refreshes its view; reports the view when it changed. */

@@ -46,7 +46,7 @@ import { JoinDamper } from './damping.ts';
 import { NodeKeys } from './node-keys.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { serveStatic } from './static.ts';
-import { verifyToken } from './token.ts';
+import { tokenId, verifyToken } from './token.ts';
 import { VALIDATORS, type PayloadLimits } from './validate.ts';
 
 /** Where Socket.IO listens (its default). */
@@ -105,6 +105,24 @@ export interface SignalingServerOptions {
   readonly maxConnections?: number | undefined;
   /** Most open connections from one client address; one more is refused before any event. @default 256 */
   readonly maxConnectionsPerAddress?: number | undefined;
+  /**
+   * Most members (node ids in clusters, in or out of their views) whose latest join came from one client address; a
+   * join from it of one more gets `ERR_CLUSTER_FULL`. A member counts until it leaves, or until its silence removes
+   * it once its connection closed, so one address cannot mint ids faster than they leave (a Sybil bound beyond its
+   * connections). @default 256
+   */
+  readonly maxIdsPerAddress?: number | undefined;
+  /**
+   * With a `secret`: most open connections that joined with one token (counted from their join with it until they
+   * close or join with another); a join with it on one more gets `ERR_CLUSTER_FULL`. A token is known by a hash of
+   * its signature (`tokenId` in token.ts), never kept or logged itself. @default 256
+   */
+  readonly maxConnectionsPerToken?: number | undefined;
+  /**
+   * With a `secret`: most members whose latest join came with one token, counted as for `maxIdsPerAddress`; a join
+   * with it of one more gets `ERR_CLUSTER_FULL`. @default 256
+   */
+  readonly maxIdsPerToken?: number | undefined;
   /** Largest Socket.IO message in bytes (Socket.IO's `maxHttpBufferSize`); a bigger one closes the connection. @default 65536 */
   readonly maxPayloadBytes?: number | undefined;
   /** Largest `signal.data`, as JSON, in bytes; more gets `ERR_TOO_LARGE`. @default 16384 */
@@ -184,6 +202,13 @@ export interface SignalingSettings extends SignalingLimits {
   readonly heartbeatTimeout: number;
   readonly suspectGrace: number;
   readonly sweepInterval: number;
+  readonly maxClusters: number;
+  readonly maxClustersPerAddress: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+  readonly maxIdsPerAddress: number;
+  readonly maxConnectionsPerToken: number;
+  readonly maxIdsPerToken: number;
 }
 
 /** Defaults of {@link SignalingServerOptions}. */
@@ -195,6 +220,16 @@ export const SIGNALING_DEFAULTS: SignalingSettings = Object.freeze({
   suspectGrace: DEFAULT_SUSPECT_GRACE,
   sweepInterval: 250,
   maxMembersPerCluster: 64,
+  maxClusters: 1000,
+  maxClustersPerAddress: 64,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 256,
+  // As many as the connections one address may open, each holding one member, so a machine with that many tabs
+  // is not refused; ids of closed tabs count until they leave their views (heartbeatTimeout).
+  maxIdsPerAddress: 256,
+  // One token is typically handed to every tab of an app's users: as generous as one address.
+  maxConnectionsPerToken: 256,
+  maxIdsPerToken: 256,
   maxPayloadBytes: 64 * 1024,
   maxSignalBytes: 16 * 1024,
   maxMetricsEntries: 64,
@@ -213,6 +248,13 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     suspectGrace: options.suspectGrace ?? defaults.suspectGrace,
     sweepInterval: options.sweepInterval ?? defaults.sweepInterval,
     maxMembersPerCluster: options.maxMembersPerCluster ?? defaults.maxMembersPerCluster,
+    maxClusters: options.maxClusters ?? defaults.maxClusters,
+    maxClustersPerAddress: options.maxClustersPerAddress ?? defaults.maxClustersPerAddress,
+    maxConnections: options.maxConnections ?? defaults.maxConnections,
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? defaults.maxConnectionsPerAddress,
+    maxIdsPerAddress: options.maxIdsPerAddress ?? defaults.maxIdsPerAddress,
+    maxConnectionsPerToken: options.maxConnectionsPerToken ?? defaults.maxConnectionsPerToken,
+    maxIdsPerToken: options.maxIdsPerToken ?? defaults.maxIdsPerToken,
     maxPayloadBytes: options.maxPayloadBytes ?? defaults.maxPayloadBytes,
     maxSignalBytes: options.maxSignalBytes ?? defaults.maxSignalBytes,
     maxMetricsEntries: options.maxMetricsEntries ?? defaults.maxMetricsEntries,
@@ -253,8 +295,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     now,
   });
 
-  const maxClusters = options.maxClusters ?? 1000;
-  const maxClustersPerAddress = options.maxClustersPerAddress ?? 64;
+  const { maxClusters, maxClustersPerAddress, maxIdsPerAddress, maxConnectionsPerToken, maxIdsPerToken } = settings;
   /** Which address created each cluster, while it is held (entries of clusters gone are dropped as they are met). */
   const creators = new Map<string, string>();
   /** Clusters held that `address` created. */
@@ -266,13 +307,20 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     }
     return count;
   };
-  const maxConnections = options.maxConnections ?? 10_000;
-  const maxPerAddress = options.maxConnectionsPerAddress ?? 256;
+  const { maxConnections, maxConnectionsPerAddress: maxPerAddress } = settings;
   const nodeJoins = new JoinDamper(NODE_JOINS);
   const nodeKeys = new NodeKeys();
   const addressJoins = new JoinDamper(ADDRESS_JOINS);
   /** Open Socket.IO connections by client address. */
   const perAddress = new Map<string, number>();
+  /** The token (its {@link tokenId}) each open connection last joined with, and how many hold each token. */
+  const connectionToken = new Map<string, string>();
+  const perToken = new Map<string, number>();
+  const countToken = (token: string, by: 1 | -1): void => {
+    const count = (perToken.get(token) ?? 0) + by;
+    if (count > 0) perToken.set(token, count);
+    else perToken.delete(token);
+  };
 
   const httpServer = createServer();
   // Every connection, so that close() can end the upgraded (WebSocket) ones, which are no longer HTTP connections.
@@ -399,10 +447,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
 
   const handlers: { [E in ClientEventName]: (socket: ClientSocket, payload: never) => Reply } = {
     join(socket, request: JoinRequest) {
+      let token: string | undefined;
       if (secret !== undefined) {
         if (request.token === undefined) return fail('ERR_UNAUTHORIZED', 'this server needs a token to join');
         const check = verifyToken(request.token, secret, request.cluster, now(), request.nodeId);
         if (!check.ok) return fail('ERR_UNAUTHORIZED', `token refused: ${check.reason}`);
+        token = tokenId(request.token);
       }
       const keyCheck = nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof);
       if (!keyCheck.ok) return fail('ERR_UNAUTHORIZED', keyCheck.reason);
@@ -414,6 +464,26 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       if (creating && createdBy(address) >= maxClustersPerAddress) {
         return fail('ERR_CLUSTER_FULL', `this address created ${maxClustersPerAddress} clusters, the most it may`);
       }
+      // What the member will count against (see Membership.held); a member already counting adds nothing.
+      const byAddress = `address ${address}`;
+      const byToken = token === undefined ? undefined : `token ${token}`;
+      const adds = (holder: string): boolean => !membership.holds(request.cluster, request.nodeId, holder);
+      if (adds(byAddress) && membership.held(byAddress) >= maxIdsPerAddress) {
+        return fail('ERR_CLUSTER_FULL', `this address holds ${maxIdsPerAddress} node ids as members, the most it may`);
+      }
+      if (byToken !== undefined && adds(byToken) && membership.held(byToken) >= maxIdsPerToken) {
+        return fail('ERR_CLUSTER_FULL', `this token holds ${maxIdsPerToken} node ids as members, the most it may`);
+      }
+      if (
+        token !== undefined &&
+        connectionToken.get(socket.id) !== token &&
+        (perToken.get(token) ?? 0) >= maxConnectionsPerToken
+      ) {
+        return fail(
+          'ERR_CLUSTER_FULL',
+          `${maxConnectionsPerToken} connections joined with this token, the most it may`,
+        );
+      }
       const at = now();
       const node = `${request.cluster}\u0000${request.nodeId}`;
       // Both allowances are asked before either is taken from: a join refused by one costs the other nothing.
@@ -423,9 +493,18 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       }
       addressJoins.take(address, at);
       nodeJoins.take(node, at);
-      const joined = membership.join(socket.id, request);
+      const joined = membership.join(socket.id, request, byToken === undefined ? [byAddress] : [byAddress, byToken]);
       if (!joined.ok) return fail(joined.code, joined.message);
       if (creating) creators.set(request.cluster, address);
+      const previousToken = connectionToken.get(socket.id);
+      if (token !== previousToken) {
+        if (previousToken !== undefined) countToken(previousToken, -1);
+        if (token === undefined) connectionToken.delete(socket.id);
+        else {
+          connectionToken.set(socket.id, token);
+          countToken(token, 1);
+        }
+      }
       void socket.join(room(request.cluster));
       if (joined.superseded !== null) {
         io.to(joined.superseded).emit('superseded', { cluster: request.cluster, nodeId: request.nodeId });
@@ -557,6 +636,11 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       // went away.
       const cause: DisconnectCause = reason === 'ping timeout' ? 'unanswered' : 'closed';
       publish(membership.disconnect(socket.id, cause));
+      const token = connectionToken.get(socket.id);
+      if (token !== undefined) {
+        connectionToken.delete(socket.id);
+        countToken(token, -1);
+      }
     });
   });
 
@@ -637,6 +721,13 @@ function checkOptions(settings: SignalingSettings): void {
     'heartbeatTimeout',
     'sweepInterval',
     'maxMembersPerCluster',
+    'maxClusters',
+    'maxClustersPerAddress',
+    'maxConnections',
+    'maxConnectionsPerAddress',
+    'maxIdsPerAddress',
+    'maxConnectionsPerToken',
+    'maxIdsPerToken',
     'maxPayloadBytes',
     'maxSignalBytes',
     'maxMetricsEntries',

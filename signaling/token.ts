@@ -4,7 +4,7 @@
  * server's secret. A token admits one cluster until it expires, and one node only when it names one. Node-only
  * (`node:crypto`): tokens are minted and checked by servers, carried opaquely by clients.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
 import { CLUSTER_NAME_PATTERN } from './events.ts';
 
@@ -91,6 +91,17 @@ export function verifyToken(
   if (claims.exp * 1000 <= now) return { ok: false, reason: 'expired' };
   if (claims.nodeId !== undefined && claims.nodeId !== nodeId) return { ok: false, reason: 'wrong-node' };
   return { ok: true, claims };
+}
+
+/**
+ * A name for a token that does not give it away, for counting what one token holds (the server's quotas per token):
+ * the first 128 bits of the SHA-256 of its signature, base64url. The signature and a payload anyone can guess would
+ * make the token again, so neither is kept; two tokens share a name only when they share a signature, that is when
+ * they are the same token.
+ */
+export function tokenId(token: string): string {
+  const signature = token.slice(token.lastIndexOf('.') + 1);
+  return createHash('sha256').update(signature, 'utf8').digest().subarray(0, 16).toString('base64url');
 }
 
 function sign(payload: string, secret: string): string {

@@ -45,13 +45,14 @@ import {
 } from './wire/protocol.ts';
 import { Rebalancer } from './membership/rebalance.ts';
 import { corroborate } from './membership/corroborate.ts';
+import { RingHistory } from './membership/ring-history.ts';
 import { Replica } from './replication/replica.ts';
 import { type Member, Ring } from './ring/ring.ts';
 import { ObservedStorage } from './storage/observed.ts';
 import { DotHorizon } from './versions/horizon.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
-import { contextOf } from './versions/version.ts';
+import { type Version, contextOf } from './versions/version.ts';
 
 /** Everything a node is made of and its tunables. */
 export interface NodeOptions {
@@ -213,8 +214,8 @@ const VIEW_GRACE_MS = 10_000;
  * a node that does not own the partition is taken only where the other owners vouch for it (corroborate.ts).
  */
 const WRITE_GRACE_MS = 10 * 60_000;
-/** Most earlier views kept for {@link WRITE_GRACE_MS}. */
-const VIEW_HISTORY = 16;
+/** The bookkeeping record of the ring history (ring-history.ts), in storage meta. */
+const RING_HISTORY_RECORD = 'ring-history';
 /**
  * Most requests of one peer served at once. An honest coordinator has at most its admission limit of puts in flight
  * (2,048, each one replicate to this node) plus a few transfer pages; beyond twice that, a peer is flooding.
@@ -254,8 +255,10 @@ export class DynamoNode {
   readonly #ready: Promise<void>;
   #loaded = false;
   #ring: Ring;
-  /** Earlier rings, newest first, each with when it was replaced: a peer may still act on them for a while. */
-  #earlierRings: { ring: Ring; replacedAt: number }[] = [];
+  /** Earlier rings, each with when it was replaced: a peer may still act on them for a while. */
+  readonly #history = new RingHistory((members) => this.#buildRing(members), WRITE_GRACE_MS);
+  /** The last store of the ring history, which the next waits for so that stores land in order. */
+  #historySaved: Promise<void> = Promise.resolve();
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
   /** Messages from nodes outside the view, held for a view that names them. */
@@ -343,6 +346,21 @@ export class DynamoNode {
     /** An owner of the partition in this view, or in one replaced moments ago: who may store hints and pull keys. */
     const isRecentOwner = (node: string, partition: number): boolean =>
       this.#recentRole(partition, (owners) => owners.includes(node));
+    /** What the other owners of a partition vouch for of versions a node that may not write it sent. */
+    const vouch = (key: Uint8Array, versions: readonly Version[], sender: string, partition: number) =>
+      corroborate(
+        {
+          self: this.id,
+          peers: this.#peers,
+          requestTimeout,
+          isMember: (id) => this.#ring.has(id),
+          readLocal: (k) => this.#storage.get(k),
+        },
+        key,
+        versions,
+        this.#ring.preferenceList(partition, this.#n),
+        sender,
+      );
     this.#replica = new Replica({
       self: this.id,
       storage: this.#storage,
@@ -352,6 +370,7 @@ export class DynamoNode {
       partitionOf: (key) => this.#ring.partitionOf(key),
       owns,
       isOwner: isRecentOwner,
+      mayWrite: (node, partition) => this.#mayWrite(node, partition),
       nextView: (ms) => this.#nextView(ms),
       holds,
       findHolders,
@@ -378,6 +397,13 @@ export class DynamoNode {
       readLocal: (key) => this.#replica.readLocal(key),
       readWhole: (key) => this.#replica.readWhole(key),
       now: () => options.clock.now(),
+      formerOwners: (partition) =>
+        this.#history.former(
+          (ring) => ring.preferenceList(partition, this.#n),
+          this.#ring,
+          options.clock.now(),
+          WRITE_GRACE_MS,
+        ),
     });
     this.#handoff = new Handoff({
       self: this.id,
@@ -405,20 +431,7 @@ export class DynamoNode {
       mayWrite: (node, partition) => this.#mayWrite(node, partition),
       mayPull: isRecentOwner,
       nextView: (ms) => this.#nextView(ms),
-      corroborate: (key, versions, sender, partition) =>
-        corroborate(
-          {
-            self: this.id,
-            peers: this.#peers,
-            requestTimeout,
-            isMember: (id) => this.#ring.has(id),
-            readLocal: (k) => this.#storage.get(k),
-          },
-          key,
-          versions,
-          this.#ring.preferenceList(partition, this.#n),
-          sender,
-        ),
+      corroborate: (key, versions, sender, partition) => vouch(key, versions, sender, partition),
       clock: options.clock,
       // Four times what this node's own transfers and repairs may pull, at least 4 MiB/s: peers configured alike
       // never meet it.
@@ -488,6 +501,8 @@ export class DynamoNode {
       const lastActive = await this.#storage.getMeta(LAST_ACTIVE);
       const away = typeof lastActive === 'number' && now - lastActive > grace;
       if (!away) {
+        const history = await this.#storage.getMeta(RING_HISTORY_RECORD);
+        this.#history.restore(history, typeof lastActive === 'number' ? lastActive : 0, now);
         await this.#ownership.load();
         // Away longer than a reload takes (two records of activity missed): writes went on without it, so it keeps
         // its copies but counts none as whole until it has compared it with the partition's holders again (a
@@ -526,9 +541,18 @@ export class DynamoNode {
     }
     this.#loaded = true;
     if (this.#closed) return;
+    this.#saveHistory();
     this.#scheduleActive(grace);
     this.#antiEntropy?.start();
     this.#rebalancer.kick();
+  }
+
+  /** Stores the ring history (ring-history.ts) after any store under way; a failure is only logged. */
+  #saveHistory(): void {
+    const record = this.#history.record(this.#ring, this.#options.clock.now());
+    this.#historySaved = this.#historySaved
+      .then(() => this.#storage.putMeta(RING_HISTORY_RECORD, record))
+      .catch((error: unknown) => this.#logger.warn({ error: errorText(error) }, 'could not store the ring history'));
   }
 
   async #markActive(): Promise<void> {
@@ -680,22 +704,18 @@ export class DynamoNode {
   ): boolean {
     if (test(this.#ring.preferenceList(partition, this.#n))) return true;
     const now = this.#options.clock.now();
-    for (const { ring, replacedAt } of this.#earlierRings) {
-      if (now - replacedAt >= graceMs) break;
-      if (test(ring.preferenceList(partition, this.#n))) return true;
-    }
-    return false;
+    return this.#history.some((ring) => test(ring.preferenceList(partition, this.#n)), now, graceMs);
   }
 
   /** Replaces the view. This node is always part of its own ring, even when the view leaves it out. */
   setMembers(members: readonly Member[]): void {
     const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
     // Only rings that placed partitions differently: a member turning suspect and back changes the view, not them.
-    if (!sameMembers(this.#ring.members, view)) {
-      this.#earlierRings.unshift({ ring: this.#ring, replacedAt: this.#options.clock.now() });
-      this.#earlierRings.length = Math.min(this.#earlierRings.length, VIEW_HISTORY);
-    }
+    const changed = !sameMembers(this.#ring.members, view);
+    if (changed) this.#history.replaced(this.#ring, this.#options.clock.now());
     this.#ring = this.#buildRing(view);
+    // Stored once loaded: until then the stored history is yet to be taken back (see #load).
+    if (changed && this.#loaded) this.#saveHistory();
     for (const resolve of this.#viewWaiters.splice(0)) resolve();
     this.#viewed = true;
     this.#contacted.clear();

@@ -3,6 +3,8 @@
  * protocol correctly, but sends what no honest node would. Each test asserts that honest data stays byte for byte as
  * it was on the node attacked, and that honest requests keep succeeding.
  */
+import type { BrowserContext } from '@playwright/test';
+import type { SignalingServer } from '../../signaling/server.ts';
 import { io } from 'socket.io-client';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { Reassembler } from '../../worker/wire/frames.ts';
@@ -162,11 +164,16 @@ async function readAt(
   return out;
 }
 
-test('a member cannot write a partition it does not own: keys it pushes there are refused unless an owner holds the very same versions', async ({
-  context,
-  server,
-}) => {
-  const cluster = freshCluster('hostile-push');
+const utf8 = new TextEncoder();
+const evil = utf8.encode('evil');
+
+/**
+ * A cluster of three tabs and a rogue member in their failure domain, and twelve keys written with W = 3 into
+ * partitions the victim owns and the rogue does not (in the victim's view of four members, N = 3), as the victim
+ * stores them: what each test of writes from a non-owner attacks.
+ */
+async function foreignKeys(context: BrowserContext, server: SignalingServer, name: string) {
+  const cluster = freshCluster(name);
   const [victim, witness] = await openCluster(context, server, 3, { cluster, dataPlane: 'transfer' });
   // In the tabs' failure domain: a member alone in its own would be an owner of every partition.
   const domain = await victim!.call((store) => store.domain, null);
@@ -178,14 +185,12 @@ test('a member cannot write a partition it does not own: keys it pushes there ar
     domain,
   });
   await expect.poll(async () => (await victim!.call((store) => store.members(), null)).length).toBe(4);
-  // Partitions the victim owns and the rogue does not, in the victim's view of four members (N = 3).
   const partitions = await victim!.call((store) => store.partitions(), null);
   const foreign = new Set(
     partitions.filter((p) => p.owners.includes(victim!.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
   );
   expect(foreign.size).toBeGreaterThan(0);
   const ring = new Ring([{ id: 'any', domain: 'any' }]);
-  const utf8 = new TextEncoder();
   const keys: string[] = [];
   for (let i = 0; keys.length < 12; i++) {
     if (foreign.has(ring.partitionOf(utf8.encode(`owned-${i}`)))) keys.push(`owned-${i}`);
@@ -196,6 +201,43 @@ test('a member cannot write a partition it does not own: keys it pushes there ar
   const partitionOf = (key: Uint8Array): number => ring.partitionOf(key);
   const before = await readAt(rogue, keyBytes, partitionOf, ids);
   expect([...before.values()].flat()).toHaveLength(keys.length);
+  return { witness: witness!, rogue, ring, keys, keyBytes, partitionOf, before, ids };
+}
+
+/**
+ * The rogue's forgeries of `entries`: for even keys a version of the rogue's own that has seen every stored one (it
+ * would supersede them all), for odd keys their honest dots with another value and such a context.
+ */
+function forgeries(rogue: string, entries: readonly SyncEntry[]): SyncEntry[] {
+  return entries.map((e, i) => {
+    const context = e.versions.map((v) => ({ ...v.dot, counter: v.dot.counter + 1000 }));
+    if (i % 2 === 0) {
+      return {
+        key: e.key,
+        versions: [{ dot: { node: rogue, counter: 1, timestamp: Date.now() }, context, value: evil }],
+      };
+    }
+    return { key: e.key, versions: e.versions.map((v) => ({ ...v, context, value: evil })) };
+  });
+}
+
+/** The replies of the victim to the rogue's requests `first` to `last`, once all have come. */
+async function repliesBetween(rogue: RoguePeer, first: number, last: number): Promise<PeerMessage[]> {
+  const replies = async (): Promise<PeerMessage[]> =>
+    (await repliesTo(rogue)).filter((m) => m.requestId >= first && m.requestId <= last);
+  await expect.poll(async () => (await replies()).length, { timeout: 20_000 }).toBe(last - first + 1);
+  return replies();
+}
+
+test('a member cannot write a partition it does not own: keys it pushes there are refused unless an owner holds the very same versions', async ({
+  context,
+  server,
+}) => {
+  const { witness, rogue, ring, keys, keyBytes, partitionOf, before, ids } = await foreignKeys(
+    context,
+    server,
+    'hostile-push',
+  );
   // Nor may it pull those partitions whole.
   const pull = { type: 'sync-keys', from: rogue.id, requestId: ++ids.next, partition: [...before.keys()][0]! } as const;
   await rogue.send(frame({ ...pull, leaves: [0], after: null, maxBytes: 1 << 16 }));
@@ -203,41 +245,61 @@ test('a member cannot write a partition it does not own: keys it pushes there ar
     .poll(async () => (await repliesTo(rogue)).find((m) => m.requestId === pull.requestId), { timeout: 10_000 })
     .toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
 
-  // Half the keys get a version of the rogue's own that has seen every stored one (it would supersede them all),
-  // the other half their honest dots with another value and such a context; and one key nobody wrote.
-  const evil = utf8.encode('evil');
+  // The forgeries, and one key nobody wrote.
   const first = ids.next + 1;
   for (const [partition, entries] of before) {
-    const forged = entries.map((e, i) => {
-      const context = e.versions.map((v) => ({ ...v.dot, counter: v.dot.counter + 1000 }));
-      if (i % 2 === 0) {
-        return {
-          key: e.key,
-          versions: [{ dot: { node: rogue.id, counter: 1, timestamp: Date.now() }, context, value: evil }],
-        };
-      }
-      return { key: e.key, versions: e.versions.map((v) => ({ ...v, context, value: evil })) };
-    });
     const planted = {
       key: utf8.encode(`planted-${partition}`),
       versions: [{ dot: { node: rogue.id, counter: 2, timestamp: Date.now() }, context: [], value: evil }],
     };
+    const forged = forgeries(rogue.id, entries);
     const entriesOut = ring.partitionOf(planted.key) === partition ? [...forged, planted] : forged;
     await rogue.send(
       frame({ type: 'sync-push', from: rogue.id, requestId: ++ids.next, partition, entries: entriesOut }),
     );
   }
-  const last = ids.next;
-  const refusals = async (): Promise<PeerMessage[]> =>
-    (await repliesTo(rogue)).filter((m) => m.requestId >= first && m.requestId <= last);
-  await expect.poll(async () => (await refusals()).length, { timeout: 20_000 }).toBe(before.size);
-  for (const reply of await refusals()) expect(reply).toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
+  for (const reply of await repliesBetween(rogue, first, ids.next)) {
+    expect(reply).toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
+  }
 
   const planted = [...before.keys()].map((p) => utf8.encode(`planted-${p}`));
   const after = await readAt(rogue, [...keyBytes, ...planted], partitionOf, ids);
   expect(shown([...after.values()].flat())).toEqual(shown([...before.values()].flat()));
   for (const key of keys) {
-    const read = await witness!.call((store, key) => store.get(key, { r: 3 }), key);
+    const read = await witness.call((store, key) => store.get(key, { r: 3 }), key);
+    expect(read.values).toEqual([`value of ${key}`]);
+  }
+});
+
+test('a member cannot plant another value under an honest dot through replicate, from a partition it does not own', async ({
+  context,
+  server,
+}) => {
+  const { witness, rogue, keys, keyBytes, partitionOf, before, ids } = await foreignKeys(
+    context,
+    server,
+    'hostile-replicate',
+  );
+  // As a get's coordinator repairing the owners or a fallback delivering its hints would ship them: the victim's
+  // versions, each with another value (a tombstone for every other key) under its honest dot and context.
+  const first = ids.next + 1;
+  let i = 0;
+  for (const entries of before.values()) {
+    for (const e of entries) {
+      const value = i++ % 2 === 0 ? evil : null;
+      const message = { type: 'replicate', from: rogue.id, requestId: ++ids.next, key: e.key } as const;
+      const versions = e.versions.map((v) => ({ ...v, value }));
+      await rogue.send(frame({ ...message, versions, hintFor: null, durable: false }));
+    }
+  }
+  for (const reply of await repliesBetween(rogue, first, ids.next)) {
+    expect(reply).toMatchObject({ type: 'error', code: 'ERR_UNAUTHORIZED' });
+  }
+
+  const after = await readAt(rogue, keyBytes, partitionOf, ids);
+  expect(shown([...after.values()].flat())).toEqual(shown([...before.values()].flat()));
+  for (const key of keys) {
+    const read = await witness.call((store, key) => store.get(key, { r: 3 }), key);
     expect(read.values).toEqual([`value of ${key}`]);
   }
 });

@@ -2,10 +2,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
+import { pino } from 'pino';
 import { io as connect, type Socket } from 'socket.io-client';
 import { JoinDamper } from '../../signaling/damping.ts';
 import { joinProofText } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
+import { mintToken } from '../../signaling/token.ts';
 
 async function start(t: TestContext, options: SignalingServerOptions = {}) {
   const server = await createSignalingServer({ port: 0, logLevel: 'silent', ...options });
@@ -24,14 +26,27 @@ async function start(t: TestContext, options: SignalingServerOptions = {}) {
     });
     return connected ? client : null;
   };
-  const join = async (client: Socket, cluster: string, nodeId: string): Promise<string> => {
-    const ack = (await client.emitWithAck('join', { cluster, nodeId, domain: 'd' })) as {
-      ok: boolean;
-      error?: { code: string };
-    };
+  const join = async (client: Socket, cluster: string, nodeId: string, token?: string): Promise<string> => {
+    const ack = (await client.emitWithAck('join', {
+      cluster,
+      nodeId,
+      domain: 'd',
+      ...(token === undefined ? {} : { token }),
+    })) as { ok: boolean; error?: { code: string; message: string } };
+    if (!ack.ok && ack.error!.code === 'ERR_CLUSTER_FULL') refusals.push(ack.error!.message);
     return ack.ok ? 'ok' : ack.error!.code;
   };
-  return { server, open, join };
+  /** The messages of the joins refused with ERR_CLUSTER_FULL, in order. */
+  const refusals: string[] = [];
+  /** Resolves once the server counts `count` open connections, as its /healthz tells: it has seen the others close. */
+  const connections = async (count: number): Promise<void> => {
+    for (let polls = 0; ; polls++) {
+      const health = (await (await fetch(`${server.url}/healthz`)).json()) as { connections: number };
+      if (health.connections === count) return;
+      assert.ok(polls < 1000, `the server never counted ${count} connections (it counts ${health.connections})`);
+    }
+  };
+  return { server, open, join, refusals, connections };
 }
 
 describe('join damping', () => {
@@ -123,24 +138,24 @@ describe('signalling server limits', () => {
   });
 
   it('refuses connections past its limit per address, and again takes one once another closes', async (t) => {
-    const { server, open } = await start(t, { maxConnectionsPerAddress: 2 });
+    const { open, connections } = await start(t, { maxConnectionsPerAddress: 2 });
     const first = await open();
     assert.ok(first !== null && (await open()) !== null);
     assert.equal(await open(), null);
     first.close();
-    // The place is free once the server has seen the close, which its /healthz tells.
-    for (let polls = 0; ; polls++) {
-      const health = (await (await fetch(`${server.url}/healthz`)).json()) as { connections: number };
-      if (health.connections === 1) break;
-      assert.ok(polls < 1000, 'the server never saw the connection close');
-    }
+    // The place is free once the server has seen the close.
+    await connections(1);
     assert.ok((await open()) !== null);
   });
 
-  it('refuses connections past its limit in all', async (t) => {
-    const { open } = await start(t, { maxConnections: 2 });
-    assert.ok((await open()) !== null && (await open()) !== null);
+  it('refuses connections past its limit in all, and again takes one once another closes', async (t) => {
+    const { open, connections } = await start(t, { maxConnections: 2 });
+    const first = await open();
+    assert.ok(first !== null && (await open()) !== null);
     assert.equal(await open(), null);
+    first.close();
+    await connections(1);
+    assert.ok((await open()) !== null);
   });
 
   it('refuses a join that would create a cluster past its limit, and still admits joins to those it holds', async (t) => {
@@ -158,6 +173,74 @@ describe('clusters per address', () => {
     assert.equal(await join((await open())!, 'second', 'b'), 'ok');
     assert.equal(await join((await open())!, 'third', 'c'), 'ERR_CLUSTER_FULL');
     assert.equal(await join((await open())!, 'second', 'd'), 'ok');
+  });
+});
+
+describe('node ids per address and per token', () => {
+  const secret = 'quota-test-secret';
+
+  it('refuses a join of one more node id than an address may hold, counting a closed tab until it leaves its view', async (t) => {
+    let time = 1_000_000;
+    const { server, open, join, refusals, connections } = await start(t, { maxIdsPerAddress: 2, now: () => time });
+    const first = (await open())!;
+    assert.equal(await join(first, 'one', 'a'), 'ok');
+    assert.equal(await join((await open())!, 'two', 'b'), 'ok');
+    const third = (await open())!;
+    assert.equal(await join(third, 'one', 'c'), 'ERR_CLUSTER_FULL');
+    assert.match(refusals.at(-1)!, /this address holds 2 node ids as members/);
+    // A closed tab's member stays in its view (suspect) until its silence removes it, and counts until then.
+    first.close();
+    await connections(2);
+    assert.equal(server.view('one')?.members[0]?.state, 'suspect');
+    assert.equal(await join(third, 'one', 'c'), 'ERR_CLUSTER_FULL');
+    time += 3000;
+    server.sweep();
+    assert.equal(server.view('one'), undefined);
+    assert.equal(await join(third, 'one', 'c'), 'ok');
+  });
+
+  it('refuses a join with one more node id than a token may hold, and admits one once a member leaves', async (t) => {
+    const { open, join, refusals } = await start(t, { secret, maxIdsPerToken: 2 });
+    const token = mintToken({ secret, cluster: 'main' });
+    const first = (await open())!;
+    assert.equal(await join(first, 'main', 'a', token), 'ok');
+    assert.equal(await join((await open())!, 'main', 'b', token), 'ok');
+    const third = (await open())!;
+    assert.equal(await join(third, 'main', 'c', token), 'ERR_CLUSTER_FULL');
+    assert.match(refusals.at(-1)!, /this token holds 2 node ids as members/);
+    // Another token of the same cluster has places of its own.
+    assert.equal(await join((await open())!, 'main', 'd', mintToken({ secret, cluster: 'main', nodeId: 'd' })), 'ok');
+    assert.deepEqual(await first.emitWithAck('leave', {}), { ok: true });
+    assert.equal(await join(third, 'main', 'c', token), 'ok');
+  });
+
+  it('refuses a join with a token on one more connection than it may hold, and admits one once another closes', async (t) => {
+    const { open, join, refusals, connections } = await start(t, { secret, maxConnectionsPerToken: 2 });
+    const token = mintToken({ secret, cluster: 'main' });
+    const first = (await open())!;
+    assert.equal(await join(first, 'main', 'a', token), 'ok');
+    const second = (await open())!;
+    assert.equal(await join(second, 'main', 'b', token), 'ok');
+    // A connection that holds the token already joins again with it.
+    assert.equal(await join(second, 'main', 'b', token), 'ok');
+    const third = (await open())!;
+    assert.equal(await join(third, 'main', 'c', token), 'ERR_CLUSTER_FULL');
+    assert.match(refusals.at(-1)!, /2 connections joined with this token/);
+    first.close();
+    await connections(2);
+    assert.equal(await join(third, 'main', 'c', token), 'ok');
+  });
+
+  it("logs a refusal by a token's bound with neither the token nor its signature", async (t) => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
+    const { open, join } = await start(t, { secret, maxIdsPerToken: 1, logger });
+    const token = mintToken({ secret, cluster: 'main' });
+    assert.equal(await join((await open())!, 'main', 'a', token), 'ok');
+    assert.equal(await join((await open())!, 'main', 'b', token), 'ERR_CLUSTER_FULL');
+    const signature = token.split('.')[1]!;
+    assert.ok(lines.some((line) => line.includes('this token holds 1 node ids')));
+    assert.ok(lines.every((line) => !line.includes(signature)));
   });
 });
 

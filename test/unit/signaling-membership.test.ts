@@ -115,6 +115,29 @@ describe('membership views', () => {
     assert.ok(membership.join('c-x', { cluster: 'other', nodeId: 'x', domain: 'd' }).ok);
   });
 
+  it('counts a member against the holders of its latest join until it is no longer a member', () => {
+    const { clock, membership } = setup();
+    const joinAs = (connection: string, nodeId: string, holders: string[]) =>
+      assert.ok(membership.join(connection, { cluster: 'main', nodeId, domain: 'd' }, holders).ok);
+    joinAs('c1', 'a', ['x', 'shared']);
+    joinAs('c2', 'b', ['x']);
+    assert.deepEqual(
+      [membership.held('x'), membership.held('shared'), membership.holds('main', 'a', 'x')],
+      [2, 1, true],
+    );
+    // Taken over from elsewhere, the member moves to the new join's holders.
+    joinAs('c3', 'a', ['y']);
+    assert.deepEqual([membership.held('x'), membership.held('shared'), membership.held('y')], [1, 0, 1]);
+    membership.leave('c2');
+    assert.equal(membership.held('x'), 0);
+    // A closed connection's member counts until its silence removes it.
+    membership.disconnect('c3');
+    assert.equal(membership.held('y'), 1);
+    clock.time += TIMEOUT;
+    membership.sweep();
+    assert.equal(membership.held('y'), 0);
+  });
+
   it('refuses a second join of one connection under another cluster or node id', () => {
     const { membership, join } = setup();
     join('a');

@@ -331,6 +331,32 @@ describe('PartitionSync', () => {
     assert.equal(w.b.metrics.snapshot().unauthorizedMessages, 1);
   });
 
+  it('merges none of a key pushed by a node that owns no copy when an owner vouches for only some of its versions', async () => {
+    const w = world();
+    const rogue = endpoint('r', w.scheduler, w.network);
+    const key = keysOf(P, 1)[0]!;
+    const honest = await put(w.a, key, 'honest');
+    // A sibling no owner holds beside one the owner holds: taken alone, the honest one would leave b with a clock
+    // claiming whatever of the key's writes the refused one's coordinator made before.
+    const [planted] = await put(rogue, key, 'planted');
+    const error = await w
+      .settle(
+        w.b.sync.servePush({
+          type: 'sync-push',
+          from: 'r',
+          requestId: 1,
+          partition: P,
+          entries: [{ key, versions: [...honest, planted!] }],
+        }),
+      )
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
+    assert.deepEqual(await w.b.storage.get(key), []);
+  });
+
   it("refuses a version pushed by a node that owns no copy when it differs from the owner's under the same dot", async () => {
     const w = world();
     endpoint('r', w.scheduler, w.network);

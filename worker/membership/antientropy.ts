@@ -3,7 +3,9 @@
  * and repairs the leaves that differ both ways, within a byte budget whose every spending first waits for a pause in
  * foreground requests (see the node's `idle`). The
  * first owner of a partition compares with every other owner; when all of them agree with it, it also collects the
- * partition's tombstones that are past their grace period, on every owner at once (see `sync-drop`).
+ * partition's tombstones that are past their grace period, on every owner at once (see `sync-drop`). A tombstone's
+ * age runs from when the first owner first found it in such a pass (see tombstone-ages.ts), never from its dot's
+ * timestamp, which whoever wrote it chose.
  *
  * Owners other than the first compare with the owner after them in the preference list, so that every pair of
  * owners is linked once per round at a cost of one root exchange per held partition when nothing differs.
@@ -17,6 +19,12 @@ import type { SyncEntry } from '../wire/protocol.ts';
 import type { Ring } from '../ring/ring.ts';
 import type { Storage } from '../storage/storage.ts';
 import { type PartitionSync, REPAIR_PAGE_BYTES } from './sync.ts';
+import { TombstoneAges, tombstoneFingerprint } from './tombstone-ages.ts';
+
+/** The storage meta record of a partition's tombstone ages. */
+function agesRecord(partition: number): string {
+  return `tombstones:${partition}`;
+}
 
 /** What anti-entropy needs from its node. */
 export interface AntiEntropyDeps {
@@ -33,7 +41,7 @@ export interface AntiEntropyDeps {
   readonly timers: Timers;
   /** Ms between rounds. */
   readonly interval: number;
-  /** Ms a tombstone must be old before it may be collected. */
+  /** Ms since this node, as first owner, first found a tombstone before it may be collected. */
   readonly tombstoneGrace: number;
   /** The ring of the current view, or null before the first view. */
   ring(): Ring | null;
@@ -44,6 +52,8 @@ export interface AntiEntropyDeps {
 /** The anti-entropy rounds of one node. */
 export class AntiEntropy {
   readonly #deps: AntiEntropyDeps;
+  /** When this node first found each tombstone set of the partitions it is first owner of. */
+  readonly #ages = new TombstoneAges();
   #timer: TimerHandle | undefined;
   #closed = false;
 
@@ -101,6 +111,7 @@ export class AntiEntropy {
       }
       if (head && others.length > 0 && agreed === others.length) await this.#collect(partition, others);
     }
+    if (!this.#closed && this.#deps.ring() === ring) await this.#forgetAges(ring);
     await this.#deps.onRound?.();
     return repaired;
   }
@@ -108,19 +119,29 @@ export class AntiEntropy {
   /**
    * Collects the partition's tombstones past their grace: every owner holds exactly what this node holds (their
    * trees agree), so none of them keeps an older version the tombstone would have to hide. Each owner removes a key
-   * only if it still holds exactly these tombstones.
+   * only if it still holds exactly these tombstones. The grace runs from this node's first sight of each set.
    */
   async #collect(partition: number, others: readonly string[]): Promise<void> {
     const { sync, storage, budget, clock, tombstoneGrace, metrics } = this.#deps;
-    const horizon = clock.now() - tombstoneGrace;
-    const due: SyncEntry[] = [];
+    if (!this.#ages.loaded(partition)) this.#ages.load(partition, await storage.getMeta(agesRecord(partition)));
+    const now = clock.now();
+    const horizon = now - tombstoneGrace;
+    const found: string[] = [];
+    const candidates: { fingerprint: string; entry: SyncEntry }[] = [];
     for await (const page of sync.scan(partition, null)) {
       for (const k of page) {
-        if (k.siblings.length > 0 && k.siblings.every((v) => v.value === null && v.dot.timestamp < horizon)) {
-          due.push({ key: k.key, versions: k.siblings });
-        }
+        if (k.siblings.length === 0 || k.siblings.some((v) => v.value !== null)) continue;
+        const fingerprint = tombstoneFingerprint(k.key, k.siblings);
+        found.push(fingerprint);
+        // A set not tracked yet is first seen now, should there be room for it.
+        if ((this.#ages.firstSeen(partition, fingerprint) ?? now) <= horizon)
+          candidates.push({ fingerprint, entry: { key: k.key, versions: k.siblings } });
       }
     }
+    if (this.#ages.observe(partition, found, now)) await this.#saveAges(partition);
+    const due = candidates
+      .filter((c) => (this.#ages.firstSeen(partition, c.fingerprint) ?? Infinity) <= horizon)
+      .map((c) => c.entry);
     if (due.length === 0) return;
     // Others first: should this node fail half way, its own copies still let the next round try again.
     const acks = await Promise.all(others.map((peer) => sync.drop(peer, partition, due, budget)));
@@ -128,6 +149,30 @@ export class AntiEntropy {
     let collected = 0;
     for (const entry of due) if (await storage.deleteIfUnchanged(entry.key, entry.versions)) collected++;
     if (collected > 0) metrics.count('tombstonesCollected', collected);
+  }
+
+  /**
+   * Forgets the tombstone ages of partitions this node is no longer first owner of in `ring`: another node decides
+   * their collections now, and should this node become first owner again, it measures their ages afresh.
+   */
+  async #forgetAges(ring: Ring): Promise<void> {
+    const { self, n } = this.#deps;
+    for (const partition of this.#ages.partitions()) {
+      if (ring.preferenceList(partition, n)[0] === self) continue;
+      if (this.#ages.forget(partition)) await this.#saveAges(partition);
+    }
+  }
+
+  /**
+   * Stores the partition's tombstone ages, so that a restart neither restarts them nor loses them. Failing, it only
+   * logs: a restart would then see those tombstones afresh, which delays their collection and never hastens it.
+   */
+  async #saveAges(partition: number): Promise<void> {
+    try {
+      await this.#deps.storage.putMeta(agesRecord(partition), this.#ages.record(partition));
+    } catch (error) {
+      this.#deps.logger.warn({ partition, error: String(error) }, 'could not store tombstone ages');
+    }
   }
 
   #schedule(): void {

@@ -13,7 +13,7 @@
  * byte for byte are taken without asking anyone.
  */
 import { type VClock, counterOf, merge } from '../versions/vclock.ts';
-import { type Version, clockOf, sameDot, supersedes } from '../versions/version.ts';
+import { type Version, clockOf, sameDot, sameVersion, supersedes } from '../versions/version.ts';
 import type { Peers } from '../transport/peers.ts';
 import { carryingTimeout } from '../wire/fit.ts';
 
@@ -53,39 +53,62 @@ export async function corroborate(
 ): Promise<Corroboration> {
   const stored = await deps.readLocal(key);
   // What this node holds already, byte for byte, changes nothing when merged: no owner need be asked about it.
-  const unknown = versions.filter((v) => !stored.some((s) => identical(s, v)));
+  const unknown = versions.filter((v) => !stored.some((s) => sameVersion(s, v)));
   const known = versions.filter((v) => !unknown.includes(v));
   if (unknown.length === 0) return { vouched: known, unvouched: [], asked: 0, answered: 0 };
   const asked = owners.filter((id) => id !== deps.self && id !== sender);
   const timeout = carryingTimeout(deps.requestTimeout, unknown);
-  // An owner suspected of having failed is not waited for: it counts as not answering.
-  const answers = await Promise.all(
-    asked.map(async (owner) => {
-      if (deps.peers.isSuspected(owner)) return null;
-      const reply = await deps.peers.request(owner, { type: 'read', key, requireHeld: false }, timeout);
-      return reply?.type === 'read-reply' ? reply.versions : null;
-    }),
+  const answers = await ownersAnswers(deps, key, asked, timeout, (answer) =>
+    unknown.every((v) => answer.some((h) => sameVersion(h, v))),
   );
   const held: Version[] = [...stored];
+  for (const answer of answers) if (answer !== null) held.push(...answer);
   let seen: VClock = [];
-  for (const v of stored) seen = merge(seen, clockOf(v));
-  for (const answer of answers) {
-    if (answer === null) continue;
-    for (const v of answer) {
-      held.push(v);
-      seen = merge(seen, clockOf(v));
-    }
-  }
+  for (const v of held) seen = merge(seen, clockOf(v));
   const vouched: Version[] = [...known];
   const unvouched: Version[] = [];
   for (const v of unknown) {
-    if (held.some((h) => identical(h, v))) vouched.push(v);
+    if (held.some((h) => sameVersion(h, v))) vouched.push(v);
     // Superseded at an owner: dropping it loses nothing, and keeping it would let a forged value ride an old dot.
     else if (counterOf(seen, v.dot.node) >= v.dot.counter && !held.some((h) => sameDot(h, v))) continue;
     else if (departedWrite(deps, v, held, seen)) vouched.push(v);
     else unvouched.push(v);
   }
   return { vouched, unvouched, asked: asked.length, answered: answers.filter((a) => a !== null).length };
+}
+
+/**
+ * What each of `asked` answers to a read of `key` (null: it did not, or is suspected of having failed and is not
+ * waited for), all asked at once. Once one answer `settles` the question (it holds every version asked about), the
+ * owners yet to answer count as not answering and are not waited for.
+ */
+function ownersAnswers(
+  deps: CorroborateDeps,
+  key: Uint8Array,
+  asked: readonly string[],
+  timeout: number,
+  settles: (answer: readonly Version[]) => boolean,
+): Promise<(readonly Version[] | null)[]> {
+  const answers: (readonly Version[] | null)[] = asked.map(() => null);
+  return new Promise((resolve) => {
+    let open = asked.length;
+    // A copy: answers arriving after the question is settled change nothing the caller sees.
+    const settle = (): void => resolve([...answers]);
+    const done = (): void => {
+      if (--open === 0) settle();
+    };
+    if (open === 0) settle();
+    asked.forEach((owner, i) => {
+      if (deps.peers.isSuspected(owner)) return done();
+      void deps.peers.request(owner, { type: 'read', key, requireHeld: false }, timeout).then((reply) => {
+        if (reply?.type === 'read-reply') {
+          answers[i] = reply.versions;
+          if (settles(reply.versions)) settle();
+        }
+        done();
+      });
+    });
+  });
 }
 
 /**
@@ -97,19 +120,4 @@ function departedWrite(deps: CorroborateDeps, v: Version, held: readonly Version
   if (deps.isMember(v.dot.node)) return false;
   if (held.some((h) => supersedes(v, h))) return false;
   return v.context.every((e) => e.counter <= counterOf(seen, e.node));
-}
-
-/** True when `a` and `b` are the same write with the same context and value, byte for byte. */
-function identical(a: Version, b: Version): boolean {
-  if (!sameDot(a, b) || a.dot.timestamp !== b.dot.timestamp) return false;
-  if (a.context.length !== b.context.length) return false;
-  for (let i = 0; i < a.context.length; i++) {
-    const x = a.context[i]!;
-    const y = b.context[i]!;
-    if (x.node !== y.node || x.counter !== y.counter || x.timestamp !== y.timestamp) return false;
-  }
-  if (a.value === null || b.value === null) return a.value === b.value;
-  if (a.value.length !== b.value.length) return false;
-  for (let i = 0; i < a.value.length; i++) if (a.value[i] !== b.value[i]) return false;
-  return true;
 }

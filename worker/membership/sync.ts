@@ -213,7 +213,9 @@ export class PartitionSync {
       const chunk = message.entries.slice(i, i + VOUCH_CONCURRENCY);
       const found = await Promise.all(chunk.map((e) => this.#deps.corroborate(e.key, e.versions, from, partition)));
       found.forEach((f, k) => {
-        if (f.vouched.length > 0) entries.push({ key: chunk[k]!.key, versions: f.vouched });
+        // A key's versions are merged all or none: a copy holding a coordinator's later dot of the key without its
+        // earlier one would answer reads with a clock claiming a write it never saw.
+        if (f.vouched.length > 0 && f.unvouched.length === 0) entries.push({ key: chunk[k]!.key, versions: f.vouched });
         unvouched += f.unvouched.length;
         if (f.unvouched.length > 0 && f.answered < f.asked) silent ??= f;
       });

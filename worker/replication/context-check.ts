@@ -25,7 +25,7 @@ import {
 import { type Version, clockOf, contextCoversAll } from '../versions/version.ts';
 
 /** What a put's context check reads; `P` is the coordinator's plan of the key (its owners and fallbacks). */
-export interface ContextCheckDeps<P extends { readonly owners: readonly string[] }> {
+export interface ContextCheckDeps<P extends CheckedPlan> {
   readonly self: string;
   readonly metrics: Metrics;
   /** The highest dot counter of each node that this node has seen: counters up to it were issued. */
@@ -40,6 +40,17 @@ export interface ContextCheckDeps<P extends { readonly owners: readonly string[]
   readAll(key: Uint8Array, plan: P): Promise<{ siblings: readonly Version[]; owners: number; complete: boolean }>;
   /** The key's siblings at member `node`, or null when it did not answer. */
   readAt(node: string, key: Uint8Array): Promise<readonly Version[] | null>;
+  /**
+   * Members that owned `partition` in a ring replaced moments ago and own it no longer: while a partition moves, a
+   * version may live on only at them until they have released it.
+   */
+  formerOwners(partition: number): readonly string[];
+}
+
+/** What of the coordinator's plan the check needs. */
+export interface CheckedPlan {
+  readonly partition: number;
+  readonly owners: readonly string[];
 }
 
 /** What of a put the check looks at. */
@@ -51,7 +62,7 @@ export interface CheckedPut {
 }
 
 /** Checks the contexts of the puts one coordinator writes. */
-export class ContextCheck<P extends { readonly owners: readonly string[] }> {
+export class ContextCheck<P extends CheckedPlan> {
   readonly #deps: ContextCheckDeps<P>;
 
   constructor(deps: ContextCheckDeps<P>) {
@@ -66,9 +77,10 @@ export class ContextCheck<P extends { readonly owners: readonly string[] }> {
    * a dot of its node that this node has seen (the horizon), or when the clocks of the key's versions cover it: this
    * node's own siblings first (no request needed), else those of R replicas, since this node may just lag behind,
    * else those of every replica that answers (a write acknowledged by one replica, and read from it alone, makes an
-   * honest context too), else those of the named member itself. An entry still unknown once every owner of the key
-   * and the named member answered names a version never issued. When one that might know did not answer, the put
-   * fails with `ERR_QUORUM`, as a conditional put does. This node's own entry is also checked exactly, and atomically,
+   * honest context too), else those of the partition's former owners while it moves, else those of the named member
+   * itself. An entry still unknown once every owner of the key, every former owner and the named member answered
+   * names a version never issued. When one that might know did not answer, the put fails with `ERR_QUORUM`, as a
+   * conditional put does. This node's own entry is also checked exactly, and atomically,
    * by the storage write, against the counter it issued.
    *
    * An entry that the clocks of the key's versions have pruned away (see {@link prunedAway}) is neither asked about
@@ -108,11 +120,19 @@ export class ContextCheck<P extends { readonly owners: readonly string[] }> {
         written = clamped(context, pruned, known);
         claimed = claimed.filter((e) => !pruned.includes(e));
       }
-      // Last, each named member itself: it stored its own write of the key (the version may live on only there and
-      // in hints while partitions move), and anything that superseded it there covers it. A node that has left the
-      // view cannot be asked; when this node has seen it, the version may have left with it.
+      // Then the partition's former owners, while it moves, and last each named member itself: it stored its own write
+      // of the key (the version may live on only there and in hints while partitions move), and anything that
+      // superseded it there covers it. A node that has left the view cannot be asked; when this node has seen it, the
+      // version may have left with it.
       let silent = 0;
+      const former = claimed.length > 0 ? this.#deps.formerOwners(plan.partition) : [];
+      for (const versions of await Promise.all(former.map((node) => this.#deps.readAt(node, request.key)))) {
+        if (versions === null) silent++;
+        else known = clockOfAll(known, versions);
+      }
+      claimed = uncovered(claimed, known);
       for (const node of new Set(claimed.map((e) => e.node))) {
+        if (former.includes(node)) continue;
         if (node === self || plan.owners.includes(node)) continue;
         if (!this.#deps.ring().has(node)) {
           if (horizon.counter(node) > 0 || counterOf(known, node) > 0) silent++;

@@ -66,6 +66,8 @@ export interface CoordinatorDeps {
   readWhole(key: Uint8Array): Promise<Version[]>;
   /** The current wall-clock time. */
   now(): number;
+  /** Members that owned `partition` moments ago and no longer do (see ContextCheckDeps.formerOwners). */
+  formerOwners(partition: number): readonly string[];
 }
 
 /** A put as the coordinator receives it, validated. */
@@ -122,6 +124,7 @@ export class Coordinator {
       readReplicas: async (key, r, plan) => (await this.#read(key, r, plan, false)).siblings,
       readAll: (key, plan) => this.#readAll(key, plan),
       readAt: (node, key) => this.#readAt(node, key),
+      formerOwners: (partition) => deps.formerOwners(partition),
     });
   }
 

@@ -109,6 +109,21 @@ export function resolve(stored: readonly Version[], incoming: readonly Version[]
   return { siblings, changed };
 }
 
+/** True when `a` and `b` are the same write with the same context and value, byte for byte. */
+export function sameVersion(a: Version, b: Version): boolean {
+  if (!sameDot(a, b) || a.dot.timestamp !== b.dot.timestamp) return false;
+  if (a.context.length !== b.context.length) return false;
+  for (let i = 0; i < a.context.length; i++) {
+    const x = a.context[i]!;
+    const y = b.context[i]!;
+    if (x.node !== y.node || x.counter !== y.counter || x.timestamp !== y.timestamp) return false;
+  }
+  if (a.value === null || b.value === null) return a.value === b.value;
+  if (a.value.length !== b.value.length) return false;
+  for (let i = 0; i < a.value.length; i++) if (a.value[i] !== b.value[i]) return false;
+  return true;
+}
+
 /** True when both sets hold the same writes. */
 export function sameSiblings(a: readonly Version[], b: readonly Version[]): boolean {
   if (a.length !== b.length) return false;

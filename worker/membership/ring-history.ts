@@ -1,0 +1,123 @@
+/**
+ * The rings a node had before its current one, newest first, each with when it was replaced: views reach the
+ * members at different moments, and an old owner releases what it held for minutes after a change, so a peer's role
+ * in a recent ring is still honoured for a while (node.ts, `#recentRole`). Only rings that placed partitions
+ * differently are kept, those replaced within the history's age and at most {@link RING_HISTORY} of them (enough
+ * for a cluster whose membership churns every second or two).
+ *
+ * The history is stored in the node's storage meta ({@link RingHistory.record}, {@link RingHistory.restore}) so that
+ * a browser restart does not forget who owned what moments ago: a node that forgot would refuse an old owner's
+ * release, or a fallback's delivery, that it would have taken before the restart.
+ */
+import type { Member, Ring } from '../ring/ring.ts';
+
+/** Most earlier rings kept. */
+export const RING_HISTORY = 256;
+
+/** The history as stored: the current ring's members when saved, and the earlier rings'. */
+export interface RingRecord {
+  readonly current: readonly Member[];
+  readonly savedAt: number;
+  readonly earlier: readonly { readonly members: readonly Member[]; readonly replacedAt: number }[];
+}
+
+/** Earlier rings of one node. */
+export class RingHistory {
+  readonly #build: (members: readonly Member[]) => Ring;
+  readonly #maxAgeMs: number;
+  #earlier: { ring: Ring; replacedAt: number }[] = [];
+
+  /** `build` makes a ring of members as the node makes its own; rings replaced `maxAgeMs` ago are forgotten. */
+  constructor(build: (members: readonly Member[]) => Ring, maxAgeMs: number) {
+    this.#build = build;
+    this.#maxAgeMs = maxAgeMs;
+  }
+
+  /** Takes note that `ring` stopped being current at `now`. */
+  replaced(ring: Ring, now: number): void {
+    this.#earlier.unshift({ ring, replacedAt: now });
+    this.#earlier = this.#earlier.filter((r, i) => i < RING_HISTORY && now - r.replacedAt < this.#maxAgeMs);
+  }
+
+  /** True when `test` passes for a ring replaced less than `graceMs` before `now`. */
+  some(test: (ring: Ring) => boolean, now: number, graceMs: number): boolean {
+    for (const { ring, replacedAt } of this.#earlier) {
+      if (now - replacedAt >= graceMs) return false;
+      if (test(ring)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The members of `current` that `owners` names in a ring replaced less than `graceMs` before `now`, and not in
+   * `current`: who owned a partition moments ago and has since lost it.
+   */
+  former(owners: (ring: Ring) => readonly string[], current: Ring, now: number, graceMs: number): string[] {
+    const owning = new Set(owners(current));
+    const out = new Set<string>();
+    for (const { ring, replacedAt } of this.#earlier) {
+      if (now - replacedAt >= graceMs) break;
+      for (const id of owners(ring)) if (!owning.has(id) && current.has(id)) out.add(id);
+    }
+    return [...out];
+  }
+
+  /** The history with `current` as the ring in force at `now`, to store. */
+  record(current: Ring, now: number): RingRecord {
+    return {
+      current: current.members.map(plainMember),
+      savedAt: now,
+      earlier: this.#earlier.map(({ ring, replacedAt }) => ({ members: ring.members.map(plainMember), replacedAt })),
+    };
+  }
+
+  /**
+   * Takes back a stored history, as rings older than every one noted since: the ring that was current when it was
+   * stored counts as replaced at `lastAlive` (the node's last sign of life, when later than the save), and rings
+   * replaced longer than the history's age before `now` are left out. Anything malformed is ignored.
+   */
+  restore(record: unknown, lastAlive: number, now: number): void {
+    if (!isRecord(record)) return;
+    const restored = [
+      { members: record.current, replacedAt: Math.max(record.savedAt, lastAlive) },
+      ...record.earlier,
+    ].filter((r) => now - r.replacedAt < this.#maxAgeMs && r.members.length > 0);
+    const oldest = this.#earlier.at(-1)?.replacedAt ?? Infinity;
+    for (const { members, replacedAt } of restored) {
+      if (this.#earlier.length >= RING_HISTORY) break;
+      this.#earlier.push({ ring: this.#build(members), replacedAt: Math.min(replacedAt, oldest) });
+    }
+  }
+}
+
+function plainMember(m: Member): Member {
+  return { id: m.id, domain: m.domain };
+}
+
+function isMember(value: unknown): value is Member {
+  if (typeof value !== 'object' || value === null) return false;
+  const m = value as Record<string, unknown>;
+  return typeof m.id === 'string' && typeof m.domain === 'string';
+}
+
+function isMembers(value: unknown): value is Member[] {
+  return Array.isArray(value) && value.length <= 4096 && value.every(isMember);
+}
+
+function isRecord(value: unknown): value is RingRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as Record<string, unknown>;
+  return (
+    isMembers(r.current) &&
+    typeof r.savedAt === 'number' &&
+    Array.isArray(r.earlier) &&
+    r.earlier.length <= RING_HISTORY &&
+    r.earlier.every(
+      (e: unknown) =>
+        typeof e === 'object' &&
+        e !== null &&
+        isMembers((e as Record<string, unknown>).members) &&
+        typeof (e as Record<string, unknown>).replacedAt === 'number',
+    )
+  );
+}
