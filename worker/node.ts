@@ -257,8 +257,9 @@ export class DynamoNode {
   #ring: Ring;
   /** Earlier rings, each with when it was replaced: a peer may still act on them for a while. */
   readonly #history = new RingHistory((members) => this.#buildRing(members), WRITE_GRACE_MS);
-  /** The last store of the ring history, which the next waits for so that stores land in order. */
-  #historySaved: Promise<void> = Promise.resolve();
+  /** Whether a store of the ring history is under way, and whether the history changed since it began. */
+  #historySaving = false;
+  #historyChanged = false;
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
   /** Messages from nodes outside the view, held for a view that names them. */
@@ -370,7 +371,6 @@ export class DynamoNode {
       partitionOf: (key) => this.#ring.partitionOf(key),
       owns,
       isOwner: isRecentOwner,
-      mayWrite: (node, partition) => this.#mayWrite(node, partition),
       nextView: (ms) => this.#nextView(ms),
       holds,
       findHolders,
@@ -397,13 +397,12 @@ export class DynamoNode {
       readLocal: (key) => this.#replica.readLocal(key),
       readWhole: (key) => this.#replica.readWhole(key),
       now: () => options.clock.now(),
+      // The most recent few, never this node: a put whose context names an unknown version asks each.
       formerOwners: (partition) =>
-        this.#history.former(
-          (ring) => ring.preferenceList(partition, this.#n),
-          this.#ring,
-          options.clock.now(),
-          WRITE_GRACE_MS,
-        ),
+        this.#history
+          .former((ring) => ring.preferenceList(partition, this.#n), this.#ring, options.clock.now(), WRITE_GRACE_MS)
+          .filter((id) => id !== this.id)
+          .slice(0, 2 * this.#n),
     });
     this.#handoff = new Handoff({
       self: this.id,
@@ -547,12 +546,24 @@ export class DynamoNode {
     this.#rebalancer.kick();
   }
 
-  /** Stores the ring history (ring-history.ts) after any store under way; a failure is only logged. */
+  /**
+   * Stores the ring history (ring-history.ts); changes made while a store is under way are stored once it is done,
+   * in one more store of the latest history. A failure is only logged.
+   */
   #saveHistory(): void {
-    const record = this.#history.record(this.#ring, this.#options.clock.now());
-    this.#historySaved = this.#historySaved
-      .then(() => this.#storage.putMeta(RING_HISTORY_RECORD, record))
-      .catch((error: unknown) => this.#logger.warn({ error: errorText(error) }, 'could not store the ring history'));
+    this.#historyChanged = true;
+    if (this.#historySaving) return;
+    this.#historySaving = true;
+    void (async () => {
+      while (this.#historyChanged && !this.#closed) {
+        this.#historyChanged = false;
+        const record = this.#history.record(this.#ring, this.#options.clock.now());
+        await this.#storage.putMeta(RING_HISTORY_RECORD, record).catch((error: unknown) => {
+          this.#logger.warn({ error: errorText(error) }, 'could not store the ring history');
+        });
+      }
+      this.#historySaving = false;
+    })();
   }
 
   async #markActive(): Promise<void> {

@@ -166,6 +166,22 @@ describe('AntiEntropy', () => {
     assert.ok(await goneFrom(w.cluster, owners, 'doomed'));
   });
 
+  it('believes the stamp of a tombstone older than the grace once its first owner has held it an hour, not before', async () => {
+    const HOUR = 3_600_000;
+    const w = await world(3, { antiEntropyInterval: 1e9, tombstoneGrace: 2 * HOUR });
+    // The grace is longer than the hour: honest stamps matter when the first owner changes, as tabs come and go.
+    await w.scheduler.advance(4 * HOUR);
+    const { owners } = await forgeTombstone(w, 'doomed', 500);
+    const first = await roundOn(w, owners[0]!);
+    await advanceTo(w, first + HOUR - 1000);
+    await roundOn(w, owners[0]!);
+    for (const id of owners) assert.equal((await dots(w.cluster, id, 'doomed')).length, 1, id);
+    await advanceTo(w, first + HOUR + 500);
+    await roundOn(w, owners[0]!);
+    await w.scheduler.advance(100);
+    assert.ok(await goneFrom(w.cluster, owners, 'doomed'));
+  });
+
   it('measures a tombstone from when its first owner first found it across a restart of that owner', async () => {
     const w = await world(3, { antiEntropyInterval: 1e9, tombstoneGrace: GRACE });
     await w.scheduler.advance(2 * GRACE);

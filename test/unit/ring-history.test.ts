@@ -41,6 +41,21 @@ describe('the ring history', () => {
     );
   });
 
+  it('ignores stored rings whose members make no ring, and rings stored with a time still to come', () => {
+    const history = new RingHistory(build, AGE);
+    const record = {
+      current: members('a', 'a'),
+      savedAt: 900,
+      earlier: [
+        { members: members('a', 'future'), replacedAt: 5000 },
+        { members: members('a', 'old'), replacedAt: 800 },
+      ],
+    };
+    history.restore(record, 0, 1000);
+    assert.equal(history.some(holdsAll('future'), 1000, AGE), false);
+    assert.equal(history.some(holdsAll('old'), 1000, AGE), true);
+  });
+
   it('ignores a stored record that is not one', () => {
     const history = new RingHistory(build, AGE);
     for (const record of [undefined, 7, 'x', { current: [{ id: 1 }], savedAt: 0, earlier: [] }, { current: [] }]) {

@@ -4,8 +4,9 @@
  * foreground requests (see the node's `idle`). The
  * first owner of a partition compares with every other owner; when all of them agree with it, it also collects the
  * partition's tombstones that are past their grace period, on every owner at once (see `sync-drop`). A tombstone's
- * age runs from when the first owner first found it in such a pass (see tombstone-ages.ts), never from its dot's
- * timestamp, which whoever wrote it chose.
+ * age runs from when the first owner first found it in such a pass (see tombstone-ages.ts), not from its dot's
+ * timestamp, which whoever wrote it chose: that is believed only once the first owner has held the tombstone an hour
+ * (see {@link STAMP_TRUSTED_AFTER_MS}).
  *
  * Owners other than the first compare with the owner after them in the preference list, so that every pair of
  * owners is linked once per round at a cost of one root exchange per held partition when nothing differs.
@@ -20,6 +21,15 @@ import type { Ring } from '../ring/ring.ts';
 import type { Storage } from '../storage/storage.ts';
 import { type PartitionSync, REPAIR_PAGE_BYTES } from './sync.ts';
 import { TombstoneAges, tombstoneFingerprint } from './tombstone-ages.ts';
+
+/**
+ * How long the first owner must have seen a tombstone itself before it believes the tombstone's timestamp, ms (or the
+ * grace, when shorter). The grace runs from the first owner's own first sight; but the first owner changes as tabs
+ * come and go, and each new one would start the grace again, so that in a cluster of tabs a tombstone might never be
+ * collected. So a tombstone its writer stamped older than the grace is collected once the first owner has held it
+ * this long: a writer who stamps a delete 0 gains an hour's wait, not the grace's.
+ */
+const STAMP_TRUSTED_AFTER_MS = 60 * 60_000;
 
 /** The storage meta record of a partition's tombstone ages. */
 function agesRecord(partition: number): string {
@@ -126,21 +136,26 @@ export class AntiEntropy {
     if (!this.#ages.loaded(partition)) this.#ages.load(partition, await storage.getMeta(agesRecord(partition)));
     const now = clock.now();
     const horizon = now - tombstoneGrace;
+    // Seen here for the whole grace; or stamped older than the grace by its writer, and seen here a while already.
+    const stampedHorizon = now - Math.min(tombstoneGrace, STAMP_TRUSTED_AFTER_MS);
     const found: string[] = [];
-    const candidates: { fingerprint: string; entry: SyncEntry }[] = [];
+    const candidates: { fingerprint: string; stampedOld: boolean; entry: SyncEntry }[] = [];
     for await (const page of sync.scan(partition, null)) {
       for (const k of page) {
         if (k.siblings.length === 0 || k.siblings.some((v) => v.value !== null)) continue;
         const fingerprint = tombstoneFingerprint(k.key, k.siblings);
         found.push(fingerprint);
-        // A set not tracked yet is first seen now, should there be room for it.
-        if ((this.#ages.firstSeen(partition, fingerprint) ?? now) <= horizon)
-          candidates.push({ fingerprint, entry: { key: k.key, versions: k.siblings } });
+        const stampedOld = k.siblings.every((v) => v.dot.timestamp < horizon);
+        candidates.push({ fingerprint, stampedOld, entry: { key: k.key, versions: k.siblings } });
       }
     }
     if (this.#ages.observe(partition, found, now)) await this.#saveAges(partition);
     const due = candidates
-      .filter((c) => (this.#ages.firstSeen(partition, c.fingerprint) ?? Infinity) <= horizon)
+      .filter((c) => {
+        // A set not tracked (no room for it) is not due.
+        const seen = this.#ages.firstSeen(partition, c.fingerprint) ?? Infinity;
+        return seen <= horizon || (c.stampedOld && seen <= stampedHorizon);
+      })
       .map((c) => c.entry);
     if (due.length === 0) return;
     // Others first: should this node fail half way, its own copies still let the next round try again.

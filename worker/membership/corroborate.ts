@@ -100,13 +100,16 @@ function ownersAnswers(
     if (open === 0) settle();
     asked.forEach((owner, i) => {
       if (deps.peers.isSuspected(owner)) return done();
-      void deps.peers.request(owner, { type: 'read', key, requireHeld: false }, timeout).then((reply) => {
-        if (reply?.type === 'read-reply') {
-          answers[i] = reply.versions;
-          if (settles(reply.versions)) settle();
-        }
-        done();
-      });
+      const asking = deps.peers.request(owner, { type: 'read', key, requireHeld: false }, timeout);
+      void asking
+        .catch(() => null)
+        .then((reply) => {
+          if (reply?.type === 'read-reply') {
+            answers[i] = reply.versions;
+            if (settles(reply.versions)) settle();
+          }
+          done();
+        });
     });
   });
 }

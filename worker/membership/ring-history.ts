@@ -3,7 +3,7 @@
  * members at different moments, and an old owner releases what it held for minutes after a change, so a peer's role
  * in a recent ring is still honoured for a while (node.ts, `#recentRole`). Only rings that placed partitions
  * differently are kept, those replaced within the history's age and at most {@link RING_HISTORY} of them (enough
- * for a cluster whose membership churns every second or two).
+ * for a cluster whose membership changes every ten seconds).
  *
  * The history is stored in the node's storage meta ({@link RingHistory.record}, {@link RingHistory.restore}) so that
  * a browser restart does not forget who owned what moments ago: a node that forgot would refuse an old owner's
@@ -12,7 +12,9 @@
 import type { Member, Ring } from '../ring/ring.ts';
 
 /** Most earlier rings kept. */
-export const RING_HISTORY = 256;
+export const RING_HISTORY = 64;
+/** Most earlier rings stored, the newest: a store rewrites them all, and a restart is rarely that churned. */
+export const STORED_RING_HISTORY = 16;
 
 /** The history as stored: the current ring's members when saved, and the earlier rings'. */
 export interface RingRecord {
@@ -25,7 +27,8 @@ export interface RingRecord {
 export class RingHistory {
   readonly #build: (members: readonly Member[]) => Ring;
   readonly #maxAgeMs: number;
-  #earlier: { ring: Ring; replacedAt: number }[] = [];
+  /** Newest first. A ring taken back from storage is built when first needed (null: its members make none). */
+  #earlier: { members: readonly Member[]; ring: Ring | null | undefined; replacedAt: number }[] = [];
 
   /** `build` makes a ring of members as the node makes its own; rings replaced `maxAgeMs` ago are forgotten. */
   constructor(build: (members: readonly Member[]) => Ring, maxAgeMs: number) {
@@ -35,15 +38,16 @@ export class RingHistory {
 
   /** Takes note that `ring` stopped being current at `now`. */
   replaced(ring: Ring, now: number): void {
-    this.#earlier.unshift({ ring, replacedAt: now });
+    this.#earlier.unshift({ members: ring.members, ring, replacedAt: now });
     this.#earlier = this.#earlier.filter((r, i) => i < RING_HISTORY && now - r.replacedAt < this.#maxAgeMs);
   }
 
   /** True when `test` passes for a ring replaced less than `graceMs` before `now`. */
   some(test: (ring: Ring) => boolean, now: number, graceMs: number): boolean {
-    for (const { ring, replacedAt } of this.#earlier) {
-      if (now - replacedAt >= graceMs) return false;
-      if (test(ring)) return true;
+    for (const entry of this.#earlier) {
+      if (now - entry.replacedAt >= graceMs) return false;
+      const ring = this.#ringOf(entry);
+      if (ring !== null && test(ring)) return true;
     }
     return false;
   }
@@ -55,9 +59,10 @@ export class RingHistory {
   former(owners: (ring: Ring) => readonly string[], current: Ring, now: number, graceMs: number): string[] {
     const owning = new Set(owners(current));
     const out = new Set<string>();
-    for (const { ring, replacedAt } of this.#earlier) {
-      if (now - replacedAt >= graceMs) break;
-      for (const id of owners(ring)) if (!owning.has(id) && current.has(id)) out.add(id);
+    for (const entry of this.#earlier) {
+      if (now - entry.replacedAt >= graceMs) break;
+      const ring = this.#ringOf(entry);
+      for (const id of ring === null ? [] : owners(ring)) if (!owning.has(id) && current.has(id)) out.add(id);
     }
     return [...out];
   }
@@ -67,26 +72,41 @@ export class RingHistory {
     return {
       current: current.members.map(plainMember),
       savedAt: now,
-      earlier: this.#earlier.map(({ ring, replacedAt }) => ({ members: ring.members.map(plainMember), replacedAt })),
+      earlier: this.#earlier
+        .slice(0, STORED_RING_HISTORY)
+        .map(({ members, replacedAt }) => ({ members: members.map(plainMember), replacedAt })),
     };
   }
 
   /**
    * Takes back a stored history, as rings older than every one noted since: the ring that was current when it was
    * stored counts as replaced at `lastAlive` (the node's last sign of life, when later than the save), and rings
-   * replaced longer than the history's age before `now` are left out. Anything malformed is ignored.
+   * replaced longer than the history's age before `now`, or after it (a clock set back), are left out. Anything
+   * malformed is ignored, a ring of members no ring can be made of included.
    */
   restore(record: unknown, lastAlive: number, now: number): void {
     if (!isRecord(record)) return;
     const restored = [
       { members: record.current, replacedAt: Math.max(record.savedAt, lastAlive) },
       ...record.earlier,
-    ].filter((r) => now - r.replacedAt < this.#maxAgeMs && r.members.length > 0);
+    ].filter((r) => r.replacedAt <= now && now - r.replacedAt < this.#maxAgeMs && r.members.length > 0);
     const oldest = this.#earlier.at(-1)?.replacedAt ?? Infinity;
     for (const { members, replacedAt } of restored) {
       if (this.#earlier.length >= RING_HISTORY) break;
-      this.#earlier.push({ ring: this.#build(members), replacedAt: Math.min(replacedAt, oldest) });
+      this.#earlier.push({ members, ring: undefined, replacedAt: Math.min(replacedAt, oldest) });
     }
+  }
+
+  /** The entry's ring, built on first need; null when its members make none (a record tampered with). */
+  #ringOf(entry: { members: readonly Member[]; ring: Ring | null | undefined }): Ring | null {
+    if (entry.ring === undefined) {
+      try {
+        entry.ring = this.#build(entry.members);
+      } catch {
+        entry.ring = null;
+      }
+    }
+    return entry.ring;
   }
 }
 

@@ -9,6 +9,7 @@
  * collection; nothing here ever makes a tombstone older than this node saw it. Pure: the caller persists each
  * partition's {@link TombstoneAges.record} and hands it back to {@link TombstoneAges.load} after a restart.
  */
+import { md5 } from '../ring/md5.ts';
 import type { Version } from '../versions/version.ts';
 
 /** Most tombstone sets tracked at once, over every partition. */
@@ -18,14 +19,14 @@ export const MAX_TRACKED_TOMBSTONES = 200_000;
 export type TombstoneRecord = [string, number][];
 
 /**
- * The fingerprint of a key's tombstones: its bytes and their dots. A set replaced by another (new dots) is a new
- * fingerprint, whose age starts over. The key is length-prefixed, so that no two (key, dots) pairs share one.
+ * The fingerprint of a key's tombstones: the md5 of its bytes and their dots. A set replaced by another (new dots) is
+ * a new fingerprint, whose age starts over. A hash of the key keeps an entry small whatever the key's length.
  */
 export function tombstoneFingerprint(key: Uint8Array, siblings: readonly Version[]): string {
   const dots = siblings
     .map((v): [string, number] => [v.dot.node, v.dot.counter])
     .sort(([a, i], [b, j]) => (a < b ? -1 : a > b ? 1 : i - j));
-  return `${key.length}:${latin1(key)}${JSON.stringify(dots)}`;
+  return `${hex(md5(key))}${JSON.stringify(dots)}`;
 }
 
 /** When this node first saw each tombstone set, per partition. */
@@ -147,9 +148,8 @@ function parseRecord(record: unknown): TombstoneRecord {
   return out;
 }
 
-/** Bytes as a string of one char each: exact, and half the size of hex. */
-function latin1(bytes: Uint8Array): string {
+function hex(bytes: Uint8Array): string {
   let out = '';
-  for (let i = 0; i < bytes.length; i += 4096) out += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  for (const b of bytes) out += b.toString(16).padStart(2, '0');
   return out;
 }

@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Peers } from '../transport/peers.ts';
 import type { ReadMessage, ReplicateMessage } from '../wire/protocol.ts';
 import type { Storage } from '../storage/storage.ts';
-import { type Version, resolve, sameDot, sameVersion } from '../versions/version.ts';
+import { type Version, resolve } from '../versions/version.ts';
 
 /** What a replica needs from its node. */
 export interface ReplicaDeps {
@@ -29,11 +29,6 @@ export interface ReplicaDeps {
   owns(partition: number): boolean;
   /** True when `node` is in the partition's preference list (or was, in a view replaced moments ago). */
   isOwner(node: string, partition: number): boolean;
-  /**
-   * True when `node` may write the partition on its own word: it owns it, or did in a view of the last minutes (an
-   * old owner still releasing it).
-   */
-  mayWrite(node: string, partition: number): boolean;
   /** Resolves at the next change of view, or after `ms`. */
   nextView(ms: number): Promise<void>;
   /** For the age of the hint count. */
@@ -121,32 +116,9 @@ export class Replica {
       );
       metrics.count('hintsStored');
     } else {
-      await this.#checkForgery(message, partition);
       await storage.apply(message.key, partition, message.versions, { durability });
       metrics.count('replicasWritten');
     }
-  }
-
-  /**
-   * Refuses, with `ERR_UNAUTHORIZED`, a shipped sibling set from a node that neither owns the partition nor did
-   * moments ago (a get's coordinator repairing the owners, a fallback delivering its hints, or a member shipping what
-   * it has no business writing) when it carries a version under a dot this node holds with other contents: dots are
-   * never reused, so only a forger sends one, and taken, the planted value would hide the real one with the Merkle
-   * trees equal forever. Nothing else can be told from an honest fallback's or repairer's shipment without versions
-   * signed by their coordinators, so the rest is taken; the whole set is refused when anything is, so that no replica
-   * holds a coordinator's later dot of a key without its earlier ones.
-   */
-  async #checkForgery(message: ReplicateMessage, partition: number): Promise<void> {
-    const deps = this.#deps;
-    if (deps.mayWrite(message.from, partition)) return;
-    const stored = await deps.storage.get(message.key);
-    const forged = message.versions.find((v) => stored.some((s) => sameDot(s, v) && !sameVersion(s, v)));
-    if (forged === undefined) return;
-    deps.metrics.count('unauthorizedMessages');
-    throw new UnauthorizedError(
-      `${message.from} does not own partition ${partition}, and sent ${forged.dot.node}:${forged.dot.counter} ` +
-        'with other contents than this node holds under that dot',
-    );
   }
 
   /**
