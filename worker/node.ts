@@ -52,7 +52,7 @@ import { ObservedStorage } from './storage/observed.ts';
 import { DotHorizon } from './versions/horizon.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
-import { type Version, contextOf } from './versions/version.ts';
+import { contextOf } from './versions/version.ts';
 
 /** Everything a node is made of and its tunables. */
 export interface NodeOptions {
@@ -347,21 +347,6 @@ export class DynamoNode {
     /** An owner of the partition in this view, or in one replaced moments ago: who may store hints and pull keys. */
     const isRecentOwner = (node: string, partition: number): boolean =>
       this.#recentRole(partition, (owners) => owners.includes(node));
-    /** What the other owners of a partition vouch for of versions a node that may not write it sent. */
-    const vouch = (key: Uint8Array, versions: readonly Version[], sender: string, partition: number) =>
-      corroborate(
-        {
-          self: this.id,
-          peers: this.#peers,
-          requestTimeout,
-          isMember: (id) => this.#ring.has(id),
-          readLocal: (k) => this.#storage.get(k),
-        },
-        key,
-        versions,
-        this.#ring.preferenceList(partition, this.#n),
-        sender,
-      );
     this.#replica = new Replica({
       self: this.id,
       storage: this.#storage,
@@ -430,7 +415,20 @@ export class DynamoNode {
       mayWrite: (node, partition) => this.#mayWrite(node, partition),
       mayPull: isRecentOwner,
       nextView: (ms) => this.#nextView(ms),
-      corroborate: (key, versions, sender, partition) => vouch(key, versions, sender, partition),
+      corroborate: (key, versions, sender, partition) =>
+        corroborate(
+          {
+            self: this.id,
+            peers: this.#peers,
+            requestTimeout,
+            isMember: (id) => this.#ring.has(id),
+            readLocal: (k) => this.#storage.get(k),
+          },
+          key,
+          versions,
+          this.#ring.preferenceList(partition, this.#n),
+          sender,
+        ),
       clock: options.clock,
       // Four times what this node's own transfers and repairs may pull, at least 4 MiB/s: peers configured alike
       // never meet it.

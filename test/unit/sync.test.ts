@@ -182,6 +182,15 @@ async function put(e: Endpoint, key: Uint8Array, value: string | Uint8Array | nu
   return written.siblings;
 }
 
+/** What b's serving of a push of `entries` from `from` ends with: its error, or null when it was taken. */
+function pushTo(w: World, from: string, entries: readonly SyncEntry[]): Promise<unknown> {
+  const push = { type: 'sync-push', from, requestId: 1, partition: P, entries } as const;
+  return w.settle(w.b.sync.servePush(push)).then(
+    () => null,
+    (e: unknown) => e,
+  );
+}
+
 async function copy(from: Endpoint, to: Endpoint, key: Uint8Array): Promise<void> {
   await to.storage.apply(key, RING.partitionOf(key), await from.storage.get(key));
 }
@@ -319,12 +328,7 @@ describe('PartitionSync', () => {
       { key: held!, versions: honest },
       { key: forged!, versions: planted },
     ];
-    const error = await w
-      .settle(w.b.sync.servePush({ type: 'sync-push', from: 'r', requestId: 1, partition: P, entries }))
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const error = await pushTo(w, 'r', entries);
     assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
     assert.deepEqual(await w.b.storage.get(held!), honest);
     assert.deepEqual(await w.b.storage.get(forged!), []);
@@ -339,20 +343,7 @@ describe('PartitionSync', () => {
     // A sibling no owner holds beside one the owner holds: taken alone, the honest one would leave b with a clock
     // claiming whatever of the key's writes the refused one's coordinator made before.
     const [planted] = await put(rogue, key, 'planted');
-    const error = await w
-      .settle(
-        w.b.sync.servePush({
-          type: 'sync-push',
-          from: 'r',
-          requestId: 1,
-          partition: P,
-          entries: [{ key, versions: [...honest, planted!] }],
-        }),
-      )
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const error = await pushTo(w, 'r', [{ key, versions: [...honest, planted!] }]);
     assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
     assert.deepEqual(await w.b.storage.get(key), []);
   });
@@ -368,20 +359,7 @@ describe('PartitionSync', () => {
       value: new TextEncoder().encode('evil'),
       context: [{ node: 'zz', counter: 1_000, timestamp: 1 }],
     }));
-    const error = await w
-      .settle(
-        w.b.sync.servePush({
-          type: 'sync-push',
-          from: 'r',
-          requestId: 1,
-          partition: P,
-          entries: [{ key, versions: forged }],
-        }),
-      )
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const error = await pushTo(w, 'r', [{ key, versions: forged }]);
     assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
     assert.deepEqual(await w.b.storage.get(key), []);
   });
@@ -409,11 +387,7 @@ describe('PartitionSync', () => {
       [held!, over],
       [fresh!, ahead],
     ] as const) {
-      const push = { type: 'sync-push', from: 'r', requestId: 1, partition: P, entries: [{ key, versions }] } as const;
-      const error = await w.settle(w.b.sync.servePush(push)).then(
-        () => null,
-        (e: unknown) => e,
-      );
+      const error = await pushTo(w, 'r', [{ key, versions }]);
       assert.ok(hasErrorCode(error, 'ERR_UNAUTHORIZED'), String(error));
       assert.deepEqual(await w.b.storage.get(key), []);
     }

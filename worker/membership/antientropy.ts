@@ -138,17 +138,16 @@ export class AntiEntropy {
     const horizon = now - tombstoneGrace;
     // Seen here for the whole grace; or stamped older than the grace by its writer, and seen here a while already.
     const stampedHorizon = now - Math.min(tombstoneGrace, STAMP_TRUSTED_AFTER_MS);
-    const found: string[] = [];
     const candidates: { fingerprint: string; stampedOld: boolean; entry: SyncEntry }[] = [];
     for await (const page of sync.scan(partition, null)) {
       for (const k of page) {
         if (k.siblings.length === 0 || k.siblings.some((v) => v.value !== null)) continue;
         const fingerprint = tombstoneFingerprint(k.key, k.siblings);
-        found.push(fingerprint);
         const stampedOld = k.siblings.every((v) => v.dot.timestamp < horizon);
         candidates.push({ fingerprint, stampedOld, entry: { key: k.key, versions: k.siblings } });
       }
     }
+    const found = candidates.map((c) => c.fingerprint);
     if (this.#ages.observe(partition, found, now)) await this.#saveAges(partition);
     const due = candidates
       .filter((c) => {

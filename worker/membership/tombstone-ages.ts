@@ -2,13 +2,14 @@
  * Tombstone ages as a partition's first owner measures them: when this node first saw each set of tombstones its
  * collection pass found, keyed by a fingerprint of the key and the tombstones' dots. A dot's timestamp is its
  * writer's word, and anyone may stamp a delete 0; so the grace before a collection runs from this node's own first
- * sight, never from what a writer claims.
+ * sight (antientropy.ts believes a writer's stamp only once that sight is an hour old).
  *
  * Bounded: a partition keeps only the fingerprints its last pass found, and all partitions together at most
  * {@link MAX_TRACKED_TOMBSTONES}. Whatever is left out is seen afresh on a later pass, which only delays its
  * collection; nothing here ever makes a tombstone older than this node saw it. Pure: the caller persists each
  * partition's {@link TombstoneAges.record} and hands it back to {@link TombstoneAges.load} after a restart.
  */
+import { toBase64url } from '../../signaling/base64url.ts';
 import { md5 } from '../ring/md5.ts';
 import type { Version } from '../versions/version.ts';
 
@@ -26,7 +27,7 @@ export function tombstoneFingerprint(key: Uint8Array, siblings: readonly Version
   const dots = siblings
     .map((v): [string, number] => [v.dot.node, v.dot.counter])
     .sort(([a, i], [b, j]) => (a < b ? -1 : a > b ? 1 : i - j));
-  return `${hex(md5(key))}${JSON.stringify(dots)}`;
+  return `${toBase64url(md5(key))}${JSON.stringify(dots)}`;
 }
 
 /** When this node first saw each tombstone set, per partition. */
@@ -145,11 +146,5 @@ function parseRecord(record: unknown): TombstoneRecord {
     if (typeof fingerprint === 'string' && typeof seen === 'number' && Number.isFinite(seen))
       out.push([fingerprint, seen]);
   }
-  return out;
-}
-
-function hex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += b.toString(16).padStart(2, '0');
   return out;
 }

@@ -8,7 +8,7 @@ import type { VClock } from '../versions/vclock.ts';
 import { MAX_COUNTER, counterOf } from '../versions/vclock.ts';
 import type { KeyBounds } from '../wire/protocol.ts';
 import type { Version } from '../versions/version.ts';
-import { clockOf, resolve, sameDot, sameSiblings, versionSize } from '../versions/version.ts';
+import { clockOf, resolve, sameDot, sameSiblings, sameValue, versionSize } from '../versions/version.ts';
 
 /** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
 export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -157,14 +157,6 @@ export function removal(
     if (!sameValue(v.value, named.value)) return 'keep';
   }
   return 'remove';
-}
-
-/** Whether two values (null for a tombstone) hold the same bytes. */
-function sameValue(a: Uint8Array | null, b: Uint8Array | null): boolean {
-  if (a === null || b === null) return a === b;
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** A limit as a count to take: absent means all; zero or less means none. */

@@ -118,9 +118,14 @@ export function sameVersion(a: Version, b: Version): boolean {
     const y = b.context[i]!;
     if (x.node !== y.node || x.counter !== y.counter || x.timestamp !== y.timestamp) return false;
   }
-  if (a.value === null || b.value === null) return a.value === b.value;
-  if (a.value.length !== b.value.length) return false;
-  for (let i = 0; i < a.value.length; i++) if (a.value[i] !== b.value[i]) return false;
+  return sameValue(a.value, b.value);
+}
+
+/** Whether two values (null for a tombstone) hold the same bytes. */
+export function sameValue(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
