@@ -116,7 +116,9 @@ export class Replica {
       );
       metrics.count('hintsStored');
     } else {
-      await storage.apply(message.key, partition, message.versions, { durability });
+      // Its sender decides what its own dots hold (see `resolve`): a coordinator's new version replaces one planted
+      // under its dot before it wrote it.
+      await storage.apply(message.key, partition, message.versions, { durability, issuer: message.from });
       metrics.count('replicasWritten');
     }
   }

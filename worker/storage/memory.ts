@@ -81,8 +81,12 @@ class Applied implements ApplyResult {
 }
 
 /** Merges `incoming` into `stored` with {@link resolve}, owning a copy of only the incoming versions it keeps. */
-function merged(stored: readonly Version[], incoming: readonly Version[]): { siblings: Version[]; changed: boolean } {
-  const { siblings, changed } = resolve(stored, incoming);
+function merged(
+  stored: readonly Version[],
+  incoming: readonly Version[],
+  issuer: string | undefined,
+): { siblings: Version[]; changed: boolean } {
+  const { siblings, changed } = resolve(stored, incoming, issuer);
   if (!changed) return { siblings, changed };
   return { siblings: siblings.map((v) => (stored.includes(v) ? v : ownVersion(v))), changed };
 }
@@ -162,9 +166,15 @@ class MemoryData {
 }
 
 /** What `Storage.apply` does to one key of `data`. */
-function applyTo(data: MemoryData, key: Uint8Array, partition: number, versions: readonly Version[]): Applied {
+function applyTo(
+  data: MemoryData,
+  key: Uint8Array,
+  partition: number,
+  versions: readonly Version[],
+  issuer: string | undefined,
+): Applied {
   const id = keyId(key);
-  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
+  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, issuer);
   if (changed) data.store(id, key, partition, siblings);
   return new Applied(siblings, changed);
 }
@@ -222,16 +232,16 @@ export class MemoryStorage implements Storage {
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
-    _options?: WriteOptions,
+    options?: WriteOptions,
   ): Promise<ApplyResult> {
-    return applyTo(this.#open(), key, partition, versions);
+    return applyTo(this.#open(), key, partition, versions, options?.issuer);
   }
 
   /** One transaction by construction: nothing else runs between the entries of a synchronous loop. */
-  async applyMany(partition: number, entries: readonly ApplyEntry[], _options?: WriteOptions): Promise<ApplyResult[]> {
+  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
     const data = this.#open();
     const out: ApplyResult[] = [];
-    for (let i = 0; i < entries.length; i++) out.push(applyTo(data, entries[i]!.key, partition, entries[i]!.versions));
+    for (const { key, versions } of entries) out.push(applyTo(data, key, partition, versions, options?.issuer));
     return out;
   }
 
@@ -285,7 +295,7 @@ export class MemoryStorage implements Storage {
     const id = keyId(hint.key);
     let byKey = data.hints.get(hint.target);
     const old = byKey?.get(id);
-    const { siblings, changed } = merged(old?.siblings ?? NONE, hint.siblings);
+    const { siblings, changed } = merged(old?.siblings ?? NONE, hint.siblings, undefined);
     if (!changed) return;
     if (byKey === undefined) {
       byKey = new Map();
