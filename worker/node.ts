@@ -297,9 +297,9 @@ export class DynamoNode {
       maxActive: boundOption(options.maxActiveRequests ?? 2048, 1, 'maxActiveRequests'),
       maxWaiting: boundOption(options.maxWaitingRequests ?? 50_000, 0, 'maxWaitingRequests'),
     });
-    // Every dot this node stores or scans tells it how far that dot's node has issued counters (contexts are checked
-    // against it).
-    const horizon = new DotHorizon();
+    // Every dot this node stores or scans from its start on tells it how far that dot's node has issued counters
+    // (contexts are checked against it).
+    const horizon = new DotHorizon(options.clock.now());
     this.#logger = options.logger ?? silentLogger;
     const requestTimeout = options.requestTimeout ?? 500;
     const forwardTimeout = options.forwardTimeout ?? 4 * requestTimeout;

@@ -15,12 +15,15 @@ const key = new TextEncoder().encode('k');
 /** A version of the departed node `gone`, counter 5: what the client read, now held by a former owner alone. */
 const moved: Version = createVersion('gone', 5, 1, [], new TextEncoder().encode('v'));
 
-/** A check run by `self`, whose owners answer with nothing, and whose former owners answer with `former`. */
-function checker(former: Record<string, readonly Version[] | null>) {
+/**
+ * A check run by `self`, whose owners answer with nothing, and whose former owners answer with `former`; `self`
+ * watched dots from `since` on.
+ */
+function checker(former: Record<string, readonly Version[] | null>, since = 0) {
   const deps: ContextCheckDeps<Plan> = {
     self: 'self',
     metrics: new Metrics(),
-    horizon: new DotHorizon(),
+    horizon: new DotHorizon(since),
     ring: () =>
       new Ring([
         { id: 'self', domain: 'a' },
@@ -49,5 +52,12 @@ describe("a put's context naming a version the owners do not hold yet", () => {
   it('is refused as invalid when no owner nor former owner holds it', async () => {
     await assert.rejects(checker({ old: [] }), { code: 'ERR_INVALID_ARGUMENT' });
     await assert.rejects(checker({}), { code: 'ERR_INVALID_ARGUMENT' });
+  });
+
+  it('fails with ERR_QUORUM, not as invalid, at a node started after the departed node wrote it', async () => {
+    // `self` joined at 10, after `gone` wrote at 1 and left: it cannot tell that write from one never issued.
+    await assert.rejects(checker({}, 10), { code: 'ERR_QUORUM' });
+    await assert.rejects(checker({ old: [] }, 10), { code: 'ERR_QUORUM' });
+    assert.deepEqual(await checker({ old: [moved] }, 10), [{ node: 'gone', counter: 5, timestamp: 1 }]);
   });
 });

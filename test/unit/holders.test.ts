@@ -47,6 +47,19 @@ describe('Holders', () => {
     assert.deepEqual(d.holders.known(5), found.holders);
   });
 
+  it('lists apart the members that hold no whole copy but store keys of the partition', async () => {
+    const d = directory(['a', 'b', 'c', 'd'], {
+      b: { held: true, root: ROOT },
+      c: { held: false, root: ROOT },
+      d: { held: false, root: new Uint8Array(8) },
+    });
+    const found = await d.holders.find(5);
+    assert.deepEqual(found.holders, ['b']);
+    assert.deepEqual(found.storing, ['c']);
+    assert.deepEqual(found.roots.get('c'), ROOT);
+    assert.equal(found.roots.has('d'), false);
+  });
+
   it('answers later finds from what it learnt, without asking again', async () => {
     const d = directory(['a', 'b', 'c'], { b: { held: true, root: ROOT }, c: { held: true, root: ROOT } });
     await d.holders.find(1);

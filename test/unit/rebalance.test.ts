@@ -172,6 +172,29 @@ describe('Rebalancer', () => {
     assert.equal(w.node('n2').fetchingCount(), 0);
   });
 
+  it('pulls a partition that no member holds from the members that store keys of it, before holding it', async () => {
+    const w = await world(4, { tombstoneGrace: 5000 });
+    const ring = w.cluster.ring;
+    const key = 'stranded';
+    const p = ring.partitionOf(text.encode(key));
+    const owners = ring.preferenceList(p, N);
+    const other = w.cluster.memberIds().find((id) => !owners.includes(id))!;
+    await w.settle(w.node(owners[0]!).put(key, text.encode('kept'), { w: N }));
+    // The write lives on only at a member that stores keys of the partition without holding it (after churn: an old
+    // owner that never finished fetching it), and every owner comes back after the grace with no copy at all.
+    const versions = await w.cluster.slot(owners[0]!).data.reopen().get(text.encode(key));
+    const message = { type: 'replicate', from: owners[0]!, requestId: 9, key: text.encode(key), versions } as const;
+    w.node(other).receive(owners[0]!, encodeMessage({ ...message, hintFor: null, durable: false }));
+    await w.scheduler.advance(1);
+    assert.equal((await dots(w.cluster, other, key)).length, 1);
+    for (const id of owners) await w.cluster.crash(id);
+    await w.scheduler.advance(10_000);
+    for (const id of owners) w.cluster.restart(id);
+    await w.until(() => owners.every((id) => w.node(id).fetchingCount() === 0), 'the owners fetched');
+    // Held with nothing of it, an owner would answer the key as absent.
+    for (const id of owners) assert.deepEqual(await dots(w.cluster, id, key), await dots(w.cluster, other, key), id);
+  });
+
   // ---- found in review: these fail today (see the report)
 
   it('holds a partition after a long absence only once it has every version its reachable owners hold', async () => {

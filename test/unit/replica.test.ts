@@ -40,7 +40,12 @@ async function fetchingReplica(members: readonly string[]) {
     holds: () => false,
     findHolders: (partition: number): Promise<Holding> => {
       probed.push(partition);
-      return Promise.resolve({ holders: members.filter((m) => m !== 'self'), roots: new Map(), unanswered: 0 });
+      return Promise.resolve({
+        holders: members.filter((m) => m !== 'self'),
+        storing: [],
+        roots: new Map(),
+        unanswered: 0,
+      });
     },
     onlyOther: (node) => members.every((m) => m === 'self' || m === node),
   };

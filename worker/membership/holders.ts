@@ -22,7 +22,13 @@ export interface ProbeAnswer {
 export interface Holding {
   /** Members that answered that they hold a whole copy, in ring-walk order (so owners come first). */
   readonly holders: readonly string[];
-  /** The root each holder answered with. */
+  /**
+   * Members that answered that they hold no whole copy but store keys of the partition (a root that is not empty),
+   * in ring-walk order: owners still fetching it, old owners that never finished fetching it or have not released
+   * it yet.
+   */
+  readonly storing: readonly string[];
+  /** The root each holder, and each member of `storing`, answered with. */
   readonly roots: ReadonlyMap<string, Uint8Array>;
   /** Members that were not asked (suspected) or did not answer. */
   readonly unanswered: number;
@@ -86,17 +92,18 @@ export class Holders {
     const asked = others.filter((id) => !isSuspected(id));
     const answers = await Promise.all(asked.map((id) => probe(id, partition)));
     const holders: string[] = [];
+    const storing: string[] = [];
     const roots = new Map<string, Uint8Array>();
     let unanswered = others.length - asked.length;
     asked.forEach((id, i) => {
       const answer = answers[i];
       if (answer === null || answer === undefined) unanswered++;
-      else if (answer.held) {
-        holders.push(id);
+      else if (answer.held || !emptyRoot(answer.root)) {
+        (answer.held ? holders : storing).push(id);
         roots.set(id, answer.root);
       }
     });
-    const holding: Holding = { holders, roots, unanswered };
+    const holding: Holding = { holders, storing, roots, unanswered };
     if (this.#deps.ring() === ring) this.#known.set(partition, holding);
     return holding;
   }
@@ -109,4 +116,9 @@ export class Holders {
     this.#known.clear();
     this.#asking.clear();
   }
+}
+
+/** True when `root` is the root of a partition tree that holds no key: every key's digest is XORed in, none is. */
+function emptyRoot(root: Uint8Array): boolean {
+  return root.every((b) => b === 0);
 }

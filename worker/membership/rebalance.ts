@@ -149,7 +149,12 @@ export class Rebalancer {
    */
   async #fetch(ring: Ring, partition: number): Promise<boolean> {
     const { sync, ownership, budget, metrics, logger } = this.#deps;
-    const { holders: sources, roots, unanswered } = await this.#deps.holders.probe(partition);
+    const { holders, storing, roots, unanswered } = await this.#deps.holders.probe(partition);
+    // No member holds a whole copy, but some store keys of it (after churn, owners that never finished fetching it
+    // and old owners not done releasing it): together their copies are all the cluster has of it, so this node
+    // pulls from each before it holds the partition. Held with less, it would answer reads without those keys, and
+    // its puts' context checks would find nothing of versions that only they store.
+    const sources = holders.length === 0 && unanswered === 0 ? storing : holders;
     // From every holder that answered: a holder may lack a version another one has, and this node must have
     // every version of its own dots before it coordinates again (see coordinator.ts).
     let pulledFrom = 0;

@@ -80,7 +80,8 @@ export class ContextCheck<P extends CheckedPlan> {
    * honest context too), else those of the partition's former owners while it moves, else those of the named member
    * itself. An entry still unknown once every owner of the key, every former owner and the named member answered
    * names a version never issued. When one that might know did not answer, the put fails with `ERR_QUORUM`, as a
-   * conditional put does. This node's own entry is also checked exactly, and atomically,
+   * conditional put does, and so it does when the entry of a node gone from the view predates what this node has
+   * watched (see {@link unseenBefore}). This node's own entry is also checked exactly, and atomically,
    * by the storage write, against the counter it issued.
    *
    * An entry that the clocks of the key's versions have pruned away (see {@link prunedAway}) is neither asked about
@@ -123,7 +124,7 @@ export class ContextCheck<P extends CheckedPlan> {
       // Then the partition's former owners, while it moves, and last each named member itself: it stored its own write
       // of the key (the version may live on only there and in hints while partitions move), and anything that
       // superseded it there covers it. A node that has left the view cannot be asked; when this node has seen it, the
-      // version may have left with it.
+      // version may have left with it, and so it may when this node cannot know (see unseenBefore).
       let silent = 0;
       const former = claimed.length > 0 ? this.#deps.formerOwners(plan.partition) : [];
       for (const versions of await Promise.all(former.map((node) => this.#deps.readAt(node, request.key)))) {
@@ -135,7 +136,7 @@ export class ContextCheck<P extends CheckedPlan> {
         if (former.includes(node)) continue;
         if (node === self || plan.owners.includes(node)) continue;
         if (!this.#deps.ring().has(node)) {
-          if (horizon.counter(node) > 0 || counterOf(known, node) > 0) silent++;
+          if (horizon.counter(node) > 0 || counterOf(known, node) > 0 || unseenBefore(claimed, node, horizon)) silent++;
           continue;
         }
         const versions = await this.#deps.readAt(node, request.key);
@@ -167,6 +168,19 @@ export class ContextCheck<P extends CheckedPlan> {
     }
     return written;
   }
+}
+
+/**
+ * True when `claimed`'s entry of `node`, a node gone from the view that this node never saw a dot of, dates from
+ * before this node began to watch dots: the node may have written it and left before this one came (a node that
+ * joined moments ago knows neither the members that left before it nor their dots, and the versions they wrote may
+ * live on only where it does not look, in hints or at old owners that never held the partition whole). This node
+ * cannot judge such an entry: as when a node that would know does not answer, the put fails with `ERR_QUORUM` rather
+ * than being refused as invalid. A forged entry gains nothing by an old timestamp: it is refused all the same and
+ * stores nothing, and a node that has watched since then refuses it as invalid.
+ */
+function unseenBefore(claimed: VClock, node: string, horizon: DotHorizon): boolean {
+  return claimed.some((e) => e.node === node && e.timestamp < horizon.since);
 }
 
 /** `known` merged with the clocks of `versions`. */

@@ -8,7 +8,16 @@ import type { Version } from './version.ts';
 
 /** The highest dot counter seen of each node. */
 export class DotHorizon {
+  /**
+   * When this node began to watch dots (its start, wall-clock ms). Of a node that left the cluster before then it may
+   * have seen nothing at all: a node that joins an existing cluster knows only the dots of what it comes to store.
+   */
+  readonly since: number;
   readonly #top = new Map<string, number>();
+
+  constructor(since = 0) {
+    this.since = since;
+  }
 
   /** Takes note of the dots of `versions`. */
   observe(versions: readonly Version[]): void {
