@@ -167,21 +167,6 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(siblings[0]!.value).to.equal(null);
       });
 
-      test("keeps what it holds under a dot unless the dot's own node ships another version of it", async (s) => {
-        await s.apply(bytes('k'), 1, [version('a', 2, {}, 'planted')]);
-        const other = await s.apply(bytes('k'), 1, [version('a', 2, {}, 'real')], { issuer: 'b' });
-        expect(other.changed).to.equal(false);
-        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:2=planted']);
-        const own = await s.apply(bytes('k'), 1, [version('a', 2, {}, 'real')], { issuer: 'a' });
-        expect(own.changed).to.equal(true);
-        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:2=real']);
-        const many = await s.applyMany(1, [{ key: bytes('k'), versions: [version('a', 2, {}, 'again')] }], {
-          issuer: 'a',
-        });
-        expect(many[0]!.changed).to.equal(true);
-        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:2=again']);
-      });
-
       test('keeps keys apart from each other', async (s) => {
         await s.apply(bytes('k1'), 1, [version('a', 1)]);
         await s.apply(bytes('k2'), 1, [version('b', 1)]);

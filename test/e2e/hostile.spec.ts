@@ -14,7 +14,6 @@ import { DERIVED_ID_PATTERN } from '../../signaling/events.ts';
 
 import { demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
-import { encodeValue } from '../../client/values.ts';
 
 /** A whole message as one data-plane frame (kind 0x00). */
 const frame = (message: PeerMessage): Uint8Array => new Uint8Array([0x00, ...encodeMessage(message)]);
@@ -302,44 +301,6 @@ test('another value a member ships under an honest dot through replicate changes
     const read = await witness.call((store, key) => store.get(key, { r: 3 }), key);
     expect(read.values).toEqual([`value of ${key}`]);
   }
-});
-
-test("a version a member plants under another node's next dot gives way to that node's real write", async ({
-  context,
-  server,
-}) => {
-  const { witness, rogue, keys, keyBytes, partitionOf, ids } = await foreignKeys(context, server, 'hostile-next-dot');
-  const key = keys[0]!;
-  const witnessId = witness.nodeId;
-  const atVictim = async (): Promise<SyncEntry['versions']> =>
-    [...(await readAt(rogue, [keyBytes[0]!], partitionOf, ids)).values()].flat()[0]?.versions ?? [];
-  // The witness, an owner of the key, writes it: its dot tells the rogue which counter the witness draws next.
-  const first = await witness.call(async (store, key) => {
-    const { context } = await store.get(key);
-    return store.put(key, 'first', { context, w: 3 });
-  }, key);
-  const written = (await atVictim()).find((v) => v.dot.node === witnessId);
-  expect(written).toBeDefined();
-  const next = { node: witnessId, counter: written!.dot.counter + 1, timestamp: Date.now() };
-  // The rogue plants a version under that next dot at the victim, superseding what it holds: before, the victim kept
-  // it when the witness's real write of that dot came, and digests of dots alone never told the replicas apart.
-  const seen = [...written!.context, written!.dot].sort((a, b) => (a.node < b.node ? -1 : 1));
-  const message = { type: 'replicate', from: rogue.id, requestId: ++ids.next, key: keyBytes[0]! } as const;
-  const planted = [{ dot: next, context: seen, value: evil }];
-  await rogue.send(frame({ ...message, versions: planted, hintFor: null, durable: false }));
-  await repliesBetween(rogue, ids.next, ids.next);
-  expect((await atVictim()).map((v) => v.value)).toEqual([evil]);
-
-  // The witness writes over its own first write, drawing that very dot: the victim takes the witness's version of it.
-  await witness.call((store, { key, context }) => store.put(key, 'second', { context, w: 3 }), {
-    key,
-    context: first.context,
-  });
-  const stored = await atVictim();
-  expect(stored.map((v) => `${v.dot.node}:${v.dot.counter}`)).toEqual([`${witnessId}:${next.counter}`]);
-  expect(stored[0]!.value).toEqual(encodeValue('second'));
-  const read = await witness.call((store, key) => store.get(key, { r: 3 }), key);
-  expect(read.values).toEqual(['second']);
 });
 
 /**

@@ -95,34 +95,6 @@ describe('resolve', () => {
     assert.equal(changed, false);
   });
 
-  it("keeps what it stores under a dot against another version of that dot from anyone but the dot's node", () => {
-    const planted = write('x', 2, EMPTY_CLOCK, 'planted');
-    const real = write('x', 2, EMPTY_CLOCK, 'real');
-    for (const issuer of [undefined, 'y']) {
-      const { siblings, changed } = resolve([planted], [real], issuer);
-      assert.equal(changed, false);
-      assert.deepEqual(siblings, [planted]);
-    }
-  });
-
-  it("takes the dot's node's own version of its dot in place of a different one stored", () => {
-    const kept = write('y', 1, EMPTY_CLOCK);
-    const planted = write('x', 2, contextOf([kept]), 'planted');
-    const real = write('x', 2, EMPTY_CLOCK, 'real');
-    const { siblings, changed } = resolve([planted], [real], 'x');
-    assert.equal(changed, true);
-    assert.deepEqual(siblings, [real]);
-    // The planted version had superseded y:1; the real one did not, so y:1 comes back with the next merge of it.
-    assert.deepEqual(dots(resolve(siblings, [kept]).siblings), ['x:2', 'y:1']);
-  });
-
-  it("changes nothing when the dot's node ships the very version stored", () => {
-    const v = write('x', 2, EMPTY_CLOCK);
-    const { siblings, changed } = resolve([v], [{ ...v, value: bytes('x2') }], 'x');
-    assert.equal(changed, false);
-    assert.equal(siblings[0], v);
-  });
-
   it('drops an incoming version that a stored one supersedes', () => {
     const old = write('x', 1, EMPTY_CLOCK);
     const newer = write('y', 1, clockOf(old));

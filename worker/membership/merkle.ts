@@ -15,7 +15,6 @@ import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from '../wire/p
 import { MAX_PARTITIONS } from '../ring/ring.ts';
 import { bigEndian, md5Words } from '../ring/md5.ts';
 import type { Version } from '../versions/version.ts';
-import type { ClockEntry } from '../versions/vclock.ts';
 
 // Bits of a ring position that name a leaf inside its partition.
 const LEAF_BITS = Math.log2(TREE_LEAVES);
@@ -53,71 +52,44 @@ function inDotOrder(versions: readonly Version[]): boolean {
   return true;
 }
 
-/** Writes `node` at `at` of the scratch buffer, as UTF-8 after its byte length; returns where it ends. */
-function writeNode(node: string, at: number): number {
-  const lengthAt = at;
-  at += 4;
-  let ascii = true;
-  for (let i = 0; i < node.length; i++) {
-    const c = node.charCodeAt(i);
-    if (c >= 0x80) {
-      ascii = false;
-      break;
-    }
-    scratch[at + i] = c;
-  }
-  const written = ascii ? node.length : utf8.encodeInto(node, scratch.subarray(at)).written;
-  scratchView.setUint32(lengthAt, written);
-  return at + written;
-}
-
-/** Writes a clock entry (node, counter, timestamp) at `at` of the scratch buffer; returns where it ends. */
-function writeEntry(entry: ClockEntry, at: number): number {
-  at = writeNode(entry.node, at);
-  scratchView.setUint32(at, Math.floor(entry.counter / 0x100000000));
-  scratchView.setUint32(at + 4, entry.counter >>> 0);
-  scratchView.setFloat64(at + 8, entry.timestamp);
-  return at + 16;
-}
-
-/** The bytes {@link computeDigest} writes for `v`, at most (a node id's UTF-8 takes at most 3 bytes a char). */
-function versionBytes(v: Version): number {
-  let size = 20 + 3 * v.dot.node.length + 4 + 17;
-  for (const e of v.context) size += 20 + 3 * e.node.length;
-  return size;
-}
-
 /** Sets digestHi and digestLo to the digest of (`key`, `versions`); `versions` is not empty. */
 function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
   // Stored sibling sets come sorted by dot already (see `resolve`): a copy to sort only when one does not.
   const sorted = inDotOrder(versions) ? versions : versions.slice().sort(byDot);
   let size = 8 + key.length;
-  for (const v of sorted) size += versionBytes(v);
+  for (const v of sorted) size += 12 + 3 * v.dot.node.length;
   if (size > scratch.length) {
     scratch = new Uint8Array(Math.max(size, 2 * scratch.length));
     scratchView = new DataView(scratch.buffer);
   }
   const buf = scratch;
   const view = scratchView;
-  // Every variable-length part is length-prefixed, so no two different (key, versions) inputs write the same bytes.
+  // Every variable-length part is length-prefixed, so no two different (key, dots) inputs write the same bytes.
   view.setUint32(0, key.length);
   buf.set(key, 4);
   let at = 4 + key.length;
   view.setUint32(at, sorted.length);
   at += 4;
   for (const v of sorted) {
-    // The dot with its timestamp, the context, and the value's md5 (or a tombstone's mark): the whole version.
-    at = writeEntry(v.dot, at);
-    view.setUint32(at, v.context.length);
+    const node = v.dot.node;
+    const counter = v.dot.counter;
+    const lengthAt = at;
     at += 4;
-    for (const e of v.context) at = writeEntry(e, at);
-    if (v.value === null) buf[at++] = 0;
-    else {
-      buf[at++] = 1;
-      const h = md5Words(v.value);
-      for (let i = 0; i < 4; i++) view.setInt32(at + 4 * i, h[i]!);
-      at += 16;
+    let ascii = true;
+    for (let i = 0; i < node.length; i++) {
+      const c = node.charCodeAt(i);
+      if (c >= 0x80) {
+        ascii = false;
+        break;
+      }
+      buf[at + i] = c;
     }
+    const written = ascii ? node.length : utf8.encodeInto(node, buf.subarray(at)).written;
+    view.setUint32(lengthAt, written);
+    at += written;
+    view.setUint32(at, Math.floor(counter / 0x100000000));
+    view.setUint32(at + 4, counter >>> 0);
+    at += 8;
   }
   const d = md5Words(buf, at);
   digestHi = bigEndian(d[0]!) | 0;
@@ -125,12 +97,10 @@ function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
 }
 
 /**
- * The digest of one key as it is stored: the first 8 bytes of md5 over the key's bytes and its versions, sorted by
- * dot (node, then counter), each version whole: its dot with its timestamp, its context, and its value's md5 or a
- * tombstone's mark, every part length-prefixed. An honest dot names one write and so one version, but a member can
- * make up another under it: covering the whole version is what lets anti-entropy see two replicas that hold
- * different versions under the same dots, and mend them from the dot's own node (see `resolve`). Sibling order does
- * not matter.
+ * The digest of one key as it is stored: the first 8 bytes of md5 over the key's bytes and its versions' dots
+ * (node id as UTF-8, counter), sorted by node then counter, each part length-prefixed. Only dots count: a dot names
+ * one write, and with it the version's value, context and tombstone-ness, so equal dot sets are equal replicas.
+ * Sibling order does not matter.
  * @returns The digest's high and low 32 bits, as the signed 32-bit integers that `^` works on; `[0, 0]` for an
  * empty version list, which means the key is absent and contributes nothing to a tree.
  */

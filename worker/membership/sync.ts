@@ -187,7 +187,7 @@ export class PartitionSync {
       }
     }
     // One transaction for the page: a transaction per key would queue foreground writes behind each of them.
-    const results = entries.length > 0 ? await this.#deps.storage.applyMany(partition, entries, { issuer: from }) : [];
+    const results = entries.length > 0 ? await this.#deps.storage.applyMany(partition, entries) : [];
     const changed = results.filter((r) => r.changed).length;
     if (changed > 0) this.#deps.metrics.count('keysRepaired', changed);
     if (refusal !== null) throw refusal;
@@ -345,10 +345,7 @@ export class PartitionSync {
         }
         bytes += entrySize(entry);
       }
-      // The peer is the issuer of its own dots: its copy of one replaces a different one stored here (version.ts).
-      const changed = (await storage.applyMany(partition, reply.entries, { issuer: peer })).filter(
-        (r) => r.changed,
-      ).length;
+      const changed = (await storage.applyMany(partition, reply.entries)).filter((r) => r.changed).length;
       budget.spend(bytes);
       metrics.count('syncBytes', bytes);
       if (changed > 0) metrics.count('keysRepaired', changed);

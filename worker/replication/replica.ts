@@ -116,9 +116,7 @@ export class Replica {
       );
       metrics.count('hintsStored');
     } else {
-      // Its sender decides what its own dots hold (see `resolve`): a coordinator's new version replaces one planted
-      // under its dot before it wrote it.
-      await storage.apply(message.key, partition, message.versions, { durability, issuer: message.from });
+      await storage.apply(message.key, partition, message.versions, { durability });
       metrics.count('replicasWritten');
     }
   }

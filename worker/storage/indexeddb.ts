@@ -911,7 +911,7 @@ export class IndexedDbStorage implements Storage {
       let counts = view.state;
       const results = batch.map(({ id, incoming }): ApplyResult => {
         const now = view.key(id)?.siblings;
-        const { siblings, changed } = resolve(now ?? [], incoming, options?.issuer);
+        const { siblings, changed } = resolve(now ?? [], incoming);
         if (changed) {
           counts = recount(counts, id, now, siblings);
           view.setKey(id, { key: id, partition, siblings });

@@ -81,12 +81,8 @@ class Applied implements ApplyResult {
 }
 
 /** Merges `incoming` into `stored` with {@link resolve}, owning a copy of only the incoming versions it keeps. */
-function merged(
-  stored: readonly Version[],
-  incoming: readonly Version[],
-  issuer: string | undefined,
-): { siblings: Version[]; changed: boolean } {
-  const { siblings, changed } = resolve(stored, incoming, issuer);
+function merged(stored: readonly Version[], incoming: readonly Version[]): { siblings: Version[]; changed: boolean } {
+  const { siblings, changed } = resolve(stored, incoming);
   if (!changed) return { siblings, changed };
   return { siblings: siblings.map((v) => (stored.includes(v) ? v : ownVersion(v))), changed };
 }
@@ -166,15 +162,9 @@ class MemoryData {
 }
 
 /** What `Storage.apply` does to one key of `data`. */
-function applyTo(
-  data: MemoryData,
-  key: Uint8Array,
-  partition: number,
-  versions: readonly Version[],
-  issuer: string | undefined,
-): Applied {
+function applyTo(data: MemoryData, key: Uint8Array, partition: number, versions: readonly Version[]): Applied {
   const id = keyId(key);
-  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, issuer);
+  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
   if (changed) data.store(id, key, partition, siblings);
   return new Applied(siblings, changed);
 }
@@ -232,16 +222,16 @@ export class MemoryStorage implements Storage {
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
-    options?: WriteOptions,
+    _options?: WriteOptions,
   ): Promise<ApplyResult> {
-    return applyTo(this.#open(), key, partition, versions, options?.issuer);
+    return applyTo(this.#open(), key, partition, versions);
   }
 
   /** One transaction by construction: nothing else runs between the entries of a synchronous loop. */
-  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
+  async applyMany(partition: number, entries: readonly ApplyEntry[], _options?: WriteOptions): Promise<ApplyResult[]> {
     const data = this.#open();
     const out: ApplyResult[] = [];
-    for (const { key, versions } of entries) out.push(applyTo(data, key, partition, versions, options?.issuer));
+    for (let i = 0; i < entries.length; i++) out.push(applyTo(data, entries[i]!.key, partition, entries[i]!.versions));
     return out;
   }
 
@@ -295,7 +285,7 @@ export class MemoryStorage implements Storage {
     const id = keyId(hint.key);
     let byKey = data.hints.get(hint.target);
     const old = byKey?.get(id);
-    const { siblings, changed } = merged(old?.siblings ?? NONE, hint.siblings, undefined);
+    const { siblings, changed } = merged(old?.siblings ?? NONE, hint.siblings);
     if (!changed) return;
     if (byKey === undefined) {
       byKey = new Map();

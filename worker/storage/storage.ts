@@ -14,11 +14,6 @@ export type Durability = 'relaxed' | 'strict';
 export interface WriteOptions {
   /** `strict` waits for the write to reach the disk; `relaxed` lets the engine batch. @default 'relaxed' */
   readonly durability?: Durability;
-  /**
-   * The authenticated node the merged versions came from, if any: under a dot of its own, its version replaces the
-   * stored one when they differ (see `resolve`). Only {@link Storage.apply} and {@link Storage.applyMany} use it.
-   */
-  readonly issuer?: string;
 }
 
 /** Options of {@link Storage.write}. */

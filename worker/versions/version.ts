@@ -77,30 +77,17 @@ function byDot(a: Version, b: Version): number {
 /**
  * Merges `incoming` into `stored`: an incoming version already stored or superseded by a stored one is dropped,
  * stored versions that an incoming one supersedes are replaced, concurrent ones are kept.
- *
- * A dot names one write, so two versions under one dot that differ in anything (value, context, timestamp) mean one
- * of them was made up by a member that is not the dot's node. What is stored under a dot is kept against anyone's
- * word but one: `issuer`, the authenticated sender of `incoming`, replaces what is stored under a dot of its own with
- * its version of it, since the node that drew a dot is the one that knows what it wrote. So a version planted under
- * a node's next dot before that node writes it is replaced when the node ships its real write, or when anti-entropy
- * pulls it from that node.
  */
-export function resolve(stored: readonly Version[], incoming: readonly Version[], issuer?: string): Resolution {
+export function resolve(stored: readonly Version[], incoming: readonly Version[]): Resolution {
   // Plain loops and an insertion sort: sibling sets are a handful of versions, and this runs on every read and write.
   const siblings = stored.slice();
   let changed = false;
   next: for (let i = 0; i < incoming.length; i++) {
     const v = incoming[i]!;
-    let replaced = -1;
     for (let j = 0; j < siblings.length; j++) {
       const s = siblings[j]!;
-      if (sameDot(s, v)) {
-        if (v.dot.node !== issuer || sameVersion(s, v)) continue next;
-        // The issuer's own version of its dot: the stored one goes, and the issuer's is merged as a new one.
-        replaced = j;
-      } else if (supersedes(s, v)) continue next;
+      if (sameDot(s, v) || supersedes(s, v)) continue next;
     }
-    if (replaced >= 0) siblings.splice(replaced, 1);
     let kept = 0;
     for (let j = 0; j < siblings.length; j++) {
       const s = siblings[j]!;
