@@ -149,8 +149,8 @@ export class ContextCheck<P extends CheckedPlan> {
           // Nodes that would know did not answer: as for a conditional put, the put waits for them.
           metrics.count('quorumFailures');
           throw new QuorumError(
-            'could not reach every node that might hold the versions the context names (one did not answer, or ' +
-              'left the view, or left before this node started)',
+            'could not reach every node that might hold the versions the context names (one did not answer or ' +
+              'has left the view)',
             plan.owners.length,
             all.owners,
           );
