@@ -224,11 +224,13 @@ test('a starting tab retires a node unused for longer than retireAfter, keeping 
   const c = await openTabWith(context, server, options, { retireAfter: '1' });
   expect([a.nodeId, b.nodeId]).toContain(c.nodeId);
   await expect.poll(() => databaseCount(c.page, options.cluster)).toBe(1);
-  const registry = await c.page.evaluate(
-    (key) => Object.keys(JSON.parse(localStorage.getItem(key) ?? '{}') as object),
-    `dynamesh:${options.cluster}:nodes`,
-  );
-  expect(registry).toEqual([c.nodeId]);
+  // The entry goes after the database, under the registry's lock: a moment later.
+  const registry = () =>
+    c.page.evaluate(
+      (key) => Object.keys(JSON.parse(localStorage.getItem(key) ?? '{}') as object),
+      `dynamesh:${options.cluster}:nodes`,
+    );
+  await expect.poll(registry).toEqual([c.nodeId]);
   for (const [key, value] of [
     ['only-a', 'held by a'],
     ['only-b', 'held by b'],
