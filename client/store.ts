@@ -432,7 +432,7 @@ class DynameshStore implements Store {
   #acceptView(view: ClusterView): void {
     if (this.#closing !== undefined) return;
     // On the calls' port: a get or put made after this view reaches the node after it.
-    const members = view.members.map((m) => ({ id: m.id, domain: m.domain }));
+    const members = view.members.map(({ id, domain, placement }) => ({ id, domain, placement }));
     this.#calls.call({ op: 'members', members }).catch(() => {});
     this.#mesh.update(view.members);
     this.#emit('membership', view);

@@ -23,7 +23,7 @@ export interface Ownership {
 
 /** The ring of `members` and the preference list of each of its partitions. */
 export function computeOwnership(members: readonly ViewMember[], n: number): Ownership {
-  const ring = new Ring(members.map(({ id, domain }) => ({ id, domain })));
+  const ring = new Ring(members.map(({ id, domain, placement }) => ({ id, domain, placement })));
   const lists: (readonly string[])[] = [];
   const primary = new Map<string, number>();
   const replica = new Map<string, number>();

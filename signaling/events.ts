@@ -26,6 +26,12 @@ export interface ViewMember {
   readonly id: string;
   /** The node's failure domain (one per browser profile); same pattern as node ids. */
   readonly domain: string;
+  /**
+   * Where the node's ring tokens fall, chosen by the server from its secret, the cluster and the id (placement.ts):
+   * rings mix it into every token, so that no node chooses its place on the ring. `''` from a server without a
+   * secret: tokens then come from the id alone.
+   */
+  readonly placement: string;
   readonly state: MemberState;
   /**
    * Server time (ms since the Unix epoch) of this member's latest `join`. A new value means the node joined again

@@ -35,6 +35,7 @@
  *   counts against the holders of its latest join for as long as it is a member, in or out of the view: until it
  *   leaves, or its connection closed and its silence removed it ({@link Membership.held}).
  */
+import type { Placement } from './placement.ts';
 import type {
   ClusterView,
   LifecycleState,
@@ -105,6 +106,8 @@ export interface MembershipOptions {
   readonly reporterTenure?: number;
   /** The clock, in ms since the Unix epoch. @default Date.now */
   readonly now: () => number;
+  /** Each member's placement on the ring (placement.ts). @default none: `''` for every member */
+  readonly placement?: Placement;
 }
 
 /** Where a connection is joined. */
@@ -140,6 +143,7 @@ export interface MembershipStats {
 interface MemberRecord {
   readonly id: string;
   domain: string;
+  readonly placement: string;
   joinedAt: number;
   /** Null once its connection dropped; the record then lives until the silence rule removes it. */
   connection: string | null;
@@ -252,6 +256,7 @@ export class Membership {
     const member: MemberRecord = existing ?? {
       id: request.nodeId,
       domain: request.domain,
+      placement: this.#options.placement?.(request.cluster, request.nodeId) ?? '',
       joinedAt: now,
       connection,
       lastSeen: now,
@@ -543,7 +548,13 @@ export class Membership {
       if (!member.inView) continue;
       const state: MemberState =
         member.connection === null || member.reports.size > 0 || member.inGrace ? 'suspect' : 'alive';
-      members.push({ id: member.id, domain: member.domain, state, joinedAt: member.joinedAt });
+      members.push({
+        id: member.id,
+        domain: member.domain,
+        placement: member.placement,
+        state,
+        joinedAt: member.joinedAt,
+      });
     }
     members.sort((a, b) => compare(a.id, b.id));
     if (cluster.epoch > 0 && sameMembers(cluster.view.members, members)) return false;
@@ -562,6 +573,7 @@ function sameMembers(a: readonly ViewMember[], b: readonly ViewMember[]): boolea
       other !== undefined &&
       member.id === other.id &&
       member.domain === other.domain &&
+      member.placement === other.placement &&
       member.state === other.state &&
       member.joinedAt === other.joinedAt
     );

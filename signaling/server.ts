@@ -45,6 +45,7 @@ import { TokenBucket } from './rate-limit.ts';
 import { JoinDamper } from './damping.ts';
 import { NodeKeys } from './node-keys.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
+import { placementFor } from './placement.ts';
 import { serveStatic } from './static.ts';
 import { tokenId, verifyToken } from './token.ts';
 import { VALIDATORS, type PayloadLimits } from './validate.ts';
@@ -293,6 +294,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     maxMembersPerCluster: settings.maxMembersPerCluster,
     ...(options.reporterTenure === undefined ? {} : { reporterTenure: options.reporterTenure }),
     now,
+    placement: placementFor(secret),
   });
 
   const { maxClusters, maxClustersPerAddress, maxIdsPerAddress, maxConnectionsPerToken, maxIdsPerToken } = settings;

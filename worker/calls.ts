@@ -12,7 +12,7 @@ import { ClosedError, type DynameshError } from './errors.ts';
 import type { DeleteOptions, GetOptions, GetResult, PutOptions, PutResult } from './node.ts';
 import { type AfterTask, afterTaskScheduler, batchPerTask } from './after-task.ts';
 import type { Outcome } from './main.ts';
-import type { Member } from './ring/ring.ts';
+import { type Member, isPlacement } from './ring/ring.ts';
 
 /** One call, as the page makes it. */
 export type Call =
@@ -82,9 +82,10 @@ function decodeCall(raw: unknown): Call | { readonly id: number | undefined; rea
           typeof m === 'object' &&
           m !== null &&
           typeof (m as Member).id === 'string' &&
-          typeof (m as Member).domain === 'string',
+          typeof (m as Member).domain === 'string' &&
+          isPlacement((m as Member).placement),
       );
-    return valid ? (raw as Call) : { id, invalid: 'members must be a list of { id, domain }' };
+    return valid ? (raw as Call) : { id, invalid: 'members must be a list of { id, domain, placement? }' };
   }
   if (!isKey(call['key'])) return { id, invalid: 'key must be a string or a Uint8Array' };
   if (!isOptions(call['options'])) return { id, invalid: 'options must be an object' };

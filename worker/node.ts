@@ -716,9 +716,13 @@ export class DynamoNode {
     return this.#history.some((ring) => test(ring.preferenceList(partition, this.#n)), now, graceMs);
   }
 
-  /** Replaces the view. This node is always part of its own ring, even when the view leaves it out. */
+  /**
+   * Replaces the view. This node is always part of its own ring, even when the view leaves it out (then with the
+   * placement it last had).
+   */
   setMembers(members: readonly Member[]): void {
-    const view = members.some((m) => m.id === this.id) ? members : [...members, { id: this.id, domain: this.domain }];
+    const self = this.#ring.members.find((m) => m.id === this.id) ?? { id: this.id, domain: this.domain };
+    const view = members.some((m) => m.id === this.id) ? members : [...members, self];
     // Only rings that placed partitions differently: a member turning suspect and back changes the view, not them.
     const changed = !sameMembers(this.#ring.members, view);
     if (changed) this.#history.replaced(this.#ring, this.#options.clock.now());
@@ -1077,11 +1081,17 @@ export class DynamoNode {
 }
 
 /** The bounds a node keeps its keys to, checked. */
-/** True when `view` has exactly the members of `ring`, each in the same domain: the ring it builds is the same. */
+/**
+ * True when `view` has exactly the members of `ring`, each in the same domain and with the same placement: the ring
+ * it builds is the same.
+ */
 function sameMembers(ring: readonly Member[], view: readonly Member[]): boolean {
   if (ring.length !== view.length) return false;
-  const domains = new Map(ring.map((m) => [m.id, m.domain]));
-  return view.every((m) => domains.get(m.id) === m.domain);
+  const byId = new Map(ring.map((m) => [m.id, m]));
+  return view.every((m) => {
+    const was = byId.get(m.id);
+    return was !== undefined && was.domain === m.domain && (was.placement ?? '') === (m.placement ?? '');
+  });
 }
 
 function keyBounds(options: NodeOptions): KeyBounds {

@@ -4,6 +4,7 @@
  */
 import type { Page } from '@playwright/test';
 import { mintToken } from '../../signaling/token.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 import { demoUrl, expect, freshCluster, openCluster, openTab, test } from './fixtures.ts';
 
 test('two clusters on one server are isolated', async ({ context, server }) => {
@@ -60,6 +61,31 @@ test.describe('a server with a secret', () => {
     }
     expect(server.view(cluster)?.members.map((m) => m.id)).toEqual([admitted.nodeId]);
     expect(await admitted.call((store) => store.members().length, null)).toBe(1);
+  });
+
+  test('places every member’s tokens where the server’s placement puts them: each tab’s owners are that ring’s, and a put in one tab reads back in another', async ({
+    context,
+    server,
+  }) => {
+    const cluster = freshCluster('placed');
+    const tabs = await openCluster(context, server, 4, { cluster, token: mintToken({ secret, cluster }) });
+    const members = server.view(cluster)!.members;
+    expect(members.every((m) => m.placement.length > 0)).toBe(true);
+    const placed = new Ring(members.map(({ id, domain, placement }) => ({ id, domain, placement })));
+    const unplaced = new Ring(members.map(({ id, domain }) => ({ id, domain })));
+    const lists = (ring: Ring) => Array.from({ length: ring.partitions }, (_, p) => ring.preferenceList(p, 3));
+    expect(lists(placed)).not.toEqual(lists(unplaced));
+    for (const tab of tabs) {
+      const held = await tab.call(
+        async (store) => (await store.partitions()).map(({ partition, owners }) => ({ partition, owners })),
+        null,
+      );
+      expect(held.length).toBeGreaterThan(0);
+      for (const { partition, owners } of held) expect(owners).toEqual(placed.preferenceList(partition, 3));
+    }
+    await tabs[0]!.call((store) => store.put('placed-key', 'placed value', { w: 2 }), null);
+    const read = await tabs[3]!.call((store) => store.get('placed-key', { r: 2 }), null);
+    expect(read.values).toEqual(['placed value']);
   });
 
   test('takes the token out of the address bar, and keeps it for the tab’s reloads', async ({ context, server }) => {

@@ -167,7 +167,7 @@ test('a key with a sibling the client cannot decode returns it as an Undecodable
     await expect.poll(async () => (await tab.mesh()).members).toContain(rogue.id);
   }
   // A key the three tabs own, so that the rogue (which answers nothing) holds no replica of it.
-  const members = server.view(cluster)!.members.map((m) => ({ id: m.id, domain: m.domain }));
+  const members = server.view(cluster)!.members.map(({ id, domain, placement }) => ({ id, domain, placement }));
   const ring = new Ring(members);
   const encoder = new TextEncoder();
   let key = '';

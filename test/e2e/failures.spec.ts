@@ -18,7 +18,10 @@ test('with two tabs holding replicas of a key closed, a get with R=1 answers and
   const cluster = freshCluster('failover');
   const tabs = await openCluster(context, server, 5, { cluster, dataPlane: 'relay' });
   const key = 'failover-key';
-  const members = await tabs[0]!.call((store) => store.members().map(({ id, domain }) => ({ id, domain })), null);
+  const members = await tabs[0]!.call(
+    (store) => store.members().map(({ id, domain, placement }) => ({ id, domain, placement })),
+    null,
+  );
   const ring = new Ring(members);
   const owners = ring.preferenceList(ring.partitionOf(new TextEncoder().encode(key)), 3);
   expect(owners).toHaveLength(3);

@@ -106,6 +106,8 @@ describe('calls between page and worker', () => {
     const calls = new CallPort(port1);
     const outcome = await calls.call({ op: 'members', members: [{ id: 7 }] as never });
     assert.equal(!outcome.ok && outcome.error.code, 'ERR_INVALID_ARGUMENT');
+    const placed = await calls.call({ op: 'members', members: [{ id: 'a', domain: 'd', placement: 7 }] as never });
+    assert.equal(!placed.ok && placed.error.code, 'ERR_INVALID_ARGUMENT');
     assert.deepEqual(seen, []);
     calls.close();
   });

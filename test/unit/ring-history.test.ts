@@ -30,6 +30,20 @@ describe('the ring history', () => {
     assert.equal(after.some(holdsAll('current'), 5000 + AGE, AGE), false);
   });
 
+  it('keeps each member’s placement across a restart: the restored rings place partitions as they did', () => {
+    const placed = ['a', 'b', 'c', 'd'].map((id) => ({ id, domain: id, placement: `salt-${id}` }));
+    const before = new RingHistory(build, AGE);
+    before.replaced(build(placed), 1000);
+    const after = new RingHistory(build, AGE);
+    after.restore(structuredClone(before.record(build(members('a')), 2000)), 2000, 3000);
+    const owners = (ring: Ring) => Array.from({ length: 8 }, (_, p) => ring.preferenceList(p, 2).join());
+    const expected = owners(build(placed)).join('|');
+    assert.equal(
+      after.some((ring) => ring.members.length === 4 && owners(ring).join('|') === expected, 3000, AGE),
+      true,
+    );
+  });
+
   it('leaves out of a restored history the rings replaced longer ago than its age', () => {
     const before = new RingHistory(build, AGE);
     before.replaced(build(members('a', 'old')), 1000);

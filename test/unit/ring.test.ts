@@ -19,7 +19,10 @@ function nodeMd5Position(bytes: Uint8Array | string): bigint {
  */
 function modelWalk(members: readonly Member[], partitions: number, tokensPerNode: number, partition: number): string[] {
   const tokens = members
-    .flatMap((m) => Array.from({ length: tokensPerNode }, (_, i) => ({ at: nodeMd5Position(`${m.id}:${i}`), m })))
+    .flatMap((m) => {
+      const seed = m.placement === undefined || m.placement === '' ? m.id : `${m.id}:${m.placement}`;
+      return Array.from({ length: tokensPerNode }, (_, i) => ({ at: nodeMd5Position(`${seed}:${i}`), m }));
+    })
     .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.m.id < b.m.id ? -1 : a.m.id > b.m.id ? 1 : 0));
   const bound = ((BigInt(partition) + 1n) * TWO_64) / BigInt(partitions);
   let start = tokens.findIndex((t) => t.at >= bound);
@@ -235,6 +238,43 @@ describe('Ring.walk', () => {
       const ring = new Ring(members, { partitions: 64, tokensPerNode });
       for (let p = 0; p < 64; p++) assert.deepEqual(ring.walk(p), modelWalk(members, 64, tokensPerNode, p));
     }
+  });
+
+  it('places each member’s tokens by its id and the placement the server gave it', () => {
+    const placed = membersArb(6, 6).chain((members) =>
+      fc.tuple(
+        fc.constant(members),
+        fc.array(fc.option(fc.string({ maxLength: 22 }), { nil: undefined }), {
+          minLength: members.length,
+          maxLength: members.length,
+        }),
+      ),
+    );
+    fc.assert(
+      fc.property(placed, ([members, placements]) => {
+        const withPlacements: Member[] = members.map((m, i) => {
+          const placement = placements[i];
+          return placement === undefined ? m : { ...m, placement };
+        });
+        const ring = new Ring(withPlacements, { partitions: 16, tokensPerNode: 8 });
+        for (let p = 0; p < 16; p++) assert.deepEqual(ring.walk(p), modelWalk(withPlacements, 16, 8, p));
+      }),
+    );
+  });
+
+  it('places a member with an empty placement where its id alone puts it, and one with a placement elsewhere', () => {
+    const members = distinctDomainMembers(6);
+    const plain = new Ring(members);
+    const empty = new Ring(members.map((m) => ({ ...m, placement: '' })));
+    const placed = new Ring(members.map((m) => ({ ...m, placement: `salt-of-${m.id}` })));
+    const lists = (ring: Ring) => Array.from({ length: ring.partitions }, (_, p) => ring.preferenceList(p, 3));
+    assert.deepEqual(lists(empty), lists(plain));
+    assert.notDeepEqual(lists(placed), lists(plain));
+  });
+
+  it('rejects a placement that is not a string of at most 64 characters', () => {
+    assertInvalid(() => new Ring([{ id: 'a', domain: 'x', placement: 'p'.repeat(65) }]));
+    assertInvalid(() => new Ring([{ id: 'a', domain: 'x', placement: 7 as unknown as string }]));
   });
 
   it('rejects a partition outside 0..Q-1', () => {

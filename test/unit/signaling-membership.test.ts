@@ -36,7 +36,7 @@ describe('membership views', () => {
   it('gives the first member a view holding itself, alive, with its join time', () => {
     const { clock, join } = setup();
     const { view } = join('a');
-    assert.deepEqual(view.members, [{ id: 'a', domain: 'd-a', state: 'alive', joinedAt: clock.time }]);
+    assert.deepEqual(view.members, [{ id: 'a', domain: 'd-a', placement: '', state: 'alive', joinedAt: clock.time }]);
     assert.equal(view.cluster, 'main');
   });
 
@@ -205,6 +205,7 @@ describe('failure detection', () => {
       {
         id: 'b',
         domain: 'd-b',
+        placement: '',
         state: 'alive',
         joinedAt,
       },
@@ -413,6 +414,7 @@ describe('grace for hidden and frozen tabs', () => {
       {
         id: 'b',
         domain: 'd-b',
+        placement: '',
         state: 'alive',
         joinedAt,
       },

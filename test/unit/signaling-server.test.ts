@@ -14,6 +14,7 @@ import type {
 } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { mintToken } from '../../signaling/token.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 
 type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
 /** A client that may send anything, to play a broken or hostile node. */
@@ -495,5 +496,63 @@ describe('signalling server: access', () => {
     assert.ok(ack.ok);
     const bound = await join('m', 'vault', mintToken({ secret, cluster: 'vault', nodeId: 'm' }));
     assert.ok(bound.ack.ok);
+  });
+});
+
+describe('signalling server: ring placement', () => {
+  const secret = 's3cret-for-tests';
+  const honest = ['alder', 'birch', 'cedar', 'dogwood'];
+  const target = 0;
+  const ringOf = (view: ClusterView) => new Ring(view.members);
+
+  /**
+   * What a rogue does offline against a ring whose tokens come from ids alone: tries ids until three of them each
+   * have a token between the target partition's bound and the first honest token, so that together they are its
+   * whole preference list.
+   */
+  function groundIds(): string[] {
+    const members = honest.map((id) => ({ id, domain: `d-${id}` }));
+    const found: string[] = [];
+    for (let k = 0; found.length < 3; k++) {
+      const id = `rogue-${k}`;
+      if (new Ring([...members, { id, domain: `d-${id}` }]).walk(target)[0] === id) found.push(id);
+    }
+    return found;
+  }
+
+  async function joinAll(t: TestContext, options: SignalingServerOptions, ids: readonly string[]) {
+    const { member } = await harness(t, options);
+    const token =
+      options.secret === undefined ? undefined : mintToken({ secret: options.secret, cluster: 'main', ttlSeconds: 60 });
+    let last: ClusterView | undefined;
+    for (const id of ids) last = (await member(id, 'main', token)).ack.view;
+    return last!;
+  }
+
+  it('lets ids chosen offline own a partition whole on a server without a secret (the attack)', async (t) => {
+    const rogues = groundIds();
+    const view = await joinAll(t, {}, [...honest, ...rogues]);
+    assert.ok(view.members.every((m) => m.placement === ''));
+    assert.deepEqual([...ringOf(view).preferenceList(target, 3)].sort(), rogues);
+  });
+
+  it('places members by its secret, so that ids chosen offline do not own the partition they were chosen for', async (t) => {
+    const rogues = groundIds();
+    const view = await joinAll(t, { secret }, [...honest, ...rogues]);
+    assert.ok(view.members.every((m) => m.placement.length > 0));
+    const owners = ringOf(view).preferenceList(target, 3);
+    assert.ok(
+      owners.some((id) => honest.includes(id)),
+      `the ids chosen offline still own partition ${target}: ${owners.join(', ')}`,
+    );
+  });
+
+  it('gives a member the same placement after a restart with the same secret, and another with another', async (t) => {
+    const placementOf = async (options: SignalingServerOptions) =>
+      (await joinAll(t, options, ['alder'])).members[0]!.placement;
+    const first = await placementOf({ secret });
+    assert.equal(await placementOf({ secret }), first);
+    assert.notEqual(await placementOf({ secret: 'another-secret' }), first);
+    assert.equal(await placementOf({}), '');
   });
 });

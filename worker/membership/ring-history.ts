@@ -9,7 +9,7 @@
  * a browser restart does not forget who owned what moments ago: a node that forgot would refuse an old owner's
  * release, or a fallback's delivery, that it would have taken before the restart.
  */
-import type { Member, Ring } from '../ring/ring.ts';
+import { type Member, type Ring, isPlacement, memberOf } from '../ring/ring.ts';
 
 /** Most earlier rings kept. */
 export const RING_HISTORY = 64;
@@ -70,11 +70,11 @@ export class RingHistory {
   /** The history with `current` as the ring in force at `now`, to store. */
   record(current: Ring, now: number): RingRecord {
     return {
-      current: current.members.map(plainMember),
+      current: current.members.map(memberOf),
       savedAt: now,
       earlier: this.#earlier
         .slice(0, STORED_RING_HISTORY)
-        .map(({ members, replacedAt }) => ({ members: members.map(plainMember), replacedAt })),
+        .map(({ members, replacedAt }) => ({ members: members.map(memberOf), replacedAt })),
     };
   }
 
@@ -110,14 +110,10 @@ export class RingHistory {
   }
 }
 
-function plainMember(m: Member): Member {
-  return { id: m.id, domain: m.domain };
-}
-
 function isMember(value: unknown): value is Member {
   if (typeof value !== 'object' || value === null) return false;
   const m = value as Record<string, unknown>;
-  return typeof m.id === 'string' && typeof m.domain === 'string';
+  return typeof m.id === 'string' && typeof m.domain === 'string' && isPlacement(m.placement);
 }
 
 function isMembers(value: unknown): value is Member[] {

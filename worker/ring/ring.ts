@@ -17,7 +17,17 @@ export interface Member {
   readonly id: string;
   /** The failure domain the node runs in (its browser profile): replicas prefer distinct domains. */
   readonly domain: string;
+  /**
+   * Where the node's tokens fall, as the signalling server chose it: a salt the server derives from its secret, the
+   * cluster and the id (signaling/placement.ts), mixed into every token, so that no node can choose ids (or mint keys)
+   * until its tokens land where it wants them, say as every owner of a partition. Absent or empty, as from a server
+   * without a secret, the tokens come from the id alone.
+   */
+  readonly placement?: string;
 }
+
+/** The most characters a {@link Member.placement} may have. */
+export const MAX_PLACEMENT_LENGTH = 64;
 
 /** Tunables of a {@link Ring}. Every node of a cluster must use the same values, or their rings disagree. */
 export interface RingOptions {
@@ -48,37 +58,45 @@ export const MAX_TOKENS_PER_NODE = 4096;
 
 const utf8 = new TextEncoder();
 
-/** Token positions of one node: the high and low 32-bit halves of md5(`${id}:${i}`) for i from 0. */
+/**
+ * Token positions of one node: the high and low 32-bit halves of md5(`${seed}:${i}`) for i from 0, where the seed is
+ * the id, or `${id}:${placement}` for a member with a placement.
+ */
 interface NodeTokens {
   readonly hi: Uint32Array;
   readonly lo: Uint32Array;
 }
 
 /**
- * Token positions by node id. Every membership change rebuilds the ring, and hashing the tokens is nearly all of its
+ * Token positions by seed. Every membership change rebuilds the ring, and hashing the tokens is nearly all of its
  * cost, while a change adds or removes one node: remembering the others' tokens makes a rebuild cheap. A node's
  * first T tokens do not depend on T, so one entry serves every T up to its length. Bounded, oldest dropped first.
  */
 const tokenCache = new Map<string, NodeTokens>();
 const TOKEN_CACHE_SIZE = 1024;
 
-function tokensOf(id: string, count: number): NodeTokens {
-  const cached = tokenCache.get(id);
+function tokenSeed(member: Member): string {
+  const placement = member.placement ?? '';
+  return placement === '' ? member.id : `${member.id}:${placement}`;
+}
+
+function tokensOf(seed: string, count: number): NodeTokens {
+  const cached = tokenCache.get(seed);
   if (cached !== undefined) {
-    tokenCache.delete(id);
-    tokenCache.set(id, cached);
+    tokenCache.delete(seed);
+    tokenCache.set(seed, cached);
     if (cached.hi.length >= count) return cached;
   }
   const hi = new Uint32Array(count);
   const lo = new Uint32Array(count);
   for (let i = 0; i < count; i++) {
-    const digest = md5Words(utf8.encode(`${id}:${i}`));
+    const digest = md5Words(utf8.encode(`${seed}:${i}`));
     hi[i] = bigEndian(digest[0]!);
     lo[i] = bigEndian(digest[1]!);
   }
   const tokens = { hi, lo };
-  tokenCache.delete(id);
-  tokenCache.set(id, tokens);
+  tokenCache.delete(seed);
+  tokenCache.set(seed, tokens);
   if (tokenCache.size > TOKEN_CACHE_SIZE) tokenCache.delete(tokenCache.keys().next().value!);
   return tokens;
 }
@@ -128,6 +146,18 @@ export function keyPosition(key: Uint8Array): bigint {
   return new DataView(digest.buffer, digest.byteOffset, 8).getBigUint64(0);
 }
 
+/** Whether `placement` is one a {@link Member} may have: absent, or a string of at most 64 characters. */
+export function isPlacement(placement: unknown): placement is string | undefined {
+  return placement === undefined || (typeof placement === 'string' && placement.length <= MAX_PLACEMENT_LENGTH);
+}
+
+/** `m` as a ring keeps it: id, domain, and the placement when it has a non-empty one. */
+export function memberOf(m: Member): Member {
+  return m.placement === undefined || m.placement === ''
+    ? { id: m.id, domain: m.domain }
+    : { id: m.id, domain: m.domain, placement: m.placement };
+}
+
 /** The ids that {@link Ring.walk} visits, and in what order, for one partition. */
 type Walk = readonly string[];
 
@@ -173,7 +203,7 @@ class RingCore {
     const owner = new Uint32Array(count);
     let t = 0;
     sorted.forEach((m, i) => {
-      const tokens = tokensOf(m.id, tokensPerNode);
+      const tokens = tokensOf(tokenSeed(m), tokensPerNode);
       for (let k = 0; k < tokensPerNode; k++, t++) {
         hi[t] = tokens.hi[k]!;
         lo[t] = tokens.lo[k]!;
@@ -196,7 +226,7 @@ const CORE_CACHE_SIZE = 64;
 
 function coreOf(sorted: readonly Member[], ids: ReadonlySet<string>, partitions: number, tokens: number): RingCore {
   let name = `${partitions}/${tokens}`;
-  for (const m of sorted) name += `/${JSON.stringify(m.id)}:${JSON.stringify(m.domain)}`;
+  for (const m of sorted) name += `/${JSON.stringify(m.id)}:${JSON.stringify(m.domain)}:${JSON.stringify(m.placement)}`;
   let core = coreCache.get(name);
   if (core !== undefined) {
     coreCache.delete(name);
@@ -248,6 +278,11 @@ export class Ring {
         throw new InvalidArgumentError('a member id must be a non-empty string');
       }
       if (typeof m.domain !== 'string') throw new InvalidArgumentError(`member ${m.id} has no domain string`);
+      if (!isPlacement(m.placement)) {
+        throw new InvalidArgumentError(
+          `member ${m.id} has a placement that is not a string of at most ${MAX_PLACEMENT_LENGTH} characters`,
+        );
+      }
       if (ids.has(m.id)) throw new InvalidArgumentError(`member id ${m.id} appears twice`);
       ids.add(m.id);
     }
@@ -255,7 +290,7 @@ export class Ring {
     this.partitions = partitions;
     this.tokensPerNode = tokensPerNode;
     const sorted = members
-      .map((m) => Object.freeze({ id: m.id, domain: m.domain }))
+      .map((m) => Object.freeze(memberOf(m)))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     this.#core = coreOf(Object.freeze(sorted), ids, partitions, tokensPerNode);
     this.members = this.#core.members;
