@@ -111,7 +111,16 @@ export const breakdownApi = {
       const key = new TextEncoder().encode(`key:${size}:000001`);
       const versions: Version[] = [{ dot: { node: NODE, counter: 1, timestamp: Date.now() }, context: [], value }];
       const messages: Record<string, PeerMessage> = {
-        replicate: { type: 'replicate', from: NODE, requestId: 1, key, versions, hintFor: null, durable: false },
+        replicate: {
+          type: 'replicate',
+          from: NODE,
+          requestId: 1,
+          key,
+          versions,
+          hintFor: null,
+          durable: false,
+          fresh: null,
+        },
         ack: { type: 'replicate-ack', from: PEER, requestId: 1 },
         read: { type: 'read', from: NODE, requestId: 2, key, requireHeld: false },
         readReply: { type: 'read-reply', from: PEER, requestId: 2, versions },

@@ -11,6 +11,7 @@ import { Reassembler } from '../../worker/wire/frames.ts';
 import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
 import { DEFAULT_PARTITIONS, Ring } from '../../worker/ring/ring.ts';
 import { DERIVED_ID_PATTERN } from '../../signaling/events.ts';
+import { decodeValue, encodeValue } from '../../client/values.ts';
 
 import { demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
@@ -168,14 +169,12 @@ const utf8 = new TextEncoder();
 const evil = utf8.encode('evil');
 
 /**
- * A cluster of three tabs and a rogue member in their failure domain, and twelve keys written with W = 3 into
- * partitions the victim owns and the rogue does not (in the victim's view of four members, N = 3), as the victim
- * stores them: what each test of writes from a non-owner attacks.
+ * A cluster of three tabs (the first the victim, the second the witness) and a rogue member linked to the victim, in
+ * their failure domain (a member alone in its own would be an owner of every partition), once the victim sees it.
  */
-async function foreignKeys(context: BrowserContext, server: SignalingServer, name: string) {
+async function rogueBeside(context: BrowserContext, server: SignalingServer, name: string) {
   const cluster = freshCluster(name);
   const [victim, witness] = await openCluster(context, server, 3, { cluster, dataPlane: 'transfer' });
-  // In the tabs' failure domain: a member alone in its own would be an owner of every partition.
   const domain = await victim!.call((store) => store.domain, null);
   const rogue = await RoguePeer.connect(context, server, {
     cluster,
@@ -185,9 +184,19 @@ async function foreignKeys(context: BrowserContext, server: SignalingServer, nam
     domain,
   });
   await expect.poll(async () => (await victim!.call((store) => store.members(), null)).length).toBe(4);
-  const partitions = await victim!.call((store) => store.partitions(), null);
+  return { victim: victim!, witness: witness!, rogue };
+}
+
+/**
+ * A cluster of three tabs and a rogue member in their failure domain, and twelve keys written with W = 3 into
+ * partitions the victim owns and the rogue does not (in the victim's view of four members, N = 3), as the victim
+ * stores them: what each test of writes from a non-owner attacks.
+ */
+async function foreignKeys(context: BrowserContext, server: SignalingServer, name: string) {
+  const { victim, witness, rogue } = await rogueBeside(context, server, name);
+  const partitions = await victim.call((store) => store.partitions(), null);
   const foreign = new Set(
-    partitions.filter((p) => p.owners.includes(victim!.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
+    partitions.filter((p) => p.owners.includes(victim.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
   );
   expect(foreign.size).toBeGreaterThan(0);
   const ring = new Ring([{ id: 'any', domain: 'any' }]);
@@ -195,13 +204,13 @@ async function foreignKeys(context: BrowserContext, server: SignalingServer, nam
   for (let i = 0; keys.length < 12; i++) {
     if (foreign.has(ring.partitionOf(utf8.encode(`owned-${i}`)))) keys.push(`owned-${i}`);
   }
-  for (const key of keys) await victim!.call((store, key) => store.put(key, `value of ${key}`, { w: 3 }), key);
+  for (const key of keys) await victim.call((store, key) => store.put(key, `value of ${key}`, { w: 3 }), key);
   const ids = { next: 0 };
   const keyBytes = keys.map((k) => utf8.encode(k));
   const partitionOf = (key: Uint8Array): number => ring.partitionOf(key);
   const before = await readAt(rogue, keyBytes, partitionOf, ids);
   expect([...before.values()].flat()).toHaveLength(keys.length);
-  return { witness: witness!, rogue, ring, keys, keyBytes, partitionOf, before, ids };
+  return { witness, rogue, ring, keys, keyBytes, partitionOf, before, ids };
 }
 
 /**
@@ -289,7 +298,7 @@ test('another value a member ships under an honest dot through replicate changes
       const value = i++ % 2 === 0 ? evil : null;
       const message = { type: 'replicate', from: rogue.id, requestId: ++ids.next, key: e.key } as const;
       const versions = e.versions.map((v) => ({ ...v, value }));
-      await rogue.send(frame({ ...message, versions, hintFor: null, durable: false }));
+      await rogue.send(frame({ ...message, versions, hintFor: null, durable: false, fresh: null }));
     }
   }
   // Answered, taken or not: a replica keeps what it holds under a dot, and dots are never reused.
@@ -301,6 +310,55 @@ test('another value a member ships under an honest dot through replicate changes
     const read = await witness.call((store, key) => store.get(key, { r: 3 }), key);
     expect(read.values).toEqual([`value of ${key}`]);
   }
+});
+
+test('a value a member plants under another tab’s next dot gives way to that tab’s own write of the dot', async ({
+  context,
+  server,
+}) => {
+  const { victim, witness: writer, rogue } = await rogueBeside(context, server, 'hostile-next-dot');
+  // A key the victim and the writer own (the writer coordinates its puts) and the rogue does not.
+  const partitions = await victim.call((store) => store.partitions(), null);
+  const shared = new Set(
+    partitions.filter((p) => p.owners.includes(writer.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
+  );
+  const ring = new Ring([{ id: 'any', domain: 'any' }]);
+  let key = '';
+  for (let i = 0; key === ''; i++) if (shared.has(ring.partitionOf(utf8.encode(`next-${i}`)))) key = `next-${i}`;
+  const keyBytes = [utf8.encode(key)];
+  const partitionOf = (k: Uint8Array): number => ring.partitionOf(k);
+  const ids = { next: 0 };
+  const put = async (value: string) => {
+    const { receipt } = await writer.call((store, [k, v]) => store.put(k, v, { w: 3 }), [key, value] as const);
+    expect(receipt.coordinator).toBe(writer.nodeId);
+  };
+  const writerDots = async () =>
+    [...(await readAt(rogue, keyBytes, partitionOf, ids)).values()]
+      .flat()
+      .flatMap((e) => e.versions)
+      .filter((v) => v.dot.node === writer.nodeId)
+      .map((v) => `${v.dot.counter}=${String(decodeValue(v.value!))}`)
+      .sort();
+
+  await put('first');
+  const [written] = await writerDots();
+  const issued = Number(written!.split('=')[0]);
+  // The writer's next dot with the rogue's value, at the victim, before the writer issues it.
+  const requestId = ++ids.next;
+  const planted = {
+    dot: { node: writer.nodeId, counter: issued + 1, timestamp: Date.now() },
+    context: [],
+    value: encodeValue('evil'),
+  };
+  const message = { type: 'replicate', from: rogue.id, requestId, key: keyBytes[0]!, versions: [planted] } as const;
+  await rogue.send(frame({ ...message, hintFor: null, durable: false, fresh: null }));
+  await repliesBetween(rogue, requestId, requestId);
+  expect(await writerDots()).toEqual([`${issued}=first`, `${issued + 1}=evil`]);
+
+  await put('real');
+  expect(await writerDots()).toEqual([`${issued}=first`, `${issued + 1}=real`]);
+  const read = await writer.call((store, k) => store.get(k, { r: 3 }), key);
+  expect([...read.values].sort()).toEqual(['first', 'real']);
 });
 
 /**

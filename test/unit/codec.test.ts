@@ -54,14 +54,21 @@ const tombstoneEntriesArb: fc.Arbitrary<SyncEntry[]> = syncEntriesArb.map((entri
 );
 
 const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessage, { type: T }>> } = {
-  replicate: fc.record({
-    type: fc.constant('replicate' as const),
-    ...envelope,
-    key: keyArb,
-    versions: versionsArb,
-    hintFor: fc.option(nodeIdArb, { nil: null }),
-    durable: fc.boolean(),
-  }),
+  replicate: fc
+    .record({
+      type: fc.constant('replicate' as const),
+      ...envelope,
+      key: keyArb,
+      versions: versionsArb,
+      hintFor: fc.option(nodeIdArb, { nil: null }),
+      durable: fc.boolean(),
+    })
+    .chain((m) =>
+      // Null, or the counter of a dot of the sender's among the versions, as a coordinator ships its new write.
+      fc
+        .constantFrom(null, ...m.versions.filter((v) => v.dot.node === m.from).map((v) => v.dot.counter))
+        .map((fresh) => ({ ...m, fresh })),
+    ),
   'replicate-ack': fc.record({ type: fc.constant('replicate-ack' as const), ...envelope }),
   read: fc.record({ type: fc.constant('read' as const), ...envelope, key: keyArb, requireHeld: fc.boolean() }),
   'read-reply': fc.record({ type: fc.constant('read-reply' as const), ...envelope, versions: versionsArb }),
@@ -165,6 +172,7 @@ const samples: { [T in PeerMessage['type']]: Extract<PeerMessage, { type: T }> }
     versions: sampleVersions,
     hintFor: 'node-3',
     durable: true,
+    fresh: null,
   },
   'replicate-ack': { type: 'replicate-ack', from: 'node-2', requestId: 42 },
   read: { type: 'read', from: 'node-1', requestId: 0, key: bytes(0), requireHeld: false },
@@ -343,12 +351,16 @@ describe('encodeMessage and decodeMessage', () => {
       requestId: Number.MAX_SAFE_INTEGER,
       key: new Uint8Array(DEFAULT_LIMITS.maxKeyBytes).fill(1),
       versions: Array.from({ length: DEFAULT_LIMITS.maxSiblings }, (_, i) => ({
-        dot: { node: 'z', counter: i + 1, timestamp: i },
+        dot:
+          i === 0
+            ? { node: 'x'.repeat(64), counter: MAX_COUNTER, timestamp: i }
+            : { node: 'z', counter: i, timestamp: i },
         context: fullClock,
         value: i === 0 ? new Uint8Array(DEFAULT_LIMITS.maxValueBytes).fill(2) : null,
       })),
       hintFor: null,
       durable: false,
+      fresh: MAX_COUNTER,
     };
     assert.deepStrictEqual(decodeMessage(encodeMessage(message)), message);
   });
@@ -856,6 +868,23 @@ describe('decodeMessage rejects', () => {
         );
       }
     }
+  });
+
+  it('a replicate whose fresh is not a counter, or names no version of its sender', () => {
+    assertMalformed(
+      edited(samples.replicate, (t) => (t.fresh = 0)),
+      /^replicate\.fresh: expected null or an integer from 1 to 2\^48/,
+    );
+    // Sent by the node of the first sample version's dot, as its coordinator would.
+    const sent = { ...samples.replicate, from: samples.replicate.versions[0]!.dot.node };
+    const own = sent.versions.filter((v) => v.dot.node === sent.from).map((v) => v.dot.counter);
+    const unnamed = Math.max(...own) + 1;
+    assertMalformed(
+      edited(sent, (t) => (t.fresh = unnamed)),
+      new RegExp(`^replicate\\.fresh: names dot ${sent.from}:${unnamed}, which no version shipped has`),
+    );
+    const named = { ...sent, fresh: own[0]! };
+    assert.deepStrictEqual(decodeMessage(encodeMessage(named)), named);
   });
 
   it('a hintFor that is neither null nor a node id', () => {

@@ -112,15 +112,21 @@ const fromArb = fc.constantFrom(...PEERS);
 const requestIdArb = fc.nat(8);
 
 const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(
-  fc.record({
-    type: fc.constant('replicate' as const),
-    from: fromArb,
-    requestId: requestIdArb,
-    key: keyArb,
-    versions: versionsArb,
-    hintFor: fc.option(fc.constantFrom(SELF, ...PEERS), { nil: null }),
-    durable: fc.boolean(),
-  }),
+  fc
+    .record({
+      type: fc.constant('replicate' as const),
+      from: fromArb,
+      requestId: requestIdArb,
+      key: keyArb,
+      versions: versionsArb,
+      hintFor: fc.option(fc.constantFrom(SELF, ...PEERS), { nil: null }),
+      durable: fc.boolean(),
+    })
+    .chain((m) =>
+      fc
+        .constantFrom(null, ...m.versions.filter((v) => v.dot.node === m.from).map((v) => v.dot.counter))
+        .map((fresh) => ({ ...m, fresh })),
+    ),
   fc.record({ type: fc.constant('replicate-ack' as const), from: fromArb, requestId: requestIdArb }),
   fc.record({
     type: fc.constant('read' as const),
@@ -347,6 +353,7 @@ describe('DynamoNode.receive under fuzzing', () => {
       versions: [{ dot: { node: 'peer-1', counter: 50, timestamp: 5 }, context: [], value: text.encode('new') }],
       hintFor: null,
       durable: false,
+      fresh: null,
     };
     node.receive('peer-1', encodeMessage(message));
     await drain();
@@ -366,6 +373,7 @@ describe('DynamoNode.receive under fuzzing', () => {
       versions: [{ dot: { node: 'peer-1', counter: 50, timestamp: 5 }, context: [], value: text.encode('new') }],
       hintFor: null,
       durable: false,
+      fresh: null,
     };
     node.receive('peer-1', encodeMessage(message));
     await drain();

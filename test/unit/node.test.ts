@@ -450,6 +450,7 @@ describe('DynamoNode', () => {
           versions: [createVersion(owners[0]!, 1, 1, [], text.encode('v'))],
           hintFor,
           durable: false,
+          fresh: null,
         }),
       );
     replicate(owners[0]!, stranger, 1); // for a node that owns no copy of the key
@@ -461,6 +462,47 @@ describe('DynamoNode', () => {
     replicate(owners[0]!, owners[1]!, 3); // an owner's coordinator standing in for another owner: kept
     await w.scheduler.advance(10);
     assert.equal(w.node(fallback).metrics().hintsStored, 1);
+  });
+
+  it('puts the value its coordinator wrote under a dot at every owner, over another a member planted under it first', async () => {
+    const w = await world(5);
+    const { owners, outsider: rogue } = placement(w, 'k');
+    const coordinator = owners[0]!;
+    const stored = async (id: string) => await w.cluster.slot(id).data.reopen().get(text.encode('k'));
+    await w.settle(w.node(coordinator).put('k', text.encode('first'), { w: 3 }));
+    const issued = (await stored(coordinator)).find((v) => v.dot.node === coordinator)!.dot.counter;
+    // The coordinator's next dot, with another value, at every owner (the coordinator too) before it is issued.
+    const planted = createVersion(coordinator, issued + 1, 1, [], text.encode('evil'));
+    for (const [i, owner] of owners.entries()) {
+      w.node(owner).receive(
+        rogue,
+        encodeMessage({
+          type: 'replicate',
+          from: rogue,
+          requestId: i + 1,
+          key: text.encode('k'),
+          versions: [planted],
+          hintFor: null,
+          durable: false,
+          fresh: null,
+        }),
+      );
+    }
+    await w.scheduler.advance(10);
+    // Taken by the other owners, which cannot tell it from a fallback's delivery; dropped by the coordinator, which
+    // knows it never issued that dot.
+    for (const owner of owners.slice(1)) assert.ok((await stored(owner)).some((v) => v.dot.counter === issued + 1));
+    assert.ok(!(await stored(coordinator)).some((v) => v.dot.counter === issued + 1));
+    await w.settle(w.node(coordinator).put('k', text.encode('real'), { w: 3 }));
+    for (const owner of owners) {
+      const mine = (await stored(owner)).filter((v) => v.dot.node === coordinator);
+      assert.deepEqual(
+        mine.map((v) => `${v.dot.counter}=${utf8.decode(v.value!)}`).sort(),
+        [`${issued}=first`, `${issued + 1}=real`],
+        `at ${owner}`,
+      );
+    }
+    assert.deepEqual(values(await w.settle(w.node(owners[2]!).get('k', { r: 3 }))), ['first', 'real']);
   });
 
   it('keeps at most 20,000 hints for one owner, and still keeps hints for others', async () => {
@@ -478,6 +520,7 @@ describe('DynamoNode', () => {
           versions: [createVersion(owners[0]!, requestId, 1, [], text.encode('v'))],
           hintFor,
           durable: false,
+          fresh: null,
         }),
       );
     // Keys whose owners are k's, so that owners[1] and owners[2] own them all; owners[1] is down, so that its hints

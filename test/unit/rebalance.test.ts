@@ -184,7 +184,7 @@ describe('Rebalancer', () => {
     // owner that never finished fetching it), and every owner comes back after the grace with no copy at all.
     const versions = await w.cluster.slot(owners[0]!).data.reopen().get(text.encode(key));
     const message = { type: 'replicate', from: owners[0]!, requestId: 9, key: text.encode(key), versions } as const;
-    w.node(other).receive(owners[0]!, encodeMessage({ ...message, hintFor: null, durable: false }));
+    w.node(other).receive(owners[0]!, encodeMessage({ ...message, hintFor: null, durable: false, fresh: null }));
     await w.scheduler.advance(1);
     assert.equal((await dots(w.cluster, other, key)).length, 1);
     for (const id of owners) await w.cluster.crash(id);
@@ -293,6 +293,7 @@ describe('Rebalancer', () => {
         versions: [version],
         hintFor: null,
         durable: false,
+        fresh: null,
       }),
     );
     await node.ready();

@@ -206,18 +206,18 @@ export class Coordinator {
     // Pipelined: the other replicas get the new version as soon as the local write has computed it (its dot drawn
     // durably), while it commits; this node counts toward W only once committed.
     let replication: Replication | undefined;
-    const replicate = (siblings: readonly Version[]): Replication =>
-      (replication ??= new Replication(this.#deps, request, plan, siblings));
+    const replicate = (result: LocalWriteResult): Replication =>
+      (replication ??= new Replication(this.#deps, request, plan, result.siblings, result.version.dot.counter));
     let local: LocalWriteResult;
     try {
-      local = await this.#writeLocal(checked, plan, (early) => replicate(early.siblings));
+      local = await this.#writeLocal(checked, plan, (early) => replicate(early));
     } catch (error) {
       // The put fails with the local error; replicas already asked keep what they got, as after any failed put.
       replication?.abandon();
       throw error;
     }
     metrics.count('localWrites');
-    const done = replicate(local.siblings);
+    const done = replicate(local);
     done.acknowledgeLocal();
     const receipt = await done.done;
     return { context: clockOf(local.version), receipt };
@@ -384,7 +384,7 @@ export class Coordinator {
         } else {
           void peers.request(
             owner,
-            { type: 'replicate', key, versions: merged, hintFor: null, durable: false },
+            { type: 'replicate', key, versions: merged, hintFor: null, durable: false, fresh: null },
             carryingTimeout(this.#deps.requestTimeout, merged),
           );
         }

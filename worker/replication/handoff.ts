@@ -90,7 +90,7 @@ export class Handoff {
         }
         const reply = await peers.request(
           target,
-          { type: 'replicate', key: hint.key, versions: hint.siblings, hintFor: null, durable: false },
+          { type: 'replicate', key: hint.key, versions: hint.siblings, hintFor: null, durable: false, fresh: null },
           carryingTimeout(this.#deps.requestTimeout, hint.siblings),
         );
         return reply?.type === 'replicate-ack';

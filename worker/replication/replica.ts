@@ -116,7 +116,16 @@ export class Replica {
       );
       metrics.count('hintsStored');
     } else {
-      await storage.apply(message.key, partition, message.versions, { durability });
+      // The coordinator's own new version: it replaces another one stored under its dot (someone made that up).
+      const { fresh: counter, from } = message;
+      const fresh =
+        counter === null ? undefined : message.versions.find((v) => v.dot.node === from && v.dot.counter === counter);
+      await storage.apply(
+        message.key,
+        partition,
+        message.versions,
+        fresh === undefined ? { durability } : { durability, fresh },
+      );
       metrics.count('replicasWritten');
     }
   }

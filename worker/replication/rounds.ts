@@ -21,6 +21,8 @@ export class Replication {
   readonly deps: CoordinatorDeps;
   readonly request: PutRequest;
   readonly siblings: readonly Version[];
+  /** The counter of the coordinator's new dot: the version it just issued, among {@link Replication.siblings}. */
+  readonly fresh: number;
   readonly spare: string[];
   readonly #acknowledged: string[] = [];
   readonly #fallbacks: string[] = [];
@@ -32,10 +34,11 @@ export class Replication {
   #resolve!: (receipt: WireReceipt) => void;
   #reject!: (error: unknown) => void;
 
-  constructor(deps: CoordinatorDeps, request: PutRequest, plan: Plan, siblings: readonly Version[]) {
+  constructor(deps: CoordinatorDeps, request: PutRequest, plan: Plan, siblings: readonly Version[], fresh: number) {
     this.deps = deps;
     this.request = request;
     this.siblings = siblings;
+    this.fresh = fresh;
     this.spare = [...plan.fallbacks];
     const owners = plan.owners.filter((id) => id !== deps.self);
     this.#open = owners.length;
@@ -156,10 +159,11 @@ class ReplicaSlot implements ReplyHandler {
       this.#finish();
       return;
     }
-    const { deps, request, siblings } = this.#replication;
+    const { deps, request, siblings, fresh } = this.#replication;
+    const { key, durable } = request;
     deps.peers.send(
       target,
-      { type: 'replicate', key: request.key, versions: siblings, hintFor: this.#hintFor, durable: request.durable },
+      { type: 'replicate', key, versions: siblings, hintFor: this.#hintFor, durable, fresh },
       carryingTimeout(deps.requestTimeout, siblings),
       this,
     );

@@ -5,6 +5,8 @@
  */
 import type { Version } from '../versions/version.ts';
 import type {
+  ApplyOptions,
+  MergeOptions,
   ApplyEntry,
   ApplyResult,
   Hint,
@@ -33,12 +35,12 @@ export class ForwardingStorage implements Storage {
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
-    options?: WriteOptions,
+    options?: ApplyOptions,
   ): Promise<ApplyResult> {
     return this.inner.apply(key, partition, versions, options);
   }
 
-  applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
+  applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]> {
     return this.inner.applyMany(partition, entries, options);
   }
 

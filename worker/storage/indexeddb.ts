@@ -30,11 +30,12 @@ import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
 import { ClosedError, DynameshError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
-import { contextCoversAll, createVersion, resolve } from '../versions/version.ts';
+import { contextCoversAll, createVersion, resolve, resolveFresh } from '../versions/version.ts';
 import {
   checkBounds,
   checkOwnEntry,
   issuedCounter,
+  withoutMadeUpOwnDots,
   keyId,
   nextCounter,
   ownBytes,
@@ -45,6 +46,8 @@ import {
   undelivered,
 } from './records.ts';
 import type {
+  ApplyOptions,
+  MergeOptions,
   ApplyEntry,
   ApplyResult,
   Durability,
@@ -881,14 +884,14 @@ export class IndexedDbStorage implements Storage {
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
-    options?: WriteOptions,
+    options?: ApplyOptions,
   ): Promise<ApplyResult> {
-    const [result] = await this.#applyAll('apply', partition, [{ key, versions }], options);
+    const [result] = await this.#applyAll('apply', partition, [{ key, versions }], options, options?.fresh);
     return result!;
   }
 
   /** One readwrite transaction over `keys` and `meta`: every key read first, then the changed ones written. */
-  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
+  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]> {
     this.#open();
     if (entries.length === 0) return [];
     return this.#applyAll('applyMany', partition, entries, options);
@@ -903,15 +906,19 @@ export class IndexedDbStorage implements Storage {
     what: string,
     partition: number,
     entries: readonly ApplyEntry[],
-    options: WriteOptions | undefined,
+    options: MergeOptions | undefined,
+    fresh?: Version,
   ): Promise<ApplyResult[]> {
     const batch = entries.map((e) => ({ id: ownBytes(e.key), incoming: e.versions.map(plainVersion) }));
     const reads = { keys: batch.map((e) => e.id) };
     return this.#update(what, KEY_STORES, options?.durability, reads, (view) => {
       let counts = view.state;
+      // As in write: counters are issued in memory below the durable reservation; after a restart, up to it.
+      const issued = this.#issued >= 0 ? this.#issued : view.state.counter;
       const results = batch.map(({ id, incoming }): ApplyResult => {
         const now = view.key(id)?.siblings;
-        const { siblings, changed } = resolve(now ?? [], incoming);
+        const genuine = withoutMadeUpOwnDots(incoming, options?.self, issued);
+        const { siblings, changed } = resolveFresh(now ?? [], genuine, fresh);
         if (changed) {
           counts = recount(counts, id, now, siblings);
           view.setKey(id, { key: id, partition, siblings });

@@ -7,11 +7,12 @@
 import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
-import { contextCoversAll, createVersion, resolve } from '../versions/version.ts';
+import { contextCoversAll, createVersion, resolve, resolveFresh } from '../versions/version.ts';
 import {
   checkBounds,
   checkOwnEntry,
   issuedCounter,
+  withoutMadeUpOwnDots,
   keyId,
   nextCounter,
   ownBytes,
@@ -21,6 +22,8 @@ import {
   undelivered,
 } from './records.ts';
 import type {
+  ApplyOptions,
+  MergeOptions,
   ApplyEntry,
   ApplyResult,
   Hint,
@@ -81,8 +84,12 @@ class Applied implements ApplyResult {
 }
 
 /** Merges `incoming` into `stored` with {@link resolve}, owning a copy of only the incoming versions it keeps. */
-function merged(stored: readonly Version[], incoming: readonly Version[]): { siblings: Version[]; changed: boolean } {
-  const { siblings, changed } = resolve(stored, incoming);
+function merged(
+  stored: readonly Version[],
+  incoming: readonly Version[],
+  fresh?: Version,
+): { siblings: Version[]; changed: boolean } {
+  const { siblings, changed } = resolveFresh(stored, incoming, fresh);
   if (!changed) return { siblings, changed };
   return { siblings: siblings.map((v) => (stored.includes(v) ? v : ownVersion(v))), changed };
 }
@@ -162,9 +169,15 @@ class MemoryData {
 }
 
 /** What `Storage.apply` does to one key of `data`. */
-function applyTo(data: MemoryData, key: Uint8Array, partition: number, versions: readonly Version[]): Applied {
+function applyTo(
+  data: MemoryData,
+  key: Uint8Array,
+  partition: number,
+  versions: readonly Version[],
+  fresh?: Version,
+): Applied {
   const id = keyId(key);
-  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions);
+  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, fresh);
   if (changed) data.store(id, key, partition, siblings);
   return new Applied(siblings, changed);
 }
@@ -222,16 +235,19 @@ export class MemoryStorage implements Storage {
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
-    _options?: WriteOptions,
+    options?: ApplyOptions,
   ): Promise<ApplyResult> {
-    return applyTo(this.#open(), key, partition, versions);
+    const data = this.#open();
+    return applyTo(data, key, partition, withoutMadeUpOwnDots(versions, options?.self, data.counter), options?.fresh);
   }
 
   /** One transaction by construction: nothing else runs between the entries of a synchronous loop. */
-  async applyMany(partition: number, entries: readonly ApplyEntry[], _options?: WriteOptions): Promise<ApplyResult[]> {
+  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]> {
     const data = this.#open();
     const out: ApplyResult[] = [];
-    for (let i = 0; i < entries.length; i++) out.push(applyTo(data, entries[i]!.key, partition, entries[i]!.versions));
+    for (const { key, versions } of entries) {
+      out.push(applyTo(data, key, partition, withoutMadeUpOwnDots(versions, options?.self, data.counter)));
+    }
     return out;
   }
 

@@ -5,13 +5,14 @@
 import type { Version } from '../versions/version.ts';
 import { ForwardingStorage } from './forwarding.ts';
 import type {
+  ApplyOptions,
+  MergeOptions,
   ApplyEntry,
   ApplyResult,
   LocalWrite,
   LocalWriteOptions,
   LocalWriteResult,
   Storage,
-  WriteOptions,
 } from './storage.ts';
 
 /** Told the key's siblings after each change of the main store; an empty list means the key is gone. */
@@ -30,7 +31,7 @@ export class ObservedStorage extends ForwardingStorage {
     key: Uint8Array,
     partition: number,
     versions: readonly Version[],
-    options?: WriteOptions,
+    options?: ApplyOptions,
   ): Promise<ApplyResult> {
     const result = await this.inner.apply(key, partition, versions, options);
     if (result.changed) this.#onChange(key, result.siblings);
@@ -40,7 +41,7 @@ export class ObservedStorage extends ForwardingStorage {
   override async applyMany(
     partition: number,
     entries: readonly ApplyEntry[],
-    options?: WriteOptions,
+    options?: MergeOptions,
   ): Promise<ApplyResult[]> {
     const results = await this.inner.applyMany(partition, entries, options);
     for (let i = 0; i < results.length; i++) {

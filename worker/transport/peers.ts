@@ -331,6 +331,7 @@ function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage
         versions: m.versions,
         hintFor: m.hintFor,
         durable: m.durable,
+        fresh: m.fresh,
       };
     case 'replicate-ack':
       return { type: m.type, from, requestId };

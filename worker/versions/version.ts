@@ -109,6 +109,23 @@ export function resolve(stored: readonly Version[], incoming: readonly Version[]
   return { siblings, changed };
 }
 
+/**
+ * Merges `incoming` into `stored` as {@link resolve} does, after taking out of `stored` every version under the dot
+ * of `fresh` that is not `fresh` itself: `fresh` is what the dot's own node just issued under it and ships itself,
+ * and dots are never reused, so another version under that dot was made up by someone else. Without `fresh`, the
+ * stored version under a dot is kept whatever else comes under it.
+ */
+export function resolveFresh(
+  stored: readonly Version[],
+  incoming: readonly Version[],
+  fresh: Version | undefined,
+): Resolution {
+  if (fresh === undefined) return resolve(stored, incoming);
+  const kept = stored.filter((s) => !sameDot(s, fresh) || sameVersion(s, fresh));
+  const merged = resolve(kept, incoming);
+  return kept.length === stored.length ? merged : { siblings: merged.siblings, changed: true };
+}
+
 /** True when `a` and `b` are the same write with the same context and value, byte for byte. */
 export function sameVersion(a: Version, b: Version): boolean {
   if (!sameDot(a, b) || a.dot.timestamp !== b.dot.timestamp) return false;

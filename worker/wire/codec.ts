@@ -85,7 +85,7 @@ const MAX_FIXED_ARRAY = Math.max(MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES, MAX_SYNC_
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
 const FIELDS = {
-  replicate: ['type', 'from', 'requestId', 'key', 'versions', 'hintFor', 'durable'],
+  replicate: ['type', 'from', 'requestId', 'key', 'versions', 'hintFor', 'durable', 'fresh'],
   'replicate-ack': ['type', 'from', 'requestId'],
   read: ['type', 'from', 'requestId', 'key', 'requireHeld'],
   'read-reply': ['type', 'from', 'requestId', 'versions'],
@@ -175,6 +175,7 @@ function wireForm(m: PeerMessage): object {
         versions: m.versions.map(wireVersion),
         hintFor: m.hintFor,
         durable: m.durable,
+        fresh: m.fresh,
       };
     case 'replicate-ack':
       return { type: m.type, from: m.from, requestId: m.requestId };
@@ -467,6 +468,26 @@ function readBoolean(value: unknown, path: string): boolean {
   return value;
 }
 
+/**
+ * A replicate's `fresh`: null, or the counter of a dot of the sender under which `versions` holds a version (the
+ * write the sender just issued).
+ */
+function readFresh(value: unknown, from: string, versions: readonly Version[]): number | null {
+  if (value === null) return null;
+  if (!isCounter(value)) {
+    fail('replicate.fresh', `expected null or an integer from 1 to 2^48 (MAX_COUNTER), got ${typeName(value)}`);
+  }
+  if (!isFreshIn(value, from, versions)) {
+    fail('replicate.fresh', `names dot ${from}:${value}, which no version shipped has`);
+  }
+  return value;
+}
+
+/** Whether one of `versions` is under the dot (`from`, `counter`). */
+function isFreshIn(counter: number, from: string, versions: readonly Version[]): boolean {
+  return versions.some((v) => v.dot.node === from && v.dot.counter === counter);
+}
+
 function readRequestId(value: unknown, path: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     fail(path, `expected a non-negative safe integer, got ${typeName(value)}`);
@@ -654,14 +675,16 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
   const requestId = readRequestId(m.requestId, `${t}.requestId`);
   switch (t) {
     case 'replicate': {
+      const versions = readVersions(m.versions, 'replicate.versions', limits);
       const message: ReplicateMessage = {
         type: t,
         from,
         requestId,
         key: readKey(m.key, 'replicate.key', limits),
-        versions: readVersions(m.versions, 'replicate.versions', limits),
+        versions,
         hintFor: m.hintFor === null ? null : readNodeId(m.hintFor, 'replicate.hintFor'),
         durable: readBoolean(m.durable, 'replicate.durable'),
+        fresh: readFresh(m.fresh, from, versions),
       };
       return message;
     }
@@ -836,6 +859,7 @@ const K = {
   versions: packed('versions'),
   hintFor: packed('hintFor'),
   durable: packed('durable'),
+  fresh: packed('fresh'),
   requireHeld: packed('requireHeld'),
   value: packed('value'),
   context: packed('context'),
@@ -1231,6 +1255,9 @@ class FastWriter {
         else this.ascii(m.hintFor);
         this.raw(K.durable);
         this.boolean(m.durable);
+        this.raw(K.fresh);
+        if (m.fresh === null) this.byte(0xc0);
+        else this.number(m.fresh);
         return;
       case 'replicate-ack':
         this.envelope(m, 1);
@@ -1708,7 +1735,19 @@ class FastReader {
         const hintFor = this.nil() ? null : this.id();
         this.expect(K.durable);
         const durable = this.boolean();
-        const message: ReplicateMessage = { type: 'replicate', from, requestId, key, versions, hintFor, durable };
+        this.expect(K.fresh);
+        const fresh = this.nil() ? null : this.number();
+        if (fresh !== null && (!isCounter(fresh) || !isFreshIn(fresh, from, versions))) throw BAIL;
+        const message: ReplicateMessage = {
+          type: 'replicate',
+          from,
+          requestId,
+          key,
+          versions,
+          hintFor,
+          durable,
+          fresh,
+        };
         return message;
       }
       case 'replicate-ack': {

@@ -24,6 +24,13 @@ export interface ReplicateMessage extends Envelope {
   readonly hintFor: string | null;
   /** Ask the receiver for a durable write. */
   readonly durable: boolean;
+  /**
+   * The counter of the dot the sender issued for this very write, when it ships its own put as coordinator: the
+   * version under (`from`, `fresh`), which must be among `versions`, is the one its node just made, and a replica
+   * that holds another version under that dot (made up by someone else, since dots are never reused) replaces it.
+   * Null when the sender ships versions it did not just issue: a read's repair, hinted handoff.
+   */
+  readonly fresh: number | null;
 }
 
 /** A replica stored what it was sent. */
