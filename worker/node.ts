@@ -53,7 +53,7 @@ import { OwnDotsStorage } from './storage/own-dots.ts';
 import { DotHorizon } from './versions/horizon.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
-import { contextOf } from './versions/version.ts';
+import { type Version, contextOf } from './versions/version.ts';
 
 /** Everything a node is made of and its tunables. */
 export interface NodeOptions {
@@ -921,7 +921,7 @@ export class DynamoNode {
       this.#metrics.count('gets');
       const outcome = await this.#coordinator.get(bytes, r);
       return {
-        values: outcome.siblings.flatMap((s) => (s.value === null ? [] : [s.value])),
+        values: liveValues(outcome.siblings),
         context: encodeContext(contextOf(outcome.siblings)),
         receipt: { coordinator: outcome.coordinator, replied: outcome.replied },
       };
@@ -1079,6 +1079,16 @@ export class DynamoNode {
     if (this.#loaded && this.#viewed) this.#rebalancer.kick();
     return { keys, hints, dropped: false };
   }
+}
+
+/** The values of `siblings` that are not tombstones, in order: a loop, as every get makes this list. */
+function liveValues(siblings: readonly Version[]): Uint8Array[] {
+  const values: Uint8Array[] = [];
+  for (let i = 0; i < siblings.length; i++) {
+    const value = siblings[i]!.value;
+    if (value !== null) values.push(value);
+  }
+  return values;
 }
 
 /** The bounds a node keeps its keys to, checked. */

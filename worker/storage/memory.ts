@@ -184,12 +184,20 @@ function applyTo(
 
 /** A structured clone of `value`; a value that cannot be cloned fails as IndexedDB would, with `ERR_STORAGE`. */
 function cloneMeta(value: unknown, what: string): unknown {
+  // A primitive that structured clone accepts is its own clone; a call of structuredClone costs microseconds.
+  if (isPlainPrimitive(value)) return value;
   try {
     return structuredClone(value);
   } catch (error) {
     const e = error as { name?: unknown; message?: unknown } | null;
     throw new StorageError(`${what} failed (${String(e?.name)}: ${String(e?.message)})`, { cause: error });
   }
+}
+
+/** True for null, undefined, a boolean, a number or a string: values structuredClone returns as they are. */
+function isPlainPrimitive(value: unknown): boolean {
+  const type = typeof value;
+  return value === null || type === 'undefined' || type === 'boolean' || type === 'number' || type === 'string';
 }
 
 function upperBound(sorted: readonly string[], id: string): number {

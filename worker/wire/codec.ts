@@ -893,6 +893,10 @@ const K = {
 
 // A clock entry's map header and its first key.
 const ENTRY_HEAD = Uint8Array.of(0x83, ...K.node);
+// Most bytes a clock entry with a node id under 32 characters takes: head, id, and both keys with a 9-byte number.
+const SHORT_ENTRY_BYTES = ENTRY_HEAD.length + 32 + K.counter.length + 9 + K.timestamp.length + 9;
+// A version's map header and its first key.
+const VERSION_HEAD = Uint8Array.of(0x83, ...K.dot);
 
 const TYPES = Object.keys(FIELDS) as PeerMessage['type'][];
 // The head of each message type's frame: its map header, the key `type` and the type's name.
@@ -904,6 +908,8 @@ const HEADS = TYPES.map((t) => {
   head.set(name, 1 + K.type.length);
   return head;
 });
+// Each head followed by the key `from`, which every message has next: the envelope's constant bytes in one copy.
+const ENVELOPE_HEADS = HEADS.map((head) => Uint8Array.of(...head, ...K.from));
 
 // ---- writing
 
@@ -911,12 +917,6 @@ const HEADS = TYPES.map((t) => {
 // from a shared pool: one allocation per block instead of an ArrayBuffer per frame, which costs more than encoding a
 // small message. A frame that outgrows what is left of the block moves to a new one.
 const BLOCK_BYTES = 64 * 1024;
-
-/**
- * The bytes of frozen clocks written so far. Stored versions are frozen and shipped again and again (every read of a
- * key replies with its siblings), so most clocks a node writes it has written before.
- */
-const clockBytes = new WeakMap<VClock, Uint8Array>();
 
 class FastWriter {
   block = new Uint8Array(BLOCK_BYTES);
@@ -1000,12 +1000,16 @@ class FastWriter {
   }
 
   raw(bytes: Uint8Array): void {
-    const n = bytes.length;
-    this.room(n);
+    this.room(bytes.length);
+    this.at = this.rawAt(this.at, bytes);
+  }
+
+  /** Writes `bytes` at `at`, with room for them there; returns where they end. */
+  rawAt(at: number, bytes: Uint8Array): number {
     const block = this.block;
-    let at = this.at;
+    const n = bytes.length;
     for (let i = 0; i < n; i++) block[at++] = bytes[i]!;
-    this.at = at;
+    return at;
   }
 
   byte(b: number): void {
@@ -1021,35 +1025,41 @@ class FastWriter {
   // Numbers as @msgpack/msgpack writes them: safe integers in the smallest integer format, the rest as float64.
   // Negative numbers never occur in a well-typed message and are left to the generic encoder.
   number(value: unknown): void {
-    if (typeof value !== 'number') throw BAIL;
     this.room(9);
+    this.at = this.numberAt(this.at, value);
+  }
+
+  /** Writes `value` as {@link number} does at `at`, with room for 9 bytes there; returns where it ends. */
+  numberAt(at: number, value: unknown): number {
+    if (typeof value !== 'number') throw BAIL;
     const block = this.block;
     if (!Number.isSafeInteger(value)) {
-      block[this.at] = 0xcb;
-      this.view.setFloat64(this.at + 1, value);
-      this.at += 9;
+      block[at] = 0xcb;
+      this.view.setFloat64(at + 1, value);
+      return at + 9;
     } else if (value < 0) {
       throw BAIL;
     } else if (value < 0x80) {
-      block[this.at++] = value;
+      block[at] = value;
+      return at + 1;
     } else if (value < 0x100) {
-      block[this.at] = 0xcc;
-      block[this.at + 1] = value;
-      this.at += 2;
+      block[at] = 0xcc;
+      block[at + 1] = value;
+      return at + 2;
     } else if (value < 0x10000) {
-      block[this.at] = 0xcd;
-      block[this.at + 1] = value >>> 8;
-      block[this.at + 2] = value & 0xff;
-      this.at += 3;
+      block[at] = 0xcd;
+      block[at + 1] = value >>> 8;
+      block[at + 2] = value & 0xff;
+      return at + 3;
     } else if (value < 0x100000000) {
-      block[this.at] = 0xce;
-      this.view.setUint32(this.at + 1, value);
-      this.at += 5;
+      block[at] = 0xce;
+      this.view.setUint32(at + 1, value);
+      return at + 5;
     } else {
-      block[this.at] = 0xcf;
-      this.view.setUint32(this.at + 1, Math.floor(value / 0x100000000));
-      this.view.setUint32(this.at + 5, value >>> 0);
-      this.at += 9;
+      block[at] = 0xcf;
+      this.view.setUint32(at + 1, Math.floor(value / 0x100000000));
+      this.view.setUint32(at + 5, value >>> 0);
+      return at + 9;
     }
   }
 
@@ -1131,7 +1141,8 @@ class FastWriter {
     return n;
   }
 
-  // The hottest write, straight-line: one check of room for the whole entry when its node id is a short string.
+  // The hottest write, straight-line: one check of room for the whole entry when its node id is a short string,
+  // then every byte written in place.
   entry(e: ClockEntry): void {
     if (typeof e !== 'object' || e === null) throw BAIL;
     const node = e.node;
@@ -1139,61 +1150,35 @@ class FastWriter {
       this.byte(0x83);
       this.raw(K.node);
       this.ascii(node);
-    } else {
-      const n = node.length;
-      this.room(ENTRY_HEAD.length + 1 + n);
-      const block = this.block;
-      let at = this.at;
-      for (let i = 0; i < ENTRY_HEAD.length; i++) block[at++] = ENTRY_HEAD[i]!;
-      block[at++] = 0xa0 | n;
-      for (let i = 0; i < n; i++) {
-        const c = node.charCodeAt(i);
-        if (c >= 0x80) throw BAIL;
-        block[at++] = c;
-      }
-      this.at = at;
+      this.raw(K.counter);
+      this.number(e.counter);
+      this.raw(K.timestamp);
+      this.number(e.timestamp);
+      return;
     }
-    this.raw(K.counter);
-    this.number(e.counter);
-    this.raw(K.timestamp);
-    this.number(e.timestamp);
-  }
-
-  clock(clock: VClock): void {
-    // A frozen clock of frozen entries never changes, so its bytes are written once and copied after that.
-    const frozen = Object.isFrozen(clock);
-    if (frozen) {
-      const known = clockBytes.get(clock);
-      if (known !== undefined) {
-        this.copy(known);
-        return;
-      }
-    }
-    // Relative to the frame's start, which stays put within the frame when the block grows.
-    const from = this.at - this.start;
-    const n = this.arrayHeader(clock);
-    let entriesFrozen = true;
+    const n = node.length;
+    this.room(SHORT_ENTRY_BYTES);
+    const block = this.block;
+    let at = this.at;
+    for (let i = 0; i < ENTRY_HEAD.length; i++) block[at++] = ENTRY_HEAD[i]!;
+    block[at++] = 0xa0 | n;
     for (let i = 0; i < n; i++) {
-      const e = clock[i]!;
-      this.entry(e);
-      if (!Object.isFrozen(e)) entriesFrozen = false;
+      const c = node.charCodeAt(i);
+      if (c >= 0x80) throw BAIL;
+      block[at++] = c;
     }
-    if (frozen && entriesFrozen) clockBytes.set(clock, this.block.slice(this.start + from, this.at));
+    at = this.rawAt(at, K.counter);
+    at = this.numberAt(at, e.counter);
+    at = this.rawAt(at, K.timestamp);
+    this.at = this.numberAt(at, e.timestamp);
   }
 
-  /** Bytes known to be in the layout, as they are. */
-  copy(bytes: Uint8Array): void {
-    const n = bytes.length;
-    this.room(n);
-    if (n < 64) {
-      const block = this.block;
-      let at = this.at;
-      for (let i = 0; i < n; i++) block[at++] = bytes[i]!;
-      this.at = at;
-    } else {
-      this.block.set(bytes, this.at);
-      this.at += n;
-    }
+  // Written afresh every time, with no cache of the bytes of clocks written before: a clock is written only a few
+  // times while it lives, and a cached copy (an ArrayBuffer of its own, held by a WeakMap the collector must trace)
+  // cost more than writing the clock again, a few short byte copies per entry.
+  clock(clock: VClock): void {
+    const n = this.arrayHeader(clock);
+    for (let i = 0; i < n; i++) this.entry(clock[i]!);
   }
 
   versions(versions: readonly Version[]): void {
@@ -1201,8 +1186,7 @@ class FastWriter {
     for (let i = 0; i < n; i++) {
       const v = versions[i]!;
       if (typeof v !== 'object' || v === null) throw BAIL;
-      this.byte(0x83);
-      this.raw(K.dot);
+      this.raw(VERSION_HEAD);
       this.entry(v.dot);
       this.raw(K.context);
       this.clock(v.context);
@@ -1235,8 +1219,7 @@ class FastWriter {
   }
 
   envelope(m: PeerMessage, type: number): void {
-    this.raw(HEADS[type]!);
-    this.raw(K.from);
+    this.raw(ENVELOPE_HEADS[type]!);
     this.ascii(m.from);
     this.raw(K.requestId);
     this.number(m.requestId);
@@ -1617,8 +1600,7 @@ class FastReader {
   }
 
   entry(): ClockEntry {
-    if (this.byte() !== 0x83) throw BAIL;
-    this.expect(K.node);
+    this.expect(ENTRY_HEAD);
     const node = this.id();
     this.expect(K.counter);
     const counter = this.number();
@@ -1644,8 +1626,7 @@ class FastReader {
     const n = this.arrayHeader(limits.maxSiblings);
     const versions: Version[] = [];
     for (let i = 0; i < n; i++) {
-      if (this.byte() !== 0x83) throw BAIL;
-      this.expect(K.dot);
+      this.expect(VERSION_HEAD);
       const dot = this.entry();
       this.expect(K.context);
       const context = this.readClock();
@@ -1702,11 +1683,14 @@ class FastReader {
     return ids;
   }
 
-  /** The index into TYPES of the frame's head, which the frame starts with. */
+  /**
+   * The index into TYPES of the frame's head, which the frame starts with, followed by the key `from`. No head is a
+   * prefix of another (each names its type as a string of its own length), so at most one matches.
+   */
   head(): number {
     const src = this.src;
-    for (let t = 0; t < HEADS.length; t++) {
-      const head = HEADS[t]!;
+    for (let t = 0; t < ENVELOPE_HEADS.length; t++) {
+      const head = ENVELOPE_HEADS[t]!;
       if (head.length > src.length) continue;
       let i = 0;
       while (i < head.length && src[i] === head[i]) i++;
@@ -1720,7 +1704,6 @@ class FastReader {
 
   readMessage(limits: ProtocolLimits): PeerMessage {
     const type = this.head();
-    this.expect(K.from);
     const from = this.id();
     this.expect(K.requestId);
     const requestId = this.number();
