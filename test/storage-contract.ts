@@ -185,26 +185,6 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(again.changed).to.equal(false);
       });
 
-      test('drops versions under its own node’s dots above the counters it issued, when told whose it is', async (s) => {
-        const { version: mine } = await s.write(bytes('mine'), 1, localWrite('me', 'mine'));
-        const issued = mine.dot.counter;
-        const made = version('me', issued + 1, {}, 'made up');
-        const applied = await s.apply(bytes('k'), 1, [made, version('b', 1)], { self: 'me' });
-        expect(show(applied.siblings)).to.deep.equal(['b:1=b1']);
-        const [many] = await s.applyMany(1, [{ key: bytes('k2'), versions: [made] }], { self: 'me' });
-        expect(many!.changed).to.equal(false);
-        expect(await s.get(bytes('k2'))).to.deep.equal([]);
-        // Its own issued dots, another node's, and anything when not told whose storage it is, are merged as ever.
-        await s.apply(bytes('k3'), 1, [version('me', issued, {}, 'copy')], { self: 'me' });
-        await s.apply(bytes('k3'), 1, [version('other', issued + 1)], { self: 'me' });
-        await s.apply(bytes('k3'), 1, [made]);
-        expect(show(await s.get(bytes('k3')))).to.deep.equal([
-          `me:${issued}=copy`,
-          `me:${issued + 1}=made up`,
-          `other:${issued + 1}=other${issued + 1}`,
-        ]);
-      });
-
       test('keeps keys apart from each other', async (s) => {
         await s.apply(bytes('k1'), 1, [version('a', 1)]);
         await s.apply(bytes('k2'), 1, [version('b', 1)]);

@@ -49,7 +49,6 @@ import { RingHistory } from './membership/ring-history.ts';
 import { Replica } from './replication/replica.ts';
 import { type Member, Ring } from './ring/ring.ts';
 import { ObservedStorage } from './storage/observed.ts';
-import { OwnDotsStorage } from './storage/own-dots.ts';
 import { DotHorizon } from './versions/horizon.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
@@ -320,7 +319,7 @@ export class DynamoNode {
         return keys;
       },
     });
-    this.#storage = new ObservedStorage(new OwnDotsStorage(options.storage, this.id), (key, siblings) => {
+    this.#storage = new ObservedStorage(options.storage, (key, siblings) => {
       const partition = this.#ring.partitionOf(key);
       written.add(partition);
       this.#trees.update(partition, key, siblings);

@@ -37,17 +37,16 @@ async function writeThenDelete(w: World, key: string): Promise<readonly string[]
 /**
  * Writes `key` on every owner, then has every owner store a tombstone over it stamped with timestamp 0, as a hostile
  * owner would push it; `counter` numbers its dot, `seen` lists the versions it covers. Resolves with the owners.
- * The dot is a made-up node's: an honest node drops a version under its own dot that it never issued.
  */
 async function forgeTombstone(w: World, key: string, counter: number, seen: readonly Version[] = []) {
   const owners = w.cluster.preferenceList(text.encode(key), N);
-  const pusher = owners[1]!;
+  const writer = owners[1]!;
   if (seen.length === 0) {
     await w.settle(w.node(owners[0]!).put(key, text.encode('v'), { w: N }));
     seen = await w.cluster.slot(owners[0]!).data.reopen().get(text.encode(key));
   }
   const tombstone = createVersion(
-    'forger',
+    writer,
     counter,
     0,
     seen.map((v) => v.dot),
@@ -56,11 +55,11 @@ async function forgeTombstone(w: World, key: string, counter: number, seen: read
   const partition = w.cluster.ring.partitionOf(text.encode(key));
   const entries = [{ key: text.encode(key), versions: [tombstone] }];
   for (const [i, id] of owners.entries()) {
-    const from = id === pusher ? owners[0]! : pusher;
+    const from = id === writer ? owners[0]! : writer;
     w.node(id).receive(from, encodeMessage({ type: 'sync-push', from, requestId: 90_000 + i, partition, entries }));
   }
   await w.scheduler.advance(50);
-  for (const id of owners) assert.deepEqual(await dots(w.cluster, id, key), [`forger:${counter}(tombstone)`], id);
+  for (const id of owners) assert.deepEqual(await dots(w.cluster, id, key), [`${writer}:${counter}(tombstone)`], id);
   return { owners, tombstone };
 }
 
@@ -212,7 +211,7 @@ describe('AntiEntropy', () => {
     const second = await roundOn(w, owners[0]!);
     await advanceTo(w, first + GRACE + 500);
     await roundOn(w, owners[0]!);
-    for (const id of owners) assert.deepEqual(await dots(w.cluster, id, 'doomed'), ['forger:501(tombstone)']);
+    for (const id of owners) assert.deepEqual(await dots(w.cluster, id, 'doomed'), [`${owners[1]}:501(tombstone)`]);
     await advanceTo(w, second + GRACE + 500);
     await roundOn(w, owners[0]!);
     await w.scheduler.advance(100);

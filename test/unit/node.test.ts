@@ -471,9 +471,9 @@ describe('DynamoNode', () => {
     const stored = async (id: string) => await w.cluster.slot(id).data.reopen().get(text.encode('k'));
     await w.settle(w.node(coordinator).put('k', text.encode('first'), { w: 3 }));
     const issued = (await stored(coordinator)).find((v) => v.dot.node === coordinator)!.dot.counter;
-    // The coordinator's next dot, with another value, at every owner (the coordinator too) before it is issued.
+    // The coordinator's next dot, with another value, at the other owners before the coordinator issues it.
     const planted = createVersion(coordinator, issued + 1, 1, [], text.encode('evil'));
-    for (const [i, owner] of owners.entries()) {
+    for (const [i, owner] of owners.slice(1).entries()) {
       w.node(owner).receive(
         rogue,
         encodeMessage({
@@ -489,10 +489,8 @@ describe('DynamoNode', () => {
       );
     }
     await w.scheduler.advance(10);
-    // Taken by the other owners, which cannot tell it from a fallback's delivery; dropped by the coordinator, which
-    // knows it never issued that dot.
+    // Taken: the owners cannot tell it from a fallback's delivery of the coordinator's write.
     for (const owner of owners.slice(1)) assert.ok((await stored(owner)).some((v) => v.dot.counter === issued + 1));
-    assert.ok(!(await stored(coordinator)).some((v) => v.dot.counter === issued + 1));
     await w.settle(w.node(coordinator).put('k', text.encode('real'), { w: 3 }));
     for (const owner of owners) {
       const mine = (await stored(owner)).filter((v) => v.dot.node === coordinator);
@@ -503,6 +501,35 @@ describe('DynamoNode', () => {
       );
     }
     assert.deepEqual(values(await w.settle(w.node(owners[2]!).get('k', { r: 3 }))), ['first', 'real']);
+  });
+
+  it('keeps the value a coordinator shipped fresh under a dot when it later ships another value under it as fresh', async () => {
+    const w = await world(5);
+    const { owners } = placement(w, 'k');
+    const [coordinator, replica] = owners as [string, string];
+    await w.settle(w.node(coordinator).put('k', text.encode('acknowledged'), { w: 3 }));
+    const stored = async () => await w.cluster.slot(replica).data.reopen().get(text.encode('k'));
+    const [written] = await stored();
+    // The same dot with another value, marked as just issued: a member rewriting a write it acknowledged.
+    const rewritten = { ...written!, value: text.encode('rewritten') };
+    w.node(replica).receive(
+      coordinator,
+      encodeMessage({
+        type: 'replicate',
+        from: coordinator,
+        requestId: 1,
+        key: text.encode('k'),
+        versions: [rewritten],
+        hintFor: null,
+        durable: false,
+        fresh: written!.dot.counter,
+      }),
+    );
+    await w.scheduler.advance(10);
+    assert.deepEqual(
+      (await stored()).map((v) => utf8.decode(v.value!)),
+      ['acknowledged'],
+    );
   });
 
   it('keeps at most 20,000 hints for one owner, and still keeps hints for others', async () => {

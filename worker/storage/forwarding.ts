@@ -6,7 +6,6 @@
 import type { Version } from '../versions/version.ts';
 import type {
   ApplyOptions,
-  MergeOptions,
   ApplyEntry,
   ApplyResult,
   Hint,
@@ -40,7 +39,7 @@ export class ForwardingStorage implements Storage {
     return this.inner.apply(key, partition, versions, options);
   }
 
-  applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]> {
+  applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
     return this.inner.applyMany(partition, entries, options);
   }
 

@@ -35,7 +35,6 @@ import {
   checkBounds,
   checkOwnEntry,
   issuedCounter,
-  withoutMadeUpOwnDots,
   keyId,
   nextCounter,
   ownBytes,
@@ -47,7 +46,6 @@ import {
 } from './records.ts';
 import type {
   ApplyOptions,
-  MergeOptions,
   ApplyEntry,
   ApplyResult,
   Durability,
@@ -707,6 +705,23 @@ export class IndexedDbStorage implements Storage {
     return true;
   }
 
+  /**
+   * Whether the local writes of `batch` may raise the counter's durable reservation (see write). A transaction that
+   * does is strict whatever its writes asked for: versions under counters below the reservation leave before their
+   * own transaction commits, so a reservation that a crash of the machine took back (relaxed durability lets the
+   * system lose a committed transaction) would let the node issue those counters again, two writes under one dot.
+   * Counted as if every write drew the next counter; a write whose stored siblings make it jump further (only after
+   * a counter was lost, or under versions others made up) may still raise it in a relaxed one.
+   */
+  #mayReserve(batch: readonly PendingUpdate[]): boolean {
+    let writes = 0;
+    for (const u of batch) if (u.what === 'write') writes++;
+    if (writes === 0) return false;
+    const reserved = this.#state?.counter;
+    if (reserved === undefined || this.#issued < 0) return true;
+    return this.#issued + writes + COUNTER_BLOCK / 2 > reserved;
+  }
+
   async #commit(batch: readonly PendingUpdate[]): Promise<void> {
     const failAll = (error: unknown): void => {
       for (const u of batch) u.settle({ ok: false, error: failure(error, u.what) });
@@ -714,8 +729,8 @@ export class IndexedDbStorage implements Storage {
     const stores = [...new Set(batch.flatMap((u) => u.stores))];
     let tx: IDBTransaction;
     try {
-      const durability = batch.some((u) => u.durability === 'strict') ? 'strict' : 'relaxed';
-      tx = unwrap(this.#open()).transaction(stores, 'readwrite', { durability });
+      const strict = batch.some((u) => u.durability === 'strict') || this.#mayReserve(batch);
+      tx = unwrap(this.#open()).transaction(stores, 'readwrite', { durability: strict ? 'strict' : 'relaxed' });
     } catch (error) {
       failAll(error);
       return;
@@ -891,7 +906,7 @@ export class IndexedDbStorage implements Storage {
   }
 
   /** One readwrite transaction over `keys` and `meta`: every key read first, then the changed ones written. */
-  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]> {
+  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]> {
     this.#open();
     if (entries.length === 0) return [];
     return this.#applyAll('applyMany', partition, entries, options);
@@ -906,19 +921,16 @@ export class IndexedDbStorage implements Storage {
     what: string,
     partition: number,
     entries: readonly ApplyEntry[],
-    options: MergeOptions | undefined,
+    options: WriteOptions | undefined,
     fresh?: Version,
   ): Promise<ApplyResult[]> {
     const batch = entries.map((e) => ({ id: ownBytes(e.key), incoming: e.versions.map(plainVersion) }));
     const reads = { keys: batch.map((e) => e.id) };
     return this.#update(what, KEY_STORES, options?.durability, reads, (view) => {
       let counts = view.state;
-      // As in write: counters are issued in memory below the durable reservation; after a restart, up to it.
-      const issued = this.#issued >= 0 ? this.#issued : view.state.counter;
       const results = batch.map(({ id, incoming }): ApplyResult => {
         const now = view.key(id)?.siblings;
-        const genuine = withoutMadeUpOwnDots(incoming, options?.self, issued);
-        const { siblings, changed } = resolveFresh(now ?? [], genuine, fresh);
+        const { siblings, changed } = resolveFresh(now ?? [], incoming, fresh);
         if (changed) {
           counts = recount(counts, id, now, siblings);
           view.setKey(id, { key: id, partition, siblings });

@@ -12,7 +12,6 @@ import {
   checkBounds,
   checkOwnEntry,
   issuedCounter,
-  withoutMadeUpOwnDots,
   keyId,
   nextCounter,
   ownBytes,
@@ -23,7 +22,6 @@ import {
 } from './records.ts';
 import type {
   ApplyOptions,
-  MergeOptions,
   ApplyEntry,
   ApplyResult,
   Hint,
@@ -245,17 +243,14 @@ export class MemoryStorage implements Storage {
     versions: readonly Version[],
     options?: ApplyOptions,
   ): Promise<ApplyResult> {
-    const data = this.#open();
-    return applyTo(data, key, partition, withoutMadeUpOwnDots(versions, options?.self, data.counter), options?.fresh);
+    return applyTo(this.#open(), key, partition, versions, options?.fresh);
   }
 
   /** One transaction by construction: nothing else runs between the entries of a synchronous loop. */
-  async applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]> {
+  async applyMany(partition: number, entries: readonly ApplyEntry[], _options?: WriteOptions): Promise<ApplyResult[]> {
     const data = this.#open();
     const out: ApplyResult[] = [];
-    for (const { key, versions } of entries) {
-      out.push(applyTo(data, key, partition, withoutMadeUpOwnDots(versions, options?.self, data.counter)));
-    }
+    for (let i = 0; i < entries.length; i++) out.push(applyTo(data, entries[i]!.key, partition, entries[i]!.versions));
     return out;
   }
 

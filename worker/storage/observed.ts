@@ -6,13 +6,13 @@ import type { Version } from '../versions/version.ts';
 import { ForwardingStorage } from './forwarding.ts';
 import type {
   ApplyOptions,
-  MergeOptions,
   ApplyEntry,
   ApplyResult,
   LocalWrite,
   LocalWriteOptions,
   LocalWriteResult,
   Storage,
+  WriteOptions,
 } from './storage.ts';
 
 /** Told the key's siblings after each change of the main store; an empty list means the key is gone. */
@@ -41,7 +41,7 @@ export class ObservedStorage extends ForwardingStorage {
   override async applyMany(
     partition: number,
     entries: readonly ApplyEntry[],
-    options?: MergeOptions,
+    options?: WriteOptions,
   ): Promise<ApplyResult[]> {
     const results = await this.inner.applyMany(partition, entries, options);
     for (let i = 0; i < results.length; i++) {

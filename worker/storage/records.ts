@@ -74,20 +74,6 @@ export function issuedCounter(counter: number, node: string, stored: readonly Ve
 }
 
 /**
- * `incoming` without the versions under a dot of `self` above `issued`, the highest counter `self` has issued: no
- * such version was ever written, so someone made it up (see `MergeOptions.self` in storage.ts). The same array when
- * nothing is dropped, or when there is no `self`.
- */
-export function withoutMadeUpOwnDots(
-  incoming: readonly Version[],
-  self: string | undefined,
-  issued: number,
-): readonly Version[] {
-  if (self === undefined || !incoming.some((v) => v.dot.node === self && v.dot.counter > issued)) return incoming;
-  return incoming.filter((v) => v.dot.node !== self || v.dot.counter <= issued);
-}
-
-/**
  * The counter a coordinator's new dot takes: one above {@link issuedCounter}. Refuses (`ERR_NOT_RESPONSIBLE`,
  * nothing written, so that another owner coordinates the put) to draw {@link MAX_COUNTER}: only versions that peers
  * made up, or a counter poisoned by an older release, could bring a node's counter there.

@@ -16,18 +16,8 @@ export interface WriteOptions {
   readonly durability?: Durability;
 }
 
-/** Options of the writes that merge versions from elsewhere: {@link Storage.apply}, {@link Storage.applyMany}. */
-export interface MergeOptions extends WriteOptions {
-  /**
-   * The id of the node this storage belongs to: an incoming version under a dot of that node with a counter above
-   * the highest one it has issued was made up by someone else (a node's dots are its own writes, and its counter is
-   * never reused), and is dropped, so that the node's next write of that dot is not taken for a copy of it.
-   */
-  readonly self?: string;
-}
-
 /** Options of {@link Storage.apply}. */
-export interface ApplyOptions extends MergeOptions {
+export interface ApplyOptions extends WriteOptions {
   /**
    * The version among those applied that its own coordinator just issued and shipped itself (a `replicate` marked
    * `fresh` by the dot's node): a stored version under the same dot that is not this one was made up, and is replaced
@@ -127,7 +117,7 @@ export interface Storage {
    * foreground writes once rather than once per key. Answers one result per entry, in entry order; no entries, no
    * results.
    */
-  applyMany(partition: number, entries: readonly ApplyEntry[], options?: MergeOptions): Promise<ApplyResult[]>;
+  applyMany(partition: number, entries: readonly ApplyEntry[], options?: WriteOptions): Promise<ApplyResult[]>;
   /**
    * Writes a new version as coordinator: checks `ifMatch`, checks that the context names no version of this node
    * above the counter it issued, draws the next value of this node's counter (persistent, never reused, raised only
