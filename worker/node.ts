@@ -1090,7 +1090,6 @@ function liveValues(siblings: readonly Version[]): Uint8Array[] {
   return values;
 }
 
-/** The bounds a node keeps its keys to, checked. */
 /**
  * True when `view` has exactly the members of `ring`, each in the same domain and with the same placement: the ring
  * it builds is the same.
@@ -1104,6 +1103,7 @@ function sameMembers(ring: readonly Member[], view: readonly Member[]): boolean 
   });
 }
 
+/** The bounds a node keeps its keys to, checked. */
 function keyBounds(options: NodeOptions): KeyBounds {
   const bound = (value: unknown, fallback: number, max: number, name: string): number => {
     if (value === undefined) return fallback;

@@ -57,27 +57,6 @@ const FRESH_NODES = 4096;
 export class Replica {
   readonly #deps: ReplicaDeps;
   /**
-   * The version a coordinator marked as the one it has just issued (`fresh`, under its own dot, as the codec checks):
-   * it replaces another version stored under that dot, which someone else made up before the coordinator issued it.
-   * None when the message marks none, or when the coordinator already had a later write of its own taken here as
-   * fresh: a member may not rewrite what it wrote and acknowledged (nor a node whose counter went back on a crash
-   * take an older write's place).
-   */
-  #freshVersion(message: ReplicateMessage): Version | undefined {
-    const { fresh: counter, from } = message;
-    if (counter === null || counter <= (this.#freshTop.get(from) ?? 0)) return undefined;
-    return message.versions.find((v) => v.dot.node === from && v.dot.counter === counter);
-  }
-
-  /** Notes that the fresh write under `dot` is stored here: its node's earlier writes are fresh no more. */
-  #tookFresh(dot: ClockEntry): void {
-    if (dot.counter <= (this.#freshTop.get(dot.node) ?? 0)) return;
-    this.#freshTop.delete(dot.node);
-    this.#freshTop.set(dot.node, dot.counter);
-    if (this.#freshTop.size > FRESH_NODES) this.#freshTop.delete(this.#freshTop.keys().next().value!);
-  }
-
-  /**
    * The hints held when last counted, and when: in all (under the empty name), and per target. The count is shared
    * by the writes that ask while it is taken, and each hint they keep adds to it.
    */
@@ -154,6 +133,27 @@ export class Replica {
       }
       metrics.count('replicasWritten');
     }
+  }
+
+  /**
+   * The version a coordinator marked as the one it has just issued (`fresh`, under its own dot, as the codec checks):
+   * it replaces another version stored under that dot, which someone else made up before the coordinator issued it.
+   * None when the message marks none, or when the coordinator already had a later write of its own taken here as
+   * fresh: a member may not rewrite what it wrote and acknowledged (nor a node whose counter went back on a crash
+   * take an older write's place).
+   */
+  #freshVersion(message: ReplicateMessage): Version | undefined {
+    const { fresh: counter, from } = message;
+    if (counter === null || counter <= (this.#freshTop.get(from) ?? 0)) return undefined;
+    return message.versions.find((v) => v.dot.node === from && v.dot.counter === counter);
+  }
+
+  /** Notes that the fresh write under `dot` is stored here: its node's earlier writes are fresh no more. */
+  #tookFresh(dot: ClockEntry): void {
+    if (dot.counter <= (this.#freshTop.get(dot.node) ?? 0)) return;
+    this.#freshTop.delete(dot.node);
+    this.#freshTop.set(dot.node, dot.counter);
+    if (this.#freshTop.size > FRESH_NODES) this.#freshTop.delete(this.#freshTop.keys().next().value!);
   }
 
   /**
