@@ -388,6 +388,7 @@ export class DynamoNode {
           .former((ring) => ring.preferenceList(partition, this.#n), this.#ring, options.clock.now(), WRITE_GRACE_MS)
           .filter((id) => id !== this.id)
           .slice(0, 2 * this.#n),
+      wasMember: (node) => this.#history.some((ring) => ring.has(node), options.clock.now(), WRITE_GRACE_MS),
     });
     this.#handoff = new Handoff({
       self: this.id,

@@ -17,9 +17,9 @@ const moved: Version = createVersion('gone', 5, 1, [], new TextEncoder().encode(
 
 /**
  * A check run by `self`, whose owners answer with nothing, and whose former owners answer with `former`; `self`
- * watched dots from `since` on.
+ * watched dots from `since` on, and had the members `earlier` in rings of moments ago.
  */
-function checker(former: Record<string, readonly Version[] | null>, since = 0) {
+function checker(former: Record<string, readonly Version[] | null>, since = 0, earlier: readonly string[] = []) {
   const deps: ContextCheckDeps<Plan> = {
     self: 'self',
     metrics: new Metrics(),
@@ -35,6 +35,7 @@ function checker(former: Record<string, readonly Version[] | null>, since = 0) {
     readAll: () => Promise.resolve({ siblings: [], owners: 3, complete: true }),
     readAt: (node) => Promise.resolve(former[node] ?? null),
     formerOwners: () => Object.keys(former),
+    wasMember: (node) => earlier.includes(node),
   };
   const put = { key, context: [{ node: 'gone', counter: 5, timestamp: 1 }], r: 2, ifMatch: false };
   return new ContextCheck<Plan>(deps).check(put, { partition: 0, owners: ['self', 'b', 'c'] });
@@ -59,5 +60,12 @@ describe("a put's context naming a version the owners do not hold yet", () => {
     await assert.rejects(checker({}, 10), { code: 'ERR_QUORUM' });
     await assert.rejects(checker({ old: [] }, 10), { code: 'ERR_QUORUM' });
     assert.deepEqual(await checker({ old: [moved] }, 10), [{ node: 'gone', counter: 5, timestamp: 1 }]);
+  });
+
+  it('fails with ERR_QUORUM, not as invalid, when the departed node was a member of a ring of moments ago', async () => {
+    // `self` ran before `gone` wrote, but never stored a dot of it (a partition it did not hold, a put that failed):
+    // `gone` may have left with the version.
+    await assert.rejects(checker({}, 0, ['gone']), { code: 'ERR_QUORUM' });
+    await assert.rejects(checker({ old: [] }, 0, ['gone']), { code: 'ERR_QUORUM' });
   });
 });

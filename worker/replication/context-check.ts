@@ -45,6 +45,12 @@ export interface ContextCheckDeps<P extends CheckedPlan> {
    * version may live on only at them until they have released it.
    */
   formerOwners(partition: number): readonly string[];
+  /**
+   * Whether `node`, gone from the view, was a member of a ring this node had moments ago (its ring history): a node
+   * that left may have taken versions with it that nobody can vouch for now, where one that never was a member
+   * issued nothing.
+   */
+  wasMember(node: string): boolean;
 }
 
 /** What of the coordinator's plan the check needs. */
@@ -136,7 +142,14 @@ export class ContextCheck<P extends CheckedPlan> {
         if (former.includes(node)) continue;
         if (node === self || plan.owners.includes(node)) continue;
         if (!this.#deps.ring().has(node)) {
-          if (horizon.counter(node) > 0 || counterOf(known, node) > 0 || unseenBefore(claimed, node, horizon)) silent++;
+          if (
+            horizon.counter(node) > 0 ||
+            counterOf(known, node) > 0 ||
+            this.#deps.wasMember(node) ||
+            unseenBefore(claimed, node, horizon)
+          ) {
+            silent++;
+          }
           continue;
         }
         const versions = await this.#deps.readAt(node, request.key);

@@ -68,6 +68,8 @@ export interface CoordinatorDeps {
   now(): number;
   /** Members that owned `partition` moments ago and no longer do (see ContextCheckDeps.formerOwners). */
   formerOwners(partition: number): readonly string[];
+  /** Whether `node` was a member of a ring this node had moments ago (see ContextCheckDeps.wasMember). */
+  wasMember(node: string): boolean;
 }
 
 /** A put as the coordinator receives it, validated. */
@@ -125,6 +127,7 @@ export class Coordinator {
       readAll: (key, plan) => this.#readAll(key, plan),
       readAt: (node, key) => this.#readAt(node, key),
       formerOwners: (partition) => deps.formerOwners(partition),
+      wasMember: (node) => deps.wasMember(node),
     });
   }
 
