@@ -229,18 +229,16 @@ export class Coordinator {
   /**
    * Step: whether this owner may coordinate now. It must hold the partition (the dot invariant); while it fetches,
    * an owner that holds it coordinates instead, and only when none does does this one wait a little for its transfer
-   * — unless every member answered that none holds or stores any of it: then there is nothing to transfer.
+   * — unless every member answered that none holds it: then there is nothing to transfer.
    */
   async #mayCoordinate(plan: Plan): Promise<boolean> {
     const { self, holds, findHolders, whenHeld } = this.#deps;
     if (holds(plan.partition)) return true;
-    const { holders, storing, unanswered } = await findHolders(plan.partition);
+    const { holders, unanswered } = await findHolders(plan.partition);
     if (plan.owners.some((id) => id !== self && holders.includes(id))) return holds(plan.partition);
-    // Every member answered and none holds or stores any of it (a new cluster): there is nothing to fetch, as the
-    // rebalancer concludes when it marks such a partition held, and no put need wait for it to get this far. After
-    // heavy churn, members may store its keys with no one holding a whole copy: one may hold a version under this
-    // node's dot that this node released, and a dot drawn before it has pulled them would cover that version unseen.
-    if (holders.length === 0 && storing.length === 0 && unanswered === 0) return true;
+    // Every member answered and none holds a copy (a new cluster): there is nothing to fetch, as the rebalancer
+    // concludes when it marks such a partition held, and no put need wait for it to get this far.
+    if (holders.length === 0 && unanswered === 0) return true;
     return whenHeld(plan.partition);
   }
 
