@@ -164,6 +164,14 @@ const FILL_PAGE = 4096;
 /** Dot counters drawn durably at a time, ahead of use (see {@link MetaRecord.counter}). */
 const COUNTER_BLOCK = 1024;
 
+/**
+ * Whether drawing `counter` raises the durable reservation `reserved`: it runs a block ahead, raised half a block
+ * early so that the next batches find theirs durable.
+ */
+function raisesReservation(counter: number, reserved: number): boolean {
+  return counter + COUNTER_BLOCK / 2 > reserved;
+}
+
 /** Most updates committed in one transaction. */
 const MAX_BATCH = 256;
 
@@ -719,7 +727,7 @@ export class IndexedDbStorage implements Storage {
     if (writes === 0) return false;
     const reserved = this.#state?.counter;
     if (reserved === undefined || this.#issued < 0) return true;
-    return this.#issued + writes + COUNTER_BLOCK / 2 > reserved;
+    return raisesReservation(this.#issued + writes, reserved);
   }
 
   async #commit(batch: readonly PendingUpdate[]): Promise<void> {
@@ -901,7 +909,7 @@ export class IndexedDbStorage implements Storage {
     versions: readonly Version[],
     options?: ApplyOptions,
   ): Promise<ApplyResult> {
-    const [result] = await this.#applyAll('apply', partition, [{ key, versions }], options, options?.fresh);
+    const [result] = await this.#applyAll('apply', partition, [{ key, versions }], options);
     return result!;
   }
 
@@ -921,8 +929,7 @@ export class IndexedDbStorage implements Storage {
     what: string,
     partition: number,
     entries: readonly ApplyEntry[],
-    options: WriteOptions | undefined,
-    fresh?: Version,
+    options: ApplyOptions | undefined,
   ): Promise<ApplyResult[]> {
     const batch = entries.map((e) => ({ id: ownBytes(e.key), incoming: e.versions.map(plainVersion) }));
     const reads = { keys: batch.map((e) => e.id) };
@@ -930,7 +937,7 @@ export class IndexedDbStorage implements Storage {
       let counts = view.state;
       const results = batch.map(({ id, incoming }): ApplyResult => {
         const now = view.key(id)?.siblings;
-        const { siblings, changed } = resolveFresh(now ?? [], incoming, fresh);
+        const { siblings, changed } = resolveFresh(now ?? [], incoming, options?.fresh);
         if (changed) {
           counts = recount(counts, id, now, siblings);
           view.setKey(id, { key: id, partition, siblings });
@@ -968,8 +975,7 @@ export class IndexedDbStorage implements Storage {
       const { siblings } = resolve(stored, [version]);
       checkBounds(id, stored, siblings, bounds);
       view.setKey(id, { key: id, partition, siblings });
-      // The reservation runs a block ahead, raised half a block early so that the next batches find theirs durable.
-      const reserved = counter + COUNTER_BLOCK / 2 > state.counter ? counter + COUNTER_BLOCK : state.counter;
+      const reserved = raisesReservation(counter, state.counter) ? counter + COUNTER_BLOCK : state.counter;
       view.setState({ ...recount(state, id, old, siblings), counter: reserved });
       // Issued from now on, whether the transaction commits or not: a version may leave before it does.
       this.#issued = Math.max(this.#issued, counter);
