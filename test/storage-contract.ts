@@ -185,6 +185,26 @@ export function storageContract(name: string, factory: StorageFactory, { describ
         expect(again.changed).to.equal(false);
       });
 
+      test('takes a fresh version as plain when its node had a later one taken as fresh', async (s) => {
+        await s.apply(bytes('k1'), 1, [version('a', 2, {}, 'second')], { fresh: version('a', 2, {}, 'second') });
+        const rewrite = version('a', 1, {}, 'rewritten');
+        await s.apply(bytes('k2'), 1, [version('a', 1, {}, 'acknowledged')]);
+        const result = await s.apply(bytes('k2'), 1, [rewrite], { fresh: rewrite });
+        expect(result.changed).to.equal(false);
+        expect(show(await s.get(bytes('k2')))).to.deep.equal(['a:1=acknowledged']);
+      });
+
+      test('takes fresh versions of one node in concurrent applies only above the highest taken', async (s) => {
+        const ten = version('a', 10, {}, 'ten');
+        const nine = version('a', 9, {}, 'rewritten');
+        await s.apply(bytes('k'), 1, [version('a', 9, {}, 'acknowledged')]);
+        await Promise.all([
+          s.apply(bytes('j'), 1, [ten], { fresh: ten }),
+          s.apply(bytes('k'), 1, [nine], { fresh: nine }),
+        ]);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['a:9=acknowledged']);
+      });
+
       test('keeps keys apart from each other', async (s) => {
         await s.apply(bytes('k1'), 1, [version('a', 1)]);
         await s.apply(bytes('k2'), 1, [version('b', 1)]);
@@ -1013,6 +1033,27 @@ export function storageContract(name: string, factory: StorageFactory, { describ
             expect(showHints(await again.listHints())).to.deep.equal([`t/${hex(bytes('h'))}@2 b:1=b1`]);
             expect(await again.stats()).to.deep.equal(stats);
             expect(await again.partitionsWithData()).to.deep.equal([2]);
+          } finally {
+            await again.close();
+          }
+        });
+
+        it('remembers the highest fresh version taken from each node across close and reopen', async () => {
+          const s = await factory.open();
+          const latest = version('a', 5, {}, 'latest');
+          await s.apply(bytes('k'), 1, [version('a', 4, {}, 'acknowledged')]);
+          await s.apply(bytes('j'), 1, [latest], { fresh: latest });
+          await s.close();
+          const again = await reopen();
+          try {
+            const rewrite = version('a', 4, {}, 'rewritten');
+            const result = await again.apply(bytes('k'), 1, [rewrite], { fresh: rewrite });
+            expect(result.changed).to.equal(false);
+            expect(show(await again.get(bytes('k')))).to.deep.equal(['a:4=acknowledged']);
+            const next = version('a', 6, {}, 'real');
+            await again.apply(bytes('k'), 1, [version('a', 6, {}, 'planted')]);
+            expect((await again.apply(bytes('k'), 1, [next], { fresh: next })).changed).to.equal(true);
+            expect(show(await again.get(bytes('k')))).to.deep.equal(['a:4=acknowledged', 'a:6=real']);
           } finally {
             await again.close();
           }

@@ -503,34 +503,41 @@ describe('DynamoNode', () => {
     assert.deepEqual(values(await w.settle(w.node(owners[2]!).get('k', { r: 3 }))), ['first', 'real']);
   });
 
-  it('keeps the value a coordinator shipped fresh under a dot when it later ships another value under it as fresh', async () => {
-    const w = await world(5);
-    const { owners } = placement(w, 'k');
-    const [coordinator, replica] = owners as [string, string];
-    await w.settle(w.node(coordinator).put('k', text.encode('acknowledged'), { w: 3 }));
-    const stored = async () => await w.cluster.slot(replica).data.reopen().get(text.encode('k'));
-    const [written] = await stored();
-    // The same dot with another value, marked as just issued: a member rewriting a write it acknowledged.
-    const rewritten = { ...written!, value: text.encode('rewritten') };
-    w.node(replica).receive(
-      coordinator,
-      encodeMessage({
-        type: 'replicate',
-        from: coordinator,
-        requestId: 1,
-        key: text.encode('k'),
-        versions: [rewritten],
-        hintFor: null,
-        durable: false,
-        fresh: written!.dot.counter,
-      }),
-    );
-    await w.scheduler.advance(10);
-    assert.deepEqual(
-      (await stored()).map((v) => utf8.decode(v.value!)),
-      ['acknowledged'],
-    );
-  });
+  for (const restarted of [false, true]) {
+    it(`keeps the value a coordinator shipped fresh under a dot when it later ships another value under it as fresh${restarted ? ', after the replica restarted' : ''}`, async () => {
+      const w = await world(5);
+      const { owners } = placement(w, 'k');
+      const [coordinator, replica] = owners as [string, string];
+      await w.settle(w.node(coordinator).put('k', text.encode('acknowledged'), { w: 3 }));
+      const stored = async () => await w.cluster.slot(replica).data.reopen().get(text.encode('k'));
+      const [written] = await stored();
+      if (restarted) {
+        await w.cluster.crash(replica);
+        w.cluster.restart(replica);
+        await w.scheduler.advance(2_000);
+      }
+      // The same dot with another value, marked as just issued: a member rewriting a write it acknowledged.
+      const rewritten = { ...written!, value: text.encode('rewritten') };
+      w.node(replica).receive(
+        coordinator,
+        encodeMessage({
+          type: 'replicate',
+          from: coordinator,
+          requestId: 1,
+          key: text.encode('k'),
+          versions: [rewritten],
+          hintFor: null,
+          durable: false,
+          fresh: written!.dot.counter,
+        }),
+      );
+      await w.scheduler.advance(10);
+      assert.deepEqual(
+        (await stored()).map((v) => utf8.decode(v.value!)),
+        ['acknowledged'],
+      );
+    });
+  }
 
   it('keeps at most 20,000 hints for one owner, and still keeps hints for others', async () => {
     const w = await world(5);

@@ -13,7 +13,6 @@ import type { Metrics } from '../metrics.ts';
 import type { Peers } from '../transport/peers.ts';
 import type { ReadMessage, ReplicateMessage } from '../wire/protocol.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { ClockEntry } from '../versions/vclock.ts';
 import { type Version, resolve } from '../versions/version.ts';
 
 /** What a replica needs from its node. */
@@ -50,8 +49,6 @@ export const MAX_HINTS_PER_TARGET = 20_000;
 const VIEW_WAIT_MS = 1000;
 /** How long a count of the hints held is trusted, ms: counting costs a storage request. */
 const HINT_COUNT_TTL_MS = 1000;
-/** Most nodes whose newest fresh write a replica remembers; past it, the one heard from longest ago is forgotten. */
-const FRESH_NODES = 4096;
 
 /** Serves replicate and read requests from this node's storage. */
 export class Replica {
@@ -61,12 +58,6 @@ export class Replica {
    * by the writes that ask while it is taken, and each hint they keep adds to it.
    */
   readonly #hints = new Map<string, { at: number; counted: Promise<{ count: number }> }>();
-  /**
-   * The highest dot counter of each node's fresh writes taken here (see {@link Replica.replicate}), most recently
-   * heard last. A node's say over what its dot holds is for the write it has just issued, and it issues and ships
-   * them in order: a `fresh` at or below one already taken names an older write, which no node may rewrite.
-   */
-  readonly #freshTop = new Map<string, number>();
 
   constructor(deps: ReplicaDeps) {
     this.#deps = deps;
@@ -125,35 +116,15 @@ export class Replica {
       );
       metrics.count('hintsStored');
     } else {
-      const fresh = this.#freshVersion(message);
-      if (fresh === undefined) await storage.apply(message.key, partition, message.versions, { durability });
-      else {
-        await storage.apply(message.key, partition, message.versions, { durability, fresh });
-        this.#tookFresh(fresh.dot);
-      }
+      const fresh = freshVersion(message);
+      await storage.apply(
+        message.key,
+        partition,
+        message.versions,
+        fresh === undefined ? { durability } : { durability, fresh },
+      );
       metrics.count('replicasWritten');
     }
-  }
-
-  /**
-   * The version a coordinator marked as the one it has just issued (`fresh`, under its own dot, as the codec checks):
-   * it replaces another version stored under that dot, which someone else made up before the coordinator issued it.
-   * None when the message marks none, or when the coordinator already had a later write of its own taken here as
-   * fresh: a member may not rewrite what it wrote and acknowledged (nor a node whose counter went back on a crash
-   * take an older write's place).
-   */
-  #freshVersion(message: ReplicateMessage): Version | undefined {
-    const { fresh: counter, from } = message;
-    if (counter === null || counter <= (this.#freshTop.get(from) ?? 0)) return undefined;
-    return message.versions.find((v) => v.dot.node === from && v.dot.counter === counter);
-  }
-
-  /** Notes that the fresh write under `dot` is stored here: its node's earlier writes are fresh no more. */
-  #tookFresh(dot: ClockEntry): void {
-    if (dot.counter <= (this.#freshTop.get(dot.node) ?? 0)) return;
-    this.#freshTop.delete(dot.node);
-    this.#freshTop.set(dot.node, dot.counter);
-    if (this.#freshTop.size > FRESH_NODES) this.#freshTop.delete(this.#freshTop.keys().next().value!);
   }
 
   /**
@@ -239,4 +210,17 @@ function firstAnswer(
       });
     }
   });
+}
+
+/**
+ * The version a coordinator marked as the one it has just issued (`fresh`, under its own dot, as the codec checks):
+ * it replaces another version stored under that dot, which someone else made up before the coordinator issued it.
+ * The storage takes it as fresh only above every fresh write of that node it took before, and remembers the highest
+ * with the write (fresh-tops.ts): a member may not rewrite what it wrote and acknowledged, before or after this
+ * node restarts (nor a node whose counter went back on a crash take an older write's place).
+ */
+function freshVersion(message: ReplicateMessage): Version | undefined {
+  const { fresh: counter, from } = message;
+  if (counter === null) return undefined;
+  return message.versions.find((v) => v.dot.node === from && v.dot.counter === counter);
 }

@@ -21,6 +21,7 @@
  * prefixed keys so that no name can overwrite `state`).
  */
 import { openDB, unwrap } from 'idb';
+import { type FreshRecord, FreshTops } from './fresh-tops.ts';
 import { KeyFilter } from './key-filter.ts';
 import { WalOverlay } from './wal-overlay.ts';
 import type { LoggedKey } from './wal-overlay.ts';
@@ -116,7 +117,10 @@ interface Schema extends DBSchema {
   /** What one group commit wrote to the `keys` store, encoded by wal-codec.ts. */
   log: { key: number; value: Uint8Array<ArrayBuffer> };
   hints: { key: [string, Bytes]; value: HintRecord; indexes: { key: Bytes } };
-  /** `state` holds a {@link MetaRecord}; keys under {@link NAMED} hold the caller's records, whatever they are. */
+  /**
+   * `state` holds a {@link MetaRecord}; keys under {@link FRESH} a {@link FreshRecord} each; keys under {@link NAMED}
+   * hold the caller's records, whatever they are.
+   */
   meta: { key: string; value: unknown };
 }
 
@@ -132,6 +136,12 @@ const EMPTY_STATE: MetaRecord = { counter: 0, keys: 0, bytes: 0 };
  * "state") cannot reach them, and the names need no other rule.
  */
 const NAMED = 'named:';
+/** The prefix of the records of the highest fresh counter taken from each node, by node id (see fresh-tops.ts). */
+const FRESH = 'fresh:';
+/** Every key under {@link FRESH} (made when used: the module also loads where IndexedDB is absent). */
+function freshRange(): IDBKeyRange {
+  return IDBKeyRange.bound(FRESH, `${FRESH}\uffff`);
+}
 /** The largest count `getAll` accepts (an unsigned long); zero would mean "no limit" to IndexedDB. */
 const MAX_COUNT = 2 ** 32 - 1;
 
@@ -220,6 +230,10 @@ interface UpdateView {
   setState(state: MetaRecord): void;
   /** Writes a caller's named record. */
   setNamed(name: string, value: unknown): void;
+  /** The highest fresh counter taken from `node` (see fresh-tops.ts). */
+  freshTop(node: string): number;
+  /** Raises the highest fresh counter taken from `node` to `counter`. */
+  setFreshTop(node: string, counter: number): void;
   /** Runs `run` once the batch's writes are issued, before it commits (only if this update succeeds). */
   beforeCommit(run: () => void): void;
 }
@@ -262,12 +276,26 @@ class BatchRecords {
   readonly keys = new Map<string, Slot<KeyRecord>>();
   readonly hints = new Map<string, Map<string, Slot<HintRecord>>>();
   readonly named = new Map<string, Slot<unknown>>();
+  /** The fresh records the batch raises, by node. */
+  readonly fresh = new Map<string, Slot<FreshRecord>>();
   readonly state: Slot<MetaRecord> = { store: 'meta', key: STATE, now: undefined, by: -1 };
   /** What the updates asked to run before the commit. */
   readonly early: (() => void)[] = [];
 
-  /** `withState`: the batch writes keys, so it loads the engine's own record, which counts them. */
-  constructor(readonly withState: boolean) {}
+  /**
+   * `withState`: the batch writes keys, so it loads the engine's own record, which counts them. `freshTops`: the
+   * fresh records as last committed (this connection is their only writer, so they need no reading).
+   */
+  constructor(
+    readonly withState: boolean,
+    readonly freshTops: FreshTops,
+  ) {}
+
+  freshSlot(node: string): Slot<FreshRecord> {
+    let slot = this.fresh.get(node);
+    if (slot === undefined) this.fresh.set(node, (slot = { store: 'meta', key: FRESH + node, now: undefined, by: -1 }));
+    return slot;
+  }
 
   keySlot(id: Bytes): Slot<KeyRecord> {
     const slot = this.keys.get(keyId(id));
@@ -286,6 +314,7 @@ class BatchRecords {
     for (const slot of this.keys.values()) if (slot.by >= 0) yield slot;
     for (const slots of this.hints.values()) for (const slot of slots.values()) if (slot.by >= 0) yield slot;
     for (const slot of this.named.values()) if (slot.by >= 0) yield slot;
+    for (const slot of this.fresh.values()) if (slot.by >= 0) yield slot;
     if (this.state.by >= 0) yield this.state;
   }
 }
@@ -336,6 +365,16 @@ class Staged implements UpdateView {
       this.#records.named.set(name, (slot = { store: 'meta', key: NAMED + name, now: undefined, by: -1 }));
     }
     this.#writes.set(slot, value);
+  }
+
+  freshTop(node: string): number {
+    const slot = this.#records.fresh.get(node);
+    const staged = slot === undefined ? undefined : this.#read(slot);
+    return staged?.counter ?? this.#records.freshTops.top(node);
+  }
+
+  setFreshTop(node: string, counter: number): void {
+    this.#writes.set(this.#records.freshSlot(node), this.#records.freshTops.next(counter));
   }
 
   beforeCommit(run: () => void): void {
@@ -472,6 +511,8 @@ export class IndexedDbStorage implements Storage {
   #state: MetaRecord | undefined;
   /** The highest dot counter issued since the storage opened (see {@link MetaRecord.counter}). */
   #issued = -1;
+  /** The highest fresh counter taken from each node, as committed; loaded at open. */
+  #freshTops = new FreshTops();
   /** The keys logged and not yet compacted into the `keys` store. */
   readonly #overlay = new WalOverlay<WalSpan>();
   /** The key of the next log record. */
@@ -510,6 +551,7 @@ export class IndexedDbStorage implements Storage {
         },
       });
       await storage.#replay();
+      await storage.#loadFreshTops();
     } catch (error) {
       storage.#db?.close();
       throw failure(error, `open of "${name}"`);
@@ -517,6 +559,22 @@ export class IndexedDbStorage implements Storage {
     storage.#filling = storage.#fillFilter();
     storage.#scheduleCompaction();
     return storage;
+  }
+
+  /**
+   * Loads the fresh records (see fresh-tops.ts), and deletes those of the nodes raised longest ago past the most it
+   * keeps (forgotten in memory meanwhile, they stayed stored).
+   */
+  async #loadFreshTops(): Promise<void> {
+    const range = freshRange();
+    const read = this.#open().transaction('meta').store;
+    const [records, keys] = await Promise.all([read.getAll(range), read.getAllKeys(range)]);
+    const nodes = keys.map((key) => key.slice(FRESH.length));
+    this.#freshTops = FreshTops.from(nodes.map((node, i) => [node, records[i] as FreshRecord] as const));
+    const forgotten = nodes.filter((node) => !this.#freshTops.has(node));
+    if (forgotten.length === 0) return;
+    const tx = this.#open().transaction('meta', 'readwrite', { durability: 'relaxed' });
+    await Promise.all([...forgotten.map((node) => tx.store.delete(FRESH + node)), tx.done]);
   }
 
   /** Rebuilds the overlay from the log: what was logged and not compacted before the last close or crash. */
@@ -749,7 +807,7 @@ export class IndexedDbStorage implements Storage {
     });
     // Observed here so that an abort never surfaces as an unhandled rejection; awaited below.
     done.catch(() => {});
-    const records = new BatchRecords(stores.includes('keys'));
+    const records = new BatchRecords(stores.includes('keys'), this.#freshTops);
     // This connection is the only writer of its database (one tab runs a node): the state it last committed is the
     // state, and need not be read again.
     if (records.withState) records.state.now = this.#state;
@@ -836,6 +894,7 @@ export class IndexedDbStorage implements Storage {
       return;
     }
     if (records.state.by >= 0) this.#state = records.state.now!;
+    for (const [node, slot] of records.fresh) if (slot.by >= 0) this.#freshTops.set(node, slot.now!);
     if (log !== undefined) {
       this.#logged(logged, log, seq);
       this.#recorded(seq, log.bytes.byteLength);
@@ -933,11 +992,14 @@ export class IndexedDbStorage implements Storage {
   ): Promise<ApplyResult[]> {
     const batch = entries.map((e) => ({ id: ownBytes(e.key), incoming: e.versions.map(plainVersion) }));
     const reads = { keys: batch.map((e) => e.id) };
+    const fresh = options?.fresh;
     return this.#update(what, KEY_STORES, options?.durability, reads, (view) => {
       let counts = view.state;
+      const taken = fresh !== undefined && fresh.dot.counter > view.freshTop(fresh.dot.node) ? fresh : undefined;
+      if (taken !== undefined) view.setFreshTop(taken.dot.node, taken.dot.counter);
       const results = batch.map(({ id, incoming }): ApplyResult => {
         const now = view.key(id)?.siblings;
-        const { siblings, changed } = resolveFresh(now ?? [], incoming, options?.fresh);
+        const { siblings, changed } = resolveFresh(now ?? [], incoming, taken);
         if (changed) {
           counts = recount(counts, id, now, siblings);
           view.setKey(id, { key: id, partition, siblings });

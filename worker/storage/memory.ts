@@ -4,6 +4,7 @@
  * It shares nothing a caller could mutate: stored versions are frozen copies, and byte arrays are copied on the way
  * in and on the way out (a Uint8Array cannot be frozen).
  */
+import { FreshTops } from './fresh-tops.ts';
 import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
@@ -125,6 +126,8 @@ class MemoryData {
   readonly hintIds = new Map<string, string[]>();
   /** Named bookkeeping records, each a structured clone no caller holds. */
   readonly meta = new Map<string, unknown>();
+  /** The highest fresh counter taken from each node. */
+  readonly fresh = new FreshTops();
   hintCount = 0;
   bytes = 0;
   counter = 0;
@@ -175,8 +178,10 @@ function applyTo(
   fresh?: Version,
 ): Applied {
   const id = keyId(key);
-  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, fresh);
+  const taken = fresh !== undefined && data.fresh.admits(fresh.dot.node, fresh.dot.counter) ? fresh : undefined;
+  const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, taken);
   if (changed) data.store(id, key, partition, siblings);
+  if (taken !== undefined) data.fresh.set(taken.dot.node, data.fresh.next(taken.dot.counter));
   return new Applied(siblings, changed);
 }
 

@@ -21,7 +21,9 @@ export interface ApplyOptions extends WriteOptions {
   /**
    * The version among those applied that its own coordinator just issued and shipped itself (a `replicate` marked
    * `fresh` by the dot's node): a stored version under the same dot that is not this one was made up, and is replaced
-   * (see `resolveFresh` in version.ts).
+   * (see `resolveFresh` in version.ts). Taken as fresh only when its counter is above that of every fresh version of
+   * its node taken before; the highest is stored with the write, in the same transaction (fresh-tops.ts). Otherwise
+   * the versions merge as they would without it.
    */
   readonly fresh?: Version;
 }
