@@ -9,18 +9,19 @@
  * frozen tab is kept in the view as suspect for the server's grace instead of being failed, and its partitions stay.
  */
 import { type Socket, io } from 'socket.io-client';
-import type {
-  Ack,
-  ClientToServerEvents,
-  ClusterView,
-  JoinAccepted,
-  JoinRequest,
-  LifecycleState,
-  MetricsSnapshot,
-  NodeMetrics,
-  RelayedSignal,
-  ServerToClientEvents,
-  SignalData,
+import {
+  type Ack,
+  type ClientToServerEvents,
+  type ClusterView,
+  type JoinAccepted,
+  type JoinRequest,
+  type LifecycleState,
+  type MetricsSnapshot,
+  type NodeMetrics,
+  PROTOCOL_VERSION,
+  type RelayedSignal,
+  type ServerToClientEvents,
+  type SignalData,
 } from '../signaling/events.ts';
 import { DynameshError, TimeoutError, UnauthorizedError, hasErrorCode } from '../worker/errors.ts';
 
@@ -39,6 +40,11 @@ export interface SignalingClientOptions {
   readonly onConnection?: (connected: boolean) => void;
   /** Another tab joined with this node id. */
   readonly onSuperseded?: () => void;
+  /**
+   * The server refused a re-join with `ERR_VERSION_MISMATCH`: it now runs another release of dynamesh (upgraded while
+   * this page stayed open). The client has stopped joining it and disconnected; the page must load again.
+   */
+  readonly onOutdated?: (error: DynameshError) => void;
   /** Signs a join on the connection with Socket.IO id `connection` (see `JoinRequest.proof`); absent, joins are unsigned. */
   readonly prove?: (connection: string) => Promise<NonNullable<JoinRequest['proof']>>;
   /** How long the first join may take, in ms. @default 10000 */
@@ -61,13 +67,17 @@ export class SignalingClient {
   #lifecycle: LifecycleState = 'active';
   #closed = false;
   #superseded = false;
+  #outdated = false;
 
   private constructor(options: SignalingClientOptions, socket: TypedSocket) {
     this.#options = options;
     this.#socket = socket;
   }
 
-  /** Connects and joins; rejects with `ERR_UNAUTHORIZED` for refused credentials, `ERR_TIMEOUT` if no server answers. */
+  /**
+   * Connects and joins; rejects with `ERR_UNAUTHORIZED` for refused credentials, `ERR_VERSION_MISMATCH` when the
+   * server runs another release, `ERR_TIMEOUT` if no server answers.
+   */
   static async connect(options: SignalingClientOptions): Promise<SignalingClient> {
     const socket: TypedSocket = io(options.url, { transports: ['websocket'], reconnectionDelayMax: 2000 });
     const client = new SignalingClient(options, socket);
@@ -188,7 +198,7 @@ export class SignalingClient {
     socket.on('connect', () => {
       this.#options.onConnection?.(true);
       // Every reconnection is a new server-side connection: join again, on the same id.
-      if (!this.#superseded) this.#join().catch(() => {});
+      this.#rejoin();
     });
     this.#stopHeartbeats = this.#options.startHeartbeats(accepted.heartbeatInterval, () => this.#beat());
   }
@@ -201,6 +211,7 @@ export class SignalingClient {
       cluster,
       nodeId,
       domain,
+      protocol: PROTOCOL_VERSION,
       ...(token !== undefined ? { token } : {}),
       ...(proof !== undefined ? { proof } : {}),
     });
@@ -212,14 +223,29 @@ export class SignalingClient {
     return accepted;
   }
 
+  /**
+   * Joins again after the first join (a reconnection, or a server that forgot this member). A refusal for another
+   * protocol version ends it: the server was upgraded, and this page's release can no longer take part.
+   */
+  #rejoin(): void {
+    if (this.#superseded || this.#outdated || this.#closed) return;
+    this.#join().catch((error: unknown) => {
+      if (!hasErrorCode(error, 'ERR_VERSION_MISMATCH') || this.#outdated) return;
+      this.#outdated = true;
+      this.#stopHeartbeats?.();
+      this.#socket.disconnect();
+      this.#options.onOutdated?.(error as DynameshError);
+    });
+  }
+
   #beat(): void {
     if (!this.#socket.connected) return;
     const epoch = this.#view?.epoch;
     this.#socket.emit('heartbeat', epoch === undefined ? {} : { epoch }, (ack) => {
       if (ack.ok) {
         if (ack.view !== null) this.#acceptView(ack.view);
-      } else if (ack.error.code === 'ERR_NOT_JOINED' && !this.#superseded) {
-        this.#join().catch(() => {});
+      } else if (ack.error.code === 'ERR_NOT_JOINED') {
+        this.#rejoin();
       }
     });
   }

@@ -138,6 +138,11 @@ export interface StoreEvents {
   log: LogEntry;
   /** Another tab took over this node id (a reload of this tab); this store stops talking to the server. */
   superseded: undefined;
+  /**
+   * The signalling server now runs another release of dynamesh (it was upgraded while this page stayed open) and
+   * refused this store's re-join with `ERR_VERSION_MISMATCH`: the store stops talking to it; load the page again.
+   */
+  outdated: { readonly message: string };
   /** The store closed. */
   closed: undefined;
 }
@@ -218,7 +223,11 @@ export interface Store {
 
 const CLUSTER_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** Starts this tab's node and joins `options.cluster`. */
+/**
+ * Starts this tab's node and joins `options.cluster`. Rejects with `ERR_UNAUTHORIZED` for refused credentials,
+ * `ERR_VERSION_MISMATCH` when the signalling server runs another release of dynamesh, `ERR_TIMEOUT` when no server
+ * answers.
+ */
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
   if (typeof options.url !== 'string' || options.url === '') throw new InvalidArgumentError('url must be a string');
@@ -377,6 +386,7 @@ class DynameshStore implements Store {
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       onConnection: (connected) => this.#emit('server', { connected }),
       onSuperseded: () => this.#emit('superseded', undefined),
+      onOutdated: (error) => this.#emit('outdated', { message: error.message }),
       startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
       ...(key === null ? {} : { prove: (connection: string) => key.prove(this.cluster, this.nodeId, connection) }),
     });

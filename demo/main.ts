@@ -332,6 +332,7 @@ class Page implements PageContext {
       );
     });
     store.on('log', (entry) => this.log('node', entry.level, entry.msg, entry.fields, entry.time));
+    store.on('outdated', ({ message }) => this.log('server', 'error', `reload this page: ${message}`));
     store.on('closed', () => {
       this.#closed = true;
       this.log('server', 'warn', 'the store closed');

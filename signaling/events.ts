@@ -72,7 +72,9 @@ export type SignalingErrorCode =
   /** The event needs a joined connection: join first (again after every reconnection). */
   | 'ERR_NOT_JOINED'
   /** The named node is not a connected member of the caller's view, or the caller itself is out of the view. */
-  | 'ERR_NOT_MEMBER';
+  | 'ERR_NOT_MEMBER'
+  /** The join speaks another {@link PROTOCOL_VERSION} than the server: the page runs another release of dynamesh. */
+  | 'ERR_VERSION_MISMATCH';
 
 /** Every code in {@link SignalingErrorCode}, for guards on the client. */
 export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freeze([
@@ -83,7 +85,17 @@ export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freez
   'ERR_RATE_LIMITED',
   'ERR_NOT_JOINED',
   'ERR_NOT_MEMBER',
+  'ERR_VERSION_MISMATCH',
 ]);
+
+/**
+ * The version of the protocol the server, the tabs and their peer frames speak, raised with every change after which
+ * one release cannot talk to another (a field of a peer message, an event's payload). The server admits only joins
+ * of its own version, so that every member of a cluster speaks the same one: a tab still running an older release
+ * after the server was upgraded (or a newer one before it was) is refused with `ERR_VERSION_MISMATCH` rather than
+ * left to exchange frames its peers refuse.
+ */
+export const PROTOCOL_VERSION = 1;
 
 /** A refused event. */
 export interface ErrorAck {
@@ -102,6 +114,11 @@ export interface JoinRequest {
   readonly nodeId: string;
   /** This node's failure domain: same pattern as node ids. */
   readonly domain: string;
+  /**
+   * The {@link PROTOCOL_VERSION} the node speaks; a join without it comes from a release that predates protocol
+   * versions. Only the server's own version is admitted.
+   */
+  readonly protocol?: number;
   /** Required when the server runs with a secret: a token minted for this cluster (see `signaling/token.ts`). */
   readonly token?: string;
   /**

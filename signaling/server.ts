@@ -32,6 +32,7 @@ import {
   type SignalingErrorCode,
   type SignalingLimits,
   type SignalRequest,
+  PROTOCOL_VERSION,
 } from './events.ts';
 import {
   DEFAULT_SUSPECT_GRACE,
@@ -449,6 +450,14 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
 
   const handlers: { [E in ClientEventName]: (socket: ClientSocket, payload: never) => Reply } = {
     join(socket, request: JoinRequest) {
+      if (request.protocol !== PROTOCOL_VERSION) {
+        const page =
+          request.protocol === undefined ? 'a release without protocol versions' : `protocol ${request.protocol}`;
+        return fail(
+          'ERR_VERSION_MISMATCH',
+          `this page runs ${page} and the server protocol ${PROTOCOL_VERSION}: load the page again to run the server's release`,
+        );
+      }
       let token: string | undefined;
       if (secret !== undefined) {
         if (request.token === undefined) return fail('ERR_UNAUTHORIZED', 'this server needs a token to join');

@@ -58,12 +58,15 @@ export function isClusterName(name: unknown): name is string {
 
 /** Validates a `join` payload. */
 export function validateJoin(input: unknown): Validation<JoinRequest> {
-  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['token', 'proof']);
+  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['protocol', 'token', 'proof']);
   if (shape !== null) return invalid(`join: ${shape}`);
-  const { cluster, nodeId, domain, token, proof } = input as Record<string, unknown>;
+  const { cluster, nodeId, domain, protocol, token, proof } = input as Record<string, unknown>;
   if (!isClusterName(cluster)) return invalid('join: cluster must match [A-Za-z0-9_-]{1,64}');
   if (!isNodeId(nodeId)) return invalid('join: nodeId must match [A-Za-z0-9_-]{1,64}');
   if (!isClusterName(domain)) return invalid('join: domain must match [A-Za-z0-9_-]{1,64}');
+  if (protocol !== undefined && !(Number.isSafeInteger(protocol) && (protocol as number) >= 1)) {
+    return invalid('join: protocol must be a positive integer');
+  }
   if (token !== undefined) {
     if (typeof token !== 'string' || token.length === 0) return invalid('join: token must be a non-empty string');
     if (token.length > MAX_TOKEN_LENGTH) return invalid(`join: token is longer than ${MAX_TOKEN_LENGTH} characters`);
@@ -85,6 +88,7 @@ export function validateJoin(input: unknown): Validation<JoinRequest> {
       cluster,
       nodeId,
       domain,
+      ...(protocol !== undefined ? { protocol: protocol as number } : {}),
       ...(token !== undefined ? { token: token as string } : {}),
       ...(proof !== undefined ? { proof: proof as JoinRequest['proof'] & object } : {}),
     },

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'ERR_CLUSTER_FULL'
   | 'ERR_RATE_LIMITED'
   | 'ERR_NOT_JOINED'
-  | 'ERR_NOT_MEMBER';
+  | 'ERR_NOT_MEMBER'
+  | 'ERR_VERSION_MISMATCH';
 
 /** Every error code, for validation of codes that arrive over the wire. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
@@ -40,6 +41,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_RATE_LIMITED',
   'ERR_NOT_JOINED',
   'ERR_NOT_MEMBER',
+  'ERR_VERSION_MISMATCH',
 ]);
 
 /** Base class of every error dynamesh throws. */
@@ -216,6 +218,7 @@ export function errorFromCode(
     case 'ERR_RATE_LIMITED':
     case 'ERR_NOT_JOINED':
     case 'ERR_NOT_MEMBER':
+    case 'ERR_VERSION_MISMATCH':
       return new DynameshError(code, message);
   }
 }

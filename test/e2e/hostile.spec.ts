@@ -15,6 +15,7 @@ import { decodeValue, encodeValue } from '../../client/values.ts';
 
 import { demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
+import { PROTOCOL_VERSION } from '../../signaling/events.ts';
 
 /** A whole message as one data-plane frame (kind 0x00). */
 const frame = (message: PeerMessage): Uint8Array => new Uint8Array([0x00, ...encodeMessage(message)]);
@@ -122,7 +123,12 @@ test("a member cannot take over a live tab's node id: a join under it without th
   const impostor = io(server.url, { transports: ['websocket'], reconnection: false, forceNew: true });
   try {
     await new Promise<void>((resolve) => impostor.once('connect', () => resolve()));
-    const ack = (await impostor.emitWithAck('join', { cluster, nodeId: victim!.nodeId, domain: 'elsewhere' })) as {
+    const ack = (await impostor.emitWithAck('join', {
+      cluster,
+      nodeId: victim!.nodeId,
+      domain: 'elsewhere',
+      protocol: PROTOCOL_VERSION,
+    })) as {
       ok: boolean;
       error?: { code: string };
     };

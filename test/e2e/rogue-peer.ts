@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import type { BrowserContext, Page } from '@playwright/test';
 import type { SignalingServer } from '../../signaling/server.ts';
 import type { Plane } from './fixtures.ts';
+import { PROTOCOL_VERSION } from '../../signaling/events.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -25,6 +26,7 @@ interface RogueSetup {
   readonly plane: Plane;
   readonly channelId: number;
   readonly domain: string;
+  readonly protocol: number;
 }
 
 /** A rogue member connected to one victim. */
@@ -59,6 +61,7 @@ export class RoguePeer {
       plane: options.plane,
       channelId: DATA_PLANE_CHANNEL_ID,
       domain: options.domain ?? 'rogue',
+      protocol: PROTOCOL_VERSION,
     };
     await page.evaluate(async (setup) => {
       type Emitter = { on(event: string, listener: (...args: never[]) => void): void };
@@ -74,7 +77,11 @@ export class RoguePeer {
       const socket = g.io(setup.url, { transports: ['websocket'] });
       await new Promise<void>((resolve) => socket.on('connect', () => resolve()));
       const joined = await new Promise<{ ok: boolean; error?: unknown }>((resolve) =>
-        socket.emit('join', { cluster: setup.cluster, nodeId: setup.rogueId, domain: setup.domain }, resolve),
+        socket.emit(
+          'join',
+          { cluster: setup.cluster, nodeId: setup.rogueId, domain: setup.domain, protocol: setup.protocol },
+          resolve,
+        ),
       );
       if (!joined.ok) throw new Error(`the rogue's join was refused: ${JSON.stringify(joined.error)}`);
       setInterval(() => socket.emit('heartbeat', {}, () => {}), 500);

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
 import { io as connect } from 'socket.io-client';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
+import { PROTOCOL_VERSION } from '../../signaling/events.ts';
 
 async function start(t: TestContext, options: SignalingServerOptions = {}) {
   const server = await createSignalingServer({ port: 0, logLevel: 'silent', ...options });
@@ -59,7 +60,12 @@ describe('signalling server over HTTP', () => {
     const server = await start(t);
     const client = connect(server.url, { transports: ['websocket'], forceNew: true, reconnection: false });
     t.after(() => client.close());
-    const ack = await client.emitWithAck('join', { cluster: 'main', nodeId: 'a', domain: 'd' });
+    const ack = await client.emitWithAck('join', {
+      cluster: 'main',
+      nodeId: 'a',
+      domain: 'd',
+      protocol: PROTOCOL_VERSION,
+    });
     assert.ok(ack.ok);
     const response = await fetch(`${server.url}/healthz`);
     assert.equal(response.status, 200);

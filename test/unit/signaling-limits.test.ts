@@ -8,6 +8,7 @@ import { JoinDamper } from '../../signaling/damping.ts';
 import { joinProofText } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { mintToken } from '../../signaling/token.ts';
+import { PROTOCOL_VERSION } from '../../signaling/events.ts';
 
 async function start(t: TestContext, options: SignalingServerOptions = {}) {
   const server = await createSignalingServer({ port: 0, logLevel: 'silent', ...options });
@@ -31,6 +32,7 @@ async function start(t: TestContext, options: SignalingServerOptions = {}) {
       cluster,
       nodeId,
       domain: 'd',
+      protocol: PROTOCOL_VERSION,
       ...(token === undefined ? {} : { token }),
     })) as { ok: boolean; error?: { code: string; message: string } };
     if (!ack.ok && ack.error!.code === 'ERR_CLUSTER_FULL') refusals.push(ack.error!.message);
@@ -265,6 +267,7 @@ describe('node ids bound to keys', () => {
       cluster: 'main',
       nodeId,
       domain: 'd',
+      protocol: PROTOCOL_VERSION,
       ...(proof === null ? {} : { proof: proof('main', nodeId, connection) }),
     })) as { ok: boolean; error?: { code: string } };
     return ack.ok ? 'ok' : ack.error!.code;

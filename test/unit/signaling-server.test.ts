@@ -5,12 +5,13 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
-import type {
-  ClientToServerEvents,
-  ClusterView,
-  JoinAck,
-  RelayedSignal,
-  ServerToClientEvents,
+import {
+  type ClientToServerEvents,
+  type ClusterView,
+  type JoinAck,
+  PROTOCOL_VERSION,
+  type RelayedSignal,
+  type ServerToClientEvents,
 } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { mintToken } from '../../signaling/token.ts';
@@ -21,6 +22,9 @@ type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
 type RawClient = { emitWithAck(event: string, ...args: unknown[]): Promise<unknown> };
 
 const WAIT_MS = 10_000;
+
+/** The protocol field of a join of this release. */
+const current = { protocol: PROTOCOL_VERSION } as const;
 
 /** Starts a server for test `t` and closes it, with every client opened through the harness, when `t` ends. */
 async function harness(t: TestContext, options: SignalingServerOptions = {}) {
@@ -45,6 +49,7 @@ async function harness(t: TestContext, options: SignalingServerOptions = {}) {
       cluster,
       nodeId,
       domain: `d-${nodeId}`,
+      protocol: PROTOCOL_VERSION,
       ...(token ? { token } : {}),
     });
     assert.ok(ack.ok, `join of ${nodeId} refused: ${JSON.stringify(ack)}`);
@@ -261,7 +266,7 @@ describe('signalling server: membership', () => {
     const old = await join('node');
     const superseded = withTimeout(new Promise((resolve) => old.client.once('superseded', resolve)), 'superseded');
     const fresh = await open();
-    const ack = await fresh.emitWithAck('join', { cluster: 'main', nodeId: 'node', domain: 'd-node' });
+    const ack = await fresh.emitWithAck('join', { cluster: 'main', nodeId: 'node', domain: 'd-node', ...current });
     assert.ok(ack.ok);
     assert.deepEqual(await superseded, { cluster: 'main', nodeId: 'node' });
     assert.equal(errorCode(await old.client.emitWithAck('heartbeat', {})), 'ERR_NOT_JOINED');
@@ -308,11 +313,11 @@ describe('signalling server: membership', () => {
     const first = await join('one');
     await join('two');
     const third = await open();
-    const refused = await third.emitWithAck('join', { cluster: 'main', nodeId: 'three', domain: 'd' });
+    const refused = await third.emitWithAck('join', { cluster: 'main', nodeId: 'three', domain: 'd', ...current });
     assert.equal(errorCode(refused), 'ERR_CLUSTER_FULL');
     await join('elsewhere', 'other');
     await first.client.emitWithAck('leave', {});
-    assert.ok((await third.emitWithAck('join', { cluster: 'main', nodeId: 'three', domain: 'd' })).ok);
+    assert.ok((await third.emitWithAck('join', { cluster: 'main', nodeId: 'three', domain: 'd', ...current })).ok);
     assert.equal(
       sample(await metricsText(), 'dynamesh_signaling_events_rejected_total{event="join",reason="cluster_full"}'),
       1,
@@ -458,7 +463,7 @@ describe('signalling server: access', () => {
   it('admits a join without a token when it has no secret', async (t) => {
     const { open } = await harness(t);
     const client = await open();
-    assert.ok((await client.emitWithAck('join', { cluster: 'open', nodeId: 'n', domain: 'd' })).ok);
+    assert.ok((await client.emitWithAck('join', { cluster: 'open', nodeId: 'n', domain: 'd', ...current })).ok);
   });
 
   it('refuses missing, forged, expired, other-cluster and other-node tokens with ERR_UNAUTHORIZED', async (t) => {
@@ -478,6 +483,7 @@ describe('signalling server: access', () => {
         cluster: 'vault',
         nodeId: 'n',
         domain: 'd',
+        ...current,
         ...(token ? { token } : {}),
       });
       assert.equal(errorCode(ack), 'ERR_UNAUTHORIZED', token ?? 'no token');
@@ -487,6 +493,26 @@ describe('signalling server: access', () => {
       sample(await metricsText(), 'dynamesh_signaling_events_rejected_total{event="join",reason="unauthorized"}'),
       tokens.length,
     );
+  });
+
+  it('refuses a join of another protocol version, or of a release without one, with ERR_VERSION_MISMATCH naming both', async (t) => {
+    const { open, server, metricsText } = await harness(t);
+    const client = await open();
+    const older = { cluster: 'main', nodeId: 'n', domain: 'd' };
+    const refusals = [
+      await client.emitWithAck('join', older),
+      await client.emitWithAck('join', { ...older, protocol: PROTOCOL_VERSION + 1 }),
+    ];
+    assert.deepEqual(refusals.map(errorCode), ['ERR_VERSION_MISMATCH', 'ERR_VERSION_MISMATCH']);
+    const messages = refusals.map((ack) => (ack as { error: { message: string } }).error.message);
+    assert.match(messages[0]!, new RegExp(`without protocol versions.*server protocol ${PROTOCOL_VERSION}\\b`));
+    assert.match(messages[1]!, new RegExp(`protocol ${PROTOCOL_VERSION + 1}.*server protocol ${PROTOCOL_VERSION}\\b`));
+    assert.equal(server.view('main'), undefined);
+    assert.equal(
+      sample(await metricsText(), 'dynamesh_signaling_events_rejected_total{event="join",reason="version_mismatch"}'),
+      2,
+    );
+    assert.ok((await client.emitWithAck('join', { ...older, protocol: PROTOCOL_VERSION })).ok);
   });
 
   it('admits a join with a valid token for its cluster', async (t) => {

@@ -19,7 +19,7 @@ import {
 const code = (result: Validation<unknown>) => (result.ok ? 'ok' : result.code);
 
 describe('payload validation', () => {
-  it('accepts a join with and without a token and returns only the known fields', () => {
+  it('accepts a join with and without a token or a protocol version and returns only the known fields', () => {
     assert.deepEqual(validateJoin({ cluster: 'c-1', nodeId: 'n_1', domain: 'd' }), {
       ok: true,
       value: { cluster: 'c-1', nodeId: 'n_1', domain: 'd' },
@@ -27,6 +27,10 @@ describe('payload validation', () => {
     assert.deepEqual(validateJoin({ cluster: 'c', nodeId: 'n', domain: 'd', token: 't.s' }), {
       ok: true,
       value: { cluster: 'c', nodeId: 'n', domain: 'd', token: 't.s' },
+    });
+    assert.deepEqual(validateJoin({ cluster: 'c', nodeId: 'n', domain: 'd', protocol: 3 }), {
+      ok: true,
+      value: { cluster: 'c', nodeId: 'n', domain: 'd', protocol: 3 },
     });
   });
 
@@ -46,6 +50,9 @@ describe('payload validation', () => {
       { ...good, token: '' },
       { ...good, token: 7 },
       { ...good, token: 'x'.repeat(1025) },
+      { ...good, protocol: 0 },
+      { ...good, protocol: 1.5 },
+      { ...good, protocol: '1' },
       { ...good, admin: true },
     ]) {
       assert.equal(code(validateJoin(bad)), 'ERR_INVALID_ARGUMENT', JSON.stringify(bad));

@@ -1,0 +1,111 @@
+/**
+ * The tab's signalling client against a scripted Socket.IO server, for what the real server does not do by itself:
+ * change release between two joins of one client.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, it, type TestContext } from 'node:test';
+import { Server } from 'socket.io';
+import { SignalingClient } from '../../client/signaling.ts';
+import { type JoinAck, type JoinRequest, PROTOCOL_VERSION } from '../../signaling/events.ts';
+import type { DynameshError } from '../../worker/errors.ts';
+
+/** A server that answers joins with `answer`, the joins it got, and a way to cut every connection as a crash would. */
+async function scriptedServer(t: TestContext, answer: (request: JoinRequest) => JoinAck) {
+  const http = createServer();
+  const io = new Server(http);
+  const joins: JoinRequest[] = [];
+  io.on('connection', (socket) => {
+    socket.on('join', (request: JoinRequest, ack: (response: JoinAck) => void) => {
+      joins.push(request);
+      ack(answer(request));
+    });
+    socket.on('leave', (_: unknown, ack: (response: { ok: true }) => void) => ack({ ok: true }));
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => io.close(() => resolve())));
+  const { port } = http.address() as AddressInfo;
+  // Closing the transports (not the sockets) looks like a server gone away: the client reconnects by itself.
+  const crash = (): void => {
+    for (const socket of io.sockets.sockets.values()) socket.conn.close();
+  };
+  return { url: `http://127.0.0.1:${port}`, joins, crash };
+}
+
+function accepted(request: JoinRequest): JoinAck {
+  return {
+    ok: true,
+    view: {
+      cluster: request.cluster,
+      epoch: 1,
+      members: [{ id: request.nodeId, domain: request.domain, placement: '', state: 'alive', joinedAt: 1 }],
+    },
+    heartbeatInterval: 60_000,
+    heartbeatTimeout: 180_000,
+    limits: {
+      maxMembersPerCluster: 64,
+      maxPayloadBytes: 1 << 20,
+      maxSignalBytes: 1 << 16,
+      maxMetricsEntries: 64,
+      maxEventsPerSecond: 50,
+      maxEventBurst: 100,
+    },
+  };
+}
+
+function connect(url: string, onOutdated: (error: DynameshError) => void = () => {}) {
+  return SignalingClient.connect({
+    url,
+    cluster: 'main',
+    nodeId: 'n1',
+    domain: 'd',
+    onView: () => {},
+    onSignal: () => {},
+    onOutdated,
+    joinTimeout: 5000,
+    startHeartbeats: () => () => {},
+  });
+}
+
+describe('signalling client: protocol versions', () => {
+  it('joins with the protocol version of its release', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const client = await connect(server.url);
+    t.after(() => client.close());
+    assert.equal(server.joins[0]?.protocol, PROTOCOL_VERSION);
+  });
+
+  it('fails to open with ERR_VERSION_MISMATCH when the server runs another release', async (t) => {
+    const server = await scriptedServer(t, () => ({
+      ok: false,
+      error: { code: 'ERR_VERSION_MISMATCH', message: 'the server runs protocol 99' },
+    }));
+    await assert.rejects(connect(server.url), { code: 'ERR_VERSION_MISMATCH', message: /protocol 99/ });
+  });
+
+  it('stops joining and says it is outdated when the server it re-joins after a restart runs another release', async (t) => {
+    let upgraded = false;
+    const server = await scriptedServer(t, (request) =>
+      upgraded
+        ? { ok: false, error: { code: 'ERR_VERSION_MISMATCH', message: 'the server runs protocol 99' } }
+        : accepted(request),
+    );
+    let outdated: (error: DynameshError) => void = () => {};
+    const told = new Promise<DynameshError>((resolve) => (outdated = resolve));
+    const client = await connect(server.url, (error) => outdated(error));
+    t.after(() => client.close());
+    upgraded = true;
+    server.crash();
+    const error = await Promise.race([
+      told,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('never told it is outdated')), 10_000)),
+    ]);
+    assert.equal(error.code, 'ERR_VERSION_MISMATCH');
+    assert.match(error.message, /protocol 99/);
+    // It has stopped: no more joins, however long the server waits.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.equal(server.joins.length, 2);
+    assert.equal(client.connected, false);
+  });
+});
