@@ -23,7 +23,11 @@ import {
   type ServerToClientEvents,
   type SignalData,
 } from '../signaling/events.ts';
+import { validateView } from '../signaling/validate.ts';
 import { DynameshError, TimeoutError, UnauthorizedError, hasErrorCode } from '../worker/errors.ts';
+
+/** The heartbeat intervals a client accepts from a join's acknowledgement, ms: beyond them a server is broken. */
+const HEARTBEAT_INTERVALS = { min: 10, max: 3_600_000 } as const;
 
 /** Options of {@link SignalingClient}. */
 export interface SignalingClientOptions {
@@ -45,6 +49,8 @@ export interface SignalingClientOptions {
    * this page stayed open). The client has stopped joining it and disconnected; the page must load again.
    */
   readonly onOutdated?: (error: DynameshError) => void;
+  /** The server pushed a view that failed validation (`validateView`): it was ignored, and this says why. */
+  readonly onInvalidView?: (reason: string) => void;
   /** Signs a join on the connection with Socket.IO id `connection` (see `JoinRequest.proof`); absent, joins are unsigned. */
   readonly prove?: (connection: string) => Promise<NonNullable<JoinRequest['proof']>>;
   /** How long the first join may take, in ms. @default 10000 */
@@ -186,7 +192,7 @@ export class SignalingClient {
       socket.on('connect', attempt);
     });
     const accepted = await joined;
-    socket.on('view', (view) => this.#acceptView(view));
+    socket.on('view', (view) => this.#acceptPushed(view));
     socket.on('signal', (signal) => this.#options.onSignal(signal));
     socket.on('superseded', () => {
       // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
@@ -216,7 +222,16 @@ export class SignalingClient {
       ...(proof !== undefined ? { proof } : {}),
     });
     const accepted = unwrap(ack);
-    this.#acceptView(accepted.view);
+    const view = validateView(accepted.view);
+    const interval = accepted.heartbeatInterval;
+    if (!view.ok || !(interval >= HEARTBEAT_INTERVALS.min && interval <= HEARTBEAT_INTERVALS.max)) {
+      const reason = view.ok ? `heartbeatInterval ${String(interval)}` : view.message;
+      throw new DynameshError(
+        'ERR_INVALID_ARGUMENT',
+        `the signalling server answered the join with an invalid ${reason}`,
+      );
+    }
+    this.#acceptView(view.value);
     // A join starts the member afresh on the server, as active: say again what the tab is.
     const state = this.#lifecycle;
     if (state !== 'active') this.#socket.emit('lifecycle', { state }, () => {});
@@ -243,11 +258,18 @@ export class SignalingClient {
     const epoch = this.#view?.epoch;
     this.#socket.emit('heartbeat', epoch === undefined ? {} : { epoch }, (ack) => {
       if (ack.ok) {
-        if (ack.view !== null) this.#acceptView(ack.view);
+        if (ack.view !== null) this.#acceptPushed(ack.view);
       } else if (ack.error.code === 'ERR_NOT_JOINED') {
         this.#rejoin();
       }
     });
+  }
+
+  /** Takes a view the server pushed, once it validates; a malformed one is ignored (the next valid one will do). */
+  #acceptPushed(input: unknown): void {
+    const view = validateView(input);
+    if (view.ok) this.#acceptView(view.value);
+    else this.#options.onInvalidView?.(view.message);
   }
 
   #acceptView(view: ClusterView): void {

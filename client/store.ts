@@ -387,6 +387,13 @@ class DynameshStore implements Store {
       onConnection: (connected) => this.#emit('server', { connected }),
       onSuperseded: () => this.#emit('superseded', undefined),
       onOutdated: (error) => this.#emit('outdated', { message: error.message }),
+      onInvalidView: (reason) =>
+        this.#emit('log', {
+          time: Date.now(),
+          level: 'warn',
+          msg: 'the signalling server pushed an invalid view: ignored',
+          fields: { reason },
+        }),
       startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
       ...(key === null ? {} : { prove: (connection: string) => key.prove(this.cluster, this.nodeId, connection) }),
     });

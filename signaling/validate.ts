@@ -1,12 +1,14 @@
 /**
- * Hand-written validators for every client → server payload. Socket.IO hands the server whatever JSON (or binary)
- * a client sent; nothing acts on a payload before its validator has returned `ok`. Unknown fields are refused, so a
- * client bug surfaces as an error acknowledgement instead of being silently ignored. No schema library: the payloads
- * are few and flat, and a hand-written check states each limit where it is enforced.
+ * Hand-written validators for every client → server payload, and for the views the server sends its clients.
+ * Socket.IO hands the server whatever JSON (or binary) a client sent; nothing acts on a payload before its validator
+ * has returned `ok`. Unknown fields are refused, so a client bug surfaces as an error acknowledgement instead of being
+ * silently ignored. No schema library: the payloads are few and flat, and a hand-written check states each limit
+ * where it is enforced. This module has no runtime dependency on Node.js: the browser client validates views with it.
  */
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
 import {
   CLUSTER_NAME_PATTERN,
+  type ClusterView,
   LIFECYCLE_STATES,
   METRIC_NAME_PATTERN,
   type ClientEventName,
@@ -188,6 +190,45 @@ export const VALIDATORS: {
   'get-metrics': (input) => validateEmpty(input, 'get-metrics'),
   leave: (input) => validateEmpty(input, 'leave'),
 });
+
+/** Most members a view may list: above any cluster the server admits (`maxMembersPerCluster`). */
+export const MAX_VIEW_MEMBERS = 4096;
+
+/** Characters of a member's placement: the server's base64url HMAC (placement.ts), or '' from an open server. */
+const PLACEMENT_PATTERN = /^[A-Za-z0-9_-]{0,64}$/;
+
+/**
+ * Validates a view the server sent (with a join's or a heartbeat's acknowledgement, or as a `view` event), before
+ * the client acts on it: a view builds every ring and peer connection of the tab, so a malformed one (a server of
+ * another build, a proxy mangling frames) is refused whole rather than half applied.
+ */
+export function validateView(input: unknown): Validation<ClusterView> {
+  const shape = checkObject(input, ['cluster', 'epoch', 'members'], []);
+  if (shape !== null) return invalid(`view: ${shape}`);
+  const { cluster, epoch, members } = input as Record<string, unknown>;
+  if (!isClusterName(cluster)) return invalid('view: cluster must match [A-Za-z0-9_-]{1,64}');
+  if (!Number.isSafeInteger(epoch) || (epoch as number) < 0) return invalid('view: epoch must be an integer ≥ 0');
+  if (!Array.isArray(members)) return invalid('view: members must be a list');
+  if (members.length > MAX_VIEW_MEMBERS) return invalid(`view: more than ${MAX_VIEW_MEMBERS} members`);
+  const ids = new Set<string>();
+  for (const [i, member] of members.entries()) {
+    const fields = checkObject(member, ['id', 'domain', 'placement', 'state', 'joinedAt'], []);
+    if (fields !== null) return invalid(`view: members[${i}]: ${fields}`);
+    const { id, domain, placement, state, joinedAt } = member as Record<string, unknown>;
+    if (!isNodeId(id)) return invalid(`view: members[${i}].id must match [A-Za-z0-9_-]{1,64}`);
+    if (ids.has(id)) return invalid(`view: ${id} is listed twice`);
+    ids.add(id);
+    if (!isClusterName(domain)) return invalid(`view: members[${i}].domain must match [A-Za-z0-9_-]{1,64}`);
+    if (typeof placement !== 'string' || !PLACEMENT_PATTERN.test(placement)) {
+      return invalid(`view: members[${i}].placement must match [A-Za-z0-9_-]{0,64}`);
+    }
+    if (state !== 'alive' && state !== 'suspect') return invalid(`view: members[${i}].state must be alive or suspect`);
+    if (typeof joinedAt !== 'number' || !Number.isFinite(joinedAt) || joinedAt < 0) {
+      return invalid(`view: members[${i}].joinedAt must be a time in ms`);
+    }
+  }
+  return { ok: true, value: input as ClusterView };
+}
 
 function invalid(message: string): Validation<never> {
   return { ok: false, code: 'ERR_INVALID_ARGUMENT', message };

@@ -30,7 +30,9 @@ async function scriptedServer(t: TestContext, answer: (request: JoinRequest) => 
   const crash = (): void => {
     for (const socket of io.sockets.sockets.values()) socket.conn.close();
   };
-  return { url: `http://127.0.0.1:${port}`, joins, crash };
+  /** Pushes `view` to every connection, as the server pushes a new view. */
+  const push = (view: unknown): void => void io.emit('view', view);
+  return { url: `http://127.0.0.1:${port}`, joins, crash, push };
 }
 
 function accepted(request: JoinRequest): JoinAck {
@@ -67,6 +69,44 @@ function connect(url: string, onOutdated: (error: DynameshError) => void = () =>
     startHeartbeats: () => () => {},
   });
 }
+
+describe('signalling client: what the server sends', () => {
+  it('fails to open with ERR_INVALID_ARGUMENT when the join is answered with a malformed view', async (t) => {
+    const server = await scriptedServer(t, (request) => {
+      const ack = accepted(request);
+      return { ...ack, view: { ...(ack.ok ? ack.view : {}), epoch: 'soon' } } as unknown as JoinAck;
+    });
+    await assert.rejects(connect(server.url), { code: 'ERR_INVALID_ARGUMENT', message: /view: epoch/ });
+  });
+
+  it('ignores a pushed view that fails validation, says why, and takes the next valid one', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const epochs: number[] = [];
+    const reasons: string[] = [];
+    const client = await SignalingClient.connect({
+      url: server.url,
+      cluster: 'main',
+      nodeId: 'n1',
+      domain: 'd',
+      onView: (view) => epochs.push(view.epoch),
+      onSignal: () => {},
+      onInvalidView: (reason) => reasons.push(reason),
+      startHeartbeats: () => () => {},
+    });
+    t.after(() => client.close());
+    const member = { id: 'n1', domain: 'd', placement: '', state: 'alive', joinedAt: 1 };
+    server.push({ cluster: 'main', epoch: 2, members: [member, { ...member, id: 'n 2' }] });
+    server.push({ cluster: 'main', epoch: 3, members: [member, { ...member, id: 'n2' }] });
+    // Pushes arrive in order: once the valid one is in, the malformed one before it has been dealt with.
+    for (let waited = 0; !epochs.includes(3) && waited < 5000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(epochs, [1, 3]);
+    assert.equal(reasons.length, 1);
+    assert.match(reasons[0]!, /members\[1\]\.id/);
+    assert.equal(client.view?.epoch, 3);
+  });
+});
 
 describe('signalling client: protocol versions', () => {
   it('joins with the protocol version of its release', async (t) => {

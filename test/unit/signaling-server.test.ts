@@ -15,6 +15,7 @@ import {
 } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { mintToken } from '../../signaling/token.ts';
+import { validateView } from '../../signaling/validate.ts';
 import { Ring } from '../../worker/ring/ring.ts';
 
 type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -44,7 +45,11 @@ async function harness(t: TestContext, options: SignalingServerOptions = {}) {
   const member = async (nodeId: string, cluster = 'main', token?: string) => {
     const client = await open();
     const views: ClusterView[] = [];
-    client.on('view', (view) => views.push(view));
+    client.on('view', (view) => {
+      // Every view the server sends passes the validation its clients apply.
+      assert.deepEqual(validateView(view), { ok: true, value: view });
+      views.push(view);
+    });
     const ack = await client.emitWithAck('join', {
       cluster,
       nodeId,
@@ -53,6 +58,7 @@ async function harness(t: TestContext, options: SignalingServerOptions = {}) {
       ...(token ? { token } : {}),
     });
     assert.ok(ack.ok, `join of ${nodeId} refused: ${JSON.stringify(ack)}`);
+    assert.deepEqual(validateView(ack.view), { ok: true, value: ack.view });
     // The join's own push follows its acknowledgement; wait for it so later waits see only later views.
     const { epoch } = ack.view;
     await seenView({ client, views }, (view) => view.epoch >= epoch, `the view of the join of ${nodeId}`);

@@ -13,6 +13,7 @@ import {
   validateMetrics,
   validateReport,
   validateSignal,
+  validateView,
   type Validation,
 } from '../../signaling/validate.ts';
 
@@ -185,5 +186,48 @@ describe('payload validation', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('view validation (client side)', () => {
+  const member = {
+    id: 'k0123456789abcdef',
+    domain: 'd-1',
+    placement: 'Zm9v_-',
+    state: 'alive',
+    joinedAt: 1700000000000,
+  };
+  const good = { cluster: 'shop', epoch: 1700000000123, members: [member, { ...member, id: 'n2', state: 'suspect' }] };
+
+  it('accepts a view as the server sends it, and one with no members', () => {
+    assert.deepEqual(validateView(good), { ok: true, value: good });
+    assert.ok(validateView({ cluster: 'c', epoch: 0, members: [] }).ok);
+    assert.ok(validateView({ ...good, members: [{ ...member, placement: '' }] }).ok);
+  });
+
+  it('refuses a view with a missing, mistyped, out-of-range or extra field anywhere', () => {
+    for (const bad of [
+      null,
+      [],
+      { cluster: 'shop', epoch: 1 },
+      { ...good, cluster: '../x' },
+      { ...good, epoch: -1 },
+      { ...good, epoch: 1.5 },
+      { ...good, members: 'all' },
+      { ...good, extra: true },
+      { ...good, members: Array.from({ length: 4097 }, (_, i) => ({ ...member, id: `n${i}` })) },
+      { ...good, members: [member, member] },
+      { ...good, members: [{ ...member, id: 'has space' }] },
+      { ...good, members: [{ ...member, domain: '' }] },
+      { ...good, members: [{ ...member, placement: 'p'.repeat(65) }] },
+      { ...good, members: [{ ...member, placement: 7 }] },
+      { ...good, members: [{ ...member, state: 'leader' }] },
+      { ...good, members: [{ ...member, joinedAt: Number.NaN }] },
+      { ...good, members: [{ ...member, joinedAt: '1' }] },
+      { ...good, members: [{ ...member, role: 'admin' }] },
+      { ...good, members: [{ id: 'n1', domain: 'd', placement: '', state: 'alive' }] },
+    ]) {
+      assert.equal(code(validateView(bad)), 'ERR_INVALID_ARGUMENT', JSON.stringify(bad)?.slice(0, 200));
+    }
   });
 });
