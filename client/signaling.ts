@@ -23,7 +23,7 @@ import {
   type ServerToClientEvents,
   type SignalData,
 } from '../signaling/events.ts';
-import { validateView } from '../signaling/validate.ts';
+import { isNodeId, validateView } from '../signaling/validate.ts';
 import { DynameshError, TimeoutError, UnauthorizedError, hasErrorCode } from '../worker/errors.ts';
 
 /** The heartbeat intervals a client accepts from a join's acknowledgement, ms: beyond them a server is broken. */
@@ -193,7 +193,9 @@ export class SignalingClient {
     });
     const accepted = await joined;
     socket.on('view', (view) => this.#acceptPushed(view));
-    socket.on('signal', (signal) => this.#options.onSignal(signal));
+    socket.on('signal', (signal: unknown) => {
+      if (isRelayedSignal(signal)) this.#options.onSignal(signal);
+    });
     socket.on('superseded', () => {
       // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
       this.#superseded = true;
@@ -312,4 +314,11 @@ function unwrap<T extends object>(ack: Ack<T>): T {
   if (ack.ok) return ack;
   if (ack.error.code === 'ERR_UNAUTHORIZED') throw new UnauthorizedError(ack.error.message);
   throw new DynameshError(ack.error.code, ack.error.message);
+}
+
+/** A relayed signal as the server sends it: from a node id, with a JSON object (the mesh checks what is inside). */
+function isRelayedSignal(value: unknown): value is RelayedSignal {
+  if (typeof value !== 'object' || value === null) return false;
+  const { from, data } = value as Record<string, unknown>;
+  return isNodeId(from) && typeof data === 'object' && data !== null && !Array.isArray(data);
 }

@@ -32,7 +32,9 @@ async function scriptedServer(t: TestContext, answer: (request: JoinRequest) => 
   };
   /** Pushes `view` to every connection, as the server pushes a new view. */
   const push = (view: unknown): void => void io.emit('view', view);
-  return { url: `http://127.0.0.1:${port}`, joins, crash, push };
+  /** Relays `signal` to every connection, as the server relays a peer's. */
+  const relay = (signal: unknown): void => void io.emit('signal', signal);
+  return { url: `http://127.0.0.1:${port}`, joins, crash, push, relay };
 }
 
 function accepted(request: JoinRequest): JoinAck {
@@ -105,6 +107,35 @@ describe('signalling client: what the server sends', () => {
     assert.equal(reasons.length, 1);
     assert.match(reasons[0]!, /members\[1\]\.id/);
     assert.equal(client.view?.epoch, 3);
+  });
+
+  it('drops a relayed signal that is not from a node id or carries no object', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const from: string[] = [];
+    const client = await SignalingClient.connect({
+      url: server.url,
+      cluster: 'main',
+      nodeId: 'n1',
+      domain: 'd',
+      onView: () => {},
+      onSignal: (signal) => from.push(signal.from),
+      startHeartbeats: () => () => {},
+    });
+    t.after(() => client.close());
+    for (const bad of [
+      'offer',
+      null,
+      { from: 'n 2', data: {} },
+      { from: 'n2', data: null },
+      { from: 'n2', data: [] },
+    ]) {
+      server.relay(bad);
+    }
+    server.relay({ from: 'n2', data: { conn: 'c', payload: {} } });
+    for (let waited = 0; from.length === 0 && waited < 5000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(from, ['n2']);
   });
 });
 
