@@ -1,7 +1,9 @@
 /**
  * The peer protocol: every message one node sends another, as one discriminated union on `type`. Frames are
  * MessagePack (see `codec.ts`); nothing here is trusted until `decodeMessage` has checked every field.
- * Every request carries a `requestId` chosen by its sender; the reply echoes it.
+ * Every request carries a `requestId` chosen by its sender; the reply echoes it. A change that a node of the previous
+ * release would refuse (a field added, removed or narrowed) raises `PROTOCOL_VERSION` in signaling/events.ts, so that
+ * the server keeps the two releases out of one cluster.
  */
 import type { ErrorCode } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
