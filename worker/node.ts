@@ -268,7 +268,10 @@ export class DynamoNode {
   readonly #contacted = new Set<string>();
   /** Calls of {@link DynamoNode.#nextView} waiting for the next view. */
   readonly #viewWaiters: (() => void)[] = [];
-  /** Requests being served, by the peer that made them. */
+  /**
+   * Requests being served, by the peer that made them. A peer's count stays when it falls to 0: an entry coming and
+   * going with nearly every request would make the map rebuild its table every few requests.
+   */
   readonly #servingFor = new Map<string, number>();
   /** Foreground requests (client calls and peer requests) running now; background sync yields to them. */
   #inflight = 0;
@@ -822,9 +825,7 @@ export class DynamoNode {
       this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
     } finally {
       if (foreground) this.#foregroundDone();
-      const left = this.#servingFor.get(from)! - 1;
-      if (left === 0) this.#servingFor.delete(from);
-      else this.#servingFor.set(from, left);
+      this.#servingFor.set(from, this.#servingFor.get(from)! - 1);
     }
   }
 

@@ -319,27 +319,37 @@ function unseenBy(write: WriteRecord, dot: StoredVersion): boolean {
 
 /** Stored versions that an acknowledged write of their key superseded. */
 function supersededSurvivors(writes: readonly WriteRecord[], final: readonly FinalKey[]): Resurrection[] {
-  const stored = new Map<string, Map<string, StoredVersion>>();
+  const stored = new Map<string, { dots: string[]; versions: StoredVersion[] }>();
   for (const f of final) {
     const versions = new Map<string, StoredVersion>();
     for (const r of f.replicas) for (const v of r.versions) versions.set(`${v.node}:${v.counter}`, v);
-    stored.set(f.key, versions);
+    stored.set(f.key, { dots: [...versions.keys()], versions: [...versions.values()] });
   }
   const out: Resurrection[] = [];
   const reported = new Set<string>();
-  for (const w of writes) {
+  // Plain loops: every acknowledged write is matched against its key's stored versions, once, in code run once.
+  for (let i = 0; i < writes.length; i++) {
+    const w = writes[i]!;
     if (w.outcome !== 'ok' || w.supersedes === undefined) continue;
-    const versions = stored.get(w.key);
-    if (versions === undefined) continue;
-    for (const [dot, v] of versions) {
-      if (reported.has(dot)) continue;
-      const covering = w.supersedes.find((e) => e.node === v.node);
+    const key = stored.get(w.key);
+    if (key === undefined) continue;
+    for (let j = 0; j < key.versions.length; j++) {
+      const v = key.versions[j]!;
+      const covering = entryOf(w.supersedes, v.node);
       if (covering === undefined || covering.counter < v.counter) continue;
+      const dot = key.dots[j]!;
+      if (reported.has(dot)) continue;
       reported.add(dot);
       out.push({ id: v.value ?? '(tombstone)', key: w.key, supersededBy: w.id, by: `version ${dot}` });
     }
   }
   return out;
+}
+
+/** The first entry of `clock` for `node`, if any. */
+function entryOf<E extends { readonly node: string }>(clock: readonly E[], node: string): E | undefined {
+  for (let i = 0; i < clock.length; i++) if (clock[i]!.node === node) return clock[i];
+  return undefined;
 }
 
 /**

@@ -53,6 +53,11 @@ interface Held {
   readonly frame: Uint8Array;
 }
 
+/** One direction of a link: when its last frame arrives, so that an ordered link never lets one overtake. */
+interface Link {
+  last: number;
+}
+
 interface Endpoint {
   readonly owner: Owner;
   readonly receive: Receiver;
@@ -83,8 +88,8 @@ export class Network {
   readonly #rng: Rng;
   readonly #endpoints = new Map<string, Endpoint>();
   readonly #incarnations = new Map<string, number>();
-  /** By sender, then receiver: the time of the link's last frame, so that an ordered link never lets one overtake. */
-  readonly #linkLast = new Map<string, Map<string, number>>();
+  /** By sender, then receiver: the link (an object, so that a frame updates it without another lookup). */
+  readonly #links = new Map<string, Map<string, Link>>();
   #sides: ReadonlyMap<string, Side> | null = null;
   /** By receiver: frames that arrived while it was paused, in arrival order. */
   readonly #held = new Map<string, Held[]>();
@@ -107,10 +112,10 @@ export class Network {
     const incarnation = (this.#incarnations.get(id) ?? 0) + 1;
     this.#incarnations.set(id, incarnation);
     this.#endpoints.set(id, { owner, receive, incarnation });
-    let links = this.#linkLast.get(id);
-    if (links === undefined) this.#linkLast.set(id, (links = new Map()));
-    const last = links;
-    return { send: (to, frame) => this.#send(id, owner, last, to, frame) };
+    let links = this.#links.get(id);
+    if (links === undefined) this.#links.set(id, (links = new Map()));
+    const outgoing = links;
+    return { send: (to, frame) => this.#send(id, owner, outgoing, to, frame) };
   }
 
   /** Disconnects node `id` (a crash): nothing more reaches it until it is attached again. */
@@ -162,7 +167,7 @@ export class Network {
     return sa === sb || sa === 'bridge' || sb === 'bridge';
   }
 
-  #send(from: string, owner: Owner, links: Map<string, number>, to: string, frame: Uint8Array): void {
+  #send(from: string, owner: Owner, links: Map<string, Link>, to: string, frame: Uint8Array): void {
     this.stats.sent++;
     if (!owner.alive) {
       this.stats.dead++;
@@ -181,12 +186,13 @@ export class Network {
     const copies = this.#rng.chance(c.duplicateRate) ? 2 : 1;
     if (copies === 2) this.stats.duplicated++;
     const now = this.#scheduler.now;
+    let link = links.get(to);
+    if (link === undefined) links.set(to, (link = { last: 0 }));
     for (let i = 0; i < copies; i++) {
       const bytes = this.#copy(frame);
       let at = now + Math.max(1, Math.ceil(c.baseLatency + this.#rng.exponential(c.latencyTail)));
-      const last = links.get(to) ?? 0;
-      if (!c.reorder && at < last) at = last;
-      if (at > last) links.set(to, at);
+      if (!c.reorder && at < link.last) at = link.last;
+      if (at > link.last) link.last = at;
       this.#scheduler.schedule(at - now, () => this.#deliver(from, to, target.incarnation, bytes));
     }
   }

@@ -123,7 +123,8 @@ export class Scheduler {
         if (this.batches % TURN_EVERY === 0) setImmediate(step);
         else void RESOLVED.then(tick);
       };
-      setImmediate(step);
+      // The first step too: the end of a run calls this once per key it reads, each a turn of the event loop before.
+      void RESOLVED.then(tick);
     });
   }
 

@@ -26,12 +26,26 @@ export const KEY_BYTES_BOUND = 4 * 1024 * 1024;
 
 /** The value of write `id`: the id itself, or padded to `size` bytes when that is longer. */
 export function writeValue(id: string, size = 0): Uint8Array {
-  const head = utf8.encode(id);
+  const head = idBytes(id);
   if (size <= head.byteLength) return head;
   const value = new Uint8Array(size).fill(0x2e); // '.'
   value.set(head);
   value[head.byteLength] = SEPARATOR;
   return value;
+}
+
+/**
+ * The UTF-8 bytes of write id `id`. Ids are ASCII, written here a byte per character: in Node, a call of
+ * `TextEncoder.encode` costs more than that for a string this short, and every put makes one.
+ */
+function idBytes(id: string): Uint8Array {
+  const bytes = new Uint8Array(id.length);
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 0x80) return utf8.encode(id);
+    bytes[i] = c;
+  }
+  return bytes;
 }
 
 /** The id of the write whose value this is (see {@link writeValue}). */

@@ -60,8 +60,10 @@ export class Witness {
   /** Dots seen with two different writes, the first {@link KEPT}. */
   readonly repeated: RepeatedDot[] = [];
   repeatedCount = 0;
-  /** `key=value id` of every version ever stored by any node. */
-  readonly #stored = new Set<string>();
+  /** The value ids of every version ever stored by any node, by key. */
+  readonly #stored = new Map<string, Set<string>>();
+  /** Each key's bytes, kept once for every dot of the key (see {@link DotRecord.keyBytes}). */
+  readonly #keyBytes = new Map<string, Uint8Array>();
   /** Every dot seen, by node and then counter. */
   readonly #dots = new Map<string, Map<number, DotRecord>>();
   readonly #drawn = new Map<string, Drawn>();
@@ -78,7 +80,7 @@ export class Witness {
 
   /** True when some node stored, at any time, a version of `key` holding the value of write `id`. */
   everStored(key: string, id: string): boolean {
-    return this.#stored.has(`${key}=${id}`);
+    return this.#stored.get(key)?.has(id) ?? false;
   }
 
   /** Node `node`'s storage handle as the node should see it: `storage`, watched (see {@link WatchedStorage}). */
@@ -101,12 +103,12 @@ export class Witness {
     drawn.attempts++;
     const outcome = await result;
     const { dot } = outcome.version;
-    const id = `${dot.node}:${dot.counter}`;
     const seen = this.#dot(dot.node, dot.counter);
-    if (dot.node !== node) this.#repeat(id, [`${decodeKey(key)} drawn by ${node}`], `${node} (write)`);
+    if (dot.node !== node)
+      this.#repeat(`${dot.node}:${dot.counter}`, [`${decodeKey(key)} drawn by ${node}`], `${node} (write)`);
     else if (seen?.drawn === true)
       this.#repeat(
-        id,
+        `${dot.node}:${dot.counter}`,
         [`${seen.key}=${seen.value}`, `${decodeKey(key)}=${describe(write.value)}`],
         `${node} drew it again`,
       );
@@ -133,12 +135,21 @@ export class Witness {
       const value = describe(v.value);
       if (seen === undefined) {
         const idBytes = v.value === null ? null : v.value.slice(0, idEnd(v.value));
-        byCounter.set(v.dot.counter, { key: name, value, keyBytes: key.slice(), idBytes, drawn: false });
-        this.#stored.add(`${name}=${value}`);
+        byCounter.set(v.dot.counter, { key: name, value, keyBytes: this.#bytesOf(name, key), idBytes, drawn: false });
+        let values = this.#stored.get(name);
+        if (values === undefined) this.#stored.set(name, (values = new Set()));
+        values.add(value);
       } else if (seen.key !== name || seen.value !== value) {
         this.#repeat(`${v.dot.node}:${v.dot.counter}`, [`${seen.key}=${seen.value}`, `${name}=${value}`], where);
       }
     }
+  }
+
+  /** A copy of `key`, whose text is `name`, shared by every dot of the key: thousands of dots, a few dozen keys. */
+  #bytesOf(name: string, key: Uint8Array): Uint8Array {
+    let bytes = this.#keyBytes.get(name);
+    if (bytes === undefined || !sameBytes(bytes, key, key.length)) this.#keyBytes.set(name, (bytes = key.slice()));
+    return bytes;
   }
 
   #repeat(dot: string, writes: string[], where: string): void {

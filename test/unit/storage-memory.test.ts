@@ -51,3 +51,59 @@ describe('MemoryStorage.apply', () => {
     assert.equal(new TextDecoder().decode((await storage.get(key))[0]!.value!), 'one');
   });
 });
+
+describe('MemoryStorage meta records', () => {
+  /** What getMeta answers for `value` put under a name. */
+  async function roundTrip(value: unknown): Promise<unknown> {
+    const storage = new MemoryStorage();
+    await storage.putMeta('m', value);
+    return storage.getMeta('m');
+  }
+
+  it('answers what structuredClone makes of plain data, copied by hand', async () => {
+    const values: unknown[] = [
+      { current: [{ id: 'n1', domain: 'd1' }], savedAt: 12.5, earlier: [{ members: [], replacedAt: -0 }] },
+      [
+        [3, 'x'],
+        [NaN, null],
+        [undefined, true],
+      ],
+      { nested: { deeper: { deepest: [Infinity, -Infinity, 2 ** 60, 'z'] } }, empty: {}, none: [] },
+    ];
+    for (const value of values) assert.deepStrictEqual(await roundTrip(value), structuredClone(value));
+  });
+
+  it('answers what structuredClone makes of anything else: holes, extra fields, instances, maps, bytes', async () => {
+    const sparse: number[] = [];
+    sparse[0] = 1;
+    sparse[2] = 3;
+    const tagged = Object.assign([1, 2], { tag: 'kept' });
+    class Placement {
+      constructor(readonly salt: string) {}
+    }
+    const own = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as unknown;
+    const values: unknown[] = [
+      sparse,
+      tagged,
+      new Placement('s'),
+      { at: new Date(5), map: new Map([[1, 'a']]), set: new Set([2]), bytes: Uint8Array.of(1, 2) },
+      { count: 10n },
+      Object.assign(Object.create(null) as object, { bare: 1 }),
+      own,
+    ];
+    for (const value of values) assert.deepStrictEqual(await roundTrip(value), structuredClone(value));
+  });
+
+  it('keeps shared and cyclic references, as structuredClone does', async () => {
+    const shared = { id: 'n1' };
+    const cyclic: { self?: unknown; list: unknown[] } = { list: [] };
+    cyclic.self = cyclic;
+    cyclic.list.push(cyclic);
+    const sharing = (await roundTrip({ a: shared, b: [shared] })) as { a: object; b: object[] };
+    assert.equal(sharing.a, sharing.b[0]);
+    assert.notEqual(sharing.a, shared);
+    const copy = (await roundTrip(cyclic)) as typeof cyclic;
+    assert.equal(copy.self, copy);
+    assert.equal(copy.list[0], copy);
+  });
+});

@@ -209,21 +209,30 @@ export class Coordinator {
     // Pipelined: the other replicas get the new version as soon as the local write has computed it (its dot drawn
     // durably), while it commits; this node counts toward W only once committed.
     let replication: Replication | undefined;
-    const replicate = (result: LocalWriteResult): Replication =>
-      (replication ??= new Replication(this.#deps, request, plan, result.siblings, result.version.dot.counter));
     let local: LocalWriteResult;
     try {
-      local = await this.#writeLocal(checked, plan, (early) => replicate(early));
+      local = await this.#writeLocal(checked, plan, (early) => {
+        replication ??= this.#replicate(request, plan, early);
+      });
     } catch (error) {
       // The put fails with the local error; replicas already asked keep what they got, as after any failed put.
       replication?.abandon();
       throw error;
     }
     metrics.count('localWrites');
-    const done = replicate(local);
+    const done = (replication ??= this.#replicate(request, plan, local));
     done.acknowledgeLocal();
     const receipt = await done.done;
     return { context: clockOf(local.version), receipt };
+  }
+
+  /**
+   * Step: ships the siblings of the local write `result` to the other replicas. A method rather than a closure made
+   * per put: where function names are kept (esbuild's keepNames, under tsx), each such closure is renamed with a
+   * `defineProperty` that costs more than the rest of the step.
+   */
+  #replicate(request: PutRequest, plan: Plan, result: LocalWriteResult): Replication {
+    return new Replication(this.#deps, request, plan, result.siblings, result.version.dot.counter);
   }
 
   /**

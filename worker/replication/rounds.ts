@@ -23,7 +23,7 @@ export class Replication {
   readonly siblings: readonly Version[];
   /** The counter of the coordinator's new dot: the version it just issued, among {@link Replication.siblings}. */
   readonly fresh: number;
-  readonly spare: string[];
+  readonly fallbacks: Fallbacks;
   readonly #acknowledged: string[] = [];
   readonly #fallbacks: string[] = [];
   readonly #hints: { holder: string; target: string }[] = [];
@@ -39,14 +39,14 @@ export class Replication {
     this.request = request;
     this.siblings = siblings;
     this.fresh = fresh;
-    this.spare = [...plan.fallbacks];
-    const owners = plan.owners.filter((id) => id !== deps.self);
-    this.#open = owners.length;
+    this.fallbacks = new Fallbacks(plan.fallbacks);
+    // The owners but this node (a preference list names each member once), without a filtered copy of the list.
+    this.#open = plan.owners.length - (plan.owners.includes(deps.self) ? 1 : 0);
     this.done = new Promise<WireReceipt>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
-    for (const owner of owners) new ReplicaSlot(this, owner).start();
+    for (const owner of plan.owners) if (owner !== deps.self) new ReplicaSlot(this, owner).start();
   }
 
   /** The coordinator's own copy has committed: it counts toward W. */
@@ -121,7 +121,7 @@ class ReplicaSlot implements ReplyHandler {
       const { peers } = this.#replication.deps;
       if (peers.isSuspected(this.#owner)) {
         // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
-        const fallback = takeFallback(this.#replication.spare, peers);
+        const fallback = this.#replication.fallbacks.take(peers);
         if (fallback !== undefined) {
           this.#target = fallback;
           this.#hintFor = this.#owner;
@@ -141,7 +141,7 @@ class ReplicaSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      const next = this.#patience.next(this.#owner, this.#target, reply, replication.spare, replication.deps.peers);
+      const next = this.#patience.next(this.#owner, this.#target, reply, replication.fallbacks, replication.deps.peers);
       if (next !== this.#owner) {
         this.#hintFor = this.#owner;
         if (next !== undefined) replication.deps.metrics.count('fallbacksUsed');
@@ -195,7 +195,7 @@ export class Read {
   readonly deps: CoordinatorDeps;
   readonly key: Uint8Array;
   readonly partition: number;
-  readonly spare: string[];
+  readonly fallbacks: Fallbacks;
   readonly #r: number;
   /** Who replied, in order, and what each replied (a map as two arrays: a get holds N entries at most). */
   readonly #replied: string[] = [];
@@ -213,7 +213,7 @@ export class Read {
     this.key = key;
     this.partition = plan.partition;
     this.#r = r;
-    this.spare = [...plan.fallbacks];
+    this.fallbacks = new Fallbacks(plan.fallbacks);
     this.#repair = repair;
     this.#open = plan.owners.length;
     this.done = new Promise<GetOutcome>((resolve, reject) => {
@@ -288,7 +288,7 @@ class ReadSlot implements ReplyHandler {
     this.#owner = owner;
     const { self, peers } = read.deps;
     // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
-    this.#target = owner === self || !peers.isSuspected(owner) ? owner : (takeFallback(read.spare, peers) ?? owner);
+    this.#target = owner === self || !peers.isSuspected(owner) ? owner : (read.fallbacks.take(peers) ?? owner);
   }
 
   start(): void {
@@ -306,7 +306,7 @@ class ReadSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      this.#target = this.#patience.next(this.#owner, this.#target, reply, this.#read.spare, this.#read.deps.peers);
+      this.#target = this.#patience.next(this.#owner, this.#target, reply, this.#read.fallbacks, this.#read.deps.peers);
       this.#ask();
     } catch (error) {
       this.#fail(error);
@@ -333,7 +333,7 @@ class ReadSlot implements ReplyHandler {
             this.#fail(error);
             return;
           }
-          this.#target = takeFallback(read.spare, deps.peers);
+          this.#target = read.fallbacks.take(deps.peers);
           this.#ask();
         },
       );
@@ -368,10 +368,10 @@ class Patience {
     owner: string,
     target: string | undefined,
     reply: Reply | null,
-    spare: string[],
+    fallbacks: Fallbacks,
     peers: Peers,
   ): string | undefined {
-    const fallback = takeFallback(spare, peers);
+    const fallback = fallbacks.take(peers);
     if (fallback === undefined && reply === null && target === owner && this.#left > 0) {
       this.#left--;
       return owner;
@@ -380,9 +380,23 @@ class Patience {
   }
 }
 
-/** The next fallback to try: the first one not suspected, else the first one left. */
-function takeFallback(spare: string[], peers: Peers): string | undefined {
-  const index = spare.findIndex((id) => !peers.isSuspected(id));
-  const [taken] = spare.splice(index === -1 ? 0 : index, 1);
-  return taken;
+/**
+ * The fallbacks of a round's ring walk not taken yet, shared by its slots. The plan's list is copied only when a slot
+ * first takes one: most rounds never do, and the walk of a large cluster names nearly every member.
+ */
+class Fallbacks {
+  readonly #walk: readonly string[];
+  #left: string[] | undefined;
+
+  constructor(walk: readonly string[]) {
+    this.#walk = walk;
+  }
+
+  /** The next fallback to try: the first one not suspected, else the first one left. */
+  take(peers: Peers): string | undefined {
+    const left = (this.#left ??= [...this.#walk]);
+    const index = left.findIndex((id) => !peers.isSuspected(id));
+    const [taken] = left.splice(index === -1 ? 0 : index, 1);
+    return taken;
+  }
 }

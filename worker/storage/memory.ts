@@ -119,6 +119,11 @@ class MemoryData {
   /** target → key id → hint. */
   readonly hints = new Map<string, Map<string, HintSlot>>();
   /**
+   * key id → target → hint: the same hints by key, for reads, each of which asks for its key's hints. While nodes are
+   * down a store holds hints for most of them, and a walk over every target per read cost more than the read.
+   */
+  readonly hintsByKey = new Map<string, Map<string, HintSlot>>();
+  /**
    * The targets in order, and each target's key ids in order, for listings; null until a listing needs them, and
    * again whenever one joins or leaves. Handoff lists every target's hints every round, mostly unchanged since.
    */
@@ -190,11 +195,55 @@ function cloneMeta(value: unknown, what: string): unknown {
   // A primitive that structured clone accepts is its own clone; a call of structuredClone costs microseconds.
   if (isPlainPrimitive(value)) return value;
   try {
-    return structuredClone(value);
+    const copy = plainCopy(value, new Set(), 0);
+    return copy !== NOT_PLAIN ? copy : structuredClone(value);
   } catch (error) {
     const e = error as { name?: unknown; message?: unknown } | null;
     throw new StorageError(`${what} failed (${String(e?.name)}: ${String(e?.message)})`, { cause: error });
   }
+}
+
+/** What {@link plainCopy} answers for a value that is not plain data. */
+const NOT_PLAIN: unique symbol = Symbol('not plain data');
+
+/** Most levels of arrays and objects {@link plainCopy} copies by hand before it leaves the value to structuredClone. */
+const PLAIN_DEPTH = 64;
+
+/**
+ * The structured clone of `value` made by hand when it is plain data: primitives, and arrays (dense, with no other
+ * properties) and objects (of the plain `Object` prototype) holding plain data, each reached once. Anything else (a
+ * class instance, a Map, bytes, a hole, a reference met twice) is NOT_PLAIN, for structuredClone to copy or refuse.
+ * Bookkeeping records are plain data, and in Node 20 a call of structuredClone passes the value through a
+ * MessageChannel: some 50 µs, where copying a record by hand takes a few.
+ */
+function plainCopy(value: unknown, seen: Set<object>, depth: number): unknown {
+  if (isPlainPrimitive(value)) return value;
+  if (typeof value !== 'object' || value === null || depth === PLAIN_DEPTH || seen.has(value)) return NOT_PLAIN;
+  seen.add(value);
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  if (prototype === Array.prototype && Array.isArray(value)) {
+    const items = value as unknown[];
+    if (Object.keys(items).length !== items.length) return NOT_PLAIN;
+    const out: unknown[] = [];
+    for (let i = 0; i < items.length; i++) {
+      if (!Object.hasOwn(items, i)) return NOT_PLAIN;
+      const item = plainCopy(items[i], seen, depth + 1);
+      if (item === NOT_PLAIN) return NOT_PLAIN;
+      out.push(item);
+    }
+    return out;
+  }
+  if (prototype !== Object.prototype) return NOT_PLAIN;
+  const fields = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const name of Object.keys(fields)) {
+    // Assigned, `__proto__` would set the copy's prototype instead of making a field.
+    if (name === '__proto__') return NOT_PLAIN;
+    const field = plainCopy(fields[name], seen, depth + 1);
+    if (field === NOT_PLAIN) return NOT_PLAIN;
+    out[name] = field;
+  }
+  return out;
 }
 
 /** True for null, undefined, a boolean, a number or a string: values structuredClone returns as they are. */
@@ -320,19 +369,21 @@ export class MemoryStorage implements Storage {
       data.hintCount++;
       data.hintIds.delete(hint.target);
     }
-    byKey.set(id, { key: old?.key ?? ownBytes(hint.key), partition: hint.partition, siblings });
+    const slot = { key: old?.key ?? ownBytes(hint.key), partition: hint.partition, siblings };
+    byKey.set(id, slot);
+    let targets = data.hintsByKey.get(id);
+    if (targets === undefined) data.hintsByKey.set(id, (targets = new Map()));
+    targets.set(hint.target, slot);
   }
 
   async hintsFor(key: Uint8Array): Promise<Hint[]> {
     const data = this.#open();
-    // Every read asks, and hints are rare: no key id, no walk over the targets, unless some are held.
+    // Every read asks, and hints are rare: no key id unless some are held.
     if (data.hintCount === 0) return [];
-    const id = keyId(key);
+    const targets = data.hintsByKey.get(keyId(key));
+    if (targets === undefined) return [];
     const out: Hint[] = [];
-    for (const [target, byKey] of data.hints) {
-      const slot = byKey.get(id);
-      if (slot !== undefined) out.push(exportHint(target, slot));
-    }
+    for (const [target, slot] of targets) out.push(exportHint(target, slot));
     return out.length < 2 ? out : out.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   }
 
@@ -373,6 +424,9 @@ export class MemoryStorage implements Storage {
     if (byKey === undefined || slot === undefined) return true;
     if (undelivered(slot.siblings, delivered).length > 0) return false;
     byKey.delete(id);
+    const targets = data.hintsByKey.get(id)!;
+    targets.delete(target);
+    if (targets.size === 0) data.hintsByKey.delete(id);
     data.hintIds.delete(target);
     if (byKey.size === 0) {
       data.hints.delete(target);

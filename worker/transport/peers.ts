@@ -80,6 +80,21 @@ const MAX_EXTENSIONS = 15;
 /** Most ms a request's deadline is put off, in all, for a peer busy with other requests. */
 const MAX_BUSY_MS = 8000;
 
+/**
+ * What a node knows of one peer, in one record rather than a map per fact: every frame updates some of it, and one
+ * lookup costs less than several. Kept for every peer met, as the time each was last heard from always was.
+ */
+interface PeerState {
+  /** Until when the peer is suspected, on the clock; undefined when it is not. */
+  suspectedUntil: number | undefined;
+  /** When the peer last delivered a chunk of a message still in transit, on the clock. */
+  progressAt: number | undefined;
+  /** When the peer was last heard from, on the clock. */
+  heardAt: number | undefined;
+  /** Requests waiting for the peer's reply. */
+  outstanding: number;
+}
+
 /** Options of {@link Peers}. */
 export interface PeersOptions {
   readonly self: string;
@@ -99,13 +114,7 @@ export interface PeersOptions {
 export class Peers {
   readonly #options: PeersOptions;
   readonly #pending = new Map<number, Pending>();
-  readonly #suspectedUntil = new Map<string, number>();
-  /** When each peer last delivered a chunk of a message still in transit, on the clock. */
-  readonly #progress = new Map<string, number>();
-  /** When each peer was last heard from, on the clock. */
-  readonly #heardAt = new Map<string, number>();
-  /** Requests waiting for each peer's reply. */
-  readonly #outstanding = new Map<string, number>();
+  readonly #states = new Map<string, PeerState>();
   #nextRequestId: number;
   #closed = false;
   /**
@@ -143,7 +152,7 @@ export class Peers {
     const now = this.#options.clock.now();
     const deadline = now + timeoutMs;
     this.#pending.set(requestId, { to, handler, timeoutMs, deadline, extensions: 0 });
-    this.#outstanding.set(to, (this.#outstanding.get(to) ?? 0) + 1);
+    this.#state(to).outstanding++;
     let queue = this.#queues.get(timeoutMs);
     if (queue === undefined) this.#queues.set(timeoutMs, (queue = { ids: [], head: 0 }));
     queue.ids.push(requestId);
@@ -178,7 +187,8 @@ export class Peers {
           if (pending.deadline < next) next = pending.deadline;
           break;
         }
-        const progress = this.#progress.get(pending.to);
+        const peer = this.#state(pending.to);
+        const progress = peer.progressAt;
         if (progress !== undefined && now - progress < pending.timeoutMs && pending.extensions < MAX_EXTENSIONS) {
           // The peer is still sending a large message, most likely this reply: another timeout from now, queued
           // last, where deadlines of this queue are latest.
@@ -187,11 +197,11 @@ export class Peers {
           ids.push(ids[head]!);
           continue;
         }
-        const heard = this.#heardAt.get(pending.to);
+        const heard = peer.heardAt;
         if (
           heard !== undefined &&
           now - heard < pending.timeoutMs &&
-          (this.#outstanding.get(pending.to) ?? 0) > 1 &&
+          peer.outstanding > 1 &&
           (pending.extensions + 1) * pending.timeoutMs <= MAX_BUSY_MS &&
           pending.extensions < MAX_EXTENSIONS
         ) {
@@ -252,36 +262,46 @@ export class Peers {
    */
   progress(id: string): void {
     if (this.#closed) return;
-    this.#progress.set(id, this.#options.clock.now());
+    this.#state(id).progressAt = this.#options.clock.now();
   }
 
   /** Records that `id` just spoke, which clears any suspicion of it. */
   heard(id: string): void {
-    this.#suspectedUntil.delete(id);
-    this.#heardAt.set(id, this.#options.clock.now());
+    const peer = this.#state(id);
+    peer.suspectedUntil = undefined;
+    peer.heardAt = this.#options.clock.now();
   }
 
   /** One request to `to` is no longer waiting. */
   #settled(to: string): void {
-    const left = (this.#outstanding.get(to) ?? 1) - 1;
-    if (left > 0) this.#outstanding.set(to, left);
-    else this.#outstanding.delete(to);
+    const peer = this.#state(to);
+    if (peer.outstanding > 0) peer.outstanding--;
   }
 
   /** Suspects `id` for the configured time. */
   suspect(id: string): void {
-    this.#suspectedUntil.set(id, this.#options.clock.now() + this.#options.suspicionMs);
+    this.#state(id).suspectedUntil = this.#options.clock.now() + this.#options.suspicionMs;
   }
 
   /** True while `id` is suspected. */
   isSuspected(id: string): boolean {
-    const until = this.#suspectedUntil.get(id);
-    if (until === undefined) return false;
-    if (until <= this.#options.clock.now()) {
-      this.#suspectedUntil.delete(id);
+    const peer = this.#states.get(id);
+    if (peer?.suspectedUntil === undefined) return false;
+    if (peer.suspectedUntil <= this.#options.clock.now()) {
+      peer.suspectedUntil = undefined;
       return false;
     }
     return true;
+  }
+
+  /** The record of peer `id`, made on first need. */
+  #state(id: string): PeerState {
+    let peer = this.#states.get(id);
+    if (peer === undefined) {
+      peer = { suspectedUntil: undefined, progressAt: undefined, heardAt: undefined, outstanding: 0 };
+      this.#states.set(id, peer);
+    }
+    return peer;
   }
 
   /** Requests still waiting for replies. */
@@ -298,7 +318,7 @@ export class Peers {
     const handlers = Array.from(this.#pending.values(), (pending) => pending.handler);
     this.#pending.clear();
     this.#queues.clear();
-    this.#outstanding.clear();
+    for (const peer of this.#states.values()) peer.outstanding = 0;
     callAll(handlers);
   }
 }

@@ -851,52 +851,78 @@ function packed(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
+/**
+ * Constant bytes of the layout (a key, a head), also as big-endian 32-bit words and the 0 to 3 bytes after them:
+ * the writer stores and the reader checks a run a word at a time, a quarter of the steps of a byte loop, and runs are
+ * most of a frame's bytes (every clock entry spells out `node`, `counter` and `timestamp`).
+ */
+class Run {
+  readonly bytes: Uint8Array;
+  readonly length: number;
+  readonly words: Int32Array;
+  readonly tail: Uint8Array;
+
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+    this.length = bytes.length;
+    const whole = bytes.length >> 2;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.words = Int32Array.from({ length: whole }, (_, i) => view.getInt32(4 * i));
+    this.tail = bytes.slice(4 * whole);
+  }
+}
+
+/** The run of a key's MessagePack bytes. */
+function keyRun(name: string): Run {
+  return new Run(packed(name));
+}
+
 const K = {
-  type: packed('type'),
-  from: packed('from'),
-  requestId: packed('requestId'),
-  key: packed('key'),
-  versions: packed('versions'),
-  hintFor: packed('hintFor'),
-  durable: packed('durable'),
-  fresh: packed('fresh'),
-  requireHeld: packed('requireHeld'),
-  value: packed('value'),
-  context: packed('context'),
-  w: packed('w'),
-  ifMatch: packed('ifMatch'),
-  receipt: packed('receipt'),
-  code: packed('code'),
-  message: packed('message'),
-  required: packed('required'),
-  acknowledged: packed('acknowledged'),
-  node: packed('node'),
-  counter: packed('counter'),
-  timestamp: packed('timestamp'),
-  dot: packed('dot'),
-  coordinator: packed('coordinator'),
-  fallbacks: packed('fallbacks'),
-  hints: packed('hints'),
-  holder: packed('holder'),
-  target: packed('target'),
-  partition: packed('partition'),
-  level: packed('level'),
-  indexes: packed('indexes'),
-  held: packed('held'),
-  hashes: packed('hashes'),
-  leaves: packed('leaves'),
-  after: packed('after'),
-  maxBytes: packed('maxBytes'),
-  entries: packed('entries'),
-  next: packed('next'),
+  type: keyRun('type'),
+  from: keyRun('from'),
+  requestId: keyRun('requestId'),
+  key: keyRun('key'),
+  versions: keyRun('versions'),
+  hintFor: keyRun('hintFor'),
+  durable: keyRun('durable'),
+  fresh: keyRun('fresh'),
+  requireHeld: keyRun('requireHeld'),
+  value: keyRun('value'),
+  context: keyRun('context'),
+  w: keyRun('w'),
+  ifMatch: keyRun('ifMatch'),
+  receipt: keyRun('receipt'),
+  code: keyRun('code'),
+  message: keyRun('message'),
+  required: keyRun('required'),
+  acknowledged: keyRun('acknowledged'),
+  node: keyRun('node'),
+  counter: keyRun('counter'),
+  timestamp: keyRun('timestamp'),
+  dot: keyRun('dot'),
+  coordinator: keyRun('coordinator'),
+  fallbacks: keyRun('fallbacks'),
+  hints: keyRun('hints'),
+  holder: keyRun('holder'),
+  target: keyRun('target'),
+  partition: keyRun('partition'),
+  level: keyRun('level'),
+  indexes: keyRun('indexes'),
+  held: keyRun('held'),
+  hashes: keyRun('hashes'),
+  leaves: keyRun('leaves'),
+  after: keyRun('after'),
+  maxBytes: keyRun('maxBytes'),
+  entries: keyRun('entries'),
+  next: keyRun('next'),
 };
 
 // A clock entry's map header and its first key.
-const ENTRY_HEAD = Uint8Array.of(0x83, ...K.node);
+const ENTRY_HEAD = new Run(Uint8Array.of(0x83, ...K.node.bytes));
 // Most bytes a clock entry with a node id under 32 characters takes: head, id, and both keys with a 9-byte number.
 const SHORT_ENTRY_BYTES = ENTRY_HEAD.length + 32 + K.counter.length + 9 + K.timestamp.length + 9;
 // A version's map header and its first key.
-const VERSION_HEAD = Uint8Array.of(0x83, ...K.dot);
+const VERSION_HEAD = new Run(Uint8Array.of(0x83, ...K.dot.bytes));
 
 const TYPES = Object.keys(FIELDS) as PeerMessage['type'][];
 // The head of each message type's frame: its map header, the key `type` and the type's name.
@@ -904,12 +930,12 @@ const HEADS = TYPES.map((t) => {
   const name = packed(t);
   const head = new Uint8Array(1 + K.type.length + name.length);
   head[0] = 0x80 | FIELDS[t].length;
-  head.set(K.type, 1);
+  head.set(K.type.bytes, 1);
   head.set(name, 1 + K.type.length);
   return head;
 });
 // Each head followed by the key `from`, which every message has next: the envelope's constant bytes in one copy.
-const ENVELOPE_HEADS = HEADS.map((head) => Uint8Array.of(...head, ...K.from));
+const ENVELOPE_HEADS = HEADS.map((head) => new Run(Uint8Array.of(...head, ...K.from.bytes)));
 
 // ---- writing
 
@@ -999,16 +1025,19 @@ class FastWriter {
     this.at = length;
   }
 
-  raw(bytes: Uint8Array): void {
-    this.room(bytes.length);
-    this.at = this.rawAt(this.at, bytes);
+  raw(run: Run): void {
+    this.room(run.length);
+    this.at = this.rawAt(this.at, run);
   }
 
-  /** Writes `bytes` at `at`, with room for them there; returns where they end. */
-  rawAt(at: number, bytes: Uint8Array): number {
+  /** Writes `run` at `at`, with room for it there; returns where it ends. */
+  rawAt(at: number, run: Run): number {
+    const view = this.view;
+    const words = run.words;
+    for (let i = 0; i < words.length; i++, at += 4) view.setInt32(at, words[i]!);
     const block = this.block;
-    const n = bytes.length;
-    for (let i = 0; i < n; i++) block[at++] = bytes[i]!;
+    const tail = run.tail;
+    for (let i = 0; i < tail.length; i++) block[at++] = tail[i]!;
     return at;
   }
 
@@ -1160,7 +1189,7 @@ class FastWriter {
     this.room(SHORT_ENTRY_BYTES);
     const block = this.block;
     let at = this.at;
-    for (let i = 0; i < ENTRY_HEAD.length; i++) block[at++] = ENTRY_HEAD[i]!;
+    at = this.rawAt(at, ENTRY_HEAD);
     block[at++] = 0xa0 | n;
     for (let i = 0; i < n; i++) {
       const c = node.charCodeAt(i);
@@ -1225,144 +1254,177 @@ class FastWriter {
     this.number(m.requestId);
   }
 
+  // A method per type, each compiled on its own: a switch holding every type's fields was the largest function on a
+  // frame's path, optimized last, and optimized again whenever a type first showed up.
   message(m: PeerMessage): void {
     switch (m.type) {
       case 'replicate':
-        this.envelope(m, 0);
-        this.raw(K.key);
-        this.bytes(m.key);
-        this.raw(K.versions);
-        this.versions(m.versions);
-        this.raw(K.hintFor);
-        if (m.hintFor === null) this.byte(0xc0);
-        else this.ascii(m.hintFor);
-        this.raw(K.durable);
-        this.boolean(m.durable);
-        this.raw(K.fresh);
-        if (m.fresh === null) this.byte(0xc0);
-        else this.number(m.fresh);
-        return;
+        return this.replicate(m);
       case 'replicate-ack':
-        this.envelope(m, 1);
-        return;
+        return this.replicateAck(m);
       case 'read':
-        this.envelope(m, 2);
-        this.raw(K.key);
-        this.bytes(m.key);
-        this.raw(K.requireHeld);
-        this.boolean(m.requireHeld);
-        return;
+        return this.read(m);
       case 'read-reply':
-        this.envelope(m, 3);
-        this.raw(K.versions);
-        this.versions(m.versions);
-        return;
+        return this.readReply(m);
       case 'coordinate':
-        this.envelope(m, 4);
-        this.raw(K.key);
-        this.bytes(m.key);
-        this.raw(K.value);
-        this.nullableBytes(m.value);
-        this.raw(K.context);
-        this.clock(m.context);
-        this.raw(K.w);
-        this.number(m.w);
-        this.raw(K.ifMatch);
-        this.boolean(m.ifMatch);
-        this.raw(K.durable);
-        this.boolean(m.durable);
-        return;
-      case 'coordinate-reply': {
-        this.envelope(m, 5);
-        this.raw(K.context);
-        this.clock(m.context);
-        const r = m.receipt;
-        if (typeof r !== 'object' || r === null) throw BAIL;
-        this.raw(K.receipt);
-        this.byte(0x84);
-        this.raw(K.coordinator);
-        this.ascii(r.coordinator);
-        this.raw(K.acknowledged);
-        this.ids(r.acknowledged);
-        this.raw(K.fallbacks);
-        this.ids(r.fallbacks);
-        this.raw(K.hints);
-        const n = this.arrayHeader(r.hints);
-        for (let i = 0; i < n; i++) {
-          const h = r.hints[i]!;
-          if (typeof h !== 'object' || h === null) throw BAIL;
-          this.byte(0x82);
-          this.raw(K.holder);
-          this.ascii(h.holder);
-          this.raw(K.target);
-          this.ascii(h.target);
-        }
-        return;
-      }
+        return this.coordinate(m);
+      case 'coordinate-reply':
+        return this.coordinateReply(m);
       case 'error':
-        this.envelope(m, 6);
-        this.raw(K.code);
-        this.ascii(m.code);
-        this.raw(K.message);
-        this.ascii(m.message);
-        this.raw(K.required);
-        if (m.required === null) this.byte(0xc0);
-        else this.number(m.required);
-        this.raw(K.acknowledged);
-        if (m.acknowledged === null) this.byte(0xc0);
-        else this.number(m.acknowledged);
-        return;
+        return this.error(m);
       case 'sync-tree':
-        this.envelope(m, 7);
-        this.raw(K.partition);
-        this.number(m.partition);
-        this.raw(K.level);
-        this.number(m.level);
-        this.raw(K.indexes);
-        this.numbers(m.indexes);
-        return;
+        return this.syncTree(m);
       case 'sync-tree-reply':
-        this.envelope(m, 8);
-        this.raw(K.held);
-        this.boolean(m.held);
-        this.raw(K.hashes);
-        this.bytes(m.hashes);
-        return;
+        return this.syncTreeReply(m);
       case 'sync-keys':
-        this.envelope(m, 9);
-        this.raw(K.partition);
-        this.number(m.partition);
-        this.raw(K.leaves);
-        this.numbers(m.leaves);
-        this.raw(K.after);
-        this.nullableBytes(m.after);
-        this.raw(K.maxBytes);
-        this.number(m.maxBytes);
-        return;
+        return this.syncKeys(m);
       case 'sync-keys-reply':
-        this.envelope(m, 10);
-        this.raw(K.entries);
-        this.entries(m.entries);
-        this.raw(K.next);
-        this.nullableBytes(m.next);
-        return;
+        return this.syncKeysReply(m);
       case 'sync-push':
-        this.envelope(m, 11);
-        this.raw(K.partition);
-        this.number(m.partition);
-        this.raw(K.entries);
-        this.entries(m.entries);
-        return;
+        return this.partitionEntries(m, 11);
       case 'sync-drop':
-        this.envelope(m, 12);
-        this.raw(K.partition);
-        this.number(m.partition);
-        this.raw(K.entries);
-        this.entries(m.entries);
-        return;
+        return this.partitionEntries(m, 12);
       default:
         throw BAIL;
     }
+  }
+
+  replicate(m: ReplicateMessage): void {
+    this.envelope(m, 0);
+    this.raw(K.key);
+    this.bytes(m.key);
+    this.raw(K.versions);
+    this.versions(m.versions);
+    this.raw(K.hintFor);
+    if (m.hintFor === null) this.byte(0xc0);
+    else this.ascii(m.hintFor);
+    this.raw(K.durable);
+    this.boolean(m.durable);
+    this.raw(K.fresh);
+    if (m.fresh === null) this.byte(0xc0);
+    else this.number(m.fresh);
+  }
+
+  replicateAck(m: ReplicateAckMessage): void {
+    this.envelope(m, 1);
+  }
+
+  read(m: ReadMessage): void {
+    this.envelope(m, 2);
+    this.raw(K.key);
+    this.bytes(m.key);
+    this.raw(K.requireHeld);
+    this.boolean(m.requireHeld);
+  }
+
+  readReply(m: ReadReplyMessage): void {
+    this.envelope(m, 3);
+    this.raw(K.versions);
+    this.versions(m.versions);
+  }
+
+  coordinate(m: CoordinateMessage): void {
+    this.envelope(m, 4);
+    this.raw(K.key);
+    this.bytes(m.key);
+    this.raw(K.value);
+    this.nullableBytes(m.value);
+    this.raw(K.context);
+    this.clock(m.context);
+    this.raw(K.w);
+    this.number(m.w);
+    this.raw(K.ifMatch);
+    this.boolean(m.ifMatch);
+    this.raw(K.durable);
+    this.boolean(m.durable);
+  }
+
+  coordinateReply(m: CoordinateReplyMessage): void {
+    this.envelope(m, 5);
+    this.raw(K.context);
+    this.clock(m.context);
+    const r = m.receipt;
+    if (typeof r !== 'object' || r === null) throw BAIL;
+    this.raw(K.receipt);
+    this.byte(0x84);
+    this.raw(K.coordinator);
+    this.ascii(r.coordinator);
+    this.raw(K.acknowledged);
+    this.ids(r.acknowledged);
+    this.raw(K.fallbacks);
+    this.ids(r.fallbacks);
+    this.raw(K.hints);
+    const n = this.arrayHeader(r.hints);
+    for (let i = 0; i < n; i++) {
+      const h = r.hints[i]!;
+      if (typeof h !== 'object' || h === null) throw BAIL;
+      this.byte(0x82);
+      this.raw(K.holder);
+      this.ascii(h.holder);
+      this.raw(K.target);
+      this.ascii(h.target);
+    }
+  }
+
+  error(m: ErrorMessage): void {
+    this.envelope(m, 6);
+    this.raw(K.code);
+    this.ascii(m.code);
+    this.raw(K.message);
+    this.ascii(m.message);
+    this.raw(K.required);
+    if (m.required === null) this.byte(0xc0);
+    else this.number(m.required);
+    this.raw(K.acknowledged);
+    if (m.acknowledged === null) this.byte(0xc0);
+    else this.number(m.acknowledged);
+  }
+
+  syncTree(m: SyncTreeMessage): void {
+    this.envelope(m, 7);
+    this.raw(K.partition);
+    this.number(m.partition);
+    this.raw(K.level);
+    this.number(m.level);
+    this.raw(K.indexes);
+    this.numbers(m.indexes);
+  }
+
+  syncTreeReply(m: SyncTreeReplyMessage): void {
+    this.envelope(m, 8);
+    this.raw(K.held);
+    this.boolean(m.held);
+    this.raw(K.hashes);
+    this.bytes(m.hashes);
+  }
+
+  syncKeys(m: SyncKeysMessage): void {
+    this.envelope(m, 9);
+    this.raw(K.partition);
+    this.number(m.partition);
+    this.raw(K.leaves);
+    this.numbers(m.leaves);
+    this.raw(K.after);
+    this.nullableBytes(m.after);
+    this.raw(K.maxBytes);
+    this.number(m.maxBytes);
+  }
+
+  syncKeysReply(m: SyncKeysReplyMessage): void {
+    this.envelope(m, 10);
+    this.raw(K.entries);
+    this.entries(m.entries);
+    this.raw(K.next);
+    this.nullableBytes(m.next);
+  }
+
+  /** A sync-push or sync-drop, `type` telling which: the two share their fields. */
+  partitionEntries(m: SyncPushMessage | SyncDropMessage, type: number): void {
+    this.envelope(m, type);
+    this.raw(K.partition);
+    this.number(m.partition);
+    this.raw(K.entries);
+    this.entries(m.entries);
   }
 }
 
@@ -1371,6 +1433,7 @@ const fastWriter = new FastWriter();
 // ---- reading
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_VIEW = new DataView(EMPTY.buffer);
 
 // Node ids met lately, by a hash of their bytes: peers repeat a few dozen ids in every frame, and a hit costs a
 // comparison of bytes instead of a new string. Direct-mapped, so a collision only costs a miss.
@@ -1378,6 +1441,8 @@ const ID_CACHE_SIZE = 1024;
 
 class FastReader {
   src: Uint8Array = EMPTY;
+  /** `src` as a DataView, to check runs a word at a time. */
+  view: DataView = EMPTY_VIEW;
   pos = 0;
   readonly scratch = new DataView(new ArrayBuffer(8));
   readonly idBytes: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(ID_CACHE_SIZE).fill(undefined);
@@ -1393,6 +1458,7 @@ class FastReader {
       return null;
     } finally {
       this.src = EMPTY;
+      this.view = EMPTY_VIEW;
     }
   }
 
@@ -1406,6 +1472,7 @@ class FastReader {
       return null;
     } finally {
       this.src = EMPTY;
+      this.view = EMPTY_VIEW;
     }
   }
 
@@ -1443,13 +1510,17 @@ class FastReader {
   }
 
   /** Checks that the next bytes are `expected` (a key or a head): the layout leaves no choice. */
-  expect(expected: Uint8Array): void {
-    const n = expected.length;
-    this.need(n);
+  expect(expected: Run): void {
+    this.need(expected.length);
     const src = this.src;
-    const p = this.pos;
-    for (let i = 0; i < n; i++) if (src[p + i] !== expected[i]) throw BAIL;
-    this.pos = p + n;
+    const words = expected.words;
+    let p = this.pos;
+    for (let i = 0; i < words.length; i++, p += 4) {
+      if (((src[p]! << 24) | (src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!) !== words[i]) throw BAIL;
+    }
+    const tail = expected.tail;
+    for (let i = 0; i < tail.length; i++) if (src[p++] !== tail[i]) throw BAIL;
+    this.pos = p;
   }
 
   /** Consumes a nil and answers true, or answers false and consumes nothing. */
@@ -1688,20 +1759,33 @@ class FastReader {
    * prefix of another (each names its type as a string of its own length), so at most one matches.
    */
   head(): number {
-    const src = this.src;
+    const first = this.src[0];
     for (let t = 0; t < ENVELOPE_HEADS.length; t++) {
+      // Most heads are told apart by their first byte (the map's field count), the rest by their type names.
       const head = ENVELOPE_HEADS[t]!;
-      if (head.length > src.length) continue;
-      let i = 0;
-      while (i < head.length && src[i] === head[i]) i++;
-      if (i === head.length) {
-        this.pos = i;
+      if (head.bytes[0] === first && this.startsWith(head)) {
+        this.pos = head.length;
         return t;
       }
     }
     throw BAIL;
   }
 
+  /** True when the frame starts with `run`, compared a word at a time. */
+  startsWith(run: Run): boolean {
+    const src = this.src;
+    if (run.length > src.length) return false;
+    const words = run.words;
+    let p = 0;
+    for (let i = 0; i < words.length; i++, p += 4) {
+      if (((src[p]! << 24) | (src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!) !== words[i]) return false;
+    }
+    const tail = run.tail;
+    for (let i = 0; i < tail.length; i++) if (src[p++] !== tail[i]) return false;
+    return true;
+  }
+
+  /** The message of the frame; its fields after the envelope are read by a method per type (see the writer's). */
   readMessage(limits: ProtocolLimits): PeerMessage {
     const type = this.head();
     const from = this.id();
@@ -1709,194 +1793,233 @@ class FastReader {
     const requestId = this.number();
     if (!Number.isSafeInteger(requestId) || requestId < 0) throw BAIL;
     switch (TYPES[type]) {
-      case 'replicate': {
-        this.expect(K.key);
-        const key = this.key(limits);
-        this.expect(K.versions);
-        const versions = this.versions(limits);
-        this.expect(K.hintFor);
-        const hintFor = this.nil() ? null : this.id();
-        this.expect(K.durable);
-        const durable = this.boolean();
-        this.expect(K.fresh);
-        const fresh = this.nil() ? null : this.number();
-        if (fresh !== null && (!isCounter(fresh) || !isFreshIn(fresh, from, versions))) throw BAIL;
-        const message: ReplicateMessage = {
-          type: 'replicate',
-          from,
-          requestId,
-          key,
-          versions,
-          hintFor,
-          durable,
-          fresh,
-        };
-        return message;
-      }
-      case 'replicate-ack': {
-        const message: ReplicateAckMessage = { type: 'replicate-ack', from, requestId };
-        return message;
-      }
-      case 'read': {
-        this.expect(K.key);
-        const key = this.key(limits);
-        this.expect(K.requireHeld);
-        const message: ReadMessage = { type: 'read', from, requestId, key, requireHeld: this.boolean() };
-        return message;
-      }
-      case 'read-reply': {
-        this.expect(K.versions);
-        const message: ReadReplyMessage = { type: 'read-reply', from, requestId, versions: this.versions(limits) };
-        return message;
-      }
-      case 'coordinate': {
-        this.expect(K.key);
-        const key = this.key(limits);
-        this.expect(K.value);
-        const value = this.bytes(0, limits.maxValueBytes, true);
-        this.expect(K.context);
-        const context = this.readClock();
-        this.expect(K.w);
-        const w = this.number();
-        if (!Number.isInteger(w) || w < 1 || w > MAX_WRITE_QUORUM) throw BAIL;
-        this.expect(K.ifMatch);
-        const ifMatch = this.boolean();
-        this.expect(K.durable);
-        const durable = this.boolean();
-        const message: CoordinateMessage = {
-          type: 'coordinate',
-          from,
-          requestId,
-          key,
-          value,
-          context,
-          w,
-          ifMatch,
-          durable,
-        };
-        return message;
-      }
-      case 'coordinate-reply': {
-        this.expect(K.context);
-        const context = this.readClock();
-        this.expect(K.receipt);
-        if (this.byte() !== 0x84) throw BAIL;
-        this.expect(K.coordinator);
-        const coordinator = this.id();
-        this.expect(K.acknowledged);
-        const acknowledged = this.idList();
-        this.expect(K.fallbacks);
-        const fallbacks = this.idList();
-        this.expect(K.hints);
-        const n = this.arrayHeader(MAX_RECEIPT_NODES);
-        const hints: { holder: string; target: string }[] = [];
-        for (let i = 0; i < n; i++) {
-          if (this.byte() !== 0x82) throw BAIL;
-          this.expect(K.holder);
-          const holder = this.id();
-          this.expect(K.target);
-          hints.push({ holder, target: this.id() });
-        }
-        const message: CoordinateReplyMessage = {
-          type: 'coordinate-reply',
-          from,
-          requestId,
-          context,
-          receipt: { coordinator, acknowledged, fallbacks, hints },
-        };
-        return message;
-      }
-      case 'error': {
-        this.expect(K.code);
-        const code = this.ascii(64);
-        if (!KNOWN_CODES.has(code)) throw BAIL;
-        this.expect(K.message);
-        const text = this.ascii(MAX_ERROR_MESSAGE_LENGTH);
-        this.expect(K.required);
-        const required = this.count();
-        this.expect(K.acknowledged);
-        const acknowledged = this.count();
-        const message: ErrorMessage = {
-          type: 'error',
-          from,
-          requestId,
-          code: code as ErrorCode,
-          message: text,
-          required,
-          acknowledged,
-        };
-        return message;
-      }
-      case 'sync-tree': {
-        this.expect(K.partition);
-        const partition = this.partition();
-        this.expect(K.level);
-        const level = this.number();
-        if (!Number.isInteger(level) || level < 0 || level > TREE_DEPTH) throw BAIL;
-        this.expect(K.indexes);
-        const indexes = this.indexes(TREE_FANOUT ** level);
-        const message: SyncTreeMessage = { type: 'sync-tree', from, requestId, partition, level, indexes };
-        return message;
-      }
-      case 'sync-tree-reply': {
-        this.expect(K.held);
-        const held = this.boolean();
-        this.expect(K.hashes);
-        const hashes = this.bytes(0, MAX_HASHES_BYTES, false)!;
-        if (hashes.length % TREE_HASH_BYTES !== 0) throw BAIL;
-        const message: SyncTreeReplyMessage = { type: 'sync-tree-reply', from, requestId, held, hashes };
-        return message;
-      }
-      case 'sync-keys': {
-        this.expect(K.partition);
-        const partition = this.partition();
-        this.expect(K.leaves);
-        const leaves = this.indexes(TREE_LEAVES);
-        this.expect(K.after);
-        const after = this.bytes(1, limits.maxKeyBytes, true);
-        this.expect(K.maxBytes);
-        const maxBytes = this.number();
-        if (!Number.isSafeInteger(maxBytes) || maxBytes < 1 || maxBytes > limits.maxFrameBytes) throw BAIL;
-        const message: SyncKeysMessage = { type: 'sync-keys', from, requestId, partition, leaves, after, maxBytes };
-        return message;
-      }
-      case 'sync-keys-reply': {
-        this.expect(K.entries);
-        const entries = this.entries(limits, false);
-        this.expect(K.next);
-        const next = this.bytes(1, limits.maxKeyBytes, true);
-        const message: SyncKeysReplyMessage = { type: 'sync-keys-reply', from, requestId, entries, next };
-        return message;
-      }
-      case 'sync-push': {
-        this.expect(K.partition);
-        const partition = this.partition();
-        this.expect(K.entries);
-        const message: SyncPushMessage = {
-          type: 'sync-push',
-          from,
-          requestId,
-          partition,
-          entries: this.entries(limits, false),
-        };
-        return message;
-      }
-      case 'sync-drop': {
-        this.expect(K.partition);
-        const partition = this.partition();
-        this.expect(K.entries);
-        const message: SyncDropMessage = {
-          type: 'sync-drop',
-          from,
-          requestId,
-          partition,
-          entries: this.entries(limits, true),
-        };
-        return message;
-      }
+      case 'replicate':
+        return this.replicateBody(from, requestId, limits);
+      case 'replicate-ack':
+        return this.replicateAckBody(from, requestId);
+      case 'read':
+        return this.readBody(from, requestId, limits);
+      case 'read-reply':
+        return this.readReplyBody(from, requestId, limits);
+      case 'coordinate':
+        return this.coordinateBody(from, requestId, limits);
+      case 'coordinate-reply':
+        return this.coordinateReplyBody(from, requestId);
+      case 'error':
+        return this.errorBody(from, requestId);
+      case 'sync-tree':
+        return this.syncTreeBody(from, requestId);
+      case 'sync-tree-reply':
+        return this.syncTreeReplyBody(from, requestId);
+      case 'sync-keys':
+        return this.syncKeysBody(from, requestId, limits);
+      case 'sync-keys-reply':
+        return this.syncKeysReplyBody(from, requestId, limits);
+      case 'sync-push':
+        return this.syncPushBody(from, requestId, limits);
+      case 'sync-drop':
+        return this.syncDropBody(from, requestId, limits);
       default:
         throw BAIL;
     }
+  }
+
+  replicateBody(from: string, requestId: number, limits: ProtocolLimits): ReplicateMessage {
+    this.expect(K.key);
+    const key = this.key(limits);
+    this.expect(K.versions);
+    const versions = this.versions(limits);
+    this.expect(K.hintFor);
+    const hintFor = this.nil() ? null : this.id();
+    this.expect(K.durable);
+    const durable = this.boolean();
+    this.expect(K.fresh);
+    const fresh = this.nil() ? null : this.number();
+    if (fresh !== null && (!isCounter(fresh) || !isFreshIn(fresh, from, versions))) throw BAIL;
+    const message: ReplicateMessage = {
+      type: 'replicate',
+      from,
+      requestId,
+      key,
+      versions,
+      hintFor,
+      durable,
+      fresh,
+    };
+    return message;
+  }
+
+  replicateAckBody(from: string, requestId: number): ReplicateAckMessage {
+    const message: ReplicateAckMessage = { type: 'replicate-ack', from, requestId };
+    return message;
+  }
+
+  readBody(from: string, requestId: number, limits: ProtocolLimits): ReadMessage {
+    this.expect(K.key);
+    const key = this.key(limits);
+    this.expect(K.requireHeld);
+    const message: ReadMessage = { type: 'read', from, requestId, key, requireHeld: this.boolean() };
+    return message;
+  }
+
+  readReplyBody(from: string, requestId: number, limits: ProtocolLimits): ReadReplyMessage {
+    this.expect(K.versions);
+    const message: ReadReplyMessage = { type: 'read-reply', from, requestId, versions: this.versions(limits) };
+    return message;
+  }
+
+  coordinateBody(from: string, requestId: number, limits: ProtocolLimits): CoordinateMessage {
+    this.expect(K.key);
+    const key = this.key(limits);
+    this.expect(K.value);
+    const value = this.bytes(0, limits.maxValueBytes, true);
+    this.expect(K.context);
+    const context = this.readClock();
+    this.expect(K.w);
+    const w = this.number();
+    if (!Number.isInteger(w) || w < 1 || w > MAX_WRITE_QUORUM) throw BAIL;
+    this.expect(K.ifMatch);
+    const ifMatch = this.boolean();
+    this.expect(K.durable);
+    const durable = this.boolean();
+    const message: CoordinateMessage = {
+      type: 'coordinate',
+      from,
+      requestId,
+      key,
+      value,
+      context,
+      w,
+      ifMatch,
+      durable,
+    };
+    return message;
+  }
+
+  coordinateReplyBody(from: string, requestId: number): CoordinateReplyMessage {
+    this.expect(K.context);
+    const context = this.readClock();
+    this.expect(K.receipt);
+    if (this.byte() !== 0x84) throw BAIL;
+    this.expect(K.coordinator);
+    const coordinator = this.id();
+    this.expect(K.acknowledged);
+    const acknowledged = this.idList();
+    this.expect(K.fallbacks);
+    const fallbacks = this.idList();
+    this.expect(K.hints);
+    const n = this.arrayHeader(MAX_RECEIPT_NODES);
+    const hints: { holder: string; target: string }[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.byte() !== 0x82) throw BAIL;
+      this.expect(K.holder);
+      const holder = this.id();
+      this.expect(K.target);
+      hints.push({ holder, target: this.id() });
+    }
+    const message: CoordinateReplyMessage = {
+      type: 'coordinate-reply',
+      from,
+      requestId,
+      context,
+      receipt: { coordinator, acknowledged, fallbacks, hints },
+    };
+    return message;
+  }
+
+  errorBody(from: string, requestId: number): ErrorMessage {
+    this.expect(K.code);
+    const code = this.ascii(64);
+    if (!KNOWN_CODES.has(code)) throw BAIL;
+    this.expect(K.message);
+    const text = this.ascii(MAX_ERROR_MESSAGE_LENGTH);
+    this.expect(K.required);
+    const required = this.count();
+    this.expect(K.acknowledged);
+    const acknowledged = this.count();
+    const message: ErrorMessage = {
+      type: 'error',
+      from,
+      requestId,
+      code: code as ErrorCode,
+      message: text,
+      required,
+      acknowledged,
+    };
+    return message;
+  }
+
+  syncTreeBody(from: string, requestId: number): SyncTreeMessage {
+    this.expect(K.partition);
+    const partition = this.partition();
+    this.expect(K.level);
+    const level = this.number();
+    if (!Number.isInteger(level) || level < 0 || level > TREE_DEPTH) throw BAIL;
+    this.expect(K.indexes);
+    const indexes = this.indexes(TREE_FANOUT ** level);
+    const message: SyncTreeMessage = { type: 'sync-tree', from, requestId, partition, level, indexes };
+    return message;
+  }
+
+  syncTreeReplyBody(from: string, requestId: number): SyncTreeReplyMessage {
+    this.expect(K.held);
+    const held = this.boolean();
+    this.expect(K.hashes);
+    const hashes = this.bytes(0, MAX_HASHES_BYTES, false)!;
+    if (hashes.length % TREE_HASH_BYTES !== 0) throw BAIL;
+    const message: SyncTreeReplyMessage = { type: 'sync-tree-reply', from, requestId, held, hashes };
+    return message;
+  }
+
+  syncKeysBody(from: string, requestId: number, limits: ProtocolLimits): SyncKeysMessage {
+    this.expect(K.partition);
+    const partition = this.partition();
+    this.expect(K.leaves);
+    const leaves = this.indexes(TREE_LEAVES);
+    this.expect(K.after);
+    const after = this.bytes(1, limits.maxKeyBytes, true);
+    this.expect(K.maxBytes);
+    const maxBytes = this.number();
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1 || maxBytes > limits.maxFrameBytes) throw BAIL;
+    const message: SyncKeysMessage = { type: 'sync-keys', from, requestId, partition, leaves, after, maxBytes };
+    return message;
+  }
+
+  syncKeysReplyBody(from: string, requestId: number, limits: ProtocolLimits): SyncKeysReplyMessage {
+    this.expect(K.entries);
+    const entries = this.entries(limits, false);
+    this.expect(K.next);
+    const next = this.bytes(1, limits.maxKeyBytes, true);
+    const message: SyncKeysReplyMessage = { type: 'sync-keys-reply', from, requestId, entries, next };
+    return message;
+  }
+
+  syncPushBody(from: string, requestId: number, limits: ProtocolLimits): SyncPushMessage {
+    this.expect(K.partition);
+    const partition = this.partition();
+    this.expect(K.entries);
+    const message: SyncPushMessage = {
+      type: 'sync-push',
+      from,
+      requestId,
+      partition,
+      entries: this.entries(limits, false),
+    };
+    return message;
+  }
+
+  syncDropBody(from: string, requestId: number, limits: ProtocolLimits): SyncDropMessage {
+    this.expect(K.partition);
+    const partition = this.partition();
+    this.expect(K.entries);
+    const message: SyncDropMessage = {
+      type: 'sync-drop',
+      from,
+      requestId,
+      partition,
+      entries: this.entries(limits, true),
+    };
+    return message;
   }
 }
 
