@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { Server } from 'socket.io';
-import { SignalingClient } from '../../client/signaling.ts';
+import { SignalingClient, type SignalingClientOptions } from '../../client/signaling.ts';
 import { type JoinAck, type JoinRequest, PROTOCOL_VERSION } from '../../signaling/events.ts';
 import type { DynameshError } from '../../worker/errors.ts';
 
@@ -58,7 +58,8 @@ function accepted(request: JoinRequest): JoinAck {
   };
 }
 
-function connect(url: string, onOutdated: (error: DynameshError) => void = () => {}) {
+/** A client of node n1 of cluster main, listening as `options` says and otherwise not at all. */
+function connect(url: string, options: Partial<SignalingClientOptions> = {}) {
   return SignalingClient.connect({
     url,
     cluster: 'main',
@@ -66,9 +67,9 @@ function connect(url: string, onOutdated: (error: DynameshError) => void = () =>
     domain: 'd',
     onView: () => {},
     onSignal: () => {},
-    onOutdated,
     joinTimeout: 5000,
     startHeartbeats: () => () => {},
+    ...options,
   });
 }
 
@@ -85,15 +86,9 @@ describe('signalling client: what the server sends', () => {
     const server = await scriptedServer(t, accepted);
     const epochs: number[] = [];
     const reasons: string[] = [];
-    const client = await SignalingClient.connect({
-      url: server.url,
-      cluster: 'main',
-      nodeId: 'n1',
-      domain: 'd',
+    const client = await connect(server.url, {
       onView: (view) => epochs.push(view.epoch),
-      onSignal: () => {},
       onInvalidView: (reason) => reasons.push(reason),
-      startHeartbeats: () => () => {},
     });
     t.after(() => client.close());
     const member = { id: 'n1', domain: 'd', placement: '', state: 'alive', joinedAt: 1 };
@@ -112,15 +107,7 @@ describe('signalling client: what the server sends', () => {
   it('drops a relayed signal that is not from a node id or carries no object', async (t) => {
     const server = await scriptedServer(t, accepted);
     const from: string[] = [];
-    const client = await SignalingClient.connect({
-      url: server.url,
-      cluster: 'main',
-      nodeId: 'n1',
-      domain: 'd',
-      onView: () => {},
-      onSignal: (signal) => from.push(signal.from),
-      startHeartbeats: () => () => {},
-    });
+    const client = await connect(server.url, { onSignal: (signal) => from.push(signal.from) });
     t.after(() => client.close());
     for (const bad of [
       'offer',
@@ -164,7 +151,7 @@ describe('signalling client: protocol versions', () => {
     );
     let outdated: (error: DynameshError) => void = () => {};
     const told = new Promise<DynameshError>((resolve) => (outdated = resolve));
-    const client = await connect(server.url, (error) => outdated(error));
+    const client = await connect(server.url, { onOutdated: (error) => outdated(error) });
     t.after(() => client.close());
     upgraded = true;
     server.crash();
