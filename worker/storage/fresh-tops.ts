@@ -5,6 +5,8 @@
  * names an older write, which no node may rewrite, and merges as any other version does.
  */
 
+import type { Version } from '../versions/version.ts';
+
 /** Most nodes whose highest fresh counter a storage remembers; past it, the one heard from longest ago is forgotten. */
 export const FRESH_NODES = 4096;
 
@@ -38,12 +40,7 @@ export class FreshTops {
     return this.#tops.get(node)?.counter ?? 0;
   }
 
-  /** Whether a fresh write of `node` under `counter` may be taken: it is above every one taken from it. */
-  admits(node: string, counter: number): boolean {
-    return counter > this.top(node);
-  }
-
-  /** The record that raising `node`'s top to `counter` stores (call only when {@link admits} says yes). */
+  /** The record that raising `node`'s top to `counter` stores (call only when {@link freshTaken} takes it). */
   next(counter: number): FreshRecord {
     return { counter, seq: this.#seq++ };
   }
@@ -55,4 +52,12 @@ export class FreshTops {
     if (record.seq >= this.#seq) this.#seq = record.seq + 1;
     if (this.#tops.size > FRESH_NODES) this.#tops.delete(this.#tops.keys().next().value!);
   }
+}
+
+/**
+ * `fresh` when it may be taken as fresh: its counter is above `topOf(its node)`, the highest fresh counter of that
+ * node taken before; else undefined, and the versions merge as if none were marked.
+ */
+export function freshTaken(fresh: Version | undefined, topOf: (node: string) => number): Version | undefined {
+  return fresh !== undefined && fresh.dot.counter > topOf(fresh.dot.node) ? fresh : undefined;
 }

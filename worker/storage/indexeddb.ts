@@ -21,7 +21,7 @@
  * prefixed keys so that no name can overwrite `state`).
  */
 import { openDB, unwrap } from 'idb';
-import { type FreshRecord, FreshTops } from './fresh-tops.ts';
+import { type FreshRecord, FreshTops, freshTaken } from './fresh-tops.ts';
 import { KeyFilter } from './key-filter.ts';
 import { WalOverlay } from './wal-overlay.ts';
 import type { LoggedKey } from './wal-overlay.ts';
@@ -995,7 +995,7 @@ export class IndexedDbStorage implements Storage {
     const fresh = options?.fresh;
     return this.#update(what, KEY_STORES, options?.durability, reads, (view) => {
       let counts = view.state;
-      const taken = fresh !== undefined && fresh.dot.counter > view.freshTop(fresh.dot.node) ? fresh : undefined;
+      const taken = freshTaken(fresh, (node) => view.freshTop(node));
       if (taken !== undefined) view.setFreshTop(taken.dot.node, taken.dot.counter);
       const results = batch.map(({ id, incoming }): ApplyResult => {
         const now = view.key(id)?.siblings;

@@ -4,7 +4,7 @@
  * It shares nothing a caller could mutate: stored versions are frozen copies, and byte arrays are copied on the way
  * in and on the way out (a Uint8Array cannot be frozen).
  */
-import { FreshTops } from './fresh-tops.ts';
+import { FreshTops, freshTaken } from './fresh-tops.ts';
 import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
@@ -183,7 +183,7 @@ function applyTo(
   fresh?: Version,
 ): Applied {
   const id = keyId(key);
-  const taken = fresh !== undefined && data.fresh.admits(fresh.dot.node, fresh.dot.counter) ? fresh : undefined;
+  const taken = freshTaken(fresh, (node) => data.fresh.top(node));
   const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, taken);
   if (changed) data.store(id, key, partition, siblings);
   if (taken !== undefined) data.fresh.set(taken.dot.node, data.fresh.next(taken.dot.counter));

@@ -1153,6 +1153,11 @@ class FastWriter {
     else this.bytes(value);
   }
 
+  nullableNumber(value: unknown): void {
+    if (value === null) this.byte(0xc0);
+    else this.number(value);
+  }
+
   arrayHeader(value: unknown): number {
     if (!Array.isArray(value)) throw BAIL;
     const n = value.length;
@@ -1301,8 +1306,7 @@ class FastWriter {
     this.raw(K.durable);
     this.boolean(m.durable);
     this.raw(K.fresh);
-    if (m.fresh === null) this.byte(0xc0);
-    else this.number(m.fresh);
+    this.nullableNumber(m.fresh);
   }
 
   replicateAck(m: ReplicateAckMessage): void {
@@ -1373,11 +1377,9 @@ class FastWriter {
     this.raw(K.message);
     this.ascii(m.message);
     this.raw(K.required);
-    if (m.required === null) this.byte(0xc0);
-    else this.number(m.required);
+    this.nullableNumber(m.required);
     this.raw(K.acknowledged);
-    if (m.acknowledged === null) this.byte(0xc0);
-    else this.number(m.acknowledged);
+    this.nullableNumber(m.acknowledged);
   }
 
   syncTree(m: SyncTreeMessage): void {
