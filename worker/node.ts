@@ -505,6 +505,14 @@ export class DynamoNode {
         const history = await this.#storage.getMeta(RING_HISTORY_RECORD);
         this.#history.restore(history, typeof lastActive === 'number' ? lastActive : 0, now);
         await this.#ownership.load();
+        // A partition held but not owned in the last ring before the stop was being released: writes went to its
+        // owners alone, and no hint is kept for a node outside the preference list, so its copy lacks them however
+        // short the absence. Still counted whole, it would be offered as a whole copy to owners fetching the
+        // partition, and be whole again should the ring give it back to this node, with nothing to bring it what it
+        // missed but the releases of owners it never saw own it (taken only where another owner vouches for them).
+        // It is released, or fetched again, as any copy not held.
+        const last = this.#history.storedRing(history);
+        if (last !== null) await this.#ownership.forgetWhere((p) => !last.preferenceList(p, this.#n).includes(this.id));
         // Away longer than a reload takes (two records of activity missed): writes went on without it, so it keeps
         // its copies but counts none as whole until it has compared it with the partition's holders again (a
         // probe when the roots are equal), and meanwhile reads it answers are completed from them.

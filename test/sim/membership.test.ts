@@ -20,6 +20,7 @@ const PARTITIONS = 16;
 
 interface World {
   readonly scheduler: Scheduler;
+  readonly network: Network;
   readonly cluster: Cluster;
 }
 
@@ -46,7 +47,7 @@ function world(size: number, seed: number, node: Partial<SimNodeOptions> = {}): 
       ...node,
     },
   });
-  return { scheduler, cluster };
+  return { scheduler, network, cluster };
 }
 
 /** Runs the scheduler until `promise` settles, and returns its outcome. */
@@ -262,6 +263,40 @@ describe('membership: failures and leaves', () => {
       for (const owner of w.cluster.preferenceList(utf8.encode(key), N)) {
         assert.deepEqual(await storedValues(w.cluster, owner, key), [`v:${key}`], `${owner} lacks ${key}`);
       }
+    }
+    await w.cluster.close();
+  });
+});
+
+describe('membership: restarts', () => {
+  it('a node restarted while releasing a partition fetches it again before holding it when it owns it again', async () => {
+    const w = world(5, 20);
+    await converge(w);
+    // The last owner of a partition, which a join ahead of it pushes out.
+    const p = 0;
+    const returning = w.cluster.ring.preferenceList(p, N)[N - 1]!;
+    const [key] = keysIn(w.cluster.ring, p, 1, 'lapsed') as [string];
+    const first = await settle(w.scheduler, running(w.cluster, returning).put(key, utf8.encode('v1'), { w: N }));
+    await converge(w);
+    // A join pushes the node out of the partition while it is cut off, so that it stops still holding its copy.
+    w.network.partition(new Map([[returning, 'b']]));
+    const joiner = w.cluster.join(displacer(w.cluster, p, returning));
+    await w.scheduler.advance(100);
+    await w.cluster.crash(returning);
+    w.network.heal();
+    // A write it misses: it is no owner, so no hint is kept for it.
+    const owner = w.cluster.ring.preferenceList(p, N).find((id) => id !== joiner)!;
+    await settle(w.scheduler, running(w.cluster, owner).put(key, utf8.encode('v2'), { context: first.context, w: N }));
+    // The joiner leaves and the partition is the returning node's again; it holds it only once it has the write.
+    await w.cluster.leave(joiner);
+    w.cluster.restart(returning);
+    assert.ok(w.cluster.ring.preferenceList(p, N).includes(returning));
+    const start = w.scheduler.now;
+    for (let held = false; !held; await w.scheduler.advance(10)) {
+      assert.ok(w.scheduler.now < start + 30_000, `${returning} never held partition ${p} again`);
+      const info = (await running(w.cluster, returning).partitions()).find((i) => i.partition === p);
+      held = info?.state === 'held';
+      if (held) assert.deepEqual(await storedValues(w.cluster, returning, key), ['v2'], 'held without the write');
     }
     await w.cluster.close();
   });

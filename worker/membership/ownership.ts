@@ -123,6 +123,14 @@ export class Ownership {
     await this.#save();
   }
 
+  /** Forgets, in one save, every held partition that `lapsed` picks. */
+  async forgetWhere(lapsed: (partition: number) => boolean): Promise<void> {
+    const gone = [...this.#held].filter(lapsed);
+    if (gone.length === 0) return;
+    for (const p of gone) this.#held.delete(p);
+    await this.#save();
+  }
+
   /** Forgets every held partition at once. */
   async forgetAll(): Promise<void> {
     this.#held.clear();

@@ -97,6 +97,15 @@ export class RingHistory {
     }
   }
 
+  /**
+   * The ring that was current when `record` was stored (what the node last had before it stopped), or null when the
+   * record is missing or malformed, or its members make no ring.
+   */
+  storedRing(record: unknown): Ring | null {
+    if (!isRecord(record) || record.current.length === 0) return null;
+    return this.#ringOf({ members: record.current, ring: undefined });
+  }
+
   /** The entry's ring, built on first need; null when its members make none (a record tampered with). */
   #ringOf(entry: { members: readonly Member[]; ring: Ring | null | undefined }): Ring | null {
     if (entry.ring === undefined) {
