@@ -20,6 +20,8 @@ export interface NodeKey {
   prove(cluster: string, nodeId: string, connection: string): Promise<NonNullable<JoinRequest['proof']>>;
   /** What the node's offers and answers carry to vouch for `certificate` (peer-auth.ts). */
   vouch(cluster: string, nodeId: string, certificate: RTCCertificate): Promise<PeerAuth>;
+  /** The key itself, for the worker to sign versions with (the private key cannot be exported, only cloned). */
+  readonly signing: { readonly privateKey: CryptoKey; readonly publicKey: Uint8Array };
 }
 
 /** A certificate is made anew once it has less than this left before it expires, ms. */
@@ -121,8 +123,10 @@ export async function nodeKey(cluster: string, nodeId: string): Promise<NodeKey>
       await tx.done;
     }
     const keys = pair;
-    const publicKey = toBase64url(new Uint8Array(await crypto.subtle.exportKey('raw', keys.publicKey)));
+    const raw = new Uint8Array(await crypto.subtle.exportKey('raw', keys.publicKey));
+    const publicKey = toBase64url(raw);
     return {
+      signing: { privateKey: keys.privateKey, publicKey: raw },
       async prove(cluster, nodeId, connection) {
         const message = new TextEncoder().encode(joinProofText(cluster, nodeId, connection));
         const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, keys.privateKey, message));

@@ -36,6 +36,8 @@ export interface SignalingClientOptions {
   readonly nodeId: string;
   readonly domain: string;
   readonly token?: string;
+  /** The first dot counter the node signs (`JoinRequest.signedFrom`); absent for a node that does not sign. */
+  readonly signedFrom?: number;
   /** A new view arrived. */
   readonly onView: (view: ClusterView) => void;
   /** A WebRTC signal from another member arrived. */
@@ -212,7 +214,7 @@ export class SignalingClient {
   }
 
   async #join(): Promise<JoinAccepted> {
-    const { cluster, nodeId, domain, token, prove } = this.#options;
+    const { cluster, nodeId, domain, token, prove, signedFrom } = this.#options;
     const connection = this.#socket.id;
     const proof = prove !== undefined && connection !== undefined ? await prove(connection) : undefined;
     const ack = await this.#socket.timeout(this.#options.joinTimeout ?? 10_000).emitWithAck('join', {
@@ -222,6 +224,7 @@ export class SignalingClient {
       protocol: PROTOCOL_VERSION,
       ...(token !== undefined ? { token } : {}),
       ...(proof !== undefined ? { proof } : {}),
+      ...(signedFrom !== undefined ? { signedFrom } : {}),
     });
     const accepted = unwrap(ack);
     const view = validateView(accepted.view);

@@ -4,7 +4,12 @@
  * `put` and `delete` through the node.
  */
 import * as Comlink from 'comlink';
-import type { ClusterView, NodeMetrics as ServerNodeMetrics, ViewMember } from '../signaling/events.ts';
+import {
+  DERIVED_ID_PATTERN,
+  type ClusterView,
+  type NodeMetrics as ServerNodeMetrics,
+  type ViewMember,
+} from '../signaling/events.ts';
 import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
 import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/transport/faults.ts';
 import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome, SyncTunables } from '../worker/main.ts';
@@ -354,12 +359,6 @@ class DynameshStore implements Store {
       bounds,
       ...(options.faults === true ? { faults: true } : {}),
     };
-    unwrap(
-      await this.#host.start(
-        config,
-        Comlink.proxy((entry: LogEntry) => this.#emit('log', entry)),
-      ),
-    );
     // The node's key signs its joins: the server then lets no one else join under its id. A browser without
     // WebCrypto's Ed25519 (or without IndexedDB to keep the key in) joins unsigned, as before, and says so.
     const key = await nodeKey(this.cluster, this.nodeId).catch((error: unknown) => {
@@ -369,6 +368,15 @@ class DynameshStore implements Store {
       this.#emit('log', { time: Date.now(), level: 'warn', msg, fields: { error: String(error) } });
       return null;
     });
+    // A node whose id derives from its key signs every version it writes, so that no member can make one up under
+    // its dots (README, Security model).
+    const signing = key !== null && DERIVED_ID_PATTERN.test(this.nodeId) ? key.signing : undefined;
+    const { signedFrom } = unwrap(
+      await this.#host.start(
+        signing === undefined ? config : { ...config, signing },
+        Comlink.proxy((entry: LogEntry) => this.#emit('log', entry)),
+      ),
+    );
     if (key !== null) {
       // One certificate per node, its fingerprint signed by the node's key: peers check it against the SDP.
       const certificate = await nodeCertificate(this.cluster, this.nodeId);
@@ -382,6 +390,7 @@ class DynameshStore implements Store {
       nodeId: this.nodeId,
       domain: this.domain,
       ...(options.token !== undefined ? { token: options.token } : {}),
+      ...(signedFrom !== null ? { signedFrom } : {}),
       onView: (view) => this.#acceptView(view),
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       onConnection: (connected) => this.#emit('server', { connected }),
@@ -449,7 +458,9 @@ class DynameshStore implements Store {
   #acceptView(view: ClusterView): void {
     if (this.#closing !== undefined) return;
     // On the calls' port: a get or put made after this view reaches the node after it.
-    const members = view.members.map(({ id, domain, placement }) => ({ id, domain, placement }));
+    const members = view.members.map(({ id, domain, placement, signedFrom }) =>
+      signedFrom === undefined ? { id, domain, placement } : { id, domain, placement, signedFrom },
+    );
     this.#calls.call({ op: 'members', members }).catch(() => {});
     this.#mesh.update(view.members);
     this.#emit('membership', view);

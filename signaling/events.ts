@@ -39,6 +39,11 @@ export interface ViewMember {
    * silence by heartbeating keeps its value.
    */
   readonly joinedAt: number;
+  /**
+   * The first dot counter the node signed its versions from (`JoinRequest.signedFrom`); absent for a node that does
+   * not sign. Its peers take a version of it shipped by another node without its signature only below this counter.
+   */
+  readonly signedFrom?: number;
 }
 
 /** A cluster's membership as the server sees it. */
@@ -94,8 +99,10 @@ export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freez
  * of its own version, so that every member of a cluster speaks the same one: a tab still running an older release
  * after the server was upgraded (or a newer one before it was) is refused with `ERR_VERSION_MISMATCH` rather than
  * left to exchange frames its peers refuse.
+ *
+ * 2: a version may carry its author's proof (worker/versions/proof.ts); joins and views carry `signedFrom`.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** A refused event. */
 export interface ErrorAck {
@@ -126,6 +133,11 @@ export interface JoinRequest {
    * first signed join binds the id to the key, and later joins of the id must be signed by it.
    */
   readonly proof?: { readonly publicKey: string; readonly signature: string };
+  /**
+   * For a node whose id derives from its key: the first dot counter it signed its versions from (its versions below
+   * it were written unsigned, by an older release). The server puts it in the node's {@link ViewMember}.
+   */
+  readonly signedFrom?: number;
 }
 
 /**

@@ -144,6 +144,8 @@ interface MemberRecord {
   readonly id: string;
   domain: string;
   readonly placement: string;
+  /** What the node's latest join told (`JoinRequest.signedFrom`). */
+  signedFrom: number | undefined;
   joinedAt: number;
   /** Null once its connection dropped; the record then lives until the silence rule removes it. */
   connection: string | null;
@@ -220,7 +222,12 @@ export class Membership {
    */
   join(
     connection: string,
-    request: { readonly cluster: string; readonly nodeId: string; readonly domain: string },
+    request: {
+      readonly cluster: string;
+      readonly nodeId: string;
+      readonly domain: string;
+      readonly signedFrom?: number;
+    },
     holders: readonly string[] = [],
   ): Outcome<{ view: ClusterView; superseded: string | null; changes: Changes }> {
     const now = this.#options.now();
@@ -257,6 +264,7 @@ export class Membership {
       id: request.nodeId,
       domain: request.domain,
       placement: this.#options.placement?.(request.cluster, request.nodeId) ?? '',
+      signedFrom: request.signedFrom,
       joinedAt: now,
       connection,
       lastSeen: now,
@@ -271,6 +279,7 @@ export class Membership {
     };
     // A join is a fresh start for the node: whatever peers said about its previous connection no longer applies.
     member.domain = request.domain;
+    member.signedFrom = request.signedFrom;
     member.joinedAt = now;
     member.connection = connection;
     member.lastSeen = now;
@@ -554,6 +563,7 @@ export class Membership {
         placement: member.placement,
         state,
         joinedAt: member.joinedAt,
+        ...(member.signedFrom !== undefined ? { signedFrom: member.signedFrom } : {}),
       });
     }
     members.sort((a, b) => compare(a.id, b.id));
@@ -575,7 +585,8 @@ function sameMembers(a: readonly ViewMember[], b: readonly ViewMember[]): boolea
       member.domain === other.domain &&
       member.placement === other.placement &&
       member.state === other.state &&
-      member.joinedAt === other.joinedAt
+      member.joinedAt === other.joinedAt &&
+      member.signedFrom === other.signedFrom
     );
   });
 }

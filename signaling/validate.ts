@@ -6,6 +6,7 @@
  * where it is enforced. This module has no runtime dependency on Node.js: the browser client validates views with it.
  */
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
+import { isCounter } from '../worker/versions/vclock.ts';
 import {
   CLUSTER_NAME_PATTERN,
   type ClusterView,
@@ -60,14 +61,17 @@ export function isClusterName(name: unknown): name is string {
 
 /** Validates a `join` payload. */
 export function validateJoin(input: unknown): Validation<JoinRequest> {
-  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['protocol', 'token', 'proof']);
+  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['protocol', 'token', 'proof', 'signedFrom']);
   if (shape !== null) return invalid(`join: ${shape}`);
-  const { cluster, nodeId, domain, protocol, token, proof } = input as Record<string, unknown>;
+  const { cluster, nodeId, domain, protocol, token, proof, signedFrom } = input as Record<string, unknown>;
   if (!isClusterName(cluster)) return invalid('join: cluster must match [A-Za-z0-9_-]{1,64}');
   if (!isNodeId(nodeId)) return invalid('join: nodeId must match [A-Za-z0-9_-]{1,64}');
   if (!isClusterName(domain)) return invalid('join: domain must match [A-Za-z0-9_-]{1,64}');
   if (protocol !== undefined && !(Number.isSafeInteger(protocol) && (protocol as number) >= 1)) {
     return invalid('join: protocol must be a positive integer');
+  }
+  if (signedFrom !== undefined && !isCounter(signedFrom)) {
+    return invalid('join: signedFrom must be a dot counter (an integer from 1 to 2^48)');
   }
   if (token !== undefined) {
     if (typeof token !== 'string' || token.length === 0) return invalid('join: token must be a non-empty string');
@@ -93,6 +97,7 @@ export function validateJoin(input: unknown): Validation<JoinRequest> {
       ...(protocol !== undefined ? { protocol: protocol as number } : {}),
       ...(token !== undefined ? { token: token as string } : {}),
       ...(proof !== undefined ? { proof: proof as JoinRequest['proof'] & object } : {}),
+      ...(signedFrom !== undefined ? { signedFrom: signedFrom as number } : {}),
     },
   };
 }
@@ -212,9 +217,9 @@ export function validateView(input: unknown): Validation<ClusterView> {
   if (members.length > MAX_VIEW_MEMBERS) return invalid(`view: more than ${MAX_VIEW_MEMBERS} members`);
   const ids = new Set<string>();
   for (const [i, member] of members.entries()) {
-    const fields = checkObject(member, ['id', 'domain', 'placement', 'state', 'joinedAt'], []);
+    const fields = checkObject(member, ['id', 'domain', 'placement', 'state', 'joinedAt'], ['signedFrom']);
     if (fields !== null) return invalid(`view: members[${i}]: ${fields}`);
-    const { id, domain, placement, state, joinedAt } = member as Record<string, unknown>;
+    const { id, domain, placement, state, joinedAt, signedFrom } = member as Record<string, unknown>;
     if (!isNodeId(id)) return invalid(`view: members[${i}].id must match [A-Za-z0-9_-]{1,64}`);
     if (ids.has(id)) return invalid(`view: ${id} is listed twice`);
     ids.add(id);
@@ -225,6 +230,9 @@ export function validateView(input: unknown): Validation<ClusterView> {
     if (state !== 'alive' && state !== 'suspect') return invalid(`view: members[${i}].state must be alive or suspect`);
     if (typeof joinedAt !== 'number' || !Number.isFinite(joinedAt) || joinedAt < 0) {
       return invalid(`view: members[${i}].joinedAt must be a time in ms`);
+    }
+    if (signedFrom !== undefined && !isCounter(signedFrom)) {
+      return invalid(`view: members[${i}].signedFrom must be a dot counter (an integer from 1 to 2^48)`);
     }
   }
   return { ok: true, value: input as ClusterView };

@@ -433,6 +433,53 @@ export function storageContract(name: string, factory: StorageFactory, { describ
       });
     });
 
+    describe('write with a counter drawn before', () => {
+      const PROOF = Uint8Array.from({ length: 96 }, (_, i) => i);
+
+      test('stores the version under the drawn counter, with its proof', async (s) => {
+        const counter = await s.drawCounter();
+        const result = await s.write(bytes('k'), 1, { ...localWrite('n', 'v'), counter, proof: PROOF });
+        expect(result.version.dot.counter).to.equal(counter);
+        const [stored] = await s.get(bytes('k'));
+        expect(stored!.dot.counter).to.equal(counter);
+        expect([...stored!.proof!]).to.deep.equal([...PROOF]);
+      });
+
+      test('draws counters above every counter issued, drawn or drawn by a write, and above `above`', async (s) => {
+        const written = (await s.write(bytes('k1'), 1, localWrite('n', 'x'))).version.dot.counter;
+        const drawn = await s.drawCounter();
+        expect(drawn).to.be.greaterThan(written);
+        const next = (await s.write(bytes('k2'), 1, localWrite('n', 'y'))).version.dot.counter;
+        expect(next).to.be.greaterThan(drawn);
+        expect(await s.drawCounter(next + 50)).to.equal(next + 51);
+      });
+
+      test('refuses a drawn counter the key already names for the node, storing nothing', async (s) => {
+        await s.apply(bytes('k'), 1, [version('m', 1, { n: 90 })]);
+        const counter = await s.drawCounter();
+        let error: unknown;
+        try {
+          await s.write(bytes('k'), 1, { ...localWrite('n', 'v'), counter, proof: PROOF });
+        } catch (e) {
+          error = e;
+        }
+        expect((error as { name?: string } | undefined)?.name).to.equal('CounterTakenError');
+        expect((error as { highest?: number }).highest).to.equal(90);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(show([version('m', 1)]));
+      });
+
+      test('takes a signed copy of a version in place of the unsigned one under its dot, and keeps it', async (s) => {
+        const plain = version('m', 3);
+        await s.apply(bytes('k'), 1, [plain]);
+        const signed = { ...version('m', 3, {}, 'other'), proof: PROOF };
+        const applied = await s.apply(bytes('k'), 1, [signed]);
+        expect(applied.changed).to.equal(true);
+        expect(show(await s.get(bytes('k')))).to.deep.equal(['m:3=other']);
+        expect((await s.apply(bytes('k'), 1, [plain])).changed).to.equal(false);
+        expect((await s.get(bytes('k')))[0]!.proof).to.not.equal(undefined);
+      });
+    });
+
     describe('write within bounds', () => {
       const bounds = { maxSiblings: 3, maxSiblingSetBytes: 4096 };
       const bounded = (node: string, value: string, context: Record<string, number> = {}): LocalWrite => ({
@@ -1083,6 +1130,22 @@ export function storageContract(name: string, factory: StorageFactory, { describ
             expect(await again.get(bytes('gone'))).to.deep.equal([]);
             expect(await again.stats()).to.deep.equal(stats);
             expect(await again.partitionsWithData()).to.deep.equal([1]);
+          } finally {
+            await again.close();
+          }
+        });
+
+        it('keeps proofs, and draws counters above every drawn one, across close and reopen', async () => {
+          const s = await factory.open();
+          const proof = Uint8Array.from({ length: 96 }, (_, i) => 255 - i);
+          const counter = await s.drawCounter();
+          await s.write(bytes('k'), 1, { ...localWrite('n', 'x'), counter, proof });
+          await s.close();
+          const again = await reopen();
+          try {
+            const [stored] = await again.get(bytes('k'));
+            expect([...stored!.proof!]).to.deep.equal([...proof]);
+            expect(await again.drawCounter()).to.be.above(counter);
           } finally {
             await again.close();
           }

@@ -25,6 +25,7 @@ import type { PartitionInfo } from './membership/ownership.ts';
 import { type KeyBounds, type ProtocolLimits, limitsFor } from './wire/protocol.ts';
 import type { Member } from './ring/ring.ts';
 import { openIndexedDbStorage } from './storage/indexeddb.ts';
+import { firstSignedCounter, webCryptoSigning } from './versions/proof.ts';
 import type { Storage, StorageStats } from './storage/storage.ts';
 
 /** How the main thread configures the node. */
@@ -45,6 +46,17 @@ export interface HostConfig {
   readonly sync?: SyncTunables;
   /** Lets the page inject faults into this node's transport. @default false */
   readonly faults?: boolean;
+  /**
+   * The node's Ed25519 key (the private key non-extractable, cloned from the page), when its id derives from it: the
+   * node then signs every version it writes (versions/proof.ts).
+   */
+  readonly signing?: { readonly privateKey: CryptoKey; readonly publicKey: Uint8Array };
+}
+
+/** What a started node tells the page. */
+export interface Started {
+  /** The first dot counter the node signs, for its join (`JoinRequest.signedFrom`); null when it does not sign. */
+  readonly signedFrom: number | null;
 }
 
 /** What {@link NodeHost.retire} did with a retired node's database. */
@@ -108,7 +120,7 @@ export class NodeHost {
   };
 
   /** Opens storage and starts the node. */
-  async start(config: HostConfig, onLog?: (entry: LogEntry) => void): Promise<Outcome<void>> {
+  async start(config: HostConfig, onLog?: (entry: LogEntry) => void): Promise<Outcome<Started>> {
     return attempt(async () => {
       if (this.#node !== undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node has already started');
       this.#onLog = onLog;
@@ -130,6 +142,11 @@ export class NodeHost {
       this.#storage = storage;
       this.#links = links;
       this.#faults = faults;
+      const signing =
+        config.signing === undefined
+          ? undefined
+          : webCryptoSigning(config.signing.privateKey, config.signing.publicKey);
+      const signedFrom = signing === undefined ? null : await firstSignedCounter(storage);
       this.#node = new DynamoNode({
         id: config.id,
         domain: config.domain,
@@ -146,8 +163,13 @@ export class NodeHost {
         ...config.sync,
         ...config.bounds,
         limits,
+        ...(signing !== undefined ? { signing } : {}),
       });
-      this.#logger.info({ id: config.id, domain: config.domain, database: config.database }, 'node started');
+      this.#logger.info(
+        { id: config.id, domain: config.domain, database: config.database, signedFrom },
+        'node started',
+      );
+      return { signedFrom };
     });
   }
 

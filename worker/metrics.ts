@@ -33,6 +33,7 @@ export const COUNTER_NAMES = [
   // Well-formed messages from members refused because their sender may not send them (e.g. a sync-drop from a node
   // that is not the partition's first owner), with ERR_UNAUTHORIZED.
   'unauthorizedMessages',
+  'unprovenVersions',
   // Requests of a peer answered ERR_OVERLOADED because that many of its requests were being served already.
   'peerRequestsRefused',
   'framesReceived',

@@ -33,13 +33,15 @@ import { Holders, type Holding } from './membership/holders.ts';
 import { Ownership, type PartitionInfo } from './membership/ownership.ts';
 import { HeldFrames } from './membership/strangers.ts';
 import { takeOver } from './membership/takeover.ts';
-import { type Outgoing, Peers, isReply } from './transport/peers.ts';
+import { type Outgoing, Peers, type Reply, isReply } from './transport/peers.ts';
 import {
   DEFAULT_KEY_BOUNDS,
   type KeyBounds,
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
+  type ReadReplyMessage,
+  type SyncKeysReplyMessage,
   type WireReceipt,
   limitsFor,
 } from './wire/protocol.ts';
@@ -50,6 +52,8 @@ import { Replica } from './replication/replica.ts';
 import { type Member, Ring } from './ring/ring.ts';
 import { ObservedStorage } from './storage/observed.ts';
 import { DotHorizon } from './versions/horizon.ts';
+import { type ProofCrypto, type Signing, WebCryptoProofs, signsVersions } from './versions/proof.ts';
+import { type CarryingMessage, Provenance } from './versions/provenance.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
 import { type Version, contextOf } from './versions/version.ts';
@@ -66,6 +70,13 @@ export interface NodeOptions {
   readonly timers: Timers;
   /** Randomness, for anything that must not be predictable. @default Math.random */
   readonly random?: Random;
+  /**
+   * This node's key, when its id derives from it: it then signs every version it writes (proof.ts). Absent, its
+   * versions go unsigned.
+   */
+  readonly signing?: Signing;
+  /** The crypto that checks the proofs of versions peers ship. @default WebCrypto's */
+  readonly proofs?: ProofCrypto;
   /** @default a logger that drops everything */
   readonly logger?: Logger;
   /** Replication factor N. @default 3 */
@@ -284,11 +295,17 @@ export class DynamoNode {
   #closed = false;
   /** The gate of the app's requests. */
   readonly #admission: Admission;
+  /** Who signs since when, and what peers may ship (see proof.ts). */
+  readonly #provenance: Provenance;
 
   constructor(options: NodeOptions) {
     if (!NODE_ID_PATTERN.test(options.id))
       throw new InvalidArgumentError(`node id ${JSON.stringify(options.id)} is not [A-Za-z0-9_-]{1,64}`);
+    if (options.signing !== undefined && !signsVersions(options.id)) {
+      throw new InvalidArgumentError(`node id ${options.id} does not derive from a key, so it cannot sign versions`);
+    }
     this.id = options.id;
+    this.#provenance = new Provenance(options.proofs ?? new WebCryptoProofs());
     this.domain = options.domain;
     this.#options = options;
     this.#n = positiveInteger(options.n ?? 3, 'n');
@@ -385,6 +402,7 @@ export class DynamoNode {
       readLocal: (key) => this.#replica.readLocal(key),
       readWhole: (key) => this.#replica.readWhole(key),
       now: () => options.clock.now(),
+      ...(options.signing !== undefined ? { signing: options.signing } : {}),
       // The most recent few, never this node: a put whose context names an unknown version asks each.
       formerOwners: (partition) =>
         this.#history
@@ -735,6 +753,7 @@ export class DynamoNode {
   setMembers(members: readonly Member[]): void {
     const self = this.#ring.members.find((m) => m.id === this.id) ?? { id: this.id, domain: this.domain };
     const view = members.some((m) => m.id === this.id) ? members : [...members, self];
+    this.#provenance.learn(members);
     // Only rings that placed partitions differently: a member turning suspect and back changes the view, not them.
     const changed = !sameMembers(this.#ring.members, view);
     if (changed) this.#history.replaced(this.#ring, this.#options.clock.now());
@@ -796,15 +815,52 @@ export class DynamoNode {
       if (this.#loaded && this.#viewed) this.#rebalancer.kick();
     }
     if (isReply(message)) {
-      // Half of all frames are replies, which settle their request at once: no promise of #dispatch for them.
-      try {
-        if (!this.#peers.settle(message)) this.#logger.debug({ from, type: message.type }, 'late reply');
-      } catch (error) {
-        this.#logger.error({ from, type: message.type, error: errorText(error) }, 'request failed');
+      if (
+        (message.type === 'read-reply' && this.#provenance.needsCheck(message.versions, from)) ||
+        (message.type === 'sync-keys-reply' &&
+          message.entries.some((e) => this.#provenance.needsCheck(e.versions, from)))
+      ) {
+        void this.#settleChecked(message);
+        return;
       }
+      // Half of all frames are replies, which settle their request at once: no promise of #dispatch for them.
+      this.#settle(message);
       return;
     }
     void this.#serveRequest(message);
+  }
+
+  #settle(message: Reply): void {
+    try {
+      if (!this.#peers.settle(message)) this.#logger.debug({ from: message.from, type: message.type }, 'late reply');
+    } catch (error) {
+      this.#logger.error({ from: message.from, type: message.type, error: errorText(error) }, 'request failed');
+    }
+  }
+
+  /** Settles a reply that carries versions of other signing nodes once they are checked (see proof.ts). */
+  async #settleChecked(message: ReadReplyMessage | SyncKeysReplyMessage): Promise<void> {
+    try {
+      // A read reply's versions are signed over the key asked, which only the request knows.
+      const key = message.type === 'read-reply' ? this.#peers.keyOf(message.requestId) : undefined;
+      this.#settle(await this.#proven(message, key));
+    } catch (error) {
+      this.#logger.error({ from: message.from, type: message.type, error: errorText(error) }, 'request failed');
+    }
+  }
+
+  /** `message` without the versions its sender may not ship, counted and logged (see provenance.ts). */
+  async #proven<M extends CarryingMessage>(message: M, key?: Uint8Array): Promise<M> {
+    const checked = await this.#provenance.check(message, key);
+    if (checked.dropped > 0) {
+      this.#metrics.count('unprovenVersions', checked.dropped);
+      const dot = checked.first?.dot;
+      this.#logger.warn(
+        { from: message.from, type: message.type, dropped: checked.dropped, dot: dot && `${dot.node}:${dot.counter}` },
+        'dropped versions of other nodes that the sender cannot prove they wrote',
+      );
+    }
+    return checked.message;
   }
 
   /**
@@ -866,7 +922,10 @@ export class DynamoNode {
         return;
       case 'replicate':
         try {
-          await this.#replica.replicate(message);
+          const proven = this.#provenance.needsCheck(message.versions, message.from)
+            ? await this.#proven(message)
+            : message;
+          await this.#replica.replicate(proven);
           this.#peers.reply(message.from, message.requestId, { type: 'replicate-ack' });
         } catch (error) {
           this.#replyError(message.from, message.requestId, error);
@@ -906,7 +965,11 @@ export class DynamoNode {
       case 'sync-keys':
         return this.#serve(message, () => this.#sync.serveKeys(message));
       case 'sync-push':
-        return this.#serve(message, () => this.#sync.servePush(message));
+        return this.#serve(message, () =>
+          message.entries.some((e) => this.#provenance.needsCheck(e.versions, message.from))
+            ? this.#proven(message).then((proven) => this.#sync.servePush(proven))
+            : this.#sync.servePush(message),
+        );
       case 'sync-drop':
         return this.#serve(message, () => this.#sync.serveDrop(message));
     }

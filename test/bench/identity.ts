@@ -6,9 +6,14 @@
  * - check a join at the server: `NodeKeys.admit` of a join under an id derived from a key (signature, SHA-256 of the
  *   key, the id compared), on every join (signaling/node-keys.ts);
  * - check a peer's description: SHA-256 of the peer's key, its import and an Ed25519 verification, on every offer and
- *   answer (client/peer-auth.ts, `refusalOf`), so once or twice per connection.
+ *   answer (client/peer-auth.ts, `refusalOf`), so once or twice per connection;
+ * - sign a version: an Ed25519 signature of a version's payload (the key, dot, context and value of a 100-byte
+ *   value, about 160 bytes), by a put's coordinator on every put (worker/versions/proof.ts, `signVersion`);
+ * - check a version: SHA-256 of its writer's key and an Ed25519 verification with the key imported once (as
+ *   `WebCryptoProofs` keeps it), for every version a node receives from someone other than its writer: in a get, each
+ *   replica's answer holding versions the replica did not write.
  *
- * A put and a get carry no identity work: their latency, measured in the same run, is with all of this on.
+ * A put's and a get's latency, measured in the same run, is with all of this on.
  */
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import type { BrowserContext } from 'playwright-core';
@@ -22,6 +27,8 @@ export interface IdentityCost {
   readonly signJoin: Summary;
   readonly checkJoin: Summary;
   readonly checkPeer: Summary;
+  readonly signVersion: Summary;
+  readonly checkVersion: Summary;
 }
 
 /** Measures each cost `samples` times after `warmup` untimed ones; the page is closed afterwards. */
@@ -38,6 +45,8 @@ export async function measureIdentity(
       signJoin: summarize(browser.sign, 0),
       checkJoin: summarize(serverCosts(samples, warmup), 0),
       checkPeer: summarize(browser.check, 0),
+      signVersion: summarize(browser.signVersion, 0),
+      checkVersion: summarize(browser.checkVersion, 0),
     };
   } finally {
     await page.close();
@@ -67,6 +76,8 @@ function serverCosts(samples: number, warmup: number): number[] {
 async function browserCosts({ samples, warmup }: { samples: number; warmup: number }): Promise<{
   sign: number[];
   check: number[];
+  signVersion: number[];
+  checkVersion: number[];
 }> {
   const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
   const raw = await crypto.subtle.exportKey('raw', pair.publicKey);
@@ -87,7 +98,24 @@ async function browserCosts({ samples, warmup }: { samples: number; warmup: numb
     if (!valid) throw new Error('a valid signature did not verify');
     if (i >= warmup) checked.push(performance.now() - start);
   }
-  return { sign: signed, check: checked };
+  // A version's payload as proof.ts encodes it for a 100-byte value: its size is what matters to Ed25519.
+  const payload = new Uint8Array(160).map((_, i) => i);
+  const versionKey = await crypto.subtle.importKey('raw', raw, { name: 'Ed25519' }, false, ['verify']);
+  const versionSigned: number[] = [];
+  const versionChecked: number[] = [];
+  for (let i = 0; i < warmup + samples; i++) {
+    const start = performance.now();
+    signature = await crypto.subtle.sign({ name: 'Ed25519' }, pair.privateKey, payload);
+    if (i >= warmup) versionSigned.push(performance.now() - start);
+  }
+  for (let i = 0; i < warmup + samples; i++) {
+    const start = performance.now();
+    await crypto.subtle.digest('SHA-256', raw);
+    const valid = await crypto.subtle.verify({ name: 'Ed25519' }, versionKey, signature, payload);
+    if (!valid) throw new Error('a valid version signature did not verify');
+    if (i >= warmup) versionChecked.push(performance.now() - start);
+  }
+  return { sign: signed, check: checked, signVersion: versionSigned, checkVersion: versionChecked };
 }
 
 /** Prints the costs as a table on stdout. */
@@ -96,8 +124,10 @@ export function reportIdentity(cost: IdentityCost): void {
     ['sign a join (Ed25519, in the page)', cost.signJoin, 'every join of a node'],
     ['check a join at the server (NodeKeys.admit)', cost.checkJoin, 'every join'],
     ['check a peer’s description (SHA-256, import, verify)', cost.checkPeer, 'every offer and answer'],
+    ['sign a version (Ed25519, in the worker)', cost.signVersion, 'every put, at its coordinator'],
+    ['check a version (SHA-256, verify)', cost.checkVersion, 'every version received from another than its writer'],
   ];
-  console.log('\nIdentity checks (issue 10), ms per operation; a put or get does none');
+  console.log('\nIdentity checks (issue 10), ms per operation');
   const width = Math.max(...rows.map((r) => r[0].length));
   console.log(`${'check'.padEnd(width)}    p50     p99  when`);
   for (const [name, s, when] of rows) {

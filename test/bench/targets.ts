@@ -30,8 +30,9 @@
  *   transaction, in the first tab); `--count` puts issued at once from the first tab; the same with `--limit`
  *   outstanding; `--count` from every tab at once. Each read back. Targets: all acknowledged, ≥ 6,000 puts/s,
  *   ≥ 0.35× the floor.
- * - identity (identity.ts), with latency: what issue 10's identity checks cost per join and per peer connection,
- *   printed for scale (no target); a put or get does none of them.
+ * - identity (identity.ts), with latency: what issue 10's identity checks cost per join, per peer connection, per
+ *   put (its coordinator signs the version) and per version received from another than its writer, printed for scale
+ *   (no target); the put and get latencies above are with them on.
  * - memory: the used JS heap, after a garbage collection, of the first tab's page and of its node worker, as soon as
  *   the first burst's puts have all settled (before they are read back); before the burst and a second after it too,
  *   for scale. Targets: page ≤ 3 MiB, node worker ≤ 5 MiB.

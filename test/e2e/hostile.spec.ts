@@ -318,7 +318,7 @@ test('another value a member ships under an honest dot through replicate changes
   }
 });
 
-test('a value a member plants under another tab’s next dot gives way to that tab’s own write of the dot', async ({
+test('a value a member plants under another tab’s next dot is dropped, as the tab never signed it, and the tab’s own write of the dot goes everywhere', async ({
   context,
   server,
 }) => {
@@ -359,7 +359,10 @@ test('a value a member plants under another tab’s next dot gives way to that t
   const message = { type: 'replicate', from: rogue.id, requestId, key: keyBytes[0]!, versions: [planted] } as const;
   await rogue.send(frame({ ...message, hintFor: null, durable: false, fresh: null }));
   await repliesBetween(rogue, requestId, requestId);
-  expect(await writerDots()).toEqual([`${issued}=first`, `${issued + 1}=evil`]);
+  // The writer's id derives from its key, and it signs every version it writes: the victim takes none of the
+  // writer's versions from anyone else without the writer's proof.
+  expect(await writerDots()).toEqual([`${issued}=first`]);
+  expect((await victim.call((store) => store.metrics(), null)).node.unprovenVersions).toBe(1);
 
   await put('real');
   expect(await writerDots()).toEqual([`${issued}=first`, `${issued + 1}=real`]);

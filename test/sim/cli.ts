@@ -27,7 +27,7 @@ async function main(): Promise<number> {
         '                      [--clients C] [--keys K] [--n N] [--request-timeout MS] [--hint-interval MS]\n' +
         '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX]\n' +
         '                      [--partitions Q] [--anti-entropy-interval MS] [--tombstone-grace MS]\n' +
-        '                      [--anti-entropy-only | --final-read]\n',
+        '                      [--anti-entropy-only | --final-read] [--signed]\n',
     );
     return 2;
   }

@@ -18,6 +18,7 @@ import { MemoryStorage } from '../../worker/storage/memory.ts';
 import type { Storage } from '../../worker/storage/storage.ts';
 import type { Network } from './network.ts';
 import type { Rng } from './random.ts';
+import { type SimKey, SimProofs, simKey } from './keys.ts';
 import type { Owner, Scheduler, SimEvent } from './scheduler.ts';
 import type { Witness } from './witness.ts';
 
@@ -82,6 +83,11 @@ export interface ClusterOptions {
   readonly failureDetection?: number;
   /** Watches every node's storage (dots drawn, versions stored) when given. */
   readonly witness?: Witness;
+  /**
+   * Gives every node an Ed25519 key (keys.ts) and the id derived from it, so that it signs its versions and its
+   * peers check who may ship them (versions/proof.ts), as tabs do. @default false: plain ids, nothing signed
+   */
+  readonly keys?: boolean;
 }
 
 /** Sums of numeric metrics over every incarnation that ever ran. */
@@ -99,6 +105,10 @@ export class Cluster {
   readonly #idWidth: number;
   /** The view's members, in the order they joined. */
   #view: Member[] = [];
+  /** Each signing node's key, by id (see {@link ClusterOptions.keys}). */
+  readonly #keys = new Map<string, SimKey>();
+  readonly #keyRng: Rng;
+  readonly #proofs = new SimProofs();
   #epoch = 0;
   #ring: Ring;
   /** Per node, the virtual time of the last view push scheduled to it, so that pushes arrive in order. */
@@ -109,10 +119,11 @@ export class Cluster {
   constructor(options: ClusterOptions) {
     this.#options = options;
     this.#viewRng = options.rng.fork('views');
+    this.#keyRng = options.rng.fork('keys');
     this.#idWidth = String(options.size - 1).length;
     for (let i = 0; i < options.size; i++) {
       const slot = this.#newSlot();
-      this.#view.push({ id: slot.id, domain: slot.domain });
+      this.#view.push(this.#member(slot));
       slot.inView = true;
     }
     this.#epoch = 1;
@@ -377,6 +388,11 @@ export class Cluster {
   }
 
   #freeId(index: number): string {
+    if (this.#options.keys === true) {
+      const key = simKey(this.#keyRng);
+      this.#keys.set(key.id, key);
+      return key.id;
+    }
     for (let i = index; ; i++) {
       const id = `n${String(i).padStart(this.#idWidth, '0')}`;
       if (!this.#slots.has(id)) return id;
@@ -385,8 +401,18 @@ export class Cluster {
 
   #setMember(slot: SimNode, member: boolean): void {
     slot.inView = member;
-    if (member) this.#view.push({ id: slot.id, domain: slot.domain });
+    if (member) this.#view.push(this.#member(slot));
     else this.#view = this.#view.filter((m) => m.id !== slot.id);
+  }
+
+  /**
+   * The view's entry of `slot`. A signing node's first signed counter is its first one: it never wrote unsigned (a
+   * tab draws one counter for it at its first start, with the same effect).
+   */
+  #member(slot: SimNode): Member {
+    return this.#keys.has(slot.id)
+      ? { id: slot.id, domain: slot.domain, signedFrom: 1 }
+      : { id: slot.id, domain: slot.domain };
   }
 
   #cancelRemoval(id: string): void {
@@ -441,7 +467,10 @@ export class Cluster {
       clock: scheduler.clock,
       timers: scheduler.timersFor(owner),
       random: rng.fork(`${slot.id}#${slot.incarnations}`).asRandom(),
+      proofs: this.#proofs,
     };
+    const key = this.#keys.get(slot.id);
+    if (key !== undefined) Object.assign(options, { signing: key.signing });
     if (this.#options.logger !== undefined) Object.assign(options, { logger: this.#options.logger });
     const node = new DynamoNode(options);
     // A tab that connects receives the current view with its join acknowledgement.

@@ -11,6 +11,7 @@ export type CliOptions = Pick<
   SimulationOptions,
   | 'seed'
   | 'nodes'
+  | 'signed'
   | 'ops'
   | 'faults'
   | 'workloads'
@@ -70,6 +71,7 @@ export const SIM_FLAGS = {
   churn: { type: 'boolean' },
   'anti-entropy-only': { type: 'boolean' },
   'final-read': { type: 'boolean' },
+  signed: { type: 'boolean' },
 } as const;
 
 /**
@@ -137,6 +139,7 @@ export function readSimFlags(values: Record<string, unknown>): Partial<CliOption
     throw new Error('--anti-entropy-only and --final-read exclude each other');
   if (values['anti-entropy-only'] === true) out.convergence = 'anti-entropy';
   if (values['final-read'] === true) out.convergence = 'read';
+  if (values.signed === true) out.signed = true;
   return out as Partial<CliOptions>;
 }
 
@@ -175,5 +178,6 @@ export function reproduceCommand(options: CliOptions): string {
   if (options.tombstoneGrace !== undefined) parts.push(`--tombstone-grace ${options.tombstoneGrace}`);
   if (options.convergence === 'anti-entropy') parts.push('--anti-entropy-only');
   if (options.convergence === 'read') parts.push('--final-read');
+  if (options.signed === true) parts.push('--signed');
   return parts.join(' ');
 }

@@ -23,6 +23,7 @@ export function summary(result: SimulationResult): Record<string, unknown> {
       'antiEntropyRounds',
       'keysRepaired',
       'tombstonesCollected',
+      'unauthorizedMessages',
     ]),
     ...(Object.keys(findings).length > 0 ? { details: findings } : {}),
   };

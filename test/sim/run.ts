@@ -37,6 +37,8 @@ export interface SimulationOptions {
   readonly seed: number;
   /** Nodes in the cluster. @default 5 */
   readonly nodes?: number;
+  /** Nodes with keys and ids derived from them, that sign their versions (cluster.ts, `keys`). @default false */
+  readonly signed?: boolean;
   /** Client node calls (gets, puts, deletes) to make. @default 2000 */
   readonly ops?: number;
   /** Faults to inject while the clients run. @default none */
@@ -262,6 +264,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     rng: rng.fork('nodes'),
     size: nodes,
     witness,
+    ...(options.signed === true ? { keys: true } : {}),
     ...(options.viewDelay !== undefined ? { viewDelay: options.viewDelay } : {}),
     ...(options.failureDetection !== undefined ? { failureDetection: options.failureDetection } : {}),
     node: {
@@ -427,10 +430,16 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     ...scheduler.errors.slice(0, SHOWN).map((e) => `thrown from an event: ${errorText(e)}`),
     ...rejections.slice(0, SHOWN).map((e) => `unhandled rejection: ${errorText(e)}`),
     ...(metrics.malformedFrames ? [`${metrics.malformedFrames} malformed frames`] : []),
+    // Honest nodes ship only versions they can prove (proof.ts): one dropped is a bug of the signing path.
+    ...(metrics.unprovenVersions ? [`${metrics.unprovenVersions} versions dropped as unproven`] : []),
   ];
   const refusedFails = availabilityRequired ? workload.refusalCount : 0;
   const bugCount =
-    workload.unexpectedCount + scheduler.errors.length + rejections.length + (metrics.malformedFrames ?? 0);
+    workload.unexpectedCount +
+    scheduler.errors.length +
+    rejections.length +
+    (metrics.malformedFrames ?? 0) +
+    (metrics.unprovenVersions ?? 0);
   await cluster.close();
   const wallMs = performance.now() - wallStart;
   const result: SimulationResult = {

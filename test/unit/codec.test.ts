@@ -37,7 +37,16 @@ const clockArb: fc.Arbitrary<VClock> = fc
   .uniqueArray(entryArb, { selector: (e) => e.node, maxLength: MAX_CLOCK_ENTRIES })
   .map((entries) => entries.sort(byNode));
 const valueArb = fc.option(fc.uint8Array({ maxLength: 48 }), { nil: null });
-const versionArb: fc.Arbitrary<Version> = fc.record({ dot: entryArb, context: clockArb, value: valueArb });
+// Signed or not (a proof is a public key and a signature, 96 bytes).
+const versionArb: fc.Arbitrary<Version> = fc.record(
+  {
+    dot: entryArb,
+    context: clockArb,
+    value: valueArb,
+    proof: fc.uint8Array({ minLength: 96, maxLength: 96 }),
+  },
+  { requiredKeys: ['dot', 'context', 'value'] },
+);
 const versionsArb = fc.uniqueArray(versionArb, { selector: (v) => `${v.dot.node}:${v.dot.counter}`, maxLength: 5 });
 const keyArb = fc.uint8Array({ minLength: 1, maxLength: 48 });
 const requestIdArb = fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
@@ -578,6 +587,15 @@ describe('decodeMessage rejects', () => {
 
   it('the map key __proto__', () => {
     assertMalformed(bytes(0x81, 0xa9, ...new TextEncoder().encode('__proto__'), 0x01), /^frame: not valid MessagePack/);
+  });
+
+  it('a version whose proof is not 96 bytes, on either path of the decoder', () => {
+    const signed = { ...samples.replicate.versions[0]!, proof: new Uint8Array(96) };
+    const frame = encodeMessage({ ...samples.replicate, versions: [signed] });
+    const tree = msgpackDecode(frame) as { versions: { proof: Uint8Array }[] };
+    tree.versions[0]!.proof = new Uint8Array(95);
+    assertMalformed(msgpackEncode(tree), /replicate\.versions\[0\]\.proof: expected 96 bytes/);
+    assertMalformed(msgpackEncode(reversed(tree)), /replicate\.versions\[0\]\.proof: expected 96 bytes/);
   });
 
   it('a frame that is not a map', () => {

@@ -80,7 +80,17 @@ describe('keyDigest', () => {
     );
   });
 
-  it('depends on the dots alone, not on values, contexts or timestamps', () => {
+  it('depends on the signature of a signed version, which covers its value, and on whether it has one', () => {
+    const key = encode('k');
+    const proof = (fill: number) => new Uint8Array(96).fill(7, 0, 32).fill(fill, 32);
+    const plain = keyDigest(key, [version('a', 1)]);
+    const signed = keyDigest(key, [{ ...version('a', 1), proof: proof(1) }]);
+    assert.notDeepEqual(signed, plain);
+    assert.notDeepEqual(keyDigest(key, [{ ...version('a', 1), proof: proof(2) }]), signed);
+    assert.deepEqual(keyDigest(key, [{ ...version('a', 1, encode('other')), proof: proof(1) }]), signed);
+  });
+
+  it('depends on the dots alone, not on values, contexts or timestamps, for unsigned versions', () => {
     const key = encode('k');
     const a = [version('a', 1), version('b', 2)];
     const b = [

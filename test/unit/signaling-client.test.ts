@@ -134,6 +134,16 @@ describe('signalling client: protocol versions', () => {
     assert.equal(server.joins[0]?.protocol, PROTOCOL_VERSION);
   });
 
+  it('joins with the first counter its node signs, when it signs, and without one when not', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const signing = await connect(server.url, { signedFrom: 1025 });
+    t.after(() => signing.close());
+    const plain = await connect(server.url);
+    t.after(() => plain.close());
+    assert.equal(server.joins[0]?.signedFrom, 1025);
+    assert.equal(server.joins[1] !== undefined && 'signedFrom' in server.joins[1], false);
+  });
+
   it('fails to open with ERR_VERSION_MISMATCH when the server runs another release', async (t) => {
     const server = await scriptedServer(t, () => ({
       ok: false,

@@ -40,6 +40,17 @@ describe('membership views', () => {
     assert.equal(view.cluster, 'main');
   });
 
+  it('puts the first counter a member signs in its view entry, as its latest join told', () => {
+    const { membership } = setup();
+    membership.join('c-a', { cluster: 'main', nodeId: 'a', domain: 'd-a', signedFrom: 1025 });
+    membership.join('c-b', { cluster: 'main', nodeId: 'b', domain: 'd-b' });
+    const outcome = membership.join('c-a2', { cluster: 'main', nodeId: 'a', domain: 'd-a', signedFrom: 3 });
+    assert.ok(outcome.ok);
+    const members = outcome.view.members;
+    assert.equal(members.find((m) => m.id === 'a')!.signedFrom, 3);
+    assert.equal('signedFrom' in members.find((m) => m.id === 'b')!, false);
+  });
+
   it('reports the new view as changed on every join and keeps members sorted by id', () => {
     const { join } = setup();
     join('b');

@@ -54,6 +54,10 @@ describe('payload validation', () => {
       { ...good, protocol: 0 },
       { ...good, protocol: 1.5 },
       { ...good, protocol: '1' },
+      { ...good, signedFrom: 0 },
+      { ...good, signedFrom: 2.5 },
+      { ...good, signedFrom: 2 ** 48 + 1 },
+      { ...good, signedFrom: '1' },
       { ...good, admin: true },
     ]) {
       assert.equal(code(validateJoin(bad)), 'ERR_INVALID_ARGUMENT', JSON.stringify(bad));
@@ -203,6 +207,7 @@ describe('view validation (client side)', () => {
     assert.deepEqual(validateView(good), { ok: true, value: good });
     assert.ok(validateView({ cluster: 'c', epoch: 0, members: [] }).ok);
     assert.ok(validateView({ ...good, members: [{ ...member, placement: '' }] }).ok);
+    assert.ok(validateView({ ...good, members: [{ ...member, signedFrom: 1025 }] }).ok);
   });
 
   it('refuses a view with a missing, mistyped, out-of-range or extra field anywhere', () => {
@@ -225,6 +230,8 @@ describe('view validation (client side)', () => {
       { ...good, members: [{ ...member, joinedAt: Number.NaN }] },
       { ...good, members: [{ ...member, joinedAt: '1' }] },
       { ...good, members: [{ ...member, role: 'admin' }] },
+      { ...good, members: [{ ...member, signedFrom: 0 }] },
+      { ...good, members: [{ ...member, signedFrom: 'all' }] },
       { ...good, members: [{ id: 'n1', domain: 'd', placement: '', state: 'alive' }] },
     ]) {
       assert.equal(code(validateView(bad)), 'ERR_INVALID_ARGUMENT', JSON.stringify(bad)?.slice(0, 200));

@@ -88,6 +88,31 @@ const historyArb = (
   fc.array(stepArb(replicas), steps).map((list) => play(replicas, list));
 
 describe('resolve', () => {
+  it('takes a signed version in place of an unsigned one under its dot, never the other way', () => {
+    const plain = write('x', 1, EMPTY_CLOCK);
+    const signed = { ...write('x', 1, EMPTY_CLOCK, 'signed'), proof: new Uint8Array(96).fill(1) };
+    const taken = resolve([plain], [signed]);
+    assert.equal(taken.changed, true);
+    assert.equal(taken.siblings[0], signed);
+    const kept = resolve([signed], [plain]);
+    assert.equal(kept.changed, false);
+    assert.equal(kept.siblings[0], signed);
+  });
+
+  it('keeps the lower proof of two signed versions under one dot, whichever came first', () => {
+    const low = { ...write('x', 1, EMPTY_CLOCK, 'one'), proof: new Uint8Array(96).fill(1) };
+    const high = { ...write('x', 1, EMPTY_CLOCK, 'two'), proof: new Uint8Array(96).fill(2) };
+    assert.equal(resolve([high], [low]).siblings[0], low);
+    assert.equal(resolve([low], [high]).siblings[0], low);
+    assert.equal(resolve([low], [high]).changed, false);
+  });
+
+  it('keeps the stored one of two unsigned versions under one dot', () => {
+    const stored = write('x', 1, EMPTY_CLOCK, 'one');
+    const other = write('x', 1, EMPTY_CLOCK, 'two');
+    assert.deepEqual(resolve([stored], [other]), { siblings: [stored], changed: false });
+  });
+
   it('drops an incoming version that is already stored', () => {
     const a = write('x', 1, EMPTY_CLOCK);
     const { siblings, changed } = resolve([a], [a]);

@@ -14,6 +14,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { TREE_DEPTH, TREE_FANOUT, TREE_HASH_BYTES, TREE_LEAVES } from '../wire/protocol.ts';
 import { MAX_PARTITIONS } from '../ring/ring.ts';
 import { bigEndian, md5Words } from '../ring/md5.ts';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../versions/proof.ts';
 import type { Version } from '../versions/version.ts';
 
 // Bits of a ring position that name a leaf inside its partition.
@@ -57,7 +58,7 @@ function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
   // Stored sibling sets come sorted by dot already (see `resolve`): a copy to sort only when one does not.
   const sorted = inDotOrder(versions) ? versions : versions.slice().sort(byDot);
   let size = 8 + key.length;
-  for (const v of sorted) size += 12 + 3 * v.dot.node.length;
+  for (const v of sorted) size += 13 + 3 * v.dot.node.length + (v.proof === undefined ? 0 : SIGNATURE_BYTES);
   if (size > scratch.length) {
     scratch = new Uint8Array(Math.max(size, 2 * scratch.length));
     scratchView = new DataView(scratch.buffer);
@@ -90,6 +91,16 @@ function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
     view.setUint32(at, Math.floor(counter / 0x100000000));
     view.setUint32(at + 4, counter >>> 0);
     at += 8;
+    // A signed version's signature, which covers its value: two replicas holding different values under one dot
+    // (its writer signed both) differ, and anti-entropy brings them to one (see `resolve`).
+    const proof = v.proof;
+    if (proof === undefined) {
+      buf[at++] = 0;
+    } else {
+      buf[at++] = 1;
+      buf.set(proof.subarray(PUBLIC_KEY_BYTES), at);
+      at += SIGNATURE_BYTES;
+    }
   }
   const d = md5Words(buf, at);
   digestHi = bigEndian(d[0]!) | 0;
@@ -98,9 +109,10 @@ function computeDigest(key: Uint8Array, versions: readonly Version[]): void {
 
 /**
  * The digest of one key as it is stored: the first 8 bytes of md5 over the key's bytes and its versions' dots
- * (node id as UTF-8, counter), sorted by node then counter, each part length-prefixed. Only dots count: a dot names
- * one write, and with it the version's value, context and tombstone-ness, so equal dot sets are equal replicas.
- * Sibling order does not matter.
+ * (node id as UTF-8, counter), sorted by node then counter, each part length-prefixed, and each signed version's
+ * signature. A dot names one write, and with it the version's value, context and tombstone-ness, so equal dot sets
+ * are equal replicas; the signature counts too because it covers the value, so that a node that signed two values
+ * under one dot, or a copy still without its proof, shows. Sibling order does not matter.
  * @returns The digest's high and low 32 bits, as the signed 32-bit integers that `^` works on; `[0, 0]` for an
  * empty version list, which means the key is absent and contributes nothing to a tree.
  */

@@ -19,10 +19,17 @@ import type { Holding } from '../membership/holders.ts';
 import type { Peers, Reply } from '../transport/peers.ts';
 import type { KeyBounds, WireReceipt } from '../wire/protocol.ts';
 import type { Ring } from '../ring/ring.ts';
-import type { LocalWriteResult, Storage } from '../storage/storage.ts';
+import {
+  CounterTakenError,
+  type LocalWrite,
+  type LocalWriteOptions,
+  type LocalWriteResult,
+  type Storage,
+} from '../storage/storage.ts';
+import { type Signing, signVersion } from '../versions/proof.ts';
 import type { DotHorizon } from '../versions/horizon.ts';
 import type { VClock } from '../versions/vclock.ts';
-import { type Version, clockOf, sameSiblings } from '../versions/version.ts';
+import { type Version, clockOf, createVersion, sameSiblings } from '../versions/version.ts';
 import { Read, Replication } from './rounds.ts';
 import type { Metrics } from '../metrics.ts';
 import { carryingTimeout } from '../wire/fit.ts';
@@ -66,6 +73,8 @@ export interface CoordinatorDeps {
   readWhole(key: Uint8Array): Promise<Version[]>;
   /** The current wall-clock time. */
   now(): number;
+  /** This node's key, when it signs the versions it writes (proof.ts); absent, they go unsigned. */
+  readonly signing?: Signing;
   /** Members that owned `partition` moments ago and no longer do (see ContextCheckDeps.formerOwners). */
   formerOwners(partition: number): readonly string[];
   /** Whether `node` was a member of a ring this node had moments ago (see ContextCheckDeps.wasMember). */
@@ -284,21 +293,19 @@ export class Coordinator {
     plan: Plan,
     onComputed: (early: LocalWriteResult) => void,
   ): Promise<LocalWriteResult> {
-    const { self, storage, metrics } = this.#deps;
+    const { self, storage, metrics, signing } = this.#deps;
+    const write: LocalWrite = {
+      node: self,
+      timestamp: this.#deps.now(),
+      context: request.context,
+      value: request.value,
+      ifMatch: request.ifMatch,
+      bounds: this.#deps.bounds,
+    };
+    const options = { durability: request.durable ? 'strict' : 'relaxed', onComputed } as const;
     try {
-      return await storage.write(
-        request.key,
-        plan.partition,
-        {
-          node: self,
-          timestamp: this.#deps.now(),
-          context: request.context,
-          value: request.value,
-          ifMatch: request.ifMatch,
-          bounds: this.#deps.bounds,
-        },
-        { durability: request.durable ? 'strict' : 'relaxed', onComputed },
-      );
+      if (signing === undefined) return await storage.write(request.key, plan.partition, write, options);
+      return await this.#writeSigned(request.key, plan.partition, write, options, signing);
     } catch (error) {
       if (hasErrorCode(error, 'ERR_TOO_MANY_SIBLINGS') || hasErrorCode(error, 'ERR_TOO_LARGE')) {
         metrics.count('putsOverBounds');
@@ -306,6 +313,32 @@ export class Coordinator {
         metrics.count('contextsRefused');
       }
       throw error;
+    }
+  }
+
+  /**
+   * The local write of a node that signs: the counter drawn first, so that the version can be signed before its
+   * transaction (which cannot wait for WebCrypto), and drawn again above a counter the key already names.
+   */
+  async #writeSigned(
+    key: Uint8Array,
+    partition: number,
+    write: LocalWrite,
+    options: LocalWriteOptions,
+    signing: Signing,
+  ): Promise<LocalWriteResult> {
+    const { storage } = this.#deps;
+    let above = 0;
+    for (;;) {
+      const counter = await storage.drawCounter(above);
+      const made = createVersion(write.node, counter, write.timestamp, write.context, write.value);
+      const { proof } = await signVersion(key, made, signing);
+      try {
+        return await storage.write(key, partition, { ...write, counter, proof }, options);
+      } catch (error) {
+        if (!(error instanceof CounterTakenError)) throw error;
+        above = error.highest;
+      }
     }
   }
 

@@ -24,6 +24,11 @@ export interface Member {
    * without a secret, the tokens come from the id alone.
    */
   readonly placement?: string;
+  /**
+   * The first dot counter the node signed (proof.ts), as it told the server in its join; absent for a node that
+   * does not sign. Versions of the node below it were written before it signed, and go unsigned.
+   */
+  readonly signedFrom?: number;
 }
 
 /** The most characters a {@link Member.placement} may have. */

@@ -47,6 +47,10 @@ export class ForwardingStorage implements Storage {
     return this.inner.write(key, partition, write, options);
   }
 
+  drawCounter(above?: number): Promise<number> {
+    return this.inner.drawCounter(above);
+  }
+
   scanPartition(partition: number, options?: { after?: Uint8Array; limit?: number }): Promise<StoredKey[]> {
     return this.inner.scanPartition(partition, options);
   }

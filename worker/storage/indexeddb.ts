@@ -37,7 +37,8 @@ import {
   checkOwnEntry,
   issuedCounter,
   keyId,
-  nextCounter,
+  drawnCounter,
+  writeCounter,
   ownBytes,
   recount,
   removal,
@@ -59,6 +60,7 @@ import type {
   StoredKey,
   WriteOptions,
 } from './storage.ts';
+import { CounterTakenError } from './storage.ts';
 
 /** Bytes that own their buffer: what IndexedDB takes as a binary key. */
 type Bytes = Uint8Array<ArrayBuffer>;
@@ -150,11 +152,12 @@ const MAX_COUNT = 2 ** 32 - 1;
  * the caller may change its arrays in between, and structured clone of a view would store its whole buffer.
  */
 function plainVersion(v: Version): Version {
-  return {
+  const plain = {
     dot: { node: v.dot.node, counter: v.dot.counter, timestamp: v.dot.timestamp },
     context: plainClock(v.context),
     value: v.value === null ? null : ownBytes(v.value),
   };
+  return v.proof === undefined ? plain : { ...plain, proof: ownBytes(v.proof) };
 }
 
 /** The record of a logged key, decoded (so its arrays and bytes are fresh); undefined when it was removed. */
@@ -461,7 +464,8 @@ function abort(tx: IDBTransaction): void {
 }
 
 function failure(error: unknown, what: string): Error {
-  if (error instanceof DynameshError) return error;
+  // A refusal the caller acts on (see LocalWrite.counter), not a failure of IndexedDB.
+  if (error instanceof DynameshError || error instanceof CounterTakenError) return error;
   const e = error as { name?: unknown; message?: unknown } | null;
   const detail = typeof e?.message === 'string' ? `${String(e.name)}: ${e.message}` : String(error);
   return new StorageError(`IndexedDB ${what} failed (${detail})`, { cause: error });
@@ -1020,7 +1024,8 @@ export class IndexedDbStorage implements Storage {
     const id = ownBytes(key);
     const context = plainClock(write.context);
     const value = write.value === null ? null : ownBytes(write.value);
-    const { node, timestamp, ifMatch, bounds } = write;
+    const { node, timestamp, ifMatch, bounds, counter: drawn } = write;
+    const proof = write.proof === undefined ? undefined : ownBytes(write.proof);
     const onComputed = options?.onComputed;
     return this.#update('write', KEY_STORES, options?.durability, { keys: [id] }, (view) => {
       const old = view.key(id)?.siblings;
@@ -1032,8 +1037,9 @@ export class IndexedDbStorage implements Storage {
       // Counters are issued in memory below the durable reservation; after a restart, from the reservation up.
       const issued = this.#issued >= 0 ? this.#issued : state.counter;
       checkOwnEntry(context, node, issuedCounter(issued, node, stored));
-      const counter = nextCounter(issued, node, stored);
-      const version = createVersion(node, counter, timestamp, context, value);
+      const counter = writeCounter(issued, node, stored, drawn);
+      const made = createVersion(node, counter, timestamp, context, value);
+      const version = proof === undefined ? made : { ...made, proof };
       const { siblings } = resolve(stored, [version]);
       checkBounds(id, stored, siblings, bounds);
       view.setKey(id, { key: id, partition, siblings });
@@ -1048,6 +1054,25 @@ export class IndexedDbStorage implements Storage {
       }
       return result;
     });
+  }
+
+  async drawCounter(above = 0): Promise<number> {
+    if (this.#issued < 0) {
+      // Counters are issued from the durable reservation up after a restart, as a write would.
+      const reserved = this.#state?.counter ?? (await this.#committedState()).counter;
+      if (this.#issued < 0) this.#issued = reserved;
+    }
+    this.#issued = drawnCounter(this.#issued, '', above);
+    return this.#issued;
+  }
+
+  /** The engine's own record as committed. */
+  async #committedState(): Promise<MetaRecord> {
+    try {
+      return await readState(this.#open().transaction('meta').store);
+    } catch (error) {
+      throw failure(error, 'drawCounter');
+    }
   }
 
   /** The `keys` store's page merged with what is logged (see {@link WalOverlay.scan}). */

@@ -14,7 +14,8 @@ import {
   checkOwnEntry,
   issuedCounter,
   keyId,
-  nextCounter,
+  drawnCounter,
+  writeCounter,
   ownBytes,
   removal,
   storedSize,
@@ -44,16 +45,18 @@ function freezeClock(clock: VClock): VClock {
 
 /** A frozen deep copy: the engine's own version, which no caller can reach. */
 function ownVersion(v: Version): Version {
-  return Object.freeze({
-    dot: Object.freeze({ node: v.dot.node, counter: v.dot.counter, timestamp: v.dot.timestamp }),
-    context: freezeClock(v.context),
-    value: v.value === null ? null : ownBytes(v.value),
-  });
+  const dot = Object.freeze({ node: v.dot.node, counter: v.dot.counter, timestamp: v.dot.timestamp });
+  const value = v.value === null ? null : ownBytes(v.value);
+  if (v.proof === undefined) return Object.freeze({ dot, context: freezeClock(v.context), value });
+  return Object.freeze({ dot, context: freezeClock(v.context), value, proof: ownBytes(v.proof) });
 }
 
 /** What a caller gets: the frozen dot and context shared, the value copied since bytes cannot be frozen. */
 function exportVersion(v: Version): Version {
-  return { dot: v.dot, context: v.context, value: v.value === null ? null : v.value.slice() };
+  const value = v.value === null ? null : v.value.slice();
+  return v.proof === undefined
+    ? { dot: v.dot, context: v.context, value }
+    : { dot: v.dot, context: v.context, value, proof: v.proof.slice() };
 }
 
 function exportAll(siblings: readonly Version[]): Version[] {
@@ -321,11 +324,12 @@ export class MemoryStorage implements Storage {
       throw new StaleContextError('the context does not cover every stored version of the key');
     }
     checkOwnEntry(write.context, write.node, issuedCounter(data.counter, write.node, stored));
-    const counter = nextCounter(data.counter, write.node, stored);
-    const version = ownVersion(createVersion(write.node, counter, write.timestamp, write.context, write.value));
+    const counter = writeCounter(data.counter, write.node, stored, write.counter);
+    const made = createVersion(write.node, counter, write.timestamp, write.context, write.value);
+    const version = ownVersion(write.proof === undefined ? made : { ...made, proof: write.proof });
     const { siblings } = resolve(stored, [version]);
     checkBounds(key, stored, siblings, write.bounds);
-    data.counter = counter;
+    data.counter = Math.max(data.counter, counter);
     data.store(id, key, partition, siblings);
     const result = { version: exportVersion(version), siblings: exportAll(siblings) };
     // Shown before it resolves, as the IndexedDB engine shows a write before its commit, so that the coordinator's
@@ -336,6 +340,12 @@ export class MemoryStorage implements Storage {
       // The caller's own business (see LocalWriteOptions.onComputed).
     }
     return result;
+  }
+
+  async drawCounter(above = 0): Promise<number> {
+    const data = this.#open();
+    data.counter = drawnCounter(data.counter, '', above);
+    return data.counter;
   }
 
   async scanPartition(partition: number, options: { after?: Uint8Array; limit?: number } = {}): Promise<StoredKey[]> {

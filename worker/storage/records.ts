@@ -9,6 +9,7 @@ import { MAX_COUNTER, counterOf } from '../versions/vclock.ts';
 import type { KeyBounds } from '../wire/protocol.ts';
 import type { Version } from '../versions/version.ts';
 import { clockOf, resolve, sameDot, sameSiblings, sameValue, versionSize } from '../versions/version.ts';
+import { CounterTakenError } from './storage.ts';
 
 /** A copy of `bytes` that owns exactly its bytes (a view into a larger buffer would drag the buffer along). */
 export function ownBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -87,6 +88,27 @@ export function nextCounter(counter: number, node: string, stored: readonly Vers
     );
   }
   return next;
+}
+
+/**
+ * The counter a local write's dot takes: `drawn` when the writer drew it before (see `LocalWrite.counter`), refused
+ * with a {@link CounterTakenError} when the key's stored siblings already name it; else {@link nextCounter}.
+ */
+export function writeCounter(
+  counter: number,
+  node: string,
+  stored: readonly Version[],
+  drawn: number | undefined,
+): number {
+  if (drawn === undefined) return nextCounter(counter, node, stored);
+  const named = issuedCounter(0, node, stored);
+  if (named >= drawn) throw new CounterTakenError(named);
+  return drawn;
+}
+
+/** The counter {@link Storage.drawCounter} draws after `issued`: above `above` too, and below {@link MAX_COUNTER}. */
+export function drawnCounter(issued: number, node: string, above: number): number {
+  return nextCounter(Math.max(issued, above), node, []);
 }
 
 /**

@@ -78,6 +78,28 @@ export interface LocalWrite {
    * and no more bytes than were stored.
    */
   readonly bounds?: KeyBounds;
+  /**
+   * The dot's counter, drawn before the write by {@link Storage.drawCounter} (a node that signs its versions signs
+   * the version before it writes it); absent, the write draws it itself. When a stored sibling already names this
+   * node's counter at or above it, the write fails with a {@link CounterTakenError} and stores nothing.
+   */
+  readonly counter?: number;
+  /** The new version's proof (see proof.ts), over the version the write makes with `counter`. */
+  readonly proof?: Uint8Array;
+}
+
+/**
+ * A local write's drawn counter (`LocalWrite.counter`) is already named by a stored sibling (after a counter was
+ * lost, or under versions others made up): the writer draws again above `highest`. Never reaches a client.
+ */
+export class CounterTakenError extends Error {
+  readonly highest: number;
+
+  constructor(highest: number) {
+    super(`the key already names counter ${highest} of this node`);
+    this.name = 'CounterTakenError';
+    this.highest = highest;
+  }
 }
 
 /** The result of a local write. */
@@ -128,6 +150,12 @@ export interface Storage {
    * context names a future version of this node), `ERR_TOO_MANY_SIBLINGS` or `ERR_TOO_LARGE` (bounds).
    */
   write(key: Uint8Array, partition: number, write: LocalWrite, options?: LocalWriteOptions): Promise<LocalWriteResult>;
+  /**
+   * Draws this node's next dot counter, above `above` too, for a {@link LocalWrite.counter} (persistent and never
+   * reused, as a counter {@link Storage.write} draws: its reservation is made durable by the write that uses it). A
+   * counter drawn for a write that then fails is skipped.
+   */
+  drawCounter(above?: number): Promise<number>;
   /** Keys of `partition` in key order, after `after` when given, at most `limit`. */
   scanPartition(partition: number, options?: { after?: Uint8Array; limit?: number }): Promise<StoredKey[]>;
   /** Merges `siblings` into the hint for (`target`, `key`) in one transaction. */

@@ -5,8 +5,8 @@
  * when a read, a scan or compaction needs it.
  *
  * Layout: entries one after another, each a 4-byte big-endian length and then that many bytes of MessagePack:
- * `[partition, key, siblings | null]`, a sibling as `[node, counter, timestamp, context, value | null]` and a
- * context entry as `[node, counter, timestamp]`.
+ * `[partition, key, siblings | null]`, a sibling as `[node, counter, timestamp, context, value | null]` (and its proof
+ * after them when it has one, see proof.ts) and a context entry as `[node, counter, timestamp]`.
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { StorageError } from '../errors.ts';
@@ -55,7 +55,11 @@ export class WalWriter {
       entry.key,
       entry.siblings === null
         ? null
-        : entry.siblings.map((v) => [v.dot.node, v.dot.counter, v.dot.timestamp, v.context.map(entryForm), v.value]),
+        : entry.siblings.map((v) => {
+            const form = [v.dot.node, v.dot.counter, v.dot.timestamp, v.context.map(entryForm), v.value];
+            if (v.proof !== undefined) form.push(v.proof);
+            return form;
+          }),
     ]);
     this.#parts.push(part);
     this.#bytes += LENGTH_BYTES + part.byteLength;
@@ -122,7 +126,10 @@ function checkEntry(entry: WalEntry): void {
     (entry.siblings === null ||
       entry.siblings.every(
         (v) =>
-          isClockEntry(v.dot) && v.context.every(isClockEntry) && (v.value === null || v.value instanceof Uint8Array),
+          isClockEntry(v.dot) &&
+          v.context.every(isClockEntry) &&
+          (v.value === null || v.value instanceof Uint8Array) &&
+          (v.proof === undefined || v.proof instanceof Uint8Array),
       ));
   if (!ok) throw new TypeError('a write-ahead log entry must hold a key, a partition and well-typed versions');
 }
@@ -132,10 +139,20 @@ function isClockEntry(e: ClockEntry): boolean {
 }
 
 function version(raw: unknown): Version {
-  if (!Array.isArray(raw) || raw.length !== 5 || !Array.isArray(raw[3])) throw corrupt('a sibling is malformed');
+  if (!Array.isArray(raw) || (raw.length !== 5 && raw.length !== 6) || !Array.isArray(raw[3])) {
+    throw corrupt('a sibling is malformed');
+  }
   const value = raw[4] as unknown;
   if (value !== null && !(value instanceof Uint8Array)) throw corrupt('a sibling value is not bytes');
-  return { dot: clockEntry(raw), context: raw[3].map(clockEntry), value: value === null ? null : value.slice() };
+  const version = {
+    dot: clockEntry(raw),
+    context: raw[3].map(clockEntry),
+    value: value === null ? null : value.slice(),
+  };
+  if (raw.length === 5) return version;
+  const proof = raw[5] as unknown;
+  if (!(proof instanceof Uint8Array)) throw corrupt('a sibling proof is not bytes');
+  return { ...version, proof: proof.slice() };
 }
 
 function clockEntry(raw: unknown): ClockEntry {

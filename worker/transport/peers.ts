@@ -68,6 +68,8 @@ interface Pending {
   deadline: number;
   /** Times the deadline was put off because the peer was still sending (see {@link Peers.progress}). */
   extensions: number;
+  /** The key of a read, whose reply's versions are checked against it (provenance.ts). */
+  readonly key: Uint8Array | undefined;
 }
 
 /**
@@ -151,7 +153,8 @@ export class Peers {
     const full = withEnvelope(message, this.#options.self, requestId);
     const now = this.#options.clock.now();
     const deadline = now + timeoutMs;
-    this.#pending.set(requestId, { to, handler, timeoutMs, deadline, extensions: 0 });
+    const key = message.type === 'read' ? message.key : undefined;
+    this.#pending.set(requestId, { to, handler, timeoutMs, deadline, extensions: 0, key });
     this.#state(to).outstanding++;
     let queue = this.#queues.get(timeoutMs);
     if (queue === undefined) this.#queues.set(timeoutMs, (queue = { ids: [], head: 0 }));
@@ -244,6 +247,11 @@ export class Peers {
   reply(to: string, requestId: number, message: Outgoing): void {
     if (this.#closed) return;
     this.#options.send(to, withEnvelope(message, this.#options.self, requestId));
+  }
+
+  /** The key a read still waiting for its reply asked for; undefined for another request, or none waiting. */
+  keyOf(requestId: number): Uint8Array | undefined {
+    return this.#pending.get(requestId)?.key;
   }
 
   /** Hands a reply to the request waiting for it. Returns false when none waits (late, duplicated or forged). */

@@ -28,6 +28,11 @@ export interface Version {
   readonly context: VClock;
   /** The encoded value, or null for a tombstone. */
   readonly value: Uint8Array | null;
+  /**
+   * Its author's public key and signature over the key and the version (proof.ts); absent from versions of nodes
+   * that do not sign, and from those written before their node began to.
+   */
+  readonly proof?: Uint8Array;
 }
 
 /** The outcome of merging versions into a sibling set. */
@@ -75,8 +80,9 @@ function byDot(a: Version, b: Version): number {
 }
 
 /**
- * Merges `incoming` into `stored`: an incoming version already stored or superseded by a stored one is dropped,
- * stored versions that an incoming one supersedes are replaced, concurrent ones are kept.
+ * Merges `incoming` into `stored`: an incoming version already stored or superseded by a stored one is dropped
+ * (unless it takes the place of the one stored under its dot, see {@link takesPlaceOf}), stored versions that an
+ * incoming one supersedes are replaced, concurrent ones are kept.
  */
 export function resolve(stored: readonly Version[], incoming: readonly Version[]): Resolution {
   // Plain loops and an insertion sort: sibling sets are a handful of versions, and this runs on every read and write.
@@ -86,7 +92,14 @@ export function resolve(stored: readonly Version[], incoming: readonly Version[]
     const v = incoming[i]!;
     for (let j = 0; j < siblings.length; j++) {
       const s = siblings[j]!;
-      if (sameDot(s, v) || supersedes(s, v)) continue next;
+      if (sameDot(s, v)) {
+        if (takesPlaceOf(v, s)) {
+          siblings[j] = v;
+          changed = true;
+        }
+        continue next;
+      }
+      if (supersedes(s, v)) continue next;
     }
     let kept = 0;
     for (let j = 0; j < siblings.length; j++) {
@@ -107,6 +120,21 @@ export function resolve(stored: readonly Version[], incoming: readonly Version[]
     siblings[j + 1] = v;
   }
   return { siblings, changed };
+}
+
+/**
+ * Whether `v` takes the place of `s`, a stored version under the same dot. A signed version takes the place of an
+ * unsigned one: a copy from before its proof came, or one someone made up (only a proof already checked reaches a
+ * merge, see proof.ts). Of two signed ones, which only a writer that signed two values under one dot can make, the
+ * lower proof stays, so that every replica keeps the same one.
+ */
+function takesPlaceOf(v: Version, s: Version): boolean {
+  const a = v.proof;
+  if (a === undefined) return false;
+  const b = s.proof;
+  if (b === undefined) return true;
+  for (let i = 0; i < a.length && i < b.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!;
+  return a.length < b.length;
 }
 
 /**

@@ -44,6 +44,7 @@ import {
 import { MAX_PARTITIONS } from '../ring/ring.ts';
 import { type ClockEntry, type VClock, isCounter, isWellFormed, MAX_CLOCK_ENTRIES } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
+import { PROOF_BYTES } from '../versions/proof.ts';
 
 /** Most node ids in each list of a write receipt (`acknowledged`, `fallbacks`, `hints`). @default 64 */
 export const MAX_RECEIPT_NODES = 64;
@@ -103,6 +104,8 @@ const FIELDS = {
 
 const ENTRY_FIELDS = ['node', 'counter', 'timestamp'] as const;
 const VERSION_FIELDS = ['dot', 'context', 'value'] as const;
+/** A signed version's fields (see proof.ts). */
+const SIGNED_VERSION_FIELDS = ['dot', 'context', 'value', 'proof'] as const;
 const RECEIPT_FIELDS = ['coordinator', 'acknowledged', 'fallbacks', 'hints'] as const;
 const HINT_FIELDS = ['holder', 'target'] as const;
 const SYNC_ENTRY_FIELDS = ['key', 'versions'] as const;
@@ -264,7 +267,8 @@ function wireSyncEntry(e: SyncEntry): object {
 }
 
 function wireVersion(v: Version): object {
-  return { dot: wireEntry(v.dot), context: v.context.map(wireEntry), value: v.value };
+  const wire = { dot: wireEntry(v.dot), context: v.context.map(wireEntry), value: v.value };
+  return v.proof === undefined ? wire : { ...wire, proof: v.proof };
 }
 
 function wireEntry(e: ClockEntry): object {
@@ -563,7 +567,8 @@ function readVersions(value: unknown, path: string, limits: ProtocolLimits): Ver
   const versions: Version[] = [];
   for (let i = 0; i < value.length; i++) {
     const at = `${path}[${i}]`;
-    const m = readMap(value[i], at, VERSION_FIELDS);
+    const signed = isMap(value[i]) && Object.hasOwn(value[i] as object, 'proof');
+    const m = readMap(value[i], at, signed ? SIGNED_VERSION_FIELDS : VERSION_FIELDS);
     const dot = readEntry(m.dot, `${at}.dot`);
     const context = readClock(m.context, `${at}.context`);
     const v = readValue(m.value, `${at}.value`, limits);
@@ -572,7 +577,15 @@ function readVersions(value: unknown, path: string, limits: ProtocolLimits): Ver
         fail(`${at}.dot`, `the dot ${dot.node}:${dot.counter} appears twice`);
       }
     }
-    versions.push({ dot, context, value: v });
+    if (signed) {
+      const proof = m.proof;
+      if (!(proof instanceof Uint8Array) || proof.byteLength !== PROOF_BYTES) {
+        fail(`${at}.proof`, `expected ${PROOF_BYTES} bytes (a public key and a signature), got ${typeName(proof)}`);
+      }
+      versions.push({ dot, context, value: v, proof });
+    } else {
+      versions.push({ dot, context, value: v });
+    }
   }
   return versions;
 }
@@ -915,6 +928,7 @@ const K = {
   maxBytes: keyRun('maxBytes'),
   entries: keyRun('entries'),
   next: keyRun('next'),
+  proof: keyRun('proof'),
 };
 
 // A clock entry's map header and its first key.
@@ -923,6 +937,8 @@ const ENTRY_HEAD = new Run(Uint8Array.of(0x83, ...K.node.bytes));
 const SHORT_ENTRY_BYTES = ENTRY_HEAD.length + 32 + K.counter.length + 9 + K.timestamp.length + 9;
 // A version's map header and its first key.
 const VERSION_HEAD = new Run(Uint8Array.of(0x83, ...K.dot.bytes));
+// A signed version's: one field more, its proof, written last.
+const SIGNED_VERSION_HEAD = new Run(Uint8Array.of(0x84, ...K.dot.bytes));
 
 const TYPES = Object.keys(FIELDS) as PeerMessage['type'][];
 // The head of each message type's frame: its map header, the key `type` and the type's name.
@@ -1220,12 +1236,17 @@ class FastWriter {
     for (let i = 0; i < n; i++) {
       const v = versions[i]!;
       if (typeof v !== 'object' || v === null) throw BAIL;
-      this.raw(VERSION_HEAD);
+      const proof = v.proof;
+      this.raw(proof === undefined ? VERSION_HEAD : SIGNED_VERSION_HEAD);
       this.entry(v.dot);
       this.raw(K.context);
       this.clock(v.context);
       this.raw(K.value);
       this.nullableBytes(v.value);
+      if (proof !== undefined) {
+        this.raw(K.proof);
+        this.bytes(proof);
+      }
     }
   }
 
@@ -1699,7 +1720,8 @@ class FastReader {
     const n = this.arrayHeader(limits.maxSiblings);
     const versions: Version[] = [];
     for (let i = 0; i < n; i++) {
-      this.expect(VERSION_HEAD);
+      const signed = this.pos < this.src.length && this.src[this.pos] === 0x84;
+      this.expect(signed ? SIGNED_VERSION_HEAD : VERSION_HEAD);
       const dot = this.entry();
       this.expect(K.context);
       const context = this.readClock();
@@ -1709,7 +1731,13 @@ class FastReader {
         const earlier = versions[j]!.dot;
         if (earlier.node === dot.node && earlier.counter === dot.counter) throw BAIL;
       }
-      versions.push({ dot, context, value });
+      if (signed) {
+        this.expect(K.proof);
+        const proof = this.bytes(PROOF_BYTES, PROOF_BYTES, false)!;
+        versions.push({ dot, context, value, proof });
+      } else {
+        versions.push({ dot, context, value });
+      }
     }
     return versions;
   }

@@ -1,0 +1,131 @@
+/**
+ * Signed versions on small simulated clusters of nodes whose ids derive from their keys, as tabs' do (virtual time,
+ * a quiet network): every version carries its author's proof, and no member can make one up under another node's
+ * dot, whatever frame it ships it in (versions/proof.ts, versions/provenance.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeMessage } from '../../worker/wire/codec.ts';
+import type { PeerMessage } from '../../worker/wire/protocol.ts';
+import type { DynamoNode } from '../../worker/node.ts';
+import { validProof } from '../../worker/versions/proof.ts';
+import { type Version, createVersion } from '../../worker/versions/version.ts';
+import { Cluster } from '../sim/cluster.ts';
+import { SimProofs } from '../sim/keys.ts';
+import { Network } from '../sim/network.ts';
+import { Rng } from '../sim/random.ts';
+import { Scheduler } from '../sim/scheduler.ts';
+
+const text = new TextEncoder();
+const utf8 = new TextDecoder();
+const KEY = text.encode('k');
+
+async function signedWorld(size: number) {
+  const scheduler = new Scheduler();
+  const rng = new Rng(1);
+  const network = new Network(scheduler, rng.fork('network'));
+  const cluster = new Cluster({ scheduler, network, rng, size, keys: true, node: { requestTimeout: 100 } });
+  const node = (id: string): DynamoNode => cluster.node(id)!;
+  await scheduler.run(() => cluster.alive().every((id) => node(id).fetchingCount() === 0));
+  const settle = async <T>(promise: Promise<T>): Promise<T> => {
+    let done = false;
+    const tracked = promise.finally(() => (done = true));
+    tracked.catch(() => {});
+    await scheduler.run(() => done);
+    return tracked;
+  };
+  const owners = cluster.preferenceList(KEY, 3);
+  const rogue = cluster.ids.find((id) => !owners.includes(id))!;
+  const stored = (id: string): Promise<Version[]> => cluster.slot(id).data.reopen().get(KEY);
+  /** Delivers `message` to `to` as if `rogue` had sent it over its authenticated link. */
+  const inject = (to: string, message: PeerMessage): void => node(to).receive(rogue, encodeMessage(message));
+  return { scheduler, cluster, node, settle, owners, rogue, stored, inject };
+}
+
+const show = (versions: readonly Version[]): string[] =>
+  versions.map((v) => `${v.dot.node}:${v.dot.counter}=${v.value === null ? '-' : utf8.decode(v.value)}`).sort();
+
+describe('signed versions', () => {
+  it('carry the proof of the coordinator that wrote them, at every replica', async () => {
+    const w = await signedWorld(5);
+    await w.settle(w.node(w.owners[0]!).put('k', text.encode('v'), { w: 3 }));
+    for (const owner of w.owners) {
+      const [version] = await w.stored(owner);
+      assert.equal(version!.dot.node, w.owners[0]);
+      assert.equal(await validProof(KEY, version!, new SimProofs()), true, `at ${owner}`);
+    }
+  });
+
+  it("a replica drops a version a member made up under a signing node's next dot, and keeps the node's own write of it", async () => {
+    const w = await signedWorld(5);
+    const [coordinator, ...others] = w.owners as [string, ...string[]];
+    await w.settle(w.node(coordinator).put('k', text.encode('first'), { w: 3 }));
+    const issued = (await w.stored(coordinator))[0]!.dot.counter;
+    const planted = createVersion(coordinator, issued + 1, 1, [], text.encode('evil'));
+    for (const [i, owner] of others.entries()) {
+      w.inject(owner, {
+        type: 'replicate',
+        from: w.rogue,
+        requestId: i + 1,
+        key: KEY,
+        versions: [planted],
+        hintFor: null,
+        durable: false,
+        fresh: null,
+      });
+    }
+    await w.scheduler.advance(10);
+    for (const owner of others) {
+      assert.deepEqual(show(await w.stored(owner)), [`${coordinator}:${issued}=first`], `at ${owner}`);
+      assert.equal(w.node(owner).metrics().unprovenVersions, 1);
+    }
+    await w.settle(w.node(coordinator).put('k', text.encode('real'), { w: 3 }));
+    for (const owner of w.owners) {
+      assert.deepEqual(show(await w.stored(owner)), [
+        `${coordinator}:${issued}=first`,
+        `${coordinator}:${issued + 1}=real`,
+      ]);
+    }
+  });
+
+  it('a replica drops a copy of a signed version whose value a member changed, from a sync push too', async () => {
+    const w = await signedWorld(5);
+    const [coordinator, replica] = w.owners as [string, string];
+    await w.settle(w.node(coordinator).put('k', text.encode('v'), { w: 1 }));
+    const [written] = await w.stored(coordinator);
+    // The proof of the real version, over another value.
+    const altered = { ...written!, value: text.encode('evil') };
+    w.inject(replica, {
+      type: 'sync-push',
+      from: w.rogue,
+      requestId: 1,
+      partition: w.cluster.ring.partitionOf(KEY),
+      entries: [{ key: KEY, versions: [altered] }],
+    });
+    await w.scheduler.advance(10);
+    assert.ok(!(await w.stored(replica)).some((v) => v.value !== null && utf8.decode(v.value) === 'evil'));
+    assert.equal(w.node(replica).metrics().unprovenVersions, 1);
+  });
+
+  it('a coordinator leaves out of a read the version an owner answers with that its author never wrote', async () => {
+    const w = await signedWorld(5);
+    const [author, liar, reader] = w.owners as [string, string, string];
+    await w.settle(w.node(author).put('k', text.encode('v'), { w: 3 }));
+    const issued = (await w.stored(author))[0]!.dot.counter;
+    // The owner's store holds a version under the author's dot that the author never wrote (a member that lies).
+    const forged = createVersion(
+      author,
+      issued + 1,
+      1,
+      [{ node: author, counter: issued, timestamp: 1 }],
+      text.encode('evil'),
+    );
+    await w.cluster.slot(liar).data.reopen().apply(KEY, w.cluster.ring.partitionOf(KEY), [forged]);
+    const result = await w.settle(w.node(reader).get('k', { r: 3 }));
+    assert.deepEqual(
+      result.values.map((v) => utf8.decode(v)),
+      ['v'],
+    );
+    assert.equal(w.node(reader).metrics().unprovenVersions, 1);
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Which versions a peer may ship (proof.ts): what a node knows of each signing node (the first counter it signed,
+ * from the views), and the check of incoming frames against it. A version a peer may not ship is taken out of its
+ * frame, counted and logged, and the rest goes on as if the sender had not sent it: an honest node never holds one
+ * (it takes none), so only a member that made one up, or relays one it took before its author's `signedFrom` was
+ * known, loses anything, and a transfer that carries one is not held up by it.
+ */
+import type { Member } from '../ring/ring.ts';
+import type {
+  ReadReplyMessage,
+  ReplicateMessage,
+  SyncEntry,
+  SyncKeysReplyMessage,
+  SyncPushMessage,
+} from '../wire/protocol.ts';
+import { type ProofCrypto, type ProvenanceDeps, signsVersions, unprovenVersion } from './proof.ts';
+import type { Version } from './version.ts';
+
+/** Signing nodes whose `signedFrom` a node keeps, those of its current view and the latest to leave it. */
+export const MAX_SIGNERS = 4096;
+
+/** The messages that carry versions into a node. */
+export type CarryingMessage = ReplicateMessage | SyncPushMessage | SyncKeysReplyMessage | ReadReplyMessage;
+
+/** What was taken out of a frame. */
+export interface Checked<M> {
+  readonly message: M;
+  /** Versions taken out. */
+  readonly dropped: number;
+  /** The first version taken out, for the log. */
+  readonly first?: Version;
+}
+
+/** Tracks who signs since when, and filters what peers ship. */
+export class Provenance {
+  /** The first counter each signing node signed, most recently seen last. */
+  readonly #signedFrom = new Map<string, number>();
+  readonly #deps: ProvenanceDeps;
+
+  constructor(crypto: ProofCrypto) {
+    this.#deps = { crypto, signedFrom: (node) => this.#signedFrom.get(node) };
+  }
+
+  /** Takes note of the `signedFrom` of the members of a new view; those that left are kept, the oldest forgotten. */
+  learn(members: readonly Member[]): void {
+    for (const m of members) {
+      if (m.signedFrom === undefined || !signsVersions(m.id)) continue;
+      const known = this.#signedFrom.get(m.id);
+      // A node's signedFrom never changes; the lowest told wins should a server ever say otherwise.
+      const since = known === undefined ? m.signedFrom : Math.min(known, m.signedFrom);
+      this.#signedFrom.delete(m.id);
+      this.#signedFrom.set(m.id, since);
+    }
+    while (this.#signedFrom.size > MAX_SIGNERS) this.#signedFrom.delete(this.#signedFrom.keys().next().value!);
+  }
+
+  /** The first counter `node` signed, or undefined when not known. */
+  signedFrom(node: string): number | undefined {
+    return this.#signedFrom.get(node);
+  }
+
+  /**
+   * True when some version in `versions` needs a look: a version of a signing node other than `from`. Synchronous
+   * and allocation-free, so that the usual frame (a coordinator's own new version) goes on at once.
+   */
+  needsCheck(versions: readonly Version[], from: string): boolean {
+    for (let i = 0; i < versions.length; i++) {
+      const node = versions[i]!.dot.node;
+      if (node !== from && signsVersions(node)) return true;
+    }
+    return false;
+  }
+
+  /** The versions of `key` that `from` may ship: `versions` itself when it may ship them all. */
+  async proven(key: Uint8Array, versions: readonly Version[], from: string): Promise<readonly Version[]> {
+    if (!this.needsCheck(versions, from)) return versions;
+    let kept: Version[] | undefined;
+    for (let i = 0; i < versions.length; i++) {
+      const v = versions[i]!;
+      const ok = (await unprovenVersion(key, [v], from, this.#deps)) === undefined;
+      if (!ok) kept ??= versions.slice(0, i);
+      else kept?.push(v);
+    }
+    return kept ?? versions;
+  }
+
+  /** `message` with the versions its sender may not ship taken out. */
+  async check<M extends CarryingMessage>(message: M, key?: Uint8Array): Promise<Checked<M>> {
+    const from = message.from;
+    if (message.type === 'replicate' || message.type === 'read-reply') {
+      const k = message.type === 'replicate' ? message.key : key;
+      if (k === undefined || !this.needsCheck(message.versions, from)) return { message, dropped: 0 };
+      const versions = await this.proven(k, message.versions, from);
+      if (versions === message.versions) return { message, dropped: 0 };
+      const first = message.versions.find((v) => !versions.includes(v));
+      return {
+        message: { ...message, versions },
+        dropped: message.versions.length - versions.length,
+        ...(first !== undefined ? { first } : {}),
+      };
+    }
+    const entries: readonly SyncEntry[] = message.entries;
+    if (!entries.some((e) => this.needsCheck(e.versions, from))) return { message, dropped: 0 };
+    let dropped = 0;
+    let first: Version | undefined;
+    const kept: SyncEntry[] = [];
+    for (const entry of entries) {
+      const versions = await this.proven(entry.key, entry.versions, from);
+      if (versions !== entry.versions) {
+        dropped += entry.versions.length - versions.length;
+        first ??= entry.versions.find((v) => !versions.includes(v));
+      }
+      // An entry left with nothing is left out: an empty sibling set would say the key is absent.
+      if (versions.length > 0) kept.push(versions === entry.versions ? entry : { key: entry.key, versions });
+    }
+    if (dropped === 0) return { message, dropped: 0 };
+    return { message: { ...message, entries: kept }, dropped, ...(first !== undefined ? { first } : {}) };
+  }
+}
