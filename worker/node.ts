@@ -50,6 +50,7 @@ import { corroborate } from './membership/corroborate.ts';
 import { RingHistory } from './membership/ring-history.ts';
 import { Replica } from './replication/replica.ts';
 import { type Member, Ring } from './ring/ring.ts';
+import { MetaSaver } from './storage/meta-saver.ts';
 import { ObservedStorage } from './storage/observed.ts';
 import { DotHorizon } from './versions/horizon.ts';
 import { type ProofCrypto, type Signing, WebCryptoProofs, signsVersions } from './versions/proof.ts';
@@ -228,6 +229,11 @@ const WRITE_GRACE_MS = 10 * 60_000;
 /** The bookkeeping record of the ring history (ring-history.ts), in storage meta. */
 const RING_HISTORY_RECORD = 'ring-history';
 /**
+ * The meta record of the first counter each signing node signed (provenance.ts): kept across restarts, so that a
+ * node that left before this one last started is still known, and its unsigned versions refused when relayed.
+ */
+const SIGNERS_RECORD = 'signers';
+/**
  * Most requests of one peer served at once. An honest coordinator has at most its admission limit of puts in flight
  * (2,048, each one replicate to this node) plus a few transfer pages; beyond twice that, a peer is flooding.
  */
@@ -269,8 +275,10 @@ export class DynamoNode {
   /** Earlier rings, each with when it was replaced: a peer may still act on them for a while. */
   readonly #history = new RingHistory((members) => this.#buildRing(members), WRITE_GRACE_MS);
   /** Whether a store of the ring history is under way, and whether the history changed since it began. */
-  #historySaving = false;
-  #historyChanged = false;
+  /** Stores the ring history (RING_HISTORY_RECORD) as views replace rings. */
+  readonly #historySaver: MetaSaver;
+  /** Stores what the node knows of who signs since when (SIGNERS_RECORD), kept across restarts. */
+  readonly #signersSaver: MetaSaver;
   /** False until the first view arrived: before it, this node knows of no other member to fetch from. */
   #viewed = false;
   /** Messages from nodes outside the view, held for a view that names them. */
@@ -306,6 +314,21 @@ export class DynamoNode {
     }
     this.id = options.id;
     this.#provenance = new Provenance(options.proofs ?? new WebCryptoProofs());
+    const saver = (name: string, build: () => unknown, what: string): MetaSaver =>
+      new MetaSaver({
+        // Through the node's storage handle, set below, as every other write of the node.
+        storage: { putMeta: (n, value) => this.#storage.putMeta(n, value) },
+        name,
+        build,
+        closed: () => this.#closed,
+        onError: (error) => this.#logger.warn({ error: errorText(error) }, `could not store ${what}`),
+      });
+    this.#historySaver = saver(
+      RING_HISTORY_RECORD,
+      () => this.#history.record(this.#ring, this.#options.clock.now()),
+      'the ring history',
+    );
+    this.#signersSaver = saver(SIGNERS_RECORD, () => this.#provenance.record(), 'the signing nodes');
     this.domain = options.domain;
     this.#options = options;
     this.#n = positiveInteger(options.n ?? 3, 'n');
@@ -519,6 +542,8 @@ export class DynamoNode {
       const now = this.#options.clock.now();
       const lastActive = await this.#storage.getMeta(LAST_ACTIVE);
       const away = typeof lastActive === 'number' && now - lastActive > grace;
+      // Whatever the absence: a node's first signed counter never changes.
+      this.#provenance.restore(await this.#storage.getMeta(SIGNERS_RECORD));
       if (!away) {
         const history = await this.#storage.getMeta(RING_HISTORY_RECORD);
         this.#history.restore(history, typeof lastActive === 'number' ? lastActive : 0, now);
@@ -569,6 +594,8 @@ export class DynamoNode {
     this.#loaded = true;
     if (this.#closed) return;
     this.#saveHistory();
+    // What views taught it while it loaded (nothing, where no node signs).
+    if (this.#provenance.record().length > 0) this.#signersSaver.save();
     this.#scheduleActive(grace);
     this.#antiEntropy?.start();
     this.#rebalancer.kick();
@@ -579,19 +606,7 @@ export class DynamoNode {
    * in one more store of the latest history. A failure is only logged.
    */
   #saveHistory(): void {
-    this.#historyChanged = true;
-    if (this.#historySaving) return;
-    this.#historySaving = true;
-    void (async () => {
-      while (this.#historyChanged && !this.#closed) {
-        this.#historyChanged = false;
-        const record = this.#history.record(this.#ring, this.#options.clock.now());
-        await this.#storage.putMeta(RING_HISTORY_RECORD, record).catch((error: unknown) => {
-          this.#logger.warn({ error: errorText(error) }, 'could not store the ring history');
-        });
-      }
-      this.#historySaving = false;
-    })();
+    this.#historySaver.save();
   }
 
   async #markActive(): Promise<void> {
@@ -753,7 +768,7 @@ export class DynamoNode {
   setMembers(members: readonly Member[]): void {
     const self = this.#ring.members.find((m) => m.id === this.id) ?? { id: this.id, domain: this.domain };
     const view = members.some((m) => m.id === this.id) ? members : [...members, self];
-    this.#provenance.learn(members);
+    if (this.#provenance.learn(members) && this.#loaded) this.#signersSaver.save();
     // Only rings that placed partitions differently: a member turning suspect and back changes the view, not them.
     const changed = !sameMembers(this.#ring.members, view);
     if (changed) this.#history.replaced(this.#ring, this.#options.clock.now());

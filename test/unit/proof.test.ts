@@ -119,6 +119,20 @@ describe('which versions a peer may ship', () => {
     );
   });
 
+  it('takes back what it recorded, skipping what is malformed or of nodes that do not sign', async () => {
+    const a = await newSigner();
+    const b = await newSigner();
+    const provenance = new Provenance(crypto);
+    assert.equal(provenance.learn([{ id: a.id, domain: 'd', signedFrom: 3 }]), true);
+    assert.equal(provenance.learn([{ id: a.id, domain: 'd', signedFrom: 3 }]), false);
+    provenance.learn([{ id: b.id, domain: 'd', signedFrom: 9 }]);
+    const again = new Provenance(crypto);
+    again.restore([...provenance.record(), ['n1', 4], [a.id, 'x'], 'junk', [b.id, 0]]);
+    assert.deepEqual(again.record(), provenance.record());
+    again.restore(null);
+    assert.equal(again.signedFrom(a.id), 3);
+  });
+
   it('keeps the signedFrom of members that left, and the lowest a node was ever seen with', async () => {
     const author = await newSigner();
     const provenance = new Provenance(crypto);

@@ -107,6 +107,34 @@ describe('signed versions', () => {
     assert.equal(w.node(replica).metrics().unprovenVersions, 1);
   });
 
+  it('a replica restarted after a signing node left still drops unsigned versions others ship under its dots', async () => {
+    const w = await signedWorld(6);
+    const [author, replica] = w.owners as [string, string];
+    await w.settle(w.node(author).put('k', text.encode('v'), { w: 3 }));
+    const issued = (await w.stored(author))[0]!.dot.counter;
+    await w.cluster.leave(author);
+    await w.scheduler.advance(5_000);
+    await w.cluster.crash(replica);
+    w.cluster.restart(replica);
+    await w.scheduler.advance(2_000);
+    // The author is in no view the restarted replica has seen: what it knows of it, it kept across the restart.
+    assert.ok(!w.cluster.memberIds().includes(author));
+    const planted = createVersion(author, issued + 1, 1, [], text.encode('evil'));
+    w.inject(replica, {
+      type: 'replicate',
+      from: w.rogue,
+      requestId: 1,
+      key: KEY,
+      versions: [planted],
+      hintFor: null,
+      durable: false,
+      fresh: null,
+    });
+    await w.scheduler.advance(10);
+    assert.ok(!(await w.stored(replica)).some((v) => v.dot.counter === issued + 1));
+    assert.equal(w.node(replica).metrics().unprovenVersions, 1);
+  });
+
   it('a coordinator leaves out of a read the version an owner answers with that its author never wrote', async () => {
     const w = await signedWorld(5);
     const [author, liar, reader] = w.owners as [string, string, string];

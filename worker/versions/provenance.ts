@@ -15,6 +15,7 @@ import type {
 } from '../wire/protocol.ts';
 import { type ProofCrypto, type ProvenanceDeps, signsVersions, unprovenVersion } from './proof.ts';
 import type { Version } from './version.ts';
+import { isCounter } from './vclock.ts';
 
 /** Signing nodes whose `signedFrom` a node keeps, those of its current view and the latest to leave it. */
 export const MAX_SIGNERS = 4096;
@@ -41,17 +42,41 @@ export class Provenance {
     this.#deps = { crypto, signedFrom: (node) => this.#signedFrom.get(node) };
   }
 
-  /** Takes note of the `signedFrom` of the members of a new view; those that left are kept, the oldest forgotten. */
-  learn(members: readonly Member[]): void {
+  /**
+   * Takes note of the `signedFrom` of the members of a new view; those that left are kept, the oldest forgotten.
+   * Returns true when something new was learnt (a node, or a lower counter), for the caller to store the record.
+   */
+  learn(members: readonly Member[]): boolean {
+    let learnt = false;
     for (const m of members) {
-      if (m.signedFrom === undefined || !signsVersions(m.id)) continue;
-      const known = this.#signedFrom.get(m.id);
-      // A node's signedFrom never changes; the lowest told wins should a server ever say otherwise.
-      const since = known === undefined ? m.signedFrom : Math.min(known, m.signedFrom);
-      this.#signedFrom.delete(m.id);
-      this.#signedFrom.set(m.id, since);
+      if (m.signedFrom !== undefined && this.#note(m.id, m.signedFrom)) learnt = true;
     }
-    while (this.#signedFrom.size > MAX_SIGNERS) this.#signedFrom.delete(this.#signedFrom.keys().next().value!);
+    return learnt;
+  }
+
+  /** What {@link Provenance.restore} takes back: each known node and its first signed counter, oldest first. */
+  record(): [node: string, signedFrom: number][] {
+    return [...this.#signedFrom];
+  }
+
+  /** Takes back a {@link Provenance.record}; anything malformed in it is skipped (a record tampered with). */
+  restore(record: unknown): void {
+    if (!Array.isArray(record)) return;
+    for (const entry of record.slice(-MAX_SIGNERS)) {
+      if (Array.isArray(entry) && typeof entry[0] === 'string' && isCounter(entry[1])) this.#note(entry[0], entry[1]);
+    }
+  }
+
+  /** Notes that `node` signs from `since`, as the most recently seen; true when that is new. */
+  #note(node: string, since: number): boolean {
+    if (!signsVersions(node)) return false;
+    const known = this.#signedFrom.get(node);
+    // A node's signedFrom never changes; the lowest told wins should a server ever say otherwise.
+    const lowest = known === undefined ? since : Math.min(known, since);
+    this.#signedFrom.delete(node);
+    this.#signedFrom.set(node, lowest);
+    if (this.#signedFrom.size > MAX_SIGNERS) this.#signedFrom.delete(this.#signedFrom.keys().next().value!);
+    return lowest !== known;
   }
 
   /** The first counter `node` signed, or undefined when not known. */
