@@ -114,9 +114,9 @@ export async function unprovenVersion(
   return undefined;
 }
 
-/** {@link ProofCrypto} and {@link Signing} on WebCrypto (a tab's worker; Node ≥ 20 too). */
+/** {@link ProofCrypto} on WebCrypto (a tab's worker; Node ≥ 20 too). */
 export class WebCryptoProofs implements ProofCrypto {
-  /** Imported public keys by their base64 form, most recent last; at most {@link KEY_CACHE}. */
+  /** Imported public keys by their bytes (as a string), most recent last; at most {@link KEY_CACHE}. */
   readonly #keys = new Map<string, Promise<CryptoKey>>();
 
   async verify(publicKey: Uint8Array, signature: Uint8Array, payload: Uint8Array): Promise<boolean> {

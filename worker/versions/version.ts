@@ -234,9 +234,9 @@ export function liveSiblings(siblings: readonly Version[]): Version[] {
   return siblings.filter((s) => s.value !== null);
 }
 
-/** Bytes a version takes, roughly: its value plus its clock entries. */
+/** Bytes a version takes, roughly: its value plus its clock entries (and its proof, when signed). */
 export function versionSize(version: Version): number {
-  let size = (version.value?.byteLength ?? 0) + 24 + version.dot.node.length;
+  let size = (version.value?.byteLength ?? 0) + (version.proof?.byteLength ?? 0) + 24 + version.dot.node.length;
   const context = version.context;
   for (let i = 0; i < context.length; i++) size += 16 + context[i]!.node.length;
   return size;
