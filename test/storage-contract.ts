@@ -469,12 +469,14 @@ export function storageContract(name: string, factory: StorageFactory, { describ
       });
 
       test('takes a signed copy of a version in place of the unsigned one under its dot, and keeps it', async (s) => {
-        const plain = version('m', 3);
+        // An id of the form derived from a key: only such nodes sign.
+        const signer = 'kAAAAAAAAAAAAAAAA';
+        const plain = version(signer, 3);
         await s.apply(bytes('k'), 1, [plain]);
-        const signed = { ...version('m', 3, {}, 'other'), proof: PROOF };
+        const signed = { ...version(signer, 3, {}, 'other'), proof: PROOF };
         const applied = await s.apply(bytes('k'), 1, [signed]);
         expect(applied.changed).to.equal(true);
-        expect(show(await s.get(bytes('k')))).to.deep.equal(['m:3=other']);
+        expect(show(await s.get(bytes('k')))).to.deep.equal([`${signer}:3=other`]);
         expect((await s.apply(bytes('k'), 1, [plain])).changed).to.equal(false);
         expect((await s.get(bytes('k')))[0]!.proof).to.not.equal(undefined);
       });

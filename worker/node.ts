@@ -831,9 +831,8 @@ export class DynamoNode {
     }
     if (isReply(message)) {
       if (
-        (message.type === 'read-reply' && this.#provenance.needsCheck(message.versions, from)) ||
-        (message.type === 'sync-keys-reply' &&
-          message.entries.some((e) => this.#provenance.needsCheck(e.versions, from)))
+        (message.type === 'read-reply' && this.#provenance.needsCheck(message.versions)) ||
+        (message.type === 'sync-keys-reply' && message.entries.some((e) => this.#provenance.needsCheck(e.versions)))
       ) {
         void this.#settleChecked(message);
         return;
@@ -937,9 +936,7 @@ export class DynamoNode {
         return;
       case 'replicate':
         try {
-          const proven = this.#provenance.needsCheck(message.versions, message.from)
-            ? await this.#proven(message)
-            : message;
+          const proven = this.#provenance.needsCheck(message.versions) ? await this.#proven(message) : message;
           await this.#replica.replicate(proven);
           this.#peers.reply(message.from, message.requestId, { type: 'replicate-ack' });
         } catch (error) {
@@ -981,7 +978,7 @@ export class DynamoNode {
         return this.#serve(message, () => this.#sync.serveKeys(message));
       case 'sync-push':
         return this.#serve(message, () =>
-          message.entries.some((e) => this.#provenance.needsCheck(e.versions, message.from))
+          message.entries.some((e) => this.#provenance.needsCheck(e.versions))
             ? this.#proven(message).then((proven) => this.#sync.servePush(proven))
             : this.#sync.servePush(message),
         );

@@ -37,16 +37,19 @@ const clockArb: fc.Arbitrary<VClock> = fc
   .uniqueArray(entryArb, { selector: (e) => e.node, maxLength: MAX_CLOCK_ENTRIES })
   .map((entries) => entries.sort(byNode));
 const valueArb = fc.option(fc.uint8Array({ maxLength: 48 }), { nil: null });
-// Signed or not (a proof is a public key and a signature, 96 bytes).
-const versionArb: fc.Arbitrary<Version> = fc.record(
-  {
-    dot: entryArb,
-    context: clockArb,
-    value: valueArb,
-    proof: fc.uint8Array({ minLength: 96, maxLength: 96 }),
-  },
-  { requiredKeys: ['dot', 'context', 'value'] },
-);
+const unsignedArb: fc.Arbitrary<Version> = fc.record({ dot: entryArb, context: clockArb, value: valueArb });
+// A version of a node whose id derives from its key, with a proof (a public key and a signature, 96 bytes).
+const signedArb: fc.Arbitrary<Version> = fc.record({
+  dot: fc.record({
+    node: fc.string({ unit: fc.constantFrom(...ID_CHARS), minLength: 16, maxLength: 16 }).map((s) => `k${s}`),
+    counter: fc.integer({ min: 1, max: MAX_COUNTER }),
+    timestamp: fc.nat(),
+  }),
+  context: clockArb,
+  value: valueArb,
+  proof: fc.uint8Array({ minLength: 96, maxLength: 96 }),
+});
+const versionArb: fc.Arbitrary<Version> = fc.oneof(unsignedArb, signedArb);
 const versionsArb = fc.uniqueArray(versionArb, { selector: (v) => `${v.dot.node}:${v.dot.counter}`, maxLength: 5 });
 const keyArb = fc.uint8Array({ minLength: 1, maxLength: 48 });
 const requestIdArb = fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
@@ -589,8 +592,18 @@ describe('decodeMessage rejects', () => {
     assertMalformed(bytes(0x81, 0xa9, ...new TextEncoder().encode('__proto__'), 0x01), /^frame: not valid MessagePack/);
   });
 
+  it('a version with a proof under the dot of a node whose id does not derive from a key, on either path', () => {
+    const version = samples.replicate.versions[0]!;
+    assert.ok(!/^k.{16}$/.test(version.dot.node));
+    const tree = msgpackDecode(encodeMessage(samples.replicate)) as { versions: Record<string, unknown>[] };
+    tree.versions[0]!['proof'] = new Uint8Array(96);
+    assertMalformed(msgpackEncode(tree), /replicate\.versions\[0\]\.proof: .* not an id derived from a key/);
+    assertMalformed(msgpackEncode(reversed(tree)), /replicate\.versions\[0\]\.proof: .* not an id derived from a key/);
+  });
+
   it('a version whose proof is not 96 bytes, on either path of the decoder', () => {
-    const signed = { ...samples.replicate.versions[0]!, proof: new Uint8Array(96) };
+    const base = samples.replicate.versions[0]!;
+    const signed = { ...base, dot: { ...base.dot, node: 'kAAAAAAAAAAAAAAAA' }, proof: new Uint8Array(96) };
     const frame = encodeMessage({ ...samples.replicate, versions: [signed] });
     const tree = msgpackDecode(frame) as { versions: { proof: Uint8Array }[] };
     tree.versions[0]!.proof = new Uint8Array(95);

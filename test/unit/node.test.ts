@@ -503,6 +503,33 @@ describe('DynamoNode', () => {
     assert.deepEqual(values(await w.settle(w.node(owners[2]!).get('k', { r: 3 }))), ['first', 'real']);
   });
 
+  it('refuses a version with a proof under the dot of a node that cannot sign, keeping the value it holds', async () => {
+    const w = await world(5);
+    const { owners, outsider: rogue } = placement(w, 'k');
+    await w.settle(w.node(owners[0]!).put('k', text.encode('honest'), { w: 3 }));
+    const [written] = await w.cluster.slot(owners[1]!).data.reopen().get(text.encode('k'));
+    // The honest dot with another value and 96 bytes of "proof", which would win over an unsigned copy if trusted.
+    const forged = { ...written!, value: text.encode('evil'), proof: new Uint8Array(96) };
+    for (const [i, owner] of owners.entries()) {
+      w.node(owner).receive(
+        rogue,
+        encodeMessage({
+          type: 'replicate',
+          from: rogue,
+          requestId: i + 1,
+          key: text.encode('k'),
+          versions: [forged],
+          hintFor: null,
+          durable: false,
+          fresh: null,
+        }),
+      );
+    }
+    await w.scheduler.advance(10);
+    for (const owner of owners) assert.equal(w.node(owner).metrics().malformedFrames, 1);
+    assert.deepEqual(values(await w.settle(w.node(owners[2]!).get('k', { r: 3 }))), ['honest']);
+  });
+
   for (const restarted of [false, true]) {
     it(`keeps the value a coordinator shipped fresh under a dot when it later ships another value under it as fresh${restarted ? ', after the replica restarted' : ''}`, async () => {
       const w = await world(5);

@@ -88,6 +88,28 @@ describe('signed versions', () => {
     }
   });
 
+  it('a replica drops a version a member ships of its own without a proof that holds, so that no replica keeps one the others refuse', async () => {
+    const w = await signedWorld(5);
+    const [owner] = w.owners as [string];
+    const junk = { ...createVersion(w.rogue, 7, 1, [], text.encode('junk proof')), proof: new Uint8Array(96) };
+    const unsigned = createVersion(w.rogue, 8, 1, [], text.encode('no proof'));
+    for (const [i, versions] of [[junk], [unsigned]].entries()) {
+      w.inject(owner, {
+        type: 'replicate',
+        from: w.rogue,
+        requestId: i + 1,
+        key: KEY,
+        versions,
+        hintFor: null,
+        durable: false,
+        fresh: versions[0]!.dot.counter,
+      });
+    }
+    await w.scheduler.advance(10);
+    assert.deepEqual(await w.stored(owner), []);
+    assert.equal(w.node(owner).metrics().unprovenVersions, 2);
+  });
+
   it('a replica drops a copy of a signed version whose value a member changed, from a sync push too', async () => {
     const w = await signedWorld(5);
     const [coordinator, replica] = w.owners as [string, string];

@@ -88,9 +88,12 @@ const historyArb = (
   fc.array(stepArb(replicas), steps).map((list) => play(replicas, list));
 
 describe('resolve', () => {
+  // A node id of the form derived from a key (signaling/events.ts): only such nodes sign.
+  const SIGNER = 'kAAAAAAAAAAAAAAAA';
+
   it('takes a signed version in place of an unsigned one under its dot, never the other way', () => {
-    const plain = write('x', 1, EMPTY_CLOCK);
-    const signed = { ...write('x', 1, EMPTY_CLOCK, 'signed'), proof: new Uint8Array(96).fill(1) };
+    const plain = write(SIGNER, 1, EMPTY_CLOCK);
+    const signed = { ...write(SIGNER, 1, EMPTY_CLOCK, 'signed'), proof: new Uint8Array(96).fill(1) };
     const taken = resolve([plain], [signed]);
     assert.equal(taken.changed, true);
     assert.equal(taken.siblings[0], signed);
@@ -100,11 +103,17 @@ describe('resolve', () => {
   });
 
   it('keeps the lower proof of two signed versions under one dot, whichever came first', () => {
-    const low = { ...write('x', 1, EMPTY_CLOCK, 'one'), proof: new Uint8Array(96).fill(1) };
-    const high = { ...write('x', 1, EMPTY_CLOCK, 'two'), proof: new Uint8Array(96).fill(2) };
+    const low = { ...write(SIGNER, 1, EMPTY_CLOCK, 'one'), proof: new Uint8Array(96).fill(1) };
+    const high = { ...write(SIGNER, 1, EMPTY_CLOCK, 'two'), proof: new Uint8Array(96).fill(2) };
     assert.equal(resolve([high], [low]).siblings[0], low);
     assert.equal(resolve([low], [high]).siblings[0], low);
     assert.equal(resolve([low], [high]).changed, false);
+  });
+
+  it('keeps the stored version of a node that cannot sign, whatever proof another carries', () => {
+    const stored = write('x', 1, EMPTY_CLOCK, 'honest');
+    const forged = { ...write('x', 1, EMPTY_CLOCK, 'evil'), proof: new Uint8Array(96) };
+    assert.deepEqual(resolve([stored], [forged]), { siblings: [stored], changed: false });
   });
 
   it('keeps the stored one of two unsigned versions under one dot', () => {

@@ -90,20 +90,24 @@ export interface ProvenanceDeps {
 }
 
 /**
- * The first of `versions` of `key` that `from` may not ship, or undefined when it may ship them all: a version of
- * another node that signs, either with a proof that does not hold, or without one though its node signed it.
- * A node's own versions need no proof from itself: the link it sends them on is authenticated.
+ * The first of `versions` of `key` that no peer may ship, or undefined when it may ship them all: a version of a
+ * node that signs, with a proof that does not hold, or without one though its node signed it; or a version with a
+ * proof under the dot of a node that cannot sign (which would take an honest version's place, see `resolve`).
+ * A node's own versions are held to the same rules: one it could ship unchecked but no one could relay would keep
+ * its replicas apart for good (their Merkle trees never agreeing, no tombstone of the partition ever collected).
  */
 export async function unprovenVersion(
   key: Uint8Array,
   versions: readonly Version[],
-  from: string,
   deps: ProvenanceDeps,
 ): Promise<Version | undefined> {
   for (let i = 0; i < versions.length; i++) {
     const v = versions[i]!;
     const node = v.dot.node;
-    if (node === from || !signsVersions(node)) continue;
+    if (!signsVersions(node)) {
+      if (v.proof !== undefined) return v;
+      continue;
+    }
     if (v.proof === undefined) {
       const since = deps.signedFrom(node);
       if (since === undefined || v.dot.counter < since) continue;

@@ -1,9 +1,9 @@
 /**
  * Which versions a peer may ship (proof.ts): what a node knows of each signing node (the first counter it signed,
- * from the views), and the check of incoming frames against it. A version a peer may not ship is taken out of its
- * frame, counted and logged, and the rest goes on as if the sender had not sent it: an honest node never holds one
- * (it takes none), so only a member that made one up, or relays one it took before its author's `signedFrom` was
- * known, loses anything, and a transfer that carries one is not held up by it.
+ * from the views, kept across restarts), and the check of incoming frames against it. A version a peer may not ship
+ * is taken out of its frame, counted and logged, and the rest goes on as if the sender had not sent it: an honest
+ * node never holds one (it takes none), so only a member that made one up, or relays one it took before its
+ * writer's `signedFrom` was known, loses anything, and a transfer that carries one is not held up by it.
  */
 import type { Member } from '../ring/ring.ts';
 import type {
@@ -85,24 +85,24 @@ export class Provenance {
   }
 
   /**
-   * True when some version in `versions` needs a look: a version of a signing node other than `from`. Synchronous
-   * and allocation-free, so that the usual frame (a coordinator's own new version) goes on at once.
+   * True when some version in `versions` needs a look: a version of a signing node (its sender's own too), or one
+   * with a proof. Synchronous and allocation-free, so that a frame of nodes that do not sign goes on at once.
    */
-  needsCheck(versions: readonly Version[], from: string): boolean {
+  needsCheck(versions: readonly Version[]): boolean {
     for (let i = 0; i < versions.length; i++) {
-      const node = versions[i]!.dot.node;
-      if (node !== from && signsVersions(node)) return true;
+      const v = versions[i]!;
+      if (v.proof !== undefined || signsVersions(v.dot.node)) return true;
     }
     return false;
   }
 
-  /** The versions of `key` that `from` may ship: `versions` itself when it may ship them all. */
-  async proven(key: Uint8Array, versions: readonly Version[], from: string): Promise<readonly Version[]> {
-    if (!this.needsCheck(versions, from)) return versions;
+  /** The versions of `key` that a peer may ship: `versions` itself when it may ship them all. */
+  async proven(key: Uint8Array, versions: readonly Version[]): Promise<readonly Version[]> {
+    if (!this.needsCheck(versions)) return versions;
     let kept: Version[] | undefined;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
-      const ok = (await unprovenVersion(key, [v], from, this.#deps)) === undefined;
+      const ok = (await unprovenVersion(key, [v], this.#deps)) === undefined;
       if (!ok) kept ??= versions.slice(0, i);
       else kept?.push(v);
     }
@@ -111,11 +111,14 @@ export class Provenance {
 
   /** `message` with the versions its sender may not ship taken out. */
   async check<M extends CarryingMessage>(message: M, key?: Uint8Array): Promise<Checked<M>> {
-    const from = message.from;
     if (message.type === 'replicate' || message.type === 'read-reply') {
+      if (!this.needsCheck(message.versions)) return { message, dropped: 0 };
       const k = message.type === 'replicate' ? message.key : key;
-      if (k === undefined || !this.needsCheck(message.versions, from)) return { message, dropped: 0 };
-      const versions = await this.proven(k, message.versions, from);
+      // A read reply whose request is gone (or was no read) has no key to check against: what needs a check goes.
+      const versions =
+        k === undefined
+          ? message.versions.filter((v) => !this.needsCheck([v]))
+          : await this.proven(k, message.versions);
       if (versions === message.versions) return { message, dropped: 0 };
       const first = message.versions.find((v) => !versions.includes(v));
       return {
@@ -125,12 +128,12 @@ export class Provenance {
       };
     }
     const entries: readonly SyncEntry[] = message.entries;
-    if (!entries.some((e) => this.needsCheck(e.versions, from))) return { message, dropped: 0 };
+    if (!entries.some((e) => this.needsCheck(e.versions))) return { message, dropped: 0 };
     let dropped = 0;
     let first: Version | undefined;
     const kept: SyncEntry[] = [];
     for (const entry of entries) {
-      const versions = await this.proven(entry.key, entry.versions, from);
+      const versions = await this.proven(entry.key, entry.versions);
       if (versions !== entry.versions) {
         dropped += entry.versions.length - versions.length;
         first ??= entry.versions.find((v) => !versions.includes(v));

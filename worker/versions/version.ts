@@ -9,6 +9,7 @@
  * or supersedes that coordinator's earlier dots of the key: the merged clock of a read never claims a dot it did not
  * see.
  */
+import { signsVersions } from './proof.ts';
 import {
   type ClockEntry,
   type VClock,
@@ -130,7 +131,9 @@ export function resolve(stored: readonly Version[], incoming: readonly Version[]
  */
 function takesPlaceOf(v: Version, s: Version): boolean {
   const a = v.proof;
-  if (a === undefined) return false;
+  // Only a node whose id derives from its key signs: a proof under another's dot proves nothing (the codec and the
+  // checks on arrival refuse one; this keeps a merge from trusting it should one get here).
+  if (a === undefined || !signsVersions(v.dot.node)) return false;
   const b = s.proof;
   if (b === undefined) return true;
   for (let i = 0; i < a.length && i < b.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!;

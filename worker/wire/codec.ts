@@ -44,7 +44,7 @@ import {
 import { MAX_PARTITIONS } from '../ring/ring.ts';
 import { type ClockEntry, type VClock, isCounter, isWellFormed, MAX_CLOCK_ENTRIES } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
-import { PROOF_BYTES } from '../versions/proof.ts';
+import { PROOF_BYTES, signsVersions } from '../versions/proof.ts';
 
 /** Most node ids in each list of a write receipt (`acknowledged`, `fallbacks`, `hints`). @default 64 */
 export const MAX_RECEIPT_NODES = 64;
@@ -579,6 +579,9 @@ function readVersions(value: unknown, path: string, limits: ProtocolLimits): Ver
     }
     if (signed) {
       const proof = m.proof;
+      if (!signsVersions(dot.node)) {
+        fail(`${at}.proof`, `${dot.node} is not an id derived from a key, and only such nodes sign their versions`);
+      }
       if (!(proof instanceof Uint8Array) || proof.byteLength !== PROOF_BYTES) {
         fail(`${at}.proof`, `expected ${PROOF_BYTES} bytes (a public key and a signature), got ${typeName(proof)}`);
       }
@@ -1732,6 +1735,7 @@ class FastReader {
         if (earlier.node === dot.node && earlier.counter === dot.counter) throw BAIL;
       }
       if (signed) {
+        if (!signsVersions(dot.node)) throw BAIL;
         this.expect(K.proof);
         const proof = this.bytes(PROOF_BYTES, PROOF_BYTES, false)!;
         versions.push({ dot, context, value, proof });
