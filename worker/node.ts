@@ -413,6 +413,7 @@ export class DynamoNode {
       whenHeld: (partition, patient) =>
         this.#ownership.whenHeld(partition, patient === true ? forwardTimeout : requestTimeout, options.timers),
       findHolders,
+      probeHolders: (partition) => this.#holders.probe(partition),
       knownHolders: (partition) => this.#holders.known(partition),
       peers: this.#peers,
       metrics: this.#metrics,

@@ -206,6 +206,49 @@ describe('membership: joins', () => {
   });
 });
 
+describe('membership: requests during transfers', () => {
+  it('a forwarded put goes back to an owner that refused it while fetching once that owner holds the partition', async () => {
+    const w = world(6, 21);
+    await converge(w);
+    const p = 0;
+    const [key] = keysIn(w.cluster.ring, p, 1, 'stored') as [string];
+    const before = w.cluster.ring.preferenceList(p, N);
+    await settle(w.scheduler, running(w.cluster, before[0]!).put(key, utf8.encode(`v:${key}`), { w: N }));
+    await converge(w);
+    // A node joins at the head of the partition's preference list and fetches it from the owner it displaced, which
+    // holds it until its release ends; the other two owners go down, so that the put waits for them to time out.
+    const joiner = w.cluster.join(leader(w.cluster, p));
+    const owners = w.cluster.ring.preferenceList(p, N);
+    const [displaced] = before.filter((id) => !owners.includes(id)) as [string];
+    const down = owners.filter((id) => id !== joiner);
+    for (const id of down) await w.cluster.crash(id);
+    const via = w.cluster.live().find((id) => !owners.includes(id) && id !== displaced)!;
+    // Cut off from every holder, the joiner can neither fetch the partition nor coordinate its puts.
+    w.network.partition(
+      new Map([
+        [joiner, 'b'],
+        [via, 'bridge'],
+      ]),
+    );
+    await w.scheduler.advance(1000);
+    const refusals = (): number => running(w.cluster, joiner).metrics().putsRedirected;
+    const [put] = keysIn(w.cluster.ring, p, 1, 'forwarded') as [string];
+    const outcome = running(w.cluster, via).put(put, utf8.encode(`v:${put}`));
+    void outcome.catch(() => {});
+    await w.scheduler.run(() => refusals() > 0);
+    // It refused the put; it fetches the partition while the put is tried at the owners that are down.
+    w.network.heal();
+    await settle(w.scheduler, outcome);
+    assert.equal(
+      (await running(w.cluster, joiner).partitions()).find((i) => i.partition === p)?.state,
+      'held',
+      `${joiner} never held partition ${p}`,
+    );
+    assert.deepEqual(await storedValues(w.cluster, joiner, put), [`v:${put}`]);
+    await w.cluster.close();
+  });
+});
+
 describe('membership: failures and leaves', () => {
   it("a failed node's partitions are re-replicated to the node that completes the preference list", async () => {
     const w = world(6, 13);
@@ -342,6 +385,17 @@ describe('membership: hints across view changes', () => {
     await w.cluster.close();
   });
 });
+
+/** An id for a new node that would come first in partition `p`'s preference list. */
+function leader(cluster: Cluster, p: number): string {
+  const domain = `d${cluster.ids.length}`;
+  for (let i = 0; i < 10_000; i++) {
+    const id = `j${i}`;
+    const ring = new Ring([...cluster.members, { id, domain }], { partitions: PARTITIONS, tokensPerNode: 16 });
+    if (ring.preferenceList(p, N)[0] === id) return id;
+  }
+  throw new Error(`no new node id comes first in partition ${p}`);
+}
 
 /** An id for a new node that would push `displaced` out of partition `p`'s preference list. */
 function displacer(cluster: Cluster, p: number, displaced: string): string {

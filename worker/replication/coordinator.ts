@@ -65,6 +65,8 @@ export interface CoordinatorDeps {
   whenHeld(partition: number, patient?: boolean): Promise<boolean>;
   /** The members that hold a whole copy of `partition`, as learnt or asked now (see Holders.find). */
   findHolders(partition: number): Promise<Holding>;
+  /** The members that hold a whole copy of `partition`, asked now (see Holders.probe). */
+  probeHolders(partition: number): Promise<Holding>;
   /** The members known to hold a whole copy of `partition`, without asking (see Holders.known). */
   knownHolders(partition: number): readonly string[];
   /** The key's siblings on this node: its main store merged with any hints it holds for the key. */
@@ -168,15 +170,20 @@ export class Coordinator {
   async put(request: PutRequest): Promise<PutOutcome> {
     const { self } = this.#deps;
     const tried = new Set<string>();
+    // Owners that refused to coordinate for now (still fetching, or on another view), and those of them asked again
+    // once found holding the partition: each is asked again once at most.
+    const refused = new Set<string>();
+    const askedAgain = new Set<string>();
     let lastError: DynameshError | undefined;
     // Each step plans afresh: a forward can take seconds, and the view may change meanwhile.
     for (let plan = this.plan(request.key); ; plan = this.plan(request.key)) {
       const owner = plan.owners.includes(self) && !tried.has(self);
       let local = owner && (await this.#mayCoordinate(plan));
-      const next = local ? undefined : this.#nextCoordinator(plan, tried);
+      let next = local ? undefined : this.#nextCoordinator(plan, tried);
       // No other owner could coordinate: this one, still fetching, does once its transfer ends, waiting as long as a
       // forward would (a new cluster's transfers on a busy machine) rather than fail the put.
       if (!local && next === undefined) local = owner && (await this.#deps.whenHeld(plan.partition, true));
+      if (!local && next === undefined) next = await this.#refusedHolder(plan, refused, askedAgain);
       if (local) {
         try {
           return await this.coordinatePut(request, plan);
@@ -192,6 +199,7 @@ export class Coordinator {
       tried.add(next);
       const forwarded = await this.#forwardPut(request, next);
       if ('outcome' in forwarded) return forwarded.outcome;
+      if (forwarded.lastError !== undefined && !askedAgain.has(next)) refused.add(next);
       lastError = forwarded.lastError ?? lastError;
     }
     this.#deps.metrics.count('quorumFailures');
@@ -358,6 +366,22 @@ export class Coordinator {
       else later ??= owner;
     }
     return later ?? suspected;
+  }
+
+  /**
+   * Step: an owner of `plan` that refused the put and holds the partition now, asked afresh, once each; undefined
+   * when none does. An owner still fetching refuses in favour of one that holds, so a fetching owner that refused
+   * moments before its transfer ended can be the very one every owner asked later points to: without asking it
+   * again, the put would fail just as the partition can take it.
+   */
+  async #refusedHolder(plan: Plan, refused: Set<string>, askedAgain: Set<string>): Promise<string | undefined> {
+    if (!plan.owners.some((id) => refused.has(id))) return undefined;
+    const { holders } = await this.#deps.probeHolders(plan.partition);
+    const holder = plan.owners.find((id) => refused.has(id) && holders.includes(id));
+    if (holder === undefined) return undefined;
+    refused.delete(holder);
+    askedAgain.add(holder);
+    return holder;
   }
 
   /**
