@@ -855,6 +855,11 @@ export class DynamoNode {
 
   /** Settles a reply that carries versions of other signing nodes once they are checked (see proof.ts). */
   async #settleChecked(message: ReadReplyMessage | SyncKeysReplyMessage): Promise<void> {
+    // A late reply is dropped unread as any other: nothing to check.
+    if (!this.#peers.waiting(message.from, message.requestId)) {
+      this.#settle(message);
+      return;
+    }
     try {
       // A read reply's versions are signed over the key asked, which only the request knows.
       const key = message.type === 'read-reply' ? this.#peers.keyOf(message.requestId) : undefined;

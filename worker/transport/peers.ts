@@ -254,6 +254,11 @@ export class Peers {
     return this.#pending.get(requestId)?.key;
   }
 
+  /** Whether request `requestId` to `to` still waits for its reply. */
+  waiting(to: string, requestId: number): boolean {
+    return this.#pending.get(requestId)?.to === to;
+  }
+
   /** Hands a reply to the request waiting for it. Returns false when none waits (late, duplicated or forged). */
   settle(reply: Reply): boolean {
     const pending = this.#pending.get(reply.requestId);
