@@ -313,7 +313,9 @@ export class DynamoNode {
       throw new InvalidArgumentError(`node id ${options.id} does not derive from a key, so it cannot sign versions`);
     }
     this.id = options.id;
-    this.#provenance = new Provenance(options.proofs ?? new WebCryptoProofs());
+    this.#provenance = new Provenance(options.proofs ?? new WebCryptoProofs(), (node, key) =>
+      this.#recentRole(this.#ring.partitionOf(key), (owners) => owners.includes(node)),
+    );
     const saver = (name: string, build: () => unknown, what: string): MetaSaver =>
       new MetaSaver({
         // Through the node's storage handle, set below, as every other write of the node.
@@ -832,8 +834,9 @@ export class DynamoNode {
     }
     if (isReply(message)) {
       if (
-        (message.type === 'read-reply' && this.#provenance.needsCheck(message.versions)) ||
-        (message.type === 'sync-keys-reply' && message.entries.some((e) => this.#provenance.needsCheck(e.versions)))
+        (message.type === 'read-reply' && this.#replyNeedsCheck(message)) ||
+        (message.type === 'sync-keys-reply' &&
+          message.entries.some((e) => this.#provenance.needsCheck(e.key, e.versions, from)))
       ) {
         void this.#settleChecked(message);
         return;
@@ -853,13 +856,20 @@ export class DynamoNode {
     }
   }
 
-  /** Settles a reply that carries versions of other signing nodes once they are checked (see proof.ts). */
+  /**
+   * Whether a read reply carries versions to check before its request takes it (see provenance.ts): against the key
+   * the read asked for, or all of signing nodes' versions when the request was no read. A late reply is dropped
+   * unread as any other.
+   */
+  #replyNeedsCheck(message: ReadReplyMessage): boolean {
+    if (!this.#peers.waiting(message.from, message.requestId)) return false;
+    const key = this.#peers.keyOf(message.requestId);
+    if (key === undefined) return message.versions.some((v) => v.proof !== undefined || signsVersions(v.dot.node));
+    return this.#provenance.needsCheck(key, message.versions, message.from);
+  }
+
+  /** Settles a reply that carries versions of signing nodes once they are checked (see proof.ts). */
   async #settleChecked(message: ReadReplyMessage | SyncKeysReplyMessage): Promise<void> {
-    // A late reply is dropped unread as any other: nothing to check.
-    if (!this.#peers.waiting(message.from, message.requestId)) {
-      this.#settle(message);
-      return;
-    }
     try {
       // A read reply's versions are signed over the key asked, which only the request knows.
       const key = message.type === 'read-reply' ? this.#peers.keyOf(message.requestId) : undefined;
@@ -942,7 +952,9 @@ export class DynamoNode {
         return;
       case 'replicate':
         try {
-          const proven = this.#provenance.needsCheck(message.versions) ? await this.#proven(message) : message;
+          const proven = this.#provenance.needsCheck(message.key, message.versions, message.from)
+            ? await this.#proven(message)
+            : message;
           await this.#replica.replicate(proven);
           this.#peers.reply(message.from, message.requestId, { type: 'replicate-ack' });
         } catch (error) {
@@ -984,7 +996,7 @@ export class DynamoNode {
         return this.#serve(message, () => this.#sync.serveKeys(message));
       case 'sync-push':
         return this.#serve(message, () =>
-          message.entries.some((e) => this.#provenance.needsCheck(e.versions))
+          message.entries.some((e) => this.#provenance.needsCheck(e.key, e.versions, message.from))
             ? this.#proven(message).then((proven) => this.#sync.servePush(proven))
             : this.#sync.servePush(message),
         );

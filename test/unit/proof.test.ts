@@ -98,7 +98,7 @@ describe('which versions a peer may ship', () => {
 
   it('filters a sync page down to what the sender may ship, leaving out keys left with nothing', async () => {
     const author = await newSigner();
-    const provenance = new Provenance(crypto);
+    const provenance = new Provenance(crypto, () => false);
     provenance.learn([{ id: author.id, domain: 'd', signedFrom: 1 }]);
     const good = await signVersion(KEY, version(author.id, 1), author.signing);
     const plant = version(author.id, 2, 'evil');
@@ -123,11 +123,11 @@ describe('which versions a peer may ship', () => {
   it('takes back what it recorded, skipping what is malformed or of nodes that do not sign', async () => {
     const a = await newSigner();
     const b = await newSigner();
-    const provenance = new Provenance(crypto);
+    const provenance = new Provenance(crypto, () => false);
     assert.equal(provenance.learn([{ id: a.id, domain: 'd', signedFrom: 3 }]), true);
     assert.equal(provenance.learn([{ id: a.id, domain: 'd', signedFrom: 3 }]), false);
     provenance.learn([{ id: b.id, domain: 'd', signedFrom: 9 }]);
-    const again = new Provenance(crypto);
+    const again = new Provenance(crypto, () => false);
     again.restore([...provenance.record(), ['n1', 4], [a.id, 'x'], 'junk', [b.id, 0]]);
     assert.deepEqual(again.record(), provenance.record());
     again.restore(null);
@@ -136,7 +136,7 @@ describe('which versions a peer may ship', () => {
 
   it('keeps the signedFrom of members that left, and the lowest a node was ever seen with', async () => {
     const author = await newSigner();
-    const provenance = new Provenance(crypto);
+    const provenance = new Provenance(crypto, () => false);
     provenance.learn([{ id: author.id, domain: 'd', signedFrom: 7 }]);
     provenance.learn([{ id: author.id, domain: 'd', signedFrom: 9 }]);
     provenance.learn([]);

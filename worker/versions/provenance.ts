@@ -37,9 +37,18 @@ export class Provenance {
   /** The first counter each signing node signed, most recently seen last. */
   readonly #signedFrom = new Map<string, number>();
   readonly #deps: ProvenanceDeps;
+  /**
+   * Whether `node` owns the partition of `key`, or did moments ago. An owner's own signed versions are taken
+   * without checking their signature: that is every coordinator's `replicate`, and one verification per put at
+   * every replica would cost a burst of puts a third of its rate. A member that is no owner is held to every check:
+   * a version of its own that no one could relay, kept by the one replica it ships it to, would keep that
+   * partition's replicas apart for good. (An owner can do that, as it can withhold the partition's writes.)
+   */
+  readonly #owns: (node: string, key: Uint8Array) => boolean;
 
-  constructor(crypto: ProofCrypto) {
+  constructor(crypto: ProofCrypto, owns: (node: string, key: Uint8Array) => boolean) {
     this.#deps = { crypto, signedFrom: (node) => this.#signedFrom.get(node) };
+    this.#owns = owns;
   }
 
   /**
@@ -85,24 +94,34 @@ export class Provenance {
   }
 
   /**
-   * True when some version in `versions` needs a look: a version of a signing node (its sender's own too), or one
-   * with a proof. Synchronous and allocation-free, so that a frame of nodes that do not sign goes on at once.
+   * True when some version of `key` in `versions`, shipped by `from`, needs a look: a version of a signing node, or
+   * one with a proof. Synchronous and allocation-free, so that a frame of nodes that do not sign, and a
+   * coordinator's own new write (see {@link Provenance.#vouched}), go on at once.
    */
-  needsCheck(versions: readonly Version[]): boolean {
+  needsCheck(key: Uint8Array, versions: readonly Version[], from: string): boolean {
+    let owner: boolean | undefined;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
-      if (v.proof !== undefined || signsVersions(v.dot.node)) return true;
+      const node = v.dot.node;
+      if (!signsVersions(node)) {
+        if (v.proof !== undefined) return true;
+        continue;
+      }
+      if (v.proof === undefined || node !== from) return true;
+      owner ??= this.#owns(from, key);
+      if (!owner) return true;
     }
     return false;
   }
 
-  /** The versions of `key` that a peer may ship: `versions` itself when it may ship them all. */
-  async proven(key: Uint8Array, versions: readonly Version[]): Promise<readonly Version[]> {
-    if (!this.needsCheck(versions)) return versions;
+  /** The versions of `key` that `from` may ship: `versions` itself when it may ship them all. */
+  async proven(key: Uint8Array, versions: readonly Version[], from: string): Promise<readonly Version[]> {
+    if (!this.needsCheck(key, versions, from)) return versions;
+    const vouched = this.#owns(from, key) ? from : undefined;
     let kept: Version[] | undefined;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
-      const ok = (await unprovenVersion(key, [v], this.#deps)) === undefined;
+      const ok = (await unprovenVersion(key, [v], this.#deps, vouched)) === undefined;
       if (!ok) kept ??= versions.slice(0, i);
       else kept?.push(v);
     }
@@ -112,13 +131,15 @@ export class Provenance {
   /** `message` with the versions its sender may not ship taken out. */
   async check<M extends CarryingMessage>(message: M, key?: Uint8Array): Promise<Checked<M>> {
     if (message.type === 'replicate' || message.type === 'read-reply') {
-      if (!this.needsCheck(message.versions)) return { message, dropped: 0 };
       const k = message.type === 'replicate' ? message.key : key;
-      // A read reply whose request is gone (or was no read) has no key to check against: what needs a check goes.
-      const versions =
-        k === undefined
-          ? message.versions.filter((v) => !this.needsCheck([v]))
-          : await this.proven(k, message.versions);
+      // A read reply to a request that was no read has no key to check against: what needs a check goes.
+      if (k === undefined) {
+        const versions = message.versions.filter((v) => v.proof === undefined && !signsVersions(v.dot.node));
+        if (versions.length === message.versions.length) return { message, dropped: 0 };
+        return { message: { ...message, versions }, dropped: message.versions.length - versions.length };
+      }
+      if (!this.needsCheck(k, message.versions, message.from)) return { message, dropped: 0 };
+      const versions = await this.proven(k, message.versions, message.from);
       if (versions === message.versions) return { message, dropped: 0 };
       const first = message.versions.find((v) => !versions.includes(v));
       return {
@@ -128,12 +149,12 @@ export class Provenance {
       };
     }
     const entries: readonly SyncEntry[] = message.entries;
-    if (!entries.some((e) => this.needsCheck(e.versions))) return { message, dropped: 0 };
+    if (!entries.some((e) => this.needsCheck(e.key, e.versions, message.from))) return { message, dropped: 0 };
     let dropped = 0;
     let first: Version | undefined;
     const kept: SyncEntry[] = [];
     for (const entry of entries) {
-      const versions = await this.proven(entry.key, entry.versions);
+      const versions = await this.proven(entry.key, entry.versions, message.from);
       if (versions !== entry.versions) {
         dropped += entry.versions.length - versions.length;
         first ??= entry.versions.find((v) => !versions.includes(v));
