@@ -887,7 +887,7 @@ export class DynamoNode {
       const dot = checked.first?.dot;
       this.#logger.warn(
         { from: message.from, type: message.type, dropped: checked.dropped, dot: dot && `${dot.node}:${dot.counter}` },
-        'dropped versions of other nodes that the sender cannot prove they wrote',
+        'dropped versions without a proof of their writer that holds',
       );
     }
     return checked.message;
