@@ -8,7 +8,7 @@ import { encodeMessage } from '../../worker/wire/codec.ts';
 import { STRANGER_HOLD_MS } from '../../worker/membership/strangers.ts';
 import { hasErrorCode } from '../../worker/errors.ts';
 import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
-import { createVersion } from '../../worker/versions/version.ts';
+import { type Version, createVersion } from '../../worker/versions/version.ts';
 import { Cluster } from '../sim/cluster.ts';
 import { Network, type NetworkConditions } from '../sim/network.ts';
 import { Rng } from '../sim/random.ts';
@@ -87,6 +87,26 @@ function sameOwners(w: World, key: string, count: number, prefix = 'same'): stri
     if (w.cluster.preferenceList(text.encode(candidate), 3).every((id) => owners.has(id))) out.push(candidate);
   }
   return out;
+}
+
+/** A `replicate` frame of `versions` of `key` from `from`, as a coordinator (or a member posing as one) sends it. */
+function replicateFrame(
+  from: string,
+  requestId: number,
+  key: string,
+  versions: Version[],
+  fresh: number | null = null,
+) {
+  return encodeMessage({
+    type: 'replicate',
+    from,
+    requestId,
+    key: text.encode(key),
+    versions,
+    hintFor: null,
+    durable: false,
+    fresh,
+  });
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -474,19 +494,7 @@ describe('DynamoNode', () => {
     // The coordinator's next dot, with another value, at the other owners before the coordinator issues it.
     const planted = createVersion(coordinator, issued + 1, 1, [], text.encode('evil'));
     for (const [i, owner] of owners.slice(1).entries()) {
-      w.node(owner).receive(
-        rogue,
-        encodeMessage({
-          type: 'replicate',
-          from: rogue,
-          requestId: i + 1,
-          key: text.encode('k'),
-          versions: [planted],
-          hintFor: null,
-          durable: false,
-          fresh: null,
-        }),
-      );
+      w.node(owner).receive(rogue, replicateFrame(rogue, i + 1, 'k', [planted]));
     }
     await w.scheduler.advance(10);
     // Taken: the owners cannot tell it from a fallback's delivery of the coordinator's write.
@@ -511,19 +519,7 @@ describe('DynamoNode', () => {
     // The honest dot with another value and 96 bytes of "proof", which would win over an unsigned copy if trusted.
     const forged = { ...written!, value: text.encode('evil'), proof: new Uint8Array(96) };
     for (const [i, owner] of owners.entries()) {
-      w.node(owner).receive(
-        rogue,
-        encodeMessage({
-          type: 'replicate',
-          from: rogue,
-          requestId: i + 1,
-          key: text.encode('k'),
-          versions: [forged],
-          hintFor: null,
-          durable: false,
-          fresh: null,
-        }),
-      );
+      w.node(owner).receive(rogue, replicateFrame(rogue, i + 1, 'k', [forged]));
     }
     await w.scheduler.advance(10);
     for (const owner of owners) assert.equal(w.node(owner).metrics().malformedFrames, 1);

@@ -39,7 +39,19 @@ async function signedWorld(size: number) {
   const stored = (id: string): Promise<Version[]> => cluster.slot(id).data.reopen().get(KEY);
   /** Delivers `message` to `to` as if `rogue` had sent it over its authenticated link. */
   const inject = (to: string, message: PeerMessage): void => node(to).receive(rogue, encodeMessage(message));
-  return { scheduler, cluster, node, settle, owners, rogue, stored, inject };
+  /** Delivers to `to` a `replicate` of `versions` of the key from `rogue`. */
+  const replicate = (to: string, requestId: number, versions: Version[], fresh: number | null = null): void =>
+    inject(to, {
+      type: 'replicate',
+      from: rogue,
+      requestId,
+      key: KEY,
+      versions,
+      hintFor: null,
+      durable: false,
+      fresh,
+    });
+  return { scheduler, cluster, node, settle, owners, rogue, stored, inject, replicate };
 }
 
 const show = (versions: readonly Version[]): string[] =>
@@ -63,16 +75,7 @@ describe('signed versions', () => {
     const issued = (await w.stored(coordinator))[0]!.dot.counter;
     const planted = createVersion(coordinator, issued + 1, 1, [], text.encode('evil'));
     for (const [i, owner] of others.entries()) {
-      w.inject(owner, {
-        type: 'replicate',
-        from: w.rogue,
-        requestId: i + 1,
-        key: KEY,
-        versions: [planted],
-        hintFor: null,
-        durable: false,
-        fresh: null,
-      });
+      w.replicate(owner, i + 1, [planted]);
     }
     await w.scheduler.advance(10);
     for (const owner of others) {
@@ -94,16 +97,7 @@ describe('signed versions', () => {
     const junk = { ...createVersion(w.rogue, 7, 1, [], text.encode('junk proof')), proof: new Uint8Array(96) };
     const unsigned = createVersion(w.rogue, 8, 1, [], text.encode('no proof'));
     for (const [i, versions] of [[junk], [unsigned]].entries()) {
-      w.inject(owner, {
-        type: 'replicate',
-        from: w.rogue,
-        requestId: i + 1,
-        key: KEY,
-        versions,
-        hintFor: null,
-        durable: false,
-        fresh: versions[0]!.dot.counter,
-      });
+      w.replicate(owner, i + 1, versions, versions[0]!.dot.counter);
     }
     await w.scheduler.advance(10);
     assert.deepEqual(await w.stored(owner), []);
@@ -142,16 +136,7 @@ describe('signed versions', () => {
     // The author is in no view the restarted replica has seen: what it knows of it, it kept across the restart.
     assert.ok(!w.cluster.memberIds().includes(author));
     const planted = createVersion(author, issued + 1, 1, [], text.encode('evil'));
-    w.inject(replica, {
-      type: 'replicate',
-      from: w.rogue,
-      requestId: 1,
-      key: KEY,
-      versions: [planted],
-      hintFor: null,
-      durable: false,
-      fresh: null,
-    });
+    w.replicate(replica, 1, [planted]);
     await w.scheduler.advance(10);
     assert.ok(!(await w.stored(replica)).some((v) => v.dot.counter === issued + 1));
     assert.equal(w.node(replica).metrics().unprovenVersions, 1);
