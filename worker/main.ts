@@ -25,7 +25,8 @@ import type { PartitionInfo } from './membership/ownership.ts';
 import { type KeyBounds, type ProtocolLimits, limitsFor } from './wire/protocol.ts';
 import type { Member } from './ring/ring.ts';
 import { openIndexedDbStorage } from './storage/indexeddb.ts';
-import { firstSignedCounter, webCryptoSigning } from './versions/proof.ts';
+import { WebCryptoProofs, firstSignedCounter, webCryptoSigning } from './versions/proof.ts';
+import { derivedNodeId } from '../signaling/events.ts';
 import type { Storage, StorageStats } from './storage/storage.ts';
 
 /** How the main thread configures the node. */
@@ -142,6 +143,9 @@ export class NodeHost {
       this.#storage = storage;
       this.#links = links;
       this.#faults = faults;
+      if (config.signing !== undefined && !(await derivesFrom(config.id, config.signing.publicKey))) {
+        throw new DynameshError('ERR_INVALID_ARGUMENT', `node id ${config.id} does not derive from the signing key`);
+      }
       const signing =
         config.signing === undefined
           ? undefined
@@ -361,6 +365,11 @@ function plain(fields: object): Record<string, unknown> {
     out[k] = typeof v === 'object' && v !== null ? JSON.stringify(v) : v;
   }
   return out;
+}
+
+/** Whether node id `id` derives from `publicKey`: only then can its versions' proofs hold (proof.ts). */
+async function derivesFrom(id: string, publicKey: Uint8Array): Promise<boolean> {
+  return derivedNodeId(await new WebCryptoProofs().sha256(publicKey)) === id;
 }
 
 // Only when loaded as a worker: the module is also imported for its types and by tests.

@@ -1,0 +1,64 @@
+import { expect } from 'chai';
+import { deleteDB } from 'idb';
+import { derivedNodeId } from '../../signaling/events.ts';
+import { type HostConfig, NodeHost } from '../../worker/main.ts';
+
+/** Mocha's globals, as web-test-runner provides them. */
+const { describe, it } = globalThis as unknown as {
+  describe(name: string, fn: () => void): void;
+  it(name: string, fn: () => Promise<void>): void;
+};
+
+/** A new Ed25519 key pair, as a browser mints one for a new node (client/node-key.ts), and the id derived from it. */
+async function newKey(): Promise<{ id: string; privateKey: CryptoKey; publicKey: Uint8Array }> {
+  const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+  const id = derivedNodeId(new Uint8Array(await crypto.subtle.digest('SHA-256', publicKey)));
+  return { id, privateKey: pair.privateKey, publicKey };
+}
+
+function config(id: string, database: string): HostConfig {
+  return {
+    id,
+    domain: 'd',
+    database,
+    n: 3,
+    r: 2,
+    w: 2,
+    requestTimeout: 500,
+    hintInterval: 1000,
+    limits: {},
+  };
+}
+
+describe('a node host that signs', () => {
+  it('starts with the key its id derives from, and tells the first counter it signs, the same after a restart', async () => {
+    const key = await newKey();
+    const database = `dynamesh-host-${Date.now()}-a`;
+    try {
+      for (let run = 0; run < 2; run++) {
+        const host = new NodeHost();
+        const started = await host.start({ ...config(key.id, database), signing: key });
+        expect(started).to.deep.equal({ ok: true, value: { signedFrom: 1 } });
+        await host.close();
+      }
+    } finally {
+      await deleteDB(database);
+    }
+  });
+
+  it('refuses to start with a key its id does not derive from', async () => {
+    const key = await newKey();
+    const other = await newKey();
+    const database = `dynamesh-host-${Date.now()}-b`;
+    try {
+      const host = new NodeHost();
+      const started = await host.start({ ...config(key.id, database), signing: other });
+      expect(started.ok).to.equal(false);
+      expect(!started.ok && started.error.code).to.equal('ERR_INVALID_ARGUMENT');
+      await host.close();
+    } finally {
+      await deleteDB(database);
+    }
+  });
+});
