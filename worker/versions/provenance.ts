@@ -96,7 +96,7 @@ export class Provenance {
   /**
    * True when some version of `key` in `versions`, shipped by `from`, needs a look: a version of a signing node, or
    * one with a proof. Synchronous and allocation-free, so that a frame of nodes that do not sign, and a
-   * coordinator's own new write (see {@link Provenance.#vouched}), go on at once.
+   * coordinator's own new write (see {@link Provenance.#owns}), go on at once.
    */
   needsCheck(key: Uint8Array, versions: readonly Version[], from: string): boolean {
     let owner: boolean | undefined;
