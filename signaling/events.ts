@@ -41,7 +41,7 @@ export interface ViewMember {
   readonly joinedAt: number;
   /**
    * The first dot counter the node signed its versions from (`JoinRequest.signedFrom`); absent for a node that does
-   * not sign. Its peers take a version of it shipped by another node without its signature only below this counter.
+   * not sign. Its peers take a version of it without its signature, from anyone, only below this counter.
    */
   readonly signedFrom?: number;
 }
