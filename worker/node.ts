@@ -53,7 +53,7 @@ import { type Member, Ring } from './ring/ring.ts';
 import { MetaSaver } from './storage/meta-saver.ts';
 import { ObservedStorage } from './storage/observed.ts';
 import { DotHorizon } from './versions/horizon.ts';
-import { type ProofCrypto, type Signing, WebCryptoProofs, signsVersions } from './versions/proof.ts';
+import { type ProofCrypto, type Signing, WebCryptoProofs, proofAtStake, signsVersions } from './versions/proof.ts';
 import { type CarryingMessage, Provenance } from './versions/provenance.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
@@ -835,8 +835,7 @@ export class DynamoNode {
     if (isReply(message)) {
       if (
         (message.type === 'read-reply' && this.#replyNeedsCheck(message)) ||
-        (message.type === 'sync-keys-reply' &&
-          message.entries.some((e) => this.#provenance.needsCheck(e.key, e.versions, from)))
+        (message.type === 'sync-keys-reply' && this.#provenance.entriesNeedCheck(message.entries, from))
       ) {
         void this.#settleChecked(message);
         return;
@@ -864,7 +863,7 @@ export class DynamoNode {
   #replyNeedsCheck(message: ReadReplyMessage): boolean {
     if (!this.#peers.waiting(message.from, message.requestId)) return false;
     const key = this.#peers.keyOf(message.requestId);
-    if (key === undefined) return message.versions.some((v) => v.proof !== undefined || signsVersions(v.dot.node));
+    if (key === undefined) return message.versions.some(proofAtStake);
     return this.#provenance.needsCheck(key, message.versions, message.from);
   }
 
@@ -996,7 +995,7 @@ export class DynamoNode {
         return this.#serve(message, () => this.#sync.serveKeys(message));
       case 'sync-push':
         return this.#serve(message, () =>
-          message.entries.some((e) => this.#provenance.needsCheck(e.key, e.versions, message.from))
+          this.#provenance.entriesNeedCheck(message.entries, message.from)
             ? this.#proven(message).then((proven) => this.#sync.servePush(proven))
             : this.#sync.servePush(message),
         );

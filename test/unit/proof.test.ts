@@ -4,7 +4,7 @@ import {
   PROOF_BYTES,
   WebCryptoProofs,
   signVersion,
-  unprovenVersion,
+  mayShip,
   validProof,
   type ProvenanceDeps,
 } from '../../worker/versions/proof.ts';
@@ -69,31 +69,31 @@ describe('which versions a peer may ship', () => {
   it('a signed version of a signing node, whoever ships it', async () => {
     const author = await newSigner();
     const signed = await signVersion(KEY, version(author.id, 5), author.signing);
-    assert.equal(await unprovenVersion(KEY, [signed], deps({ [author.id]: 1 })), undefined);
+    assert.equal(await mayShip(KEY, signed, deps({ [author.id]: 1 })), true);
   });
 
   it('an unsigned version of a signing node only below its signedFrom, or when that is not known', async () => {
     const author = await newSigner();
     const plain = version(author.id, 5);
-    assert.equal(await unprovenVersion(KEY, [plain], deps({ [author.id]: 1 })), plain);
-    assert.equal(await unprovenVersion(KEY, [plain], deps({ [author.id]: 5 })), plain);
+    assert.equal(await mayShip(KEY, plain, deps({ [author.id]: 1 })), false);
+    assert.equal(await mayShip(KEY, plain, deps({ [author.id]: 5 })), false);
     // Written before its author signed (an older release): taken unsigned.
-    assert.equal(await unprovenVersion(KEY, [plain], deps({ [author.id]: 6 })), undefined);
-    assert.equal(await unprovenVersion(KEY, [plain], deps({})), undefined);
+    assert.equal(await mayShip(KEY, plain, deps({ [author.id]: 6 })), true);
+    assert.equal(await mayShip(KEY, plain, deps({})), true);
   });
 
   it('any unsigned version of a node with a random id, which cannot sign, and none with a proof', async () => {
     const plain = version('n2abcdefghij', 5);
-    assert.equal(await unprovenVersion(KEY, [plain], deps({})), undefined);
+    assert.equal(await mayShip(KEY, plain, deps({})), true);
     const proven = { ...plain, proof: new Uint8Array(PROOF_BYTES) };
-    assert.equal(await unprovenVersion(KEY, [proven], deps({})), proven);
+    assert.equal(await mayShip(KEY, proven, deps({})), false);
   });
 
   it('no version with a proof that does not hold, even its writer’s own', async () => {
     const author = await newSigner();
     const signed = await signVersion(KEY, version(author.id, 5), author.signing);
     const tampered = { ...signed, value: bytes('evil') };
-    assert.equal(await unprovenVersion(KEY, [tampered], deps({})), tampered);
+    assert.equal(await mayShip(KEY, tampered, deps({})), false);
   });
 
   it('filters a sync page down to what the sender may ship, leaving out keys left with nothing', async () => {

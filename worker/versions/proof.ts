@@ -79,7 +79,7 @@ export async function validProof(key: Uint8Array, version: Version, crypto: Proo
   return crypto.verify(publicKey, proof.subarray(PUBLIC_KEY_BYTES), versionPayload(key, version));
 }
 
-/** What {@link unprovenVersion} needs to know. */
+/** What {@link mayShip} needs to know. */
 export interface ProvenanceDeps {
   readonly crypto: ProofCrypto;
   /**
@@ -89,36 +89,32 @@ export interface ProvenanceDeps {
   signedFrom(node: string): number | undefined;
 }
 
+/** Whether a version's writer's proof is at stake: a version of a node that signs, or one carrying a proof. */
+export function proofAtStake(version: Version): boolean {
+  return version.proof !== undefined || signsVersions(version.dot.node);
+}
+
 /**
- * The first of `versions` of `key` that no peer may ship, or undefined when it may ship them all: a version of a
- * node that signs, with a proof that does not hold, or without one though its node signed it; or a version with a
- * proof under the dot of a node that cannot sign (which would take an honest version's place, see `resolve`).
- * A node's own versions are held to the same rules: one it could ship unchecked but no one could relay would keep
- * its replicas apart for good (their Merkle trees never agreeing, no tombstone of the partition ever collected). Only
- * `vouched`, a sender that owns the key's partition, has the signature of its own signed versions taken unchecked
- * (see provenance.ts).
+ * Whether a peer may ship `version` of `key`. Not a version of a node that signs with a proof that does not hold, or
+ * without one though its node signed it; nor a version with a proof under the dot of a node that cannot sign (which
+ * would take an honest version's place, see `resolve`). A node's own versions are held to the same rules: one it
+ * could ship unchecked but no one could relay would keep its replicas apart for good (their Merkle trees never
+ * agreeing, no tombstone of the partition ever collected). Only `vouched`, a sender that owns the key's partition,
+ * has the signature of its own signed versions taken unchecked (see provenance.ts).
  */
-export async function unprovenVersion(
+export async function mayShip(
   key: Uint8Array,
-  versions: readonly Version[],
+  version: Version,
   deps: ProvenanceDeps,
   vouched?: string,
-): Promise<Version | undefined> {
-  for (let i = 0; i < versions.length; i++) {
-    const v = versions[i]!;
-    const node = v.dot.node;
-    if (!signsVersions(node)) {
-      if (v.proof !== undefined) return v;
-      continue;
-    }
-    if (v.proof === undefined) {
-      const since = deps.signedFrom(node);
-      if (since === undefined || v.dot.counter < since) continue;
-      return v;
-    }
-    if (node !== vouched && !(await validProof(key, v, deps.crypto))) return v;
+): Promise<boolean> {
+  const node = version.dot.node;
+  if (!signsVersions(node)) return version.proof === undefined;
+  if (version.proof === undefined) {
+    const since = deps.signedFrom(node);
+    return since === undefined || version.dot.counter < since;
   }
-  return undefined;
+  return node === vouched || validProof(key, version, deps.crypto);
 }
 
 /** {@link ProofCrypto} on WebCrypto (a tab's worker; Node ≥ 20 too). */

@@ -13,7 +13,7 @@ import type {
   SyncKeysReplyMessage,
   SyncPushMessage,
 } from '../wire/protocol.ts';
-import { type ProofCrypto, type ProvenanceDeps, signsVersions, unprovenVersion } from './proof.ts';
+import { type ProofCrypto, type ProvenanceDeps, mayShip, proofAtStake, signsVersions } from './proof.ts';
 import type { Version } from './version.ts';
 import { isCounter } from './vclock.ts';
 
@@ -102,16 +102,17 @@ export class Provenance {
     let owner: boolean | undefined;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
-      const node = v.dot.node;
-      if (!signsVersions(node)) {
-        if (v.proof !== undefined) return true;
-        continue;
-      }
-      if (v.proof === undefined || node !== from) return true;
+      if (!proofAtStake(v)) continue;
+      if (!signsVersions(v.dot.node) || v.proof === undefined || v.dot.node !== from) return true;
       owner ??= this.#owns(from, key);
       if (!owner) return true;
     }
     return false;
+  }
+
+  /** {@link Provenance.needsCheck} for each key of a sync page from `from`. */
+  entriesNeedCheck(entries: readonly SyncEntry[], from: string): boolean {
+    return entries.some((e) => this.needsCheck(e.key, e.versions, from));
   }
 
   /** The versions of `key` that `from` may ship: `versions` itself when it may ship them all. */
@@ -121,7 +122,7 @@ export class Provenance {
     let kept: Version[] | undefined;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
-      const ok = (await unprovenVersion(key, [v], this.#deps, vouched)) === undefined;
+      const ok = await mayShip(key, v, this.#deps, vouched);
       if (!ok) kept ??= versions.slice(0, i);
       else kept?.push(v);
     }
@@ -134,7 +135,7 @@ export class Provenance {
       const k = message.type === 'replicate' ? message.key : key;
       // A read reply to a request that was no read has no key to check against: what needs a check goes.
       if (k === undefined) {
-        const versions = message.versions.filter((v) => v.proof === undefined && !signsVersions(v.dot.node));
+        const versions = message.versions.filter((v) => !proofAtStake(v));
         if (versions.length === message.versions.length) return { message, dropped: 0 };
         return { message: { ...message, versions }, dropped: message.versions.length - versions.length };
       }
@@ -149,7 +150,7 @@ export class Provenance {
       };
     }
     const entries: readonly SyncEntry[] = message.entries;
-    if (!entries.some((e) => this.needsCheck(e.key, e.versions, message.from))) return { message, dropped: 0 };
+    if (!this.entriesNeedCheck(entries, message.from)) return { message, dropped: 0 };
     let dropped = 0;
     let first: Version | undefined;
     const kept: SyncEntry[] = [];
