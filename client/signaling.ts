@@ -25,6 +25,7 @@ import {
 } from '../signaling/events.ts';
 import { isNodeId, validateView } from '../signaling/validate.ts';
 import { DynameshError, TimeoutError, UnauthorizedError, hasErrorCode } from '../worker/errors.ts';
+import { isPartitionCount } from '../worker/ring/ring.ts';
 
 /** The heartbeat intervals a client accepts from a join's acknowledgement, ms: beyond them a server is broken. */
 const HEARTBEAT_INTERVALS = { min: 10, max: 3_600_000 } as const;
@@ -38,6 +39,11 @@ export interface SignalingClientOptions {
   readonly token?: string;
   /** The first dot counter the node signs (`JoinRequest.signedFrom`); absent for a node that does not sign. */
   readonly signedFrom?: number;
+  /**
+   * Q of the node's stored data, when it holds any (`JoinRequest.partitions`): the server refuses the join unless it
+   * is the cluster's. Once joined, every later join names the cluster's Q.
+   */
+  readonly partitions?: number;
   /** A new view arrived. */
   readonly onView: (view: ClusterView) => void;
   /** A WebRTC signal from another member arrived. */
@@ -71,6 +77,7 @@ export class SignalingClient {
   readonly #options: SignalingClientOptions;
   readonly #socket: TypedSocket;
   #view: ClusterView | null = null;
+  #partitions: number | undefined;
   #stopHeartbeats: (() => void) | undefined;
   #lifecycle: LifecycleState = 'active';
   #closed = false;
@@ -96,6 +103,12 @@ export class SignalingClient {
       throw error;
     }
     return client;
+  }
+
+  /** The cluster's Q (`JoinAccepted.partitions`), known once joined. */
+  get partitions(): number {
+    if (this.#partitions === undefined) throw new Error('the cluster is not joined yet');
+    return this.#partitions;
   }
 
   /** The latest view. */
@@ -215,6 +228,7 @@ export class SignalingClient {
 
   async #join(): Promise<JoinAccepted> {
     const { cluster, nodeId, domain, token, prove, signedFrom } = this.#options;
+    const partitions = this.#partitions ?? this.#options.partitions;
     const connection = this.#socket.id;
     const proof = prove !== undefined && connection !== undefined ? await prove(connection) : undefined;
     const ack = await this.#socket.timeout(this.#options.joinTimeout ?? 10_000).emitWithAck('join', {
@@ -225,17 +239,27 @@ export class SignalingClient {
       ...(token !== undefined ? { token } : {}),
       ...(proof !== undefined ? { proof } : {}),
       ...(signedFrom !== undefined ? { signedFrom } : {}),
+      ...(partitions !== undefined ? { partitions } : {}),
     });
     const accepted = unwrap(ack);
     const view = validateView(accepted.view);
     const interval = accepted.heartbeatInterval;
-    if (!view.ok || !(interval >= HEARTBEAT_INTERVALS.min && interval <= HEARTBEAT_INTERVALS.max)) {
-      const reason = view.ok ? `heartbeatInterval ${String(interval)}` : view.message;
+    const heartbeatOk = interval >= HEARTBEAT_INTERVALS.min && interval <= HEARTBEAT_INTERVALS.max;
+    // A server of the same release always names Q; after the first join it can only name the same one.
+    const partitionsOk =
+      isPartitionCount(accepted.partitions) && (partitions === undefined || accepted.partitions === partitions);
+    if (!view.ok || !heartbeatOk || !partitionsOk) {
+      const reason = !view.ok
+        ? view.message
+        : !heartbeatOk
+          ? `heartbeatInterval ${String(interval)}`
+          : `partitions ${String(accepted.partitions)}`;
       throw new DynameshError(
         'ERR_INVALID_ARGUMENT',
         `the signalling server answered the join with an invalid ${reason}`,
       );
     }
+    this.#partitions = accepted.partitions;
     this.#acceptView(view.value);
     // A join starts the member afresh on the server, as active: say again what the tab is.
     const state = this.#lifecycle;

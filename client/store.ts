@@ -16,7 +16,7 @@ import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome, SyncTunables
 import type { ReadReceipt } from '../worker/node.ts';
 import { CallPort } from '../worker/calls.ts';
 import type { PartitionInfo } from '../worker/membership/ownership.ts';
-import { DEFAULT_PARTITIONS } from '../worker/ring/ring.ts';
+import { DEFAULT_CLUSTER_PARTITIONS } from '../worker/ring/ring.ts';
 import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 import { claimIdentity, type Identity, nodeDatabase, retireStale } from './identity.ts';
 import { nodeCertificate, nodeKey } from './node-key.ts';
@@ -160,7 +160,7 @@ export interface StoreConfig {
   readonly r: number;
   /** Default write quorum. */
   readonly w: number;
-  /** Ring partitions. */
+  /** Ring partitions Q: the cluster's, told by the signalling server as the node joins (its `--partitions`). */
   readonly partitions: number;
 }
 
@@ -266,7 +266,7 @@ class DynameshStore implements Store {
   readonly domain: string;
   readonly cluster: string;
   readonly dataPlane: DataPlane;
-  readonly config: StoreConfig;
+  #config: StoreConfig;
   // Declared only: the property exists on a store opened with faults and nowhere else.
   declare readonly faults?: StoreFaults;
   readonly #identity: Identity;
@@ -289,11 +289,11 @@ class DynameshStore implements Store {
     this.domain = identity.domain;
     this.cluster = options.cluster;
     this.dataPlane = dataPlane;
-    this.config = Object.freeze({
+    this.#config = Object.freeze({
       n: options.n ?? 3,
       r: options.r ?? 2,
       w: options.w ?? 2,
-      partitions: DEFAULT_PARTITIONS,
+      partitions: DEFAULT_CLUSTER_PARTITIONS,
     });
     this.#identity = identity;
     this.#worker = worker;
@@ -318,6 +318,10 @@ class DynameshStore implements Store {
     if (options.faults === true) {
       Object.defineProperty(this, 'faults', { value: this.#faultControls(), enumerable: true });
     }
+  }
+
+  get config(): StoreConfig {
+    return this.#config;
   }
 
   static async open(options: OpenStoreOptions, identity: Identity): Promise<DynameshStore> {
@@ -371,12 +375,13 @@ class DynameshStore implements Store {
     // A node whose id derives from its key signs every version it writes, so that no member can make one up under
     // its dots (README, Security model).
     const signing = key !== null && DERIVED_ID_PATTERN.test(this.nodeId) ? key.signing : undefined;
-    const { signedFrom } = unwrap(
-      await this.#host.start(
+    const opened = unwrap(
+      await this.#host.open(
         signing === undefined ? config : { ...config, signing },
         Comlink.proxy((entry: LogEntry) => this.#emit('log', entry)),
       ),
     );
+    const { signedFrom } = opened;
     if (key !== null) {
       // One certificate per node, its fingerprint signed by the node's key: peers check it against the SDP.
       const certificate = await nodeCertificate(this.cluster, this.nodeId);
@@ -391,6 +396,7 @@ class DynameshStore implements Store {
       domain: this.domain,
       ...(options.token !== undefined ? { token: options.token } : {}),
       ...(signedFrom !== null ? { signedFrom } : {}),
+      ...(opened.partitions !== null ? { partitions: opened.partitions } : {}),
       onView: (view) => this.#acceptView(view),
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       onConnection: (connected) => this.#emit('server', { connected }),
@@ -406,6 +412,10 @@ class DynameshStore implements Store {
       startHeartbeats: (interval, tick) => this.#startHeartbeats(interval, tick),
       ...(key === null ? {} : { prove: (connection: string) => key.prove(this.cluster, this.nodeId, connection) }),
     });
+    // The join told the cluster's Q; the views it pushed meanwhile wait in the host for the node.
+    const partitions = this.#signaling.partitions;
+    unwrap(await this.#host.start(partitions));
+    this.#config = Object.freeze({ ...this.#config, partitions });
     // The first request of an app comes right after openStore: it must find the peers of the view connected.
     await this.#connected(options.connectWait ?? 5000);
     this.#stopLifecycle = watchPageLifecycle((state) => this.#signaling?.setLifecycle(state));

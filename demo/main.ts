@@ -232,7 +232,7 @@ class Page implements PageContext {
     this.#ops = new OpsView(this, n);
     this.#faults = new FaultView(this);
     this.#transfer = new TransferView(this);
-    this.#ownership = computeOwnership([], n);
+    this.#ownership = computeOwnership([], n, store.config.partitions);
     const conflict = new ConflictView(this);
 
     const card = (id: string, title: Node | string, body: Node, extra = ''): HTMLElement =>
@@ -390,7 +390,7 @@ class Page implements PageContext {
     );
     this.#previous = view.members;
     this.#colors = memberColors(view.members);
-    this.#ownership = computeOwnership(view.members, this.#n);
+    this.#ownership = computeOwnership(view.members, this.#n, this.store.config.partitions);
     this.#ring.update(this.#ownership, this.#colors);
     this.#faults.updateMembers(view.members);
     this.#render();

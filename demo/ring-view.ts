@@ -21,9 +21,12 @@ export interface Ownership {
   readonly replica: ReadonlyMap<string, number>;
 }
 
-/** The ring of `members` and the preference list of each of its partitions. */
-export function computeOwnership(members: readonly ViewMember[], n: number): Ownership {
-  const ring = new Ring(members.map(({ id, domain, placement }) => ({ id, domain, placement })));
+/** The ring of `members` in `partitions` partitions (the cluster's Q) and the preference list of each partition. */
+export function computeOwnership(members: readonly ViewMember[], n: number, partitions: number): Ownership {
+  const ring = new Ring(
+    members.map(({ id, domain, placement }) => ({ id, domain, placement })),
+    { partitions },
+  );
   const lists: (readonly string[])[] = [];
   const primary = new Map<string, number>();
   const replica = new Map<string, number>();

@@ -23,6 +23,8 @@ const USAGE = `usage: node --import tsx signaling/cli.ts [options]
   --heartbeat-timeout MS   default ${SIGNALING_DEFAULTS.heartbeatTimeout}
   --suspect-grace MS       how long past the timeout a silent member that announced its tab hidden or frozen
                            stays in the view as suspect; 0 turns it off (default ${SIGNALING_DEFAULTS.suspectGrace})
+  --partitions Q           ring partitions of every cluster, a power of two chosen for the largest size a cluster
+                           will reach (default ${SIGNALING_DEFAULTS.partitions}, which serves 1,000 nodes)
   --max-members N          members per cluster (default ${SIGNALING_DEFAULTS.maxMembersPerCluster})
   --max-clusters N         clusters in all (default ${SIGNALING_DEFAULTS.maxClusters})
   --max-clusters-per-address N
@@ -47,6 +49,7 @@ const { values } = parseArgs({
     'heartbeat-interval': { type: 'string' },
     'heartbeat-timeout': { type: 'string' },
     'suspect-grace': { type: 'string' },
+    partitions: { type: 'string' },
     'max-members': { type: 'string' },
     'max-clusters': { type: 'string' },
     'max-clusters-per-address': { type: 'string' },
@@ -88,6 +91,7 @@ const server = await createSignalingServer({
   heartbeatInterval: integer('--heartbeat-interval', values['heartbeat-interval']),
   heartbeatTimeout: integer('--heartbeat-timeout', values['heartbeat-timeout']),
   suspectGrace: integer('--suspect-grace', values['suspect-grace']),
+  partitions: integer('--partitions', values.partitions),
   maxMembersPerCluster: integer('--max-members', values['max-members']),
   maxClusters: integer('--max-clusters', values['max-clusters']),
   maxClustersPerAddress: integer('--max-clusters-per-address', values['max-clusters-per-address']),

@@ -138,6 +138,11 @@ export interface JoinRequest {
    * it were written unsigned, by an older release). The server puts it in the node's {@link ViewMember}.
    */
   readonly signedFrom?: number;
+  /**
+   * Q of the ring the node's stored data is partitioned in, when it holds any: the server refuses the join unless it
+   * is the cluster's ({@link JoinAccepted.partitions}), since a node's records are filed by partition.
+   */
+  readonly partitions?: number;
 }
 
 /**
@@ -188,6 +193,11 @@ export interface JoinAccepted {
   /** A member silent for this long, in ms, leaves the view until it heartbeats again. */
   readonly heartbeatTimeout: number;
   readonly limits: SignalingLimits;
+  /**
+   * Q, the cluster's ring partitions (a power of two): a cluster setting, chosen for the largest size the cluster will
+   * reach, the same for every member and for the cluster's whole life.
+   */
+  readonly partitions: number;
 }
 
 /** Acknowledgement of `join`. */

@@ -47,6 +47,7 @@ import { JoinDamper } from './damping.ts';
 import { NodeKeys } from './node-keys.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { placementFor } from './placement.ts';
+import { DEFAULT_CLUSTER_PARTITIONS, MAX_PARTITIONS, isPartitionCount } from '../worker/ring/ring.ts';
 import { serveStatic } from './static.ts';
 import { tokenId, verifyToken } from './token.ts';
 import { VALIDATORS, type PayloadLimits } from './validate.ts';
@@ -92,6 +93,14 @@ export interface SignalingServerOptions {
    * `heartbeatTimeout + sweepInterval` after it was last heard. @default 250
    */
   readonly sweepInterval?: number | undefined;
+  /**
+   * Q, the ring partitions of every cluster this server holds, told to each member as it joins: a power of two,
+   * chosen for the largest size a cluster will reach (each partition's preference list needs N distinct nodes, and
+   * balance needs many partitions per node). The default serves 1,000 nodes (`npm run bench:ring`). A node whose
+   * stored data is partitioned otherwise is refused; a server upgraded under tabs that hold data of a smaller Q runs
+   * with that Q. @default 4096
+   */
+  readonly partitions?: number | undefined;
   /** Most members per cluster; one more join gets `ERR_CLUSTER_FULL`. @default 64 */
   readonly maxMembersPerCluster?: number | undefined;
   /** How long a member must have been joined before its `report-unreachable` counts, in ms. @default 10000 */
@@ -199,6 +208,7 @@ const KNOWN_EVENTS: ReadonlySet<string> = new Set(CLIENT_EVENT_NAMES);
 /** The numeric and address options, with defaults applied: the limits nodes are told, and the server's own. */
 export interface SignalingSettings extends SignalingLimits {
   readonly port: number;
+  readonly partitions: number;
   readonly host: string;
   readonly heartbeatInterval: number;
   readonly heartbeatTimeout: number;
@@ -217,6 +227,7 @@ export interface SignalingSettings extends SignalingLimits {
 export const SIGNALING_DEFAULTS: SignalingSettings = Object.freeze({
   port: 8787,
   host: '127.0.0.1',
+  partitions: DEFAULT_CLUSTER_PARTITIONS,
   heartbeatInterval: 1000,
   heartbeatTimeout: 3000,
   suspectGrace: DEFAULT_SUSPECT_GRACE,
@@ -245,6 +256,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   const settings: SignalingSettings = {
     port: options.port ?? defaults.port,
     host: options.host ?? defaults.host,
+    partitions: options.partitions ?? defaults.partitions,
     heartbeatInterval: options.heartbeatInterval ?? defaults.heartbeatInterval,
     heartbeatTimeout: options.heartbeatTimeout ?? defaults.heartbeatTimeout,
     suspectGrace: options.suspectGrace ?? defaults.suspectGrace,
@@ -458,6 +470,13 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
           `this page runs ${page} and the server protocol ${PROTOCOL_VERSION}: load the page again to run the server's release`,
         );
       }
+      if (request.partitions !== undefined && request.partitions !== settings.partitions) {
+        return fail(
+          'ERR_INVALID_ARGUMENT',
+          `this node's data is filed in ${request.partitions} ring partitions and the cluster uses ` +
+            `${settings.partitions}: run the server with --partitions ${request.partitions}, or open the node afresh`,
+        );
+      }
       let token: string | undefined;
       if (secret !== undefined) {
         if (request.token === undefined) return fail('ERR_UNAUTHORIZED', 'this server needs a token to join');
@@ -530,6 +549,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
           heartbeatInterval: settings.heartbeatInterval,
           heartbeatTimeout: settings.heartbeatTimeout,
           limits,
+          partitions: settings.partitions,
         },
         changes: joined.changes,
       };
@@ -757,4 +777,7 @@ function checkOptions(settings: SignalingSettings): void {
     );
   }
   if (settings.maxEventBurst < 1) throw new RangeError('maxEventBurst must be at least 1');
+  if (!isPartitionCount(settings.partitions)) {
+    throw new RangeError(`partitions must be a power of two from 1 to ${MAX_PARTITIONS}, got ${settings.partitions}`);
+  }
 }

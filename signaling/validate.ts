@@ -7,6 +7,7 @@
  */
 import { NODE_ID_PATTERN } from '../worker/wire/protocol.ts';
 import { isCounter } from '../worker/versions/vclock.ts';
+import { MAX_PARTITIONS, isPartitionCount } from '../worker/ring/ring.ts';
 import {
   CLUSTER_NAME_PATTERN,
   type ClusterView,
@@ -61,9 +62,13 @@ export function isClusterName(name: unknown): name is string {
 
 /** Validates a `join` payload. */
 export function validateJoin(input: unknown): Validation<JoinRequest> {
-  const shape = checkObject(input, ['cluster', 'nodeId', 'domain'], ['protocol', 'token', 'proof', 'signedFrom']);
+  const shape = checkObject(
+    input,
+    ['cluster', 'nodeId', 'domain'],
+    ['protocol', 'token', 'proof', 'signedFrom', 'partitions'],
+  );
   if (shape !== null) return invalid(`join: ${shape}`);
-  const { cluster, nodeId, domain, protocol, token, proof, signedFrom } = input as Record<string, unknown>;
+  const { cluster, nodeId, domain, protocol, token, proof, signedFrom, partitions } = input as Record<string, unknown>;
   if (!isClusterName(cluster)) return invalid('join: cluster must match [A-Za-z0-9_-]{1,64}');
   if (!isNodeId(nodeId)) return invalid('join: nodeId must match [A-Za-z0-9_-]{1,64}');
   if (!isClusterName(domain)) return invalid('join: domain must match [A-Za-z0-9_-]{1,64}');
@@ -72,6 +77,9 @@ export function validateJoin(input: unknown): Validation<JoinRequest> {
   }
   if (signedFrom !== undefined && !isCounter(signedFrom)) {
     return invalid('join: signedFrom must be a dot counter (an integer from 1 to 2^48)');
+  }
+  if (partitions !== undefined && !isPartitionCount(partitions)) {
+    return invalid(`join: partitions must be a power of two from 1 to ${MAX_PARTITIONS}`);
   }
   if (token !== undefined) {
     if (typeof token !== 'string' || token.length === 0) return invalid('join: token must be a non-empty string');
@@ -98,6 +106,7 @@ export function validateJoin(input: unknown): Validation<JoinRequest> {
       ...(token !== undefined ? { token: token as string } : {}),
       ...(proof !== undefined ? { proof: proof as JoinRequest['proof'] & object } : {}),
       ...(signedFrom !== undefined ? { signedFrom: signedFrom as number } : {}),
+      ...(partitions !== undefined ? { partitions } : {}),
     },
   };
 }

@@ -25,6 +25,7 @@ import type { PartitionInfo } from './membership/ownership.ts';
 import { type KeyBounds, type ProtocolLimits, limitsFor } from './wire/protocol.ts';
 import type { Member } from './ring/ring.ts';
 import { openIndexedDbStorage } from './storage/indexeddb.ts';
+import { PARTITIONS_META, storedPartitions } from './storage/filed-partitions.ts';
 import { WebCryptoProofs, firstSignedCounter, webCryptoSigning } from './versions/proof.ts';
 import { derivedNodeId } from '../signaling/events.ts';
 import type { Storage, StorageStats } from './storage/storage.ts';
@@ -54,10 +55,15 @@ export interface HostConfig {
   readonly signing?: { readonly privateKey: CryptoKey; readonly publicKey: Uint8Array };
 }
 
-/** What a started node tells the page. */
-export interface Started {
+/** What an opened node tells the page, for its join. */
+export interface Opened {
   /** The first dot counter the node signs, for its join (`JoinRequest.signedFrom`); null when it does not sign. */
   readonly signedFrom: number | null;
+  /**
+   * Q of the ring the node's stored data is filed in (`JoinRequest.partitions`); null when it stores nothing yet, so
+   * that it takes the cluster's.
+   */
+  readonly partitions: number | null;
 }
 
 /** What {@link NodeHost.retire} did with a retired node's database. */
@@ -113,6 +119,8 @@ export class NodeHost {
   #faults: Faults | undefined;
   #onLog: ((entry: LogEntry) => void) | undefined;
   #heartbeat: { timer: ReturnType<typeof setInterval>; port: MessagePort } | undefined;
+  /** Between {@link open} and {@link start}: what the node is built from, and the latest view, kept for it. */
+  #opened: { config: HostConfig; storedPartitions: number | null; members: readonly Member[] | null } | undefined;
   readonly #logger: Logger = {
     debug: () => {},
     info: (fields, msg) => this.#log('info', fields, msg),
@@ -120,18 +128,24 @@ export class NodeHost {
     error: (fields, msg) => this.#log('error', fields, msg),
   };
 
-  /** Opens storage and starts the node. */
-  async start(config: HostConfig, onLog?: (entry: LogEntry) => void): Promise<Outcome<Started>> {
+  /**
+   * Opens the node's storage and links, and tells what its join needs. The node itself starts once the cluster's Q is
+   * known ({@link start}): the join answers it.
+   */
+  async open(config: HostConfig, onLog?: (entry: LogEntry) => void): Promise<Outcome<Opened>> {
     return attempt(async () => {
-      if (this.#node !== undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node has already started');
+      if (this.#storage !== undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node is already open');
       this.#onLog = onLog;
       const limits = limitsFor(config.bounds, config.limits);
+      if (config.signing !== undefined && !(await derivesFrom(config.id, config.signing.publicKey))) {
+        throw new DynameshError('ERR_INVALID_ARGUMENT', `node id ${config.id} does not derive from the signing key`);
+      }
       const storage = await openIndexedDbStorage(config.database);
       const faults =
         config.faults === true
           ? new Faults({ self: config.id, random: Math.random, clock: systemClock, timers: systemTimers })
           : undefined;
-      const links = new Links({
+      this.#links = new Links({
         maxMessageBytes: limits.maxFrameBytes,
         logger: this.#logger,
         onMessage: (from, message) => this.#node?.receive(from, message),
@@ -141,44 +155,64 @@ export class NodeHost {
       });
       this.#database = config.database;
       this.#storage = storage;
-      this.#links = links;
       this.#faults = faults;
-      if (config.signing !== undefined && !(await derivesFrom(config.id, config.signing.publicKey))) {
-        throw new DynameshError('ERR_INVALID_ARGUMENT', `node id ${config.id} does not derive from the signing key`);
+      const signedFrom = config.signing === undefined ? null : await firstSignedCounter(storage);
+      const partitions = await storedPartitions(storage);
+      this.#opened = { config, storedPartitions: partitions, members: null };
+      return { signedFrom, partitions };
+    });
+  }
+
+  /** Starts the opened node on a ring of `partitions` partitions, the cluster's Q (`JoinAccepted.partitions`). */
+  async start(partitions: number): Promise<Outcome<void>> {
+    return attempt(async () => {
+      const opened = this.#opened;
+      if (opened === undefined || this.#storage === undefined || this.#links === undefined) {
+        throw new DynameshError('ERR_INVALID_ARGUMENT', 'open the node before starting it');
       }
+      const { config, storedPartitions: stored } = opened;
+      if (stored !== null && stored !== partitions) {
+        throw new DynameshError(
+          'ERR_INVALID_ARGUMENT',
+          `the node's data is filed in ${stored} ring partitions and the cluster uses ${partitions}`,
+        );
+      }
+      if (stored === null) await this.#storage.putMeta(PARTITIONS_META, partitions);
       const signing =
         config.signing === undefined
           ? undefined
           : webCryptoSigning(config.signing.privateKey, config.signing.publicKey);
-      const signedFrom = signing === undefined ? null : await firstSignedCounter(storage);
+      this.#opened = undefined;
       this.#node = new DynamoNode({
         id: config.id,
         domain: config.domain,
-        storage,
-        transport: links,
+        storage: this.#storage,
+        transport: this.#links,
         clock: systemClock,
         timers: systemTimers,
         logger: this.#logger,
         n: config.n,
         r: config.r,
         w: config.w,
+        partitions,
         requestTimeout: config.requestTimeout,
         hintInterval: config.hintInterval,
         ...config.sync,
         ...config.bounds,
-        limits,
+        limits: limitsFor(config.bounds, config.limits),
         ...(signing !== undefined ? { signing } : {}),
       });
+      if (opened.members !== null) this.#node.setMembers(opened.members);
       this.#logger.info(
-        { id: config.id, domain: config.domain, database: config.database, signedFrom },
+        { id: config.id, domain: config.domain, database: config.database, partitions, signing: signing !== undefined },
         'node started',
       );
-      return { signedFrom };
     });
   }
 
   /** Replaces the view. */
   setMembers(members: readonly Member[]): void {
+    if (this.#opened !== undefined) this.#opened = { ...this.#opened, members };
     this.#node?.setMembers(members);
   }
 
@@ -304,12 +338,14 @@ export class NodeHost {
   /** Stops the node, closes the links and the database. Idempotent. */
   async close(): Promise<void> {
     this.stopHeartbeat();
-    const node = this.#node;
-    if (node === undefined) return;
-    await node.close();
+    const storage = this.#storage;
+    if (storage === undefined) return;
+    this.#storage = undefined;
+    this.#opened = undefined;
+    await this.#node?.close();
     this.#faults?.close();
     this.#links?.close();
-    await this.#storage?.close();
+    await storage.close();
   }
 
   #running(): DynamoNode {

@@ -27,7 +27,7 @@ import {
   silentLogger,
 } from './env.ts';
 import { Handoff } from './replication/handoff.ts';
-import { PartitionTrees } from './membership/merkle.ts';
+import { PartitionTree, PartitionTrees } from './membership/merkle.ts';
 import { Metrics, type MetricsSnapshot } from './metrics.ts';
 import { Holders, type Holding } from './membership/holders.ts';
 import { Ownership, type PartitionInfo } from './membership/ownership.ts';
@@ -111,7 +111,7 @@ export interface NodeOptions {
    * Cassandra's `gc_grace_seconds`: a browser closed overnight must come back with its data. @default 864000000 (10 days)
    */
   readonly tombstoneGrace?: number;
-  /** Ring partitions Q. @default 256 */
+  /** Ring partitions Q: the cluster's, the same on every member (tabs take it from the signalling server). @default 256 */
   readonly partitions?: number;
   /** Ring tokens per node T. @default DEFAULT_TOKENS_PER_NODE of ring.ts */
   readonly tokensPerNode?: number;
@@ -662,17 +662,22 @@ export class DynamoNode {
     return this.#ready;
   }
 
-  /** Every partition this node owns or still stores keys of, with its transfer state and Merkle root. */
+  /**
+   * Every partition this node owns or still stores keys of, with its transfer state and Merkle root. Trees are built
+   * for the partitions that store keys only: an owned partition without any has the empty tree's root, and no tree
+   * is kept for it (with Q chosen for 1,000 nodes, a node of a small cluster owns thousands of empty partitions).
+   */
   async partitions(): Promise<PartitionInfo[]> {
     await this.#ready;
     const ring = this.#ring;
     const stored = new Set(await this.#storage.partitionsWithData());
+    const empty = new PartitionTree(ring.partitions);
     const out: PartitionInfo[] = [];
     for (let p = 0; p < ring.partitions; p++) {
       const owners = ring.preferenceList(p, this.#n);
       const owned = owners.includes(this.id);
       if (!owned && !stored.has(p)) continue;
-      const tree = await this.#trees.get(p);
+      const tree = stored.has(p) ? await this.#trees.get(p) : (this.#trees.peek(p) ?? empty);
       const state = owned ? (this.#ownership.holds(p) ? 'held' : 'fetching') : 'releasing';
       out.push({
         partition: p,

@@ -4,8 +4,8 @@
  *   node --import tsx test/bench/ring-balance.ts [--nodes 8,100,1000] [--partitions Q[,Q…]] [--tokens T] [--sets S]
  *     [--keys K] [--seed X] [--sweep]
  *
- * For each cluster size of `--nodes` (default 8, 100 and 1,000 members) and each Q of `--partitions` (default the
- * ring's, 256): the primary-owner and replica balance (largest share over mean), and what moves when one more node
+ * For each cluster size of `--nodes` (default 8, 100 and 1,000 members) and each Q of `--partitions` (default a live
+ * cluster's, 4,096): the primary-owner and replica balance (largest share over mean), and what moves when one more node
  * joins, over `--sets` random clusters; beside them the quantization floor of Q partitions over that many nodes.
  * Past Q / 3 members some own no partition at all, which the balance shows.
  *
@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { RandomGenerator } from 'pure-rand/types/RandomGenerator';
-import { DEFAULT_PARTITIONS, DEFAULT_TOKENS_PER_NODE, Ring, type Member } from '../../worker/ring/ring.ts';
+import { DEFAULT_CLUSTER_PARTITIONS, DEFAULT_TOKENS_PER_NODE, Ring, type Member } from '../../worker/ring/ring.ts';
 
 /** Replicas per key in the figures, as in DESIGN.md. */
 export const REPLICAS = 3;
@@ -158,7 +158,7 @@ export function summarize(values: readonly number[]): { mean: number; worst: num
 function main(): void {
   const { values } = parseArgs({
     options: {
-      partitions: { type: 'string', default: String(DEFAULT_PARTITIONS) },
+      partitions: { type: 'string', default: String(DEFAULT_CLUSTER_PARTITIONS) },
       tokens: { type: 'string', default: String(DEFAULT_TOKENS_PER_NODE) },
       sets: { type: 'string', default: '10' },
       keys: { type: 'string', default: '100000' },

@@ -38,8 +38,9 @@ describe('a node host that signs', () => {
     try {
       for (let run = 0; run < 2; run++) {
         const host = new NodeHost();
-        const started = await host.start({ ...config(key.id, database), signing: key });
-        expect(started).to.deep.equal({ ok: true, value: { signedFrom: 1 } });
+        const opened = await host.open({ ...config(key.id, database), signing: key });
+        expect(opened).to.deep.equal({ ok: true, value: { signedFrom: 1, partitions: run === 0 ? null : 64 } });
+        expect((await host.start(64)).ok).to.equal(true);
         await host.close();
       }
     } finally {
@@ -53,10 +54,30 @@ describe('a node host that signs', () => {
     const database = `dynamesh-host-${Date.now()}-b`;
     try {
       const host = new NodeHost();
-      const started = await host.start({ ...config(key.id, database), signing: other });
+      const started = await host.open({ ...config(key.id, database), signing: other });
       expect(started.ok).to.equal(false);
       expect(!started.ok && started.error.code).to.equal('ERR_INVALID_ARGUMENT');
       await host.close();
+    } finally {
+      await deleteDB(database);
+    }
+  });
+});
+
+describe('a node host and the ring its data is filed in', () => {
+  it('refuses to start on a Q other than the one its data was filed in', async () => {
+    const database = `dynamesh-host-${Date.now()}-q`;
+    try {
+      const first = new NodeHost();
+      expect((await first.open(config('n1', database))).ok).to.equal(true);
+      expect((await first.start(1024)).ok).to.equal(true);
+      await first.close();
+      const second = new NodeHost();
+      const opened = await second.open(config('n1', database));
+      expect(opened).to.deep.equal({ ok: true, value: { signedFrom: null, partitions: 1024 } });
+      const started = await second.start(4096);
+      expect(!started.ok && started.error.code).to.equal('ERR_INVALID_ARGUMENT');
+      await second.close();
     } finally {
       await deleteDB(database);
     }

@@ -9,11 +9,11 @@ import { io } from 'socket.io-client';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { Reassembler } from '../../worker/wire/frames.ts';
 import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
-import { DEFAULT_PARTITIONS, Ring } from '../../worker/ring/ring.ts';
+import { Ring } from '../../worker/ring/ring.ts';
 import { DERIVED_ID_PATTERN } from '../../signaling/events.ts';
 import { decodeValue, encodeValue } from '../../client/values.ts';
 
-import { demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
+import { type Tab, demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
 import { PROTOCOL_VERSION } from '../../signaling/events.ts';
 
@@ -38,6 +38,12 @@ function shown(entries: readonly SyncEntry[]): string[] {
   return entries
     .map((e) => `${hex(e.key)} ${e.versions.map((v) => `${v.dot.node}:${v.dot.counter}=${hex(v.value)}`).join(' ')}`)
     .sort();
+}
+
+/** A ring of the cluster's Q, as `tab` runs it, to tell which partition a key falls in. */
+async function keyRing(tab: Tab): Promise<Ring> {
+  const partitions = await tab.call((store) => store.config.partitions, null);
+  return new Ring([{ id: 'any', domain: 'any' }], { partitions });
 }
 
 /** What the victim stores in `partitions`, partition by partition, as its replies to the rogue's `sync-keys` tell. */
@@ -82,8 +88,9 @@ test('a member cannot collect live keys: a sync-drop naming them as tombstones r
     plane: 'transfer',
   });
   const ids = { next: 0 };
-  const every = Array.from({ length: DEFAULT_PARTITIONS }, (_, i) => i);
-  const stored = (): Promise<Map<number, SyncEntry[]>> => storedAt(rogue, every, ids);
+  const ring = await keyRing(victim!);
+  const written = [...new Set(keys.map((key) => ring.partitionOf(utf8.encode(key))))];
+  const stored = (): Promise<Map<number, SyncEntry[]>> => storedAt(rogue, written, ids);
 
   const before = await stored();
   expect([...before.values()].flat()).toHaveLength(keys.length);
@@ -205,7 +212,7 @@ async function foreignKeys(context: BrowserContext, server: SignalingServer, nam
     partitions.filter((p) => p.owners.includes(victim.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
   );
   expect(foreign.size).toBeGreaterThan(0);
-  const ring = new Ring([{ id: 'any', domain: 'any' }]);
+  const ring = await keyRing(victim);
   const keys: string[] = [];
   for (let i = 0; keys.length < 12; i++) {
     if (foreign.has(ring.partitionOf(utf8.encode(`owned-${i}`)))) keys.push(`owned-${i}`);
@@ -328,7 +335,7 @@ test('a value a member plants under another tab’s next dot is dropped, as the 
   const shared = new Set(
     partitions.filter((p) => p.owners.includes(writer.nodeId) && !p.owners.includes(rogue.id)).map((p) => p.partition),
   );
-  const ring = new Ring([{ id: 'any', domain: 'any' }]);
+  const ring = await keyRing(victim);
   let key = '';
   for (let i = 0; key === ''; i++) if (shared.has(ring.partitionOf(utf8.encode(`next-${i}`)))) key = `next-${i}`;
   const keyBytes = [utf8.encode(key)];

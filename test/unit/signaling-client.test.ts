@@ -47,6 +47,7 @@ function accepted(request: JoinRequest): JoinAck {
     },
     heartbeatInterval: 60_000,
     heartbeatTimeout: 180_000,
+    partitions: 256,
     limits: {
       maxMembersPerCluster: 64,
       maxPayloadBytes: 1 << 20,
