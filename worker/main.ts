@@ -182,6 +182,8 @@ export class NodeHost {
         config.signing === undefined
           ? undefined
           : webCryptoSigning(config.signing.privateKey, config.signing.publicKey);
+      // Read after the await: views that arrived meanwhile replaced the one kept at the start of this call.
+      const members = this.#opened?.members ?? null;
       this.#opened = undefined;
       this.#node = new DynamoNode({
         id: config.id,
@@ -202,7 +204,7 @@ export class NodeHost {
         limits: limitsFor(config.bounds, config.limits),
         ...(signing !== undefined ? { signing } : {}),
       });
-      if (opened.members !== null) this.#node.setMembers(opened.members);
+      if (members !== null) this.#node.setMembers(members);
       this.#logger.info(
         { id: config.id, domain: config.domain, database: config.database, partitions, signing: signing !== undefined },
         'node started',

@@ -82,4 +82,24 @@ describe('a node host and the ring its data is filed in', () => {
       await deleteDB(database);
     }
   });
+
+  it('starts its node on the latest view, though one arrived while it was starting', async () => {
+    const database = `dynamesh-host-${Date.now()}-v`;
+    try {
+      const host = new NodeHost();
+      expect((await host.open(config('n1', database))).ok).to.equal(true);
+      host.setMembers([{ id: 'n1', domain: 'd' }]);
+      const starting = host.start(64);
+      host.setMembers([
+        { id: 'n1', domain: 'd' },
+        { id: 'n2', domain: 'e' },
+      ]);
+      expect((await starting).ok).to.equal(true);
+      const partitions = await host.partitions();
+      expect(partitions.ok && partitions.value.every((p) => p.owners.includes('n2'))).to.equal(true);
+      await host.close();
+    } finally {
+      await deleteDB(database);
+    }
+  });
 });

@@ -4,8 +4,8 @@
  */
 import type { Page } from '@playwright/test';
 import { mintToken } from '../../signaling/token.ts';
-import { Ring } from '../../worker/ring/ring.ts';
-import { demoUrl, expect, freshCluster, openCluster, openTab, test } from './fixtures.ts';
+import type { Ring } from '../../worker/ring/ring.ts';
+import { demoUrl, expect, freshCluster, openCluster, openTab, ringOf, test } from './fixtures.ts';
 
 test('two clusters on one server are isolated', async ({ context, server }) => {
   const red = freshCluster('red');
@@ -71,8 +71,14 @@ test.describe('a server with a secret', () => {
     const tabs = await openCluster(context, server, 4, { cluster, token: mintToken({ secret, cluster }) });
     const members = server.view(cluster)!.members;
     expect(members.every((m) => m.placement.length > 0)).toBe(true);
-    const placed = new Ring(members.map(({ id, domain, placement }) => ({ id, domain, placement })));
-    const unplaced = new Ring(members.map(({ id, domain }) => ({ id, domain })));
+    const placed = await ringOf(
+      tabs[0]!,
+      members.map(({ id, domain, placement }) => ({ id, domain, placement })),
+    );
+    const unplaced = await ringOf(
+      tabs[0]!,
+      members.map(({ id, domain }) => ({ id, domain })),
+    );
     const lists = (ring: Ring) => Array.from({ length: ring.partitions }, (_, p) => ring.preferenceList(p, 3));
     expect(lists(placed)).not.toEqual(lists(unplaced));
     for (const tab of tabs) {

@@ -5,8 +5,7 @@
  */
 import { encode } from '@msgpack/msgpack';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
-import { Ring } from '../../worker/ring/ring.ts';
-import { expect, freshCluster, openCluster, openTab, test, type Tab } from './fixtures.ts';
+import { expect, freshCluster, openCluster, openTab, ringOf, test, type Tab } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
 
 /** The partitions `tab` owns but still fetches. */
@@ -168,7 +167,7 @@ test('a key with a sibling the client cannot decode returns it as an Undecodable
   }
   // A key the three tabs own, so that the rogue (which answers nothing) holds no replica of it.
   const members = server.view(cluster)!.members.map(({ id, domain, placement }) => ({ id, domain, placement }));
-  const ring = new Ring(members);
+  const ring = await ringOf(tabs[0]!, members);
   const encoder = new TextEncoder();
   let key = '';
   for (let i = 0; key === ''; i++) {

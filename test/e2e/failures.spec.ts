@@ -2,8 +2,7 @@
  * Tabs fail: the survivors keep answering through the replicas that are left and through fallbacks (Dynamo's sloppy
  * quorum with hinted handoff).
  */
-import { Ring } from '../../worker/ring/ring.ts';
-import { expect, freshCluster, openCluster, test } from './fixtures.ts';
+import { expect, freshCluster, openCluster, ringOf, test } from './fixtures.ts';
 
 // Closing a tab is a crash as far as the cluster knows (the page does not leave): the server sees its socket drop
 // and marks it suspect, and it leaves the view after `heartbeatTimeout` of silence, or two heartbeat intervals after a
@@ -22,7 +21,7 @@ test('with two tabs holding replicas of a key closed, a get with R=1 answers and
     (store) => store.members().map(({ id, domain, placement }) => ({ id, domain, placement })),
     null,
   );
-  const ring = new Ring(members);
+  const ring = await ringOf(tabs[0]!, members);
   const owners = ring.preferenceList(ring.partitionOf(new TextEncoder().encode(key)), 3);
   expect(owners).toHaveLength(3);
   const byId = new Map(tabs.map((t) => [t.nodeId, t]));

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { test as base, expect, type BrowserContext, type Page } from '@playwright/test';
 import type { Store } from '../../client/index.ts';
 import { createSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
+import { type Member, Ring } from '../../worker/ring/ring.ts';
 import { STATIC_DIR_ENV } from './global-setup.ts';
 
 /** The two ways frames reach a tab's worker. */
@@ -101,6 +102,12 @@ export function demoUrl(server: SignalingServer, options: TabOptions): string {
 }
 
 /** Waits until `page` has opened its store; resolves to the tab. */
+/** The ring `tab`'s node computes from `members`: in the cluster's Q, as the signalling server told it. */
+export async function ringOf(tab: Tab, members: readonly Member[]): Promise<Ring> {
+  const partitions = await tab.call((store) => store.config.partitions, null);
+  return new Ring(members, { partitions });
+}
+
 export async function tabOf(page: Page): Promise<Tab> {
   await page.waitForFunction(() => (window as unknown as { store?: unknown }).store !== undefined, null, {
     timeout: 20_000,

@@ -9,11 +9,11 @@ import { io } from 'socket.io-client';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import { Reassembler } from '../../worker/wire/frames.ts';
 import { type PeerMessage, type SyncEntry, TREE_LEAVES } from '../../worker/wire/protocol.ts';
-import { Ring } from '../../worker/ring/ring.ts';
+import type { Ring } from '../../worker/ring/ring.ts';
 import { DERIVED_ID_PATTERN } from '../../signaling/events.ts';
 import { decodeValue, encodeValue } from '../../client/values.ts';
 
-import { type Tab, demoUrl, expect, freshCluster, openCluster, openTab, tabOf, test } from './fixtures.ts';
+import { type Tab, demoUrl, expect, freshCluster, openCluster, openTab, ringOf, tabOf, test } from './fixtures.ts';
 import { RoguePeer } from './rogue-peer.ts';
 import { PROTOCOL_VERSION } from '../../signaling/events.ts';
 
@@ -41,9 +41,8 @@ function shown(entries: readonly SyncEntry[]): string[] {
 }
 
 /** A ring of the cluster's Q, as `tab` runs it, to tell which partition a key falls in. */
-async function keyRing(tab: Tab): Promise<Ring> {
-  const partitions = await tab.call((store) => store.config.partitions, null);
-  return new Ring([{ id: 'any', domain: 'any' }], { partitions });
+function keyRing(tab: Tab): Promise<Ring> {
+  return ringOf(tab, [{ id: 'any', domain: 'any' }]);
 }
 
 /** What the victim stores in `partitions`, partition by partition, as its replies to the rogue's `sync-keys` tell. */

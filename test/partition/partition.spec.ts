@@ -157,11 +157,14 @@ test(`acknowledged writes survive ${RUN_MS / 1000} s of partitions, closed and r
         }, null)),
       })),
     );
-    const members = await tabs.live[0]!.evaluate(
-      () => window.store!.members().map(({ id, domain }) => ({ id, domain })),
+    const { members, partitions } = await tabs.live[0]!.evaluate(
+      () => ({
+        members: window.store!.members().map(({ id, domain, placement }) => ({ id, domain, placement })),
+        partitions: window.store!.config.partitions,
+      }),
       null,
     );
-    const ring = new Ring(members);
+    const ring = new Ring(members, { partitions });
     const final: FinalKey[] = keys.map((key, i) => {
       const owners = ring.preferenceList(ring.partitionOf(new TextEncoder().encode(key)), N);
       const replicas: ReplicaState[] = owners.map((node) => ({ node, versions: dumps.get(node)?.keys[key] ?? [] }));
