@@ -104,8 +104,18 @@ export interface HostMetrics {
   readonly faults?: FaultState;
 }
 
-/** The node's side of the worker boundary. */
+/** Options of {@link NodeHost}. */
+export interface NodeHostOptions {
+  /**
+   * Opens the storage of the node named {@link HostConfig.database}: the always-on node passes its disk engine
+   * (storage/level.ts). @default openIndexedDbStorage
+   */
+  readonly openStorage?: (database: string) => Promise<Storage>;
+}
+
+/** The node's side of the worker boundary; in Node.js (the always-on node), the node itself, in process. */
 export class NodeHost {
+  readonly #openStorage: (database: string) => Promise<Storage>;
   #node: DynamoNode | undefined;
   #database: string | undefined;
   #storage: Storage | undefined;
@@ -120,13 +130,17 @@ export class NodeHost {
     error: (fields, msg) => this.#log('error', fields, msg),
   };
 
+  constructor(options: NodeHostOptions = {}) {
+    this.#openStorage = options.openStorage ?? openIndexedDbStorage;
+  }
+
   /** Opens storage and starts the node. */
   async start(config: HostConfig, onLog?: (entry: LogEntry) => void): Promise<Outcome<Started>> {
     return attempt(async () => {
       if (this.#node !== undefined) throw new DynameshError('ERR_INVALID_ARGUMENT', 'the node has already started');
       this.#onLog = onLog;
       const limits = limitsFor(config.bounds, config.limits);
-      const storage = await openIndexedDbStorage(config.database);
+      const storage = await this.#openStorage(config.database);
       const faults =
         config.faults === true
           ? new Faults({ self: config.id, random: Math.random, clock: systemClock, timers: systemTimers })
