@@ -160,7 +160,8 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
   }
   const joined = signaling;
   const metrics = setInterval(() => void pushMetrics(host, joined), options.metricsInterval ?? 2000);
-  logger.info({ nodeId: identity.nodeId, domain: identity.domain, signedFrom }, 'always-on node joined');
+  const { keys, hints } = await storage.stats();
+  logger.info({ nodeId: identity.nodeId, domain: identity.domain, signedFrom, keys, hints }, 'always-on node joined');
   let closing: Promise<void> | undefined;
   return {
     nodeId: identity.nodeId,
