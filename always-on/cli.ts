@@ -3,6 +3,7 @@
  * of DIR (always-on/node.ts) until SIGINT or SIGTERM, logging JSON lines to stdout (pino). A second signal ends the
  * process at once. Exit codes: 0 stopped cleanly, 1 could not start (the reason is logged), 2 bad arguments.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { startAlwaysOnNode } from './node.ts';
@@ -56,7 +57,8 @@ try {
   node = await startAlwaysOnNode({
     url,
     cluster,
-    directory: data,
+    // npm runs scripts in the package's directory: a relative DIR means the one the user typed it in.
+    directory: resolve(process.env['INIT_CWD'] ?? process.cwd(), data),
     logger,
     ...(token !== undefined ? { token } : {}),
   });
