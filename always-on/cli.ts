@@ -1,7 +1,8 @@
 /**
  * `npm run node -- --url URL --cluster NAME --data DIR [--token TOKEN] [--leave-on-exit]`: runs the always-on node
  * of DIR (always-on/node.ts) until SIGINT or SIGTERM, logging JSON lines to stdout (pino). A second signal ends the
- * process at once. Exit codes: 0 stopped cleanly, 1 could not start (the reason is logged), 2 bad arguments.
+ * process at once. Exit codes: 0 stopped cleanly, 1 could not start or had to stop (the reason is logged), 2 bad
+ * arguments.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -67,6 +68,9 @@ try {
   process.exit(1);
 }
 
+// A node that stops by itself cannot take part any more (see StopReason): exit 1, for a supervisor to restart it.
+void node.stopped.then(({ reason }) => process.exit(reason === 'closed' ? 0 : 1));
+
 let stopping = false;
 const stop = (signal: NodeJS.Signals): void => {
   if (stopping) {
@@ -75,13 +79,10 @@ const stop = (signal: NodeJS.Signals): void => {
   }
   stopping = true;
   logger.info({ signal }, 'stopping');
-  node.close({ leave: values['leave-on-exit'] }).then(
-    () => process.exit(0),
-    (error: unknown) => {
-      logger.error({ err: error }, 'the always-on node did not stop cleanly');
-      process.exit(1);
-    },
-  );
+  node.close({ leave: values['leave-on-exit'] }).catch((error: unknown) => {
+    logger.error({ err: error }, 'the always-on node did not stop cleanly');
+    process.exit(1);
+  });
 };
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);

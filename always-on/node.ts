@@ -48,6 +48,9 @@ export interface AlwaysOnOptions {
   readonly metricsInterval?: number;
 }
 
+/** Why an always-on node stopped: it was closed, another process joined with its node id, or the server was upgraded. */
+export type StopReason = 'closed' | 'superseded' | 'outdated';
+
 /** A running always-on node. */
 export interface AlwaysOnNode {
   readonly nodeId: string;
@@ -60,6 +63,11 @@ export interface AlwaysOnNode {
    * finds the data it left with. `leave: true` leaves at once, and the tabs take over its partitions.
    */
   close(options?: { readonly leave?: boolean }): Promise<void>;
+  /**
+   * Resolves once the node has stopped: after {@link AlwaysOnNode.close}, or by itself, with the reason, when it can
+   * no longer take part (another process joined with its node id, or the server now runs another release).
+   */
+  readonly stopped: Promise<{ readonly reason: StopReason }>;
 }
 
 /**
@@ -100,6 +108,27 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
   }
   const { signedFrom } = started.value;
   let signaling: SignalingClient | undefined;
+  let stopped!: (reason: StopReason) => void;
+  const whenStopped = new Promise<{ reason: StopReason }>((resolve) => {
+    stopped = (reason) => resolve({ reason });
+  });
+  let closing: Promise<void> | undefined;
+  const metrics = setInterval(() => {
+    if (signaling !== undefined) void pushMetrics(host, signaling);
+  }, options.metricsInterval ?? 2000);
+  /** Stops everything, once; the node never leaves but when asked to. */
+  const stop = (reason: StopReason, leave = false): Promise<void> => {
+    closing ??= (async () => {
+      clearInterval(metrics);
+      await signaling?.close({ leave });
+      mesh.close();
+      await host.close();
+      await storage.close();
+      logger.info({ left: leave, reason }, 'always-on node stopped');
+      stopped(reason);
+    })();
+    return closing;
+  };
   const mesh = new Mesh({
     self: identity.nodeId,
     cluster: options.cluster,
@@ -137,8 +166,14 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
       },
       onSignal: (signal) => mesh.handleSignal(signal.from, signal.data),
       onConnection: (connected) => logger.info({ connected }, 'signalling server connection'),
-      onSuperseded: () => logger.error({}, 'another process joined with this node id: it stops talking to the server'),
-      onOutdated: (error) => logger.error({ error: error.message }, 'the server runs another release: restart'),
+      onSuperseded: () => {
+        logger.error({}, 'another process joined with this node id: stopping');
+        void stop('superseded');
+      },
+      onOutdated: (error) => {
+        logger.error({ error: error.message }, 'the signalling server runs another release: stopping');
+        void stop('outdated');
+      },
       onInvalidView: (reason) => logger.warn({ reason }, 'the signalling server pushed an invalid view: ignored'),
       // No page to throttle timers here: the process times its heartbeats itself.
       startHeartbeats: (interval, tick) => {
@@ -153,31 +188,18 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
       },
     });
   } catch (error) {
-    mesh.close();
-    await host.close();
-    await storage.close();
+    await stop('closed');
     throw error;
   }
   const joined = signaling;
-  const metrics = setInterval(() => void pushMetrics(host, joined), options.metricsInterval ?? 2000);
   const { keys, hints } = await storage.stats();
   logger.info({ nodeId: identity.nodeId, domain: identity.domain, signedFrom, keys, hints }, 'always-on node joined');
-  let closing: Promise<void> | undefined;
   return {
     nodeId: identity.nodeId,
     domain: identity.domain,
     view: () => joined.view,
-    close(closeOptions = {}) {
-      closing ??= (async () => {
-        clearInterval(metrics);
-        await joined.close({ leave: closeOptions.leave === true });
-        mesh.close();
-        await host.close();
-        await storage.close();
-        logger.info({ left: closeOptions.leave === true }, 'always-on node stopped');
-      })();
-      return closing;
-    },
+    close: (closeOptions = {}) => stop('closed', closeOptions.leave === true),
+    stopped: whenStopped,
   };
 }
 

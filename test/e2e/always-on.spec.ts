@@ -3,7 +3,7 @@
  * data on disk, in a failure domain of its own, so that every key has a replica on it and data written by tabs
  * outlives every tab.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from '@playwright/test';
@@ -133,4 +133,19 @@ test('a second node process refuses a directory another one runs', async ({ serv
   expect(JSON.stringify(fatal?.['err'])).toContain('in use by another process');
   // The first one runs on, undisturbed.
   expect(running.child.exitCode).toBeNull();
+});
+
+test('a node whose id another process takes over (its identity copied) stops, exit 1, for a supervisor to see', async ({
+  server,
+}) => {
+  const cluster = freshCluster('always-on-copy');
+  const original = await nodeDirectory();
+  const first = node(server, cluster, original);
+  const { nodeId } = await first.joined;
+  const copy = await nodeDirectory();
+  await copyFile(join(original, 'identity.json'), join(copy, 'identity.json'));
+  const second = node(server, cluster, copy);
+  expect((await second.joined)['nodeId']).toBe(nodeId);
+  expect(await first.exited).toBe(1);
+  expect(first.lines.some((line) => line['msg'] === 'another process joined with this node id: stopping')).toBe(true);
 });
