@@ -24,6 +24,7 @@ import { joinProofText } from '../signaling/events.ts';
 import { Mesh } from '../client/mesh.ts';
 import { type PeerAuth, fingerprintText } from '../client/peer-auth.ts';
 import { SignalingClient } from '../client/signaling.ts';
+import { cachedChannel } from './channel.ts';
 import { type NodeIdentity, loadIdentity } from './identity.ts';
 
 /** Options of {@link startAlwaysOnNode}. */
@@ -132,7 +133,11 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
   const mesh = new Mesh({
     self: identity.nodeId,
     cluster: options.cluster,
-    host,
+    host: {
+      attachChannel: (peer, channel) => host.attachChannel(peer, cachedChannel(channel) as RTCDataChannel),
+      attachPort: (peer, port) => host.attachPort(peer, port),
+      detach: (peer) => host.detach(peer),
+    },
     dataPlane: 'transfer',
     wrtc: wrtc as unknown as NonNullable<SimplePeer.Options['wrtc']>,
     signal: (to, data) => signaling?.signal(to, data),
