@@ -52,6 +52,13 @@ if (data === undefined || data === '') fail('--data must name the node directory
 if (!['debug', 'info', 'warn', 'error'].includes(level)) fail('--log-level must be debug, info, warn or error');
 
 const logger = pino({ level, base: { cluster } });
+// A bug must not leave a half-working node serving on: say so in the log, then exit for a supervisor to restart it.
+const crash = (kind: string) => (error: unknown) => {
+  logger.fatal({ err: error }, `${kind}: exiting`);
+  process.exit(1);
+};
+process.on('uncaughtException', crash('uncaught exception'));
+process.on('unhandledRejection', crash('unhandled rejection'));
 
 let node: Awaited<ReturnType<typeof startAlwaysOnNode>>;
 try {

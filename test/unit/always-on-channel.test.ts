@@ -43,7 +43,9 @@ describe('a wrtc data channel with its state followed from events', () => {
     });
     const echoed = new Promise<void>((resolve) => {
       pair.theirs.binaryType = 'arraybuffer';
+      // Echoes one message only: the frames of the tests after this one are not to come back.
       pair.theirs.onmessage = (event: MessageEvent<ArrayBuffer>) => {
+        pair.theirs.onmessage = null;
         pair.theirs.send(event.data);
         resolve();
       };
