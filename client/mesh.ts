@@ -13,9 +13,8 @@
 import * as Comlink from 'comlink';
 import SimplePeer from 'simple-peer/simplepeer.min.js';
 import type { SignalData } from '../signaling/events.ts';
-import type { NodeHost } from '../worker/main.ts';
 import { randomId } from './identity.ts';
-import { type PeerAuth, refusalOf } from './peer-auth.ts';
+import { type PeerAuth, refusalOf, sdpFingerprints } from './peer-auth.ts';
 
 /** How frames reach the worker. */
 export type DataPlane = 'transfer' | 'relay';
@@ -23,12 +22,24 @@ export type DataPlane = 'transfer' | 'relay';
 /** The state of the connection to one peer. */
 export type PeerState = 'connecting' | 'connected' | 'closed';
 
+/**
+ * What the mesh hands the node its links through: in a tab, comlink's remote of the worker's `NodeHost`; in the
+ * always-on node (Node.js), the `NodeHost` itself.
+ */
+export interface MeshHost {
+  attachChannel(peer: string, channel: RTCDataChannel): unknown;
+  attachPort(peer: string, port: MessagePort): unknown;
+  detach(peer: string): unknown;
+}
+
 /** Options of {@link Mesh}. */
 export interface MeshOptions {
   readonly self: string;
   /** The cluster, part of what a certificate fingerprint is signed over. */
   readonly cluster: string;
-  readonly host: Comlink.Remote<NodeHost>;
+  readonly host: MeshHost;
+  /** The WebRTC implementation where there is no global one (Node.js: `@roamhq/wrtc`); absent, the browser's. */
+  readonly wrtc?: NonNullable<SimplePeer.Options['wrtc']>;
   readonly dataPlane: DataPlane;
   /** Sends signalling data to a member through the server. */
   readonly signal: (to: string, data: SignalData) => void;
@@ -48,6 +59,12 @@ export interface MeshOptions {
 export interface MeshCredentials {
   readonly certificate: RTCCertificate | null;
   readonly auth: PeerAuth | null;
+  /**
+   * Where no lasting certificate can be made (`@roamhq/wrtc` has no `generateCertificate`, so each connection makes
+   * its own): vouches for the SHA-256 `fingerprint` of one description's certificate, signed as `auth` is. Used
+   * when `auth` is null.
+   */
+  readonly vouch?: (fingerprint: string) => Promise<PeerAuth>;
 }
 
 /** The negotiated data channel id of the worker's data plane; simple-peer's own channel takes 0 or 1. */
@@ -65,6 +82,8 @@ interface Connection {
   port: MessagePort | undefined;
   /** The peer's signals, applied one after another: a description waits for its check, candidates after it too. */
   applied: Promise<void>;
+  /** Our signals, sent one after another: a description may wait for its fingerprint to be signed. */
+  sent: Promise<void>;
 }
 
 interface SignalEnvelope {
@@ -179,12 +198,13 @@ export class Mesh {
   #connect(id: string, conn: string | null): Connection {
     const { self, host, dataPlane } = this.#options;
     const initiator = self < id;
-    const { certificate, auth } = this.#credentials;
+    const { certificate, auth, vouch } = this.#credentials;
     const config: RTCConfiguration = {
       iceServers: [],
       ...(certificate === null ? {} : { certificates: [certificate] }),
     };
-    const peer = new SimplePeer({ initiator, trickle: true, config });
+    const wrtc = this.#options.wrtc;
+    const peer = new SimplePeer({ initiator, trickle: true, config, ...(wrtc === undefined ? {} : { wrtc }) });
     const connection: Connection = {
       peer,
       initiator,
@@ -194,6 +214,7 @@ export class Mesh {
       timer: undefined,
       port: undefined,
       applied: Promise.resolve(),
+      sent: Promise.resolve(),
     };
     this.#connections.set(id, connection);
     // Both data planes carry frames on the same negotiated channel, so a tab that transfers and a tab that relays
@@ -206,12 +227,27 @@ export class Mesh {
     } else {
       this.#relay(id, connection, channel);
     }
+    /** What vouches for the certificate a description names; null for a candidate, or when nothing can. */
+    const authOf = async (sdp: unknown): Promise<PeerAuth | null> => {
+      if (typeof sdp !== 'string') return null;
+      if (auth !== null || vouch === undefined) return auth;
+      const sha256 = sdpFingerprints(sdp).find((f) => f.startsWith('sha-256 '));
+      return sha256 === undefined ? null : vouch(sha256.slice('sha-256 '.length));
+    };
     peer.on('signal', (payload: SimplePeer.SignalData) => {
-      if (this.#connections.get(id) === connection && connection.conn !== null) {
-        const described = typeof (payload as { sdp?: unknown }).sdp === 'string' && auth !== null;
-        const envelope: SignalEnvelope = { conn: connection.conn, payload, ...(described ? { auth } : {}) };
-        this.#options.signal(id, envelope as unknown as SignalData);
-      }
+      connection.sent = connection.sent
+        .then(async () => {
+          const described = await authOf((payload as { sdp?: unknown }).sdp);
+          if (this.#connections.get(id) !== connection || connection.conn === null) return;
+          const envelope: SignalEnvelope = {
+            conn: connection.conn,
+            payload,
+            ...(described ? { auth: described } : {}),
+          };
+          this.#options.signal(id, envelope as unknown as SignalData);
+        })
+        // A description that cannot be vouched for goes unsent: the peer would refuse it, and the connection times out.
+        .catch(() => {});
     });
     peer.on('connect', () => {
       if (this.#connections.get(id) !== connection) return;

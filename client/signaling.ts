@@ -159,12 +159,16 @@ export class SignalingClient {
     return unwrap(ack).metrics;
   }
 
-  /** Leaves the cluster and disconnects. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Leaves the cluster and disconnects. Idempotent. With `leave: false` it only disconnects: the server takes the node
+   * for failed and keeps it in the view for its heartbeat timeout, so a node back by then (a restart of the always-on
+   * node) moves no partition.
+   */
+  async close(options: { readonly leave?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopHeartbeats?.();
-    if (this.#socket.connected) {
+    if (this.#socket.connected && options.leave !== false) {
       await this.#socket
         .timeout(1000)
         .emitWithAck('leave', {})

@@ -110,8 +110,18 @@ export interface HostMetrics {
   readonly faults?: FaultState;
 }
 
-/** The node's side of the worker boundary. */
+/** Options of {@link NodeHost}. */
+export interface NodeHostOptions {
+  /**
+   * Opens the storage of the node named {@link HostConfig.database}: the always-on node passes its disk engine
+   * (storage/level.ts). @default openIndexedDbStorage
+   */
+  readonly openStorage?: (database: string) => Promise<Storage>;
+}
+
+/** The node's side of the worker boundary; in Node.js (the always-on node), the node itself, in process. */
 export class NodeHost {
+  readonly #openStorage: (database: string) => Promise<Storage>;
   #node: DynamoNode | undefined;
   #database: string | undefined;
   #storage: Storage | undefined;
@@ -128,6 +138,10 @@ export class NodeHost {
     error: (fields, msg) => this.#log('error', fields, msg),
   };
 
+  constructor(options: NodeHostOptions = {}) {
+    this.#openStorage = options.openStorage ?? openIndexedDbStorage;
+  }
+
   /**
    * Opens the node's storage and links, and tells what its join needs. The node itself starts once the cluster's Q is
    * known ({@link start}): the join answers it.
@@ -140,7 +154,7 @@ export class NodeHost {
       if (config.signing !== undefined && !(await derivesFrom(config.id, config.signing.publicKey))) {
         throw new DynameshError('ERR_INVALID_ARGUMENT', `node id ${config.id} does not derive from the signing key`);
       }
-      const storage = await openIndexedDbStorage(config.database);
+      const storage = await this.#openStorage(config.database);
       const faults =
         config.faults === true
           ? new Faults({ self: config.id, random: Math.random, clock: systemClock, timers: systemTimers })

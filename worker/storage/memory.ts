@@ -4,7 +4,7 @@
  * It shares nothing a caller could mutate: stored versions are frozen copies, and byte arrays are copied on the way
  * in and on the way out (a Uint8Array cannot be frozen).
  */
-import { FreshTops, freshTaken } from './fresh-tops.ts';
+import { type FreshRecord, FreshTops, freshTaken } from './fresh-tops.ts';
 import { ClosedError, StaleContextError, StorageError } from '../errors.ts';
 import type { VClock } from '../versions/vclock.ts';
 import type { Version } from '../versions/version.ts';
@@ -115,6 +115,39 @@ interface PartitionIndex {
   sorted: string[] | null;
 }
 
+/**
+ * One change to what a memory storage holds, reported as it is made (see {@link MemoryStorage.restore}): an engine
+ * that keeps its data in memory and on disk (level.ts) writes these records down. `siblings` null means removed.
+ * What a change carries is the engine's own frozen data: read it, never change it.
+ */
+export type MemoryChange =
+  | {
+      readonly kind: 'key';
+      readonly key: Uint8Array;
+      readonly partition: number;
+      readonly siblings: readonly Version[] | null;
+    }
+  | {
+      readonly kind: 'hint';
+      readonly target: string;
+      readonly key: Uint8Array;
+      readonly partition: number;
+      readonly siblings: readonly Version[] | null;
+    }
+  | { readonly kind: 'meta'; readonly name: string; readonly value: unknown }
+  | { readonly kind: 'counter'; readonly counter: number }
+  | { readonly kind: 'fresh'; readonly node: string; readonly record: FreshRecord };
+
+/** What {@link MemoryStorage.restore} starts from: the records a journal of {@link MemoryChange}s wrote down. */
+export interface MemorySnapshot {
+  readonly keys: Iterable<StoredKey>;
+  readonly hints: Iterable<Hint>;
+  readonly meta: Iterable<readonly [name: string, value: unknown]>;
+  /** The highest dot counter this node may have issued. */
+  readonly counter: number;
+  readonly fresh: Iterable<readonly [node: string, record: FreshRecord]>;
+}
+
 /** The data behind every handle on one memory storage: what a database is to its connections. */
 class MemoryData {
   readonly keys = new Map<string, KeySlot>();
@@ -135,7 +168,9 @@ class MemoryData {
   /** Named bookkeeping records, each a structured clone no caller holds. */
   readonly meta = new Map<string, unknown>();
   /** The highest fresh counter taken from each node. */
-  readonly fresh = new FreshTops();
+  fresh = new FreshTops();
+  /** Told every change, as it is made (see {@link MemoryChange}). */
+  journal: ((change: MemoryChange) => void) | undefined;
   hintCount = 0;
   bytes = 0;
   counter = 0;
@@ -167,13 +202,45 @@ class MemoryData {
       this.place(id, partition);
     }
     this.bytes += size - (old?.size ?? 0);
-    this.keys.set(id, { key: old?.key ?? ownBytes(key), partition, siblings, size });
+    const slot = { key: old?.key ?? ownBytes(key), partition, siblings, size };
+    this.keys.set(id, slot);
+    this.journal?.({ kind: 'key', key: slot.key, partition, siblings });
   }
 
   remove(id: string, slot: KeySlot): void {
     this.keys.delete(id);
     this.unplace(id, slot.partition);
     this.bytes -= slot.size;
+    this.journal?.({ kind: 'key', key: slot.key, partition: slot.partition, siblings: null });
+  }
+
+  setCounter(counter: number): void {
+    if (counter === this.counter) return;
+    this.counter = counter;
+    this.journal?.({ kind: 'counter', counter });
+  }
+
+  setFresh(node: string, record: FreshRecord): void {
+    this.fresh.set(node, record);
+    this.journal?.({ kind: 'fresh', node, record });
+  }
+
+  setHint(target: string, id: string, slot: HintSlot): void {
+    let byKey = this.hints.get(target);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.hints.set(target, byKey);
+      this.hintTargets = null;
+    }
+    if (!byKey.has(id)) {
+      this.hintCount++;
+      this.hintIds.delete(target);
+    }
+    byKey.set(id, slot);
+    let targets = this.hintsByKey.get(id);
+    if (targets === undefined) this.hintsByKey.set(id, (targets = new Map()));
+    targets.set(target, slot);
+    this.journal?.({ kind: 'hint', target, key: slot.key, partition: slot.partition, siblings: slot.siblings });
   }
 }
 
@@ -189,7 +256,7 @@ function applyTo(
   const taken = freshTaken(fresh, (node) => data.fresh.top(node));
   const { siblings, changed } = merged(data.keys.get(id)?.siblings ?? NONE, versions, taken);
   if (changed) data.store(id, key, partition, siblings);
-  if (taken !== undefined) data.fresh.set(taken.dot.node, data.fresh.next(taken.dot.counter));
+  if (taken !== undefined) data.setFresh(taken.dot.node, data.fresh.next(taken.dot.counter));
   return new Applied(siblings, changed);
 }
 
@@ -277,6 +344,27 @@ export class MemoryStorage implements Storage {
   #data = new MemoryData();
   #closed = false;
 
+  /**
+   * A storage holding what `snapshot` holds, which then tells `journal` every change it makes, synchronously and
+   * before the call that makes it settles: an engine that persists what a memory storage holds (level.ts) loads its
+   * records back with this, and writes down each change.
+   */
+  static restore(snapshot: MemorySnapshot, journal: (change: MemoryChange) => void): MemoryStorage {
+    const handle = new MemoryStorage();
+    const data = handle.#data;
+    for (const { key, partition, siblings } of snapshot.keys) {
+      data.store(keyId(key), key, partition, siblings.map(ownVersion));
+    }
+    for (const { target, key, partition, siblings } of snapshot.hints) {
+      data.setHint(target, keyId(key), { key: ownBytes(key), partition, siblings: siblings.map(ownVersion) });
+    }
+    for (const [name, value] of snapshot.meta) data.meta.set(name, cloneMeta(value, 'restore'));
+    data.counter = snapshot.counter;
+    data.fresh = FreshTops.from(snapshot.fresh);
+    data.journal = journal;
+    return handle;
+  }
+
   /** A new open handle on this storage's data, whether or not this handle is closed. */
   reopen(): MemoryStorage {
     const handle = new MemoryStorage();
@@ -329,7 +417,7 @@ export class MemoryStorage implements Storage {
     const version = ownVersion(write.proof === undefined ? made : { ...made, proof: write.proof });
     const { siblings } = resolve(stored, [version]);
     checkBounds(key, stored, siblings, write.bounds);
-    data.counter = Math.max(data.counter, counter);
+    data.setCounter(Math.max(data.counter, counter));
     data.store(id, key, partition, siblings);
     const result = { version: exportVersion(version), siblings: exportAll(siblings) };
     // Shown before it resolves, as the IndexedDB engine shows a write before its commit, so that the coordinator's
@@ -344,7 +432,7 @@ export class MemoryStorage implements Storage {
 
   async drawCounter(above = 0): Promise<number> {
     const data = this.#open();
-    data.counter = drawnCounter(data.counter, '', above);
+    data.setCounter(drawnCounter(data.counter, '', above));
     return data.counter;
   }
 
@@ -366,24 +454,10 @@ export class MemoryStorage implements Storage {
   async putHint(hint: Hint, _options?: WriteOptions): Promise<void> {
     const data = this.#open();
     const id = keyId(hint.key);
-    let byKey = data.hints.get(hint.target);
-    const old = byKey?.get(id);
+    const old = data.hints.get(hint.target)?.get(id);
     const { siblings, changed } = merged(old?.siblings ?? NONE, hint.siblings);
     if (!changed) return;
-    if (byKey === undefined) {
-      byKey = new Map();
-      data.hints.set(hint.target, byKey);
-      data.hintTargets = null;
-    }
-    if (old === undefined) {
-      data.hintCount++;
-      data.hintIds.delete(hint.target);
-    }
-    const slot = { key: old?.key ?? ownBytes(hint.key), partition: hint.partition, siblings };
-    byKey.set(id, slot);
-    let targets = data.hintsByKey.get(id);
-    if (targets === undefined) data.hintsByKey.set(id, (targets = new Map()));
-    targets.set(hint.target, slot);
+    data.setHint(hint.target, id, { key: old?.key ?? ownBytes(hint.key), partition: hint.partition, siblings });
   }
 
   async hintsFor(key: Uint8Array): Promise<Hint[]> {
@@ -443,6 +517,7 @@ export class MemoryStorage implements Storage {
       data.hintTargets = null;
     }
     data.hintCount--;
+    data.journal?.({ kind: 'hint', target, key: slot.key, partition: slot.partition, siblings: null });
     return true;
   }
 
@@ -470,7 +545,9 @@ export class MemoryStorage implements Storage {
 
   async putMeta(name: string, value: unknown): Promise<void> {
     const data = this.#open();
-    data.meta.set(name, cloneMeta(value, 'putMeta'));
+    const copy = cloneMeta(value, 'putMeta');
+    data.meta.set(name, copy);
+    data.journal?.({ kind: 'meta', name, value: copy });
   }
 
   async stats(): Promise<StorageStats> {
