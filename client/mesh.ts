@@ -19,6 +19,7 @@ import * as Comlink from 'comlink';
 import SimplePeer from 'simple-peer/simplepeer.min.js';
 import type { SignalData } from '../signaling/events.ts';
 import type { NodeHost } from '../worker/main.ts';
+import { DEFAULT_MAX_LINKS } from '../worker/transport/link-policy.ts';
 import { randomId } from './identity.ts';
 import { type PeerAuth, refusalOf } from './peer-auth.ts';
 
@@ -193,7 +194,7 @@ export class Mesh {
       else soonest = Math.min(soonest, grace - age);
     }
     if (soonest !== Infinity) this.#applyTimer = setTimeout(() => this.#apply(), soonest);
-    const max = this.#options.maxLinks ?? 64;
+    const max = this.#options.maxLinks ?? DEFAULT_MAX_LINKS;
     for (const id of this.#plan) {
       if (this.#connections.size >= max) break;
       if (this.#connections.has(id) || !this.#members.has(id) || this.#backingOff(id, now)) continue;
@@ -213,7 +214,9 @@ export class Mesh {
 
   /** Whether this tab may take one more connection (an offer, or a peer's `want`). */
   #hasRoom(): boolean {
-    return this.#connections.size < (this.#options.maxLinks ?? 64) && this.#made < MAX_CONNECTIONS_PER_TAB;
+    return (
+      this.#connections.size < (this.#options.maxLinks ?? DEFAULT_MAX_LINKS) && this.#made < MAX_CONNECTIONS_PER_TAB
+    );
   }
 
   #control(to: string, link: LinkControl, conn: string | null): void {

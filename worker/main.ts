@@ -205,8 +205,7 @@ export class NodeHost {
     if (node === undefined) return;
     node.setMembers(members);
     const peers = members.map((m) => m.id).filter((id) => id !== node.id);
-    const staying = new Set(peers);
-    for (const peer of this.#plan) if (!staying.has(peer)) this.#links?.forgetRelayed(peer);
+    this.#links?.retainRelayed(new Set(peers));
     this.#policy?.setView(peers, node.linkPartners());
     this.#replan();
   }
@@ -214,7 +213,8 @@ export class NodeHost {
   /**
    * Takes the page's end of the signalling server's relay: frames for peers without an open link go out on `port` as
    * `{ type: 'frame', to, frame }`, frames relayed to this node come in as `{ from, frame }`, and the link plan goes
-   * out as `{ type: 'plan', peers }` whenever it changes, for the page's mesh to open and close connections by.
+   * out as `{ type: 'plan', peers }` whenever it changes, for the page's mesh to open and close connections by. Call
+   * it once the node has started.
    */
   attachServer(port: MessagePort, maxFrameBytes: number): void {
     this.#serverPort?.close();

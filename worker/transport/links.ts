@@ -148,9 +148,9 @@ export class Links implements Transport {
     this.#take(from, current, data, () => this.#relayed.get(from) === current);
   }
 
-  /** Forgets what `peer` relayed so far (it left the view, or restarted). */
-  forgetRelayed(peer: string): void {
-    this.#relayed.delete(peer);
+  /** Forgets what peers other than `members` relayed so far (they left the view). */
+  retainRelayed(members: ReadonlySet<string>): void {
+    for (const peer of this.#relayed.keys()) if (!members.has(peer)) this.#relayed.delete(peer);
   }
 
   /** Closes and forgets the link to `peer`; messages held for it are discarded. */
