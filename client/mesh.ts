@@ -60,6 +60,12 @@ export interface MeshOptions {
  */
 export const MAX_CONNECTIONS_PER_TAB = 450;
 
+/**
+ * Ms a connection the plan leaves out is kept after it was made: a peer that just opened one to this tab, to send to
+ * it, may be in this tab's next plan once its first frames count as use.
+ */
+const UNPLANNED_GRACE_MS = 5000;
+
 /** The node's own DTLS certificate and what vouches for it, or nulls where the browser cannot make them. */
 export interface MeshCredentials {
   readonly certificate: RTCCertificate | null;
@@ -176,8 +182,7 @@ export class Mesh {
 
   /**
    * Opens or asks for connections to planned peers, in order, while under the bound; closes connections the plan
-   * left out once they are older than `connectTimeout` (a peer that just opened one to this tab, to send to it, has
-   * not had its first frames counted yet).
+   * left out once they are older than {@link UNPLANNED_GRACE_MS}.
    */
   #apply(): void {
     clearTimeout(this.#applyTimer);
@@ -185,7 +190,7 @@ export class Mesh {
     if (this.#closed || this.#plan === null) return;
     const now = Date.now();
     const planned = new Set(this.#plan);
-    const grace = this.#options.connectTimeout ?? 15_000;
+    const grace = UNPLANNED_GRACE_MS;
     let soonest = Infinity;
     for (const [id, connection] of this.#connections) {
       if (planned.has(id)) continue;

@@ -807,4 +807,7 @@ function checkOptions(settings: SignalingSettings): void {
     );
   }
   if (settings.maxEventBurst < 1) throw new RangeError('maxEventBurst must be at least 1');
+  // Nodes relay nothing through a server whose frames are smaller: a frame carries at least one small message whole.
+  if (settings.maxFrameBytes < 1024)
+    throw new RangeError(`maxFrameBytes must be at least 1024, got ${settings.maxFrameBytes}`);
 }

@@ -4,7 +4,7 @@
  * tab opens a connection on first use to a peer it sends to; no tab ever holds more connections than its bound.
  */
 import { Ring } from '../../worker/ring/ring.ts';
-import { expect, freshCluster, openTab, test, type Tab, type TabOptions } from './fixtures.ts';
+import { DATA_PLANES, expect, freshCluster, openTab, test, type Tab, type TabOptions } from './fixtures.ts';
 import type { SignalingServer } from '../../signaling/server.ts';
 import type { BrowserContext } from '@playwright/test';
 
@@ -40,36 +40,38 @@ async function relayedByServer(server: SignalingServer): Promise<number> {
   return (await server.metrics.framesRelayed.get()).values[0]?.value ?? 0;
 }
 
-test('5 tabs bound to 2 connections each put and read every key, through the relay where they are not linked', async ({
-  context,
-  server,
-}) => {
-  const tabs = await openBounded(context, server, 5, { cluster: freshCluster('bounded'), maxLinks: 2 });
-  for (const tab of tabs) expect(await connections(tab)).toBeLessThanOrEqual(2);
+for (const dataPlane of DATA_PLANES) {
+  test(`5 tabs bound to 2 connections each put and read every key, through the relay where they are not linked (${dataPlane} data plane)`, async ({
+    context,
+    server,
+  }) => {
+    const tabs = await openBounded(context, server, 5, { cluster: freshCluster('bounded'), maxLinks: 2, dataPlane });
+    for (const tab of tabs) expect(await connections(tab)).toBeLessThanOrEqual(2);
 
-  for (const [i, tab] of tabs.entries()) {
-    const put = await tab.call((store, k) => store.put(`key-${k}`, `value from tab ${k}`), i);
-    expect(put.receipt.acknowledged.length).toBeGreaterThanOrEqual(2);
-  }
-  for (const reader of tabs) {
-    const values = await reader.call(async (store, count) => {
-      const out: unknown[] = [];
-      for (let k = 0; k < count; k++) out.push((await store.get(`key-${k}`)).values);
-      return out;
-    }, tabs.length);
-    expect(values).toEqual(tabs.map((_, k) => [`value from tab ${k}`]));
-    expect(await connections(reader)).toBeLessThanOrEqual(2);
-  }
+    for (const [i, tab] of tabs.entries()) {
+      const put = await tab.call((store, k) => store.put(`key-${k}`, `value from tab ${k}`), i);
+      expect(put.receipt.acknowledged.length).toBeGreaterThanOrEqual(2);
+    }
+    for (const reader of tabs) {
+      const values = await reader.call(async (store, count) => {
+        const out: unknown[] = [];
+        for (let k = 0; k < count; k++) out.push((await store.get(`key-${k}`)).values);
+        return out;
+      }, tabs.length);
+      expect(values).toEqual(tabs.map((_, k) => [`value from tab ${k}`]));
+      expect(await connections(reader)).toBeLessThanOrEqual(2);
+    }
 
-  // Each tab links at most 2 of its 4 peers, so frames to the others went through the server.
-  expect(await relayedByServer(server)).toBeGreaterThan(0);
-  const relayed = await Promise.all(
-    tabs.map((tab) => tab.call(async (store) => (await store.metrics()).relayedFrames, null)),
-  );
-  expect(relayed.reduce((sum, r) => sum + r.sent, 0)).toBeGreaterThan(0);
-  expect(relayed.reduce((sum, r) => sum + r.received, 0)).toBeGreaterThan(0);
-  for (const tab of tabs) expect(await connections(tab)).toBeLessThanOrEqual(2);
-});
+    // Each tab links at most 2 of its 4 peers, so frames to the others went through the server.
+    expect(await relayedByServer(server)).toBeGreaterThan(0);
+    const relayed = await Promise.all(
+      tabs.map((tab) => tab.call(async (store) => (await store.metrics()).relayedFrames, null)),
+    );
+    expect(relayed.reduce((sum, r) => sum + r.sent, 0)).toBeGreaterThan(0);
+    expect(relayed.reduce((sum, r) => sum + r.received, 0)).toBeGreaterThan(0);
+    for (const tab of tabs) expect(await connections(tab)).toBeLessThanOrEqual(2);
+  });
+}
 
 test('a tab that forwards a put to a peer it has no connection to opens one on first use, within its bound', async ({
   context,
