@@ -88,7 +88,7 @@ export interface OpenStoreOptions {
    * Most peer connections this tab holds at once: its node links the members it shares partitions with first, and
    * the peers it sends to lately; frames for the others go through the signalling server's relay (slower, and
    * rate-limited there). A cluster of at most `maxLinks + 1` members is a full mesh. The default links every partner
-   * at any cluster size with the default N and Q (at most about 55), keeps the server's default 64 members a full
+   * at any cluster size with the default N and Q (at most about 30), keeps the server's default 64 members a full
    * mesh, and stays far below the 500 connections Chromium allows a tab over its lifetime. ≥ 1. @default 64
    */
   readonly maxLinks?: number;
