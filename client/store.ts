@@ -92,7 +92,11 @@ export interface OpenStoreOptions {
    * mesh, and stays far below the 500 connections Chromium allows a tab over its lifetime. ≥ 1. @default 64
    */
   readonly maxLinks?: number;
-  /** Ms after its last frame that a connection kept only for use (not to a partner) is closed. @default 60000 */
+  /**
+   * Ms after its last frame that a connection kept only for use (not to a partner) is closed. Below 5 s, a connection
+   * opened on first use may be let go before the bound makes room for it (a connection is kept 5 s after it is made).
+   * @default 60000
+   */
   readonly linkIdleMs?: number;
   /**
    * Ms after which a node that ran in this browser profile, and that no tab has run since, is retired: the next tab

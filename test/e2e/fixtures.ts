@@ -33,6 +33,8 @@ export interface TabOptions {
   readonly token?: string;
   /** Most peer connections of the tab (`OpenStoreOptions.maxLinks`). */
   readonly maxLinks?: number;
+  /** Ms after which a connection kept only for use is closed (`OpenStoreOptions.linkIdleMs`). */
+  readonly linkIdleMs?: number;
   /** Replication factor of the tab's node (every tab of a cluster must agree). */
   readonly n?: number;
 }
@@ -101,6 +103,7 @@ export function demoUrl(server: SignalingServer, options: TabOptions): string {
   if (options.dataPlane !== undefined) url.searchParams.set('dataPlane', options.dataPlane);
   if (options.maxLinks !== undefined) url.searchParams.set('maxLinks', String(options.maxLinks));
   if (options.n !== undefined) url.searchParams.set('n', String(options.n));
+  if (options.linkIdleMs !== undefined) url.searchParams.set('linkIdleMs', String(options.linkIdleMs));
   // In the fragment, as a user should pass it: the browser never sends it to a server.
   if (options.token !== undefined) url.hash = new URLSearchParams({ token: options.token }).toString();
   return url.href;

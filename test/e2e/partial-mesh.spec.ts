@@ -104,3 +104,38 @@ test('a tab that forwards a put to a peer it has no connection to opens one on f
   const read = await from!.call((store, k) => store.get(k, { r: 1 }), key);
   expect(read.values).toEqual(['forwarded']);
 });
+
+test('both tabs close a connection opened on first use once it is idle for linkIdleMs, and neither reports the other', async ({
+  context,
+  server,
+}) => {
+  const cluster = freshCluster('idle');
+  // N = 1: no partners, so the connection is kept for use only.
+  const tabs = await openBounded(context, server, 3, { cluster, maxLinks: 1, n: 1, linkIdleMs: 5000 });
+  const [from] = tabs;
+  const view = server.view(cluster)!;
+  const ring = new Ring(view.members.map(({ id, domain, placement }) => ({ id, domain, placement })));
+  const target = tabs.find((t) => t !== from)!;
+  let key = '';
+  for (let i = 0; key === ''; i++) {
+    const candidate = `idle-${i}`;
+    if (ring.preferenceList(ring.partitionOf(new TextEncoder().encode(candidate)), 1)[0] === target.nodeId)
+      key = candidate;
+  }
+  await from!.call((store, k) => store.put(k, 'once', { w: 1 }), key);
+  await expect
+    .poll(() => from!.call((store, id) => store.peers()[id], target.nodeId), { timeout: 30_000 })
+    .toBe('connected');
+
+  // Nothing more goes between them: each side lets the connection go, and says so to the other.
+  await expect
+    .poll(() => from!.call((store, id) => store.peers()[id] ?? 'none', target.nodeId), { timeout: 30_000 })
+    .toBe('none');
+  await expect
+    .poll(() => target.call((store, id) => store.peers()[id] ?? 'none', from!.nodeId), { timeout: 30_000 })
+    .toBe('none');
+  // A connection closed on purpose is no failure: every member stays alive in the view.
+  expect(server.view(cluster)!.members.map((m) => m.state)).toEqual(['alive', 'alive', 'alive']);
+  const read = await target.call((store, k) => store.get(k, { r: 1 }), key);
+  expect(read.values).toEqual(['once']);
+});
