@@ -10,7 +10,20 @@ import { playwrightLauncher } from '@web/test-runner-playwright';
 export default {
   files: 'test/browser/**/*.test.ts',
   nodeResolve: true,
-  plugins: [esbuildPlugin({ ts: true, target: 'es2022' })],
+  plugins: [
+    esbuildPlugin({ ts: true, target: 'es2022' }),
+    // simple-peer ships a UMD bundle, which sets window.SimplePeer when loaded as a module; the library imports its
+    // default export, as Vite's CommonJS interop gives it. The same here, for tests of the mesh (client/mesh.ts).
+    {
+      name: 'simple-peer-default-export',
+      transform(context) {
+        if (context.path.endsWith('/simple-peer/simplepeer.min.js')) {
+          return { body: `${context.body}\nexport default window.SimplePeer;\n` };
+        }
+        return undefined;
+      },
+    },
+  ],
   browsers: [
     playwrightLauncher({
       product: 'chromium',

@@ -24,6 +24,7 @@ import { joinProofText } from '../signaling/events.ts';
 import { Mesh } from '../client/mesh.ts';
 import { type PeerAuth, fingerprintText } from '../client/peer-auth.ts';
 import { SignalingClient } from '../client/signaling.ts';
+import { ServerRelay, relayFrameBytes } from '../client/server-relay.ts';
 import { cachedChannel } from './channel.ts';
 import { type NodeIdentity, loadIdentity } from './identity.ts';
 
@@ -124,6 +125,7 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
       await signaling?.close({ leave });
       mesh.close();
       await host.close();
+      relay.close();
       await storage.close();
       logger.info({ left: leave, reason }, 'always-on node stopped');
       stopped(reason);
@@ -147,6 +149,11 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
       logger.warn({ peer, reason }, 'refused a peer connection whose certificate its node did not vouch for'),
   });
   mesh.authenticate({ certificate: null, auth: null, vouch: (fingerprint) => vouch(identity, fingerprint) });
+  // Frames for members without a link go through the server, and the node's link plan drives the mesh, as in a tab.
+  const relay = new ServerRelay({
+    frame: (to, frame) => signaling?.frame(to, frame),
+    plan: (peers) => mesh.plan(peers),
+  });
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   const stopping = (): void => {
     clearInterval(heartbeat);
@@ -171,6 +178,7 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
         logger.info({ epoch: view.epoch, members: view.members.length }, 'view');
       },
       onSignal: (signal) => mesh.handleSignal(signal.from, signal.data),
+      onFrame: (from, frame) => relay.deliver(from, frame),
       onConnection: (connected) => logger.info({ connected }, 'signalling server connection'),
       onSuperseded: () => {
         logger.error({}, 'another process joined with this node id: stopping');
@@ -196,6 +204,7 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
     // The join told the cluster's Q; the views it pushed meanwhile wait in the host for the node.
     const started = await host.start(signaling.partitions);
     if (!started.ok) throw wireError(started);
+    host.attachServer(relay.take()!, relayFrameBytes(signaling.limits?.maxFrameBytes));
   } catch (error) {
     await stop('closed');
     throw error;

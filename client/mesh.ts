@@ -1,7 +1,12 @@
 /**
- * The peer connections of a tab: one simple-peer connection per other member, living on the main thread because
- * workers have no `RTCPeerConnection`. simple-peer owns offer, answer and ICE; the side with the smaller id
- * initiates, so two members never offer to each other at once. The data plane reaches the worker in one of two ways:
+ * The peer connections of a tab, living on the main thread because workers have no `RTCPeerConnection`: a partial
+ * mesh. The worker's link policy (worker/transport/link-policy.ts) plans which peers to link, by priority, and the
+ * mesh opens connections to them and closes the others, never holding more than `maxLinks` at once; frames for the
+ * peers without one go through the signalling server's relay meanwhile. simple-peer owns offer, answer and ICE; the
+ * side with the smaller id initiates, so two members never offer to each other at once, and the other side asks it
+ * to (a `want` signal). A side at its bound answers an offer or a `want` with `refuse`, and a side letting an idle
+ * connection go says `close`: the other then waits `refusalBackoff` before asking again, instead of reporting the
+ * peer unreachable or trying again at once (each try spends one of the 500 connections Chromium allows a tab). The data plane reaches the worker in one of two ways:
  * - `transfer`: a negotiated data channel is created on the same connection and transferred to the worker in the
  *   task that created it, so frames go straight from worker to worker;
  * - `relay`: the main thread moves opaque frames between that channel and a `MessagePort` of the worker.
@@ -13,6 +18,7 @@
 import * as Comlink from 'comlink';
 import SimplePeer from 'simple-peer/simplepeer.min.js';
 import type { SignalData } from '../signaling/events.ts';
+import { DEFAULT_MAX_LINKS } from '../worker/transport/link-policy.ts';
 import { randomId } from './identity.ts';
 import { type PeerAuth, refusalOf, sdpFingerprints } from './peer-auth.ts';
 
@@ -53,7 +59,23 @@ export interface MeshOptions {
   readonly retryDelay?: number;
   /** A peer's offer or answer was refused (see peer-auth.ts): the connection is dropped and tried again later. */
   readonly onRefused?: (peer: string, reason: string) => void;
+  /** Most connections open (or opening) at once; set the worker's link policy to the same. @default 64 */
+  readonly maxLinks?: number;
+  /** Ms before asking again a peer that refused a connection or closed one. @default 60000 */
+  readonly refusalBackoff?: number;
 }
+
+/**
+ * Connections a tab makes in all, at most: Chromium allows a tab 500 peer connections over its lifetime. Past this
+ * the tab makes no more, and its frames go through the signalling relay.
+ */
+export const MAX_CONNECTIONS_PER_TAB = 450;
+
+/**
+ * Ms a connection the plan leaves out is kept after it was made: a peer that just opened one to this tab, to send to
+ * it, may be in this tab's next plan once its first frames count as use.
+ */
+const UNPLANNED_GRACE_MS = 5000;
 
 /** The node's own DTLS certificate and what vouches for it, or nulls where the browser cannot make them. */
 export interface MeshCredentials {
@@ -84,7 +106,12 @@ interface Connection {
   applied: Promise<void>;
   /** Our signals, sent one after another: a description may wait for its fingerprint to be signed. */
   sent: Promise<void>;
+  /** When the connection was made (ms, Date.now). */
+  readonly createdAt: number;
 }
+
+/** A signal about the connection itself rather than one of simple-peer's (see the module comment). */
+type LinkControl = 'want' | 'refuse' | 'close';
 
 interface SignalEnvelope {
   readonly conn: string;
@@ -119,6 +146,15 @@ export class Mesh {
   #members = new Map<string, number>();
   #closed = false;
   #credentials: MeshCredentials = { certificate: null, auth: null };
+  /** The worker's latest plan, by priority; null until the first. */
+  #plan: string[] | null = null;
+  /** Peers that refused or closed a connection, and until when (Date.now) they are not asked again. */
+  readonly #backoff = new Map<string, number>();
+  /** When each peer with a larger id was last asked for a connection. */
+  readonly #asked = new Map<string, number>();
+  /** Connections made so far (see {@link MAX_CONNECTIONS_PER_TAB}). */
+  #made = 0;
+  #applyTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: MeshOptions) {
     this.#options = options;
@@ -134,31 +170,128 @@ export class Mesh {
     return Object.fromEntries([...this.#connections].map(([id, c]) => [id, c.state]));
   }
 
-  /** Connects to new members, replaces connections of restarted ones, and drops those that left. */
+  /** Whether the worker has planned, and every planned peer in `alive` is connected or has refused for now. */
+  settled(alive: ReadonlySet<string>): boolean {
+    if (this.#plan === null) return false;
+    const now = Date.now();
+    return this.#plan.every(
+      (id) => !alive.has(id) || this.#connections.get(id)?.state === 'connected' || this.#backingOff(id, now),
+    );
+  }
+
+  /** Drops the connections of members that left and replaces those of restarted ones. */
   update(members: readonly { id: string; joinedAt: number }[]): void {
     if (this.#closed) return;
     this.#members = new Map(members.filter((m) => m.id !== this.#options.self).map((m) => [m.id, m.joinedAt]));
     for (const [id, connection] of this.#connections) {
       const joinedAt = this.#members.get(id);
       if (joinedAt === undefined) this.#drop(id, connection);
-      else if (joinedAt !== connection.joinedAt) this.#replace(id);
+      else if (joinedAt !== connection.joinedAt) this.#drop(id, connection);
     }
-    for (const id of this.#members.keys()) {
-      if (!this.#connections.has(id)) this.#connect(id, null);
+    for (const id of this.#backoff.keys()) if (!this.#members.has(id)) this.#backoff.delete(id);
+    this.#apply();
+  }
+
+  /** Takes the worker's plan: the peers to link, by priority (worker/transport/link-policy.ts). */
+  plan(peers: readonly string[]): void {
+    if (this.#closed) return;
+    this.#plan = [...peers];
+    this.#apply();
+  }
+
+  /**
+   * Opens or asks for connections to planned peers, in order, while under the bound; closes connections the plan
+   * left out once they are older than {@link UNPLANNED_GRACE_MS}.
+   */
+  #apply(): void {
+    clearTimeout(this.#applyTimer);
+    this.#applyTimer = undefined;
+    if (this.#closed || this.#plan === null) return;
+    const now = Date.now();
+    const planned = new Set(this.#plan);
+    const grace = UNPLANNED_GRACE_MS;
+    let soonest = Infinity;
+    for (const [id, connection] of this.#connections) {
+      if (planned.has(id)) continue;
+      const age = now - connection.createdAt;
+      if (age >= grace) this.#close(id, connection);
+      else soonest = Math.min(soonest, grace - age);
     }
+    if (soonest !== Infinity) this.#applyTimer = setTimeout(() => this.#apply(), soonest);
+    const max = this.#options.maxLinks ?? DEFAULT_MAX_LINKS;
+    for (const id of this.#plan) {
+      if (this.#connections.size >= max) break;
+      if (this.#connections.has(id) || !this.#members.has(id) || this.#backingOff(id, now)) continue;
+      if (this.#options.self < id) {
+        if (this.#made < MAX_CONNECTIONS_PER_TAB) this.#connect(id, null);
+      } else if (now - (this.#asked.get(id) ?? -Infinity) >= (this.#options.retryDelay ?? 1000)) {
+        this.#asked.set(id, now);
+        this.#control(id, 'want', null);
+      }
+    }
+  }
+
+  #backingOff(id: string, now: number): boolean {
+    const until = this.#backoff.get(id);
+    return until !== undefined && until > now;
+  }
+
+  /** Whether this tab may take one more connection (an offer, or a peer's `want`). */
+  #hasRoom(): boolean {
+    return (
+      this.#connections.size < (this.#options.maxLinks ?? DEFAULT_MAX_LINKS) && this.#made < MAX_CONNECTIONS_PER_TAB
+    );
+  }
+
+  #control(to: string, link: LinkControl, conn: string | null): void {
+    this.#options.signal(to, (conn === null ? { link } : { link, conn }) as SignalData);
+  }
+
+  /** Takes a peer's `want`, `refuse` or `close`. */
+  #onControl(from: string, link: LinkControl, conn: unknown): void {
+    if (!this.#members.has(from)) return;
+    const connection = this.#connections.get(from);
+    if (link === 'want') {
+      // Only the side with the smaller id opens; the other asked it to.
+      if (connection !== undefined || this.#options.self > from) return;
+      if (this.#hasRoom()) this.#connect(from, null);
+      else this.#control(from, 'refuse', null);
+      return;
+    }
+    this.#backoff.set(from, Date.now() + (this.#options.refusalBackoff ?? 60_000));
+    if (connection !== undefined && (typeof conn !== 'string' || conn === connection.conn))
+      this.#drop(from, connection);
+  }
+
+  /** Closes a connection this tab no longer wants, telling the peer so that it does not try again at once. */
+  #close(id: string, connection: Connection): void {
+    this.#control(id, 'close', connection.conn);
+    this.#drop(id, connection);
   }
 
   /** Hands a relayed signal to the connection it belongs to. */
   handleSignal(from: string, data: SignalData): void {
-    if (this.#closed || !isEnvelope(data)) return;
+    if (this.#closed) return;
+    const link = data['link'];
+    if (link === 'want' || link === 'refuse' || link === 'close') {
+      this.#onControl(from, link, data['conn']);
+      return;
+    }
+    if (!isEnvelope(data)) return;
     let connection = this.#connections.get(from);
     const initiator = this.#options.self < from;
     if (initiator) {
       // Only answers to our current offer count; anything else belongs to a connection we replaced.
       if (connection === undefined || connection.conn !== data.conn) return;
     } else if (connection === undefined || (connection.conn !== null && connection.conn !== data.conn)) {
-      // A new offer from the initiator: it replaced its connection, so we replace ours.
+      // A new offer from the initiator: it replaced its connection, so we replace ours. A new one past the bound is
+      // refused: the initiator's frames keep going through the relay.
       if (connection !== undefined) this.#drop(from, connection);
+      else if (!this.#members.has(from)) return;
+      else if (!this.#hasRoom()) {
+        this.#control(from, 'refuse', data.conn);
+        return;
+      }
       connection = this.#connect(from, data.conn);
     } else if (connection.conn === null) {
       connection.conn = data.conn;
@@ -172,7 +305,7 @@ export class Mesh {
         if (this.#connections.get(from) !== current) return;
         if (refusal !== null) {
           this.#options.onRefused?.(from, refusal);
-          this.#retry(from, current);
+          this.#retry(from, current, false);
           return;
         }
       }
@@ -180,18 +313,19 @@ export class Mesh {
       try {
         current.peer.signal(payload);
       } catch {
-        this.#replace(from);
+        this.#replace(from, current);
       }
     });
     // A callback that throws must not stop the signals after it, nor surface as an unhandled rejection.
     current.applied = current.applied.catch(() => {
-      if (this.#connections.get(from) === current) this.#replace(from);
+      if (this.#connections.get(from) === current) this.#replace(from, current);
     });
   }
 
   /** Closes every connection. Idempotent. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#applyTimer);
     for (const [id, connection] of this.#connections) this.#drop(id, connection);
   }
 
@@ -205,7 +339,9 @@ export class Mesh {
     };
     const wrtc = this.#options.wrtc;
     const peer = new SimplePeer({ initiator, trickle: true, config, ...(wrtc === undefined ? {} : { wrtc }) });
+    this.#made++;
     const connection: Connection = {
+      createdAt: Date.now(),
       peer,
       initiator,
       conn: initiator ? randomId() : conn,
@@ -257,8 +393,7 @@ export class Mesh {
     });
     const broken = (): void => {
       if (this.#connections.get(id) !== connection) return;
-      this.#options.onUnreachable?.(id);
-      this.#retry(id, connection);
+      this.#retry(id, connection, true);
     };
     peer.on('close', broken);
     peer.on('error', broken);
@@ -279,25 +414,35 @@ export class Mesh {
     };
     channel.onopen = () => {
       for (const frame of pending.splice(0)) channel.send(frame);
+      // Only now: until the channel is open the worker sends this peer's frames through the signalling relay.
+      if (this.#connections.get(id) === connection) {
+        void this.#options.host.attachPort(id, Comlink.transfer(port2, [port2]));
+      }
     };
     channel.onmessage = (event: MessageEvent) => {
       if (event.data instanceof ArrayBuffer) port1.postMessage(event.data, [event.data]);
       else port1.postMessage(event.data);
     };
-    void this.#options.host.attachPort(id, Comlink.transfer(port2, [port2]));
   }
 
-  #retry(id: string, connection: Connection): void {
+  /**
+   * Drops a failed connection and, after `retryDelay`, plans again (and reports the peer unreachable when `report`),
+   * unless the peer said meanwhile that it closed the connection on purpose or refused it: its `close` travels
+   * through the server and can come after the break.
+   */
+  #retry(id: string, connection: Connection, report: boolean): void {
     this.#drop(id, connection);
     setTimeout(() => {
-      if (!this.#closed && this.#members.has(id) && !this.#connections.has(id)) this.#connect(id, null);
+      if (this.#closed || !this.#members.has(id) || this.#backingOff(id, Date.now())) return;
+      if (report) this.#options.onUnreachable?.(id);
+      this.#apply();
     }, this.#options.retryDelay ?? 1000);
   }
 
-  #replace(id: string): void {
-    const connection = this.#connections.get(id);
-    if (connection !== undefined) this.#drop(id, connection);
-    if (this.#members.has(id)) this.#connect(id, null);
+  /** Drops a connection whose signalling failed and makes it again at once, when it is still planned. */
+  #replace(id: string, connection: Connection): void {
+    this.#drop(id, connection);
+    this.#apply();
   }
 
   #drop(id: string, connection: Connection): void {

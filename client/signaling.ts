@@ -1,6 +1,7 @@
 /**
  * The tab's connection to the signalling server: join, heartbeats, the tab's lifecycle, the pushed view, relay of
- * WebRTC signals, and re-joining after every reconnection. If the server goes away the node keeps serving on its last
+ * WebRTC signals and of peer frames (to the peers the tab has no open connection to), and re-joining after every
+ * reconnection. If the server goes away the node keeps serving on its last
  * view.
  *
  * Heartbeats are timed by the node's worker, not here (see `startHeartbeats`): a hidden tab's main-thread timers are
@@ -20,6 +21,7 @@ import {
   type NodeMetrics,
   PROTOCOL_VERSION,
   type RelayedSignal,
+  type SignalingLimits,
   type ServerToClientEvents,
   type SignalData,
 } from '../signaling/events.ts';
@@ -48,6 +50,8 @@ export interface SignalingClientOptions {
   readonly onView: (view: ClusterView) => void;
   /** A WebRTC signal from another member arrived. */
   readonly onSignal: (signal: RelayedSignal) => void;
+  /** A peer frame relayed from another member arrived: binary, within the server's `maxFrameBytes`. */
+  readonly onFrame?: (from: string, frame: ArrayBuffer) => void;
   /** The connection to the server went up or down. */
   readonly onConnection?: (connected: boolean) => void;
   /** Another tab joined with this node id. */
@@ -78,6 +82,7 @@ export class SignalingClient {
   readonly #socket: TypedSocket;
   #view: ClusterView | null = null;
   #partitions: number | undefined;
+  #limits: SignalingLimits | null = null;
   #stopHeartbeats: (() => void) | undefined;
   #lifecycle: LifecycleState = 'active';
   #closed = false;
@@ -116,6 +121,11 @@ export class SignalingClient {
     return this.#view;
   }
 
+  /** The limits the server told in its latest join acknowledgement. */
+  get limits(): SignalingLimits | null {
+    return this.#limits;
+  }
+
   /** True while connected to the server. */
   get connected(): boolean {
     return this.#socket.connected;
@@ -124,6 +134,14 @@ export class SignalingClient {
   /** Relays WebRTC signalling data to member `to`. */
   signal(to: string, data: SignalData): void {
     if (this.#socket.connected) this.#socket.emit('signal', { to, data }, () => {});
+  }
+
+  /**
+   * Relays one peer frame to member `to`, without an acknowledgement: best effort, as a data channel is (a frame the
+   * server refuses, or sent while disconnected, is lost; the node's timeouts notice).
+   */
+  frame(to: string, frame: ArrayBuffer): void {
+    if (this.#socket.connected) this.#socket.emit('frame', { to, data: frame });
   }
 
   /** Tells the server that this node cannot reach `nodeId`. */
@@ -215,6 +233,14 @@ export class SignalingClient {
     socket.on('signal', (signal: unknown) => {
       if (isRelayedSignal(signal)) this.#options.onSignal(signal);
     });
+    socket.on('frame', (frame: unknown) => {
+      const max = this.#limits?.maxFrameBytes ?? 0;
+      const { from, data } = (typeof frame === 'object' && frame !== null ? frame : {}) as Record<string, unknown>;
+      // Checked as the server checks what it relays: a node id, binary data within the limit.
+      if (isNodeId(from) && data instanceof ArrayBuffer && data.byteLength > 0 && data.byteLength <= max) {
+        this.#options.onFrame?.(from, data);
+      }
+    });
     socket.on('superseded', () => {
       // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
       this.#superseded = true;
@@ -264,6 +290,7 @@ export class SignalingClient {
       );
     }
     this.#partitions = accepted.partitions;
+    this.#limits = accepted.limits;
     this.#acceptView(view.value);
     // A join starts the member afresh on the server, as active: say again what the tab is.
     const state = this.#lifecycle;

@@ -1,6 +1,7 @@
 /**
  * `openStore()`: the library a web app embeds. It claims the tab's node identity, starts the node in a dedicated
- * Worker, joins the cluster through the signalling server, connects to every other member, and answers `get`,
+ * Worker, joins the cluster through the signalling server, connects to the members its node's link policy plans (a
+ * partial mesh, bounded by `maxLinks`; frames for the others go through the server's relay), and answers `get`,
  * `put` and `delete` through the node.
  */
 import * as Comlink from 'comlink';
@@ -17,10 +18,12 @@ import type { ReadReceipt } from '../worker/node.ts';
 import { CallPort } from '../worker/calls.ts';
 import type { PartitionInfo } from '../worker/membership/ownership.ts';
 import { DEFAULT_CLUSTER_PARTITIONS } from '../worker/ring/ring.ts';
+import { DEFAULT_LINK_IDLE_MS, DEFAULT_MAX_LINKS } from '../worker/transport/link-policy.ts';
 import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 import { claimIdentity, type Identity, nodeDatabase, retireStale } from './identity.ts';
 import { nodeCertificate, nodeKey } from './node-key.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
+import { ServerRelay, relayFrameBytes } from './server-relay.ts';
 import { SignalingClient, watchPageLifecycle } from './signaling.ts';
 import { type ReadValue, type Value, encodeValue, readValue } from './values.ts';
 
@@ -81,6 +84,20 @@ export interface OpenStoreOptions {
    * them up; a member not reached by then is treated as any unreachable one (fallbacks, hints). @default 5000
    */
   readonly connectWait?: number;
+  /**
+   * Most peer connections this tab holds at once: its node links the members it shares partitions with first, and
+   * the peers it sends to lately; frames for the others go through the signalling server's relay (slower, and
+   * rate-limited there). A cluster of at most `maxLinks + 1` members is a full mesh. The default links every partner
+   * at any cluster size with the default N and Q (at most about 30), keeps the server's default 64 members a full
+   * mesh, and stays far below the 500 connections Chromium allows a tab over its lifetime. ≥ 1. @default 64
+   */
+  readonly maxLinks?: number;
+  /**
+   * Ms after its last frame that a connection kept only for use (not to a partner) is closed. Below 5 s, a connection
+   * opened on first use may be let go before the bound makes room for it (a connection is kept 5 s after it is made).
+   * @default 60000
+   */
+  readonly linkIdleMs?: number;
   /**
    * Ms after which a node that ran in this browser profile, and that no tab has run since, is retired: the next tab
    * of the cluster to start hands what it held to the cluster and deletes its database. `Infinity` never retires.
@@ -246,6 +263,13 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (connectWait !== undefined && (typeof connectWait !== 'number' || !(connectWait >= 0))) {
     throw new InvalidArgumentError('connectWait must be a number of ms ≥ 0');
   }
+  const { maxLinks, linkIdleMs } = options;
+  if (maxLinks !== undefined && !(Number.isSafeInteger(maxLinks) && maxLinks >= 1)) {
+    throw new InvalidArgumentError('maxLinks must be an integer ≥ 1');
+  }
+  if (linkIdleMs !== undefined && !(typeof linkIdleMs === 'number' && linkIdleMs > 0)) {
+    throw new InvalidArgumentError('linkIdleMs must be a number of ms > 0');
+  }
   const { retireAfter } = options;
   if (retireAfter !== undefined && (typeof retireAfter !== 'number' || Number.isNaN(retireAfter) || retireAfter < 0)) {
     throw new InvalidArgumentError('retireAfter must be a number of ms ≥ 0');
@@ -275,6 +299,8 @@ class DynameshStore implements Store {
   /** Gets, puts and deletes, in a batch per task (comlink carries the rest). */
   readonly #calls: CallPort;
   readonly #mesh: Mesh;
+  /** The worker's signalling relay: frames and link plans out, relayed frames in. */
+  readonly #relay: ServerRelay;
   readonly #listeners = new Map<keyof StoreEvents, Set<Listener>>();
   #signaling: SignalingClient | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
@@ -307,6 +333,7 @@ class DynameshStore implements Store {
       cluster: options.cluster,
       host: this.#host,
       dataPlane,
+      maxLinks: options.maxLinks ?? DEFAULT_MAX_LINKS,
       signal: (to, data) => this.#signaling?.signal(to, data),
       onPeerState: (peer, state) => this.#emit('peer', { peer, state }),
       onUnreachable: (peer) => this.#signaling?.reportUnreachable(peer),
@@ -314,6 +341,10 @@ class DynameshStore implements Store {
         const msg = 'refused a peer connection whose certificate its node did not vouch for';
         this.#emit('log', { time: Date.now(), level: 'warn', msg, fields: { peer, reason } });
       },
+    });
+    this.#relay = new ServerRelay({
+      frame: (to, frame) => this.#signaling?.frame(to, frame),
+      plan: (peers) => this.#mesh.plan(peers),
     });
     if (options.faults === true) {
       Object.defineProperty(this, 'faults', { value: this.#faultControls(), enumerable: true });
@@ -362,6 +393,10 @@ class DynameshStore implements Store {
       limits,
       bounds,
       ...(options.faults === true ? { faults: true } : {}),
+      links: {
+        maxLinks: options.maxLinks ?? DEFAULT_MAX_LINKS,
+        idleMs: options.linkIdleMs ?? DEFAULT_LINK_IDLE_MS,
+      },
     };
     // The node's key signs its joins: the server then lets no one else join under its id. A browser without
     // WebCrypto's Ed25519 (or without IndexedDB to keep the key in) joins unsigned, as before, and says so.
@@ -399,6 +434,8 @@ class DynameshStore implements Store {
       ...(opened.partitions !== null ? { partitions: opened.partitions } : {}),
       onView: (view) => this.#acceptView(view),
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
+      // Posted as they come: the worker's end queues them until it is handed over just below.
+      onFrame: (from, frame) => this.#relay.deliver(from, frame),
       onConnection: (connected) => this.#emit('server', { connected }),
       onSuperseded: () => this.#emit('superseded', undefined),
       onOutdated: (error) => this.#emit('outdated', { message: error.message }),
@@ -416,7 +453,10 @@ class DynameshStore implements Store {
     const partitions = this.#signaling.partitions;
     unwrap(await this.#host.start(partitions));
     this.#config = Object.freeze({ ...this.#config, partitions });
-    // The first request of an app comes right after openStore: it must find the peers of the view connected.
+    const frameBytes = relayFrameBytes(this.#signaling.limits?.maxFrameBytes);
+    const port = this.#relay.take();
+    if (port !== undefined) void this.#host.attachServer(Comlink.transfer(port, [port]), frameBytes).catch(() => {});
+    // The first request of an app comes right after openStore: it must find the planned peers connected.
     await this.#connected(options.connectWait ?? 5000);
     this.#stopLifecycle = watchPageLifecycle((state) => this.#signaling?.setLifecycle(state));
     this.#metricsTimer = setInterval(() => void this.#pushMetrics(), options.metricsInterval ?? 2000);
@@ -436,18 +476,15 @@ class DynameshStore implements Store {
   }
 
   /**
-   * Resolves once the worker has a link to every alive member of the view (a peer connection is up), or after
-   * `ms`: a member that cannot be reached then is left to the node's timeouts and fallbacks, as any failure is.
+   * Resolves once every alive member the node's link policy planned a link to is connected (or refused one for now),
+   * or after `ms`: a member that cannot be reached then is left to the relay, the node's timeouts and fallbacks.
    */
   async #connected(ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline && this.#closing === undefined) {
       const view = this.#signaling?.view;
-      const states = this.#mesh.states();
-      const waiting = (view?.members ?? []).some(
-        (m) => m.id !== this.nodeId && m.state === 'alive' && states[m.id] !== 'connected',
-      );
-      if (!waiting) return;
+      const alive = new Set((view?.members ?? []).filter((m) => m.state === 'alive').map((m) => m.id));
+      if (this.#mesh.settled(alive)) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -571,6 +608,7 @@ class DynameshStore implements Store {
       this.#host[Comlink.releaseProxy]();
       this.#worker.terminate();
       this.#calls.close();
+      this.#relay.close();
       this.#identity.release();
       this.#emit('closed', undefined);
     })();

@@ -4,7 +4,9 @@
  * `dataPlane` (`auto`, `transfer` or `relay`), `n` (replication factor; every tab of a cluster must agree) and
  * `faults=1` (gives the store `store.faults` and the fault panel its controls); and the background tunables
  * `antiEntropyInterval` (ms, 0 turns anti-entropy off), `antiEntropyBytesPerSecond` and `transferBytesPerSecond`,
- * which the benchmark sets, and `retireAfter` (ms an unused node of this profile is kept before it is retired).
+ * which the benchmark sets, `retireAfter` (ms an unused node of this profile is kept before it is retired), and
+ * `maxLinks` (most peer connections of the tab; the other members are reached through the server's relay) and
+ * `linkIdleMs` (ms after which a connection kept only for use is closed).
  * The open store is `window.store`, for the console and for tests.
  *
  * The token is best given in the fragment (`#token=…`), which the browser never sends to a server; `?token=` works
@@ -57,7 +59,13 @@ function readParams(): PageParams {
     });
   }
   const tunable = (
-    name: 'antiEntropyInterval' | 'antiEntropyBytesPerSecond' | 'transferBytesPerSecond' | 'retireAfter',
+    name:
+      | 'antiEntropyInterval'
+      | 'antiEntropyBytesPerSecond'
+      | 'transferBytesPerSecond'
+      | 'retireAfter'
+      | 'maxLinks'
+      | 'linkIdleMs',
     min: number,
   ) => {
     const text = params.get(name);
@@ -91,6 +99,8 @@ function readParams(): PageParams {
       ...tunable('antiEntropyBytesPerSecond', 1),
       ...tunable('transferBytesPerSecond', 1),
       ...tunable('retireAfter', 0),
+      ...tunable('maxLinks', 1),
+      ...tunable('linkIdleMs', 1),
     },
   };
 }

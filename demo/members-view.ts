@@ -1,6 +1,7 @@
 /**
  * The members of the view: each node's colour on the ring, its state in the view (alive or suspect), the state of
- * this tab's peer connection to it, and its share of the ring.
+ * this tab's peer connection to it (or `via server` for a member the partial mesh does not link this tab to: frames
+ * to it go through the signalling server's relay), and its share of the ring.
  */
 import type { PeerState, ViewMember } from '../client/index.ts';
 import { h, replace } from './dom.ts';
@@ -54,7 +55,17 @@ export class MembersView {
               h('span', { class: `badge state-${member.state}`, title: 'State in the view' }, member.state),
               peer === 'self'
                 ? null
-                : h('span', { class: `badge peer-${peer}`, title: 'Peer connection from this tab' }, peerLabel(peer)),
+                : h(
+                    'span',
+                    {
+                      class: `badge peer-${peer}`,
+                      title:
+                        peer === 'none'
+                          ? 'No peer connection from this tab: frames go through the signalling server'
+                          : 'Peer connection from this tab',
+                    },
+                    peerLabel(peer),
+                  ),
             ),
             h(
               'div',
@@ -70,5 +81,5 @@ export class MembersView {
 }
 
 function peerLabel(peer: PeerState | 'none'): string {
-  return peer === 'none' ? 'no link' : peer;
+  return peer === 'none' ? 'via server' : peer;
 }

@@ -36,6 +36,9 @@ const USAGE = `usage: node --import tsx signaling/cli.ts [options]
   --max-connections-per-token N
                            with a secret: open connections joined with one token (default ${SIGNALING_DEFAULTS.maxConnectionsPerToken})
   --max-ids-per-token N    with a secret: members (node ids) joined with one token (default ${SIGNALING_DEFAULTS.maxIdsPerToken})
+  --max-frame-bytes N      largest peer frame relayed between members without a peer connection (default ${SIGNALING_DEFAULTS.maxFrameBytes})
+  --max-frames-per-second N
+                           peer frames relayed per second per connection (default ${SIGNALING_DEFAULTS.maxFramesPerSecond})
   --help`;
 
 const { values } = parseArgs({
@@ -58,6 +61,8 @@ const { values } = parseArgs({
     'max-ids-per-address': { type: 'string' },
     'max-connections-per-token': { type: 'string' },
     'max-ids-per-token': { type: 'string' },
+    'max-frame-bytes': { type: 'string' },
+    'max-frames-per-second': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -100,6 +105,8 @@ const server = await createSignalingServer({
   maxIdsPerAddress: integer('--max-ids-per-address', values['max-ids-per-address']),
   maxConnectionsPerToken: integer('--max-connections-per-token', values['max-connections-per-token']),
   maxIdsPerToken: integer('--max-ids-per-token', values['max-ids-per-token']),
+  maxFrameBytes: integer('--max-frame-bytes', values['max-frame-bytes']),
+  maxFramesPerSecond: integer('--max-frames-per-second', values['max-frames-per-second']),
 }).catch((error: unknown) => {
   console.error(`signalling server failed to start: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);

@@ -101,8 +101,9 @@ export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freez
  * left to exchange frames its peers refuse.
  *
  * 2: a version may carry its author's proof (worker/versions/proof.ts); joins and views carry `signedFrom`.
+ * 3: the partial mesh: members relay peer frames through the server (`frame`) to the peers they have no link to.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** A refused event. */
 export interface ErrorAck {
@@ -176,6 +177,10 @@ export interface SignalingLimits {
   readonly maxPayloadBytes: number;
   /** Largest `signal.data`, as JSON, in bytes. */
   readonly maxSignalBytes: number;
+  /** Largest `frame.data` relayed, in bytes: nodes chunk the messages they relay to it. */
+  readonly maxFrameBytes: number;
+  /** Sustained `frame` events per second per connection, counted apart from every other event. */
+  readonly maxFramesPerSecond: number;
   /** Most entries in a `metrics` snapshot. */
   readonly maxMetricsEntries: number;
   /** Sustained events per second per connection. */
@@ -239,6 +244,25 @@ export interface RelayedSignal {
   /** The sending node's id, as the server knows it from its join. */
   readonly from: string;
   readonly data: SignalData;
+}
+
+/**
+ * Payload of `frame`: one peer frame (worker/wire/frames.ts) for a member of the caller's cluster that the caller has
+ * no open peer connection to (the partial mesh links only some peers). The server does not read `data`; it checks
+ * that it is binary, 1 to `maxFrameBytes` bytes, and relays it as a {@link RelayedFrame}. Sent without an
+ * acknowledgement, best effort as a data channel is: a refused frame is dropped, counted and logged at the server.
+ */
+export interface FrameRequest {
+  /** The receiving node's id. */
+  readonly to: string;
+  readonly data: Uint8Array | ArrayBuffer;
+}
+
+/** A `frame` relayed by the server, received by the member it was sent to. */
+export interface RelayedFrame {
+  /** The sending node's id, as the server knows it from its join: the receiver takes the frame as that node's. */
+  readonly from: string;
+  readonly data: ArrayBuffer | Uint8Array;
 }
 
 /**
@@ -315,6 +339,8 @@ export interface ClientToServerEvents {
   lifecycle: (request: LifecycleRequest, ack: (response: LifecycleAck) => void) => void;
   /** WebRTC signalling for one member of the caller's cluster, delivered to it as a `signal` event. */
   signal: (request: SignalRequest, ack: (response: SignalAck) => void) => void;
+  /** A peer frame for one member of the caller's cluster, delivered to it as a `frame` event; no acknowledgement. */
+  frame: (request: FrameRequest, ack?: (response: Ack) => void) => void;
   /** The caller cannot reach a member over its peer connection. */
   'report-unreachable': (request: ReportRequest, ack: (response: ReportAck) => void) => void;
   /** Replace this node's metrics snapshot on the server. */
@@ -331,6 +357,8 @@ export interface ServerToClientEvents {
   view: (view: ClusterView) => void;
   /** WebRTC signalling from another member. */
   signal: (message: RelayedSignal) => void;
+  /** A peer frame from another member that has no open peer connection to this one. */
+  frame: (message: RelayedFrame) => void;
   /** This connection no longer holds its membership: another connection joined with the same node id. */
   superseded: (notice: SupersededNotice) => void;
 }
@@ -344,6 +372,7 @@ export const CLIENT_EVENT_NAMES: readonly ClientEventName[] = Object.freeze([
   'heartbeat',
   'lifecycle',
   'signal',
+  'frame',
   'report-unreachable',
   'metrics',
   'get-metrics',

@@ -26,6 +26,9 @@ export interface SignalingMetrics {
   /** Members that turned suspect under the grace rule, by what they announced (hidden, frozen). */
   readonly gracesStarted: Counter<'state'>;
   readonly signalsRelayed: Counter;
+  /** Peer frames relayed between members without a peer connection, and their bytes. */
+  readonly framesRelayed: Counter;
+  readonly frameBytesRelayed: Counter;
   readonly viewsPushed: Counter;
   readonly rejected: Counter<RejectionLabels>;
   /** Connections and HTTP requests refused before any event, by reason (`origin`: a page not allowed to connect). */
@@ -110,6 +113,16 @@ export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics:
     signalsRelayed: new Counter({
       name: 'dynamesh_signaling_signals_relayed_total',
       help: 'WebRTC signals relayed between members.',
+      registers,
+    }),
+    framesRelayed: new Counter({
+      name: 'dynamesh_signaling_frames_relayed_total',
+      help: 'Peer frames relayed between members that have no peer connection to each other.',
+      registers,
+    }),
+    frameBytesRelayed: new Counter({
+      name: 'dynamesh_signaling_frame_bytes_relayed_total',
+      help: 'Bytes of peer frames relayed between members.',
       registers,
     }),
     viewsPushed: new Counter({

@@ -1,5 +1,6 @@
 /**
- * The signalling server: one HTTP server carrying Socket.IO (membership, heartbeats, signal relay), `/healthz`,
+ * The signalling server: one HTTP server carrying Socket.IO (membership, heartbeats, relay of signals and of peer
+ * frames between members without a peer connection), `/healthz`,
  * `/metrics` and the built demo. Each cluster is a Socket.IO room; {@link Membership} decides views and failures,
  * this module validates, limits, authorises, relays and pushes.
  *
@@ -22,6 +23,7 @@ import {
   type ClusterView,
   type EmptyRequest,
   type ErrorAck,
+  type FrameRequest,
   type HeartbeatRequest,
   type JoinRequest,
   type LifecycleRequest,
@@ -138,6 +140,19 @@ export interface SignalingServerOptions {
   readonly maxPayloadBytes?: number | undefined;
   /** Largest `signal.data`, as JSON, in bytes; more gets `ERR_TOO_LARGE`. @default 16384 */
   readonly maxSignalBytes?: number | undefined;
+  /**
+   * Largest relayed `frame.data`, bytes; more is refused (`ERR_TOO_LARGE`). Well under `maxPayloadBytes` and the
+   * 64 KiB of a data-channel frame, so that a relayed frame never holds a connection's other events up for long.
+   * @default 16384
+   */
+  readonly maxFrameBytes?: number | undefined;
+  /**
+   * Sustained `frame` events per second per connection, with a burst of twice as many; over it gets
+   * `ERR_RATE_LIMITED` (dropped). Counted in a bucket of their own, so that frames never starve a member's
+   * heartbeats: 200 frames a second carry a few dozen requests a second between nodes that have no direct link.
+   * @default 200
+   */
+  readonly maxFramesPerSecond?: number | undefined;
   /** Most entries in a `metrics` snapshot; more gets `ERR_TOO_LARGE`. @default 64 */
   readonly maxMetricsEntries?: number | undefined;
   /** Sustained events per second per connection (token bucket refill); over it gets `ERR_RATE_LIMITED`. @default 100 */
@@ -245,6 +260,8 @@ export const SIGNALING_DEFAULTS: SignalingSettings = Object.freeze({
   maxIdsPerToken: 256,
   maxPayloadBytes: 64 * 1024,
   maxSignalBytes: 16 * 1024,
+  maxFrameBytes: 16 * 1024,
+  maxFramesPerSecond: 200,
   maxMetricsEntries: 64,
   maxEventsPerSecond: 100,
   maxEventBurst: 200,
@@ -271,6 +288,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     maxIdsPerToken: options.maxIdsPerToken ?? defaults.maxIdsPerToken,
     maxPayloadBytes: options.maxPayloadBytes ?? defaults.maxPayloadBytes,
     maxSignalBytes: options.maxSignalBytes ?? defaults.maxSignalBytes,
+    maxFrameBytes: options.maxFrameBytes ?? defaults.maxFrameBytes,
+    maxFramesPerSecond: options.maxFramesPerSecond ?? defaults.maxFramesPerSecond,
     maxMetricsEntries: options.maxMetricsEntries ?? defaults.maxMetricsEntries,
     maxEventsPerSecond: options.maxEventsPerSecond ?? defaults.maxEventsPerSecond,
     maxEventBurst: options.maxEventBurst ?? defaults.maxEventBurst,
@@ -295,6 +314,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     maxMembersPerCluster: settings.maxMembersPerCluster,
     maxPayloadBytes: settings.maxPayloadBytes,
     maxSignalBytes: settings.maxSignalBytes,
+    maxFrameBytes: settings.maxFrameBytes,
+    maxFramesPerSecond: settings.maxFramesPerSecond,
     maxMetricsEntries: settings.maxMetricsEntries,
     maxEventsPerSecond: settings.maxEventsPerSecond,
     maxEventBurst: settings.maxEventBurst,
@@ -431,6 +452,15 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   }
 
   const room = (cluster: string) => `cluster:${cluster}`;
+
+  /** Hands a relayed event to the connection holding a member's seat: the one way a relay reaches a node. */
+  function deliverToNode<E extends 'signal' | 'frame'>(
+    connection: string,
+    event: E,
+    payload: Parameters<ServerToClientEvents[E]>[0],
+  ): void {
+    (io.to(connection).emit as (event: E, payload: unknown) => void)(event, payload);
+  }
 
   function publish(changes: Changes | undefined): void {
     if (changes === undefined) return;
@@ -572,8 +602,17 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     signal(socket, request: SignalRequest) {
       const route = membership.route(socket.id, request.to);
       if (!route.ok) return fail(route.code, route.message);
-      io.to(route.connection).emit('signal', { from: route.from, data: request.data });
+      deliverToNode(route.connection, 'signal', { from: route.from, data: request.data });
       metrics.signalsRelayed.inc();
+      return { response: { ok: true } };
+    },
+    frame(socket, request: FrameRequest) {
+      // The same membership check as a signal's: both ends are connected members of one view.
+      const route = membership.route(socket.id, request.to);
+      if (!route.ok) return fail(route.code, route.message);
+      deliverToNode(route.connection, 'frame', { from: route.from, data: request.data });
+      metrics.framesRelayed.inc();
+      metrics.frameBytesRelayed.inc(request.data.byteLength);
       return { response: { ok: true } };
     },
     'report-unreachable'(socket, request: ReportRequest) {
@@ -634,12 +673,21 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   io.on('connection', (socket: ClientSocket) => {
     logger.debug({ socket: socket.id }, 'connected');
     const bucket = new TokenBucket(settings.maxEventsPerSecond, settings.maxEventBurst, now);
+    const frames = new TokenBucket(settings.maxFramesPerSecond, 2 * settings.maxFramesPerSecond, now);
     socket.use((packet, next) => {
       const [event] = packet;
       const last: unknown = packet.at(-1);
       const ack = packet.length > 1 && typeof last === 'function' ? (last as AckFunction) : undefined;
       const label = typeof event === 'string' && KNOWN_EVENTS.has(event) ? event : 'unknown';
-      if (!bucket.take()) return reject(socket, label, ack, 'ERR_RATE_LIMITED', 'too many events; slow down');
+      if (!(label === 'frame' ? frames : bucket).take()) {
+        return reject(
+          socket,
+          label,
+          ack,
+          'ERR_RATE_LIMITED',
+          `too many ${label === 'frame' ? 'frames' : 'events'}; slow down`,
+        );
+      }
       if (label === 'unknown') {
         return reject(
           socket,
@@ -761,6 +809,8 @@ function checkOptions(settings: SignalingSettings): void {
     'maxIdsPerToken',
     'maxPayloadBytes',
     'maxSignalBytes',
+    'maxFrameBytes',
+    'maxFramesPerSecond',
     'maxMetricsEntries',
     'maxEventsPerSecond',
     'maxEventBurst',
@@ -780,4 +830,7 @@ function checkOptions(settings: SignalingSettings): void {
   if (!isPartitionCount(settings.partitions)) {
     throw new RangeError(`partitions must be a power of two from 1 to ${MAX_PARTITIONS}, got ${settings.partitions}`);
   }
+  // Nodes relay nothing through a server whose frames are smaller: a frame carries at least one small message whole.
+  if (settings.maxFrameBytes < 1024)
+    throw new RangeError(`maxFrameBytes must be at least 1024, got ${settings.maxFrameBytes}`);
 }

@@ -21,6 +21,7 @@ import {
   type LifecycleState,
   type MetricsSnapshot,
   type ReportRequest,
+  type FrameRequest,
   type SignalData,
   type SignalRequest,
 } from './events.ts';
@@ -36,12 +37,15 @@ export interface PayloadLimits {
   readonly maxSignalBytes: number;
   /** Most entries in a metrics snapshot. @default 64 */
   readonly maxMetricsEntries: number;
+  /** Largest relayed `frame.data`, bytes. @default 16384 */
+  readonly maxFrameBytes: number;
 }
 
 /** The payload limits used unless the server is configured otherwise. */
 export const DEFAULT_PAYLOAD_LIMITS: PayloadLimits = Object.freeze({
   maxSignalBytes: 16 * 1024,
   maxMetricsEntries: 64,
+  maxFrameBytes: 16 * 1024,
 });
 
 /** Longest join token accepted, in characters; real tokens are about 100. */
@@ -153,6 +157,23 @@ export function validateSignal(
   return { ok: true, value: { to, data: data as SignalData } };
 }
 
+/** Validates a `frame` payload: `{ to, data }`, `data` binary (a Buffer on the server), 1 to `maxFrameBytes` bytes. */
+export function validateFrame(
+  input: unknown,
+  limits: PayloadLimits = DEFAULT_PAYLOAD_LIMITS,
+): Validation<FrameRequest> {
+  const shape = checkObject(input, ['to', 'data'], []);
+  if (shape !== null) return invalid(`frame: ${shape}`);
+  const { to, data } = input as Record<string, unknown>;
+  if (!isNodeId(to)) return invalid('frame: to must be a node id');
+  if (!(data instanceof Uint8Array) && !(data instanceof ArrayBuffer)) return invalid('frame: data must be binary');
+  if (data.byteLength === 0) return invalid('frame: data is empty');
+  if (data.byteLength > limits.maxFrameBytes) {
+    return tooLarge(`frame: data is ${data.byteLength} bytes, over the limit of ${limits.maxFrameBytes}`);
+  }
+  return { ok: true, value: { to, data } };
+}
+
 /** Validates a `report-unreachable` payload. */
 export function validateReport(input: unknown): Validation<ReportRequest> {
   const shape = checkObject(input, ['nodeId'], []);
@@ -199,6 +220,7 @@ export const VALIDATORS: {
   heartbeat: (input) => validateHeartbeat(input),
   lifecycle: (input) => validateLifecycle(input),
   signal: (input, limits) => validateSignal(input, limits),
+  frame: (input, limits) => validateFrame(input, limits),
   'report-unreachable': (input) => validateReport(input),
   metrics: (input, limits) => validateMetrics(input, limits),
   'get-metrics': (input) => validateEmpty(input, 'get-metrics'),

@@ -11,6 +11,7 @@ import { serveCalls } from './calls.ts';
 import { type Logger, systemClock, systemTimers } from './env.ts';
 import { type FaultState, Faults } from './transport/faults.ts';
 import { type LinkState, Links } from './transport/links.ts';
+import { DEFAULT_LINK_IDLE_MS, LinkPolicy, type LinkPolicyOptions } from './transport/link-policy.ts';
 import {
   type DeleteOptions,
   DynamoNode,
@@ -48,6 +49,8 @@ export interface HostConfig {
   readonly sync?: SyncTunables;
   /** Lets the page inject faults into this node's transport. @default false */
   readonly faults?: boolean;
+  /** The bound on open peer links and when an idle one is let go (link-policy.ts); each defaults there. */
+  readonly links?: LinkPolicyOptions;
   /**
    * The node's Ed25519 key (the private key non-extractable, cloned from the page), when its id derives from it: the
    * node then signs every version it writes (versions/proof.ts).
@@ -106,6 +109,10 @@ export interface HostMetrics {
   readonly storage: StorageStats;
   readonly links: LinkState[];
   readonly framesDropped: number;
+  /** Frames sent and received through the signalling server's relay (peers without an open link). */
+  readonly relayedFrames: { readonly sent: number; readonly received: number };
+  /** The peers the link policy wants linked now, by priority (link-policy.ts). */
+  readonly linkPlan: readonly string[];
   /** The injected faults and what they dropped and held; present only when the node runs with faults. */
   readonly faults?: FaultState;
 }
@@ -131,6 +138,14 @@ export class NodeHost {
   #heartbeat: { timer: ReturnType<typeof setInterval>; port: MessagePort } | undefined;
   /** Between {@link open} and {@link start}: what the node is built from, and the latest view, kept for it. */
   #opened: { config: HostConfig; storedPartitions: number | null; members: readonly Member[] | null } | undefined;
+  #policy: LinkPolicy | undefined;
+  /** The page's end of the signalling relay: frames in and out, and the link plan told to the page's mesh. */
+  #serverPort: MessagePort | undefined;
+  #plan: string[] = [];
+  #planned = new Set<string>();
+  #planTimer: ReturnType<typeof setInterval> | undefined;
+  /** When a send to a peer without a link last made the policy plan again. */
+  #unlinkedAt = -Infinity;
   readonly #logger: Logger = {
     debug: () => {},
     info: (fields, msg) => this.#log('info', fields, msg),
@@ -159,7 +174,11 @@ export class NodeHost {
         config.faults === true
           ? new Faults({ self: config.id, random: Math.random, clock: systemClock, timers: systemTimers })
           : undefined;
+      const policy = new LinkPolicy(config.links ?? {}, () => Date.now());
+      this.#policy = policy;
       this.#links = new Links({
+        onUse: (peer) => policy.use(peer),
+        onUnlinked: (peer) => this.#unlinked(peer),
         maxMessageBytes: limits.maxFrameBytes,
         logger: this.#logger,
         onMessage: (from, message) => this.#node?.receive(from, message),
@@ -218,7 +237,10 @@ export class NodeHost {
         limits: limitsFor(config.bounds, config.limits),
         ...(signing !== undefined ? { signing } : {}),
       });
-      if (members !== null) this.#node.setMembers(members);
+      // Links used only are let go some time after idleMs; an idle link costs little meanwhile.
+      const idleMs = config.links?.idleMs ?? DEFAULT_LINK_IDLE_MS;
+      this.#planTimer = setInterval(() => this.#replan(), Math.min(idleMs / 2, 10_000));
+      if (members !== null) this.setMembers(members);
       this.#logger.info(
         { id: config.id, domain: config.domain, database: config.database, partitions, signing: signing !== undefined },
         'node started',
@@ -229,7 +251,59 @@ export class NodeHost {
   /** Replaces the view. */
   setMembers(members: readonly Member[]): void {
     if (this.#opened !== undefined) this.#opened = { ...this.#opened, members };
-    this.#node?.setMembers(members);
+    const node = this.#node;
+    if (node === undefined) return;
+    node.setMembers(members);
+    const peers = members.map((m) => m.id).filter((id) => id !== node.id);
+    this.#links?.retainRelayed(new Set(peers));
+    this.#policy?.setView(peers, node.linkPartners());
+    this.#replan();
+  }
+
+  /**
+   * Takes the page's end of the signalling server's relay: frames for peers without an open link go out on `port` as
+   * `{ type: 'frame', to, frame }`, frames relayed to this node come in as `{ from, frame }`, and the link plan goes
+   * out as `{ type: 'plan', peers }` whenever it changes, for the page's mesh to open and close connections by. Call
+   * it once the node has started.
+   */
+  attachServer(port: MessagePort, maxFrameBytes: number): void {
+    this.#serverPort?.close();
+    this.#serverPort = port;
+    port.onmessage = (event: MessageEvent<unknown>) => {
+      const data = event.data as { from?: unknown; frame?: unknown } | null;
+      if (typeof data?.from === 'string' && data.frame instanceof ArrayBuffer) {
+        this.#links?.receiveRelayed(data.from, data.frame);
+      }
+    };
+    port.start();
+    this.#links?.useServerRelay({
+      maxFrameBytes,
+      send: (to, frame) => {
+        const buffer = frame.buffer as ArrayBuffer;
+        port.postMessage({ type: 'frame', to, frame: buffer }, [buffer]);
+      },
+    });
+    port.postMessage({ type: 'plan', peers: this.#plan });
+  }
+
+  /** Plans the links again and tells the page when the plan changed. */
+  #replan(): void {
+    const plan = this.#policy?.plan();
+    if (plan === undefined) return;
+    if (plan.length === this.#plan.length && plan.every((peer, i) => peer === this.#plan[i])) return;
+    this.#plan = plan;
+    this.#planned = new Set(plan);
+    this.#serverPort?.postMessage({ type: 'plan', peers: plan });
+  }
+
+  /** A message goes to `peer`, which has no open link: a link opened on first use, when the plan makes room for it. */
+  #unlinked(peer: string): void {
+    if (this.#planned.has(peer)) return;
+    // At most once per 100 ms: past the bound, every message to an unplanned peer comes here.
+    const now = Date.now();
+    if (now - this.#unlinkedAt < 100) return;
+    this.#unlinkedAt = now;
+    this.#replan();
   }
 
   /** Takes a data channel transferred from the main thread as the link to `peer`. */
@@ -271,6 +345,8 @@ export class NodeHost {
       storage: await this.#storage!.stats(),
       links: this.#links!.states(),
       framesDropped: this.#links!.dropped,
+      relayedFrames: { ...this.#links!.relayedFrames },
+      linkPlan: [...this.#plan],
       ...(this.#faults !== undefined ? { faults: this.#faults.state() } : {}),
     }));
   }
@@ -354,6 +430,7 @@ export class NodeHost {
   /** Stops the node, closes the links and the database. Idempotent. */
   async close(): Promise<void> {
     this.stopHeartbeat();
+    clearInterval(this.#planTimer);
     const storage = this.#storage;
     if (storage === undefined) return;
     this.#storage = undefined;

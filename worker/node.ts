@@ -57,6 +57,7 @@ import { type ProofCrypto, type Signing, WebCryptoProofs, proofAtStake, signsVer
 import { type CarryingMessage, Provenance } from './versions/provenance.ts';
 import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
+import { linkPartners } from './transport/link-policy.ts';
 import { type Version, contextOf } from './versions/version.ts';
 
 /** Everything a node is made of and its tunables. */
@@ -660,6 +661,11 @@ export class DynamoNode {
   /** Resolves once the node has loaded what it holds. */
   ready(): Promise<void> {
     return this.#ready;
+  }
+
+  /** The other members this node shares partitions with on its current ring, most shared first (link-policy.ts). */
+  linkPartners(): string[] {
+    return linkPartners(this.#ring, this.id, this.#n);
   }
 
   /**

@@ -32,6 +32,12 @@ export interface TabOptions {
   readonly cluster: string;
   readonly dataPlane?: Plane;
   readonly token?: string;
+  /** Most peer connections of the tab (`OpenStoreOptions.maxLinks`). */
+  readonly maxLinks?: number;
+  /** Ms after which a connection kept only for use is closed (`OpenStoreOptions.linkIdleMs`). */
+  readonly linkIdleMs?: number;
+  /** Replication factor of the tab's node (every tab of a cluster must agree). */
+  readonly n?: number;
 }
 
 /** One tab of the demo page, whose `window.store` the test drives. */
@@ -96,6 +102,9 @@ export function demoUrl(server: SignalingServer, options: TabOptions): string {
   const url = new URL('/', server.url);
   url.searchParams.set('cluster', options.cluster);
   if (options.dataPlane !== undefined) url.searchParams.set('dataPlane', options.dataPlane);
+  if (options.maxLinks !== undefined) url.searchParams.set('maxLinks', String(options.maxLinks));
+  if (options.n !== undefined) url.searchParams.set('n', String(options.n));
+  if (options.linkIdleMs !== undefined) url.searchParams.set('linkIdleMs', String(options.linkIdleMs));
   // In the fragment, as a user should pass it: the browser never sends it to a server.
   if (options.token !== undefined) url.hash = new URLSearchParams({ token: options.token }).toString();
   return url.href;

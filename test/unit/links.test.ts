@@ -158,3 +158,78 @@ describe('Links batching', () => {
     assert.deepEqual(unframe(frames.get('c')!), [message(1), message(3)]);
   });
 });
+
+describe('Links through the signalling relay', () => {
+  /** Links with a server relay that records what it is handed, per peer, and the peers reported unlinked. */
+  function relayRig(maxFrameBytes = 1024) {
+    let waiting: (() => void)[] = [];
+    const relayed = new Map<string, Uint8Array[]>();
+    const received: [string, Uint8Array][] = [];
+    const unlinked: string[] = [];
+    const links = new Links({
+      maxMessageBytes: 1 << 20,
+      logger: silentLogger,
+      onMessage: (from, m) => received.push([from, m]),
+      onInvalid: () => {},
+      onUnlinked: (peer) => unlinked.push(peer),
+      afterTask: (callback) => waiting.push(callback),
+    });
+    links.useServerRelay({
+      maxFrameBytes,
+      send: (to, frame) => {
+        if (!relayed.has(to)) relayed.set(to, []);
+        relayed.get(to)!.push(frame);
+      },
+    });
+    const endTask = (): void => {
+      const callbacks = waiting;
+      waiting = [];
+      for (const callback of callbacks) callback();
+    };
+    return { links, relayed, received, unlinked, endTask };
+  }
+
+  it('sends messages for a peer without a link through the relay, in frames within its limit, in order', () => {
+    const { links, relayed, unlinked, endTask } = relayRig(1024);
+    const sent = [message(1), message(2, 3000), message(3), message(4, 600), message(5, 600)];
+    for (const m of sent) links.send('b', m);
+    endTask();
+    const frames = relayed.get('b')!;
+    for (const frame of frames) assert.ok(frame.byteLength <= 1024, `a frame of ${frame.byteLength} bytes`);
+    assert.deepEqual(unframe(frames), sent);
+    assert.equal(links.relayedFrames.sent, frames.length);
+    assert.ok(unlinked.includes('b'));
+  });
+
+  it('sends on the link once the link to the peer is open, and nothing through the relay', () => {
+    const { links, relayed, endTask } = relayRig();
+    const frames: Uint8Array[] = [];
+    links.attachPort('b', recordingPort(frames));
+    links.send('b', message(1, 5000));
+    endTask();
+    assert.equal(relayed.size, 0);
+    assert.deepEqual(unframe(frames), [message(1, 5000)]);
+  });
+
+  it('hands on a message relayed by a peer as that peer’s, joined from its chunks', () => {
+    const sender = relayRig(1024);
+    const receiver = relayRig();
+    const big = message(7, 5000);
+    sender.links.send('r', big);
+    sender.links.send('r', message(8));
+    sender.endTask();
+    for (const frame of sender.relayed.get('r')!) receiver.links.receiveRelayed('s', frame.slice().buffer);
+    assert.deepEqual(receiver.received, [
+      ['s', big],
+      ['s', message(8)],
+    ]);
+    assert.equal(receiver.links.relayedFrames.received, sender.relayed.get('r')!.length);
+  });
+
+  it('drops messages for a peer without a link when there is no relay, and counts them', () => {
+    const { links, frames } = rig([]);
+    links.send('nobody', message(1));
+    assert.equal(frames.size, 0);
+    assert.equal(links.dropped, 1);
+  });
+});

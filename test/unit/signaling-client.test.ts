@@ -52,6 +52,8 @@ function accepted(request: JoinRequest): JoinAck {
       maxMembersPerCluster: 64,
       maxPayloadBytes: 1 << 20,
       maxSignalBytes: 1 << 16,
+      maxFrameBytes: 16 * 1024,
+      maxFramesPerSecond: 200,
       maxMetricsEntries: 64,
       maxEventsPerSecond: 50,
       maxEventBurst: 100,

@@ -10,6 +10,7 @@ import {
   type ClusterView,
   type JoinAck,
   PROTOCOL_VERSION,
+  type RelayedFrame,
   type RelayedSignal,
   type ServerToClientEvents,
 } from '../../signaling/events.ts';
@@ -369,6 +370,106 @@ describe('signalling server: relay', () => {
     const text = await metricsText();
     assert.equal(sample(text, 'dynamesh_node_metric{cluster="main",node="a",name="puts_total"}'), 12);
     assert.equal(sample(text, 'dynamesh_node_metric{cluster="main",node="a",name="put_p50_ms"}'), 0.75);
+  });
+});
+
+function nextFrame(client: Client): Promise<RelayedFrame> {
+  return withTimeout(new Promise((resolve) => client.once('frame', resolve)), 'a frame');
+}
+
+/** The bytes of a relayed frame, as the receiving client got them. */
+const bytesOf = (frame: RelayedFrame): number[] => [...new Uint8Array(frame.data as ArrayBuffer)];
+
+describe('signalling server: frame relay', () => {
+  it('relays a binary frame to the member named, bytes intact, stamped with the sender’s id', async (t) => {
+    const { member: join, metricsText } = await harness(t);
+    const a = await join('a');
+    const b = await join('b');
+    const received = nextFrame(b.client);
+    const data = new Uint8Array([0, 1, 2, 250, 255]);
+    assert.deepEqual(await a.client.emitWithAck('frame', { to: 'b', data }), { ok: true });
+    const frame = await received;
+    assert.equal(frame.from, 'a');
+    assert.deepEqual(bytesOf(frame), [0, 1, 2, 250, 255]);
+    const text = await metricsText();
+    assert.equal(sample(text, 'dynamesh_signaling_frames_relayed_total'), 1);
+    assert.equal(sample(text, 'dynamesh_signaling_frame_bytes_relayed_total'), 5);
+  });
+
+  it('relays a frame sent without an acknowledgement', async (t) => {
+    const { member: join } = await harness(t);
+    const a = await join('a');
+    const b = await join('b');
+    const received = nextFrame(b.client);
+    a.client.emit('frame', { to: 'b', data: new Uint8Array([7]) });
+    assert.deepEqual(bytesOf(await received), [7]);
+  });
+
+  it('refuses a frame to a non-member, to a member of another cluster or from an unjoined connection', async (t) => {
+    const { member: join, open } = await harness(t);
+    const a = await join('a', 'one');
+    const x = await join('x', 'two');
+    const y = await join('y', 'two');
+    const stranger = await open();
+    const received = nextFrame(x.client);
+    const data = new Uint8Array([1]);
+    assert.equal(errorCode(await a.client.emitWithAck('frame', { to: 'x', data })), 'ERR_NOT_MEMBER');
+    assert.equal(errorCode(await a.client.emitWithAck('frame', { to: 'ghost', data })), 'ERR_NOT_MEMBER');
+    assert.equal(errorCode(await a.client.emitWithAck('frame', { to: 'a', data })), 'ERR_INVALID_ARGUMENT');
+    assert.equal(errorCode(await stranger.emitWithAck('frame', { to: 'x', data })), 'ERR_NOT_JOINED');
+    await y.client.emitWithAck('frame', { to: 'x', data: new Uint8Array([9]) });
+    const first = await received;
+    assert.equal(first.from, 'y');
+    assert.deepEqual(bytesOf(first), [9]);
+  });
+
+  it('refuses a malformed frame with ERR_INVALID_ARGUMENT and relays nothing', async (t) => {
+    const { member: join, metricsText } = await harness(t);
+    const a = await join('a');
+    const b = await join('b');
+    const raw = a.client as unknown as RawClient;
+    const frames: RelayedFrame[] = [];
+    b.client.on('frame', (frame) => frames.push(frame));
+    const cases: unknown[][] = [
+      [{ to: 'b', data: 'text, not binary' }],
+      [{ to: 'b', data: [1, 2, 3] }],
+      [{ to: 'b', data: new Uint8Array(0) }],
+      [{ to: 'bad id', data: new Uint8Array([1]) }],
+      [{ to: 'b', data: new Uint8Array([1]), from: 'c' }],
+      [{ to: 'b' }],
+    ];
+    for (const args of cases) assert.equal(errorCode(await raw.emitWithAck('frame', ...args)), 'ERR_INVALID_ARGUMENT');
+    assert.deepEqual(frames, []);
+    assert.equal(
+      sample(await metricsText(), 'dynamesh_signaling_events_rejected_total{event="frame",reason="invalid_argument"}'),
+      cases.length,
+    );
+  });
+
+  it('refuses a frame over maxFrameBytes with ERR_TOO_LARGE', async (t) => {
+    const { member: join } = await harness(t, { maxFrameBytes: 1024 });
+    const a = await join('a');
+    await join('b');
+    assert.equal(errorCode(await a.client.emitWithAck('frame', { to: 'b', data: new Uint8Array(1024) })), 'ok');
+    assert.equal(
+      errorCode(await a.client.emitWithAck('frame', { to: 'b', data: new Uint8Array(1025) })),
+      'ERR_TOO_LARGE',
+    );
+  });
+
+  it('drops frames beyond maxFramesPerSecond from a bucket of their own, leaving heartbeats theirs', async (t) => {
+    const clock = { time: Date.now() };
+    const { member: join } = await harness(t, { maxFramesPerSecond: 2, maxEventsPerSecond: 2, now: () => clock.time });
+    const a = await join('a');
+    await join('b');
+    const data = new Uint8Array([1]);
+    const acks = await Promise.all(Array.from({ length: 6 }, () => a.client.emitWithAck('frame', { to: 'b', data })));
+    // A burst of twice the rate, then nothing until the bucket refills.
+    assert.deepEqual(acks.map(errorCode), ['ok', 'ok', 'ok', 'ok', 'ERR_RATE_LIMITED', 'ERR_RATE_LIMITED']);
+    assert.equal(errorCode(await a.client.emitWithAck('heartbeat', {})), 'ok');
+    clock.time += 500;
+    assert.equal(errorCode(await a.client.emitWithAck('frame', { to: 'b', data })), 'ok');
+    assert.equal(errorCode(await a.client.emitWithAck('frame', { to: 'b', data })), 'ERR_RATE_LIMITED');
   });
 });
 

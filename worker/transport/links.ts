@@ -5,14 +5,28 @@
  * whatever its size, so the first small message for a peer in a task goes at once (one alone waits for nothing), and
  * the ones after it in that task are held until the task ends and then go out bundled, as few frames as fit, in
  * order; a large one goes at once in chunks, after what was held for its peer.
- * Sending is best effort: frames for a peer without a link, or past a full buffer, are dropped and counted; the
- * node's timeouts notice. With {@link Faults}, every whole message in or out passes its isolation, loss and delay
+ * Until the link to a peer is open, or when it has none (the partial mesh links only some peers: link-policy.ts),
+ * frames go through the signalling server's relay when the page gave one ({@link Links.useServerRelay}), chunked to
+ * the relay's smaller frames; frames relayed from a peer are joined and handed on exactly as those of a link.
+ * Sending is best effort: frames for a peer without a link or relay, or past a full buffer, are dropped and counted;
+ * the node's timeouts notice. With {@link Faults}, every whole message in or out passes its isolation, loss and delay
  * first: outgoing ones before they are bundled, incoming ones after they are unbundled.
  */
 import type { Logger, Transport } from '../env.ts';
 import type { Faults } from './faults.ts';
 import { type AfterTask, afterTaskScheduler } from '../after-task.ts';
-import { CHUNK_PAYLOAD_BYTES, Reassembler, packFrames, toFrames } from '../wire/frames.ts';
+import { CHUNK_PAYLOAD_BYTES, MAX_FRAME_BYTES, Reassembler, packFrames, toFrames } from '../wire/frames.ts';
+
+/** Bytes a chunk frame adds to its part of a message. */
+const CHUNK_HEADER_BYTES = MAX_FRAME_BYTES - CHUNK_PAYLOAD_BYTES;
+
+/** The signalling server's relay of frames, as the page hands it to the worker. */
+export interface ServerRelay {
+  /** Sends one frame to `to` through the server; the frame may be kept (transferred). */
+  readonly send: (to: string, frame: Uint8Array) => void;
+  /** Largest frame the server relays, bytes: relayed messages are chunked to it. */
+  readonly maxFrameBytes: number;
+}
 
 /** The two kinds of link. */
 export type LinkKind = 'channel' | 'relay';
@@ -43,6 +57,10 @@ export interface LinksOptions {
   readonly faults?: Faults;
   /** Schedules the flush of held messages after the current task. @default a message to a private MessageChannel */
   readonly afterTask?: AfterTask;
+  /** A frame went to `peer` or came from it, by link or relay (the link policy's idea of use). */
+  readonly onUse?: (peer: string) => void;
+  /** A message is on its way to `peer`, which has no open link: the node would like one. */
+  readonly onUnlinked?: (peer: string) => void;
 }
 
 interface Link {
@@ -67,6 +85,11 @@ export class Links implements Transport {
   #nextMessageId = 1;
   /** Frames dropped: no link, queue full, or buffer full (a message for a peer without a link counts as one). */
   dropped = 0;
+  #relay: ServerRelay | undefined;
+  /** Reassemblers of the frames each peer relayed through the server: a path of their own, apart from its link. */
+  readonly #relayed = new Map<string, Reassembler>();
+  /** Frames sent and received through the server's relay. */
+  readonly relayedFrames = { sent: 0, received: 0 };
 
   constructor(options: LinksOptions) {
     this.#options = options;
@@ -108,6 +131,28 @@ export class Links implements Transport {
     this.#replace(peer, link);
   }
 
+  /** Sends frames for peers without an open link through `relay` from now on; undefined stops it. */
+  useServerRelay(relay: ServerRelay | undefined): void {
+    this.#relay = relay;
+  }
+
+  /** Takes a frame that `from` sent through the server's relay (the server vouches for `from`). */
+  receiveRelayed(from: string, data: unknown): void {
+    let reassembler = this.#relayed.get(from);
+    if (reassembler === undefined) {
+      reassembler = new Reassembler(this.#options.maxMessageBytes);
+      this.#relayed.set(from, reassembler);
+    }
+    this.relayedFrames.received++;
+    const current = reassembler;
+    this.#take(from, current, data, () => this.#relayed.get(from) === current);
+  }
+
+  /** Forgets what peers other than `members` relayed so far (they left the view). */
+  retainRelayed(members: ReadonlySet<string>): void {
+    for (const peer of this.#relayed.keys()) if (!members.has(peer)) this.#relayed.delete(peer);
+  }
+
   /** Closes and forgets the link to `peer`; messages held for it are discarded. */
   detach(peer: string): void {
     this.#held.delete(peer);
@@ -122,21 +167,36 @@ export class Links implements Transport {
    * now, in chunks, after those. The bytes of a small message are read when it goes: keep them unchanged until then.
    */
   send(to: string, message: Uint8Array): void {
-    const large = message.byteLength > CHUNK_PAYLOAD_BYTES;
     const faults = this.#options.faults;
     if (faults !== undefined) {
-      // Framed or copied now: a delayed send must not keep a buffer the caller may reuse.
-      if (large) {
-        const frames = toFrames(message, this.#nextMessageId++);
-        faults.outgoing(to, () => this.#sendChunks(to, frames));
-      } else {
-        const copy = message.slice();
-        faults.outgoing(to, () => this.#hold(to, copy));
-      }
+      // Copied now: a delayed send must not keep a buffer the caller may reuse.
+      const copy = message.slice();
+      faults.outgoing(to, () => this.#route(to, copy));
       return;
     }
-    if (large) this.#sendChunks(to, toFrames(message, this.#nextMessageId++));
+    this.#route(to, message);
+  }
+
+  /** Sends a message on the path `to` has now: chunks at once when it is large for that path, else held. */
+  #route(to: string, message: Uint8Array): void {
+    this.#options.onUse?.(to);
+    const link = this.#links.get(to);
+    if (link === undefined || !link.isOpen()) this.#options.onUnlinked?.(to);
+    const chunk = this.#maxFrameBytes(to) - CHUNK_HEADER_BYTES;
+    if (message.byteLength > chunk) this.#sendChunks(to, toFrames(message, this.#nextMessageId++, chunk));
     else this.#hold(to, message);
+  }
+
+  /** Whether frames for `to` go through the server's relay now: there is one, and no open link to `to`. */
+  #viaRelay(to: string): boolean {
+    if (this.#relay === undefined) return false;
+    const link = this.#links.get(to);
+    return link === undefined || !link.isOpen();
+  }
+
+  /** The largest frame the path to `to` takes now. */
+  #maxFrameBytes(to: string): number {
+    return this.#viaRelay(to) ? Math.min(MAX_FRAME_BYTES, this.#relay!.maxFrameBytes) : MAX_FRAME_BYTES;
   }
 
   /** Every link and whether it is open. */
@@ -155,7 +215,7 @@ export class Links implements Transport {
    * nothing), else holds it until the end of the task, to go with the others in one frame.
    */
   #hold(to: string, message: Uint8Array): void {
-    if (!this.#links.has(to)) {
+    if (!this.#links.has(to) && this.#relay === undefined) {
       this.dropped++;
       return;
     }
@@ -190,11 +250,33 @@ export class Links implements Transport {
     const held = this.#held.get(peer);
     if (held === undefined) return;
     this.#held.delete(peer);
-    for (const frame of packFrames(held)) this.#deliver(peer, [frame]);
+    const max = this.#maxFrameBytes(peer);
+    let run: Uint8Array[] = [];
+    for (const message of held) {
+      // Held for a link that has since closed: too large for one frame of the relay, it goes in chunks.
+      if (message.byteLength + 1 + 4 > max) {
+        for (const frame of packFrames(run, max)) this.#deliver(peer, [frame]);
+        run = [];
+        this.#deliver(peer, toFrames(message, this.#nextMessageId++, max - CHUNK_HEADER_BYTES));
+      } else run.push(message);
+    }
+    for (const frame of packFrames(run, max)) this.#deliver(peer, [frame]);
   }
 
   /** Sends frames to the link `to` has now. */
   #deliver(to: string, frames: Uint8Array[]): void {
+    if (this.#viaRelay(to)) {
+      const relay = this.#relay!;
+      for (const frame of frames) {
+        if (frame.byteLength > relay.maxFrameBytes) {
+          this.dropped++;
+          continue;
+        }
+        this.relayedFrames.sent++;
+        relay.send(to, frame);
+      }
+      return;
+    }
     const link = this.#links.get(to);
     if (link === undefined) {
       this.dropped += frames.length;
@@ -233,6 +315,12 @@ export class Links implements Transport {
 
   #receive(peer: string, link: Link, reassembler: Reassembler, data: unknown): void {
     if (this.#links.get(peer) !== link) return;
+    this.#take(peer, reassembler, data, () => this.#links.get(peer) === link);
+  }
+
+  /** Joins a frame of `peer` into messages and hands them on, while `current` holds (the path was not replaced). */
+  #take(peer: string, reassembler: Reassembler, data: unknown, current: () => boolean): void {
+    this.#options.onUse?.(peer);
     if (!(data instanceof ArrayBuffer)) {
       this.#options.onInvalid(peer, 'a frame that is not binary');
       return;
@@ -246,7 +334,7 @@ export class Links implements Transport {
         if (faults?.admits(peer) === false) continue;
         this.#options.onMessage(peer, message);
         // A message that led to this link's replacement or detachment ends the bundle, as for any later frame.
-        if (this.#links.get(peer) !== link) return;
+        if (!current()) return;
       }
     } else if (outcome.kind === 'invalid') this.#options.onInvalid(peer, outcome.reason);
     else this.#options.onProgress?.(peer);
