@@ -50,7 +50,7 @@ export async function connectRedisService(options: RedisServiceOptions): Promise
   }
   // A command gives up after a few retries rather than wait forever for a Redis that is gone: the event fails, its
   // tab asks again (a heartbeat, a re-join), and meanwhile the tabs keep serving on their last view.
-  const commands = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  const commands = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
   const { logger } = options;
   let lastError = '';
   const report = (role: string) => (error: Error) => {

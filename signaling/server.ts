@@ -663,6 +663,9 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     });
   });
 
+  /** The last event still being handled of each connection: close() lets them finish before it lets go of the store. */
+  const pending = new Map<string, Promise<void>>();
+
   io.on('connection', (socket: ClientSocket) => {
     logger.debug({ socket: socket.id }, 'connected');
     const bucket = new TokenBucket(settings.maxEventsPerSecond, settings.maxEventBurst, now);
@@ -689,6 +692,11 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     const serially = (what: string, run: () => Promise<void>): void => {
       queue = queue.then(run).catch((error: unknown) => {
         logger.error({ err: error, event: what, socket: socket.id }, 'event handler failed');
+      });
+      const tail = queue;
+      pending.set(socket.id, tail);
+      void tail.then(() => {
+        if (pending.get(socket.id) === tail) pending.delete(socket.id);
       });
     };
     for (const event of CLIENT_EVENT_NAMES) {
@@ -764,6 +772,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         }, CLOSE_GRACE_MS);
         await closed;
         clearTimeout(cut);
+        // The disconnections close() caused are still being written to a shared store, and pushed.
+        await Promise.all(pending.values());
         await membership.close();
         await service?.close();
         logger.info('signalling server closed');
