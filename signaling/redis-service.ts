@@ -80,12 +80,15 @@ export async function connectRedisService(options: RedisServiceOptions): Promise
     adapter,
     store,
     close() {
+      // A connection that is not up (Redis gone) is cut: QUIT would wait for a reconnection that may never come.
       closing ??= Promise.all(
         [commands, publisher, subscriber].map((client) =>
-          client.quit().then(
-            () => undefined,
-            () => client.disconnect(),
-          ),
+          client.status === 'ready'
+            ? client.quit().then(
+                () => undefined,
+                () => client.disconnect(),
+              )
+            : client.disconnect(),
         ),
       ).then(() => undefined);
       return closing;
