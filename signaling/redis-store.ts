@@ -47,6 +47,9 @@ export interface RedisStoreOptions {
   readonly sweepInterval: number;
 }
 
+/** How many heartbeat timeouts a dead process is remembered for. */
+const PROCESS_MEMORY = 100;
+
 /** Commits refused in a row before an operation gives up (each follows a commit of another process). */
 const MAX_ATTEMPTS = 50;
 
@@ -328,9 +331,10 @@ export class RedisMembershipStore implements MembershipStore {
   }
 
   async #sweepAll(now: number): Promise<Changes> {
-    const alive = new Set(
-      await this.#redis.zrangebyscore(this.#k('procs'), now - this.#options.membership.heartbeatTimeout, '+inf'),
-    );
+    const { heartbeatTimeout } = this.#options.membership;
+    // Processes dead for long are forgotten: their members were failed long ago.
+    await this.#redis.zremrangebyscore(this.#k('procs'), '-inf', now - PROCESS_MEMORY * heartbeatTimeout);
+    const alive = new Set(await this.#redis.zrangebyscore(this.#k('procs'), now - heartbeatTimeout, '+inf'));
     const views: ClusterView[] = [];
     const deltas: NonNullable<Changes['deltas']>[number][] = [];
     const failures: Changes['failures'][number][] = [];
@@ -401,6 +405,7 @@ export class RedisMembershipStore implements MembershipStore {
       if (newRev >= 0) {
         if (after === undefined) this.#revs.delete(cluster);
         else this.#revs.set(cluster, newRev);
+        await this.#forgetMembers(cluster, stored, after);
         return epoch > 0 ? this.#restamped(result, cluster, epoch) : result;
       }
       // Another process committed first: read again, from the seat this connection had.
@@ -460,6 +465,23 @@ export class RedisMembershipStore implements MembershipStore {
     this.#work.importCluster(cluster, alive === undefined ? snapshot : withoutDeadConnections(snapshot, alive));
     this.#revs.set(cluster, rev);
     return { rev, stored: snapshot };
+  }
+
+  /** Drops what Redis keeps beside the cluster (last heard, metrics) of the members gone from `before` to `after`. */
+  async #forgetMembers(
+    cluster: string,
+    before: ClusterSnapshot | undefined,
+    after: ClusterSnapshot | undefined,
+  ): Promise<void> {
+    if (after === undefined || before === undefined) return;
+    const kept = new Set(after.members.map((member) => member.id));
+    const gone = before.members.map((member) => member.id).filter((id) => !kept.has(id));
+    if (gone.length === 0) return;
+    await this.#redis
+      .multi()
+      .hdel(this.#k(`seen:${cluster}`), ...gone)
+      .hdel(this.#k(`metrics:${cluster}`), ...gone)
+      .exec();
   }
 
   #forget(cluster: string): void {

@@ -41,7 +41,7 @@ function service(t: TestContext, { maxMembersPerCluster = 1000 } = {}) {
       },
     });
   };
-  return { a: process('a'), b: process('b'), clock };
+  return { a: process('a'), b: process('b'), clock, prefix };
 }
 
 const join = (nodeId: string, cluster = 'main') => ({ cluster, nodeId, domain: `d-${nodeId}` });
@@ -107,13 +107,18 @@ describe('membership on Redis', () => {
   });
 
   it('hears a heartbeat on the process its member joined on without rewriting the cluster', async (t) => {
-    const { a, b, clock } = service(t);
+    const { a, b, clock, prefix } = service(t);
     await a.join('s1', join('n1'), [], 'x');
     const before = await b.view('main');
+    const raw = new Redis(redis.url);
+    t.after(() => raw.quit());
+    const rev = await raw.hget(`${prefix}c:main`, 'rev');
     clock.now += HEARTBEAT_TIMEOUT - 1;
     const beat = await a.heartbeat('s1');
     assert.ok(beat.ok);
     assert.deepEqual(beat.changes.views, []);
+    assert.equal(await raw.hget(`${prefix}c:main`, 'rev'), rev);
+    assert.equal(await raw.hget(`${prefix}seen:main`, 'n1'), String(clock.now));
     clock.now += HEARTBEAT_TIMEOUT - 1;
     // Silent past the timeout since its join, heard since: the other process's sweep keeps it.
     await a.sweep();
@@ -138,6 +143,20 @@ describe('membership on Redis', () => {
     assert.deepEqual(ids(await b.view('main')), ['stays']);
     // The member of a dead process is dropped once out of its view: it holds no place against the quotas.
     assert.equal((await b.stats()).outOfView, 0);
+  });
+
+  it('keeps nothing in Redis of a member that left, beside its cluster', async (t) => {
+    const { a, b, prefix } = service(t);
+    await a.join('s1', join('leaves'), ['address x'], 'x');
+    await b.join('s2', join('stays'), [], 'x');
+    await a.heartbeat('s1');
+    await a.setMetrics('s1', { puts: 1 });
+    await a.leave('s1');
+    const raw = new Redis(redis.url);
+    t.after(() => raw.quit());
+    assert.deepEqual(await raw.hkeys(`${prefix}seen:main`), []);
+    assert.deepEqual(await raw.hkeys(`${prefix}metrics:main`), []);
+    assert.deepEqual(await raw.hgetall(`${prefix}held`), {});
   });
 
   it('takes a member over when its tab joins again through another process', async (t) => {
