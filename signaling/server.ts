@@ -464,6 +464,25 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     io.to(nodeRoom(cluster, nodeId)).emit(event, ...payload);
   }
 
+  /**
+   * Relays to member `to` of the sender's view, as `event`, what `payload` makes of the sender's node id, once the
+   * store agrees both are connected members of one view: the one path of every relayed event (`signal`, and any
+   * added after it), wherever `to` is connected.
+   */
+  async function relayToMember<E extends keyof ServerToClientEvents>(
+    socket: ClientSocket,
+    to: string,
+    event: E,
+    payload: (from: string) => Parameters<ServerToClientEvents[E]>,
+  ): Promise<Reply> {
+    const route = await membership.route(socket.id, to);
+    if (!route.ok) return fail(route.code, route.message);
+    const seat = membership.seat(socket.id);
+    if (seat === undefined) return fail('ERR_NOT_JOINED', 'this connection has not joined a cluster; join first');
+    deliverToNode(seat.cluster, to, event, ...payload(route.from));
+    return { response: { ok: true } };
+  }
+
   function publish(changes: Changes | undefined): void {
     if (changes === undefined) return;
     for (const [i, view] of changes.views.entries()) {
@@ -599,13 +618,9 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       return { response: { ok: true }, changes: announced.changes };
     },
     async signal(socket, request: SignalRequest) {
-      const route = await membership.route(socket.id, request.to);
-      if (!route.ok) return fail(route.code, route.message);
-      const seat = membership.seat(socket.id);
-      if (seat === undefined) return fail('ERR_NOT_JOINED', 'this connection has not joined a cluster; join first');
-      deliverToNode(seat.cluster, request.to, 'signal', { from: route.from, data: request.data });
-      metrics.signalsRelayed.inc();
-      return { response: { ok: true } };
+      const relayed = await relayToMember(socket, request.to, 'signal', (from) => [{ from, data: request.data }]);
+      if (relayed.response.ok) metrics.signalsRelayed.inc();
+      return relayed;
     },
     async 'report-unreachable'(socket, request: ReportRequest) {
       const report = await membership.report(socket.id, request.nodeId);
