@@ -9,7 +9,14 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { MembershipOptions } from './membership.ts';
+import type { SharedKeyBindings } from './node-keys.ts';
 import { PROCESS_ID_PATTERN, RedisMembershipStore } from './redis-store.ts';
+
+/**
+ * How long a cluster's bindings of random node ids to keys last in Redis after the last one made, ms: a process
+ * keeps them while it runs (node-keys.ts); a service, which outlives its processes, for 30 days.
+ */
+const KEY_BINDING_MS = 30 * 24 * 3600 * 1000;
 
 /** Default prefix of the service's keys and channels in Redis. */
 export const DEFAULT_REDIS_PREFIX = 'dynamesh:';
@@ -39,6 +46,8 @@ export interface RedisService {
   /** For Socket.IO's `adapter` option. */
   readonly adapter: ReturnType<typeof createAdapter>;
   readonly store: RedisMembershipStore;
+  /** The bindings of random node ids to keys, shared by every process (node-keys.ts). */
+  readonly keys: SharedKeyBindings;
   /** Closes the connections to Redis; idempotent. */
   close(): Promise<void>;
 }
@@ -73,12 +82,28 @@ export async function connectRedisService(options: RedisServiceOptions): Promise
     membership: options.membership,
     sweepInterval: options.sweepInterval,
   });
+  const bindings = (cluster: string): string => `${options.prefix}keys:${cluster}`;
+  const keys: SharedKeyBindings = {
+    async get(cluster, nodeId) {
+      return (await commands.hget(bindings(cluster), nodeId)) ?? undefined;
+    },
+    async bind(cluster, nodeId, publicKey) {
+      const replies = await commands
+        .multi()
+        .hsetnx(bindings(cluster), nodeId, publicKey)
+        .pexpire(bindings(cluster), KEY_BINDING_MS)
+        .hget(bindings(cluster), nodeId)
+        .exec();
+      return (replies?.[2]?.[1] as string | null) ?? publicKey;
+    },
+  };
   logger.info({ processId: options.processId, prefix: options.prefix }, 'membership kept in redis');
   let closing: Promise<void> | undefined;
   return {
     processId: options.processId,
     adapter,
     store,
+    keys,
     close() {
       // A connection that is not up (Redis gone) is cut: QUIT would wait for a reconnection that may never come.
       closing ??= Promise.all(

@@ -39,7 +39,7 @@ import { LocalMembershipStore, type MembershipStore } from './membership-store.t
 import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { JoinDamper } from './damping.ts';
-import { NodeKeys } from './node-keys.ts';
+import { admitShared, NodeKeys } from './node-keys.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { placementFor } from './placement.ts';
 import { serveStatic } from './static.ts';
@@ -531,7 +531,10 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         if (!check.ok) return fail('ERR_UNAUTHORIZED', `token refused: ${check.reason}`);
         token = tokenId(request.token);
       }
-      const keyCheck = nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof);
+      const keyCheck =
+        service === undefined
+          ? nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof)
+          : await admitShared(service.keys, request.cluster, request.nodeId, socket.id, request.proof);
       if (!keyCheck.ok) return fail('ERR_UNAUTHORIZED', keyCheck.reason);
       const address = socket.conn.remoteAddress;
       const creating = (await membership.view(request.cluster)) === undefined;

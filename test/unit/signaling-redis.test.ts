@@ -4,12 +4,13 @@
  * a child process (signaling/cli.ts), killed with SIGKILL as a crash would.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
 import {
   type ClientToServerEvents,
   type ClusterView,
+  joinProofText,
   PROTOCOL_VERSION,
   type RelayedSignal,
   type ServerToClientEvents,
@@ -177,6 +178,39 @@ describe('signalling service on Redis: two processes', () => {
     const text = await (await fetch(`${a.url}/metrics`)).text();
     assert.match(text, /^dynamesh_signaling_joins_total\{process="proc-a"\} 1$/m);
     assert.match(text, /^dynamesh_signaling_connections\{process="proc-a"\} 1$/m);
+  });
+
+  it('refuses on one process a join of a node id that a signed join bound to a key through the other', async (t) => {
+    const prefix = freshPrefix();
+    const [a, b] = [await inProcess(t, prefix, 'a'), await inProcess(t, prefix, 'b')];
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const raw = publicKey.export({ format: 'jwk' }).x!;
+    const open = async (url: string): Promise<Client> => {
+      const client: Client = connect(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+      t.after(() => void client.close());
+      await within(new Promise<void>((resolve) => client.once('connect', () => resolve())), 'a connection');
+      return client;
+    };
+    // A node with a random id (not derived from its key) signs its join: the id is bound to its key.
+    const owner = await open(a.url);
+    const signature = sign(null, Buffer.from(joinProofText('main', 'legacy-id', owner.id!)), privateKey);
+    const signed = await owner.emitWithAck('join', {
+      cluster: 'main',
+      nodeId: 'legacy-id',
+      domain: 'd',
+      protocol: PROTOCOL_VERSION,
+      proof: { publicKey: raw, signature: signature.toString('base64url') },
+    });
+    assert.ok(signed.ok);
+    const impostor = await open(b.url);
+    const unsigned = await impostor.emitWithAck('join', {
+      cluster: 'main',
+      nodeId: 'legacy-id',
+      domain: 'd',
+      protocol: PROTOCOL_VERSION,
+    });
+    assert.equal(unsigned.ok ? 'ok' : unsigned.error.code, 'ERR_UNAUTHORIZED');
+    assert.deepEqual(ids((await b.currentView('main'))!), ['legacy-id']);
   });
 
   it('fails a member of a killed process from the other process', async (t) => {
