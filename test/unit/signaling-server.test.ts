@@ -12,6 +12,7 @@ import {
   PROTOCOL_VERSION,
   type RelayedSignal,
   type ServerToClientEvents,
+  type ViewDelta,
 } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { mintToken } from '../../signaling/token.ts';
@@ -173,6 +174,26 @@ describe('signalling server: membership', () => {
     assert.deepEqual(seenByFirst, seenBySecond);
     assert.deepEqual(ids(seenByFirst), ['alpha', 'beta']);
     assert.ok(seenByFirst.epoch > firstEpoch);
+  });
+
+  it('pushes a change to the members as a delta holding only what changed, not the whole view', async (t) => {
+    const { member: join } = await harness(t);
+    const members = [];
+    for (const id of ['m1', 'm2', 'm3', 'm4']) members.push(await join(id));
+    const first = members[0]!;
+    const four = await seenView(first, (view) => ids(view).length === 4, 'the view of four at m1');
+    const delta = withTimeout(
+      new Promise<ViewDelta>((resolve) => first.client.once('view-delta', resolve)),
+      'the delta of the fifth join',
+    );
+    await join('m5');
+    const pushed = await delta;
+    assert.equal(pushed.prevEpoch, four.epoch);
+    assert.deepEqual(
+      pushed.upserts.map((entry) => entry.id),
+      ['m5'],
+    );
+    assert.deepEqual(pushed.removals, []);
   });
 
   it('drops a member that stops heartbeating within heartbeatTimeout and restores it when it heartbeats', async (t) => {
