@@ -138,6 +138,9 @@ test('tabs on two server processes form one cluster and lose no acknowledged put
       .toEqual(expected);
   }
 
+  // Peers whose join changed connect to them anew (a new join time means a new connection): reads wait for that.
+  await waitForMesh(tabs, 60_000, { settled: false });
+
   // Every acknowledged put is still there, read through a tab that moved and one that did not.
   for (const reader of [onOneB, onTwoB]) {
     const missing = await reader.call(async (store, keys) => {
