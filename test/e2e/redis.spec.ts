@@ -18,13 +18,22 @@ interface Service {
 }
 
 const test = base.extend<{ service: Service }>({
-  service: async ({}, use) => {
+  // The processes take the heartbeat settings of the test's serverOptions, as the fixture's own server does.
+  service: async ({ serverOptions }, use) => {
     const staticDir = process.env[STATIC_DIR_ENV];
     if (staticDir === undefined) throw new Error(`${STATIC_DIR_ENV} is not set: run through playwright.config.ts`);
     const redis = await startRedis();
     const prefix = `e2e-${randomBytes(4).toString('hex')}:`;
+    const { heartbeatInterval, heartbeatTimeout } = serverOptions;
+    const timing = [
+      ...(heartbeatInterval === undefined ? [] : ['--heartbeat-interval', String(heartbeatInterval)]),
+      ...(heartbeatTimeout === undefined ? [] : ['--heartbeat-timeout', String(heartbeatTimeout)]),
+    ];
     const start = (id: string) =>
-      startServerProcess(['--redis', redis.url, '--redis-prefix', prefix, '--process-id', id, '--static', staticDir]);
+      startServerProcess([
+        ...['--redis', redis.url, '--redis-prefix', prefix, '--process-id', id, '--static', staticDir],
+        ...timing,
+      ]);
     const processes: ServerProcess[] = [];
     try {
       processes.push(await start('one'), await start('two'));
