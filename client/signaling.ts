@@ -1,8 +1,12 @@
 /**
  * The tab's connection to the signalling server: join, heartbeats, the tab's lifecycle, the pushed view, relay of
  * WebRTC signals and of peer frames (to the peers the tab has no open connection to), and re-joining after every
- * reconnection. If the server goes away the node keeps serving on its last
- * view.
+ * reconnection. If the server goes away the node keeps serving on its last view. Given several URLs (processes of one
+ * service on Redis), a client that loses its server, or cannot reach it, tries the next one, round the list, and joins
+ * there with the same node id.
+ *
+ * The server pushes changes of the view as deltas (`view-delta`); the client applies one that follows the view it
+ * holds and otherwise asks for the whole view (a heartbeat naming its epoch), so the rest of the tab sees whole views.
  *
  * Heartbeats are timed by the node's worker, not here (see `startHeartbeats`): a hidden tab's main-thread timers are
  * throttled, to one wake-up a minute after five minutes hidden, which would make the server fail a healthy hidden
@@ -25,16 +29,23 @@ import {
   type ServerToClientEvents,
   type SignalData,
 } from '../signaling/events.ts';
-import { isNodeId, validateView } from '../signaling/validate.ts';
+import { applyViewDelta, isNodeId, validateView, validateViewDelta } from '../signaling/validate.ts';
 import { DynameshError, TimeoutError, UnauthorizedError, hasErrorCode } from '../worker/errors.ts';
 import { isPartitionCount } from '../worker/ring/ring.ts';
 
 /** The heartbeat intervals a client accepts from a join's acknowledgement, ms: beyond them a server is broken. */
 const HEARTBEAT_INTERVALS = { min: 10, max: 3_600_000 } as const;
 
+/** Ms before connecting again after a server was lost, doubling round each full turn of the URL list, up to the max. */
+const RECONNECT_DELAY = { first: 250, max: 2000 } as const;
+
 /** Options of {@link SignalingClient}. */
 export interface SignalingClientOptions {
-  readonly url: string;
+  /**
+   * The signalling server, or several processes of one service (on Redis): the client starts at the first and, on
+   * losing its server, tries the next.
+   */
+  readonly url: string | readonly string[];
   readonly cluster: string;
   readonly nodeId: string;
   readonly domain: string;
@@ -79,7 +90,17 @@ type TypedSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 /** A joined member's link to the signalling server. */
 export class SignalingClient {
   readonly #options: SignalingClientOptions;
-  readonly #socket: TypedSocket;
+  readonly #urls: readonly string[];
+  /** The connection to the server at `#urls[#current]`; replaced by one to the next URL when it is lost. */
+  #socket: TypedSocket;
+  #current = 0;
+  /** Connections lost or refused in a row, since the last that connected. */
+  #failures = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set once the first join succeeded: from then on pushes are taken and every new connection joins again. */
+  #started = false;
+  /** While the first join runs: what a new connection does. */
+  #onFirstConnect: (() => void) | undefined;
   #view: ClusterView | null = null;
   #partitions: number | undefined;
   #limits: SignalingLimits | null = null;
@@ -89,9 +110,10 @@ export class SignalingClient {
   #superseded = false;
   #outdated = false;
 
-  private constructor(options: SignalingClientOptions, socket: TypedSocket) {
+  private constructor(options: SignalingClientOptions, urls: readonly string[]) {
     this.#options = options;
-    this.#socket = socket;
+    this.#urls = urls;
+    this.#socket = this.#open(0);
   }
 
   /**
@@ -99,12 +121,15 @@ export class SignalingClient {
    * server runs another release, `ERR_TIMEOUT` if no server answers.
    */
   static async connect(options: SignalingClientOptions): Promise<SignalingClient> {
-    const socket: TypedSocket = io(options.url, { transports: ['websocket'], reconnectionDelayMax: 2000 });
-    const client = new SignalingClient(options, socket);
+    const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
+    if (urls.length === 0 || !urls.every((url) => typeof url === 'string' && url !== '')) {
+      throw new DynameshError('ERR_INVALID_ARGUMENT', 'url must be a URL or a non-empty list of URLs');
+    }
+    const client = new SignalingClient(options, urls);
     try {
       await client.#firstJoin();
     } catch (error) {
-      socket.disconnect();
+      client.#stop();
       throw error;
     }
     return client;
@@ -114,6 +139,82 @@ export class SignalingClient {
   get partitions(): number {
     if (this.#partitions === undefined) throw new Error('the cluster is not joined yet');
     return this.#partitions;
+  }
+
+  /** The URL of the server this client is connected to, or trying to reach. */
+  get url(): string {
+    return this.#urls[this.#current]!;
+  }
+
+  /** Opens a connection to the server at `#urls[index]`, with every listener; Socket.IO's own reconnection is off. */
+  #open(index: number): TypedSocket {
+    this.#current = index;
+    const socket: TypedSocket = io(this.#urls[index]!, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+    });
+    const mine = (): boolean => socket === this.#socket;
+    socket.on('connect', () => {
+      if (!mine()) return;
+      this.#failures = 0;
+      if (!this.#started) return this.#onFirstConnect?.();
+      this.#options.onConnection?.(true);
+      // Every connection is a new server-side connection: join again, on the same id.
+      this.#rejoin();
+    });
+    socket.on('connect_error', () => mine() && this.#lost());
+    socket.on('disconnect', (reason) => {
+      if (!mine() || reason === 'io client disconnect') return;
+      if (this.#started) this.#options.onConnection?.(false);
+      this.#lost();
+    });
+    socket.on('view', (view) => mine() && this.#started && this.#acceptPushed(view));
+    socket.on('view-delta', (delta: unknown) => mine() && this.#started && this.#acceptDelta(delta));
+    socket.on('signal', (signal: unknown) => {
+      if (mine() && this.#started && isRelayedSignal(signal)) this.#options.onSignal(signal);
+    });
+    socket.on('frame', (frame: unknown) => {
+      if (!mine() || !this.#started) return;
+      const max = this.#limits?.maxFrameBytes ?? 0;
+      const { from, data } = (typeof frame === 'object' && frame !== null ? frame : {}) as Record<string, unknown>;
+      // Checked as the server checks what it relays: a node id, binary data within the limit.
+      if (isNodeId(from) && data instanceof ArrayBuffer && data.byteLength > 0 && data.byteLength <= max) {
+        this.#options.onFrame?.(from, data);
+      }
+    });
+    socket.on('superseded', () => {
+      if (!mine() || !this.#started) return;
+      // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
+      this.#superseded = true;
+      this.#stopHeartbeats?.();
+      this.#options.onSuperseded?.();
+    });
+    return socket;
+  }
+
+  /** The connection went away or never came: connect again, to the next URL of the list, after a delay. */
+  #lost(): void {
+    this.#socket.removeAllListeners();
+    this.#socket.disconnect();
+    if (this.#closed || this.#superseded || this.#outdated || this.#reconnectTimer !== undefined) return;
+    this.#failures++;
+    // Through the list quickly once; each further turn of it waits twice as long, up to the max.
+    const turns = Math.floor((this.#failures - 1) / this.#urls.length);
+    const delay = Math.min(RECONNECT_DELAY.max, RECONNECT_DELAY.first * 2 ** turns) * (0.5 + Math.random() / 2);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#closed || this.#superseded || this.#outdated) return;
+      this.#socket = this.#open((this.#current + 1) % this.#urls.length);
+    }, delay);
+  }
+
+  /** Stops connecting and closes the connection. */
+  #stop(): void {
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#socket.removeAllListeners();
+    this.#socket.disconnect();
   }
 
   /** The latest view. */
@@ -192,67 +293,46 @@ export class SignalingClient {
         .emitWithAck('leave', {})
         .catch(() => {});
     }
-    this.#socket.disconnect();
+    this.#stop();
   }
 
   async #firstJoin(): Promise<void> {
     const { joinTimeout = 10_000 } = this.#options;
-    const socket = this.#socket;
-    const joined = new Promise<JoinAccepted>((resolve, reject) => {
+    const accepted = await new Promise<JoinAccepted>((resolve, reject) => {
       let settled = false;
       const finish = (error: unknown, accepted?: JoinAccepted): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        socket.off('connect', attempt);
+        this.#onFirstConnect = undefined;
         if (accepted !== undefined) resolve(accepted);
         else reject(error);
       };
       const timer = setTimeout(
-        () => finish(new TimeoutError(`no answer from the signalling server at ${this.#options.url}`)),
+        () => finish(new TimeoutError(`no answer from the signalling server at ${this.#urls.join(' or ')}`)),
         joinTimeout,
       );
       // A join lost with its connection (the server went away mid-join) is tried again on the next connection,
       // until joinTimeout; an answer of the server (a refusal with a code) ends it.
       const attempt = (): void => {
+        const socket = this.#socket;
+        const again = (ms: number): void => {
+          setTimeout(() => !settled && socket === this.#socket && socket.connected && attempt(), ms);
+        };
         this.#join().then(
           (accepted) => finish(null, accepted),
           (error: unknown) => {
             // Joins of this id or address came too fast (reloads in a row): the server admits one again shortly.
-            if (hasErrorCode(error, 'ERR_RATE_LIMITED'))
-              setTimeout(() => !settled && socket.connected && attempt(), 1000);
+            if (hasErrorCode(error, 'ERR_RATE_LIMITED')) again(1000);
             else if (error instanceof DynameshError) finish(error);
-            else if (socket.connected) setTimeout(() => !settled && socket.connected && attempt(), 250);
+            else again(250);
           },
         );
       };
-      socket.on('connect', attempt);
+      this.#onFirstConnect = attempt;
+      if (this.#socket.connected) attempt();
     });
-    const accepted = await joined;
-    socket.on('view', (view) => this.#acceptPushed(view));
-    socket.on('signal', (signal: unknown) => {
-      if (isRelayedSignal(signal)) this.#options.onSignal(signal);
-    });
-    socket.on('frame', (frame: unknown) => {
-      const max = this.#limits?.maxFrameBytes ?? 0;
-      const { from, data } = (typeof frame === 'object' && frame !== null ? frame : {}) as Record<string, unknown>;
-      // Checked as the server checks what it relays: a node id, binary data within the limit.
-      if (isNodeId(from) && data instanceof ArrayBuffer && data.byteLength > 0 && data.byteLength <= max) {
-        this.#options.onFrame?.(from, data);
-      }
-    });
-    socket.on('superseded', () => {
-      // Another connection holds this node id now (a reload of this tab): stop, and do not join again.
-      this.#superseded = true;
-      this.#stopHeartbeats?.();
-      this.#options.onSuperseded?.();
-    });
-    socket.on('disconnect', () => this.#options.onConnection?.(false));
-    socket.on('connect', () => {
-      this.#options.onConnection?.(true);
-      // Every reconnection is a new server-side connection: join again, on the same id.
-      this.#rejoin();
-    });
+    this.#started = true;
     this.#stopHeartbeats = this.#options.startHeartbeats(accepted.heartbeatInterval, () => this.#beat());
   }
 
@@ -323,6 +403,20 @@ export class SignalingClient {
         this.#rejoin();
       }
     });
+  }
+
+  /**
+   * Takes a delta the server pushed, once it validates: applied when it follows the view held, ignored when it is
+   * older, and otherwise (a change was missed, or this is a new server's first) the whole view is asked for.
+   */
+  #acceptDelta(input: unknown): void {
+    const checked = validateViewDelta(input);
+    if (!checked.ok) return this.#options.onInvalidView?.(checked.message);
+    const delta = checked.value;
+    const held = this.#view;
+    if (held !== null && delta.cluster === held.cluster && delta.epoch <= held.epoch) return;
+    if (held === null || delta.cluster !== held.cluster || delta.prevEpoch !== held.epoch) return this.#beat();
+    this.#acceptPushed({ cluster: held.cluster, epoch: delta.epoch, members: applyViewDelta(held.members, delta) });
   }
 
   /** Takes a view the server pushed, once it validates; a malformed one is ignored (the next valid one will do). */

@@ -29,8 +29,12 @@ import { type ReadValue, type Value, encodeValue, readValue } from './values.ts'
 
 /** Options of {@link openStore}. */
 export interface OpenStoreOptions {
-  /** The signalling server, e.g. `http://127.0.0.1:8787`. */
-  readonly url: string;
+  /**
+   * The signalling server, e.g. `http://127.0.0.1:8787`, or a list of the processes of one signalling service on
+   * Redis (`['http://a:8787', 'http://b:8787']`): the tab connects to the first and, whenever it loses its server or
+   * cannot reach it, to the next one round the list, and joins there again with the same node id and its data.
+   */
+  readonly url: string | readonly string[];
   /** The cluster to join: `[A-Za-z0-9_-]{1,64}`. */
   readonly cluster: string;
   /** A token minted for the cluster, when the server runs with a secret. */
@@ -252,7 +256,11 @@ const CLUSTER_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
  */
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
-  if (typeof options.url !== 'string' || options.url === '') throw new InvalidArgumentError('url must be a string');
+  const urls: unknown = options.url;
+  const isUrl = (url: unknown): boolean => typeof url === 'string' && url !== '';
+  if (!(isUrl(urls) || (Array.isArray(urls) && urls.length > 0 && urls.every(isUrl)))) {
+    throw new InvalidArgumentError('url must be a URL or a non-empty list of URLs');
+  }
   if (typeof options.cluster !== 'string' || !CLUSTER_PATTERN.test(options.cluster)) {
     throw new InvalidArgumentError('cluster must match [A-Za-z0-9_-]{1,64}');
   }

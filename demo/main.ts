@@ -1,6 +1,6 @@
 /**
  * The demo page: opens this tab's node with `openStore()` and shows the cluster it joined. Query parameters:
- * `cluster` (default `demo`), `server` (default this page's origin), `token` (when the server has a secret),
+ * `cluster` (default `demo`), `server` (default this page's origin; repeat it to name every process of a service on Redis), `token` (when the server has a secret),
  * `dataPlane` (`auto`, `transfer` or `relay`), `n` (replication factor; every tab of a cluster must agree) and
  * `faults=1` (gives the store `store.faults` and the fault panel its controls); and the background tunables
  * `antiEntropyInterval` (ms, 0 turns anti-entropy off), `antiEntropyBytesPerSecond` and `transferBytesPerSecond`,
@@ -87,7 +87,8 @@ function readParams(): PageParams {
   return {
     n,
     options: {
-      url: params.get('server') || location.origin,
+      // `?server=…` once, or once per process of a signalling service on Redis (the tab fails over between them).
+      url: servers(params),
       cluster,
       n,
       r: Math.min(2, n),
@@ -103,6 +104,12 @@ function readParams(): PageParams {
       ...tunable('linkIdleMs', 1),
     },
   };
+}
+
+/** The signalling servers the page names (`?server=` repeated), else the one that served it. */
+function servers(params: URLSearchParams): string | string[] {
+  const named = params.getAll('server').filter((url) => url !== '');
+  return named.length === 0 ? location.origin : named;
 }
 
 /**
@@ -141,7 +148,7 @@ async function main(): Promise<void> {
         'Joining cluster ',
         h('strong', {}, options.cluster),
         ' through ',
-        h('code', {}, options.url),
+        h('code', {}, [options.url].flat().join(', ')),
         '…',
       ),
     );
@@ -162,7 +169,7 @@ function showError(error: unknown, params: PageParams | null): void {
   const code = errorCode(error);
   const message = error instanceof Error ? error.message : String(error);
   const cluster = params?.options.cluster ?? new URLSearchParams(location.search).get('cluster') ?? 'demo';
-  const server = params?.options.url ?? location.origin;
+  const server = [params?.options.url ?? location.origin].flat().join(', ');
   const hasToken = params?.options.token !== undefined;
   const advice: Record<string, string> = {
     ERR_UNAUTHORIZED: hasToken

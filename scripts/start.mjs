@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm start`: installs what is missing, builds the demo when its sources changed, then runs the signalling server
-// (port 8787 on 127.0.0.1 unless PORT, --port or --host say otherwise) serving the demo at `/`.
+// (port 8787 on 127.0.0.1 unless PORT, --port or --host say otherwise) serving the demo at `/`. Every argument goes to
+// the server: `npm start -- --redis redis://127.0.0.1:6379` runs it as one process of a service on Redis (README).
 // Plain JavaScript with no dependencies, because it must run before `npm ci` has.
 import { spawnSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';

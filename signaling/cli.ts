@@ -1,6 +1,7 @@
 /**
  * Starts the signalling server:
- * `node --import tsx signaling/cli.ts [--port P] [--host H] [--secret-file F] [--allow-origin O]… [--static DIR]`.
+ * `node --import tsx signaling/cli.ts [--port P] [--host H] [--secret-file F] [--allow-origin O]… [--static DIR]
+ * [--redis URL]`. With `--redis`, any number of such processes run as one service on that Redis.
  * `PORT` is read when `--port` is absent; the secret comes from `DYNAMESH_SECRET` or `--secret-file`, never from
  * the command line, where any user of the machine could read it (`ps`) and the shell's history keeps it.
  * `LOG_LEVEL` sets the log level. The static directory defaults to `dist/` at the repository root (the built demo).
@@ -19,6 +20,11 @@ const USAGE = `usage: node --import tsx signaling/cli.ts [options]
   --allow-origin O         web pages of origin O (e.g. https://app.example.com) may connect, besides the server's
                            own and loopback pages; repeat for more, or * for any page
   --static DIR             built demo to serve at / (default: dist/ at the repository root)
+  --redis URL              run as one process of a service on Redis (redis://host:port): start any number of
+                           processes with the same URL; tabs given several of them fail over between them
+                           (default: one process, everything in memory)
+  --redis-prefix P         prefix of the service's keys in Redis (default dynamesh:)
+  --process-id ID          this process's name in the service and its /metrics (default: host-pid-random)
   --heartbeat-interval MS  default ${SIGNALING_DEFAULTS.heartbeatInterval}
   --heartbeat-timeout MS   default ${SIGNALING_DEFAULTS.heartbeatTimeout}
   --suspect-grace MS       how long past the timeout a silent member that announced its tab hidden or frozen
@@ -49,6 +55,9 @@ const { values } = parseArgs({
     'secret-file': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
     static: { type: 'string' },
+    redis: { type: 'string' },
+    'redis-prefix': { type: 'string' },
+    'process-id': { type: 'string' },
     'heartbeat-interval': { type: 'string' },
     'heartbeat-timeout': { type: 'string' },
     'suspect-grace': { type: 'string' },
@@ -93,6 +102,9 @@ const server = await createSignalingServer({
   secret,
   allowedOrigins: origins.includes('*') ? '*' : origins,
   staticDir: values.static ?? fileURLToPath(new URL('../dist/', import.meta.url)),
+  redis: values.redis,
+  redisPrefix: values['redis-prefix'],
+  processId: values['process-id'],
   heartbeatInterval: integer('--heartbeat-interval', values['heartbeat-interval']),
   heartbeatTimeout: integer('--heartbeat-timeout', values['heartbeat-timeout']),
   suspectGrace: integer('--suspect-grace', values['suspect-grace']),
@@ -113,7 +125,7 @@ const server = await createSignalingServer({
 });
 
 server.logger.info(
-  { url: server.url, secured: secret !== undefined, allowedOrigins: origins },
+  { url: server.url, secured: secret !== undefined, allowedOrigins: origins, processId: server.processId },
   `signalling server listening on ${server.url}`,
 );
 // The log above is JSON for machines; this line is for the person who ran `npm start`.

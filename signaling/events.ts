@@ -59,6 +59,22 @@ export interface ClusterView {
   readonly members: readonly ViewMember[];
 }
 
+/**
+ * What changed between two consecutive views of a cluster, as the server pushes it (the `view-delta` event): the
+ * members new or changed since the view of epoch `prevEpoch`, and the ids of those gone from it. A node holding the
+ * view of `prevEpoch` applies it to get the view of `epoch`; one holding another view asks for the whole view (a
+ * heartbeat with its epoch, whose acknowledgement carries it). A change costs each member O(change), not O(members).
+ */
+export interface ViewDelta {
+  readonly cluster: string;
+  readonly epoch: number;
+  readonly prevEpoch: number;
+  /** Members added or changed, sorted by id. */
+  readonly upserts: readonly ViewMember[];
+  /** Ids of members gone from the view. */
+  readonly removals: readonly string[];
+}
+
 /** Codes the signalling server answers with; the first five are the library's `ErrorCode`s. */
 export type SignalingErrorCode =
   /** The payload failed validation, or the event is unknown. */
@@ -353,8 +369,16 @@ export interface ClientToServerEvents {
 
 /** Events the server sends a node. */
 export interface ServerToClientEvents {
-  /** The caller's cluster view, after every change; also sent to joined connections that are out of the view. */
+  /**
+   * The caller's whole cluster view. The server itself sends it only in acknowledgements (join, a heartbeat naming
+   * another epoch) and pushes changes as `view-delta`; a client takes this event too.
+   */
   view: (view: ClusterView) => void;
+  /**
+   * What changed in the caller's cluster view, after every change; also sent to joined connections that are out of
+   * the view. See {@link ViewDelta}.
+   */
+  'view-delta': (delta: ViewDelta) => void;
   /** WebRTC signalling from another member. */
   signal: (message: RelayedSignal) => void;
   /** A peer frame from another member that has no open peer connection to this one. */

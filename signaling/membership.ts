@@ -43,6 +43,7 @@ import type {
   MetricsSnapshot,
   NodeMetrics,
   SignalingErrorCode,
+  ViewDelta,
   ViewMember,
 } from './events.ts';
 
@@ -97,7 +98,7 @@ export interface MembershipOptions {
    * the view as `suspect`; 0 turns the grace off. @default 300000 ({@link DEFAULT_SUSPECT_GRACE})
    */
   readonly suspectGrace?: number;
-  /** Most members (in or out of the view) a cluster holds. @default 64 */
+  /** Most members (in or out of the view) a cluster holds. @default 1000 */
   readonly maxMembersPerCluster: number;
   /**
    * How long a member must have been joined before its reports count, in ms: members joined just now (as a flood of
@@ -119,6 +120,11 @@ export interface Seat {
 /** What an operation did: the views that changed (to push), the failures it detected and the graces it began. */
 export interface Changes {
   readonly views: readonly ClusterView[];
+  /**
+   * For each of `views`, in the same order, what changed since the cluster's previous view: what the server pushes,
+   * so that a change costs its members O(change), not O(members).
+   */
+  readonly deltas?: readonly ViewDelta[];
   readonly failures: readonly DetectedFailure[];
   /** Members that turned suspect under the grace rule (from {@link Membership.sweep} only). */
   readonly graces?: readonly GraceStart[];
@@ -171,6 +177,35 @@ interface ClusterRecord {
   epoch: number;
   view: ClusterView;
   readonly members: Map<string, MemberRecord>;
+  /** The delta from the previous view to `view`, set with it. */
+  delta: ViewDelta;
+}
+
+/**
+ * A member as a shared store keeps it (redis-store.ts): every field of the server's record but its pushed metrics,
+ * which live apart so that a push does not rewrite the cluster.
+ */
+export interface MemberSnapshot {
+  readonly id: string;
+  readonly domain: string;
+  readonly placement: string;
+  readonly signedFrom?: number;
+  readonly joinedAt: number;
+  readonly connection: string | null;
+  readonly lastSeen: number;
+  readonly inView: boolean;
+  readonly reports: readonly (readonly [string, number])[];
+  readonly reportDeadline: number | null;
+  readonly heldOutUntil: number;
+  readonly announced: QuietState | null;
+  readonly inGrace: boolean;
+  readonly holders: readonly string[];
+}
+
+/** A cluster as a shared store keeps it: its view and its members' records, in or out of the view. */
+export interface ClusterSnapshot {
+  readonly view: ClusterView;
+  readonly members: readonly MemberSnapshot[];
 }
 
 /** The membership of every cluster on one server. */
@@ -192,6 +227,12 @@ export class Membership {
   /** The cluster and node a connection joined as, if it did. */
   seat(connection: string): Seat | undefined {
     return this.#seats.get(connection);
+  }
+
+  /** Puts back the seat of `connection` as it was before an operation that a shared store then refused to commit. */
+  restoreSeat(connection: string, seat: Seat | undefined): void {
+    if (seat === undefined) this.#seats.delete(connection);
+    else this.#seats.set(connection, seat);
   }
 
   /** The current view of a cluster, if it has members. */
@@ -252,6 +293,7 @@ export class Membership {
         epoch: 0,
         view: { cluster: request.cluster, epoch: 0, members: [] },
         members: new Map(),
+        delta: { cluster: request.cluster, epoch: 0, prevEpoch: 0, upserts: [], removals: [] },
       };
       this.#clusters.set(request.cluster, cluster);
     }
@@ -300,7 +342,7 @@ export class Membership {
       ok: true,
       view: cluster.view,
       superseded,
-      changes: { views: changed ? [cluster.view] : [], failures: [] },
+      changes: changesOf(changed ? [cluster] : [], []),
     };
   }
 
@@ -312,7 +354,7 @@ export class Membership {
     const now = this.#options.now();
     this.#hear(member, now);
     const changed = this.#refresh(cluster, now);
-    return { ok: true, view: cluster.view, changes: { views: changed ? [cluster.view] : [], failures: [] } };
+    return { ok: true, view: cluster.view, changes: changesOf(changed ? [cluster] : [], []) };
   }
 
   /**
@@ -327,7 +369,7 @@ export class Membership {
     this.#hear(member, now);
     member.announced = state === 'active' ? null : state;
     const changed = this.#refresh(cluster, now);
-    return { ok: true, view: cluster.view, changes: { views: changed ? [cluster.view] : [], failures: [] } };
+    return { ok: true, view: cluster.view, changes: changesOf(changed ? [cluster] : [], []) };
   }
 
   /** Records that the member on `connection` cannot reach `target`; see the module comment for what follows. */
@@ -356,7 +398,7 @@ export class Membership {
     return {
       ok: true,
       state: reported.inView ? 'suspect' : 'removed',
-      changes: { views: changed ? [cluster.view] : [], failures },
+      changes: changesOf(changed ? [cluster] : [], failures),
     };
   }
 
@@ -376,7 +418,11 @@ export class Membership {
    */
   disconnect(connection: string, cause: DisconnectCause = 'closed'): Changes {
     const found = this.#find(connection);
-    if (found === undefined) return { views: [], failures: [] };
+    if (found === undefined) {
+      // A seat whose member another connection took over (known only from a shared store) goes with its connection.
+      this.#seats.delete(connection);
+      return { views: [], failures: [] };
+    }
     const { cluster, member } = found;
     this.#seats.delete(connection);
     member.connection = null;
@@ -424,40 +470,129 @@ export class Membership {
 
   /** Applies the silence, grace and report rules at the current time; call it on a timer. */
   sweep(): Changes {
-    const now = this.#options.now();
-    const { heartbeatTimeout } = this.#options;
-    const views: ClusterView[] = [];
+    const changed: ClusterRecord[] = [];
     const failures: DetectedFailure[] = [];
     const graces: GraceStart[] = [];
     for (const cluster of [...this.#clusters.values()]) {
-      for (const member of [...cluster.members.values()]) {
-        this.#expireReports(member, now);
-        const silence = now - member.lastSeen;
-        const announced = member.announced !== null && this.#grace > 0 ? member.announced : null;
-        if (member.inView && silence >= heartbeatTimeout) {
-          if (announced === null) {
-            this.#remove(cluster, member, 'heartbeat', now, failures);
-          } else if (silence >= heartbeatTimeout + this.#grace) {
-            this.#remove(cluster, member, 'grace', now, failures);
-          } else if (!member.inGrace) {
-            member.inGrace = true;
-            const until = member.lastSeen + heartbeatTimeout + this.#grace;
-            graces.push({ cluster: cluster.name, nodeId: member.id, state: announced, until });
-          }
-        } else if (
-          member.inView &&
-          announced === null &&
-          member.reportDeadline !== null &&
-          now >= member.reportDeadline
-        ) {
-          this.#remove(cluster, member, 'unconfirmed', now, failures);
-        }
-        if (!member.inView && member.connection === null) this.#drop(cluster, member);
-      }
-      if (cluster.members.size === 0) this.#clusters.delete(cluster.name);
-      else if (this.#refresh(cluster, now)) views.push(cluster.view);
+      if (this.#sweepCluster(cluster, failures, graces)) changed.push(cluster);
     }
-    return { views, failures, graces };
+    return { ...changesOf(changed, failures), graces };
+  }
+
+  /** {@link Membership.sweep} of one cluster only (a shared store sweeps cluster by cluster). */
+  sweepCluster(name: string): Changes {
+    const cluster = this.#clusters.get(name);
+    if (cluster === undefined) return { views: [], failures: [], graces: [] };
+    const failures: DetectedFailure[] = [];
+    const graces: GraceStart[] = [];
+    const changed = this.#sweepCluster(cluster, failures, graces);
+    return { ...changesOf(changed ? [cluster] : [], failures), graces };
+  }
+
+  /** Sweeps `cluster`; true when its view changed. */
+  #sweepCluster(cluster: ClusterRecord, failures: DetectedFailure[], graces: GraceStart[]): boolean {
+    const now = this.#options.now();
+    const { heartbeatTimeout } = this.#options;
+    for (const member of [...cluster.members.values()]) {
+      this.#expireReports(member, now);
+      const silence = now - member.lastSeen;
+      const announced = member.announced !== null && this.#grace > 0 ? member.announced : null;
+      if (member.inView && silence >= heartbeatTimeout) {
+        if (announced === null) {
+          this.#remove(cluster, member, 'heartbeat', now, failures);
+        } else if (silence >= heartbeatTimeout + this.#grace) {
+          this.#remove(cluster, member, 'grace', now, failures);
+        } else if (!member.inGrace) {
+          member.inGrace = true;
+          const until = member.lastSeen + heartbeatTimeout + this.#grace;
+          graces.push({ cluster: cluster.name, nodeId: member.id, state: announced, until });
+        }
+      } else if (
+        member.inView &&
+        announced === null &&
+        member.reportDeadline !== null &&
+        now >= member.reportDeadline
+      ) {
+        this.#remove(cluster, member, 'unconfirmed', now, failures);
+      }
+      if (!member.inView && member.connection === null) this.#drop(cluster, member);
+    }
+    if (cluster.members.size === 0) {
+      this.#clusters.delete(cluster.name);
+      return false;
+    }
+    return this.#refresh(cluster, now);
+  }
+
+  /** The record of one member, as a shared store keeps it; undefined when `nodeId` is no member of `cluster`. */
+  memberSnapshot(cluster: string, nodeId: string): MemberSnapshot | undefined {
+    const member = this.#clusters.get(cluster)?.members.get(nodeId);
+    return member === undefined ? undefined : snapshotOf(member);
+  }
+
+  /** A cluster's whole state, as a shared store keeps it; undefined when it has no members. */
+  exportCluster(name: string): ClusterSnapshot | undefined {
+    const cluster = this.#clusters.get(name);
+    if (cluster === undefined) return undefined;
+    return { view: cluster.view, members: [...cluster.members.values()].map(snapshotOf) };
+  }
+
+  /**
+   * Replaces what this instance holds of cluster `name` with `snapshot` (undefined: the cluster is gone), as read
+   * from a shared store. Seats of connections whose member is now held elsewhere stop working (`ERR_NOT_JOINED`).
+   */
+  importCluster(name: string, snapshot: ClusterSnapshot | undefined): void {
+    const old = this.#clusters.get(name);
+    for (const member of old?.members.values() ?? []) this.#count(member.holders, -1);
+    if (snapshot === undefined) {
+      this.#clusters.delete(name);
+      return;
+    }
+    const members = new Map<string, MemberRecord>();
+    for (const entry of snapshot.members) {
+      const member: MemberRecord = {
+        id: entry.id,
+        domain: entry.domain,
+        placement: entry.placement,
+        signedFrom: entry.signedFrom,
+        joinedAt: entry.joinedAt,
+        connection: entry.connection,
+        lastSeen: entry.lastSeen,
+        inView: entry.inView,
+        reports: new Map(entry.reports),
+        reportDeadline: entry.reportDeadline,
+        heldOutUntil: entry.heldOutUntil,
+        metrics: old?.members.get(entry.id)?.metrics ?? null,
+        announced: entry.announced,
+        inGrace: entry.inGrace,
+        holders: [...entry.holders],
+      };
+      members.set(member.id, member);
+      this.#count(member.holders, 1);
+    }
+    const { view } = snapshot;
+    this.#clusters.set(name, {
+      name,
+      epoch: view.epoch,
+      view,
+      members,
+      delta: { cluster: name, epoch: view.epoch, prevEpoch: view.epoch, upserts: [], removals: [] },
+    });
+    this.#lastEpoch = Math.max(this.#lastEpoch, view.epoch);
+  }
+
+  /**
+   * Gives the latest view of `name` the epoch a shared store handed out for it (its own is provisional), and returns
+   * the view and its delta as they now are.
+   */
+  restamp(name: string, epoch: number): { view: ClusterView; delta: ViewDelta } | undefined {
+    const cluster = this.#clusters.get(name);
+    if (cluster === undefined) return undefined;
+    cluster.epoch = epoch;
+    cluster.view = Object.freeze({ ...cluster.view, epoch });
+    cluster.delta = Object.freeze({ ...cluster.delta, epoch });
+    this.#lastEpoch = Math.max(this.#lastEpoch, epoch);
+    return { view: cluster.view, delta: cluster.delta };
   }
 
   /** Counts for health checks and gauges. */
@@ -547,7 +682,7 @@ export class Membership {
       return { views: [], failures: [] };
     }
     const changed = this.#refresh(cluster, this.#options.now());
-    return { views: changed ? [cluster.view] : [], failures: [] };
+    return changesOf(changed ? [cluster] : [], []);
   }
 
   /** Recomputes the view; bumps the epoch and returns true when it differs from the last one. */
@@ -568,27 +703,75 @@ export class Membership {
     }
     members.sort((a, b) => compare(a.id, b.id));
     if (cluster.epoch > 0 && sameMembers(cluster.view.members, members)) return false;
+    const previous = cluster.view;
     this.#lastEpoch = Math.max(this.#lastEpoch + 1, Math.floor(now));
     cluster.epoch = this.#lastEpoch;
     cluster.view = Object.freeze({ cluster: cluster.name, epoch: cluster.epoch, members: Object.freeze(members) });
+    cluster.delta = Object.freeze({
+      ...viewDelta(previous.members, members),
+      cluster: cluster.name,
+      epoch: cluster.epoch,
+      prevEpoch: previous.epoch,
+    });
     return true;
   }
+}
+
+function changesOf(clusters: readonly ClusterRecord[], failures: readonly DetectedFailure[]): Changes {
+  return { views: clusters.map((cluster) => cluster.view), deltas: clusters.map((cluster) => cluster.delta), failures };
+}
+
+function snapshotOf(member: MemberRecord): MemberSnapshot {
+  return {
+    id: member.id,
+    domain: member.domain,
+    placement: member.placement,
+    ...(member.signedFrom !== undefined ? { signedFrom: member.signedFrom } : {}),
+    joinedAt: member.joinedAt,
+    connection: member.connection,
+    lastSeen: member.lastSeen,
+    inView: member.inView,
+    reports: [...member.reports],
+    reportDeadline: member.reportDeadline,
+    heldOutUntil: member.heldOutUntil,
+    announced: member.announced,
+    inGrace: member.inGrace,
+    holders: [...member.holders],
+  };
+}
+
+/** What turns the members `before` into `after` (both sorted by id): the changed or new members, the ids gone. */
+export function viewDelta(
+  before: readonly ViewMember[],
+  after: readonly ViewMember[],
+): { upserts: ViewMember[]; removals: string[] } {
+  const old = new Map(before.map((member) => [member.id, member]));
+  const upserts: ViewMember[] = [];
+  for (const member of after) {
+    const was = old.get(member.id);
+    old.delete(member.id);
+    if (was === undefined || !sameMember(was, member)) upserts.push(member);
+  }
+  return { upserts, removals: [...old.keys()] };
 }
 
 function sameMembers(a: readonly ViewMember[], b: readonly ViewMember[]): boolean {
   if (a.length !== b.length) return false;
   return a.every((member, i) => {
     const other = b[i];
-    return (
-      other !== undefined &&
-      member.id === other.id &&
-      member.domain === other.domain &&
-      member.placement === other.placement &&
-      member.state === other.state &&
-      member.joinedAt === other.joinedAt &&
-      member.signedFrom === other.signedFrom
-    );
+    return other !== undefined && sameMember(member, other);
   });
+}
+
+function sameMember(member: ViewMember, other: ViewMember): boolean {
+  return (
+    member.id === other.id &&
+    member.domain === other.domain &&
+    member.placement === other.placement &&
+    member.state === other.state &&
+    member.joinedAt === other.joinedAt &&
+    member.signedFrom === other.signedFrom
+  );
 }
 
 function compare(a: string, b: string): number {

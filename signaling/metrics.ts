@@ -8,7 +8,7 @@ import { FAILURE_REASONS, type MembershipStats, type QuietState } from './member
 
 /** Where scrape-time gauges read from. */
 export interface MetricsSource {
-  stats(): MembershipStats;
+  stats(): Promise<MembershipStats>;
   connections(): number;
   /** Every pushed node snapshot, for the optional per-node gauge. */
   nodeSnapshots(): Iterable<{ cluster: string; node: string; values: MetricsSnapshot }>;
@@ -35,16 +35,25 @@ export interface SignalingMetrics {
   readonly refused: Counter<'reason'>;
 }
 
-/** Creates the registry and metrics; `exportNodeMetrics` adds `dynamesh_node_metric{cluster,node,name}`. */
-export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics: boolean): SignalingMetrics {
+/**
+ * Creates the registry and metrics; `exportNodeMetrics` adds `dynamesh_node_metric{cluster,node,name}`. With
+ * `processId` (a process of a service on Redis), every series carries the label `process`: each process reports its
+ * own counters and connections, and a scraper of all of them tells them apart.
+ */
+export function createSignalingMetrics(
+  source: MetricsSource,
+  exportNodeMetrics: boolean,
+  processId?: string,
+): SignalingMetrics {
   const registry = new Registry();
+  if (processId !== undefined) registry.setDefaultLabels({ process: processId });
   const registers = [registry];
   new Gauge({
     name: 'dynamesh_signaling_clusters',
     help: 'Clusters with at least one member.',
     registers,
-    collect() {
-      this.set(source.stats().clusters);
+    async collect() {
+      this.set((await source.stats()).clusters);
     },
   });
   new Gauge({
@@ -52,8 +61,8 @@ export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics:
     help: 'Members by state: alive and suspect are in their view, out_of_view are joined but out of it.',
     labelNames: ['state'] as const,
     registers,
-    collect() {
-      const stats = source.stats();
+    async collect() {
+      const stats = await source.stats();
       this.set({ state: 'alive' }, stats.alive);
       this.set({ state: 'suspect' }, stats.suspect);
       this.set({ state: 'out_of_view' }, stats.outOfView);
@@ -63,8 +72,8 @@ export function createSignalingMetrics(source: MetricsSource, exportNodeMetrics:
     name: 'dynamesh_signaling_members_in_grace',
     help: 'Suspect members kept in their view because they announced their tab hidden or frozen before falling silent.',
     registers,
-    collect() {
-      this.set(source.stats().inGrace);
+    async collect() {
+      this.set((await source.stats()).inGrace);
     },
   });
   new Gauge({

@@ -52,21 +52,58 @@ export class NodeKeys {
   admit(cluster: string, nodeId: string, connection: string, proof: JoinProof | undefined): KeyCheck {
     if (DERIVED_ID_PATTERN.test(nodeId)) return admitDerived(cluster, nodeId, connection, proof);
     const name = `${cluster}\u0000${nodeId}`;
-    const bound = this.#bound.get(name);
-    if (proof === undefined) {
-      return bound === undefined ? { ok: true } : { ok: false, reason: `node id ${nodeId} is bound to a key` };
-    }
-    if (!verifyJoin(cluster, nodeId, connection, proof)) {
-      return { ok: false, reason: 'the join signature is not valid for this cluster, node id and connection' };
-    }
-    if (bound !== undefined && bound !== proof.publicKey) {
-      return { ok: false, reason: `node id ${nodeId} is bound to another key` };
-    }
+    const check = checkBound(this.#bound.get(name), cluster, nodeId, connection, proof);
+    if (!check.ok || proof === undefined) return check;
     this.#bound.delete(name);
     this.#bound.set(name, proof.publicKey);
     if (this.#bound.size > this.#max) this.#bound.delete(this.#bound.keys().next().value!);
     return { ok: true };
   }
+}
+
+/** Bindings of node ids to keys kept outside the process: by every process of a service on Redis alike. */
+export interface SharedKeyBindings {
+  /** The key `nodeId` of `cluster` is bound to, if any. */
+  get(cluster: string, nodeId: string): Promise<string | undefined>;
+  /** Binds `nodeId` to `publicKey` unless it is bound already; resolves to the key it is bound to now. */
+  bind(cluster: string, nodeId: string, publicKey: string): Promise<string>;
+}
+
+/** {@link NodeKeys.admit} with the bindings in `shared`, so that a binding made through one process holds at all. */
+export async function admitShared(
+  shared: SharedKeyBindings,
+  cluster: string,
+  nodeId: string,
+  connection: string,
+  proof: JoinProof | undefined,
+): Promise<KeyCheck> {
+  if (DERIVED_ID_PATTERN.test(nodeId)) return admitDerived(cluster, nodeId, connection, proof);
+  const bound = await shared.get(cluster, nodeId);
+  const check = checkBound(bound, cluster, nodeId, connection, proof);
+  if (!check.ok || proof === undefined || bound !== undefined) return check;
+  // Two processes may bind one id at once: the first binding stands, and the other join is refused.
+  const winner = await shared.bind(cluster, nodeId, proof.publicKey);
+  return winner === proof.publicKey ? check : { ok: false, reason: `node id ${nodeId} is bound to another key` };
+}
+
+/** Checks a join of a random id against the key it is `bound` to, if any. */
+function checkBound(
+  bound: string | undefined,
+  cluster: string,
+  nodeId: string,
+  connection: string,
+  proof: JoinProof | undefined,
+): KeyCheck {
+  if (proof === undefined) {
+    return bound === undefined ? { ok: true } : { ok: false, reason: `node id ${nodeId} is bound to a key` };
+  }
+  if (!verifyJoin(cluster, nodeId, connection, proof)) {
+    return { ok: false, reason: 'the join signature is not valid for this cluster, node id and connection' };
+  }
+  if (bound !== undefined && bound !== proof.publicKey) {
+    return { ok: false, reason: `node id ${nodeId} is bound to another key` };
+  }
+  return { ok: true };
 }
 
 /** Checks a join under an id derived from a key: signed, validly, by that very key. */

@@ -36,23 +36,18 @@ import {
   type SignalRequest,
   PROTOCOL_VERSION,
 } from './events.ts';
-import {
-  DEFAULT_SUSPECT_GRACE,
-  Membership,
-  type Changes,
-  type DisconnectCause,
-  type MembershipStats,
-} from './membership.ts';
+import { DEFAULT_SUSPECT_GRACE, type Changes, type DisconnectCause, type MembershipStats } from './membership.ts';
+import { LocalMembershipStore, type MembershipStore } from './membership-store.ts';
 import { createSignalingMetrics, reasonLabel, type SignalingMetrics } from './metrics.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { JoinDamper } from './damping.ts';
-import { NodeKeys } from './node-keys.ts';
+import { admitShared, NodeKeys } from './node-keys.ts';
 import { type AllowedOrigins, isLoopback, originRefusal } from './origin.ts';
 import { placementFor } from './placement.ts';
 import { DEFAULT_CLUSTER_PARTITIONS, MAX_PARTITIONS, isPartitionCount } from '../worker/ring/ring.ts';
 import { serveStatic } from './static.ts';
 import { tokenId, verifyToken } from './token.ts';
-import { VALIDATORS, type PayloadLimits } from './validate.ts';
+import { MAX_VIEW_MEMBERS, VALIDATORS, type PayloadLimits } from './validate.ts';
 
 /** Where Socket.IO listens (its default). */
 const SOCKET_IO_PATH = '/socket.io/';
@@ -103,7 +98,10 @@ export interface SignalingServerOptions {
    * with that Q. @default 4096
    */
   readonly partitions?: number | undefined;
-  /** Most members per cluster; one more join gets `ERR_CLUSTER_FULL`. @default 64 */
+  /**
+   * Most members per cluster (in or out of its view); one more join gets `ERR_CLUSTER_FULL`. At most
+   * `MAX_VIEW_MEMBERS` (4,096), the most a tab takes in a view. @default 1000
+   */
   readonly maxMembersPerCluster?: number | undefined;
   /** How long a member must have been joined before its `report-unreachable` counts, in ms. @default 10000 */
   readonly reporterTenure?: number | undefined;
@@ -173,6 +171,20 @@ export interface SignalingServerOptions {
    * its first event (see origin.ts). @default [] (own and loopback pages only)
    */
   readonly allowedOrigins?: AllowedOrigins | undefined;
+  /**
+   * A Redis server (`redis://host:port`) through which any number of server processes run as one service: views,
+   * epochs, member records and failure detection live in Redis (redis-store.ts), and relays and pushes reach tabs on
+   * any process through Socket.IO's Redis adapter. Without it the server is one process with everything in memory.
+   * @default undefined (in memory)
+   */
+  readonly redis?: string | undefined;
+  /** With `redis`: the prefix of every key this service keeps there, so that several services share one Redis. @default 'dynamesh:' */
+  readonly redisPrefix?: string | undefined;
+  /**
+   * With `redis`: this process's name in the service, on its `/metrics` (the `process` label) and in the member
+   * records it writes. @default the host name, the pid and random characters
+   */
+  readonly processId?: string | undefined;
   /** Export the nodes' pushed metrics as `dynamesh_node_metric{cluster,node,name}` on `/metrics`. @default true */
   readonly exportNodeMetrics?: boolean;
   /** The logger; when absent, a pino logger at `logLevel`. */
@@ -199,14 +211,21 @@ export interface SignalingServer {
   /** The Prometheus metrics served at `/metrics`. */
   readonly metrics: SignalingMetrics;
   readonly logger: Logger;
-  /** The view of a cluster, or undefined when it has no members. */
+  /** This process's name in a service on Redis (`processId`); undefined for an in-memory server. */
+  readonly processId: string | undefined;
+  /**
+   * The latest view of a cluster this process knows, or undefined when it has no members. In memory it is the view;
+   * on Redis, the latest this process read or wrote: {@link SignalingServer.currentView} asks Redis.
+   */
   view(cluster: string): ClusterView | undefined;
+  /** The current view of a cluster, or undefined when it has no members. */
+  currentView(cluster: string): Promise<ClusterView | undefined>;
   /** The metrics each member of a cluster pushed, by node id. */
-  nodeMetrics(cluster: string): Record<string, NodeMetrics>;
+  nodeMetrics(cluster: string): Promise<Record<string, NodeMetrics>>;
   /** Membership counts. */
-  stats(): MembershipStats;
+  stats(): Promise<MembershipStats>;
   /** Runs failure detection now, as the timer does, and pushes what changed. */
-  sweep(): void;
+  sweep(): Promise<void>;
   /** Disconnects every client and closes the HTTP server; idempotent. */
   close(): Promise<void>;
 }
@@ -217,6 +236,15 @@ export type ListenEvents = { [E in keyof ClientToServerEvents]: (...args: unknow
 type ClientSocket = Socket<ListenEvents, ServerToClientEvents>;
 type AckFunction = (response: Ack) => void;
 type Reply = { readonly response: Ack; readonly changes?: Changes };
+
+/**
+ * The room of one node of a cluster, which the connection holding its seat is in: every relay to a node goes there,
+ * so the Redis adapter carries it to whichever process holds that connection.
+ */
+export const nodeRoom = (cluster: string, nodeId: string): string => `node:${cluster}:${nodeId}`;
+
+/** The room of a cluster: its joined connections, which every change of its view is pushed to. */
+export const clusterRoom = (cluster: string): string => `cluster:${cluster}`;
 
 const KNOWN_EVENTS: ReadonlySet<string> = new Set(CLIENT_EVENT_NAMES);
 
@@ -247,7 +275,7 @@ export const SIGNALING_DEFAULTS: SignalingSettings = Object.freeze({
   heartbeatTimeout: 3000,
   suspectGrace: DEFAULT_SUSPECT_GRACE,
   sweepInterval: 250,
-  maxMembersPerCluster: 64,
+  maxMembersPerCluster: 1000,
   maxClusters: 1000,
   maxClustersPerAddress: 64,
   maxConnections: 10_000,
@@ -321,7 +349,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     maxEventBurst: settings.maxEventBurst,
   });
   const payloadLimits: PayloadLimits = limits;
-  const membership = new Membership({
+  const membershipOptions = {
     heartbeatInterval: settings.heartbeatInterval,
     heartbeatTimeout: settings.heartbeatTimeout,
     suspectGrace: settings.suspectGrace,
@@ -329,20 +357,24 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     ...(options.reporterTenure === undefined ? {} : { reporterTenure: options.reporterTenure }),
     now,
     placement: placementFor(secret),
-  });
+  };
+  const redisUrl = options.redis !== undefined && options.redis !== '' ? options.redis : undefined;
+  // Loaded only with --redis: a server in memory needs neither ioredis nor the adapter.
+  const shared = redisUrl === undefined ? undefined : await import('./redis-service.ts');
+  const service =
+    shared === undefined || redisUrl === undefined
+      ? undefined
+      : await shared.connectRedisService({
+          url: redisUrl,
+          prefix: options.redisPrefix ?? shared.DEFAULT_REDIS_PREFIX,
+          processId: options.processId ?? shared.defaultProcessId(),
+          membership: membershipOptions,
+          sweepInterval: settings.sweepInterval,
+          logger,
+        });
+  const membership: MembershipStore = service?.store ?? new LocalMembershipStore(membershipOptions);
 
   const { maxClusters, maxClustersPerAddress, maxIdsPerAddress, maxConnectionsPerToken, maxIdsPerToken } = settings;
-  /** Which address created each cluster, while it is held (entries of clusters gone are dropped as they are met). */
-  const creators = new Map<string, string>();
-  /** Clusters held that `address` created. */
-  const createdBy = (address: string): number => {
-    let count = 0;
-    for (const [cluster, creator] of creators) {
-      if (membership.view(cluster) === undefined) creators.delete(cluster);
-      else if (creator === address) count++;
-    }
-    return count;
-  };
   const { maxConnections, maxConnectionsPerAddress: maxPerAddress } = settings;
   const nodeJoins = new JoinDamper(NODE_JOINS);
   const nodeKeys = new NodeKeys();
@@ -366,6 +398,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     socket.once('close', () => connections.delete(socket));
   });
   const io = new Server<ListenEvents, ServerToClientEvents>(httpServer, {
+    ...(service === undefined ? {} : { adapter: service.adapter }),
     maxHttpBufferSize: settings.maxPayloadBytes,
     serveClient: false,
     // A transport that does not join the namespace soon is closed: it holds a connection of the caps below.
@@ -396,13 +429,10 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     {
       stats: () => membership.stats(),
       connections: () => io.engine.clientsCount,
-      *nodeSnapshots() {
-        for (const cluster of membership.clusterNames()) {
-          for (const [node, { values }] of Object.entries(membership.metrics(cluster))) yield { cluster, node, values };
-        }
-      },
+      nodeSnapshots: () => membership.localSnapshots(),
     },
     options.exportNodeMetrics ?? true,
+    service === undefined ? undefined : service.processId,
   );
   const startedAt = now();
 
@@ -420,7 +450,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   async function onRequest(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const pathname = new URL(request.url ?? '/', 'http://localhost').pathname;
     if (pathname === '/healthz') {
-      const stats = membership.stats();
+      const stats = await membership.stats();
       const body = JSON.stringify({
         ok: true,
         uptimeSeconds: Math.round((now() - startedAt) / 1000),
@@ -431,6 +461,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         outOfView: stats.outOfView,
         connections: io.engine.clientsCount,
         secured: secret !== undefined,
+        ...(service === undefined ? {} : { process: service.processId }),
       });
       response.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
       response.end(body);
@@ -451,21 +482,47 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     await serveStatic(request, response, options.staticDir);
   }
 
-  const room = (cluster: string) => `cluster:${cluster}`;
+  const room = clusterRoom;
 
-  /** Hands a relayed event to the connection holding a member's seat: the one way a relay reaches a node. */
-  function deliverToNode<E extends 'signal' | 'frame'>(
-    connection: string,
+  /**
+   * Sends `payload` as `event` to the connection holding node `nodeId` of `cluster`, on whichever process it is:
+   * every relay to a node goes through here.
+   */
+  function deliverToNode<E extends keyof ServerToClientEvents>(
+    cluster: string,
+    nodeId: string,
     event: E,
-    payload: Parameters<ServerToClientEvents[E]>[0],
+    ...payload: Parameters<ServerToClientEvents[E]>
   ): void {
-    (io.to(connection).emit as (event: E, payload: unknown) => void)(event, payload);
+    io.to(nodeRoom(cluster, nodeId)).emit(event, ...payload);
+  }
+
+  /**
+   * Relays to member `to` of the sender's view, as `event`, what `payload` makes of the sender's node id, once the
+   * store agrees both are connected members of one view: the one path of every relayed event (`signal`, and any
+   * added after it), wherever `to` is connected.
+   */
+  async function relayToMember<E extends keyof ServerToClientEvents>(
+    socket: ClientSocket,
+    to: string,
+    event: E,
+    payload: (from: string) => Parameters<ServerToClientEvents[E]>,
+  ): Promise<Reply> {
+    const route = await membership.route(socket.id, to);
+    if (!route.ok) return fail(route.code, route.message);
+    const seat = membership.seat(socket.id);
+    if (seat === undefined) return fail('ERR_NOT_JOINED', 'this connection has not joined a cluster; join first');
+    deliverToNode(seat.cluster, to, event, ...payload(route.from));
+    return { response: { ok: true } };
   }
 
   function publish(changes: Changes | undefined): void {
     if (changes === undefined) return;
-    for (const view of changes.views) {
-      io.to(room(view.cluster)).emit('view', view);
+    for (const [i, view] of changes.views.entries()) {
+      // Every connection of the room joined with the whole view in its acknowledgement: from then on, changes only.
+      const delta = changes.deltas?.[i];
+      if (delta === undefined) io.to(room(view.cluster)).emit('view', view);
+      else io.to(room(view.cluster)).emit('view-delta', delta);
       metrics.viewsPushed.inc();
     }
     for (const failure of changes.failures) {
@@ -490,8 +547,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     ack?.(errorAck(code, message));
   }
 
-  const handlers: { [E in ClientEventName]: (socket: ClientSocket, payload: never) => Reply } = {
-    join(socket, request: JoinRequest) {
+  const handlers: { [E in ClientEventName]: (socket: ClientSocket, payload: never) => Promise<Reply> } = {
+    async join(socket, request: JoinRequest) {
       if (request.protocol !== PROTOCOL_VERSION) {
         const page =
           request.protocol === undefined ? 'a release without protocol versions' : `protocol ${request.protocol}`;
@@ -514,24 +571,28 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         if (!check.ok) return fail('ERR_UNAUTHORIZED', `token refused: ${check.reason}`);
         token = tokenId(request.token);
       }
-      const keyCheck = nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof);
+      const keyCheck =
+        service === undefined
+          ? nodeKeys.admit(request.cluster, request.nodeId, socket.id, request.proof)
+          : await admitShared(service.keys, request.cluster, request.nodeId, socket.id, request.proof);
       if (!keyCheck.ok) return fail('ERR_UNAUTHORIZED', keyCheck.reason);
       const address = socket.conn.remoteAddress;
-      const creating = membership.view(request.cluster) === undefined;
-      if (creating && membership.clusterNames().length >= maxClusters) {
+      const creating = (await membership.view(request.cluster)) === undefined;
+      if (creating && (await membership.clusterCount()) >= maxClusters) {
         return fail('ERR_CLUSTER_FULL', `this server holds ${maxClusters} clusters, the most it may`);
       }
-      if (creating && createdBy(address) >= maxClustersPerAddress) {
+      if (creating && (await membership.createdBy(address)) >= maxClustersPerAddress) {
         return fail('ERR_CLUSTER_FULL', `this address created ${maxClustersPerAddress} clusters, the most it may`);
       }
       // What the member will count against (see Membership.held); a member already counting adds nothing.
       const byAddress = `address ${address}`;
       const byToken = token === undefined ? undefined : `token ${token}`;
-      const adds = (holder: string): boolean => !membership.holds(request.cluster, request.nodeId, holder);
-      if (adds(byAddress) && membership.held(byAddress) >= maxIdsPerAddress) {
+      const adds = async (holder: string): Promise<boolean> =>
+        !(await membership.holds(request.cluster, request.nodeId, holder));
+      if ((await adds(byAddress)) && (await membership.held(byAddress)) >= maxIdsPerAddress) {
         return fail('ERR_CLUSTER_FULL', `this address holds ${maxIdsPerAddress} node ids as members, the most it may`);
       }
-      if (byToken !== undefined && adds(byToken) && membership.held(byToken) >= maxIdsPerToken) {
+      if (byToken !== undefined && (await adds(byToken)) && (await membership.held(byToken)) >= maxIdsPerToken) {
         return fail('ERR_CLUSTER_FULL', `this token holds ${maxIdsPerToken} node ids as members, the most it may`);
       }
       if (
@@ -553,9 +614,9 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       }
       addressJoins.take(address, at);
       nodeJoins.take(node, at);
-      const joined = membership.join(socket.id, request, byToken === undefined ? [byAddress] : [byAddress, byToken]);
+      const holders = byToken === undefined ? [byAddress] : [byAddress, byToken];
+      const joined = await membership.join(socket.id, request, holders, address);
       if (!joined.ok) return fail(joined.code, joined.message);
-      if (creating) creators.set(request.cluster, address);
       const previousToken = connectionToken.get(socket.id);
       if (token !== previousToken) {
         if (previousToken !== undefined) countToken(previousToken, -1);
@@ -565,11 +626,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
           countToken(token, 1);
         }
       }
-      void socket.join(room(request.cluster));
       if (joined.superseded !== null) {
+        // The older connection may be on another process: the adapter carries both to it.
         io.to(joined.superseded).emit('superseded', { cluster: request.cluster, nodeId: request.nodeId });
-        io.in(joined.superseded).socketsLeave(room(request.cluster));
+        io.in(joined.superseded).socketsLeave([room(request.cluster), nodeRoom(request.cluster, request.nodeId)]);
       }
+      void socket.join([room(request.cluster), nodeRoom(request.cluster, request.nodeId)]);
       metrics.joins.inc();
       logger.info({ cluster: request.cluster, nodeId: request.nodeId, socket: socket.id }, 'member joined');
       return {
@@ -584,8 +646,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         changes: joined.changes,
       };
     },
-    heartbeat(socket, request: HeartbeatRequest) {
-      const beat = membership.heartbeat(socket.id);
+    async heartbeat(socket, request: HeartbeatRequest) {
+      const beat = await membership.heartbeat(socket.id);
       if (!beat.ok) return fail(beat.code, beat.message);
       const { view } = beat;
       return {
@@ -593,30 +655,28 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         changes: beat.changes,
       };
     },
-    lifecycle(socket, request: LifecycleRequest) {
-      const announced = membership.lifecycle(socket.id, request.state);
+    async lifecycle(socket, request: LifecycleRequest) {
+      const announced = await membership.lifecycle(socket.id, request.state);
       if (!announced.ok) return fail(announced.code, announced.message);
       logger.debug({ ...membership.seat(socket.id), state: request.state }, 'member lifecycle');
       return { response: { ok: true }, changes: announced.changes };
     },
-    signal(socket, request: SignalRequest) {
-      const route = membership.route(socket.id, request.to);
-      if (!route.ok) return fail(route.code, route.message);
-      deliverToNode(route.connection, 'signal', { from: route.from, data: request.data });
-      metrics.signalsRelayed.inc();
-      return { response: { ok: true } };
+    async signal(socket, request: SignalRequest) {
+      const relayed = await relayToMember(socket, request.to, 'signal', (from) => [{ from, data: request.data }]);
+      if (relayed.response.ok) metrics.signalsRelayed.inc();
+      return relayed;
     },
-    frame(socket, request: FrameRequest) {
+    async frame(socket, request: FrameRequest) {
       // The same membership check as a signal's: both ends are connected members of one view.
-      const route = membership.route(socket.id, request.to);
-      if (!route.ok) return fail(route.code, route.message);
-      deliverToNode(route.connection, 'frame', { from: route.from, data: request.data });
-      metrics.framesRelayed.inc();
-      metrics.frameBytesRelayed.inc(request.data.byteLength);
-      return { response: { ok: true } };
+      const relayed = await relayToMember(socket, request.to, 'frame', (from) => [{ from, data: request.data }]);
+      if (relayed.response.ok) {
+        metrics.framesRelayed.inc();
+        metrics.frameBytesRelayed.inc(request.data.byteLength);
+      }
+      return relayed;
     },
-    'report-unreachable'(socket, request: ReportRequest) {
-      const report = membership.report(socket.id, request.nodeId);
+    async 'report-unreachable'(socket, request: ReportRequest) {
+      const report = await membership.report(socket.id, request.nodeId);
       if (!report.ok) return fail(report.code, report.message);
       logger.info(
         { reporter: membership.seat(socket.id), nodeId: request.nodeId, state: report.state },
@@ -624,34 +684,35 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       );
       return { response: { ok: true, state: report.state }, changes: report.changes };
     },
-    metrics(socket, snapshot: MetricsSnapshot) {
-      const stored = membership.setMetrics(socket.id, snapshot);
+    async metrics(socket, snapshot: MetricsSnapshot) {
+      const stored = await membership.setMetrics(socket.id, snapshot);
       return stored.ok ? { response: { ok: true } } : fail(stored.code, stored.message);
     },
-    'get-metrics'(socket, _request: EmptyRequest) {
+    async 'get-metrics'(socket, _request: EmptyRequest) {
       const seat = membership.seat(socket.id);
       if (seat === undefined) return fail('ERR_NOT_JOINED', 'this connection has not joined a cluster; join first');
-      return { response: { ok: true, metrics: membership.metrics(seat.cluster) } };
+      return { response: { ok: true, metrics: await membership.metrics(seat.cluster) } };
     },
-    leave(socket, _request: EmptyRequest) {
+    async leave(socket, _request: EmptyRequest) {
       const seat = membership.seat(socket.id);
       if (seat === undefined) return { response: { ok: true } };
-      const changes = membership.leave(socket.id);
+      const changes = await membership.leave(socket.id);
       void socket.leave(room(seat.cluster));
+      void socket.leave(nodeRoom(seat.cluster, seat.nodeId));
       metrics.leaves.inc();
       logger.info({ ...seat, socket: socket.id }, 'member left');
       return { response: { ok: true }, changes };
     },
   };
 
-  function dispatch(socket: ClientSocket, event: ClientEventName, args: unknown[]): void {
+  async function dispatch(socket: ClientSocket, event: ClientEventName, args: unknown[]): Promise<void> {
     const ack = typeof args.at(-1) === 'function' ? (args.pop() as AckFunction) : undefined;
     if (args.length !== 1) {
       return reject(socket, event, ack, 'ERR_INVALID_ARGUMENT', `${event}: takes exactly one payload object`);
     }
     const validation = VALIDATORS[event](args[0], payloadLimits);
     if (!validation.ok) return reject(socket, event, ack, validation.code, validation.message);
-    const { response, changes } = handlers[event](socket, validation.value as never);
+    const { response, changes } = await handlers[event](socket, validation.value as never);
     if (!response.ok) return reject(socket, event, ack, response.error.code, response.error.message);
     // Acknowledge before pushing, so a joining node sees its join accepted before the view it caused.
     ack?.(response);
@@ -669,6 +730,9 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       else perAddress.delete(address);
     });
   });
+
+  /** The last event still being handled of each connection: close() lets them finish before it lets go of the store. */
+  const pending = new Map<string, Promise<void>>();
 
   io.on('connection', (socket: ClientSocket) => {
     logger.debug({ socket: socket.id }, 'connected');
@@ -699,14 +763,21 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       }
       next();
     });
-    for (const event of CLIENT_EVENT_NAMES) {
-      socket.on(event, (...args: unknown[]) => {
-        try {
-          dispatch(socket, event, args);
-        } catch (error) {
-          logger.error({ err: error, event, socket: socket.id }, 'event handler failed');
-        }
+    // One connection's events are handled one after the other, in the order they came: a heartbeat sent after a
+    // join must find the join done, whatever the store awaits.
+    let queue = Promise.resolve();
+    const serially = (what: string, run: () => Promise<void>): void => {
+      queue = queue.then(run).catch((error: unknown) => {
+        logger.error({ err: error, event: what, socket: socket.id }, 'event handler failed');
       });
+      const tail = queue;
+      pending.set(socket.id, tail);
+      void tail.then(() => {
+        if (pending.get(socket.id) === tail) pending.delete(socket.id);
+      });
+    };
+    for (const event of CLIENT_EVENT_NAMES) {
+      socket.on(event, (...args: unknown[]) => serially(event, () => dispatch(socket, event, args)));
     }
     socket.on('disconnect', (reason) => {
       logger.debug({ socket: socket.id, reason }, 'disconnected');
@@ -714,7 +785,7 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
       // Every other reason (transport close or error, a client or server disconnect) means the tab or its network
       // went away.
       const cause: DisconnectCause = reason === 'ping timeout' ? 'unanswered' : 'closed';
-      publish(membership.disconnect(socket.id, cause));
+      serially('disconnect', async () => publish(await membership.disconnect(socket.id, cause)));
       const token = connectionToken.get(socket.id);
       if (token !== undefined) {
         connectionToken.delete(socket.id);
@@ -723,12 +794,16 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     });
   });
 
+  let sweeping = false;
   const sweepTimer = timers.setInterval(() => {
-    try {
-      publish(membership.sweep());
-    } catch (error) {
-      logger.error({ err: error }, 'failure detection failed');
-    }
+    // A sweep of a shared store that outlasts the interval is not run twice at once.
+    if (sweeping) return;
+    sweeping = true;
+    membership
+      .sweep()
+      .then(publish)
+      .catch((error: unknown) => logger.error({ err: error }, 'failure detection failed'))
+      .finally(() => (sweeping = false));
   }, settings.sweepInterval);
   (sweepTimer as { unref?: () => void } | null)?.unref?.();
 
@@ -738,6 +813,8 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
   } catch (error) {
     timers.clearInterval(sweepTimer);
     await io.close();
+    await membership.close();
+    await service?.close();
     throw error;
   }
   const address = httpServer.address() as AddressInfo;
@@ -753,10 +830,12 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
     limits,
     metrics,
     logger,
-    view: (cluster) => membership.view(cluster),
+    processId: service?.processId,
+    view: (cluster) => membership.knownView(cluster),
+    currentView: (cluster) => membership.view(cluster),
     nodeMetrics: (cluster) => membership.metrics(cluster),
     stats: () => membership.stats(),
-    sweep: () => publish(membership.sweep()),
+    sweep: async () => publish(await membership.sweep()),
     close() {
       closing ??= (async () => {
         timers.clearInterval(sweepTimer);
@@ -770,6 +849,10 @@ export async function createSignalingServer(options: SignalingServerOptions = {}
         }, CLOSE_GRACE_MS);
         await closed;
         clearTimeout(cut);
+        // The disconnections close() caused are still being written to a shared store, and pushed.
+        await Promise.all(pending.values());
+        await membership.close();
+        await service?.close();
         logger.info('signalling server closed');
       })();
       return closing;
@@ -833,4 +916,9 @@ function checkOptions(settings: SignalingSettings): void {
   // Nodes relay nothing through a server whose frames are smaller: a frame carries at least one small message whole.
   if (settings.maxFrameBytes < 1024)
     throw new RangeError(`maxFrameBytes must be at least 1024, got ${settings.maxFrameBytes}`);
+  if (settings.maxMembersPerCluster > MAX_VIEW_MEMBERS) {
+    throw new RangeError(
+      `maxMembersPerCluster must be at most ${MAX_VIEW_MEMBERS} (the most members a tab takes in a view), got ${settings.maxMembersPerCluster}`,
+    );
+  }
 }

@@ -24,6 +24,8 @@ import {
   type FrameRequest,
   type SignalData,
   type SignalRequest,
+  type ViewDelta,
+  type ViewMember,
 } from './events.ts';
 
 /** The outcome of a validator: the typed payload, or why it was refused. */
@@ -267,6 +269,34 @@ export function validateView(input: unknown): Validation<ClusterView> {
     }
   }
   return { ok: true, value: input as ClusterView };
+}
+
+/**
+ * Validates a `view-delta` the server pushed: its members as {@link validateView} checks a view's (the view it leads
+ * to is checked whole again once applied).
+ */
+export function validateViewDelta(input: unknown): Validation<ViewDelta> {
+  const shape = checkObject(input, ['cluster', 'epoch', 'prevEpoch', 'upserts', 'removals'], []);
+  if (shape !== null) return invalid(`view-delta: ${shape}`);
+  const { cluster, epoch, prevEpoch, upserts, removals } = input as Record<string, unknown>;
+  if (!Number.isSafeInteger(prevEpoch) || (prevEpoch as number) < 0) {
+    return invalid('view-delta: prevEpoch must be an integer ≥ 0');
+  }
+  if (!Array.isArray(removals) || removals.length > MAX_VIEW_MEMBERS || !removals.every(isNodeId)) {
+    return invalid(`view-delta: removals must be a list of at most ${MAX_VIEW_MEMBERS} node ids`);
+  }
+  // The upserts have a view's shape: check them as one.
+  const members = validateView({ cluster, epoch, members: upserts });
+  if (!members.ok) return invalid(members.message.replace(/^view:/, 'view-delta:'));
+  return { ok: true, value: input as ViewDelta };
+}
+
+/** The members of the view `delta` leads to from `members` (both sorted by id, as views are). */
+export function applyViewDelta(members: readonly ViewMember[], delta: ViewDelta): ViewMember[] {
+  const byId = new Map(members.map((member) => [member.id, member]));
+  for (const id of delta.removals) byId.delete(id);
+  for (const member of delta.upserts) byId.set(member.id, member);
+  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 function invalid(message: string): Validation<never> {

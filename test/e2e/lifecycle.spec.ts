@@ -73,12 +73,12 @@ test('a frozen tab stays in the others’ view as suspect past heartbeatTimeout,
   await awake!.page.waitForTimeout(stoppedAt + HEARTBEAT_TIMEOUT + SLACK - Date.now());
   expect(await stateIn(awake!, frozen!.nodeId)).toBe('suspect');
   expect(server.view(cluster)?.members.map((m) => [m.id, m.state])).toContainEqual([frozen!.nodeId, 'suspect']);
-  expect(server.stats().inGrace).toBe(1);
+  expect((await server.stats()).inGrace).toBe(1);
 
   const joinedAt = server.view(cluster)?.members.find((m) => m.id === frozen!.nodeId)?.joinedAt;
   await thaw(frozen!, cdp);
   await expect.poll(() => stateIn(awake!, frozen!.nodeId)).toBe('alive');
-  expect(server.stats().inGrace).toBe(0);
+  expect((await server.stats()).inGrace).toBe(0);
   // The same membership carried on: no re-join, so its peers keep their connection and the ring never changed.
   expect(server.view(cluster)?.members.find((m) => m.id === frozen!.nodeId)?.joinedAt).toBe(joinedAt);
   expect(await frozen!.call((store) => store.members().map((m) => m.state), null)).toEqual(['alive', 'alive']);

@@ -8,7 +8,14 @@ import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { Server } from 'socket.io';
 import { SignalingClient, type SignalingClientOptions } from '../../client/signaling.ts';
-import { type JoinAck, type JoinRequest, PROTOCOL_VERSION } from '../../signaling/events.ts';
+import {
+  type ClusterView,
+  type HeartbeatAck,
+  type HeartbeatRequest,
+  type JoinAck,
+  type JoinRequest,
+  PROTOCOL_VERSION,
+} from '../../signaling/events.ts';
 import type { DynameshError } from '../../worker/errors.ts';
 
 /** A server that answers joins with `answer`, the joins it got, and a way to cut every connection as a crash would. */
@@ -16,10 +23,18 @@ async function scriptedServer(t: TestContext, answer: (request: JoinRequest) => 
   const http = createServer();
   const io = new Server(http);
   const joins: JoinRequest[] = [];
+  /** The epochs heartbeats named, and the view their acknowledgement carries when it is another. */
+  const heartbeats: (number | undefined)[] = [];
+  let current: ClusterView | null = null;
   io.on('connection', (socket) => {
     socket.on('join', (request: JoinRequest, ack: (response: JoinAck) => void) => {
       joins.push(request);
       ack(answer(request));
+    });
+    socket.on('heartbeat', (request: HeartbeatRequest, ack: (response: HeartbeatAck) => void) => {
+      heartbeats.push(request.epoch);
+      if (current === null) return ack({ ok: false, error: { code: 'ERR_NOT_JOINED', message: 'scripted' } });
+      ack({ ok: true, epoch: current.epoch, view: request.epoch === current.epoch ? null : current });
     });
     socket.on('leave', (_: unknown, ack: (response: { ok: true }) => void) => ack({ ok: true }));
   });
@@ -32,9 +47,15 @@ async function scriptedServer(t: TestContext, answer: (request: JoinRequest) => 
   };
   /** Pushes `view` to every connection, as the server pushes a new view. */
   const push = (view: unknown): void => void io.emit('view', view);
+  /** Pushes `delta` to every connection, as the server pushes a change of the view. */
+  const pushDelta = (delta: unknown): void => void io.emit('view-delta', delta);
   /** Relays `signal` to every connection, as the server relays a peer's. */
   const relay = (signal: unknown): void => void io.emit('signal', signal);
-  return { url: `http://127.0.0.1:${port}`, joins, crash, push, relay };
+  /** Sets the view a heartbeat naming another epoch is answered with. */
+  const answerHeartbeats = (view: ClusterView): void => void (current = view);
+  /** Stops the server for good, as a killed process: connections cut, nothing listening. */
+  const stop = (): Promise<void> => new Promise<void>((resolve) => io.close(() => resolve()));
+  return { url: `http://127.0.0.1:${port}`, joins, heartbeats, crash, push, pushDelta, relay, answerHeartbeats, stop };
 }
 
 function accepted(request: JoinRequest): JoinAck {
@@ -62,7 +83,7 @@ function accepted(request: JoinRequest): JoinAck {
 }
 
 /** A client of node n1 of cluster main, listening as `options` says and otherwise not at all. */
-function connect(url: string, options: Partial<SignalingClientOptions> = {}) {
+function connect(url: string | readonly string[], options: Partial<SignalingClientOptions> = {}) {
   return SignalingClient.connect({
     url,
     cluster: 'main',
@@ -128,6 +149,90 @@ describe('signalling client: what the server sends', () => {
     assert.deepEqual(from, ['n2']);
   });
 });
+
+describe('signalling client: views pushed as deltas', () => {
+  const n1 = { id: 'n1', domain: 'd', placement: '', state: 'alive', joinedAt: 1 } as const;
+  const n2 = { ...n1, id: 'n2', domain: 'e' } as const;
+
+  it('applies a delta that follows the view it holds and hands on the whole view', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const views: ClusterView[] = [];
+    const client = await connect(server.url, { onView: (view) => views.push(view) });
+    t.after(() => client.close());
+    server.pushDelta({ cluster: 'main', epoch: 2, prevEpoch: 1, upserts: [n2], removals: [] });
+    server.pushDelta({ cluster: 'main', epoch: 3, prevEpoch: 2, upserts: [], removals: ['n1'] });
+    await until(() => views.length === 3, 'both deltas are applied');
+    assert.deepEqual(views.slice(1), [
+      { cluster: 'main', epoch: 2, members: [n1, n2] },
+      { cluster: 'main', epoch: 3, members: [n2] },
+    ]);
+  });
+
+  it('asks for the whole view when a delta does not follow the view it holds', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const views: ClusterView[] = [];
+    const client = await connect(server.url, { onView: (view) => views.push(view) });
+    t.after(() => client.close());
+    const whole: ClusterView = { cluster: 'main', epoch: 5, members: [n1, n2] };
+    server.answerHeartbeats(whole);
+    // The change from epoch 1 to 4 never reached this client.
+    server.pushDelta({ cluster: 'main', epoch: 5, prevEpoch: 4, upserts: [n2], removals: [] });
+    await until(() => views.length === 2, 'the whole view arrives');
+    assert.deepEqual(server.heartbeats, [1]);
+    assert.deepEqual(views[1], whole);
+  });
+
+  it('ignores a delta that fails validation and says why', async (t) => {
+    const server = await scriptedServer(t, accepted);
+    const reasons: string[] = [];
+    const epochs: number[] = [];
+    const client = await connect(server.url, {
+      onView: (view) => epochs.push(view.epoch),
+      onInvalidView: (reason) => reasons.push(reason),
+    });
+    t.after(() => client.close());
+    server.pushDelta({ cluster: 'main', epoch: 2, prevEpoch: 1, upserts: [{ ...n2, id: 'n 2' }], removals: [] });
+    server.pushDelta({ cluster: 'main', epoch: 2, prevEpoch: 1, upserts: [n2], removals: [] });
+    await until(() => epochs.includes(2), 'the valid delta is applied');
+    assert.equal(reasons.length, 1);
+    assert.match(reasons[0]!, /view-delta: members\[0\]\.id/);
+  });
+});
+
+describe('signalling client: a list of servers', () => {
+  it('joins the next server of its list with the same node id when its server goes away', async (t) => {
+    const first = await scriptedServer(t, accepted);
+    const second = await scriptedServer(t, accepted);
+    const connected: boolean[] = [];
+    const client = await connect([first.url, second.url], { onConnection: (up) => connected.push(up) });
+    t.after(() => client.close());
+    assert.equal(client.url, first.url);
+    await first.stop();
+    await until(() => second.joins.length === 1, 'the client joins the second server');
+    assert.equal(second.joins[0]?.nodeId, 'n1');
+    assert.equal(client.url, second.url);
+    await until(() => client.connected, 'the client is connected');
+    assert.deepEqual(connected, [false, true]);
+  });
+
+  it('opens through the next server when the first of its list cannot be reached', async (t) => {
+    const gone = await scriptedServer(t, accepted);
+    await gone.stop();
+    const server = await scriptedServer(t, accepted);
+    const client = await connect([gone.url, server.url]);
+    t.after(() => client.close());
+    assert.equal(client.url, server.url);
+    assert.equal(server.joins.length, 1);
+  });
+});
+
+/** Resolves once `test` holds, checked as the event loop turns; rejects after 5 s. */
+async function until(test: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; !test(); waited += 10) {
+    if (waited > 5000) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 describe('signalling client: protocol versions', () => {
   it('joins with the protocol version of its release', async (t) => {

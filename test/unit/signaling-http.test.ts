@@ -11,6 +11,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { io as connect } from 'socket.io-client';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { PROTOCOL_VERSION } from '../../signaling/events.ts';
+import { MAX_VIEW_MEMBERS } from '../../signaling/validate.ts';
 
 async function start(t: TestContext, options: SignalingServerOptions = {}) {
   const server = await createSignalingServer({ port: 0, logLevel: 'silent', ...options });
@@ -139,6 +140,16 @@ describe('signalling server over HTTP', () => {
       RangeError,
     );
     await assert.rejects(createSignalingServer({ port: 70000, logLevel: 'silent' }), RangeError);
+  });
+
+  it('takes 1,000 members per cluster by default, and no more than a tab takes in a view', async (t) => {
+    const server = await createSignalingServer({ port: 0, logLevel: 'silent' });
+    t.after(() => server.close());
+    assert.equal(server.limits.maxMembersPerCluster, 1000);
+    await assert.rejects(
+      createSignalingServer({ port: 0, logLevel: 'silent', maxMembersPerCluster: MAX_VIEW_MEMBERS + 1 }),
+      RangeError,
+    );
   });
 
   // A generous deadline: starting tsx in a child process takes seconds on a loaded machine.

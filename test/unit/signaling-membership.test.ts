@@ -62,6 +62,24 @@ describe('membership views', () => {
     );
   });
 
+  it('reports each change as a delta from the view before it: the members new or changed and the ids gone', () => {
+    const { membership, join } = setup();
+    const first = join('a');
+    join('b');
+    const left = membership.leave('c-a');
+    const { changes } = join('c');
+    const [delta] = changes.deltas ?? [];
+    assert.deepEqual(
+      delta?.upserts.map((member) => member.id),
+      ['c'],
+    );
+    assert.deepEqual(delta?.removals, []);
+    assert.equal(delta?.prevEpoch, left.views[0]?.epoch);
+    assert.equal(delta?.epoch, changes.views[0]?.epoch);
+    assert.deepEqual(left.deltas?.[0]?.removals, ['a']);
+    assert.ok((left.deltas?.[0]?.prevEpoch ?? 0) > first.view.epoch);
+  });
+
   it('grows the epoch on every change even when the clock stands still or steps back', () => {
     const { clock, membership, join, epoch } = setup();
     const seen: number[] = [];

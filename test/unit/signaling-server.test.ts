@@ -13,10 +13,11 @@ import {
   type RelayedFrame,
   type RelayedSignal,
   type ServerToClientEvents,
+  type ViewDelta,
 } from '../../signaling/events.ts';
 import { createSignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { mintToken } from '../../signaling/token.ts';
-import { validateView } from '../../signaling/validate.ts';
+import { applyViewDelta, validateView, validateViewDelta } from '../../signaling/validate.ts';
 import { Ring } from '../../worker/ring/ring.ts';
 
 type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -46,11 +47,7 @@ async function harness(t: TestContext, options: SignalingServerOptions = {}) {
   const member = async (nodeId: string, cluster = 'main', token?: string) => {
     const client = await open();
     const views: ClusterView[] = [];
-    client.on('view', (view) => {
-      // Every view the server sends passes the validation its clients apply.
-      assert.deepEqual(validateView(view), { ok: true, value: view });
-      views.push(view);
-    });
+    onView(client, (view) => views.push(view));
     const ack = await client.emitWithAck('join', {
       cluster,
       nodeId,
@@ -60,9 +57,8 @@ async function harness(t: TestContext, options: SignalingServerOptions = {}) {
     });
     assert.ok(ack.ok, `join of ${nodeId} refused: ${JSON.stringify(ack)}`);
     assert.deepEqual(validateView(ack.view), { ok: true, value: ack.view });
-    // The join's own push follows its acknowledgement; wait for it so later waits see only later views.
-    const { epoch } = ack.view;
-    await seenView({ client, views }, (view) => view.epoch >= epoch, `the view of the join of ${nodeId}`);
+    followViews(client, ack.view);
+    views.push(ack.view);
     return { client, views, ack };
   };
   // A server with a secret serves /metrics to the holder of the secret only.
@@ -79,16 +75,42 @@ function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promis
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Who hears the views each client is pushed (rebuilt by {@link followViews}). */
+const viewListeners = new WeakMap<Client, Set<(view: ClusterView) => void>>();
+
+function onView(client: Client, listener: (view: ClusterView) => void): () => void {
+  const listeners = viewListeners.get(client) ?? new Set();
+  viewListeners.set(client, listeners);
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/**
+ * Rebuilds the views `client` is pushed, as a tab does: the server pushes deltas, each from the view before it, onto
+ * the whole view the join answered with.
+ */
+function followViews(client: Client, joined: ClusterView): void {
+  let current = joined;
+  client.on('view-delta', (delta) => {
+    // Every delta the server sends passes the validation its clients apply, and so does the view it leads to.
+    assert.deepEqual(validateViewDelta(delta), { ok: true, value: delta });
+    if (delta.epoch <= current.epoch) return;
+    assert.equal(delta.prevEpoch, current.epoch, 'each delta follows the view before it');
+    current = { cluster: current.cluster, epoch: delta.epoch, members: applyViewDelta(current.members, delta) };
+    assert.deepEqual(validateView(current), { ok: true, value: current });
+    for (const listener of viewListeners.get(client) ?? []) listener(current);
+  });
+}
+
 /** The first view pushed to `client` from now on that satisfies `test`. */
 function nextView(client: Client, test: (view: ClusterView) => boolean, what = 'a view'): Promise<ClusterView> {
   return withTimeout(
     new Promise((resolve) => {
-      const listener = (view: ClusterView) => {
+      const stop = onView(client, (view) => {
         if (!test(view)) return;
-        client.off('view', listener);
+        stop();
         resolve(view);
-      };
-      client.on('view', listener);
+      });
     }),
     what,
   );
@@ -137,7 +159,7 @@ describe('signalling server: membership', () => {
     assert.deepEqual(member(ack.view, 'alpha')?.state, 'alive');
     assert.equal(ack.heartbeatInterval, 400);
     assert.equal(ack.heartbeatTimeout, 1500);
-    assert.equal(ack.limits.maxMembersPerCluster, 64);
+    assert.equal(ack.limits.maxMembersPerCluster, 1000);
   });
 
   it('pushes the view with a higher epoch to both members when a second one joins', async (t) => {
@@ -153,6 +175,26 @@ describe('signalling server: membership', () => {
     assert.deepEqual(seenByFirst, seenBySecond);
     assert.deepEqual(ids(seenByFirst), ['alpha', 'beta']);
     assert.ok(seenByFirst.epoch > firstEpoch);
+  });
+
+  it('pushes a change to the members as a delta holding only what changed, not the whole view', async (t) => {
+    const { member: join } = await harness(t);
+    const members = [];
+    for (const id of ['m1', 'm2', 'm3', 'm4']) members.push(await join(id));
+    const first = members[0]!;
+    const four = await seenView(first, (view) => ids(view).length === 4, 'the view of four at m1');
+    const delta = withTimeout(
+      new Promise<ViewDelta>((resolve) => first.client.once('view-delta', resolve)),
+      'the delta of the fifth join',
+    );
+    await join('m5');
+    const pushed = await delta;
+    assert.equal(pushed.prevEpoch, four.epoch);
+    assert.deepEqual(
+      pushed.upserts.map((entry) => entry.id),
+      ['m5'],
+    );
+    assert.deepEqual(pushed.removals, []);
   });
 
   it('drops a member that stops heartbeating within heartbeatTimeout and restores it when it heartbeats', async (t) => {
@@ -216,7 +258,7 @@ describe('signalling server: membership', () => {
     await suspect;
     const suspectAfter = Date.now() - lastHeard;
     assert.ok(suspectAfter >= heartbeatTimeout - 5, `suspect after ${suspectAfter} ms of silence`);
-    assert.equal(server.stats().inGrace, 1);
+    assert.equal((await server.stats()).inGrace, 1);
     const text = await metricsText();
     assert.equal(sample(text, 'dynamesh_signaling_members_in_grace'), 1);
     assert.equal(sample(text, 'dynamesh_signaling_graces_started_total{state="frozen"}'), 1);
@@ -366,7 +408,7 @@ describe('signalling server: relay', () => {
     const read = await b.client.emitWithAck('get-metrics', {});
     assert.ok(read.ok);
     assert.deepEqual(read.metrics.a?.values, { puts_total: 12, put_p50_ms: 0.75 });
-    assert.deepEqual(Object.keys(server.nodeMetrics('main')), ['a']);
+    assert.deepEqual(Object.keys(await server.nodeMetrics('main')), ['a']);
     const text = await metricsText();
     assert.equal(sample(text, 'dynamesh_node_metric{cluster="main",node="a",name="puts_total"}'), 12);
     assert.equal(sample(text, 'dynamesh_node_metric{cluster="main",node="a",name="put_p50_ms"}'), 0.75);
@@ -503,7 +545,7 @@ describe('signalling server: validation and limits', () => {
       assert.equal(errorCode(ack), 'ERR_INVALID_ARGUMENT', `${event} ${JSON.stringify(args)}`);
     }
     assert.deepEqual(server.view('main'), before);
-    assert.deepEqual(server.nodeMetrics('main'), {});
+    assert.deepEqual(await server.nodeMetrics('main'), {});
     assert.deepEqual(signals, []);
     const text = await metricsText();
     const expected = new Map<string, number>();
