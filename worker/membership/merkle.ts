@@ -333,7 +333,9 @@ interface Build {
 /**
  * A node's partition trees: each built on first use from a scan of the partition and kept up to date by
  * {@link update} after every write. Concurrent {@link get}s of one partition share one build; writes made during a
- * build are replayed on the built tree, so none is lost to the race between the scan and the write.
+ * build are replayed on the built tree, so none is lost to the race between the scan and the write. Only trees
+ * holding keys are kept: memory follows the partitions a node stores, not Q. A caller holding an empty tree across
+ * an await may therefore miss later writes to it, as it would miss them on a tree it copied.
  */
 export class PartitionTrees {
   readonly #partitions: number;
@@ -394,6 +396,8 @@ export class PartitionTrees {
     const tree = this.#trees.get(partition);
     if (tree !== undefined) {
       tree.set(key, versions);
+      // Emptied (released, or its last key collected): rebuilt for nothing when next asked for.
+      if (tree.keyCount === 0) this.#trees.delete(partition);
       return;
     }
     this.#builds.get(partition)?.pending.set(keyString(key), { key, siblings: versions });
@@ -429,7 +433,9 @@ export class PartitionTrees {
     for (const { key, siblings } of pending.values()) tree.set(key, siblings);
     if (this.#builds.get(partition)?.pending === pending) {
       this.#builds.delete(partition);
-      this.#trees.set(partition, tree);
+      // An empty tree is not kept: peers probe every partition of the ring (holders.ts), and a node would otherwise
+      // keep a tree for each of Q partitions, most of them of partitions it stores nothing of.
+      if (tree.keyCount > 0) this.#trees.set(partition, tree);
     }
     return tree;
   }
