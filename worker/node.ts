@@ -666,12 +666,12 @@ export class DynamoNode {
   async partitions(): Promise<PartitionInfo[]> {
     await this.#ready;
     const ring = this.#ring;
-    const stored = new Set(await this.#storage.partitionsWithData());
+    const stored = await this.#storage.partitionsWithData();
+    const listed = [...new Set([...ring.partitionsOf(this.id, this.#n), ...stored])].sort((a, b) => a - b);
     const out: PartitionInfo[] = [];
-    for (let p = 0; p < ring.partitions; p++) {
+    for (const p of listed) {
       const owners = ring.preferenceList(p, this.#n);
       const owned = owners.includes(this.id);
-      if (!owned && !stored.has(p)) continue;
       const tree = await this.#trees.get(p);
       const state = owned ? (this.#ownership.holds(p) ? 'held' : 'fetching') : 'releasing';
       out.push({
@@ -692,11 +692,7 @@ export class DynamoNode {
    */
   fetchingCount(): number {
     if (!this.#loaded || !this.#viewed) return -1;
-    let count = 0;
-    for (let p = 0; p < this.#ring.partitions; p++) {
-      if (!this.#ownership.holds(p) && this.#ring.preferenceList(p, this.#n).includes(this.id)) count++;
-    }
-    return count;
+    return this.#ring.partitionsOf(this.id, this.#n).filter((p) => !this.#ownership.holds(p)).length;
   }
 
   /** Runs one anti-entropy round now (tests, the simulation); resolves with the partitions it repaired. */
