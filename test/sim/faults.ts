@@ -68,6 +68,12 @@ export interface FaultOptions {
   readonly duplicateRate?: number;
   /** Mean exponential latency tail while reordering, ms. @default 20 */
   readonly reorderTail?: number;
+  /**
+   * Each kind is to be injected at least this many times: half the draws go to kinds injected fewer times until
+   * every one has been (in runs with churn, whose bounds often refuse a kind on its turn, at least once by default).
+   * @default 1 under churn, else none
+   */
+  readonly eachAtLeast?: number;
   /** Called on every fault and heal. */
   readonly onEvent?: (event: FaultEvent) => void;
 }
@@ -155,13 +161,15 @@ export class FaultDriver {
 
   /**
    * A random kind. Under churn the cluster's bounds often refuse a kind on its turn (too few members, every
-   * candidate the last holder of something), so half the draws go to kinds not injected yet, until each has been.
+   * candidate the last holder of something), so half the draws go to kinds not injected yet, until each has been;
+   * with {@link FaultOptions.eachAtLeast}, to kinds injected fewer times than that.
    */
   #draw(): FaultKind {
     const kinds = this.#options.kinds;
-    if (this.#churn) {
-      const unseen = kinds.filter((k) => this.counts[k] === 0);
-      if (unseen.length > 0 && this.#rng.chance(0.5)) return this.#rng.pick(unseen);
+    const atLeast = this.#options.eachAtLeast ?? (this.#churn ? 1 : 0);
+    if (atLeast > 0) {
+      const short = kinds.filter((k) => this.counts[k] < atLeast);
+      if (short.length > 0 && this.#rng.chance(0.5)) return this.#rng.pick(short);
     }
     return this.#rng.pick(kinds);
   }
