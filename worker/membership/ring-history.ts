@@ -125,7 +125,8 @@ export class RingHistory {
       earlier.push({ ...changeOf(members, newer), replacedAt });
       newer = members;
     }
-    return { current: current.members.map(memberOf), savedAt: now, earlier };
+    // The ring's members are frozen, as each of them is: a storage engine may keep them without a copy.
+    return { current: current.members, savedAt: now, earlier };
   }
 
   /**
