@@ -165,7 +165,9 @@ export class Ownership {
     try {
       while (this.#dirty) {
         this.#dirty = false;
-        await this.#deps.putMeta(HELD_RECORD, this.held());
+        // Frozen, so that an engine may keep it without a copy (memory.ts): an owner of thousands of partitions that
+        // fetches them one by one saves a list of thousands after each.
+        await this.#deps.putMeta(HELD_RECORD, Object.freeze(this.held()));
       }
     } finally {
       // In the same step as the last check of #dirty: a change made after it starts a new save.
