@@ -343,6 +343,11 @@ export class PartitionTrees {
   readonly #pageSize: number;
   readonly #trees = new Map<number, PartitionTree>();
   readonly #builds = new Map<number, Build>();
+  /**
+   * What a build of a partition with no key answers, every time: never kept, so no update reaches it, and peers
+   * probe every partition of the ring, most of them empty here.
+   */
+  readonly #empty: PartitionTree;
 
   /** @throws InvalidArgumentError for a partition count that is not a power of two, or a page size below 1. */
   constructor(options: PartitionTreesOptions) {
@@ -354,6 +359,7 @@ export class PartitionTrees {
     this.#partitions = options.partitions;
     this.#scan = options.scan;
     this.#pageSize = pageSize;
+    this.#empty = new PartitionTree(options.partitions);
   }
 
   /**
@@ -415,13 +421,14 @@ export class PartitionTrees {
   }
 
   async #build(partition: number, pending: Map<string, ScannedKey>): Promise<PartitionTree> {
-    const tree = new PartitionTree(this.#partitions);
+    let tree: PartitionTree | undefined;
     const limit = this.#pageSize;
     try {
       let after: Uint8Array | undefined;
       for (;;) {
         const page = await this.#scan(partition, after === undefined ? { limit } : { after, limit });
-        for (const { key, siblings } of page) tree.set(key, siblings);
+        if (page.length > 0) tree ??= new PartitionTree(this.#partitions);
+        for (const { key, siblings } of page) tree!.set(key, siblings);
         if (page.length < limit) break;
         after = page[page.length - 1]!.key;
       }
@@ -430,6 +437,11 @@ export class PartitionTrees {
       throw error;
     }
     // No await from here on: an update arriving now finds the tree installed rather than the build.
+    if (tree === undefined && pending.size === 0) {
+      if (this.#builds.get(partition)?.pending === pending) this.#builds.delete(partition);
+      return this.#empty;
+    }
+    tree ??= new PartitionTree(this.#partitions);
     for (const { key, siblings } of pending.values()) tree.set(key, siblings);
     if (this.#builds.get(partition)?.pending === pending) {
       this.#builds.delete(partition);

@@ -257,6 +257,19 @@ function plainCopy(value: unknown, seen: Set<object>, depth: number, keepFrozen:
 function frozenPlain(value: unknown, depth: number): boolean {
   if (isPlainPrimitive(value)) return true;
   if (typeof value !== 'object' || value === null || depth === PLAIN_DEPTH || !Object.isFrozen(value)) return false;
+  if (frozenSeen.has(value)) return true;
+  if (!frozenParts(value, depth)) return false;
+  // Frozen for good, and so is all it holds: one check serves every later store (each node of a simulation stores
+  // the same ring's members after a view change).
+  frozenSeen.add(value);
+  return true;
+}
+
+/** Values found plain and frozen all the way down: nothing can change that afterwards. */
+const frozenSeen = new WeakSet<object>();
+
+/** True when what the frozen `value` holds is plain and frozen all the way down. */
+function frozenParts(value: object, depth: number): boolean {
   const prototype = Object.getPrototypeOf(value) as unknown;
   if (prototype === Array.prototype && Array.isArray(value)) {
     const items = value as unknown[];
