@@ -27,7 +27,7 @@ import {
   silentLogger,
 } from './env.ts';
 import { Handoff } from './replication/handoff.ts';
-import { PartitionTree, PartitionTrees } from './membership/merkle.ts';
+import { PartitionTrees } from './membership/merkle.ts';
 import { Metrics, type MetricsSnapshot } from './metrics.ts';
 import { Holders, type Holding } from './membership/holders.ts';
 import { Ownership, type PartitionInfo } from './membership/ownership.ts';
@@ -669,21 +669,20 @@ export class DynamoNode {
   }
 
   /**
-   * Every partition this node owns or still stores keys of, with its transfer state and Merkle root. Trees are built
-   * for the partitions that store keys only: an owned partition without any has the empty tree's root, and no tree
-   * is kept for it (with Q chosen for 1,000 nodes, a node of a small cluster owns thousands of empty partitions).
+   * Every partition this node owns or still stores keys of, with its transfer state and Merkle root. Only the trees of
+   * partitions holding keys are kept (merkle.ts): with Q chosen for 1,000 nodes, a node of a small cluster owns
+   * thousands of empty partitions.
    */
   async partitions(): Promise<PartitionInfo[]> {
     await this.#ready;
     const ring = this.#ring;
-    const stored = new Set(await this.#storage.partitionsWithData());
-    const empty = new PartitionTree(ring.partitions);
+    const stored = await this.#storage.partitionsWithData();
+    const listed = [...new Set([...ring.partitionsOf(this.id, this.#n), ...stored])].sort((a, b) => a - b);
     const out: PartitionInfo[] = [];
-    for (let p = 0; p < ring.partitions; p++) {
+    for (const p of listed) {
       const owners = ring.preferenceList(p, this.#n);
       const owned = owners.includes(this.id);
-      if (!owned && !stored.has(p)) continue;
-      const tree = stored.has(p) ? await this.#trees.get(p) : (this.#trees.peek(p) ?? empty);
+      const tree = await this.#trees.get(p);
       const state = owned ? (this.#ownership.holds(p) ? 'held' : 'fetching') : 'releasing';
       out.push({
         partition: p,
@@ -703,11 +702,7 @@ export class DynamoNode {
    */
   fetchingCount(): number {
     if (!this.#loaded || !this.#viewed) return -1;
-    let count = 0;
-    for (let p = 0; p < this.#ring.partitions; p++) {
-      if (!this.#ownership.holds(p) && this.#ring.preferenceList(p, this.#n).includes(this.id)) count++;
-    }
-    return count;
+    return this.#ring.partitionsOf(this.id, this.#n).filter((p) => !this.#ownership.holds(p)).length;
   }
 
   /** Runs one anti-entropy round now (tests, the simulation); resolves with the partitions it repaired. */

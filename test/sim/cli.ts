@@ -25,9 +25,9 @@ async function main(): Promise<number> {
         '                      [--faults partition,crash,loss,reorder,duplicate,pause,join,leave,fail|churn|all|none]\n' +
         '                      [--workload hot,forged,oversize|all|none] [--hot-keys H] [--quorums random|default]\n' +
         '                      [--clients C] [--keys K] [--n N] [--request-timeout MS] [--hint-interval MS]\n' +
-        '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX]\n' +
+        '                      [--think-time MS] [--fault-interval MIN-MAX] [--fault-duration MIN-MAX] [--each-fault K]\n' +
         '                      [--partitions Q] [--anti-entropy-interval MS] [--tombstone-grace MS]\n' +
-        '                      [--anti-entropy-only | --final-read] [--signed]\n',
+        '                      [--anti-entropy-only | --final-read] [--signed] [--formed]\n',
     );
     return 2;
   }

@@ -12,6 +12,7 @@
  * that announced its leave), and a {@link Cluster.rejoin} restarts a failed node over its old data and adds it back.
  */
 import type { Logger } from '../../worker/env.ts';
+import { HELD_RECORD } from '../../worker/membership/ownership.ts';
 import { DynamoNode, type NodeOptions } from '../../worker/node.ts';
 import { type Member, Ring } from '../../worker/ring/ring.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
@@ -88,6 +89,13 @@ export interface ClusterOptions {
    * peers check who may ship them (versions/proof.ts), as tabs do. @default false: plain ids, nothing signed
    */
   readonly keys?: boolean;
+  /**
+   * The starting members begin as members of a cluster formed earlier and still empty: each holds the partitions it
+   * owns under the first ring (its held set is in its storage, ownership.ts). Otherwise each starts as a new node
+   * does, asking every other member whether it holds each partition it owns before it holds it: N × Q probes of
+   * every member at once, which a cluster of a thousand nodes cannot afford in memory. @default false
+   */
+  readonly formed?: boolean;
 }
 
 /** Sums of numeric metrics over every incarnation that ever ran. */
@@ -128,6 +136,7 @@ export class Cluster {
     }
     this.#epoch = 1;
     this.#ring = this.#buildRing();
+    if (options.formed === true) this.#holdOwnPartitions();
     for (const id of this.ids) this.#start(this.slot(id));
   }
 
@@ -449,6 +458,17 @@ export class Cluster {
         slot.owner,
       );
     }
+  }
+
+  /** Stores in each member's data the held set of the partitions the current ring gives it (see `formed`). */
+  #holdOwnPartitions(): void {
+    const n = this.#options.node?.n ?? 3;
+    const held = new Map<string, number[]>(this.#view.map((m) => [m.id, []]));
+    for (let p = 0; p < this.#ring.partitions; p++) {
+      for (const id of this.#ring.preferenceList(p, n)) held.get(id)!.push(p);
+    }
+    // MemoryStorage stores meta before its first await: the record is there when the node starts, just after.
+    for (const [id, partitions] of held) void this.slot(id).data.reopen().putMeta(HELD_RECORD, partitions);
   }
 
   #start(slot: SimNode): void {

@@ -68,6 +68,13 @@ export interface FaultOptions {
   readonly duplicateRate?: number;
   /** Mean exponential latency tail while reordering, ms. @default 20 */
   readonly reorderTail?: number;
+  /**
+   * Each kind is to be injected at least this many times: half the draws go to kinds injected fewer times that could
+   * start now, until every one has been (in runs with churn, whose bounds often refuse a kind on its turn, at least
+   * once by default, busy or not).
+   * @default 1 under churn, else none
+   */
+  readonly eachAtLeast?: number;
   /** Called on every fault and heal. */
   readonly onEvent?: (event: FaultEvent) => void;
 }
@@ -155,15 +162,25 @@ export class FaultDriver {
 
   /**
    * A random kind. Under churn the cluster's bounds often refuse a kind on its turn (too few members, every
-   * candidate the last holder of something), so half the draws go to kinds not injected yet, until each has been.
+   * candidate the last holder of something), so half the draws go to kinds not injected yet, until each has been;
+   * with {@link FaultOptions.eachAtLeast}, to kinds injected fewer times than that.
    */
   #draw(): FaultKind {
     const kinds = this.#options.kinds;
-    if (this.#churn) {
-      const unseen = kinds.filter((k) => this.counts[k] === 0);
-      if (unseen.length > 0 && this.#rng.chance(0.5)) return this.#rng.pick(unseen);
+    const asked = this.#options.eachAtLeast;
+    const atLeast = asked ?? (this.#churn ? 1 : 0);
+    if (atLeast > 0) {
+      // Asked for a count, the favoured draw also skips kinds that could not start now, so that it is not wasted.
+      const short = kinds.filter((k) => this.counts[k] < atLeast && (asked === undefined || !this.#busy(k)));
+      if (short.length > 0 && this.#rng.chance(0.5)) return this.#rng.pick(short);
     }
     return this.#rng.pick(kinds);
+  }
+
+  /** True when a fault of `kind` cannot start now: one episode of each network fault, one partition at a time. */
+  #busy(kind: FaultKind): boolean {
+    if (kind === 'partition') return this.#network.sides !== null;
+    return this.#active.has(kind);
   }
 
   #duration(): number {

@@ -12,6 +12,7 @@ export type CliOptions = Pick<
   | 'seed'
   | 'nodes'
   | 'signed'
+  | 'formed'
   | 'ops'
   | 'faults'
   | 'workloads'
@@ -25,6 +26,7 @@ export type CliOptions = Pick<
   | 'thinkTime'
   | 'faultInterval'
   | 'faultDuration'
+  | 'eachFault'
   | 'partitions'
   | 'convergence'
   | 'antiEntropyInterval'
@@ -45,6 +47,7 @@ const NUMERIC = [
   'partitions',
   'anti-entropy-interval',
   'tombstone-grace',
+  'each-fault',
 ] as const;
 const RANGES = ['fault-interval', 'fault-duration'] as const;
 
@@ -68,10 +71,12 @@ export const SIM_FLAGS = {
   partitions: { type: 'string' },
   'anti-entropy-interval': { type: 'string' },
   'tombstone-grace': { type: 'string' },
+  'each-fault': { type: 'string' },
   churn: { type: 'boolean' },
   'anti-entropy-only': { type: 'boolean' },
   'final-read': { type: 'boolean' },
   signed: { type: 'boolean' },
+  formed: { type: 'boolean' },
 } as const;
 
 /**
@@ -140,6 +145,7 @@ export function readSimFlags(values: Record<string, unknown>): Partial<CliOption
   if (values['anti-entropy-only'] === true) out.convergence = 'anti-entropy';
   if (values['final-read'] === true) out.convergence = 'read';
   if (values.signed === true) out.signed = true;
+  if (values.formed === true) out.formed = true;
   return out as Partial<CliOptions>;
 }
 
@@ -173,11 +179,13 @@ export function reproduceCommand(options: CliOptions): string {
   if (options.thinkTime !== undefined) parts.push(`--think-time ${options.thinkTime}`);
   if (options.faultInterval !== undefined) parts.push(`--fault-interval ${options.faultInterval.join('-')}`);
   if (options.faultDuration !== undefined) parts.push(`--fault-duration ${options.faultDuration.join('-')}`);
+  if (options.eachFault !== undefined) parts.push(`--each-fault ${options.eachFault}`);
   if (options.partitions !== undefined) parts.push(`--partitions ${options.partitions}`);
   if (options.antiEntropyInterval !== undefined) parts.push(`--anti-entropy-interval ${options.antiEntropyInterval}`);
   if (options.tombstoneGrace !== undefined) parts.push(`--tombstone-grace ${options.tombstoneGrace}`);
   if (options.convergence === 'anti-entropy') parts.push('--anti-entropy-only');
   if (options.convergence === 'read') parts.push('--final-read');
   if (options.signed === true) parts.push('--signed');
+  if (options.formed === true) parts.push('--formed');
   return parts.join(' ');
 }

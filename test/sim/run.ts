@@ -62,6 +62,12 @@ export interface SimulationOptions {
   /** Ring partitions Q. @default 64 */
   readonly partitions?: number;
   /**
+   * The starting nodes begin as a cluster formed earlier, empty, each holding the partitions it owns (cluster.ts,
+   * `formed`), rather than as new nodes that each ask every other whether it holds each of their partitions.
+   * @default false
+   */
+  readonly formed?: boolean;
+  /**
    * How the end of the run checks convergence: `read` reads every key with R = N until two rounds agree (reads
    * repair); `anti-entropy` reads nothing and waits until the stored state converges by itself.
    * @default 'anti-entropy' when `faults` has a churn kind (join, leave, fail), else 'read'
@@ -97,6 +103,8 @@ export interface SimulationOptions {
   readonly faultInterval?: readonly [number, number];
   /** Virtual ms a fault lasts, drawn uniformly. @default [300, 3000] */
   readonly faultDuration?: readonly [number, number];
+  /** Each fault kind asked for is favoured until injected this many times (faults.ts). @default 1 under churn */
+  readonly eachFault?: number;
   /** Most nodes crashed at once. @default max(1, floor(nodes / 5)) */
   readonly maxCrashed?: number;
   /** A client call still pending after this many virtual ms is reported as hung and ends the run. @default 60000 */
@@ -199,6 +207,11 @@ export interface SimulationResult {
   /** Hints still held after quiescence. */
   readonly hintsLeft: number;
   readonly faultsInjected: Readonly<Record<FaultKind, number>>;
+  /**
+   * Joins and leaves in each third of the client phase's virtual time, in order: whether membership changed
+   * throughout the run or only in part of it.
+   */
+  readonly joinsLeavesByThird: readonly [number, number, number];
   readonly network: NetworkStats;
   readonly events: number;
   /** Batches of events run, each followed by a microtask drain. */
@@ -265,6 +278,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     size: nodes,
     witness,
     ...(options.signed === true ? { keys: true } : {}),
+    ...(options.formed === true ? { formed: true } : {}),
     ...(options.viewDelay !== undefined ? { viewDelay: options.viewDelay } : {}),
     ...(options.failureDetection !== undefined ? { failureDetection: options.failureDetection } : {}),
     node: {
@@ -321,6 +335,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     kinds: faults,
     ...(options.faultInterval !== undefined ? { interval: options.faultInterval } : {}),
     ...(options.faultDuration !== undefined ? { duration: options.faultDuration } : {}),
+    ...(options.eachFault !== undefined ? { eachAtLeast: options.eachFault } : {}),
     ...(options.maxCrashed !== undefined ? { maxCrashed: options.maxCrashed } : {}),
     ...(options.maxDrift !== undefined ? { maxDrift: options.maxDrift } : {}),
     replicas: n,
@@ -491,6 +506,7 @@ async function simulate(options: SimulationOptions, rejections: readonly unknown
     misbehaviours: workload.misbehaviours,
     hintsLeft,
     faultsInjected: driver.counts,
+    joinsLeavesByThird: byThird(driver.log, clientsEnd),
     network: network.stats,
     events: scheduler.eventsRun,
     batches: scheduler.batches,
@@ -573,6 +589,16 @@ async function replicaStates(cluster: Cluster, key: string, n: number): Promise<
     states.push({ node: id, versions: siblings.map(storedVersion) });
   }
   return states;
+}
+
+/** Joins and leaves of `log` in each third of [0, end). */
+function byThird(log: readonly FaultEvent[], end: number): [number, number, number] {
+  const thirds: [number, number, number] = [0, 0, 0];
+  for (const event of log) {
+    if ((event.kind === 'join' || event.kind === 'leave') && event.time < end)
+      thirds[Math.min(2, Math.floor((3 * event.time) / end)) as 0 | 1 | 2] += 1;
+  }
+  return thirds;
 }
 
 /** The entries of `record` that are set, for options under `exactOptionalPropertyTypes`. */

@@ -348,6 +348,37 @@ describe('PartitionTrees', () => {
     assert.deepEqual(trees.built(), [partition]);
   });
 
+  it('keeps no tree of a partition that stores no key', async () => {
+    const storage = new MemoryStorage();
+    const trees = new PartitionTrees({ partitions: Q, scan: (p, o) => storage.scanPartition(p, o) });
+    assert.equal((await trees.get(partition)).keyCount, 0);
+    assert.deepEqual(trees.built(), []);
+  });
+
+  it('answers a key written since a partition was found empty', async () => {
+    const storage = new MemoryStorage();
+    const trees = new PartitionTrees({ partitions: Q, scan: (p, o) => storage.scanPartition(p, o) });
+    const empty = await trees.get(partition);
+    const [key] = keysIn(partition, 1);
+    const { siblings } = await storage.apply(key!, partition, [version('a', 1)]);
+    trees.update(partition, key!, siblings);
+    assert.equal(empty.keyCount, 0);
+    assert.equal((await trees.get(partition)).rootHex(), (await fresh(storage)).rootHex());
+    assert.equal((await trees.get(partition)).keyCount, 1);
+  });
+
+  it('forgets a tree whose last key is gone and builds it again from storage', async () => {
+    const { storage, keys } = await stored(1);
+    const trees = new PartitionTrees({ partitions: Q, scan: (p, o) => storage.scanPartition(p, o) });
+    await trees.get(partition);
+    await storage.deleteIfUnchanged(keys[0]!, [version('a', 1)]);
+    trees.update(partition, keys[0]!, []);
+    assert.deepEqual(trees.built(), []);
+    const { siblings } = await storage.apply(keys[0]!, partition, [version('b', 2)]);
+    trees.update(partition, keys[0]!, siblings);
+    assert.equal((await trees.get(partition)).rootHex(), (await fresh(storage)).rootHex());
+  });
+
   it('does not keep a tree dropped while it was being built', async () => {
     const { storage } = await stored(3);
     const trees = new PartitionTrees({ partitions: Q, scan: (p, o) => storage.scanPartition(p, o) });

@@ -44,6 +44,45 @@ describe('the ring history', () => {
     );
   });
 
+  it('stores each earlier ring as what changed from it to the ring after it, and takes the rings back whole', () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `m${i}`);
+    const before = new RingHistory(build, AGE);
+    before.replaced(build(members(...ids, 'failed')), 1000);
+    before.replaced(build(members(...ids)), 2000);
+    const record = structuredClone(before.record(build(members(...ids, 'joined')), 3000));
+    assert.deepEqual(
+      record.earlier.map((e) => ({ joined: e.joined, left: e.left.map((m) => m.id) })),
+      [
+        { joined: ['joined'], left: [] },
+        { joined: [], left: ['failed'] },
+      ],
+    );
+    const after = new RingHistory(build, AGE);
+    after.restore(record, 3000, 3000);
+    const sizes: number[] = [];
+    after.some(
+      (ring) => {
+        sizes.push(ring.members.length);
+        return false;
+      },
+      3000,
+      AGE,
+    );
+    assert.deepEqual(sizes, [51, 50, 51]);
+    assert.equal(after.some(holdsAll('failed'), 3000, AGE), true);
+  });
+
+  it('reads a record stored with each earlier ring whole', () => {
+    const history = new RingHistory(build, AGE);
+    const record = {
+      current: members('a', 'b'),
+      savedAt: 900,
+      earlier: [{ members: members('a', 'old'), replacedAt: 800 }],
+    };
+    history.restore(record, 0, 1000);
+    assert.equal(history.some(holdsAll('old'), 1000, AGE), true);
+  });
+
   it('leaves out of a restored history the rings replaced longer ago than its age', () => {
     const before = new RingHistory(build, AGE);
     before.replaced(build(members('a', 'old')), 1000);

@@ -291,6 +291,25 @@ describe('Ring.preferenceList', () => {
     }
   });
 
+  it('is the first n ids of the walk when asked before any walk, however few domains the members span', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 0, max: 1e9 }),
+        fc.integer({ min: 1, max: 6 }),
+        (count, domains, salt, n) => {
+          const members = Array.from({ length: count }, (_, i) => ({ id: `p${salt}-${i}`, domain: `d${i % domains}` }));
+          // A fresh view, so that no walk of it was computed by an earlier ring.
+          const ring = new Ring(members, { partitions: 16, tokensPerNode: 4 });
+          const lists = Array.from({ length: 16 }, (_, p) => ring.preferenceList(p, n));
+          lists.forEach((list, p) => assert.deepEqual(list, modelWalk(members, 16, 4, p).slice(0, n)));
+        },
+      ),
+      { seed: 11, numRuns: 200 },
+    );
+  });
+
   it('holds every member when n exceeds the member count', () => {
     const ring = new Ring(distinctDomainMembers(2), { partitions: 4 });
     assert.deepEqual([...ring.preferenceList(1, 3)].sort(), ['node-0', 'node-1']);
@@ -300,6 +319,45 @@ describe('Ring.preferenceList', () => {
     const ring = new Ring(distinctDomainMembers(3));
     assertInvalid(() => ring.preferenceList(0, -1));
     assertInvalid(() => ring.preferenceList(0, 1.5));
+  });
+});
+
+describe('Ring.partitionsOf', () => {
+  it('lists, ascending, the partitions whose preference list names the member', () => {
+    const members = Array.from({ length: 9 }, (_, i) => ({ id: `of-${i}`, domain: `d${i % 4}` }));
+    const ring = new Ring(members, { partitions: 64 });
+    for (const { id } of members) {
+      const expected = [...Array(64).keys()].filter((p) => ring.preferenceList(p, 3).includes(id));
+      assert.deepEqual(ring.partitionsOf(id, 3), expected);
+    }
+    assert.deepEqual(ring.partitionsOf('stranger', 3), []);
+  });
+});
+
+describe('Ring built again from one members array', () => {
+  it('follows a change of the array made after an earlier ring was built from it', () => {
+    const members: Member[] = distinctDomainMembers(4);
+    const before = new Ring(members, { partitions: 16 });
+    members[3] = { id: 'node-new', domain: 'node-new' };
+    const after = new Ring(members, { partitions: 16 });
+    assert.equal(before.has('node-3'), true);
+    assert.equal(after.has('node-3'), false);
+    assert.equal(after.has('node-new'), true);
+    assert.deepEqual(
+      Array.from({ length: 16 }, (_, p) => after.walk(p)),
+      Array.from({ length: 16 }, (_, p) => new Ring([...members], { partitions: 16 }).walk(p)),
+    );
+  });
+
+  it('follows a member placed otherwise in the same array', () => {
+    const members: Member[] = distinctDomainMembers(4);
+    const plain = new Ring(members, { partitions: 16 });
+    members[0] = { ...members[0]!, placement: 'elsewhere' };
+    const placed = new Ring(members, { partitions: 16 });
+    assert.notDeepEqual(
+      Array.from({ length: 16 }, (_, p) => placed.walk(p)),
+      Array.from({ length: 16 }, (_, p) => plain.walk(p)),
+    );
   });
 });
 

@@ -94,6 +94,26 @@ describe('MemoryStorage meta records', () => {
     for (const value of values) assert.deepStrictEqual(await roundTrip(value), structuredClone(value));
   });
 
+  it('answers a copy of data frozen all the way down, which it may keep uncopied', async () => {
+    const members = Object.freeze([
+      Object.freeze({ id: 'n1', domain: 'd1' }),
+      Object.freeze({ id: 'n2', domain: 'd2' }),
+    ]);
+    const record = { current: members, savedAt: 3, earlier: [] };
+    const answer = (await roundTrip(record)) as typeof record;
+    assert.deepStrictEqual(answer, structuredClone(record));
+    assert.equal(Object.isFrozen(answer.current), false);
+    assert.equal(Object.isFrozen(answer.current[0]), false);
+  });
+
+  it('copies a frozen record that holds something not frozen, so that changing that later changes nothing stored', async () => {
+    const storage = new MemoryStorage();
+    const inner = { id: 'n1', domain: 'd1' };
+    await storage.putMeta('m', Object.freeze({ current: Object.freeze([inner]) }));
+    inner.id = 'changed';
+    assert.deepStrictEqual(await storage.getMeta('m'), { current: [{ id: 'n1', domain: 'd1' }] });
+  });
+
   it('keeps shared and cyclic references, as structuredClone does', async () => {
     const shared = { id: 'n1' };
     const cyclic: { self?: unknown; list: unknown[] } = { list: [] };

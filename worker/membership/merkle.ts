@@ -333,7 +333,9 @@ interface Build {
 /**
  * A node's partition trees: each built on first use from a scan of the partition and kept up to date by
  * {@link update} after every write. Concurrent {@link get}s of one partition share one build; writes made during a
- * build are replayed on the built tree, so none is lost to the race between the scan and the write.
+ * build are replayed on the built tree, so none is lost to the race between the scan and the write. Only trees
+ * holding keys are kept: memory follows the partitions a node stores, not Q. A caller holding an empty tree across
+ * an await may therefore miss later writes to it, as it would miss them on a tree it copied.
  */
 export class PartitionTrees {
   readonly #partitions: number;
@@ -341,6 +343,11 @@ export class PartitionTrees {
   readonly #pageSize: number;
   readonly #trees = new Map<number, PartitionTree>();
   readonly #builds = new Map<number, Build>();
+  /**
+   * What a build of a partition with no key answers, every time: never kept, so no update reaches it, and peers
+   * probe every partition of the ring, most of them empty here.
+   */
+  readonly #empty: PartitionTree;
 
   /** @throws InvalidArgumentError for a partition count that is not a power of two, or a page size below 1. */
   constructor(options: PartitionTreesOptions) {
@@ -352,6 +359,7 @@ export class PartitionTrees {
     this.#partitions = options.partitions;
     this.#scan = options.scan;
     this.#pageSize = pageSize;
+    this.#empty = new PartitionTree(options.partitions);
   }
 
   /**
@@ -394,6 +402,8 @@ export class PartitionTrees {
     const tree = this.#trees.get(partition);
     if (tree !== undefined) {
       tree.set(key, versions);
+      // Emptied (released, or its last key collected): rebuilt for nothing when next asked for.
+      if (tree.keyCount === 0) this.#trees.delete(partition);
       return;
     }
     this.#builds.get(partition)?.pending.set(keyString(key), { key, siblings: versions });
@@ -411,13 +421,14 @@ export class PartitionTrees {
   }
 
   async #build(partition: number, pending: Map<string, ScannedKey>): Promise<PartitionTree> {
-    const tree = new PartitionTree(this.#partitions);
+    let tree: PartitionTree | undefined;
     const limit = this.#pageSize;
     try {
       let after: Uint8Array | undefined;
       for (;;) {
         const page = await this.#scan(partition, after === undefined ? { limit } : { after, limit });
-        for (const { key, siblings } of page) tree.set(key, siblings);
+        if (page.length > 0) tree ??= new PartitionTree(this.#partitions);
+        for (const { key, siblings } of page) tree!.set(key, siblings);
         if (page.length < limit) break;
         after = page[page.length - 1]!.key;
       }
@@ -426,10 +437,17 @@ export class PartitionTrees {
       throw error;
     }
     // No await from here on: an update arriving now finds the tree installed rather than the build.
+    if (tree === undefined && pending.size === 0) {
+      if (this.#builds.get(partition)?.pending === pending) this.#builds.delete(partition);
+      return this.#empty;
+    }
+    tree ??= new PartitionTree(this.#partitions);
     for (const { key, siblings } of pending.values()) tree.set(key, siblings);
     if (this.#builds.get(partition)?.pending === pending) {
       this.#builds.delete(partition);
-      this.#trees.set(partition, tree);
+      // An empty tree is not kept: peers probe every partition of the ring (holders.ts), and a node would otherwise
+      // keep a tree for each of Q partitions, most of them of partitions it stores nothing of.
+      if (tree.keyCount > 0) this.#trees.set(partition, tree);
     }
     return tree;
   }

@@ -28,8 +28,8 @@ export interface PartitionInfo {
 
 import type { Timers } from '../env.ts';
 
-/** The bookkeeping records, by their names in storage meta. */
-const HELD = 'partitions-held';
+/** The storage meta record of the held set: the held partitions, ascending. */
+export const HELD_RECORD = 'partitions-held';
 
 /** What ownership needs from its node. */
 export interface OwnershipDeps {
@@ -78,7 +78,7 @@ export class Ownership {
 
   /** Reads the held set a previous incarnation saved. */
   async load(): Promise<void> {
-    const saved = await this.#deps.getMeta(HELD);
+    const saved = await this.#deps.getMeta(HELD_RECORD);
     if (Array.isArray(saved)) {
       for (const p of saved) if (Number.isInteger(p) && p >= 0) this.#held.add(p as number);
     }
@@ -165,7 +165,9 @@ export class Ownership {
     try {
       while (this.#dirty) {
         this.#dirty = false;
-        await this.#deps.putMeta(HELD, this.held());
+        // Frozen, so that an engine may keep it without a copy (memory.ts): an owner of thousands of partitions that
+        // fetches them one by one saves a list of thousands after each.
+        await this.#deps.putMeta(HELD_RECORD, Object.freeze(this.held()));
       }
     } finally {
       // In the same step as the last check of #dirty: a change made after it starts a new save.

@@ -116,10 +116,7 @@ export class Rebalancer {
     const ring = this.#deps.ring();
     if (ring === null) return true;
     let done = true;
-    const wanted: number[] = [];
-    for (let p = 0; p < ring.partitions; p++) {
-      if (!ownership.holds(p) && ring.preferenceList(p, n).includes(self)) wanted.push(p);
-    }
+    const wanted = ring.partitionsOf(self, n).filter((p) => !ownership.holds(p));
     // A few partitions at a time: a new node of a new cluster learns in one round trip that nobody holds anything.
     const workers = Array.from({ length: Math.min(FETCH_CONCURRENCY, wanted.length) }, async () => {
       for (let p = wanted.shift(); p !== undefined; p = wanted.shift()) {

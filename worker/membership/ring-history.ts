@@ -7,7 +7,9 @@
  *
  * The history is stored in the node's storage meta ({@link RingHistory.record}, {@link RingHistory.restore}) so that
  * a browser restart does not forget who owned what moments ago: a node that forgot would refuse an old owner's
- * release, or a fallback's delivery, that it would have taken before the restart.
+ * release, or a fallback's delivery, that it would have taken before the restart. Each earlier ring is stored as
+ * the change from it to the ring after it, which is a member or two: stored whole, sixteen rings of a thousand
+ * members made every view change rewrite some 16,000 members in every node.
  */
 import { type Member, type Ring, isPlacement, memberOf } from '../ring/ring.ts';
 
@@ -16,11 +18,59 @@ export const RING_HISTORY = 64;
 /** Most earlier rings stored, the newest: a store rewrites them all, and a restart is rarely that churned. */
 export const STORED_RING_HISTORY = 16;
 
-/** The history as stored: the current ring's members when saved, and the earlier rings'. */
+/**
+ * How an earlier ring differs from the ring after it: the ids of the members that joined since (or came back
+ * placed otherwise), and the members it had that the ring after it lacks, as it had them.
+ */
+export interface RingChange {
+  readonly joined: readonly string[];
+  readonly left: readonly Member[];
+}
+
+/**
+ * The history as stored: the current ring's members when saved, and the earlier rings, newest first, each as the
+ * change from it to the ring after it (the first one's is the current ring). Records stored before changes were
+ * used hold each earlier ring's `members` whole; they are still read.
+ */
 export interface RingRecord {
   readonly current: readonly Member[];
   readonly savedAt: number;
-  readonly earlier: readonly { readonly members: readonly Member[]; readonly replacedAt: number }[];
+  readonly earlier: readonly (RingChange & { readonly replacedAt: number })[];
+}
+
+/** An earlier ring as records stored it before changes were used. */
+interface WholeRing {
+  readonly members: readonly Member[];
+  readonly replacedAt: number;
+}
+
+/** The change from `older` to `newer`, by member; computed once per pair of member lists (rings share theirs). */
+function changeOf(older: readonly Member[], newer: readonly Member[]): RingChange {
+  let byNewer = changes.get(older);
+  if (byNewer === undefined) changes.set(older, (byNewer = new WeakMap()));
+  let change = byNewer.get(newer);
+  if (change === undefined) {
+    const olderKeys = new Set(older.map(memberKey));
+    const newerKeys = new Set(newer.map(memberKey));
+    change = {
+      joined: newer.filter((m) => !olderKeys.has(memberKey(m))).map((m) => m.id),
+      left: older.filter((m) => !newerKeys.has(memberKey(m))).map(memberOf),
+    };
+    byNewer.set(newer, change);
+  }
+  return change;
+}
+
+const changes = new WeakMap<readonly Member[], WeakMap<readonly Member[], RingChange>>();
+
+/** The ring before `change`, from the ring after it. */
+function undo(newer: readonly Member[], change: RingChange): Member[] {
+  const joined = new Set(change.joined);
+  return [...newer.filter((m) => !joined.has(m.id)), ...change.left];
+}
+
+function memberKey(m: Member): string {
+  return `${m.id}\u0000${m.domain}\u0000${m.placement ?? ''}`;
 }
 
 /** Earlier rings of one node. */
@@ -69,13 +119,14 @@ export class RingHistory {
 
   /** The history with `current` as the ring in force at `now`, to store. */
   record(current: Ring, now: number): RingRecord {
-    return {
-      current: current.members.map(memberOf),
-      savedAt: now,
-      earlier: this.#earlier
-        .slice(0, STORED_RING_HISTORY)
-        .map(({ members, replacedAt }) => ({ members: members.map(memberOf), replacedAt })),
-    };
+    let newer = current.members;
+    const earlier: (RingChange & { replacedAt: number })[] = [];
+    for (const { members, replacedAt } of this.#earlier.slice(0, STORED_RING_HISTORY)) {
+      earlier.push({ ...changeOf(members, newer), replacedAt });
+      newer = members;
+    }
+    // The ring's members are frozen, as each of them is: a storage engine may keep them without a copy.
+    return { current: current.members, savedAt: now, earlier };
   }
 
   /**
@@ -86,10 +137,15 @@ export class RingHistory {
    */
   restore(record: unknown, lastAlive: number, now: number): void {
     if (!isRecord(record)) return;
-    const restored = [
-      { members: record.current, replacedAt: Math.max(record.savedAt, lastAlive) },
-      ...record.earlier,
-    ].filter((r) => r.replacedAt <= now && now - r.replacedAt < this.#maxAgeMs && r.members.length > 0);
+    let newer = record.current;
+    const earlier = record.earlier.map((e): WholeRing => {
+      const members = 'members' in e ? e.members : undo(newer, e);
+      newer = members;
+      return { members, replacedAt: e.replacedAt };
+    });
+    const restored = [{ members: record.current, replacedAt: Math.max(record.savedAt, lastAlive) }, ...earlier].filter(
+      (r) => r.replacedAt <= now && now - r.replacedAt < this.#maxAgeMs && r.members.length > 0,
+    );
     const oldest = this.#earlier.at(-1)?.replacedAt ?? Infinity;
     for (const { members, replacedAt } of restored) {
       if (this.#earlier.length >= RING_HISTORY) break;
@@ -129,7 +185,12 @@ function isMembers(value: unknown): value is Member[] {
   return Array.isArray(value) && value.length <= 4096 && value.every(isMember);
 }
 
-function isRecord(value: unknown): value is RingRecord {
+/** A record as stored now, or as stored before changes were used (each earlier ring whole). */
+type StoredRecord = Omit<RingRecord, 'earlier'> & {
+  readonly earlier: readonly ((RingChange & { readonly replacedAt: number }) | WholeRing)[];
+};
+
+function isRecord(value: unknown): value is StoredRecord {
   if (typeof value !== 'object' || value === null) return false;
   const r = value as Record<string, unknown>;
   return (
@@ -137,12 +198,17 @@ function isRecord(value: unknown): value is RingRecord {
     typeof r.savedAt === 'number' &&
     Array.isArray(r.earlier) &&
     r.earlier.length <= RING_HISTORY &&
-    r.earlier.every(
-      (e: unknown) =>
-        typeof e === 'object' &&
-        e !== null &&
-        isMembers((e as Record<string, unknown>).members) &&
-        typeof (e as Record<string, unknown>).replacedAt === 'number',
-    )
+    r.earlier.every((e: unknown) => {
+      if (typeof e !== 'object' || e === null) return false;
+      const entry = e as Record<string, unknown>;
+      if (typeof entry.replacedAt !== 'number') return false;
+      if ('members' in entry) return isMembers(entry.members);
+      return (
+        Array.isArray(entry.joined) &&
+        entry.joined.length <= 4096 &&
+        entry.joined.every((id: unknown) => typeof id === 'string') &&
+        isMembers(entry.left)
+      );
+    })
   );
 }

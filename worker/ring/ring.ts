@@ -206,6 +206,8 @@ class RingCore {
   readonly walks: (Walk | undefined)[];
   /** Preference lists computed so far, by n, then partition. */
   readonly prefs = new Map<number, (Walk | undefined)[]>();
+  /** The partitions in each member's preference lists, ascending, by n, then member id; computed once per n. */
+  readonly owned = new Map<number, ReadonlyMap<string, readonly number[]>>();
 
   constructor(sorted: readonly Member[], ids: ReadonlySet<string>, partitions: number, tokensPerNode: number) {
     this.members = sorted;
@@ -243,6 +245,8 @@ class RingCore {
   }
 }
 
+const NO_PARTITIONS: readonly number[] = Object.freeze([]);
+
 /** Cores by view and options, most recently used last; bounded, oldest dropped first. */
 const coreCache = new Map<string, RingCore>();
 const CORE_CACHE_SIZE = 64;
@@ -259,6 +263,26 @@ function coreOf(sorted: readonly Member[], ids: ReadonlySet<string>, partitions:
   }
   coreCache.set(name, core);
   return core;
+}
+
+/**
+ * The core last built from each members array, with the members as they were then: every node of a simulation
+ * gets the same array for a view, and sorting and naming a thousand members for each of them cost more than all the
+ * rest of a view change. An entry is used only while the array still holds the same members.
+ */
+const viewCores = new WeakMap<
+  readonly Member[],
+  { readonly variant: string; readonly members: readonly Member[]; readonly core: RingCore }
+>();
+
+function sameView(members: readonly Member[], seen: readonly Member[]): boolean {
+  if (members.length !== seen.length) return false;
+  for (let i = 0; i < members.length; i++) {
+    const m = members[i]!;
+    const s = seen[i]!;
+    if (m.id !== s.id || m.domain !== s.domain || (m.placement || undefined) !== s.placement) return false;
+  }
+  return true;
 }
 
 /** A ring computed from one membership view. Immutable: build a new one on every membership change. */
@@ -290,6 +314,15 @@ export class Ring {
         `tokensPerNode must be an integer from 1 to ${MAX_TOKENS_PER_NODE}, not ${tokensPerNode}`,
       );
     }
+    this.partitions = partitions;
+    this.tokensPerNode = tokensPerNode;
+    const variant = `${partitions}/${tokensPerNode}`;
+    const known = viewCores.get(members);
+    if (known !== undefined && known.variant === variant && sameView(members, known.members)) {
+      this.#core = known.core;
+      this.members = known.core.members;
+      return;
+    }
     const ids = new Set<string>();
     for (const m of members) {
       if (typeof m.id !== 'string' || m.id === '') {
@@ -305,13 +338,11 @@ export class Ring {
       ids.add(m.id);
     }
 
-    this.partitions = partitions;
-    this.tokensPerNode = tokensPerNode;
-    const sorted = members
-      .map((m) => Object.freeze(memberOf(m)))
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const copies = members.map((m) => Object.freeze(memberOf(m)));
+    const sorted = [...copies].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     this.#core = coreOf(Object.freeze(sorted), ids, partitions, tokensPerNode);
     this.members = this.#core.members;
+    viewCores.set(members, { variant, members: copies, core: this.#core });
   }
 
   /** True when `id` is a member of this ring. */
@@ -355,8 +386,18 @@ export class Ring {
       if (list !== undefined) return list;
     }
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`n must be a non-negative integer, not ${n}`);
-    const walk = this.walk(partition);
-    const list = n >= walk.length ? walk : Object.freeze(walk.slice(0, n));
+    this.#checkPartition(partition);
+    // Only as much of the walk as the list needs: a whole walk names every member, and a node asks for the list of
+    // every partition after each view change (rebalance.ts), Q walks of a thousand members each.
+    const walk = this.#core.walks[partition];
+    const list =
+      walk !== undefined
+        ? n >= walk.length
+          ? walk
+          : Object.freeze(walk.slice(0, n))
+        : n >= this.#core.members.length
+          ? this.walk(partition)
+          : this.#computeWalk(partition, n);
     if (prefs !== undefined) prefs[partition] = list;
     else {
       const lists = new Array<Walk | undefined>(this.partitions).fill(undefined);
@@ -366,13 +407,40 @@ export class Ring {
     return list;
   }
 
+  /**
+   * The partitions whose preference list of length `n` names `id`, ascending; empty for a stranger. Computed once
+   * per view and n for every member at once, so that a node finds its own partitions without looking at all Q.
+   * @throws InvalidArgumentError when `n` is not a non-negative integer.
+   */
+  partitionsOf(id: string, n: number): readonly number[] {
+    let owned = this.#core.owned.get(n);
+    if (owned === undefined) {
+      const lists = new Map<string, number[]>();
+      for (let p = 0; p < this.partitions; p++) {
+        for (const owner of this.preferenceList(p, n)) {
+          let list = lists.get(owner);
+          if (list === undefined) lists.set(owner, (list = []));
+          list.push(p);
+        }
+      }
+      for (const list of lists.values()) Object.freeze(list);
+      owned = lists;
+      this.#core.owned.set(n, owned);
+    }
+    return owned.get(id) ?? NO_PARTITIONS;
+  }
+
   #checkPartition(partition: number): void {
     if (!Number.isInteger(partition) || partition < 0 || partition >= this.partitions) {
       throw new InvalidArgumentError(`partition must be an integer from 0 to ${this.partitions - 1}, not ${partition}`);
     }
   }
 
-  #computeWalk(partition: number): Walk {
+  /**
+   * The walk of `partition`, or its first `length` ids: the walk stops once they are known, that is once `length`
+   * members of distinct domains were met, or every domain and enough others.
+   */
+  #computeWalk(partition: number, length = Infinity): Walk {
     const core = this.#core;
     const tokens = core.tokenHi.length;
     const memberCount = core.members.length;
@@ -384,6 +452,7 @@ export class Ring {
     const rest: string[] = [];
     let met = 0;
     for (let k = 0; k < tokens && met < memberCount; k++) {
+      if (first.length >= length || (first.length === core.domainCount && met >= length)) break;
       const m = core.tokenOwner[(start + k) % tokens]!;
       if (seenMember[m] === 1) continue;
       seenMember[m] = 1;
@@ -397,7 +466,8 @@ export class Ring {
         first.push(id);
       }
     }
-    return Object.freeze(first.concat(rest));
+    const walk = first.concat(rest);
+    return Object.freeze(length < walk.length ? walk.slice(0, length) : walk);
   }
 
   /** Index of the first token at or clockwise after partition p's upper bound. */

@@ -261,11 +261,11 @@ function applyTo(
 }
 
 /** A structured clone of `value`; a value that cannot be cloned fails as IndexedDB would, with `ERR_STORAGE`. */
-function cloneMeta(value: unknown, what: string): unknown {
+function cloneMeta(value: unknown, what: string, keepFrozen: boolean): unknown {
   // A primitive that structured clone accepts is its own clone; a call of structuredClone costs microseconds.
   if (isPlainPrimitive(value)) return value;
   try {
-    const copy = plainCopy(value, new Set(), 0);
+    const copy = plainCopy(value, new Set(), 0, keepFrozen);
     return copy !== NOT_PLAIN ? copy : structuredClone(value);
   } catch (error) {
     const e = error as { name?: unknown; message?: unknown } | null;
@@ -286,9 +286,10 @@ const PLAIN_DEPTH = 64;
  * Bookkeeping records are plain data, and in Node 20 a call of structuredClone passes the value through a
  * MessageChannel: some 50 µs, where copying a record by hand takes a few.
  */
-function plainCopy(value: unknown, seen: Set<object>, depth: number): unknown {
+function plainCopy(value: unknown, seen: Set<object>, depth: number, keepFrozen: boolean): unknown {
   if (isPlainPrimitive(value)) return value;
   if (typeof value !== 'object' || value === null || depth === PLAIN_DEPTH || seen.has(value)) return NOT_PLAIN;
+  if (keepFrozen && Object.isFrozen(value) && frozenPlain(value, depth)) return value;
   seen.add(value);
   const prototype = Object.getPrototypeOf(value) as unknown;
   if (prototype === Array.prototype && Array.isArray(value)) {
@@ -297,7 +298,7 @@ function plainCopy(value: unknown, seen: Set<object>, depth: number): unknown {
     const out: unknown[] = [];
     for (let i = 0; i < items.length; i++) {
       if (!Object.hasOwn(items, i)) return NOT_PLAIN;
-      const item = plainCopy(items[i], seen, depth + 1);
+      const item = plainCopy(items[i], seen, depth + 1, keepFrozen);
       if (item === NOT_PLAIN) return NOT_PLAIN;
       out.push(item);
     }
@@ -309,11 +310,47 @@ function plainCopy(value: unknown, seen: Set<object>, depth: number): unknown {
   for (const name of Object.keys(fields)) {
     // Assigned, `__proto__` would set the copy's prototype instead of making a field.
     if (name === '__proto__') return NOT_PLAIN;
-    const field = plainCopy(fields[name], seen, depth + 1);
+    const field = plainCopy(fields[name], seen, depth + 1, keepFrozen);
     if (field === NOT_PLAIN) return NOT_PLAIN;
     out[name] = field;
   }
   return out;
+}
+
+/**
+ * True when `value` is plain data (as {@link plainCopy} takes it) frozen all the way down, within the depth
+ * {@link plainCopy} copies: a ring's members, stored with the ring history after every view change.
+ */
+function frozenPlain(value: unknown, depth: number): boolean {
+  if (isPlainPrimitive(value)) return true;
+  if (typeof value !== 'object' || value === null || depth === PLAIN_DEPTH || !Object.isFrozen(value)) return false;
+  if (frozenSeen.has(value)) return true;
+  if (!frozenParts(value, depth)) return false;
+  // Frozen for good, and so is all it holds: one check serves every later store (each node of a simulation stores
+  // the same ring's members after a view change).
+  frozenSeen.add(value);
+  return true;
+}
+
+/** Values found plain and frozen all the way down: nothing can change that afterwards. */
+const frozenSeen = new WeakSet<object>();
+
+/** True when what the frozen `value` holds is plain and frozen all the way down. */
+function frozenParts(value: object, depth: number): boolean {
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  if (prototype === Array.prototype && Array.isArray(value)) {
+    const items = value as unknown[];
+    for (let i = 0; i < items.length; i++) {
+      if (!Object.hasOwn(items, i) || !frozenPlain(items[i], depth + 1)) return false;
+    }
+    return true;
+  }
+  if (prototype !== Object.prototype) return false;
+  const fields = value as Record<string, unknown>;
+  for (const name of Object.keys(fields)) {
+    if (name === '__proto__' || !frozenPlain(fields[name], depth + 1)) return false;
+  }
+  return true;
 }
 
 /** True for null, undefined, a boolean, a number or a string: values structuredClone returns as they are. */
@@ -358,7 +395,7 @@ export class MemoryStorage implements Storage {
     for (const { target, key, partition, siblings } of snapshot.hints) {
       data.setHint(target, keyId(key), { key: ownBytes(key), partition, siblings: siblings.map(ownVersion) });
     }
-    for (const [name, value] of snapshot.meta) data.meta.set(name, cloneMeta(value, 'restore'));
+    for (const [name, value] of snapshot.meta) data.meta.set(name, cloneMeta(value, 'restore', false));
     data.counter = snapshot.counter;
     data.fresh = FreshTops.from(snapshot.fresh);
     data.journal = journal;
@@ -540,12 +577,13 @@ export class MemoryStorage implements Storage {
   async getMeta(name: string): Promise<unknown> {
     const data = this.#open();
     // Cloned on the way out too, so that a caller changing what it read cannot change what is stored.
-    return data.meta.has(name) ? cloneMeta(data.meta.get(name), 'getMeta') : undefined;
+    return data.meta.has(name) ? cloneMeta(data.meta.get(name), 'getMeta', false) : undefined;
   }
 
   async putMeta(name: string, value: unknown): Promise<void> {
     const data = this.#open();
-    const copy = cloneMeta(value, 'putMeta');
+    // What is frozen all the way down nobody can change: it is kept as it is, a copy only on the way out.
+    const copy = cloneMeta(value, 'putMeta', true);
     data.meta.set(name, copy);
     data.journal?.({ kind: 'meta', name, value: copy });
   }
