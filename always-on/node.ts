@@ -24,6 +24,7 @@ import { joinProofText } from '../signaling/events.ts';
 import { Mesh } from '../client/mesh.ts';
 import { type PeerAuth, fingerprintText } from '../client/peer-auth.ts';
 import { SignalingClient } from '../client/signaling.ts';
+import { metricsSnapshot } from '../client/metrics-snapshot.ts';
 import { ServerRelay, relayFrameBytes } from '../client/server-relay.ts';
 import { cachedChannel } from './channel.ts';
 import { type NodeIdentity, loadIdentity } from './identity.ts';
@@ -235,18 +236,7 @@ async function vouch(identity: NodeIdentity, fingerprint: string): Promise<PeerA
 /** The node's counters as a tab pushes them (client/store.ts). */
 async function pushMetrics(host: NodeHost, signaling: SignalingClient): Promise<void> {
   const outcome = await host.metrics();
-  if (!outcome.ok) return;
-  const { node, storage } = outcome.value;
-  const flat: Record<string, number> = {};
-  for (const [name, value] of Object.entries(node)) if (typeof value === 'number') flat[name] = value;
-  flat['get_p50_ms'] = node.latency.get.p50;
-  flat['get_p99_ms'] = node.latency.get.p99;
-  flat['put_p50_ms'] = node.latency.put.p50;
-  flat['put_p99_ms'] = node.latency.put.p99;
-  flat['keys'] = storage.keys;
-  flat['bytes'] = storage.bytes;
-  flat['hints'] = storage.hints;
-  signaling.pushMetrics(flat);
+  if (outcome.ok) signaling.pushMetrics(metricsSnapshot(outcome.value));
 }
 
 function log(logger: Logger, entry: LogEntry): void {

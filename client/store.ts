@@ -23,6 +23,7 @@ import type { WireReceipt as Receipt } from '../worker/wire/protocol.ts';
 import { claimIdentity, type Identity, nodeDatabase, retireStale } from './identity.ts';
 import { nodeCertificate, nodeKey } from './node-key.ts';
 import { type DataPlane, Mesh, type PeerState, canTransferDataChannels } from './mesh.ts';
+import { metricsSnapshot } from './metrics-snapshot.ts';
 import { ServerRelay, relayFrameBytes } from './server-relay.ts';
 import { SignalingClient, watchPageLifecycle } from './signaling.ts';
 import { type ReadValue, type Value, encodeValue, readValue } from './values.ts';
@@ -626,17 +627,7 @@ class DynameshStore implements Store {
   async #pushMetrics(): Promise<void> {
     const outcome = await this.#host.metrics().catch(() => null);
     if (outcome === null || !outcome.ok) return;
-    const { node, storage } = outcome.value;
-    const flat: Record<string, number> = {};
-    for (const [name, value] of Object.entries(node)) if (typeof value === 'number') flat[name] = value;
-    flat['get_p50_ms'] = node.latency.get.p50;
-    flat['get_p99_ms'] = node.latency.get.p99;
-    flat['put_p50_ms'] = node.latency.put.p50;
-    flat['put_p99_ms'] = node.latency.put.p99;
-    flat['keys'] = storage.keys;
-    flat['bytes'] = storage.bytes;
-    flat['hints'] = storage.hints;
-    this.#signaling?.pushMetrics(flat);
+    this.#signaling?.pushMetrics(metricsSnapshot(outcome.value));
   }
 
   #open(): void {

@@ -8,28 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from '@playwright/test';
 import type { SignalingServer } from '../../signaling/server.ts';
-import { type Tab, expect, freshCluster, openTab, test } from './fixtures.ts';
+import { type Tab, expect, freshCluster, openTab, test, waitForMesh } from './fixtures.ts';
 import { type NodeProcess, spawnNode } from './always-on.ts';
 
-/** Waits until every tab's view is `ids`, and every tab is connected and linked to every other member. */
-async function waitForMembers(tabs: readonly Tab[], ids: readonly string[]): Promise<void> {
-  const all = [...ids].sort();
-  for (const tab of tabs) {
-    const others = all.filter((id) => id !== tab.nodeId);
-    await expect
-      .poll(
-        async () => {
-          const state = await tab.mesh();
-          return {
-            members: [...state.members].sort(),
-            connectedPeers: [...state.connectedPeers].sort(),
-            openLinks: [...state.openLinks].sort(),
-          };
-        },
-        { timeout: 30_000, message: `tab ${tab.nodeId} never reached all of ${all.join(', ')}` },
-      )
-      .toEqual({ members: all, connectedPeers: others, openLinks: others });
-  }
+/** Waits until every tab sees every other and the always-on node `nodeId`, connected and linked to each. */
+function waitForMembers(tabs: readonly Tab[], nodeId: string): Promise<void> {
+  return waitForMesh(tabs, 30_000, { settled: false, nodes: [nodeId] });
 }
 
 /** Puts `value of KEY` under each key, spread over `tabs`, all at once; resolves once every put is acknowledged. */
@@ -90,7 +74,7 @@ test('data written by three tabs survives every tab closing: a tab of a fresh pr
   const { nodeId } = await always.joined;
   const tabs: Tab[] = [];
   for (let i = 0; i < 3; i++) tabs.push(await openTab(context, server, { cluster }));
-  await waitForMembers(tabs, [String(nodeId), ...tabs.map((t) => t.nodeId)]);
+  await waitForMembers(tabs, String(nodeId));
 
   const keys = Array.from({ length: 500 }, (_, i) => `key-${i}`);
   await writeAll(tabs, keys);
@@ -107,7 +91,7 @@ test('a restarted always-on node is the same node, with the keys it held', async
   const { nodeId, keys: before } = await first.joined;
   expect(before).toBe(0);
   const tab = await openTab(context, server, { cluster });
-  await waitForMembers([tab], [String(nodeId), tab.nodeId]);
+  await waitForMembers([tab], String(nodeId));
   const keys = Array.from({ length: 100 }, (_, i) => `key-${i}`);
   // Two members, N=3, W=2: a put is acknowledged once both hold it.
   await writeAll([tab], keys);
@@ -117,7 +101,7 @@ test('a restarted always-on node is the same node, with the keys it held', async
   const joined = await second.joined;
   expect(joined['nodeId']).toBe(nodeId);
   expect(joined['keys'], 'keys the restarted node loaded from disk').toBe(keys.length);
-  await waitForMembers([tab], [String(nodeId), tab.nodeId]);
+  await waitForMembers([tab], String(nodeId));
   await context.close();
   expect(await readFromFreshProfile(browser, server, cluster, keys)).toBe(keys.length);
 });

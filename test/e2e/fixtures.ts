@@ -158,14 +158,15 @@ export async function openCluster(
 /** Waits until every tab's view is exactly `tabs` and every tab has an open data link to every other. */
 /**
  * Waits until every tab sees every other in its view, connected, with an open data link, and (unless `settled` is
- * false) until no tab is still fetching or releasing a partition: a cluster that has finished forming.
+ * false) until no tab is still fetching or releasing a partition: a cluster that has finished forming. `nodes` are
+ * members that are not tabs (always-on nodes), which every tab must see and reach too.
  */
 export async function waitForMesh(
   tabs: readonly Tab[],
   timeout = 30_000,
-  { settled = true }: { settled?: boolean } = {},
+  { settled = true, nodes = [] }: { settled?: boolean; nodes?: readonly string[] } = {},
 ): Promise<void> {
-  const ids = tabs.map((t) => t.nodeId).sort();
+  const ids = [...tabs.map((t) => t.nodeId), ...nodes].sort();
   for (const tab of tabs) {
     const others = ids.filter((id) => id !== tab.nodeId);
     await expect
