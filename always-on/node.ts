@@ -13,7 +13,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import wrtc from '@roamhq/wrtc';
-import type SimplePeer from 'simple-peer';
 import { type HostConfig, type LogEntry, NodeHost, type Outcome } from '../worker/main.ts';
 import type { Logger } from '../worker/env.ts';
 import { errorFromCode, type ErrorCode } from '../worker/errors.ts';
@@ -142,7 +141,7 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
       detach: (peer) => host.detach(peer),
     },
     dataPlane: 'transfer',
-    wrtc: wrtc as unknown as NonNullable<SimplePeer.Options['wrtc']>,
+    wrtc,
     signal: (to, data) => signaling?.signal(to, data),
     onPeerState: (peer, state) => logger.debug({ peer, state }, 'peer connection'),
     onUnreachable: (peer) => signaling?.reportUnreachable(peer),

@@ -22,6 +22,16 @@ import { DEFAULT_MAX_LINKS } from '../worker/transport/link-policy.ts';
 import { randomId } from './identity.ts';
 import { type PeerAuth, refusalOf, sdpFingerprints } from './peer-auth.ts';
 
+/**
+ * A WebRTC implementation given to simple-peer where the platform has none (`@roamhq/wrtc`'s default export), typed
+ * here by its parts so that the library's types need not name simple-peer's.
+ */
+export interface WebRtcImplementation {
+  readonly RTCPeerConnection: unknown;
+  readonly RTCSessionDescription: unknown;
+  readonly RTCIceCandidate: unknown;
+}
+
 /** How frames reach the worker. */
 export type DataPlane = 'transfer' | 'relay';
 
@@ -45,7 +55,7 @@ export interface MeshOptions {
   readonly cluster: string;
   readonly host: MeshHost;
   /** The WebRTC implementation where there is no global one (Node.js: `@roamhq/wrtc`); absent, the browser's. */
-  readonly wrtc?: NonNullable<SimplePeer.Options['wrtc']>;
+  readonly wrtc?: WebRtcImplementation;
   readonly dataPlane: DataPlane;
   /** Sends signalling data to a member through the server. */
   readonly signal: (to: string, data: SignalData) => void;
@@ -338,7 +348,12 @@ export class Mesh {
       ...(certificate === null ? {} : { certificates: [certificate] }),
     };
     const wrtc = this.#options.wrtc;
-    const peer = new SimplePeer({ initiator, trickle: true, config, ...(wrtc === undefined ? {} : { wrtc }) });
+    const peer = new SimplePeer({
+      initiator,
+      trickle: true,
+      config,
+      ...(wrtc === undefined ? {} : { wrtc: wrtc as unknown as NonNullable<SimplePeer.Options['wrtc']> }),
+    });
     this.#made++;
     const connection: Connection = {
       createdAt: Date.now(),
