@@ -253,7 +253,11 @@ describe('Links with faults', () => {
     };
   }
 
-  const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
+  /** Resolves once `received` holds `count` messages (a busy machine delivers late, never out of order), or after 5 s. */
+  async function arrived(received: readonly Uint8Array[], count: number): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (received.length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 
   /** Faults of node `self` at a drop rate of 0.5 whose draws are `draws` in turn: a draw under 0.5 drops. */
   function scripted(self: string, draws: number[]): Faults {
@@ -275,7 +279,7 @@ describe('Links with faults', () => {
     const link = pair(faults);
     try {
       for (const n of [1, 2, 3]) link.sender.send('b', new Uint8Array([n]));
-      await settle();
+      await arrived(link.received, 2);
       assert.deepEqual(bytesOf(link.received), [[1], [3]]);
       assert.deepEqual(link.invalid, []);
       assert.equal(faults.state().dropped, 1);
@@ -290,7 +294,7 @@ describe('Links with faults', () => {
     const link = pair(undefined, faults);
     try {
       for (const n of [1, 2, 3]) link.sender.send('b', new Uint8Array([n]));
-      await settle();
+      await arrived(link.received, 2);
       assert.deepEqual(bytesOf(link.received), [[1], [3]]);
       assert.deepEqual(link.invalid, []);
       assert.equal(faults.state().dropped, 1);
@@ -314,12 +318,14 @@ describe('Links with faults', () => {
       const large = new Uint8Array(3 * CHUNK_PAYLOAD_BYTES).fill(7);
       faults.isolate(['b']);
       link.sender.send('b', large);
-      await settle();
-      assert.equal(link.received.length, 0);
+      const deadline = Date.now() + 5000;
+      while (faults.state().dropped < 1 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 5));
       faults.heal();
       link.sender.send('b', large);
       link.sender.send('b', new Uint8Array([1, 2, 3]));
-      await settle();
+      // Had the message sent while isolated got through, it would come first, ahead of these two.
+      await arrived(link.received, 2);
       assert.deepEqual(
         link.received.map((m) => m.byteLength),
         [large.byteLength, 3],
