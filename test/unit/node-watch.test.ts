@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { hasErrorCode } from '../../worker/errors.ts';
+import { createVersion } from '../../worker/versions/version.ts';
+import { encodeMessage } from '../../worker/wire/codec.ts';
 import type { DynamoNode, WatchNotice } from '../../worker/node.ts';
 import { Ring } from '../../worker/ring/ring.ts';
 import { Cluster } from '../sim/cluster.ts';
@@ -74,6 +76,15 @@ describe('watch', () => {
     await w.settle(w.node(writer).put('k', text.encode('v1')));
     await w.scheduler.run(() => seen.notices.length > 0);
     assert.deepEqual(seen.notices, ['k=v1']);
+  });
+
+  it('tells a new key watch the value the key holds already', async () => {
+    const w = await world(5);
+    await w.settle(w.node('n1').put('k', text.encode('stored before')));
+    const seen = recorder();
+    w.node(outsider(w, 'k')).watch({ key: 'k' }, seen.listener);
+    await w.scheduler.run(() => seen.notices.length > 0);
+    assert.deepEqual(seen.notices, ['k=stored before']);
   });
 
   it('delivers each write once although every owner tells of it', async () => {
@@ -176,6 +187,28 @@ describe('watch', () => {
     await w.settle(w.node('n1').put('k', text.encode('v2')));
     await w.scheduler.run(() => w.scheduler.now > 2000);
     assert.deepEqual(seen.notices, ['k=v1']);
+  });
+
+  it('drops a notice from a member that owns no copy of the key, and takes one from an owner', async () => {
+    const w = await world(5);
+    const watcher = outsider(w, 'k');
+    const stranger = outsider(w, 'k', [watcher]);
+    const owner = w.cluster.preferenceList(text.encode('k'), 3)[0]!;
+    const seen = recorder();
+    w.node(watcher).watch({ key: 'k' }, seen.listener);
+    const notice = (from: string, value: string) =>
+      encodeMessage({
+        type: 'notice',
+        from,
+        requestId: 0,
+        key: text.encode('k'),
+        versions: [createVersion(from, 1, 1, [], text.encode(value))],
+      });
+    w.node(watcher).receive(stranger, notice(stranger, 'made up'));
+    w.node(watcher).receive(owner, notice(owner, 'told'));
+    await w.scheduler.run(() => seen.notices.length > 0);
+    assert.deepEqual(seen.notices, ['k=told']);
+    assert.equal(w.node(watcher).metrics().noticesRefused, 1);
   });
 
   it('refuses a watch past maxWatches with ERR_TOO_MANY_WATCHES', async () => {

@@ -69,6 +69,8 @@ export class Watcher {
   #ownersOf = new Map<string, string>();
   #renewTimer: TimerHandle | undefined;
   #pending = false;
+  /** Keys of watches started since the last registration, to read once it is sent. */
+  #toRead: Uint8Array[] = [];
   #closed = false;
 
   constructor(options: WatcherOptions) {
@@ -99,8 +101,10 @@ export class Watcher {
       listener,
     };
     this.#watches.add(watch);
+    // Read once registered: the read follows the registration to each owner on the same ordered link, so a write
+    // either is in what the read finds or comes after the registration and is told.
+    if (!target.prefix) this.#toRead.push(watch.target.key);
     this.#schedule();
-    if (!target.prefix) this.#readNow(watch.target.key);
     return () => {
       if (!this.#watches.delete(watch)) return;
       this.#deliveries.retain((id) => this.#covered(id));
@@ -159,6 +163,9 @@ export class Watcher {
     void Promise.resolve().then(() => {
       this.#pending = false;
       this.#register();
+      const keys = this.#toRead;
+      this.#toRead = [];
+      for (const key of keys) this.#readNow(key);
     });
   }
 
