@@ -109,3 +109,15 @@ test('a prefix watch sees writes to new keys under the prefix and none to other 
     })
     .toEqual(['room/1=hello', 'room/2=hi']);
 });
+
+test("the demo's watch panel shows a write another tab makes under a watched prefix", async ({ context, server }) => {
+  const cluster = freshCluster('watch-panel');
+  const [watcher, writer] = await openCluster(context, server, 2, { cluster });
+  const panel = watcher!.page.getByTestId('watch-panel');
+  await panel.getByTestId('watch-target').fill('cart/');
+  await panel.getByTestId('watch-prefix').check();
+  await panel.getByTestId('watch-start').click();
+  await expect(panel.getByTestId('watch-list')).toContainText('cart/…');
+  await writer!.call((store) => store.put('cart/alice', 'three pears'), null);
+  await expect(panel.locator('[data-key="cart/alice"]')).toContainText('three pears', { timeout: BOUND_MS });
+});
