@@ -486,7 +486,12 @@ class DynameshStore implements Store {
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       // Posted as they come: the worker's end queues them until it is handed over just below.
       onFrame: (from, frame) => this.#relay.deliver(from, frame),
-      onConnection: (connected) => this.#emit('server', { connected }),
+      onConnection: (connected) => {
+        // Back after losing the server: notices may have been missed meanwhile (the node was perhaps failed out of
+        // the view and back, or its links were down), and are made good by reads.
+        if (connected && this.#watches.size > 0) void this.#host.resyncWatches().catch(() => {});
+        this.#emit('server', { connected });
+      },
       onSuperseded: () => this.#emit('superseded', undefined),
       onOutdated: (error) => this.#emit('outdated', { message: error.message }),
       onInvalidView: (reason) =>

@@ -350,6 +350,11 @@ export class NodeHost {
     });
   }
 
+  /** The page reconnected to the signalling server: the watches may have missed notices meanwhile. */
+  resyncWatches(): void {
+    this.#node?.resyncWatches();
+  }
+
   /** Ends the page's watch `id`. Idempotent. */
   unwatch(id: number): void {
     this.#watches.get(id)?.();

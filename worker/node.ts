@@ -607,6 +607,14 @@ export class DynamoNode {
   }
 
   /**
+   * Makes good what this node's watches may have missed without a change of view (its page reconnected to the
+   * signalling server, its links were down): registers them again and reads every watched key.
+   */
+  resyncWatches(): void {
+    if (!this.#closed) this.#watcher.resync();
+  }
+
+  /**
    * Watches `target`: `listener` hears of every change of a watched key that an owner of it stores, at least once and
    * never going back in time (see watch/). Returns the function that ends the watch.
    * @throws TooManyWatchesError past `maxWatches`; InvalidArgumentError for a key or prefix that is empty or too long.

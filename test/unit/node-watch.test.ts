@@ -19,6 +19,7 @@ const utf8 = new TextDecoder();
 
 interface World {
   readonly scheduler: Scheduler;
+  readonly network: Network;
   readonly cluster: Cluster;
   settle<T>(promise: Promise<T>): Promise<T>;
   node(id: string): DynamoNode;
@@ -37,6 +38,7 @@ async function world(size: number): Promise<World> {
   await scheduler.run(() => cluster.alive().every((id) => node(id).fetchingCount() === 0));
   return {
     scheduler,
+    network,
     cluster,
     node,
     async settle<T>(promise: Promise<T>): Promise<T> {
@@ -163,6 +165,23 @@ describe('watch', () => {
     await w.scheduler.run(() => seen.notices.includes(`${key}=new owners`));
     // Well within the renewal period (10 s): the new owners hold the watch since the views that made them owners.
     assert.ok(w.scheduler.now - started < 500, `told after ${w.scheduler.now - started} ms`);
+  });
+
+  it('makes good by a read, on resync, a write told while the watcher was cut off', async () => {
+    const w = await world(5);
+    const watcher = outsider(w, 'k');
+    const writer = outsider(w, 'k', [watcher]);
+    const seen = recorder();
+    w.node(watcher).watch({ key: 'k' }, seen.listener);
+    const first = await w.settle(w.node(writer).put('k', text.encode('v1')));
+    await w.scheduler.run(() => seen.notices.length === 1);
+    w.network.partition(new Map([[watcher, 'b']]));
+    // W=3: every owner has stored it, and told of it into the cut, before the cut heals.
+    await w.settle(w.node(writer).put('k', text.encode('missed'), { context: first.context, w: 3 }));
+    w.network.heal();
+    w.node(watcher).resyncWatches();
+    await w.scheduler.run(() => seen.notices.length === 2, w.scheduler.now + 5000);
+    assert.deepEqual(seen.notices, ['k=v1', 'k=missed']);
   });
 
   it('tells a prefix watcher of writes to new keys under the prefix, and of no other key', async () => {

@@ -117,6 +117,21 @@ export class Watcher {
     if (this.#watches.size > 0 || this.#registeredAt.size > 0) this.#register();
   }
 
+  /**
+   * This node may have missed notices without any change of view (its page lost the signalling server and came back,
+   * its links were down): sends every registration again and reads every watched key.
+   */
+  resync(): void {
+    if (this.#closed || this.#watches.size === 0) return;
+    this.#register();
+    const read = new Set<string>();
+    for (const watch of this.#watches) {
+      if (watch.target.prefix || read.has(watch.id)) continue;
+      read.add(watch.id);
+      this.#readNow(watch.target.key);
+    }
+  }
+
   /** Takes a notice of `key`'s stored siblings, from a node the caller checked owns the key. */
   notice(key: Uint8Array, versions: readonly Version[]): void {
     if (this.#watches.size === 0) return;
