@@ -10,7 +10,7 @@
  * new owner had not heard of the watch yet): the key is read, and the read delivered if it brings something new. A
  * key watch is read once when it starts too, which closes the moment before its owners hold the registration.
  */
-import { TooManyWatchesError } from '../errors.ts';
+import { InvalidArgumentError, TooManyWatchesError } from '../errors.ts';
 import type { Clock, Logger, TimerHandle, Timers } from '../env.ts';
 import type { Ring } from '../ring/ring.ts';
 import type { Version } from '../versions/version.ts';
@@ -78,7 +78,9 @@ export class Watcher {
     this.#leaseMs = options.leaseMs ?? DEFAULT_WATCH_LEASE_MS;
     const max = options.maxWatches ?? DEFAULT_MAX_WATCHES;
     if (!Number.isInteger(max) || max < 1 || max > MAX_WATCH_TARGETS)
-      throw new RangeError(`maxWatches must be an integer from 1 to ${MAX_WATCH_TARGETS}`);
+      throw new InvalidArgumentError(
+        `maxWatches must be an integer from 1 to ${MAX_WATCH_TARGETS}, got ${String(max)}`,
+      );
     this.#maxWatches = max;
     this.#deliveries = new Deliveries(options.deliveries);
   }
