@@ -14,6 +14,9 @@ export {
   type StorePutResult,
   type StoreConfig,
   type StoreFaults,
+  type StoreWatchTarget,
+  type StoreWatchNotice,
+  MAX_STORE_WATCHES,
 } from './store.ts';
 export type { FaultState } from '../worker/transport/faults.ts';
 export type { PartitionInfo, PartitionState } from '../worker/membership/ownership.ts';
@@ -31,6 +34,7 @@ export {
   InvalidArgumentError,
   TooLargeError,
   TooManySiblingsError,
+  TooManyWatchesError,
   ClosedError,
   UnauthorizedError,
   StorageError,

@@ -11,10 +11,16 @@ import {
   type NodeMetrics as ServerNodeMetrics,
   type ViewMember,
 } from '../signaling/events.ts';
-import { ClosedError, InvalidArgumentError, type ErrorCode, errorFromCode } from '../worker/errors.ts';
+import {
+  ClosedError,
+  InvalidArgumentError,
+  TooManyWatchesError,
+  type ErrorCode,
+  errorFromCode,
+} from '../worker/errors.ts';
 import { type FaultState, validateDelay, validateDropRate, validateNodeIds } from '../worker/transport/faults.ts';
 import type { HostConfig, HostMetrics, LogEntry, NodeHost, Outcome, SyncTunables } from '../worker/main.ts';
-import type { ReadReceipt } from '../worker/node.ts';
+import type { ReadReceipt, WatchNotice, WatchTargetSpec } from '../worker/node.ts';
 import { CallPort } from '../worker/calls.ts';
 import type { PartitionInfo } from '../worker/membership/ownership.ts';
 import { DEFAULT_CLUSTER_PARTITIONS } from '../worker/ring/ring.ts';
@@ -151,6 +157,22 @@ export interface StorePutResult {
   readonly receipt: Receipt;
 }
 
+/** What {@link Store.watch} watches: a key, or every key starting with `prefix` (both non-empty). */
+export type StoreWatchTarget = string | Uint8Array | { readonly prefix: string | Uint8Array };
+
+/** A change of a watched key, as a get would have returned it just after the write. */
+export interface StoreWatchNotice {
+  /** The key that changed: a string when the watch was given a string, else bytes. */
+  readonly key: string | Uint8Array;
+  /** Every unresolved sibling after the change; empty after a delete. Undecodable ones as in {@link StoreGetResult}. */
+  readonly values: ReadValue[];
+  /** Put with this context to supersede what the notice told. */
+  readonly context: string;
+}
+
+/** Most watches one store runs at once. @default 1024 */
+export const MAX_STORE_WATCHES = 1024;
+
 /** Events a store emits. */
 export interface StoreEvents {
   /** The cluster view changed. */
@@ -230,6 +252,15 @@ export interface Store {
   get(key: string | Uint8Array, options?: StoreGetOptions): Promise<StoreGetResult>;
   put(key: string | Uint8Array, value: Value, options?: StorePutOptions): Promise<StorePutResult>;
   delete(key: string | Uint8Array, options?: StoreDeleteOptions): Promise<StorePutResult>;
+  /**
+   * Calls `listener` after each write of the watched key (or of any key under `{ prefix }`) is stored, with the key's
+   * siblings and a context to put over them; returns the function that ends the watch. At least once, never back in
+   * time for a key (a notice older than or equal to the last one delivered is dropped); a key watch also hears the
+   * key's value when it starts (if it has one), and reads the key again whenever its owners change. See the README
+   * for the costs. Throws `ERR_INVALID_ARGUMENT` for an empty key or prefix, `ERR_TOO_MANY_WATCHES` past
+   * {@link MAX_STORE_WATCHES}; a watch the node refuses afterwards (a key over `maxKeyBytes`) is ended and logged.
+   */
+  watch(target: StoreWatchTarget, listener: (notice: StoreWatchNotice) => void): () => void;
   /** This node's counters, latencies, storage and links. */
   metrics(): Promise<HostMetrics>;
   /**
@@ -249,6 +280,7 @@ export interface Store {
 }
 
 const CLUSTER_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const utf8 = new TextDecoder();
 
 /**
  * Starts this tab's node and joins `options.cluster`. Rejects with `ERR_UNAUTHORIZED` for refused credentials,
@@ -311,6 +343,12 @@ class DynameshStore implements Store {
   /** The worker's signalling relay: frames and link plans out, relayed frames in. */
   readonly #relay: ServerRelay;
   readonly #listeners = new Map<keyof StoreEvents, Set<Listener>>();
+  /** The app's watches by id: the listener, and whether keys go to it as strings. */
+  readonly #watches = new Map<
+    number,
+    { readonly listener: (notice: StoreWatchNotice) => void; readonly text: boolean }
+  >();
+  #lastWatch = 0;
   #signaling: SignalingClient | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
   #stopLifecycle: (() => void) | undefined;
@@ -337,6 +375,9 @@ class DynameshStore implements Store {
     this.#calls = new CallPort(port1);
     // Comlink keeps the order of calls, so this reaches the worker before anything that could use the port.
     void this.#host.attachCalls(Comlink.transfer(port2, [port2])).catch(() => {});
+    void this.#host
+      .receiveNotices(Comlink.proxy((id: number, notice: WatchNotice) => this.#notice(id, notice)))
+      .catch(() => {});
     this.#mesh = new Mesh({
       self: identity.nodeId,
       cluster: options.cluster,
@@ -445,7 +486,12 @@ class DynameshStore implements Store {
       onSignal: (signal) => this.#mesh.handleSignal(signal.from, signal.data),
       // Posted as they come: the worker's end queues them until it is handed over just below.
       onFrame: (from, frame) => this.#relay.deliver(from, frame),
-      onConnection: (connected) => this.#emit('server', { connected }),
+      onConnection: (connected) => {
+        // Back after losing the server: notices may have been missed meanwhile (the node was perhaps failed out of
+        // the view and back, or its links were down), and are made good by reads.
+        if (connected && this.#watches.size > 0) void this.#host.resyncWatches().catch(() => {});
+        this.#emit('server', { connected });
+      },
       onSuperseded: () => this.#emit('superseded', undefined),
       onOutdated: (error) => this.#emit('outdated', { message: error.message }),
       onInvalidView: (reason) =>
@@ -552,6 +598,52 @@ class DynameshStore implements Store {
   async delete(key: string | Uint8Array, options: StoreDeleteOptions = {}): Promise<StorePutResult> {
     this.#open();
     return unwrap(await this.#calls.call({ op: 'delete', key, options }));
+  }
+
+  watch(target: StoreWatchTarget, listener: (notice: StoreWatchNotice) => void): () => void {
+    this.#open();
+    if (typeof listener !== 'function') throw new InvalidArgumentError('listener must be a function');
+    const isKey = (k: unknown): k is string | Uint8Array =>
+      (typeof k === 'string' || k instanceof Uint8Array) && k.length > 0;
+    let spec: WatchTargetSpec;
+    let text: boolean;
+    if (isKey(target)) {
+      spec = { key: target };
+      text = typeof target === 'string';
+    } else if (typeof target === 'object' && target !== null && isKey((target as { prefix?: unknown }).prefix)) {
+      spec = { prefix: target.prefix };
+      text = typeof target.prefix === 'string';
+    } else {
+      throw new InvalidArgumentError('a watch target is a non-empty key or { prefix } with a non-empty prefix');
+    }
+    if (this.#watches.size >= MAX_STORE_WATCHES)
+      throw new TooManyWatchesError(`${this.#watches.size} watches run already, the most a store allows`);
+    const id = ++this.#lastWatch;
+    this.#watches.set(id, { listener, text });
+    void this.#host.watch(id, spec).then(
+      (outcome) => {
+        if (outcome.ok) return;
+        this.#watches.delete(id);
+        const msg = `a watch was refused: ${outcome.error.message}`;
+        this.#emit('log', { time: Date.now(), level: 'error', msg, fields: { code: outcome.error.code } });
+      },
+      () => {},
+    );
+    return () => {
+      if (!this.#watches.delete(id) || this.#closing !== undefined) return;
+      void this.#host.unwatch(id).catch(() => {});
+    };
+  }
+
+  #notice(id: number, notice: WatchNotice): void {
+    const watch = this.#watches.get(id);
+    if (watch === undefined) return;
+    const key = watch.text ? utf8.decode(notice.key) : notice.key;
+    try {
+      watch.listener({ key, values: notice.values.map(readValue), context: notice.context });
+    } catch (error) {
+      console.error('dynamesh: a watch listener threw', error);
+    }
   }
 
   async partitions(): Promise<PartitionInfo[]> {

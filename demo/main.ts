@@ -23,6 +23,7 @@ import { MembersView } from './members-view.ts';
 import { MetricsView } from './metrics-view.ts';
 import { OpsView } from './ops-view.ts';
 import { TransferView } from './transfer-view.ts';
+import { WatchView } from './watch-view.ts';
 import type { PageContext } from './page.ts';
 import { type Ownership, RingView, computeOwnership } from './ring-view.ts';
 import './style.css';
@@ -251,6 +252,7 @@ class Page implements PageContext {
     this.#transfer = new TransferView(this);
     this.#ownership = computeOwnership([], n, store.config.partitions);
     const conflict = new ConflictView(this);
+    const watch = new WatchView(this);
 
     const card = (id: string, title: Node | string, body: Node, extra = ''): HTMLElement =>
       h(
@@ -290,6 +292,7 @@ class Page implements PageContext {
           'div',
           { class: 'col col-2' },
           card('ops-card', 'Get · Put · Delete', this.#ops.element),
+          card('watch-card', 'Watch', watch.element),
           card('conflict-card', 'Guided conflict', conflict.element),
           card('faults-card', 'Faults', this.#faults.element),
         ),

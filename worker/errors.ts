@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'ERR_RATE_LIMITED'
   | 'ERR_NOT_JOINED'
   | 'ERR_NOT_MEMBER'
-  | 'ERR_VERSION_MISMATCH';
+  | 'ERR_VERSION_MISMATCH'
+  | 'ERR_TOO_MANY_WATCHES';
 
 /** Every error code, for validation of codes that arrive over the wire. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
@@ -42,6 +43,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'ERR_NOT_JOINED',
   'ERR_NOT_MEMBER',
   'ERR_VERSION_MISMATCH',
+  'ERR_TOO_MANY_WATCHES',
 ]);
 
 /** Base class of every error dynamesh throws. */
@@ -138,6 +140,14 @@ export class OverloadedError extends DynameshError {
   }
 }
 
+/** A watch would take a node past its bound of watches (`maxWatches`); nothing was registered. */
+export class TooManyWatchesError extends DynameshError {
+  constructor(message: string) {
+    super('ERR_TOO_MANY_WATCHES', message);
+    this.name = 'TooManyWatchesError';
+  }
+}
+
 /** The node or store has been closed. */
 export class ClosedError extends DynameshError {
   constructor(message = 'the node is closed', options?: { cause?: unknown }) {
@@ -213,6 +223,8 @@ export function errorFromCode(
     }
     case 'ERR_OVERLOADED':
       return new OverloadedError(message);
+    case 'ERR_TOO_MANY_WATCHES':
+      return new TooManyWatchesError(message);
     case 'ERR_TOO_LARGE':
     case 'ERR_CLUSTER_FULL':
     case 'ERR_RATE_LIMITED':

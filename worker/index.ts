@@ -12,6 +12,8 @@ export {
   type PutResult,
   type ReadReceipt,
   type NodeMetrics,
+  type WatchNotice,
+  type WatchTargetSpec,
 } from './node.ts';
 export {
   Ring,

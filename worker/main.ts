@@ -21,6 +21,8 @@ import {
   type NodeOptions,
   type PutOptions,
   type PutResult,
+  type WatchNotice,
+  type WatchTargetSpec,
 } from './node.ts';
 import type { PartitionInfo } from './membership/ownership.ts';
 import { type KeyBounds, type ProtocolLimits, limitsFor } from './wire/protocol.ts';
@@ -135,6 +137,9 @@ export class NodeHost {
   #links: Links | undefined;
   #faults: Faults | undefined;
   #onLog: ((entry: LogEntry) => void) | undefined;
+  #onNotice: ((id: number, notice: WatchNotice) => void) | undefined;
+  /** The page's watches, by the id it gave each. */
+  readonly #watches = new Map<number, () => void>();
   #heartbeat: { timer: ReturnType<typeof setInterval>; port: MessagePort } | undefined;
   /** Between {@link open} and {@link start}: what the node is built from, and the latest view, kept for it. */
   #opened: { config: HostConfig; storedPartitions: number | null; members: readonly Member[] | null } | undefined;
@@ -319,6 +324,41 @@ export class NodeHost {
   /** Serves the page's gets, puts and deletes arriving in batches on `port` (see calls.ts). */
   attachCalls(port: MessagePort): void {
     serveCalls(port, this);
+  }
+
+  /**
+   * Takes the page's receiver of watch notices: each goes to it with the id the page gave its watch. Comlink carries
+   * it, as it carries log entries.
+   */
+  receiveNotices(onNotice: (id: number, notice: WatchNotice) => void): void {
+    this.#onNotice = onNotice;
+  }
+
+  /** Starts the page's watch `id` of `target` (see {@link DynamoNode.watch}); its notices go to the receiver. */
+  watch(id: number, target: WatchTargetSpec): Promise<Outcome<void>> {
+    return attempt(async () => {
+      if (!Number.isSafeInteger(id) || this.#watches.has(id))
+        throw new DynameshError('ERR_INVALID_ARGUMENT', `watch id ${String(id)} is not a new integer`);
+      const unwatch = this.#running().watch(target, (notice) => {
+        try {
+          this.#onNotice?.(id, notice);
+        } catch {
+          // The page went away.
+        }
+      });
+      this.#watches.set(id, unwatch);
+    });
+  }
+
+  /** The page reconnected to the signalling server: the watches may have missed notices meanwhile. */
+  resyncWatches(): void {
+    this.#node?.resyncWatches();
+  }
+
+  /** Ends the page's watch `id`. Idempotent. */
+  unwatch(id: number): void {
+    this.#watches.get(id)?.();
+    this.#watches.delete(id);
   }
 
   /** Drops the link to `peer`. */

@@ -52,6 +52,9 @@ export const COUNTER_NAMES = [
   'antiEntropyRepairs',
   'tombstonesCollected',
   'hintsRerouted',
+  'noticesSent',
+  'noticesRefused',
+  'watchesRefused',
 ] as const;
 
 /** One counter's name. */

@@ -37,6 +37,9 @@ import { type Outgoing, Peers, type Reply, isReply } from './transport/peers.ts'
 import {
   DEFAULT_KEY_BOUNDS,
   type KeyBounds,
+  MAX_WATCH_LEASE_MS,
+  MAX_WATCH_TARGETS,
+  MIN_WATCH_LEASE_MS,
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
@@ -59,6 +62,8 @@ import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
 import { linkPartners } from './transport/link-policy.ts';
 import { type Version, contextOf } from './versions/version.ts';
+import { WatchRegistry } from './watch/registry.ts';
+import { Watcher } from './watch/watcher.ts';
 
 /** Everything a node is made of and its tunables. */
 export interface NodeOptions {
@@ -139,6 +144,30 @@ export interface NodeOptions {
   readonly maxActiveRequests?: number;
   /** The app's requests that may wait, at most; one more fails at once with `ERR_OVERLOADED`. @default 50000 */
   readonly maxWaitingRequests?: number;
+  /**
+   * How long a node holds a watch registration unless the watcher sends it again, ms (it does every third of it);
+   * 1000..600000. @default 30000
+   */
+  readonly watchLeaseMs?: number;
+  /** Watches this node runs for its app at once, at most; one more fails with `ERR_TOO_MANY_WATCHES`. 1..1024. @default 1024 */
+  readonly maxWatches?: number;
+  /**
+   * Watch targets this node holds for all watchers together; a watcher's set that would pass it is dropped (every
+   * node holds its own app to `maxWatches`, so only a misbehaving one gets there). @default 65536
+   */
+  readonly maxRegisteredWatches?: number;
+}
+
+/** What a watch is of: one key, or every key that starts with `prefix`. */
+export type WatchTargetSpec = { readonly key: Uint8Array | string } | { readonly prefix: Uint8Array | string };
+
+/** A change of a watched key, as a get would return it. */
+export interface WatchNotice {
+  readonly key: Uint8Array;
+  /** Every unresolved sibling's value; empty when the key was deleted. */
+  readonly values: Uint8Array[];
+  /** The opaque context to put over what the notice told. */
+  readonly context: string;
 }
 
 /** Options of a get. */
@@ -306,6 +335,10 @@ export class DynamoNode {
   readonly #admission: Admission;
   /** Who signs since when, and what peers may ship (see proof.ts). */
   readonly #provenance: Provenance;
+  /** The watches this node serves for others (its own app's included only through {@link DynamoNode.#watcher}). */
+  readonly #registry: WatchRegistry;
+  /** This node's app's watches. */
+  readonly #watcher: Watcher;
 
   constructor(options: NodeOptions) {
     if (!NODE_ID_PATTERN.test(options.id))
@@ -370,6 +403,7 @@ export class DynamoNode {
       written.add(partition);
       this.#trees.update(partition, key, siblings);
       horizon.observe(siblings);
+      if (siblings.length > 0) this.#notify(key, siblings);
     });
     this.#ownership = new Ownership(this.#storage);
     this.#peers = new Peers({
@@ -532,8 +566,72 @@ export class DynamoNode {
             ring,
           })
         : null;
+    const leaseMs = options.watchLeaseMs ?? 30_000;
+    if (!Number.isInteger(leaseMs) || leaseMs < MIN_WATCH_LEASE_MS || leaseMs > MAX_WATCH_LEASE_MS)
+      throw new InvalidArgumentError(
+        `watchLeaseMs must be an integer from ${MIN_WATCH_LEASE_MS} to ${MAX_WATCH_LEASE_MS}, got ${String(leaseMs)}`,
+      );
+    this.#registry = new WatchRegistry({
+      maxTargets: boundOption(options.maxRegisteredWatches ?? 65_536, 0, 'maxRegisteredWatches'),
+    });
+    this.#watcher = new Watcher({
+      self: this.id,
+      n: this.#n,
+      ring: () => this.#ring,
+      send: (to, targets, lease) =>
+        this.#send(to, { type: 'watch', from: this.id, requestId: 0, targets, leaseMs: lease }),
+      read: async (key) => (await this.#coordinator.get(key, this.#r)).siblings,
+      clock: options.clock,
+      timers: options.timers,
+      logger: this.#logger,
+      leaseMs,
+      maxWatches: boundOption(options.maxWatches ?? MAX_WATCH_TARGETS, 1, 'maxWatches'),
+    });
     this.#ready = this.#load(grace);
     this.#scheduleHandoff();
+  }
+
+  /**
+   * Tells the watchers of `key` that this node stored a change of it: each watcher registered here, once per change,
+   * and this node's own app. Nothing is sent when nobody watches, so a put pays for watches only when there are some.
+   */
+  #notify(key: Uint8Array, siblings: readonly Version[]): void {
+    if (this.#watcher.size > 0) this.#watcher.notice(key, siblings);
+    if (this.#registry.watchers === 0) return;
+    const watchers = this.#registry.watchersOf(key, this.#options.clock.now());
+    if (watchers.length === 0) return;
+    this.#metrics.count('noticesSent', watchers.length);
+    for (const watcher of watchers) {
+      this.#send(watcher, { type: 'notice', from: this.id, requestId: 0, key, versions: siblings });
+    }
+  }
+
+  /**
+   * Makes good what this node's watches may have missed without a change of view (its page reconnected to the
+   * signalling server, its links were down): registers them again and reads every watched key.
+   */
+  resyncWatches(): void {
+    if (!this.#closed) this.#watcher.resync();
+  }
+
+  /**
+   * Watches `target`: `listener` hears of every change of a watched key that an owner of it stores, at least once and
+   * never going back in time (see watch/). Returns the function that ends the watch.
+   * @throws TooManyWatchesError past `maxWatches`; InvalidArgumentError for a key or prefix that is empty or too long.
+   */
+  watch(target: WatchTargetSpec, listener: (notice: WatchNotice) => void): () => void {
+    if (this.#closed) throw new ClosedError();
+    if (typeof target !== 'object' || target === null)
+      throw new InvalidArgumentError('a watch target must be { key } or { prefix }');
+    const prefix = 'prefix' in target;
+    const key = this.#key(prefix ? target.prefix : (target as { key: Uint8Array | string }).key);
+    return this.#watcher.watch({ key, prefix }, (change) =>
+      listener({
+        key: change.key,
+        values: liveValues(change.siblings),
+        context: encodeContext(contextOf(change.siblings)),
+      }),
+    );
   }
 
   /**
@@ -788,6 +886,7 @@ export class DynamoNode {
     this.#viewed = true;
     this.#contacted.clear();
     if (this.#loaded) this.#rebalancer.kick();
+    if (changed) this.#watcher.viewChanged();
     const now = this.#options.clock.now();
     for (const message of this.#strangers.release(
       (id) => id !== this.id && this.#ring.has(id),
@@ -1007,6 +1106,24 @@ export class DynamoNode {
         );
       case 'sync-drop':
         return this.#serve(message, () => this.#sync.serveDrop(message));
+      case 'watch': {
+        const now = this.#options.clock.now();
+        this.#registry.sweep(now);
+        if (!this.#registry.register(message.from, message.targets, message.leaseMs, now)) {
+          this.#metrics.count('watchesRefused', message.targets.length);
+          this.#logger.warn(
+            { from: message.from, targets: message.targets.length, held: this.#registry.targets },
+            'refused a set of watches past maxRegisteredWatches',
+          );
+        }
+        return;
+      }
+      case 'notice':
+        // Only an owner of the key's partition (in this view or one replaced moments ago) stores it and may tell.
+        if (this.#recentRole(this.#ring.partitionOf(message.key), (owners) => owners.includes(message.from))) {
+          this.#watcher.notice(message.key, message.versions);
+        } else this.#metrics.count('noticesRefused');
+        return;
     }
   }
 
@@ -1088,6 +1205,7 @@ export class DynamoNode {
     this.#rebalancer.close();
     this.#antiEntropy?.close();
     this.#ownership.close();
+    this.#watcher.close();
     this.#peers.close();
   }
 

@@ -7,6 +7,9 @@ import { ERROR_CODES, MalformedFrameError } from '../../worker/errors.ts';
 import {
   DEFAULT_LIMITS,
   MAX_SYNC_ENTRIES,
+  MAX_WATCH_LEASE_MS,
+  MAX_WATCH_TARGETS,
+  MIN_WATCH_LEASE_MS,
   type PeerMessage,
   type ProtocolLimits,
   type SyncEntry,
@@ -156,6 +159,13 @@ const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessag
     partition: partitionArb,
     entries: tombstoneEntriesArb,
   }),
+  watch: fc.record({
+    type: fc.constant('watch' as const),
+    ...envelope,
+    targets: fc.array(fc.record({ key: keyArb, prefix: fc.boolean() }), { maxLength: 6 }),
+    leaseMs: fc.integer({ min: MIN_WATCH_LEASE_MS, max: MAX_WATCH_LEASE_MS }),
+  }),
+  notice: fc.record({ type: fc.constant('notice' as const), ...envelope, key: keyArb, versions: versionsArb }),
 };
 const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(...Object.values(messageArbs));
 
@@ -268,6 +278,17 @@ const samples: { [T in PeerMessage['type']]: Extract<PeerMessage, { type: T }> }
       { key: bytes(9, 9), versions: sampleVersions.map((v) => ({ ...v, value: null })) },
     ],
   },
+  watch: {
+    type: 'watch',
+    from: 'node-2',
+    requestId: 0,
+    targets: [
+      { key: bytes(107, 101, 121), prefix: false },
+      { key: bytes(117, 47), prefix: true },
+    ],
+    leaseMs: 30_000,
+  },
+  notice: { type: 'notice', from: 'node-3', requestId: 0, key: bytes(107, 101, 121), versions: sampleVersions },
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -685,6 +706,39 @@ describe('decodeMessage rejects', () => {
       assertMalformed(
         edited(samples['replicate-ack'], (t) => (t.requestId = id)),
         /^replicate-ack\.requestId: expected a non-negative safe integer/,
+      );
+    }
+  });
+
+  it('a watch of more targets than one watcher may hold at a node', () => {
+    const targets = Array.from({ length: MAX_WATCH_TARGETS + 1 }, () => ({ key: bytes(1), prefix: false }));
+    assertMalformed(
+      encodeMessage({ ...samples.watch, targets }),
+      // The scanner refuses the array's header before the checker sees the message.
+      new RegExp(`${MAX_WATCH_TARGETS + 1} (entries|targets) is over the limit`),
+    );
+  });
+
+  it('a watch target with an empty key, a prefix that is not a boolean, or a field of its own', () => {
+    assertMalformed(
+      edited(samples.watch, (t) => ((t.targets as Tree[])[0]!.key = bytes())),
+      /^watch\.targets\[0\]\.key: /,
+    );
+    assertMalformed(
+      edited(samples.watch, (t) => ((t.targets as Tree[])[1]!.prefix = 1)),
+      /^watch\.targets\[1\]\.prefix: /,
+    );
+    assertMalformed(
+      edited(samples.watch, (t) => ((t.targets as Tree[])[0]!.id = 1)),
+      /^watch\.targets\[0\]\.id: unexpected field$/,
+    );
+  });
+
+  it('a watch lease outside its bounds or not a whole number of ms', () => {
+    for (const lease of [MIN_WATCH_LEASE_MS - 1, MAX_WATCH_LEASE_MS + 1, 1500.5, '30000', null]) {
+      assertMalformed(
+        edited(samples.watch, (t) => (t.leaseMs = lease)),
+        /^watch\.leaseMs: expected an integer of ms/,
       );
     }
   });

@@ -415,5 +415,9 @@ function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage
     case 'sync-push':
     case 'sync-drop':
       return { type: m.type, from, requestId, partition: m.partition, entries: m.entries };
+    case 'watch':
+      return { type: m.type, from, requestId, targets: m.targets, leaseMs: m.leaseMs };
+    case 'notice':
+      return { type: m.type, from, requestId, key: m.key, versions: m.versions };
   }
 }

@@ -34,7 +34,13 @@ import {
   type SyncPushMessage,
   type SyncTreeMessage,
   type SyncTreeReplyMessage,
+  type NoticeMessage,
+  type WatchMessage,
+  type WatchTarget,
   MAX_SYNC_ENTRIES,
+  MAX_WATCH_LEASE_MS,
+  MAX_WATCH_TARGETS,
+  MIN_WATCH_LEASE_MS,
   TREE_DEPTH,
   TREE_FANOUT,
   TREE_HASH_BYTES,
@@ -81,7 +87,13 @@ const SYNC_ENTRY_TOKENS = 5;
 // Largest bin of a tree-hash reply: a hash for every leaf.
 const MAX_HASHES_BYTES = TREE_LEAVES * TREE_HASH_BYTES;
 // Longest array of any message: sync entries, or the indexes of a whole tree level.
-const MAX_FIXED_ARRAY = Math.max(MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES, MAX_SYNC_ENTRIES, TREE_LEAVES);
+const MAX_FIXED_ARRAY = Math.max(
+  MAX_CLOCK_ENTRIES,
+  MAX_RECEIPT_NODES,
+  MAX_SYNC_ENTRIES,
+  TREE_LEAVES,
+  MAX_WATCH_TARGETS,
+);
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
@@ -100,6 +112,9 @@ const FIELDS = {
   'sync-keys-reply': ['type', 'from', 'requestId', 'entries', 'next'],
   'sync-push': ['type', 'from', 'requestId', 'partition', 'entries'],
   'sync-drop': ['type', 'from', 'requestId', 'partition', 'entries'],
+  // Read by the checked path only (the fast paths give up on them): one-way and rare next to replication.
+  watch: ['type', 'from', 'requestId', 'targets', 'leaseMs'],
+  notice: ['type', 'from', 'requestId', 'key', 'versions'],
 } as const satisfies Record<PeerMessage['type'], readonly string[]>;
 
 const ENTRY_FIELDS = ['node', 'counter', 'timestamp'] as const;
@@ -109,6 +124,7 @@ const SIGNED_VERSION_FIELDS = ['dot', 'context', 'value', 'proof'] as const;
 const RECEIPT_FIELDS = ['coordinator', 'acknowledged', 'fallbacks', 'hints'] as const;
 const HINT_FIELDS = ['holder', 'target'] as const;
 const SYNC_ENTRY_FIELDS = ['key', 'versions'] as const;
+const WATCH_TARGET_FIELDS = ['key', 'prefix'] as const;
 
 /** A decoded MessagePack map. */
 type Fields = Record<string, unknown>;
@@ -258,6 +274,22 @@ function wireForm(m: PeerMessage): object {
         requestId: m.requestId,
         partition: m.partition,
         entries: m.entries.map(wireSyncEntry),
+      };
+    case 'watch':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        targets: m.targets.map((t) => ({ key: t.key, prefix: t.prefix })),
+        leaseMs: m.leaseMs,
+      };
+    case 'notice':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        key: m.key,
+        versions: m.versions.map(wireVersion),
       };
   }
 }
@@ -841,7 +873,45 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
       };
       return message;
     }
+    case 'watch': {
+      const message: WatchMessage = {
+        type: t,
+        from,
+        requestId,
+        targets: readWatchTargets(m.targets, 'watch.targets', limits),
+        leaseMs: readLease(m.leaseMs, 'watch.leaseMs'),
+      };
+      return message;
+    }
+    case 'notice': {
+      const message: NoticeMessage = {
+        type: t,
+        from,
+        requestId,
+        key: readKey(m.key, 'notice.key', limits),
+        versions: readVersions(m.versions, 'notice.versions', limits),
+      };
+      return message;
+    }
   }
+}
+
+function readWatchTargets(value: unknown, path: string, limits: ProtocolLimits): WatchTarget[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of watch targets, got ${typeName(value)}`);
+  if (value.length > MAX_WATCH_TARGETS) fail(path, `${value.length} targets is over the limit of ${MAX_WATCH_TARGETS}`);
+  const out: WatchTarget[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const t = readMap(value[i], at, WATCH_TARGET_FIELDS);
+    out.push({ key: readKey(t.key, `${at}.key`, limits), prefix: readBoolean(t.prefix, `${at}.prefix`) });
+  }
+  return out;
+}
+
+function readLease(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_WATCH_LEASE_MS || value > MAX_WATCH_LEASE_MS)
+    fail(path, `expected an integer of ms from ${MIN_WATCH_LEASE_MS} to ${MAX_WATCH_LEASE_MS}, got ${typeName(value)}`);
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

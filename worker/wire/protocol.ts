@@ -167,6 +167,34 @@ export interface SyncDropMessage extends Envelope {
   readonly entries: readonly SyncEntry[];
 }
 
+/** One thing a watcher asks to be told of: the key `key`, or every key that starts with `key` when `prefix`. */
+export interface WatchTarget {
+  readonly key: Uint8Array;
+  readonly prefix: boolean;
+}
+
+/**
+ * A watcher's whole set of watches that the receiver is to serve: it replaces the set the sender registered before
+ * (an empty set ends them) and lapses after `leaseMs` unless sent again. One-way, never answered: the watcher renews
+ * it well within the lease and sends it again on every view change, so a lost one costs one renewal period.
+ */
+export interface WatchMessage extends Envelope {
+  readonly type: 'watch';
+  readonly targets: readonly WatchTarget[];
+  /** How long the receiver holds the set, ms, {@link MIN_WATCH_LEASE_MS}..{@link MAX_WATCH_LEASE_MS}. */
+  readonly leaseMs: number;
+}
+
+/**
+ * An owner of `key`'s partition stored a change of it: the key's siblings as stored now (tombstones included), for
+ * the watchers it holds a watch of. One-way, never answered.
+ */
+export interface NoticeMessage extends Envelope {
+  readonly type: 'notice';
+  readonly key: Uint8Array;
+  readonly versions: readonly Version[];
+}
+
 /** Every message between peers. */
 export type PeerMessage =
   | ReplicateMessage
@@ -181,6 +209,8 @@ export type PeerMessage =
   | SyncKeysReplyMessage
   | SyncPushMessage
   | SyncDropMessage
+  | WatchMessage
+  | NoticeMessage
   | ErrorMessage;
 
 /** The message types, for counters and exhaustive switches. */
@@ -194,6 +224,12 @@ export const TREE_DEPTH = 2;
 export const TREE_LEAVES = 64;
 /** Bytes of one tree hash on the wire. */
 export const TREE_HASH_BYTES = 8;
+/** Most targets in one {@link WatchMessage}: the watches one watcher may hold at one node. */
+export const MAX_WATCH_TARGETS = 1024;
+/** Shortest lease of a {@link WatchMessage}, ms. */
+export const MIN_WATCH_LEASE_MS = 1000;
+/** Longest lease of a {@link WatchMessage}, ms. */
+export const MAX_WATCH_LEASE_MS = 600_000;
 /** Most entries in one sync-keys reply or sync-push. */
 export const MAX_SYNC_ENTRIES = 1024;
 

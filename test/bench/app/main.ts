@@ -60,6 +60,18 @@ export interface BenchApp {
   sequential(op: 'put' | 'get', prefix: string, count: number, valueBytes: number): Promise<SequentialResult>;
   /** Puts (W=2) and gets (R=2) `count` keys one after another; the first refusal rejects the whole warm-up. */
   warmUp(prefix: string, count: number): Promise<void>;
+  /**
+   * Watches every key under `prefix` and records when each first notice arrived, ms since the epoch
+   * (`performance.timeOrigin` based, so comparable with another tab's times).
+   */
+  watch(prefix: string): void;
+  /** When the first notice of each watched key arrived, by key. */
+  arrivals(): Record<string, number>;
+  /**
+   * Puts keys `${prefix}:0` … one after another as {@link BenchApp.sequential} does, and returns when each put
+   * started, ms since the epoch (`performance.timeOrigin` based).
+   */
+  stampedPuts(prefix: string, count: number, valueBytes: number): Promise<number[]>;
 }
 
 const params = new URLSearchParams(location.search);
@@ -101,6 +113,7 @@ Promise.resolve()
   .then(() => openStore(optionsOf()))
   .then(
     (store) => {
+      const arrivals: Record<string, number> = {};
       const bench: BenchApp = {
         store,
         async burst(prefix, count, limit, valueBytes) {
@@ -202,6 +215,25 @@ Promise.resolve()
             failures,
             wrongReads,
           };
+        },
+        watch(prefix) {
+          store.watch({ prefix }, (notice) => {
+            const key = String(notice.key);
+            arrivals[key] ??= performance.timeOrigin + performance.now();
+          });
+        },
+        arrivals() {
+          return { ...arrivals };
+        },
+        async stampedPuts(prefix, count, valueBytes) {
+          const value = new Uint8Array(valueBytes);
+          crypto.getRandomValues(value);
+          const starts: number[] = [];
+          for (let i = 0; i < count; i++) {
+            starts.push(performance.timeOrigin + performance.now());
+            await store.put(`${prefix}:${i}`, value, { w: 2 });
+          }
+          return starts;
         },
         async warmUp(prefix, count) {
           // No retry: a put or get refused by a cluster that says it is connected is a failure to report, not to wait out.
