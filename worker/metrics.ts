@@ -52,6 +52,9 @@ export const COUNTER_NAMES = [
   'antiEntropyRepairs',
   'tombstonesCollected',
   'hintsRerouted',
+  // Listings (`keys`) this node ran, and partitions it answered for listings, its own included.
+  'keysQueries',
+  'keysServed',
 ] as const;
 
 /** One counter's name. */

@@ -20,6 +20,12 @@ import {
   type CoordinateReplyMessage,
   DEFAULT_LIMITS,
   type ErrorMessage,
+  type KeysAsk,
+  type KeysMessage,
+  type KeysPage,
+  type KeysReplyMessage,
+  MAX_KEYS_ASKS,
+  MAX_KEYS_PER_PARTITION,
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
@@ -81,7 +87,14 @@ const SYNC_ENTRY_TOKENS = 5;
 // Largest bin of a tree-hash reply: a hash for every leaf.
 const MAX_HASHES_BYTES = TREE_LEAVES * TREE_HASH_BYTES;
 // Longest array of any message: sync entries, or the indexes of a whole tree level.
-const MAX_FIXED_ARRAY = Math.max(MAX_CLOCK_ENTRIES, MAX_RECEIPT_NODES, MAX_SYNC_ENTRIES, TREE_LEAVES);
+const MAX_FIXED_ARRAY = Math.max(
+  MAX_CLOCK_ENTRIES,
+  MAX_RECEIPT_NODES,
+  MAX_SYNC_ENTRIES,
+  TREE_LEAVES,
+  MAX_KEYS_ASKS,
+  MAX_KEYS_PER_PARTITION,
+);
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
@@ -100,6 +113,8 @@ const FIELDS = {
   'sync-keys-reply': ['type', 'from', 'requestId', 'entries', 'next'],
   'sync-push': ['type', 'from', 'requestId', 'partition', 'entries'],
   'sync-drop': ['type', 'from', 'requestId', 'partition', 'entries'],
+  keys: ['type', 'from', 'requestId', 'asks', 'prefix', 'limit'],
+  'keys-reply': ['type', 'from', 'requestId', 'pages', 'refused'],
 } as const satisfies Record<PeerMessage['type'], readonly string[]>;
 
 const ENTRY_FIELDS = ['node', 'counter', 'timestamp'] as const;
@@ -109,6 +124,8 @@ const SIGNED_VERSION_FIELDS = ['dot', 'context', 'value', 'proof'] as const;
 const RECEIPT_FIELDS = ['coordinator', 'acknowledged', 'fallbacks', 'hints'] as const;
 const HINT_FIELDS = ['holder', 'target'] as const;
 const SYNC_ENTRY_FIELDS = ['key', 'versions'] as const;
+const KEYS_ASK_FIELDS = ['partition', 'after'] as const;
+const KEYS_PAGE_FIELDS = ['partition', 'keys', 'more'] as const;
 
 /** A decoded MessagePack map. */
 type Fields = Record<string, unknown>;
@@ -258,6 +275,23 @@ function wireForm(m: PeerMessage): object {
         requestId: m.requestId,
         partition: m.partition,
         entries: m.entries.map(wireSyncEntry),
+      };
+    case 'keys':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        asks: m.asks.map((a) => ({ partition: a.partition, after: a.after })),
+        prefix: m.prefix,
+        limit: m.limit,
+      };
+    case 'keys-reply':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        pages: m.pages.map((p) => ({ partition: p.partition, keys: p.keys, more: p.more })),
+        refused: m.refused,
       };
   }
 }
@@ -841,7 +875,94 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
       };
       return message;
     }
+    case 'keys': {
+      const message: KeysMessage = {
+        type: t,
+        from,
+        requestId,
+        asks: readKeysAsks(m.asks, 'keys.asks', limits),
+        prefix: readBytes(m.prefix, 'keys.prefix', 0, limits.maxKeyBytes),
+        limit: readInteger(m.limit, 'keys.limit', 1, MAX_KEYS_PER_PARTITION),
+      };
+      return message;
+    }
+    case 'keys-reply': {
+      const message: KeysReplyMessage = {
+        type: t,
+        from,
+        requestId,
+        pages: readKeysPages(m.pages, 'keys-reply.pages', limits),
+        refused: readAscendingPartitions(m.refused, 'keys-reply.refused'),
+      };
+      return message;
+    }
   }
+}
+
+/** Partitions ascending and distinct, at most {@link MAX_KEYS_ASKS}. */
+function readAscendingPartitions(value: unknown, path: string): number[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of partitions, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} partitions is over the limit of ${MAX_KEYS_ASKS}`);
+  const out: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const partition = readPartition(value[i], at);
+    if (i > 0 && partition <= out[i - 1]!) fail(at, `${partition} does not follow ${out[i - 1]!}: partitions must ascend`);
+    out.push(partition);
+  }
+  return out;
+}
+
+/** A `keys` message's asks: ascending by partition, each once, at most {@link MAX_KEYS_ASKS}. */
+function readKeysAsks(value: unknown, path: string, limits: ProtocolLimits): KeysAsk[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of asks, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} asks is over the limit of ${MAX_KEYS_ASKS}`);
+  const out: KeysAsk[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const m = readMap(value[i], at, KEYS_ASK_FIELDS);
+    const partition = readPartition(m.partition, `${at}.partition`);
+    if (i > 0 && partition <= out[i - 1]!.partition) {
+      fail(`${at}.partition`, `${partition} does not follow ${out[i - 1]!.partition}: partitions must ascend`);
+    }
+    out.push({ partition, after: readNullableKey(m.after, `${at}.after`, limits) });
+  }
+  return out;
+}
+
+/** A `keys-reply`'s pages: ascending by partition, each once; each page's keys ascending and distinct. */
+function readKeysPages(value: unknown, path: string, limits: ProtocolLimits): KeysPage[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of pages, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} pages is over the limit of ${MAX_KEYS_ASKS}`);
+  const out: KeysPage[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const m = readMap(value[i], at, KEYS_PAGE_FIELDS);
+    const partition = readPartition(m.partition, `${at}.partition`);
+    if (i > 0 && partition <= out[i - 1]!.partition) {
+      fail(`${at}.partition`, `${partition} does not follow ${out[i - 1]!.partition}: partitions must ascend`);
+    }
+    const rawKeys = m.keys;
+    if (!Array.isArray(rawKeys)) fail(`${at}.keys`, `expected an array of keys, got ${typeName(rawKeys)}`);
+    if (rawKeys.length > MAX_KEYS_PER_PARTITION) {
+      fail(`${at}.keys`, `${rawKeys.length} keys is over the limit of ${MAX_KEYS_PER_PARTITION}`);
+    }
+    const keys: Uint8Array[] = [];
+    for (let j = 0; j < rawKeys.length; j++) {
+      const key = readKey(rawKeys[j], `${at}.keys[${j}]`, limits);
+      if (j > 0 && compareBytes(keys[j - 1]!, key) >= 0) fail(`${at}.keys[${j}]`, 'keys must ascend in byte order');
+      keys.push(key);
+    }
+    out.push({ partition, keys, more: readBoolean(m.more, `${at}.more`) });
+  }
+  return out;
+}
+
+/** Byte order of two keys. */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
