@@ -118,8 +118,9 @@ export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freez
  *
  * 2: a version may carry its author's proof (worker/versions/proof.ts); joins and views carry `signedFrom`.
  * 3: the partial mesh: members relay peer frames through the server (`frame`) to the peers they have no link to.
+ * 4: coverage queries: the peer messages `keys` and `keys-reply` (store.keys).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** A refused event. */
 export interface ErrorAck {
