@@ -61,12 +61,7 @@ import type { Storage } from './storage/storage.ts';
 import { PartitionSync } from './membership/sync.ts';
 import { linkPartners } from './transport/link-policy.ts';
 import { type Version, contextOf } from './versions/version.ts';
-import {
-  DEFAULT_KEYS_LIMIT,
-  MAX_KEYS_LIMIT,
-  decodeCursor,
-  encodeCursor,
-} from './replication/coverage.ts';
+import { DEFAULT_KEYS_LIMIT, MAX_KEYS_LIMIT, decodeCursor, encodeCursor } from './replication/coverage.ts';
 import { type KeysAnswer, coverageQuery } from './replication/coverage-query.ts';
 import { listPartition } from './replication/key-listing.ts';
 
@@ -1098,11 +1093,10 @@ export class DynamoNode {
     const limit = options.limit ?? DEFAULT_KEYS_LIMIT;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_KEYS_LIMIT)
       throw new InvalidArgumentError(`limit must be an integer from 1 to ${MAX_KEYS_LIMIT}, got ${String(limit)}`);
-    const after =
-      options.cursor === undefined ? null : decodeCursor(options.cursor, prefix, this.#limits.maxKeyBytes);
+    const after = options.cursor === undefined ? null : decodeCursor(options.cursor, prefix, this.#limits.maxKeyBytes);
     await this.#ready;
     this.#metrics.count('keysQueries');
-    const page = await coverageQuery(
+    const query = coverageQuery(
       {
         self: this.id,
         partitions: this.#ring.partitions,
@@ -1116,6 +1110,10 @@ export class DynamoNode {
       after,
       limit,
     );
+    // A listing cut short by close failed because the node closed, not for want of holders.
+    const page = await query.catch((error: unknown) => {
+      throw this.#closed ? new ClosedError('the node closed before the listing completed', { cause: error }) : error;
+    });
     if (this.#closed) throw new ClosedError('the node closed before the listing completed');
     const last = page.keys[page.keys.length - 1];
     return {

@@ -1465,11 +1465,10 @@ describe('decodeMessage rejects keys messages with', () => {
   it('more asks than MAX_KEYS_ASKS', () => {
     const asks = Array.from({ length: MAX_KEYS_ASKS + 1 }, (_, partition) => ({ partition, after: null }));
     assertMalformed(encodeMessage({ ...samples.keys, asks }), /^frame: array of 1025 entries is over the limit$/);
-    assertMalformed(
-      encodeMessage({ ...samples.keys, asks }),
-      /^keys\.asks: 1025 asks is over the limit of 1024$/,
-      { ...DEFAULT_LIMITS, maxSiblings: 2048 },
-    );
+    assertMalformed(encodeMessage({ ...samples.keys, asks }), /^keys\.asks: 1025 asks is over the limit of 1024$/, {
+      ...DEFAULT_LIMITS,
+      maxSiblings: 2048,
+    });
   });
 
   it('an ask with a missing field or an after that is not a key', () => {

@@ -65,7 +65,8 @@ async function pages(w: World, node: string, options: KeysOptions): Promise<stri
   }
 }
 
-const sorted = (keys: readonly string[]): string[] => [...keys].sort((a, b) => Buffer.compare(text.encode(a), text.encode(b)));
+const sorted = (keys: readonly string[]): string[] =>
+  [...keys].sort((a, b) => Buffer.compare(text.encode(a), text.encode(b)));
 
 describe('DynamoNode.keys', () => {
   it('lists exactly the live keys under a prefix, in byte order, across pages', async () => {
@@ -99,7 +100,10 @@ describe('DynamoNode.keys', () => {
     const w = await world(5);
     await write(w, ['x']);
     const page = await w.settle(w.node('n0').keys({ prefix: 'x' }));
-    assert.deepEqual(page.keys.map((k) => utf8.decode(k)), ['x']);
+    assert.deepEqual(
+      page.keys.map((k) => utf8.decode(k)),
+      ['x'],
+    );
     // n0 holds 3/5 of the 256 partitions; the rest go to at most 4 peers, one message each.
     assert.ok(page.messages >= 1 && page.messages <= 4, `${page.messages} messages`);
   });

@@ -52,11 +52,7 @@ export function keyBefore(prefix: Uint8Array, maxKeyBytes: number): Uint8Array |
 }
 
 /** Where a scan of a partition for `prefix` starts: after the cursor's key, or just before the prefix. */
-export function scanStart(
-  prefix: Uint8Array,
-  after: Uint8Array | null,
-  maxKeyBytes: number,
-): Uint8Array | undefined {
+export function scanStart(prefix: Uint8Array, after: Uint8Array | null, maxKeyBytes: number): Uint8Array | undefined {
   return after ?? keyBefore(prefix, maxKeyBytes);
 }
 

@@ -31,7 +31,10 @@ export async function listPartition(
   let bytes = 0;
   let from = scanStart(prefix, after, bounds.maxKeyBytes);
   for (;;) {
-    const step = await storage.scanPartition(partition, from === undefined ? { limit: SCAN_STEP } : { after: from, limit: SCAN_STEP });
+    const step = await storage.scanPartition(
+      partition,
+      from === undefined ? { limit: SCAN_STEP } : { after: from, limit: SCAN_STEP },
+    );
     for (const stored of step) {
       const key = stored.key;
       if (!hasPrefix(key, prefix)) {

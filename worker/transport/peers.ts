@@ -23,7 +23,14 @@ export type Outgoing = PeerMessage extends infer M
 export type Reply = Extract<
   PeerMessage,
   {
-    type: 'replicate-ack' | 'read-reply' | 'coordinate-reply' | 'sync-tree-reply' | 'sync-keys-reply' | 'keys-reply' | 'error';
+    type:
+      | 'replicate-ack'
+      | 'read-reply'
+      | 'coordinate-reply'
+      | 'sync-tree-reply'
+      | 'sync-keys-reply'
+      | 'keys-reply'
+      | 'error';
   }
 >;
 

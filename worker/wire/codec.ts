@@ -907,7 +907,8 @@ function readAscendingPartitions(value: unknown, path: string): number[] {
   for (let i = 0; i < value.length; i++) {
     const at = `${path}[${i}]`;
     const partition = readPartition(value[i], at);
-    if (i > 0 && partition <= out[i - 1]!) fail(at, `${partition} does not follow ${out[i - 1]!}: partitions must ascend`);
+    if (i > 0 && partition <= out[i - 1]!)
+      fail(at, `${partition} does not follow ${out[i - 1]!}: partitions must ascend`);
     out.push(partition);
   }
   return out;
