@@ -59,3 +59,30 @@ test('keys lists exactly the live keys under a prefix across several pages, from
   const ordersListed = await a.call((store) => store.keys({ prefix: 'order:', limit: 1000 }), null);
   expect(ordersListed).toEqual({ keys: orders.filter((k) => k !== 'order:4'), cursor: null });
 });
+
+test('keys lists every live key from a tab of 4, asking its peers over their data channels for the partitions it does not hold', async ({
+  context,
+  server,
+}) => {
+  const tabs = await openCluster(context, server, 4, { cluster: freshCluster('keys-peers'), dataPlane: 'transfer' });
+  const keys = Array.from({ length: 40 }, (_, i) => `doc:${String(i).padStart(2, '0')}`);
+  await tabs[0]!.call(async (store, all) => {
+    for (const key of all) await store.put(key, 1, { w: 3 });
+  }, keys);
+
+  const served = async (): Promise<number[]> =>
+    Promise.all(tabs.slice(1).map((t) => t.call(async (store) => (await store.metrics()).node.keysServed, null)));
+  const before = await served();
+  const listed = await tabs[0]!.call(async (store) => {
+    const started = performance.now();
+    const page = await store.keys({ prefix: 'doc:', limit: 1000 });
+    return { ...page, ms: performance.now() - started };
+  }, null);
+  expect(listed.keys).toEqual(keys);
+  expect(listed.cursor).toBeNull();
+  const after = await served();
+  // With 4 tabs and N = 3 each holds about 3/4 of the partitions: the other quarter was answered by peers.
+  expect(after.reduce((sum, n, i) => sum + n - before[i]!, 0)).toBeGreaterThan(0);
+  const partitions = await tabs[0]!.call((store) => store.config.partitions, null);
+  console.log(`keys: one page of 40 keys at Q=${partitions} with 4 tabs took ${listed.ms.toFixed(0)} ms`);
+});
