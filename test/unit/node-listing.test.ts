@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { hasErrorCode } from '../../worker/errors.ts';
+import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
+import type { PeerMessage } from '../../worker/wire/protocol.ts';
 import type { DynamoNode, KeysOptions } from '../../worker/node.ts';
 import { Cluster } from '../sim/cluster.ts';
 import { Network, type NetworkConditions } from '../sim/network.ts';
@@ -16,6 +18,7 @@ const utf8 = new TextDecoder();
 
 interface World {
   readonly scheduler: Scheduler;
+  readonly network: Network;
   readonly cluster: Cluster;
   settle<T>(promise: Promise<T>): Promise<T>;
   node(id: string): DynamoNode;
@@ -28,6 +31,7 @@ async function world(size: number, conditions: Partial<NetworkConditions> = {}):
   const cluster = new Cluster({ scheduler, network, rng, size, node: { requestTimeout: 100 } });
   const w: World = {
     scheduler,
+    network,
     cluster,
     async settle<T>(promise: Promise<T>): Promise<T> {
       let done = false;
@@ -142,6 +146,55 @@ describe('DynamoNode.keys', () => {
     assert.deepEqual(
       listed.keys.map((k) => utf8.decode(k)),
       sorted(keys),
+    );
+    // Asked by the others, it refuses what it is still fetching, and they ask the next owner.
+    assert.ok(w.node(joined).fetchingCount() > 0, 'the new node is still fetching');
+    for (const other of ['n0', 'n1', 'n2']) {
+      const page = await w.settle(w.node(other).keys({ prefix: 'item:', limit: 1000 }));
+      assert.deepEqual(
+        page.keys.map((k) => utf8.decode(k)),
+        sorted(keys),
+        `listed from ${other}`,
+      );
+    }
+  });
+
+  it('refuses to a member that asks the partitions it is still fetching, and answers those it holds', async () => {
+    const w = await world(3, { baseLatency: 40 });
+    await write(w, ['a', 'b']);
+    const joined = w.cluster.join();
+    const node = w.node(joined);
+    await w.scheduler.run(() => node.ring.has(joined) && node.fetchingCount() > 0);
+    // Past the view the cluster publishes for the join, which would otherwise replace the one naming the probe.
+    await w.scheduler.advance(50);
+    const states = await w.settle(node.partitions());
+    const fetching = states.find((p) => p.state === 'fetching')!.partition;
+    const held = states.find((p) => p.state === 'held')?.partition;
+    const unowned = Array.from({ length: node.ring.partitions }, (_, p) => p).find(
+      (p) => !node.ring.preferenceList(p, 3).includes(joined),
+    )!;
+    // A member of the view that is no node: it sends one `keys` message and keeps the reply.
+    const replies: PeerMessage[] = [];
+    const probe = w.network.attach('probe', { alive: true }, (_from, frame) => replies.push(decodeMessage(frame)));
+    node.setMembers([...w.cluster.members, { id: 'probe', domain: 'probe' }]);
+    const asks = [fetching, unowned, ...(held === undefined ? [] : [held])]
+      .sort((x, y) => x - y)
+      .map((partition) => ({ partition, after: null }));
+    probe.send(
+      joined,
+      encodeMessage({ type: 'keys', from: 'probe', requestId: 1, asks, prefix: new Uint8Array(0), limit: 10 }),
+    );
+    const answer = (): PeerMessage | undefined => replies.find((r) => r.type === 'keys-reply' && r.requestId === 1);
+    await w.scheduler.run(() => answer() !== undefined, w.scheduler.now + 5000);
+    const reply = answer();
+    assert.ok(reply !== undefined, 'the node answered');
+    assert.equal(reply.type, 'keys-reply');
+    assert.ok(reply.type === 'keys-reply');
+    assert.ok(reply.refused.includes(fetching), 'a partition being fetched is refused');
+    assert.ok(reply.refused.includes(unowned), 'a partition it does not own is refused');
+    assert.deepEqual(
+      reply.pages.map((p) => p.partition),
+      held === undefined ? [] : [held],
     );
   });
 
