@@ -11,6 +11,8 @@ export {
   type StorePutOptions,
   type StoreDeleteOptions,
   type StoreGetResult,
+  type StoreKeysOptions,
+  type StoreKeysResult,
   type StorePutResult,
   type StoreConfig,
   type StoreFaults,

@@ -150,6 +150,31 @@ export interface StoreGetResult {
   readonly receipt: ReadReceipt;
 }
 
+/** Options of {@link Store.keys}. */
+export interface StoreKeysOptions {
+  /**
+   * List only the keys that start with this prefix: a string matches keys given as strings by their UTF-8, bytes
+   * match the key bytes. Its type also says how keys come back (see {@link StoreKeysResult.keys}). @default ''
+   */
+  readonly prefix?: string | Uint8Array;
+  /** Most keys in the page, 1 to 1000. @default 100 */
+  readonly limit?: number;
+  /** The `cursor` of the previous page of the same prefix; omitted (or null), the first page. */
+  readonly cursor?: string | null;
+}
+
+/** One page of {@link Store.keys}. */
+export interface StoreKeysResult {
+  /**
+   * Live keys, in byte order of their UTF-8 or bytes. The store keeps a key's bytes, not whether it was given as a
+   * string: with a string prefix each key comes back as a string when its bytes are valid UTF-8 (every key given as
+   * a string is) and as a `Uint8Array` otherwise; with a `Uint8Array` prefix every key comes back as bytes.
+   */
+  readonly keys: (string | Uint8Array)[];
+  /** Pass it as `cursor` for the next page; null when there is no more. Opaque base64url text. */
+  readonly cursor: string | null;
+}
+
 /** What a put or delete answers. */
 export interface StorePutResult {
   /** The new version's context. */
@@ -261,6 +286,14 @@ export interface Store {
    * {@link MAX_STORE_WATCHES}; a watch the node refuses afterwards (a key over `maxKeyBytes`) is ended and logged.
    */
   watch(target: StoreWatchTarget, listener: (notice: StoreWatchNotice) => void): () => void;
+  /**
+   * One page of the live keys under `prefix`, in key order: a coverage query that asks every partition of the ring of
+   * one node holding it (this node first), so its cost grows with the cluster's partitions, not with the page. A key
+   * is listed when the node asked for its partition stores a live version of it (eventual: R = 1 per partition).
+   * `ERR_QUORUM` when no node holding some partition answers; `ERR_INVALID_ARGUMENT` for a bad limit, prefix or
+   * cursor.
+   */
+  keys(options?: StoreKeysOptions): Promise<StoreKeysResult>;
   /** This node's counters, latencies, storage and links. */
   metrics(): Promise<HostMetrics>;
   /**
@@ -281,6 +314,17 @@ export interface Store {
 
 const CLUSTER_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const utf8 = new TextDecoder();
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A listed key as text when its bytes are UTF-8 (as every key given as a string is), else as its bytes. */
+function textOrBytes(key: Uint8Array): string | Uint8Array {
+  try {
+    return strictUtf8.decode(key);
+  } catch {
+    return key;
+  }
+}
 
 /**
  * Starts this tab's node and joins `options.cluster`. Rejects with `ERR_UNAUTHORIZED` for refused credentials,
@@ -644,6 +688,29 @@ class DynameshStore implements Store {
     } catch (error) {
       console.error('dynamesh: a watch listener threw', error);
     }
+  }
+
+  async keys(options: StoreKeysOptions = {}): Promise<StoreKeysResult> {
+    this.#open();
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
+    const { prefix = '', limit, cursor } = options;
+    if (typeof prefix !== 'string' && !(prefix instanceof Uint8Array)) {
+      throw new InvalidArgumentError('prefix must be a string or a Uint8Array');
+    }
+    if (limit !== undefined && typeof limit !== 'number') throw new InvalidArgumentError('limit must be a number');
+    if (cursor !== undefined && cursor !== null && typeof cursor !== 'string') {
+      throw new InvalidArgumentError('cursor must be a string returned by keys(), or null');
+    }
+    // A plain copy of what was checked: anything else on `options` stays on this side.
+    const page = unwrap(
+      await this.#host.keys({
+        prefix,
+        ...(limit !== undefined ? { limit } : {}),
+        ...(typeof cursor === 'string' ? { cursor } : {}),
+      }),
+    );
+    const keys = typeof prefix === 'string' ? page.keys.map(textOrBytes) : page.keys;
+    return { keys, cursor: page.cursor };
   }
 
   async partitions(): Promise<PartitionInfo[]> {

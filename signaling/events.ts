@@ -118,7 +118,8 @@ export const SIGNALING_ERROR_CODES: readonly SignalingErrorCode[] = Object.freez
  *
  * 2: a version may carry its author's proof (worker/versions/proof.ts); joins and views carry `signedFrom`.
  * 3: the partial mesh: members relay peer frames through the server (`frame`) to the peers they have no link to.
- * 4: watches: peer messages `watch` (a watcher's registrations at a node) and `notice` (a change of a watched key).
+ * 4: watches and coverage queries: the peer messages `watch` (a watcher's registrations at a node), `notice` (a
+ * change of a watched key), `keys` and `keys-reply` (store.keys).
  */
 export const PROTOCOL_VERSION = 4;
 

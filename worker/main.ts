@@ -17,6 +17,8 @@ import {
   DynamoNode,
   type GetOptions,
   type GetResult,
+  type KeysOptions,
+  type KeysResult,
   type NodeMetrics,
   type NodeOptions,
   type PutOptions,
@@ -376,6 +378,11 @@ export class NodeHost {
 
   delete(key: Uint8Array | string, options: DeleteOptions): Promise<Outcome<PutResult>> {
     return attempt(() => this.#running().delete(key, options));
+  }
+
+  /** One page of the live keys under a prefix (see {@link DynamoNode.keys}). */
+  keys(options: KeysOptions): Promise<Outcome<KeysResult>> {
+    return attempt(() => this.#running().keys(options));
   }
 
   /** Counters, latencies, storage counts and link states. */

@@ -55,6 +55,9 @@ export const COUNTER_NAMES = [
   'noticesSent',
   'noticesRefused',
   'watchesRefused',
+  // Listings (`keys`) this node ran, and partitions it answered for listings, its own included.
+  'keysQueries',
+  'keysServed',
 ] as const;
 
 /** One counter's name. */

@@ -43,6 +43,8 @@ import {
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
+  type KeysAsk,
+  type KeysPage,
   type ReadReplyMessage,
   type SyncKeysReplyMessage,
   type WireReceipt,
@@ -64,6 +66,9 @@ import { linkPartners } from './transport/link-policy.ts';
 import { type Version, contextOf } from './versions/version.ts';
 import { WatchRegistry } from './watch/registry.ts';
 import { Watcher } from './watch/watcher.ts';
+import { DEFAULT_KEYS_LIMIT, MAX_KEYS_LIMIT, decodeCursor, encodeCursor } from './replication/coverage.ts';
+import { type KeysAnswer, coverageQuery } from './replication/coverage-query.ts';
+import { listPartition } from './replication/key-listing.ts';
 
 /** Everything a node is made of and its tunables. */
 export interface NodeOptions {
@@ -206,6 +211,26 @@ export interface GetResult {
   readonly receipt: ReadReceipt;
 }
 
+/** Options of {@link DynamoNode.keys}. */
+export interface KeysOptions {
+  /** List only keys that start with these bytes (a string is taken as its UTF-8). @default every key */
+  readonly prefix?: Uint8Array | string;
+  /** Most keys in the page, 1 to MAX_KEYS_LIMIT (1000). @default 100 */
+  readonly limit?: number;
+  /** The cursor of the previous page of the same prefix; omitted, the first page. */
+  readonly cursor?: string;
+}
+
+/** One page of {@link DynamoNode.keys}. */
+export interface KeysResult {
+  /** Live keys in byte order, as stored (a string key as its UTF-8). */
+  readonly keys: Uint8Array[];
+  /** Where the next page starts, or null when there is no more. */
+  readonly cursor: string | null;
+  /** Messages this node sent to peers for the page. */
+  readonly messages: number;
+}
+
 /** The answer of a put or delete. */
 export interface PutResult {
   /** The opaque context of the new version. */
@@ -268,6 +293,12 @@ const SIGNERS_RECORD = 'signers';
  * (2,048, each one replicate to this node) plus a few transfer pages; beyond twice that, a peer is flooding.
  */
 const MAX_SERVED_PER_PEER = 4096;
+
+/** Bytes of keys one `keys-reply` holds at most, whatever is asked: a small request cannot draw a large answer. */
+const KEYS_REPLY_BYTES = 256 * 1024;
+
+/** Bytes a key takes in a `keys-reply` beyond its own, at most (its bin header). */
+const KEY_WIRE_OVERHEAD = 5;
 /** A pause: no foreground request running, and none ended in the last this many ms. */
 const IDLE_QUIET_MS = 10;
 
@@ -295,6 +326,8 @@ export class DynamoNode {
   readonly #trees: PartitionTrees;
   readonly #ownership: Ownership;
   readonly #holders: Holders;
+  /** How long a peer may take to answer a `keys` request: it scans up to a thousand partitions. */
+  readonly #keysTimeout: number;
   readonly #sync: PartitionSync;
   readonly #rebalancer: Rebalancer;
   readonly #antiEntropy: AntiEntropy | null;
@@ -382,6 +415,7 @@ export class DynamoNode {
     this.#logger = options.logger ?? silentLogger;
     const requestTimeout = options.requestTimeout ?? 500;
     const forwardTimeout = options.forwardTimeout ?? 4 * requestTimeout;
+    this.#keysTimeout = forwardTimeout;
     this.#ring = this.#buildRing([{ id: this.id, domain: this.domain }]);
     const partitions = this.#ring.partitions;
     // Partitions known to hold keys: those stored at start and those written since. A tree of any other partition is
@@ -1051,6 +1085,7 @@ export class DynamoNode {
       case 'coordinate-reply':
       case 'sync-tree-reply':
       case 'sync-keys-reply':
+      case 'keys-reply':
       case 'error':
         if (!this.#peers.settle(message)) this.#logger.debug({ from: message.from, type: message.type }, 'late reply');
         return;
@@ -1124,7 +1159,109 @@ export class DynamoNode {
           this.#watcher.notice(message.key, message.versions);
         } else this.#metrics.count('noticesRefused');
         return;
+      case 'keys':
+        // Any member may list keys: it is a read. Only partitions held whole are answered.
+        return this.#serve(message, async () => ({
+          type: 'keys-reply',
+          ...(await this.#serveKeys(message.asks, message.prefix, message.limit)),
+        }));
     }
+  }
+
+  /**
+   * The live keys under `prefix` of each asked partition this node holds whole, in order, until the reply holds
+   * {@link KEYS_REPLY_BYTES} of keys (the first asked partition is always answered, so every reply makes progress);
+   * partitions it does not hold (it is fetching them, or does not own them) are refused.
+   */
+  async #serveKeys(asks: readonly KeysAsk[], prefix: Uint8Array, limit: number): Promise<KeysAnswer> {
+    const pages: KeysPage[] = [];
+    const refused: number[] = [];
+    const stored = new Set(await this.#storage.partitionsWithData());
+    let room = KEYS_REPLY_BYTES;
+    for (const { partition, after } of asks) {
+      if (!this.#ownership.holds(partition)) {
+        refused.push(partition);
+        continue;
+      }
+      if (room <= 0) break;
+      if (!stored.has(partition)) {
+        pages.push({ partition, keys: [], more: false });
+        continue;
+      }
+      const page = await listPartition(this.#storage, partition, prefix, after, limit, {
+        maxKeyBytes: this.#limits.maxKeyBytes,
+        maxBytes: room,
+      });
+      room -= page.bytes + KEY_WIRE_OVERHEAD * page.keys.length;
+      pages.push({ partition, keys: page.keys, more: page.more });
+    }
+    this.#metrics.count('keysServed', pages.length);
+    return { pages, refused };
+  }
+
+  /**
+   * One page of the live keys under a prefix, in byte order: a coverage query that asks every partition of one node
+   * holding it (see coverage-query.ts). A key is listed when the node asked for its partition stores a live version
+   * of it (R = 1 per partition); a tombstone hides its key.
+   */
+  async keys(options: KeysOptions = {}): Promise<KeysResult> {
+    if (this.#closed) throw new ClosedError();
+    const prefix = options.prefix === undefined ? new Uint8Array(0) : this.#prefix(options.prefix);
+    const limit = options.limit ?? DEFAULT_KEYS_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_KEYS_LIMIT)
+      throw new InvalidArgumentError(`limit must be an integer from 1 to ${MAX_KEYS_LIMIT}, got ${String(limit)}`);
+    const after = options.cursor === undefined ? null : decodeCursor(options.cursor, prefix, this.#limits.maxKeyBytes);
+    await this.#ready;
+    this.#metrics.count('keysQueries');
+    const query = coverageQuery(
+      {
+        self: this.id,
+        partitions: this.#ring.partitions,
+        candidates: (partition) => this.#keysCandidates(partition),
+        partitionOf: (key) => this.#ring.partitionOf(key),
+        serveLocal: (asks, p, l) => this.#serveKeys(asks, p, l),
+        request: (peer, message) => this.#peers.request(peer, message, this.#keysTimeout),
+        logger: this.#logger,
+      },
+      prefix,
+      after,
+      limit,
+    );
+    // A listing cut short by close failed because the node closed, not for want of holders.
+    const page = await query.catch((error: unknown) => {
+      throw this.#closed ? new ClosedError('the node closed before the listing completed', { cause: error }) : error;
+    });
+    if (this.#closed) throw new ClosedError('the node closed before the listing completed');
+    const last = page.keys[page.keys.length - 1];
+    return {
+      keys: [...page.keys],
+      cursor: page.more && last !== undefined ? encodeCursor(last) : null,
+      messages: page.messages,
+    };
+  }
+
+  /**
+   * Who to ask for `partition`: this node when it holds it whole, then its owners, then other members known to hold
+   * it, those suspected last.
+   */
+  #keysCandidates(partition: number): string[] {
+    const owners = this.#ring.preferenceList(partition, this.#n);
+    const order = [...owners, ...this.#holders.known(partition).filter((id) => !owners.includes(id))].filter(
+      (id) => id !== this.id,
+    );
+    const live = order.filter((id) => !this.#peers.isSuspected(id));
+    const suspected = order.filter((id) => this.#peers.isSuspected(id));
+    return this.#ownership.holds(partition) ? [this.id, ...live, ...suspected] : [...live, ...suspected];
+  }
+
+  #prefix(prefix: Uint8Array | string): Uint8Array {
+    let bytes: Uint8Array;
+    if (typeof prefix === 'string') bytes = utf8Key(prefix);
+    else if (prefix instanceof Uint8Array) bytes = new Uint8Array(prefix);
+    else throw new InvalidArgumentError('prefix must be a string or a Uint8Array');
+    if (bytes.byteLength > this.#limits.maxKeyBytes)
+      throw new TooLargeError('prefix', bytes.byteLength, this.#limits.maxKeyBytes);
+    return bytes;
   }
 
   /** Answers a sync request once the held partitions are known (a source must not claim a copy it lacks). */

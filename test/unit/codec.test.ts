@@ -6,6 +6,8 @@ import { decodeMessage, encodeMessage, MAX_FRAME_DEPTH, MAX_RECEIPT_NODES } from
 import { ERROR_CODES, MalformedFrameError } from '../../worker/errors.ts';
 import {
   DEFAULT_LIMITS,
+  MAX_KEYS_ASKS,
+  MAX_KEYS_PER_PARTITION,
   MAX_SYNC_ENTRIES,
   MAX_WATCH_LEASE_MS,
   MAX_WATCH_TARGETS,
@@ -166,6 +168,35 @@ const messageArbs: { [T in PeerMessage['type']]: fc.Arbitrary<Extract<PeerMessag
     leaseMs: fc.integer({ min: MIN_WATCH_LEASE_MS, max: MAX_WATCH_LEASE_MS }),
   }),
   notice: fc.record({ type: fc.constant('notice' as const), ...envelope, key: keyArb, versions: versionsArb }),
+  keys: fc.record({
+    type: fc.constant('keys' as const),
+    ...envelope,
+    asks: fc
+      .uniqueArray(fc.record({ partition: partitionArb, after: fc.option(keyArb, { nil: null }) }), {
+        selector: (a) => a.partition,
+        maxLength: 8,
+      })
+      .map((asks) => asks.sort((a, b) => a.partition - b.partition)),
+    prefix: fc.uint8Array({ maxLength: 16 }),
+    limit: fc.integer({ min: 1, max: MAX_KEYS_PER_PARTITION }),
+  }),
+  'keys-reply': fc.record({
+    type: fc.constant('keys-reply' as const),
+    ...envelope,
+    pages: fc
+      .uniqueArray(
+        fc.record({
+          partition: partitionArb,
+          keys: fc
+            .uniqueArray(keyArb, { selector: (k) => Buffer.from(k).toString('hex'), maxLength: 6 })
+            .map((keys) => keys.sort(Buffer.compare)),
+          more: fc.boolean(),
+        }),
+        { selector: (p) => p.partition, maxLength: 6 },
+      )
+      .map((pages) => pages.sort((a, b) => a.partition - b.partition)),
+    refused: indexesArb(MAX_KEYS_ASKS),
+  }),
 };
 const messageArb: fc.Arbitrary<PeerMessage> = fc.oneof(...Object.values(messageArbs));
 
@@ -289,6 +320,24 @@ const samples: { [T in PeerMessage['type']]: Extract<PeerMessage, { type: T }> }
     leaseMs: 30_000,
   },
   notice: { type: 'notice', from: 'node-3', requestId: 0, key: bytes(107, 101, 121), versions: sampleVersions },
+  keys: {
+    type: 'keys',
+    from: 'node-1',
+    requestId: 15,
+    asks: [
+      { partition: 3, after: null },
+      { partition: 4095, after: bytes(117, 58, 98) },
+    ],
+    prefix: bytes(117, 58),
+    limit: 100,
+  },
+  'keys-reply': {
+    type: 'keys-reply',
+    from: 'node-2',
+    requestId: 15,
+    pages: [{ partition: 3, keys: [bytes(117, 58, 97), bytes(117, 58, 97, 0), bytes(117, 58, 99)], more: true }],
+    refused: [4095],
+  },
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1453,6 +1502,92 @@ function applyByteEdit(frame: Uint8Array, edit: ByteEdit): Uint8Array {
       return new Uint8Array([...frame.subarray(0, at), ...frame.subarray(at + edit.length)]);
   }
 }
+
+describe('decodeMessage rejects keys messages with', () => {
+  it('asks out of partition order or naming a partition twice', () => {
+    const asks = [
+      { partition: 9, after: null },
+      { partition: 2, after: null },
+    ];
+    assertMalformed(encodeMessage({ ...samples.keys, asks }), /^keys\.asks\[1\]\.partition: 2 does not follow 9/);
+    assertMalformed(
+      encodeMessage({ ...samples.keys, asks: [asks[0]!, asks[0]!] }),
+      /^keys\.asks\[1\]\.partition: 9 does not follow 9/,
+    );
+  });
+
+  it('more asks than MAX_KEYS_ASKS', () => {
+    const asks = Array.from({ length: MAX_KEYS_ASKS + 1 }, (_, partition) => ({ partition, after: null }));
+    assertMalformed(encodeMessage({ ...samples.keys, asks }), /^frame: array of 1025 entries is over the limit$/);
+    assertMalformed(encodeMessage({ ...samples.keys, asks }), /^keys\.asks: 1025 asks is over the limit of 1024$/, {
+      ...DEFAULT_LIMITS,
+      maxSiblings: 2048,
+    });
+  });
+
+  it('an ask with a missing field or an after that is not a key', () => {
+    assertMalformed(
+      edited(samples.keys, (t) => delete at(t, ['asks', 0]).after),
+      /^keys\.asks\[0\]\.after: missing field/,
+    );
+    assertMalformed(
+      edited(samples.keys, (t) => (at(t, ['asks', 1]).after = bytes())),
+      /^keys\.asks\[1\]\.after: 0 bytes is under the minimum of 1/,
+    );
+  });
+
+  it('a prefix over maxKeyBytes', () => {
+    assertMalformed(
+      encodeMessage({ ...samples.keys, prefix: new Uint8Array(DEFAULT_LIMITS.maxKeyBytes + 1) }),
+      /^keys\.prefix: 1025 bytes is over the limit of 1024$/,
+    );
+  });
+
+  it('a limit outside 1 to MAX_KEYS_PER_PARTITION', () => {
+    for (const limit of [0, MAX_KEYS_PER_PARTITION + 1, 1.5]) {
+      assertMalformed(encodeMessage({ ...samples.keys, limit }), /^keys\.limit: expected an integer from 1 to 1000/);
+    }
+  });
+
+  it('a page whose keys do not ascend, or are repeated', () => {
+    const page = samples['keys-reply'].pages[0]!;
+    assertMalformed(
+      encodeMessage({ ...samples['keys-reply'], pages: [{ ...page, keys: [...page.keys].reverse() }] }),
+      /^keys-reply\.pages\[0\]\.keys\[1\]: keys must ascend in byte order/,
+    );
+    assertMalformed(
+      encodeMessage({ ...samples['keys-reply'], pages: [{ ...page, keys: [bytes(1), bytes(1)] }] }),
+      /^keys-reply\.pages\[0\]\.keys\[1\]: keys must ascend/,
+    );
+  });
+
+  it('a page of more keys than MAX_KEYS_PER_PARTITION', () => {
+    const keys = Array.from({ length: MAX_KEYS_PER_PARTITION + 1 }, (_, i) => bytes(i >> 8, i & 0xff));
+    assertMalformed(
+      encodeMessage({ ...samples['keys-reply'], pages: [{ partition: 1, keys, more: false }] }),
+      /^keys-reply\.pages\[0\]\.keys: 1001 keys is over the limit of 1000$/,
+    );
+  });
+
+  it('pages out of partition order, or refused partitions out of order', () => {
+    const page = samples['keys-reply'].pages[0]!;
+    assertMalformed(
+      encodeMessage({ ...samples['keys-reply'], pages: [page, page] }),
+      /^keys-reply\.pages\[1\]\.partition: 3 does not follow 3/,
+    );
+    assertMalformed(
+      encodeMessage({ ...samples['keys-reply'], refused: [5, 1] }),
+      /^keys-reply\.refused\[1\]: 1 does not follow 5/,
+    );
+  });
+
+  it('a page without its more flag', () => {
+    assertMalformed(
+      edited(samples['keys-reply'], (t) => delete at(t, ['pages', 0]).more),
+      /^keys-reply\.pages\[0\]\.more: missing field/,
+    );
+  });
+});
 
 describe('decodeMessage under fuzzing', () => {
   it('answers random bytes with a message or a MalformedFrameError only', () => {

@@ -22,7 +22,16 @@ export type Outgoing = PeerMessage extends infer M
 /** The replies a request can get. */
 export type Reply = Extract<
   PeerMessage,
-  { type: 'replicate-ack' | 'read-reply' | 'coordinate-reply' | 'sync-tree-reply' | 'sync-keys-reply' | 'error' }
+  {
+    type:
+      | 'replicate-ack'
+      | 'read-reply'
+      | 'coordinate-reply'
+      | 'sync-tree-reply'
+      | 'sync-keys-reply'
+      | 'keys-reply'
+      | 'error';
+  }
 >;
 
 /** True when `message` answers a request (see {@link Peers.settle}) rather than asking something. */
@@ -34,6 +43,7 @@ export function isReply(message: PeerMessage): message is Reply {
     type === 'coordinate-reply' ||
     type === 'sync-tree-reply' ||
     type === 'sync-keys-reply' ||
+    type === 'keys-reply' ||
     type === 'error'
   );
 }
@@ -419,5 +429,9 @@ function withEnvelope(m: Outgoing, from: string, requestId: number): PeerMessage
       return { type: m.type, from, requestId, targets: m.targets, leaseMs: m.leaseMs };
     case 'notice':
       return { type: m.type, from, requestId, key: m.key, versions: m.versions };
+    case 'keys':
+      return { type: m.type, from, requestId, asks: m.asks, prefix: m.prefix, limit: m.limit };
+    case 'keys-reply':
+      return { type: m.type, from, requestId, pages: m.pages, refused: m.refused };
   }
 }

@@ -20,6 +20,12 @@ import {
   type CoordinateReplyMessage,
   DEFAULT_LIMITS,
   type ErrorMessage,
+  type KeysAsk,
+  type KeysMessage,
+  type KeysPage,
+  type KeysReplyMessage,
+  MAX_KEYS_ASKS,
+  MAX_KEYS_PER_PARTITION,
   NODE_ID_PATTERN,
   type PeerMessage,
   type ProtocolLimits,
@@ -93,6 +99,8 @@ const MAX_FIXED_ARRAY = Math.max(
   MAX_SYNC_ENTRIES,
   TREE_LEAVES,
   MAX_WATCH_TARGETS,
+  MAX_KEYS_ASKS,
+  MAX_KEYS_PER_PARTITION,
 );
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
@@ -115,6 +123,8 @@ const FIELDS = {
   // Read by the checked path only (the fast paths give up on them): one-way and rare next to replication.
   watch: ['type', 'from', 'requestId', 'targets', 'leaseMs'],
   notice: ['type', 'from', 'requestId', 'key', 'versions'],
+  keys: ['type', 'from', 'requestId', 'asks', 'prefix', 'limit'],
+  'keys-reply': ['type', 'from', 'requestId', 'pages', 'refused'],
 } as const satisfies Record<PeerMessage['type'], readonly string[]>;
 
 const ENTRY_FIELDS = ['node', 'counter', 'timestamp'] as const;
@@ -125,6 +135,8 @@ const RECEIPT_FIELDS = ['coordinator', 'acknowledged', 'fallbacks', 'hints'] as 
 const HINT_FIELDS = ['holder', 'target'] as const;
 const SYNC_ENTRY_FIELDS = ['key', 'versions'] as const;
 const WATCH_TARGET_FIELDS = ['key', 'prefix'] as const;
+const KEYS_ASK_FIELDS = ['partition', 'after'] as const;
+const KEYS_PAGE_FIELDS = ['partition', 'keys', 'more'] as const;
 
 /** A decoded MessagePack map. */
 type Fields = Record<string, unknown>;
@@ -290,6 +302,23 @@ function wireForm(m: PeerMessage): object {
         requestId: m.requestId,
         key: m.key,
         versions: m.versions.map(wireVersion),
+      };
+    case 'keys':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        asks: m.asks.map((a) => ({ partition: a.partition, after: a.after })),
+        prefix: m.prefix,
+        limit: m.limit,
+      };
+    case 'keys-reply':
+      return {
+        type: m.type,
+        from: m.from,
+        requestId: m.requestId,
+        pages: m.pages.map((p) => ({ partition: p.partition, keys: p.keys, more: p.more })),
+        refused: m.refused,
       };
   }
 }
@@ -893,6 +922,27 @@ function readMessage(raw: unknown, limits: ProtocolLimits): PeerMessage {
       };
       return message;
     }
+    case 'keys': {
+      const message: KeysMessage = {
+        type: t,
+        from,
+        requestId,
+        asks: readKeysAsks(m.asks, 'keys.asks', limits),
+        prefix: readBytes(m.prefix, 'keys.prefix', 0, limits.maxKeyBytes),
+        limit: readInteger(m.limit, 'keys.limit', 1, MAX_KEYS_PER_PARTITION),
+      };
+      return message;
+    }
+    case 'keys-reply': {
+      const message: KeysReplyMessage = {
+        type: t,
+        from,
+        requestId,
+        pages: readKeysPages(m.pages, 'keys-reply.pages', limits),
+        refused: readAscendingPartitions(m.refused, 'keys-reply.refused'),
+      };
+      return message;
+    }
   }
 }
 
@@ -908,10 +958,77 @@ function readWatchTargets(value: unknown, path: string, limits: ProtocolLimits):
   return out;
 }
 
+/** Partitions ascending and distinct, at most {@link MAX_KEYS_ASKS}. */
+function readAscendingPartitions(value: unknown, path: string): number[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of partitions, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} partitions is over the limit of ${MAX_KEYS_ASKS}`);
+  const out: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const partition = readPartition(value[i], at);
+    if (i > 0 && partition <= out[i - 1]!)
+      fail(at, `${partition} does not follow ${out[i - 1]!}: partitions must ascend`);
+    out.push(partition);
+  }
+  return out;
+}
+
 function readLease(value: unknown, path: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_WATCH_LEASE_MS || value > MAX_WATCH_LEASE_MS)
     fail(path, `expected an integer of ms from ${MIN_WATCH_LEASE_MS} to ${MAX_WATCH_LEASE_MS}, got ${typeName(value)}`);
   return value;
+}
+
+/** A `keys` message's asks: ascending by partition, each once, at most {@link MAX_KEYS_ASKS}. */
+function readKeysAsks(value: unknown, path: string, limits: ProtocolLimits): KeysAsk[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of asks, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} asks is over the limit of ${MAX_KEYS_ASKS}`);
+  const out: KeysAsk[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const m = readMap(value[i], at, KEYS_ASK_FIELDS);
+    const partition = readPartition(m.partition, `${at}.partition`);
+    if (i > 0 && partition <= out[i - 1]!.partition) {
+      fail(`${at}.partition`, `${partition} does not follow ${out[i - 1]!.partition}: partitions must ascend`);
+    }
+    out.push({ partition, after: readNullableKey(m.after, `${at}.after`, limits) });
+  }
+  return out;
+}
+
+/** A `keys-reply`'s pages: ascending by partition, each once; each page's keys ascending and distinct. */
+function readKeysPages(value: unknown, path: string, limits: ProtocolLimits): KeysPage[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of pages, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} pages is over the limit of ${MAX_KEYS_ASKS}`);
+  const out: KeysPage[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const at = `${path}[${i}]`;
+    const m = readMap(value[i], at, KEYS_PAGE_FIELDS);
+    const partition = readPartition(m.partition, `${at}.partition`);
+    if (i > 0 && partition <= out[i - 1]!.partition) {
+      fail(`${at}.partition`, `${partition} does not follow ${out[i - 1]!.partition}: partitions must ascend`);
+    }
+    const rawKeys = m.keys;
+    if (!Array.isArray(rawKeys)) fail(`${at}.keys`, `expected an array of keys, got ${typeName(rawKeys)}`);
+    if (rawKeys.length > MAX_KEYS_PER_PARTITION) {
+      fail(`${at}.keys`, `${rawKeys.length} keys is over the limit of ${MAX_KEYS_PER_PARTITION}`);
+    }
+    const keys: Uint8Array[] = [];
+    for (let j = 0; j < rawKeys.length; j++) {
+      const key = readKey(rawKeys[j], `${at}.keys[${j}]`, limits);
+      if (j > 0 && compareBytes(keys[j - 1]!, key) >= 0) fail(`${at}.keys[${j}]`, 'keys must ascend in byte order');
+      keys.push(key);
+    }
+    out.push({ partition, keys, more: readBoolean(m.more, `${at}.more`) });
+  }
+  return out;
+}
+
+/** Byte order of two keys. */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -195,6 +195,46 @@ export interface NoticeMessage extends Envelope {
   readonly versions: readonly Version[];
 }
 
+/** One partition a {@link KeysMessage} asks for, and the key to continue after (null: from the prefix's start). */
+export interface KeysAsk {
+  readonly partition: number;
+  readonly after: Uint8Array | null;
+}
+
+/**
+ * A coverage query (`keys`): the live keys under `prefix` of each asked partition that the receiver holds whole. Any
+ * member may ask (it is a read); one message per peer lists every partition asked of it.
+ */
+export interface KeysMessage extends Envelope {
+  readonly type: 'keys';
+  /** Ascending by partition, each partition once, at most {@link MAX_KEYS_ASKS}. */
+  readonly asks: readonly KeysAsk[];
+  /** Keys under this prefix only; empty for every key. */
+  readonly prefix: Uint8Array;
+  /** Most keys per partition, 1 to {@link MAX_KEYS_PER_PARTITION}. */
+  readonly limit: number;
+}
+
+/** The live keys of one partition after the asked key, ascending. */
+export interface KeysPage {
+  readonly partition: number;
+  readonly keys: readonly Uint8Array[];
+  /** False when the partition holds no further live key under the prefix. */
+  readonly more: boolean;
+}
+
+/**
+ * The answer to a {@link KeysMessage}: a page for each asked partition it answered, and the asked partitions it does
+ * not hold whole (ask another owner). Asked partitions in neither list did not fit this reply: ask again.
+ */
+export interface KeysReplyMessage extends Envelope {
+  readonly type: 'keys-reply';
+  /** Ascending by partition, each an asked one. */
+  readonly pages: readonly KeysPage[];
+  /** Ascending, each an asked one. */
+  readonly refused: readonly number[];
+}
+
 /** Every message between peers. */
 export type PeerMessage =
   | ReplicateMessage
@@ -211,6 +251,8 @@ export type PeerMessage =
   | SyncDropMessage
   | WatchMessage
   | NoticeMessage
+  | KeysMessage
+  | KeysReplyMessage
   | ErrorMessage;
 
 /** The message types, for counters and exhaustive switches. */
@@ -232,6 +274,10 @@ export const MIN_WATCH_LEASE_MS = 1000;
 export const MAX_WATCH_LEASE_MS = 600_000;
 /** Most entries in one sync-keys reply or sync-push. */
 export const MAX_SYNC_ENTRIES = 1024;
+/** Most partitions one `keys` message asks for. */
+export const MAX_KEYS_ASKS = 1024;
+/** Most keys of one partition in a `keys-reply` (and most a `keys` message may ask per partition). */
+export const MAX_KEYS_PER_PARTITION = 1000;
 
 /**
  * The size and shape limits the decoder enforces. They sit far above the {@link KeyBounds} that puts are held to
