@@ -1218,6 +1218,10 @@ export class DynamoNode {
         self: this.id,
         partitions: this.#ring.partitions,
         candidates: (partition) => this.#keysCandidates(partition),
+        awaitHeld: (partition) =>
+          this.#ring.preferenceList(partition, this.#n).includes(this.id)
+            ? this.#ownership.whenHeld(partition, this.#keysTimeout, this.#options.timers)
+            : Promise.resolve(false),
         partitionOf: (key) => this.#ring.partitionOf(key),
         serveLocal: (asks, p, l) => this.#serveKeys(asks, p, l),
         request: (peer, message) => this.#peers.request(peer, message, this.#keysTimeout),

@@ -217,4 +217,19 @@ describe('DynamoNode.keys', () => {
       assert.ok(hasErrorCode(failure, 'ERR_INVALID_ARGUMENT'), String(failure));
     }
   });
+
+  it('lists the keys of a new cluster from its first node as it starts, waiting for its partitions, not refusing', async () => {
+    const scheduler = new Scheduler();
+    const rng = new Rng(11);
+    const network = new Network(scheduler, rng.fork('network'));
+    const cluster = new Cluster({ scheduler, network, rng, size: 1, node: { requestTimeout: 100 } });
+    const node = cluster.node('n0');
+    assert.ok(node);
+    assert.notEqual(node.fetchingCount(), 0, 'the node has not marked its partitions held yet');
+    let done = false;
+    const listing = node.keys({ prefix: '' }).finally(() => (done = true));
+    listing.catch(() => {});
+    await scheduler.run(() => done);
+    assert.deepEqual((await listing).keys, []);
+  });
 });

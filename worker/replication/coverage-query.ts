@@ -25,6 +25,12 @@ export interface CoverageDeps {
   readonly partitions: number;
   /** The nodes to ask for `partition`, in the order to try them. */
   candidates(partition: number): readonly string[];
+  /**
+   * Resolves true once this node holds `partition`, false when that is not coming soon: a node of a new cluster marks
+   * its partitions held once its probes answer, so a listing made as it starts waits that long (as a put does) before
+   * it finds no holder.
+   */
+  awaitHeld(partition: number): Promise<boolean>;
   partitionOf(key: Uint8Array): number;
   /** This node's own answer, as it would answer a peer. */
   serveLocal(asks: readonly KeysAsk[], prefix: Uint8Array, limit: number): Promise<KeysAnswer>;
@@ -55,6 +61,8 @@ export async function coverageQuery(
   const attempt = new Map<number, number>();
   const candidates = new Map<number, readonly string[]>();
   let messages = 0;
+  // Partitions already waited for once (awaitHeld): a second run out of candidates fails the listing.
+  const waited = new Set<number>();
   const giveUp = (partition: number, node: string): void => {
     attempt.set(partition, (attempt.get(partition) ?? 0) + 1);
     deps.logger.debug({ partition, node }, 'keys: moving to the next holder of a partition');
@@ -64,17 +72,30 @@ export async function coverageQuery(
     const needed = merge.needed();
     if (needed.length === 0) break;
     const groups = new Map<string, KeysAsk[]>();
-    for (const { partition, after: from } of needed) {
+    const exhausted = needed.filter(({ partition }) => {
       let list = candidates.get(partition);
       if (list === undefined) candidates.set(partition, (list = deps.candidates(partition)));
-      const node = list[attempt.get(partition) ?? 0];
-      if (node === undefined) {
-        throw new QuorumError(
-          `no holder of partition ${partition} answered the listing (${list.length} asked); retry later`,
-          1,
-          0,
-        );
-      }
+      return list[attempt.get(partition) ?? 0] === undefined;
+    });
+    if (exhausted.length > 0) {
+      const held = await Promise.all(
+        exhausted.map(({ partition }) => (waited.has(partition) ? false : deps.awaitHeld(partition))),
+      );
+      exhausted.forEach(({ partition }, i) => {
+        if (!held[i]) {
+          throw new QuorumError(
+            `no holder of partition ${partition} answered the listing (${candidates.get(partition)!.length} asked); retry later`,
+            1,
+            0,
+          );
+        }
+        waited.add(partition);
+        candidates.set(partition, deps.candidates(partition));
+        attempt.delete(partition);
+      });
+    }
+    for (const { partition, after: from } of needed) {
+      const node = candidates.get(partition)![attempt.get(partition) ?? 0]!;
       let asks = groups.get(node);
       if (asks === undefined) groups.set(node, (asks = []));
       asks.push({ partition, after: from });
