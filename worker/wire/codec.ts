@@ -958,18 +958,28 @@ function readWatchTargets(value: unknown, path: string, limits: ProtocolLimits):
   return out;
 }
 
+/** A `keys` or `keys-reply` list: an array of at most {@link MAX_KEYS_ASKS} `what`. */
+function readAsksArray(value: unknown, path: string, what: string): unknown[] {
+  if (!Array.isArray(value)) fail(path, `expected an array of ${what}, got ${typeName(value)}`);
+  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} ${what} is over the limit of ${MAX_KEYS_ASKS}`);
+  return value;
+}
+
+/** The partition at `at`, which must follow `previous` (undefined for the first): partitions ascend, each once. */
+function readNextPartition(value: unknown, at: string, previous: number | undefined): number {
+  const partition = readPartition(value, at);
+  if (previous !== undefined && partition <= previous) {
+    fail(at, `${partition} does not follow ${previous}: partitions must ascend`);
+  }
+  return partition;
+}
+
 /** Partitions ascending and distinct, at most {@link MAX_KEYS_ASKS}. */
 function readAscendingPartitions(value: unknown, path: string): number[] {
-  if (!Array.isArray(value)) fail(path, `expected an array of partitions, got ${typeName(value)}`);
-  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} partitions is over the limit of ${MAX_KEYS_ASKS}`);
   const out: number[] = [];
-  for (let i = 0; i < value.length; i++) {
-    const at = `${path}[${i}]`;
-    const partition = readPartition(value[i], at);
-    if (i > 0 && partition <= out[i - 1]!)
-      fail(at, `${partition} does not follow ${out[i - 1]!}: partitions must ascend`);
-    out.push(partition);
-  }
+  readAsksArray(value, path, 'partitions').forEach((v, i) =>
+    out.push(readNextPartition(v, `${path}[${i}]`, out[i - 1])),
+  );
   return out;
 }
 
@@ -981,16 +991,12 @@ function readLease(value: unknown, path: string): number {
 
 /** A `keys` message's asks: ascending by partition, each once, at most {@link MAX_KEYS_ASKS}. */
 function readKeysAsks(value: unknown, path: string, limits: ProtocolLimits): KeysAsk[] {
-  if (!Array.isArray(value)) fail(path, `expected an array of asks, got ${typeName(value)}`);
-  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} asks is over the limit of ${MAX_KEYS_ASKS}`);
+  const asks = readAsksArray(value, path, 'asks');
   const out: KeysAsk[] = [];
-  for (let i = 0; i < value.length; i++) {
+  for (let i = 0; i < asks.length; i++) {
     const at = `${path}[${i}]`;
-    const m = readMap(value[i], at, KEYS_ASK_FIELDS);
-    const partition = readPartition(m.partition, `${at}.partition`);
-    if (i > 0 && partition <= out[i - 1]!.partition) {
-      fail(`${at}.partition`, `${partition} does not follow ${out[i - 1]!.partition}: partitions must ascend`);
-    }
+    const m = readMap(asks[i], at, KEYS_ASK_FIELDS);
+    const partition = readNextPartition(m.partition, `${at}.partition`, out[i - 1]?.partition);
     out.push({ partition, after: readNullableKey(m.after, `${at}.after`, limits) });
   }
   return out;
@@ -998,16 +1004,12 @@ function readKeysAsks(value: unknown, path: string, limits: ProtocolLimits): Key
 
 /** A `keys-reply`'s pages: ascending by partition, each once; each page's keys ascending and distinct. */
 function readKeysPages(value: unknown, path: string, limits: ProtocolLimits): KeysPage[] {
-  if (!Array.isArray(value)) fail(path, `expected an array of pages, got ${typeName(value)}`);
-  if (value.length > MAX_KEYS_ASKS) fail(path, `${value.length} pages is over the limit of ${MAX_KEYS_ASKS}`);
+  const pages = readAsksArray(value, path, 'pages');
   const out: KeysPage[] = [];
-  for (let i = 0; i < value.length; i++) {
+  for (let i = 0; i < pages.length; i++) {
     const at = `${path}[${i}]`;
-    const m = readMap(value[i], at, KEYS_PAGE_FIELDS);
-    const partition = readPartition(m.partition, `${at}.partition`);
-    if (i > 0 && partition <= out[i - 1]!.partition) {
-      fail(`${at}.partition`, `${partition} does not follow ${out[i - 1]!.partition}: partitions must ascend`);
-    }
+    const m = readMap(pages[i], at, KEYS_PAGE_FIELDS);
+    const partition = readNextPartition(m.partition, `${at}.partition`, out[i - 1]?.partition);
     const rawKeys = m.keys;
     if (!Array.isArray(rawKeys)) fail(`${at}.keys`, `expected an array of keys, got ${typeName(rawKeys)}`);
     if (rawKeys.length > MAX_KEYS_PER_PARTITION) {
