@@ -15,12 +15,13 @@
 import type { Ring } from '../ring/ring.ts';
 
 /**
- * The default bound on a node's open links: 64. With the default N = 3, Q = 256 and T = 128 a node has at most
- * about 30 partners at any cluster size: it is in about 768/M preference lists, with 2 other owners each, and has
- * M − 1 peers, and the two meet near M = 40 (measured with {@link linkPartners}: the most of 10 nodes was 19 at 20
- * members, 31 at 45, 22 at 64, 24 at 200). So 64 links every partner with room to spare for links opened on first
- * use, and keeps a cluster of up to the signalling server's default 64 members a full mesh. It stays far below Chromium's 500 peer
- * connections per tab, which idle links closed and opened again also spend.
+ * The default bound on a node's open links: 64. It keeps a cluster of up to 65 members a full mesh and stays far
+ * below Chromium's 500 peer connections per tab, which idle links closed and opened again also spend. A node's
+ * partners are the members it shares preference lists with: it is in about 3Q/M lists, with 2 other owners each,
+ * and has M − 1 peers. With the default N = 3 and a live cluster's Q = 4,096 that is every other member up to about
+ * 100 members, then fewer (measured with {@link linkPartners}, most of 10 nodes: 94 at 100 members, 102 at 200, 34 at
+ * 1,000); between about 65 and a few hundred members the bound links the 64 most-shared partners, and the rest go
+ * through links opened on first use or the server's relay.
  */
 export const DEFAULT_MAX_LINKS = 64;
 
