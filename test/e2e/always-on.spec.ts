@@ -16,16 +16,23 @@ function waitForMembers(tabs: readonly Tab[], nodeId: string): Promise<void> {
   return waitForMesh(tabs, 30_000, { settled: false, nodes: [nodeId] });
 }
 
-/** Puts `value of KEY` under each key, spread over `tabs`, all at once; resolves once every put is acknowledged. */
-async function writeAll(tabs: readonly Tab[], keys: readonly string[]): Promise<void> {
-  await Promise.all(
+/**
+ * Puts `value of KEY` under each key, spread over `tabs`, all at once; resolves once every put is acknowledged, to
+ * the replicas that acknowledged each.
+ */
+async function writeAll(tabs: readonly Tab[], keys: readonly string[]): Promise<string[][]> {
+  const acknowledged = await Promise.all(
     tabs.map((tab, t) =>
       tab.call(
-        (store, keys) => Promise.all(keys.map((key) => store.put(key, `value of ${key}`))),
+        async (store, keys) =>
+          (await Promise.all(keys.map((key) => store.put(key, `value of ${key}`)))).map((put) => [
+            ...put.receipt.acknowledged,
+          ]),
         keys.filter((_, i) => i % tabs.length === t),
       ),
     ),
   );
+  return acknowledged.flat();
 }
 
 /** How many of `keys` a tab of a new browser context (a fresh profile) reads back with the value written. */
@@ -77,7 +84,9 @@ test('data written by three tabs survives every tab closing: a tab of a fresh pr
   await waitForMembers(tabs, String(nodeId));
 
   const keys = Array.from({ length: 500 }, (_, i) => `key-${i}`);
-  await writeAll(tabs, keys);
+  const acknowledged = await writeAll(tabs, keys);
+  // The tabs share their profile's failure domain, the node has its own: each put waits for a second domain.
+  expect(acknowledged.filter((replicas) => !replicas.includes(String(nodeId)))).toEqual([]);
   await context.close();
 
   expect(await readFromFreshProfile(browser, server, cluster, keys)).toBe(keys.length);

@@ -30,8 +30,9 @@ interface World {
 async function world(
   size: number,
   node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
+  domains?: number,
 ): Promise<World> {
-  const w = unsettledWorld(size, node);
+  const w = unsettledWorld(size, node, {}, domains);
   await w.scheduler.run(() => w.cluster.alive().every((id) => w.node(id).fetchingCount() === 0));
   return w;
 }
@@ -40,11 +41,19 @@ function unsettledWorld(
   size: number,
   node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
   conditions: Partial<NetworkConditions> = {},
+  domains?: number,
 ): World {
   const scheduler = new Scheduler();
   const rng = new Rng(1);
   const network = new Network(scheduler, rng.fork('network'), conditions);
-  const cluster = new Cluster({ scheduler, network, rng, size, node: { requestTimeout: 100, ...node } });
+  const cluster = new Cluster({
+    scheduler,
+    network,
+    rng,
+    size,
+    ...(domains === undefined ? {} : { domains }),
+    node: { requestTimeout: 100, ...node },
+  });
   return {
     scheduler,
     network,
@@ -215,6 +224,28 @@ describe('DynamoNode', () => {
     assert.equal(result.receipt.coordinator, owners[0]);
     assert.deepEqual([...result.receipt.acknowledged].sort(), [...owners].sort());
     assert.deepEqual(result.receipt.fallbacks, []);
+  });
+
+  it('acknowledges a put only once replicas in two failure domains hold it, when its owners span two', async () => {
+    const w = await world(4, {}, 2);
+    const domainOf = (id: string) => w.cluster.members.find((m) => m.id === id)!.domain;
+    for (let i = 0; i < 30; i++) {
+      const key = `spread-${i}`;
+      const { owners } = placement(w, key);
+      const result = await w.settle(w.node(owners[0]!).put(key, text.encode('v'), { w: 2 }));
+      assert.equal(new Set(result.receipt.acknowledged.map(domainOf)).size, 2, `${key}: ${result.receipt.acknowledged}`);
+    }
+  });
+
+  it('acknowledges a put from one failure domain when every node of the other is down', async () => {
+    const w = await world(4, {}, 2);
+    const { owners } = placement(w, 'k');
+    const domainOf = (id: string) => w.cluster.members.find((m) => m.id === id)!.domain;
+    const other = w.cluster.ids.filter((id) => domainOf(id) !== domainOf(owners[0]!));
+    for (const id of other) await w.cluster.crash(id);
+    const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 2 }));
+    assert.equal(result.receipt.acknowledged.length, 2);
+    assert.ok(result.receipt.acknowledged.every((id) => domainOf(id) === domainOf(owners[0]!)));
   });
 
   it('forwards a put from a node outside the preference list to an owner that coordinates it', async () => {

@@ -115,6 +115,10 @@ export interface Plan {
   readonly partition: number;
   readonly owners: readonly string[];
   readonly fallbacks: readonly string[];
+  /** How many failure domains the owners span: a put waits for min(W, this) of them (see Replication). */
+  readonly spread: number;
+  /** The ring the plan was made from, which knows each member's domain. */
+  readonly ring: Ring;
 }
 
 /** Coordinates gets and puts for one node. */
@@ -153,10 +157,13 @@ export class Coordinator {
     let plan = this.#plans[partition];
     if (plan === undefined) {
       const walk = ring.walk(partition);
+      const owners = Object.freeze(walk.slice(0, this.#deps.n));
       plan = Object.freeze({
         partition,
-        owners: Object.freeze(walk.slice(0, this.#deps.n)),
+        owners,
         fallbacks: Object.freeze(walk.slice(this.#deps.n)),
+        spread: new Set(owners.map((owner) => ring.domainOf(owner))).size,
+        ring,
       });
       this.#plans[partition] = plan;
     }

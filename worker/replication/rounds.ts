@@ -14,6 +14,12 @@ import type { CoordinatorDeps, GetOutcome, Plan, PutRequest } from './coordinato
 /**
  * One put's replication, as state and methods rather than closures: a put makes one, and closures would be made
  * afresh (and, under some bundlers, renamed) on every put.
+ *
+ * It succeeds once W replicas hold the siblings and those span min(W, D) failure domains, D being the domains the
+ * key's owners span: the tabs of one browser profile share a domain and go down together, so W acknowledgements from
+ * them alone would not outlive the profile while a replica elsewhere (an always-on node, another profile) had not
+ * stored the put yet. A domain that cannot answer does not block the put: once every slot has finished, W
+ * acknowledgements from any domains do.
  */
 export class Replication {
   /** Settles with the receipt once W replicas hold the siblings, or fails once every slot has finished short of W. */
@@ -25,6 +31,9 @@ export class Replication {
   readonly fresh: number;
   readonly fallbacks: Fallbacks;
   readonly #acknowledged: string[] = [];
+  /** The distinct domains of the acknowledged replicas. */
+  readonly #domains: (string | undefined)[] = [];
+  readonly #plan: Plan;
   readonly #fallbacks: string[] = [];
   readonly #hints: { holder: string; target: string }[] = [];
   #open: number;
@@ -40,6 +49,7 @@ export class Replication {
     this.siblings = siblings;
     this.fresh = fresh;
     this.fallbacks = new Fallbacks(plan.fallbacks);
+    this.#plan = plan;
     // The owners but this node (a preference list names each member once), without a filtered copy of the list.
     this.#open = plan.owners.length - (plan.owners.includes(deps.self) ? 1 : 0);
     this.done = new Promise<WireReceipt>((resolve, reject) => {
@@ -53,6 +63,7 @@ export class Replication {
   acknowledgeLocal(): void {
     this.#local = true;
     this.#acknowledged.unshift(this.deps.self);
+    this.#countDomain(this.deps.self);
     this.#settle();
   }
 
@@ -65,6 +76,7 @@ export class Replication {
   /** `target` acknowledged, standing in for `hintFor` unless that is null. */
   acknowledge(target: string, hintFor: string | null): void {
     this.#acknowledged.push(target);
+    this.#countDomain(target);
     if (hintFor !== null) {
       this.#fallbacks.push(target);
       this.#hints.push({ holder: target, target: hintFor });
@@ -78,10 +90,16 @@ export class Replication {
     this.#settle();
   }
 
+  #countDomain(node: string): void {
+    const domain = this.#plan.ring.domainOf(node);
+    if (!this.#domains.includes(domain)) this.#domains.push(domain);
+  }
+
   #settle(): void {
     if (this.#settled || !this.#local) return;
     const { w } = this.request;
-    if (this.#acknowledged.length >= w) {
+    const spread = this.#domains.length >= Math.min(w, this.#plan.spread) || this.#open === 0;
+    if (this.#acknowledged.length >= w && spread) {
       this.#settled = true;
       this.#resolve({
         coordinator: this.deps.self,

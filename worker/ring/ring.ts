@@ -208,6 +208,8 @@ class RingCore {
   readonly prefs = new Map<number, (Walk | undefined)[]>();
   /** The partitions in each member's preference lists, ascending, by n, then member id; computed once per n. */
   readonly owned = new Map<number, ReadonlyMap<string, readonly number[]>>();
+  /** Each member's domain by id, built on first use. */
+  domains: ReadonlyMap<string, string> | undefined;
 
   constructor(sorted: readonly Member[], ids: ReadonlySet<string>, partitions: number, tokensPerNode: number) {
     this.members = sorted;
@@ -348,6 +350,13 @@ export class Ring {
   /** True when `id` is a member of this ring. */
   has(id: string): boolean {
     return this.#core.ids.has(id);
+  }
+
+  /** The failure domain of member `id`; undefined for a stranger. */
+  domainOf(id: string): string | undefined {
+    const core = this.#core;
+    core.domains ??= new Map(core.members.map((m) => [m.id, m.domain]));
+    return core.domains.get(id);
   }
 
   /** The partition a key falls in: position * Q / 2^64 (top log2(Q) bits of the md5). */
