@@ -233,7 +233,11 @@ describe('DynamoNode', () => {
       const key = `spread-${i}`;
       const { owners } = placement(w, key);
       const result = await w.settle(w.node(owners[0]!).put(key, text.encode('v'), { w: 2 }));
-      assert.equal(new Set(result.receipt.acknowledged.map(domainOf)).size, 2, `${key}: ${result.receipt.acknowledged}`);
+      assert.equal(
+        new Set(result.receipt.acknowledged.map(domainOf)).size,
+        2,
+        `${key}: ${result.receipt.acknowledged}`,
+      );
     }
   });
 
