@@ -5,8 +5,12 @@
  * peers without one go through the signalling server's relay meanwhile. simple-peer owns offer, answer and ICE; the
  * side with the smaller id initiates, so two members never offer to each other at once, and the other side asks it
  * to (a `want` signal). A side at its bound answers an offer or a `want` with `refuse`, and a side letting an idle
- * connection go says `close`: the other then waits `refusalBackoff` before asking again, instead of reporting the
- * peer unreachable or trying again at once (each try spends one of the 500 connections Chromium allows a tab). The data plane reaches the worker in one of two ways:
+ * connection go says `close`: the other then offers no connection for `refusalBackoff`, instead of reporting the
+ * peer unreachable or trying again at once (each try spends one of the 500 connections Chromium allows a tab). Asking
+ * spends none, so a side that plans a peer it backs off from still asks it, every {@link BACKOFF_ASK_MS}: the smaller
+ * side with a `want` the other answers with its own when it plans the asker too and has room, and a `want` from a peer
+ * lifts the backoff from it.
+ * The data plane reaches the worker in one of two ways:
  * - `transfer`: a negotiated data channel is created on the same connection and transferred to the worker in the
  *   task that created it, so frames go straight from worker to worker;
  * - `relay`: the main thread moves opaque frames between that channel and a `MessagePort` of the worker.
@@ -87,6 +91,9 @@ export const MAX_CONNECTIONS_PER_TAB = 450;
  */
 const UNPLANNED_GRACE_MS = 5000;
 
+/** Ms between asks to a planned peer this tab backs off from (see the module comment). */
+const BACKOFF_ASK_MS = 5000;
+
 /** The node's own DTLS certificate and what vouches for it, or nulls where the browser cannot make them. */
 export interface MeshCredentials {
   readonly certificate: RTCCertificate | null;
@@ -165,6 +172,10 @@ export class Mesh {
   /** Connections made so far (see {@link MAX_CONNECTIONS_PER_TAB}). */
   #made = 0;
   #applyTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When {@link Mesh.#applyTimer} fires (Date.now). */
+  #applyAt = Infinity;
+  /** Peers whose connection this tab closed because its plan left them out, and when. */
+  readonly #dismissed = new Map<string, number>();
 
   constructor(options: MeshOptions) {
     this.#options = options;
@@ -199,6 +210,7 @@ export class Mesh {
       else if (joinedAt !== connection.joinedAt) this.#drop(id, connection);
     }
     for (const id of this.#backoff.keys()) if (!this.#members.has(id)) this.#backoff.delete(id);
+    for (const id of this.#dismissed.keys()) if (!this.#members.has(id)) this.#dismissed.delete(id);
     this.#apply();
   }
 
@@ -211,34 +223,49 @@ export class Mesh {
 
   /**
    * Opens or asks for connections to planned peers, in order, while under the bound; closes connections the plan
-   * left out once they are older than {@link UNPLANNED_GRACE_MS}.
+   * left out once they are older than {@link UNPLANNED_GRACE_MS}, or at once when a planned peer waits for room.
    */
   #apply(): void {
     clearTimeout(this.#applyTimer);
     this.#applyTimer = undefined;
+    this.#applyAt = Infinity;
     if (this.#closed || this.#plan === null) return;
     const now = Date.now();
+    const max = this.#options.maxLinks ?? DEFAULT_MAX_LINKS;
     const planned = new Set(this.#plan);
-    const grace = UNPLANNED_GRACE_MS;
-    let soonest = Infinity;
     for (const [id, connection] of this.#connections) {
       if (planned.has(id)) continue;
       const age = now - connection.createdAt;
-      if (age >= grace) this.#close(id, connection);
-      else soonest = Math.min(soonest, grace - age);
+      if (age >= UNPLANNED_GRACE_MS) {
+        this.#close(id, connection);
+        this.#dismissed.set(id, now);
+      } else this.#arm(UNPLANNED_GRACE_MS - age);
     }
-    if (soonest !== Infinity) this.#applyTimer = setTimeout(() => this.#apply(), soonest);
-    const max = this.#options.maxLinks ?? DEFAULT_MAX_LINKS;
     for (const id of this.#plan) {
       if (this.#connections.size >= max) break;
-      if (this.#connections.has(id) || !this.#members.has(id) || this.#backingOff(id, now)) continue;
-      if (this.#options.self < id) {
+      if (this.#connections.has(id) || !this.#members.has(id)) continue;
+      const backingOff = this.#backingOff(id, now);
+      if (this.#options.self < id && !backingOff) {
         if (this.#made < MAX_CONNECTIONS_PER_TAB) this.#connect(id, null);
-      } else if (now - (this.#asked.get(id) ?? -Infinity) >= (this.#options.retryDelay ?? 1000)) {
+        continue;
+      }
+      const interval = backingOff ? BACKOFF_ASK_MS : (this.#options.retryDelay ?? 1000);
+      const since = now - (this.#asked.get(id) ?? -Infinity);
+      if (since >= interval) {
         this.#asked.set(id, now);
         this.#control(id, 'want', null);
-      }
+        if (backingOff) this.#arm(interval);
+      } else if (backingOff) this.#arm(interval - since);
     }
+  }
+
+  /** Runs {@link Mesh.#apply} in `delay` ms, unless it is due sooner. */
+  #arm(delay: number): void {
+    const at = Date.now() + delay;
+    if (at >= this.#applyAt) return;
+    clearTimeout(this.#applyTimer);
+    this.#applyAt = at;
+    this.#applyTimer = setTimeout(() => this.#apply(), delay);
   }
 
   #backingOff(id: string, now: number): boolean {
@@ -253,6 +280,26 @@ export class Mesh {
     );
   }
 
+  /**
+   * Whether this tab takes a connection to `peer` now (its offer, or its `want`): when it has room, unless the plan
+   * leaves `peer` out and this tab closed a connection to it as unplanned within `refusalBackoff` (it would only close
+   * this one too, spending a connection on each side each time).
+   */
+  #mayTake(peer: string): boolean {
+    if (!this.#hasRoom()) return false;
+    if (this.#plan?.includes(peer) === true) return true;
+    return (this.#dismissed.get(peer) ?? -Infinity) <= Date.now() - this.#refusalBackoff();
+  }
+
+  #refusalBackoff(): number {
+    return this.#options.refusalBackoff ?? 60_000;
+  }
+
+  /** A connection to `peer` was taken that the plan may leave out: it is closed after the grace unless planned. */
+  #accepted(peer: string): void {
+    if (this.#plan?.includes(peer) !== true) this.#arm(UNPLANNED_GRACE_MS);
+  }
+
   #control(to: string, link: LinkControl, conn: string | null): void {
     this.#options.signal(to, (conn === null ? { link } : { link, conn }) as SignalData);
   }
@@ -262,13 +309,21 @@ export class Mesh {
     if (!this.#members.has(from)) return;
     const connection = this.#connections.get(from);
     if (link === 'want') {
-      // Only the side with the smaller id opens; the other asked it to.
-      if (connection !== undefined || this.#options.self > from) return;
-      if (this.#hasRoom()) this.#connect(from, null);
-      else this.#control(from, 'refuse', null);
+      // The peer asks now: what it refused or closed before no longer holds this tab back.
+      this.#backoff.delete(from);
+      if (connection !== undefined) return;
+      if (this.#options.self > from) {
+        // The side that opens asks while it backs off from this tab: it may go ahead when this tab wants it too.
+        if (this.#plan?.includes(from) === true && this.#mayTake(from)) this.#control(from, 'want', null);
+        return;
+      }
+      if (this.#mayTake(from)) {
+        this.#connect(from, null);
+        this.#accepted(from);
+      } else this.#control(from, 'refuse', null);
       return;
     }
-    this.#backoff.set(from, Date.now() + (this.#options.refusalBackoff ?? 60_000));
+    this.#backoff.set(from, Date.now() + this.#refusalBackoff());
     if (connection !== undefined && (typeof conn !== 'string' || conn === connection.conn))
       this.#drop(from, connection);
   }
@@ -298,11 +353,13 @@ export class Mesh {
       // refused: the initiator's frames keep going through the relay.
       if (connection !== undefined) this.#drop(from, connection);
       else if (!this.#members.has(from)) return;
-      else if (!this.#hasRoom()) {
+      else if (!this.#mayTake(from)) {
         this.#control(from, 'refuse', data.conn);
         return;
       }
+      this.#backoff.delete(from);
       connection = this.#connect(from, data.conn);
+      this.#accepted(from);
     } else if (connection.conn === null) {
       connection.conn = data.conn;
     }
@@ -336,6 +393,7 @@ export class Mesh {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#applyTimer);
+    this.#applyAt = Infinity;
     for (const [id, connection] of this.#connections) this.#drop(id, connection);
   }
 

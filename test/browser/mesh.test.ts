@@ -121,4 +121,44 @@ describe('the partial mesh', () => {
       await closeAll(members);
     }
   });
+
+  it('closes a connection a peer opened that its plan leaves out once the grace is over, and takes none again', async () => {
+    const members = await meshes(['a', 'c'], 1);
+    const [a, c] = ['a', 'c'].map((id) => members.get(id)!);
+    try {
+      c!.mesh.plan([]);
+      a!.mesh.plan(['c']);
+      await until(() => c!.mesh.states()['a'] === 'connected', 'c took the connection a opened');
+      await until(() => c!.mesh.states()['a'] === undefined, 'c closed it, unplanned, after the grace', 8000);
+      await until(() => a!.mesh.states()['c'] === undefined, 'a let it go');
+      // a still plans c and asks for it at once, which c, not planning a, leaves unanswered.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      expect(c!.mesh.states()).to.deep.equal({});
+      expect(a!.mesh.states()).to.deep.equal({});
+      expect(a!.unreachable).to.deep.equal([]);
+    } finally {
+      await closeAll(members);
+    }
+  });
+
+  it('links two peers that each back off from the other once both plan each other: asking spends no connection', async () => {
+    const members = await meshes(['a', 'b'], 1);
+    const [a, b] = ['a', 'b'].map((id) => members.get(id)!);
+    try {
+      a!.mesh.plan([]);
+      b!.mesh.plan([]);
+      // Each refused or closed a connection of the other a moment ago: each backs off for refusalBackoff (60 s).
+      a!.mesh.handleSignal('b', { link: 'close' } as unknown as SignalData);
+      b!.mesh.handleSignal('a', { link: 'refuse' } as unknown as SignalData);
+      a!.mesh.plan(['b']);
+      b!.mesh.plan(['a']);
+      await until(
+        () => a!.mesh.states()['b'] === 'connected' && b!.mesh.states()['a'] === 'connected',
+        'a and b are connected',
+        5000,
+      );
+    } finally {
+      await closeAll(members);
+    }
+  });
 });
