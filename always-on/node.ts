@@ -173,6 +173,7 @@ export async function startAlwaysOnNode(options: AlwaysOnOptions): Promise<Alway
           view.members.map(({ id, domain, placement, signedFrom }) =>
             signedFrom === undefined ? { id, domain, placement } : { id, domain, placement, signedFrom },
           ),
+          view.members.filter((m) => m.state === 'suspect').map((m) => m.id),
         );
         mesh.update(view.members);
         logger.info({ epoch: view.epoch, members: view.members.length }, 'view');

@@ -607,7 +607,8 @@ class DynameshStore implements Store {
     const members = view.members.map(({ id, domain, placement, signedFrom }) =>
       signedFrom === undefined ? { id, domain, placement } : { id, domain, placement, signedFrom },
     );
-    this.#calls.call({ op: 'members', members }).catch(() => {});
+    const suspects = view.members.filter((m) => m.state === 'suspect').map((m) => m.id);
+    this.#calls.call({ op: 'members', members, suspects }).catch(() => {});
     this.#mesh.update(view.members);
     this.#emit('membership', view);
   }

@@ -25,7 +25,13 @@ export type Call =
       readonly options: PutOptions;
     }
   | { readonly id: number; readonly op: 'delete'; readonly key: string | Uint8Array; readonly options: DeleteOptions }
-  | { readonly id: number; readonly op: 'members'; readonly members: readonly Member[] };
+  | {
+      readonly id: number;
+      readonly op: 'members';
+      readonly members: readonly Member[];
+      /** The members the view has as suspect: the server stopped hearing their heartbeats. */
+      readonly suspects: readonly string[];
+    };
 
 /** A call without its id, as a caller makes it. */
 export type CallRequest = Call extends infer C ? (C extends Call ? Omit<C, 'id'> : never) : never;
@@ -56,7 +62,7 @@ export interface CallHandler {
   put(key: string | Uint8Array, value: Uint8Array, options: PutOptions): Promise<Outcome<PutResult>>;
   delete(key: string | Uint8Array, options: DeleteOptions): Promise<Outcome<PutResult>>;
   /** Takes a new view; it travels with the calls so that a call made after it is run under it. */
-  setMembers(members: readonly Member[]): void;
+  setMembers(members: readonly Member[], suspects: readonly string[]): void;
 }
 
 function isKey(key: unknown): key is string | Uint8Array {
@@ -85,7 +91,12 @@ function decodeCall(raw: unknown): Call | { readonly id: number | undefined; rea
           typeof (m as Member).domain === 'string' &&
           isPlacement((m as Member).placement),
       );
-    return valid ? (raw as Call) : { id, invalid: 'members must be a list of { id, domain, placement? }' };
+    if (!valid) return { id, invalid: 'members must be a list of { id, domain, placement? }' };
+    const suspects = call['suspects'];
+    if (!Array.isArray(suspects) || !suspects.every((s: unknown) => typeof s === 'string')) {
+      return { id, invalid: 'suspects must be a list of node ids' };
+    }
+    return raw as Call;
   }
   if (!isKey(call['key'])) return { id, invalid: 'key must be a string or a Uint8Array' };
   if (!isOptions(call['options'])) return { id, invalid: 'options must be an object' };
@@ -131,7 +142,7 @@ export function serveCalls(port: MessagePort, handler: CallHandler, afterTask: A
         continue;
       }
       if (call.op === 'members') {
-        handler.setMembers(call.members);
+        handler.setMembers(call.members, call.suspects);
         answer(call.id, { ok: true, value: undefined });
         continue;
       }

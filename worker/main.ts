@@ -144,7 +144,14 @@ export class NodeHost {
   readonly #watches = new Map<number, () => void>();
   #heartbeat: { timer: ReturnType<typeof setInterval>; port: MessagePort } | undefined;
   /** Between {@link open} and {@link start}: what the node is built from, and the latest view, kept for it. */
-  #opened: { config: HostConfig; storedPartitions: number | null; members: readonly Member[] | null } | undefined;
+  #opened:
+    | {
+        config: HostConfig;
+        storedPartitions: number | null;
+        members: readonly Member[] | null;
+        suspects: readonly string[];
+      }
+    | undefined;
   #policy: LinkPolicy | undefined;
   /** The page's end of the signalling relay: frames in and out, and the link plan told to the page's mesh. */
   #serverPort: MessagePort | undefined;
@@ -198,7 +205,7 @@ export class NodeHost {
       this.#faults = faults;
       const signedFrom = config.signing === undefined ? null : await firstSignedCounter(storage);
       const partitions = await storedPartitions(storage);
-      this.#opened = { config, storedPartitions: partitions, members: null };
+      this.#opened = { config, storedPartitions: partitions, members: null, suspects: [] };
       return { signedFrom, partitions };
     });
   }
@@ -224,6 +231,7 @@ export class NodeHost {
           : webCryptoSigning(config.signing.privateKey, config.signing.publicKey);
       // Read after the await: views that arrived meanwhile replaced the one kept at the start of this call.
       const members = this.#opened?.members ?? null;
+      const suspects = this.#opened?.suspects ?? [];
       this.#opened = undefined;
       this.#node = new DynamoNode({
         id: config.id,
@@ -247,7 +255,7 @@ export class NodeHost {
       // Links used only are let go some time after idleMs; an idle link costs little meanwhile.
       const idleMs = config.links?.idleMs ?? DEFAULT_LINK_IDLE_MS;
       this.#planTimer = setInterval(() => this.#replan(), Math.min(idleMs / 2, 10_000));
-      if (members !== null) this.setMembers(members);
+      if (members !== null) this.setMembers(members, suspects);
       this.#logger.info(
         { id: config.id, domain: config.domain, database: config.database, partitions, signing: signing !== undefined },
         'node started',
@@ -255,12 +263,12 @@ export class NodeHost {
     });
   }
 
-  /** Replaces the view. */
-  setMembers(members: readonly Member[]): void {
-    if (this.#opened !== undefined) this.#opened = { ...this.#opened, members };
+  /** Replaces the view: its members, and those of them it has as suspect (see DynamoNode.setMembers). */
+  setMembers(members: readonly Member[], suspects: readonly string[] = []): void {
+    if (this.#opened !== undefined) this.#opened = { ...this.#opened, members, suspects };
     const node = this.#node;
     if (node === undefined) return;
-    node.setMembers(members);
+    node.setMembers(members, suspects);
     const peers = members.map((m) => m.id).filter((id) => id !== node.id);
     this.#links?.retainRelayed(new Set(peers));
     this.#policy?.setView(peers, node.linkPartners());

@@ -335,6 +335,8 @@ export class DynamoNode {
   readonly #ready: Promise<void>;
   #loaded = false;
   #ring: Ring;
+  /** The members the current view has as suspect (see setMembers). */
+  #suspects: ReadonlySet<string> = new Set();
   /** Earlier rings, each with when it was replaced: a peer may still act on them for a while. */
   readonly #history = new RingHistory((members) => this.#buildRing(members), WRITE_GRACE_MS);
   /** Whether a store of the ring history is under way, and whether the history changed since it began. */
@@ -505,6 +507,7 @@ export class DynamoNode {
           .filter((id) => id !== this.id)
           .slice(0, 2 * this.#n),
       wasMember: (node) => this.#history.some((ring) => ring.has(node), options.clock.now(), WRITE_GRACE_MS),
+      viewSuspects: (node) => this.#suspects.has(node),
     });
     this.#handoff = new Handoff({
       self: this.id,
@@ -904,9 +907,11 @@ export class DynamoNode {
 
   /**
    * Replaces the view. This node is always part of its own ring, even when the view leaves it out (then with the
-   * placement it last had).
+   * placement it last had). `suspects` are the members the view has as suspect (the server stopped hearing their
+   * heartbeats): failed rather than busy, which a put tells apart (see Replication in rounds.ts).
    */
-  setMembers(members: readonly Member[]): void {
+  setMembers(members: readonly Member[], suspects: readonly string[] = []): void {
+    this.#suspects = new Set(suspects);
     const self = this.#ring.members.find((m) => m.id === this.id) ?? { id: this.id, domain: this.domain };
     const view = members.some((m) => m.id === this.id) ? members : [...members, self];
     if (this.#provenance.learn(members) && this.#loaded) this.#signersSaver.save();

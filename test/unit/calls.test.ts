@@ -24,8 +24,8 @@ function recordingHandler(): { handler: CallHandler; seen: string[] } {
       seen.push(`delete ${String(key)}`);
       return { ok: false, error: { code: 'ERR_QUORUM', message: 'no replicas' } };
     },
-    setMembers: (members) => {
-      seen.push(`members ${members.map((m) => m.id).join(',')}`);
+    setMembers: (members, suspects) => {
+      seen.push(`members ${members.map((m) => m.id).join(',')}${suspects.length > 0 ? ` suspect ${suspects}` : ''}`);
     },
   };
   return { handler, seen };
@@ -91,11 +91,12 @@ describe('calls between page and worker', () => {
         { id: 'a', domain: 'd' },
         { id: 'b', domain: 'd' },
       ],
+      suspects: ['b'],
     });
     const after = calls.call({ op: 'put', key: 'after', value: new Uint8Array(1), options: {} });
     assert.deepEqual(await view, { ok: true, value: undefined });
     await after;
-    assert.deepEqual(seen, ['get before', 'members a,b', 'put after 1']);
+    assert.deepEqual(seen, ['get before', 'members a,b suspect b', 'put after 1']);
     calls.close();
   });
 
@@ -104,10 +105,16 @@ describe('calls between page and worker', () => {
     const { handler, seen } = recordingHandler();
     serveCalls(port2, handler);
     const calls = new CallPort(port1);
-    const outcome = await calls.call({ op: 'members', members: [{ id: 7 }] as never });
+    const outcome = await calls.call({ op: 'members', members: [{ id: 7 }] as never, suspects: [] });
     assert.equal(!outcome.ok && outcome.error.code, 'ERR_INVALID_ARGUMENT');
-    const placed = await calls.call({ op: 'members', members: [{ id: 'a', domain: 'd', placement: 7 }] as never });
+    const placed = await calls.call({
+      op: 'members',
+      members: [{ id: 'a', domain: 'd', placement: 7 }] as never,
+      suspects: [],
+    });
     assert.equal(!placed.ok && placed.error.code, 'ERR_INVALID_ARGUMENT');
+    const suspects = await calls.call({ op: 'members', members: [{ id: 'a', domain: 'd' }], suspects: [7] as never });
+    assert.equal(!suspects.ok && suspects.error.code, 'ERR_INVALID_ARGUMENT');
     assert.deepEqual(seen, []);
     calls.close();
   });

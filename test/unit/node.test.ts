@@ -241,6 +241,38 @@ describe('DynamoNode', () => {
     }
   });
 
+  it('asks a busy owner of the failure domain a put lacks again rather than a fallback of a domain it has', async () => {
+    const w = await world(4, {}, 2);
+    const domainOf = (id: string) => w.cluster.members.find((m) => m.id === id)!.domain;
+    const { owners } = placement(w, 'k');
+    const other = w.cluster.ids.filter((id) => domainOf(id) !== domainOf(owners[0]!));
+    // Heard from a moment ago (a read asks every owner), then busy for two and a half request timeouts (100 ms),
+    // not failed: the view keeps them alive.
+    await w.settle(w.node(owners[0]!).get('k', { r: 3 }));
+    for (const id of other) w.cluster.pause(id, 250);
+    const result = await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 2 }));
+    assert.ok(
+      result.receipt.acknowledged.some((id) => other.includes(id)),
+      `${result.receipt.acknowledged}`,
+    );
+    assert.deepEqual(result.receipt.hints, []);
+  });
+
+  it('gives up at once on the owner of the failure domain a put lacks when the view has it as suspect', async () => {
+    const w = await world(4, {}, 2);
+    const domainOf = (id: string) => w.cluster.members.find((m) => m.id === id)!.domain;
+    const { owners } = placement(w, 'k');
+    const other = w.cluster.ids.filter((id) => domainOf(id) !== domainOf(owners[0]!));
+    for (const id of other) w.cluster.pause(id, 5000);
+    const coordinator = w.node(owners[0]!);
+    coordinator.setMembers(w.cluster.members, other);
+    const started = w.scheduler.now;
+    const result = await w.settle(coordinator.put('k', text.encode('v'), { w: 2 }));
+    assert.ok(result.receipt.acknowledged.every((id) => !other.includes(id)));
+    // Each slot waits out one request timeout (100 ms) per node it asks, and never asks a suspect owner again.
+    assert.ok(w.scheduler.now - started < 400, `took ${w.scheduler.now - started} ms`);
+  });
+
   it('acknowledges a put from one failure domain when every node of the other is down', async () => {
     const w = await world(4, {}, 2);
     const { owners } = placement(w, 'k');

@@ -81,6 +81,11 @@ export interface CoordinatorDeps {
   formerOwners(partition: number): readonly string[];
   /** Whether `node` was a member of a ring this node had moments ago (see ContextCheckDeps.wasMember). */
   wasMember(node: string): boolean;
+  /**
+   * Whether the current view has `node` as suspect: the signalling server stopped hearing its heartbeats, so it has
+   * failed or frozen, where a request timing out may only mean it is busy.
+   */
+  viewSuspects(node: string): boolean;
 }
 
 /** A put as the coordinator receives it, validated. */

@@ -11,6 +11,9 @@ import { type Version, resolve } from '../versions/version.ts';
 import { carryingTimeout } from '../wire/fit.ts';
 import type { CoordinatorDeps, GetOutcome, Plan, PutRequest } from './coordinator.ts';
 
+/** Timeouts a put's slot forgives the owner that would bring a failure domain the put still lacks. */
+export const DOMAIN_PATIENCE = 3;
+
 /**
  * One put's replication, as state and methods rather than closures: a put makes one, and closures would be made
  * afresh (and, under some bundlers, renamed) on every put.
@@ -18,7 +21,11 @@ import type { CoordinatorDeps, GetOutcome, Plan, PutRequest } from './coordinato
  * It succeeds once W replicas hold the siblings and those span min(W, D) failure domains, D being the domains the
  * key's owners span: the tabs of one browser profile share a domain and go down together, so W acknowledgements from
  * them alone would not outlive the profile while a replica elsewhere (an always-on node, another profile) had not
- * stored the put yet. A domain that cannot answer does not block the put: once every slot has finished, W
+ * stored the put yet. So a slot whose owner would bring a domain the put lacks, and that is busy rather than failed
+ * (it spoke within the last {@link DOMAIN_PATIENCE} request timeouts, and the view does not have it as suspect), asks
+ * that owner even when a timeout made this node suspect it, and asks it again on a timeout, up to
+ * {@link DOMAIN_PATIENCE} times, before a fallback stands in: a fallback of a domain already in would not make the
+ * put outlive it. A domain that cannot answer does not block the put: once every slot has finished, W
  * acknowledgements from any domains do.
  */
 export class Replication {
@@ -90,6 +97,12 @@ export class Replication {
     this.#settle();
   }
 
+  /** Whether an acknowledgement from `node` would bring a failure domain the put still needs. */
+  wantsDomainOf(node: string): boolean {
+    const domain = this.#plan.ring.domainOf(node);
+    return this.#domains.length < Math.min(this.request.w, this.#plan.spread) && !this.#domains.includes(domain);
+  }
+
   #countDomain(node: string): void {
     const domain = this.#plan.ring.domainOf(node);
     if (!this.#domains.includes(domain)) this.#domains.push(domain);
@@ -126,6 +139,8 @@ class ReplicaSlot implements ReplyHandler {
   #target: string | undefined;
   #hintFor: string | null = null;
   readonly #patience = new Patience();
+  /** Timeouts left to forgive the owner while its domain is wanted (see {@link Replication}). */
+  #domainPatience = DOMAIN_PATIENCE;
   #finished = false;
 
   constructor(replication: Replication, owner: string) {
@@ -137,7 +152,7 @@ class ReplicaSlot implements ReplyHandler {
   start(): void {
     try {
       const { peers } = this.#replication.deps;
-      if (peers.isSuspected(this.#owner)) {
+      if (peers.isSuspected(this.#owner) && !this.#awaitsDomain()) {
         // A suspected owner is still asked when no fallback is left to stand in for it (a cluster of N nodes).
         const fallback = this.#replication.fallbacks.take(peers);
         if (fallback !== undefined) {
@@ -159,7 +174,13 @@ class ReplicaSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      const next = this.#patience.next(this.#owner, this.#target, reply, replication.fallbacks, replication.deps.peers);
+      const { peers } = replication.deps;
+      if (reply === null && this.#target === this.#owner && this.#domainPatience > 0 && this.#awaitsDomain()) {
+        this.#domainPatience--;
+        this.#ask();
+        return;
+      }
+      const next = this.#patience.next(this.#owner, this.#target, reply, replication.fallbacks, peers);
       if (next !== this.#owner) {
         this.#hintFor = this.#owner;
         if (next !== undefined) replication.deps.metrics.count('fallbacksUsed');
@@ -169,6 +190,16 @@ class ReplicaSlot implements ReplyHandler {
     } catch (error) {
       this.#fail(error);
     }
+  }
+
+  /** Whether the owner would bring a domain the put lacks, and is busy rather than failed (see Replication). */
+  #awaitsDomain(): boolean {
+    const { deps } = this.#replication;
+    return (
+      this.#replication.wantsDomainOf(this.#owner) &&
+      !deps.viewSuspects(this.#owner) &&
+      deps.peers.heardWithin(this.#owner, DOMAIN_PATIENCE * deps.requestTimeout)
+    );
   }
 
   #ask(): void {

@@ -306,6 +306,12 @@ export class Peers {
     this.#state(id).suspectedUntil = this.#options.clock.now() + this.#options.suspicionMs;
   }
 
+  /** Whether `id` spoke within the last `ms` (any frame from it). */
+  heardWithin(id: string, ms: number): boolean {
+    const heard = this.#states.get(id)?.heardAt;
+    return heard !== undefined && this.#options.clock.now() - heard < ms;
+  }
+
   /** True while `id` is suspected. */
   isSuspected(id: string): boolean {
     const peer = this.#states.get(id);
