@@ -6,6 +6,7 @@ import { Network } from './network.ts';
 import { Rng } from './random.ts';
 import { runSimulation } from './run.ts';
 import { type Owner, Scheduler } from './scheduler.ts';
+import { settle } from './settle.ts';
 import { valueId, writeValue } from './values.ts';
 import { Witness, audit } from './witness.ts';
 import type { MemoryStorage } from '../../worker/storage/memory.ts';
@@ -214,12 +215,7 @@ function quietCluster(size: number, options: { viewDelay?: number; failureDetect
     node: { n: 3, r: 3, w: 3, antiEntropyInterval: 0 },
     ...options,
   });
-  const call = async <T>(promise: Promise<T>): Promise<T> => {
-    let done = false;
-    void promise.finally(() => (done = true)).catch(() => {});
-    await scheduler.run(() => done);
-    return promise;
-  };
+  const call = <T>(promise: Promise<T>): Promise<T> => settle(scheduler, promise);
   const settled = async (): Promise<void> => {
     const outcome = await awaitConvergence(cluster, scheduler, 3, { step: 100, cap: 60_000 });
     assert.ok(outcome.converged, outcome.details.join('\n'));
@@ -393,12 +389,7 @@ describe('storage witness', () => {
       witness,
       node: { n: 3, r: 2, w: 2, antiEntropyInterval: 0 },
     });
-    const call = async <T>(promise: Promise<T>): Promise<T> => {
-      let done = false;
-      void promise.finally(() => (done = true)).catch(() => {});
-      await scheduler.run(() => done);
-      return promise;
-    };
+    const call = <T>(promise: Promise<T>): Promise<T> => settle(scheduler, promise);
     const bounds = { blindKeys: new Set(['hot']), maxSiblings: 2, maxKeyBytes: 1 << 20 };
     return { cluster, witness, call, bounds };
   }

@@ -12,6 +12,7 @@ import { awaitConvergence, withData } from './convergence.ts';
 import { Network } from './network.ts';
 import { Rng } from './random.ts';
 import { Scheduler } from './scheduler.ts';
+import { settle } from './settle.ts';
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
@@ -48,14 +49,6 @@ function world(size: number, seed: number, node: Partial<SimNodeOptions> = {}): 
     },
   });
   return { scheduler, network, cluster };
-}
-
-/** Runs the scheduler until `promise` settles, and returns its outcome. */
-async function settle<T>(scheduler: Scheduler, promise: Promise<T>): Promise<T> {
-  let done = false;
-  void promise.finally(() => (done = true)).catch(() => {});
-  await scheduler.run(() => done);
-  return promise;
 }
 
 /** Runs the next batch of events (one virtual instant) and the microtasks it starts. */

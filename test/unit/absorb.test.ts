@@ -8,36 +8,16 @@ import { describe, it } from 'node:test';
 import type { NodeOptions } from '../../worker/node.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
 import type { Version } from '../../worker/versions/version.ts';
-import { Cluster } from '../sim/cluster.ts';
-import { Network } from '../sim/network.ts';
-import { Rng } from '../sim/random.ts';
-import { Scheduler } from '../sim/scheduler.ts';
+import { text, utf8, values, world as settledWorld } from './cluster-world.ts';
 
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
 const GRACE = 600_000;
 
-/** Four settled nodes, N=3. */
+/** Four settled nodes, N=3, seed 7: requests time out after 100 virtual ms. */
 async function world(options: Partial<Pick<NodeOptions, 'tombstoneGrace'>> = {}) {
-  const scheduler = new Scheduler();
-  const rng = new Rng(7);
-  const network = new Network(scheduler, rng.fork('network'));
-  const cluster = new Cluster({ scheduler, network, rng, size: 4, node: { requestTimeout: 100, ...options } });
-  await scheduler.run(() => cluster.alive().every((id) => cluster.node(id)!.fetchingCount() === 0));
-  const settle = async <T>(promise: Promise<T>): Promise<T> => {
-    let done = false;
-    const tracked = promise.finally(() => {
-      done = true;
-    });
-    tracked.catch(() => {});
-    await scheduler.run(() => done);
-    return tracked;
-  };
-  const node = (id: string) => cluster.node(id)!;
-  const read = async (key: string): Promise<string[]> =>
-    (await settle(node('n1').get(key, { r: 3 }))).values.map((v) => utf8.decode(v)).sort();
-  const partitionOf = (key: string) => cluster.ring.partitionOf(text.encode(key));
-  return { scheduler, cluster, settle, node, read, partitionOf };
+  const w = await settledWorld(4, { seed: 7, node: { requestTimeout: 100, ...options } });
+  const read = async (key: string): Promise<string[]> => values(await w.settle(w.node('n1').get(key, { r: 3 })));
+  const partitionOf = (key: string) => w.cluster.ring.partitionOf(text.encode(key));
+  return { ...w, read, partitionOf };
 }
 
 /** A version of `key` coordinated by the retired node `gone`, as only it held it. */

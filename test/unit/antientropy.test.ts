@@ -8,8 +8,7 @@ import type { Cluster } from '../sim/cluster.ts';
 import { type Version, createVersion } from '../../worker/versions/version.ts';
 import { encodeMessage } from '../../worker/wire/codec.ts';
 import { N, type World, dots, world } from './sync-world.ts';
-
-const text = new TextEncoder();
+import { text } from './cluster-world.ts';
 
 /** The grace of the tests that forge tombstones. */
 const GRACE = 10_000;

@@ -16,34 +16,19 @@ import { type Version, clockOf, contextOf, createVersion } from '../../worker/ve
 import type { Cluster, SimNodeOptions } from '../sim/cluster.ts';
 import type { NodeOptions } from '../../worker/node.ts';
 import { N, Q, T, type World, dots, world } from './sync-world.ts';
+import { rejection, text, values } from './cluster-world.ts';
 import { Peers, type Reply } from '../../worker/transport/peers.ts';
 import type { PeerMessage } from '../../worker/wire/protocol.ts';
 import { Scheduler } from '../sim/scheduler.ts';
 import { carryingTimeout } from '../../worker/wire/fit.ts';
-
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
 
 /** Node options beyond the simulation's own, which the cluster passes on to every node as they are. */
 function options(extra: Partial<NodeOptions>): Partial<SimNodeOptions> {
   return extra as Partial<SimNodeOptions>;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<{ code?: unknown; message?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as { code?: unknown; message?: unknown };
-  }
-  assert.fail('expected a rejection');
-}
-
 function owners(w: World, key: string): string[] {
   return [...w.cluster.preferenceList(text.encode(key), N)];
-}
-
-function values(result: { values: Uint8Array[] }): string[] {
-  return result.values.map((v) => utf8.decode(v)).sort();
 }
 
 /** A context string as a client could hand one in: the base64url of any MessagePack clock. */

@@ -7,9 +7,7 @@ import { describe, it } from 'node:test';
 import { createVersion } from '../../worker/versions/version.ts';
 import type { Cluster } from '../sim/cluster.ts';
 import { N, dots, world } from './sync-world.ts';
-
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
+import { text, utf8 } from './cluster-world.ts';
 
 /** Hints held in node `id`'s data, by target. */
 async function hintTargets(cluster: Cluster, id: string): Promise<string[]> {

@@ -7,49 +7,13 @@ import { describe, it } from 'node:test';
 import { hasErrorCode } from '../../worker/errors.ts';
 import { decodeMessage, encodeMessage } from '../../worker/wire/codec.ts';
 import type { PeerMessage } from '../../worker/wire/protocol.ts';
-import type { DynamoNode, KeysOptions } from '../../worker/node.ts';
-import { Cluster } from '../sim/cluster.ts';
-import { Network, type NetworkConditions } from '../sim/network.ts';
-import { Rng } from '../sim/random.ts';
-import { Scheduler } from '../sim/scheduler.ts';
+import type { KeysOptions } from '../../worker/node.ts';
+import type { NetworkConditions } from '../sim/network.ts';
+import { type World, text, unsettledWorld, utf8, world as settledWorld } from './cluster-world.ts';
 
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
-
-interface World {
-  readonly scheduler: Scheduler;
-  readonly network: Network;
-  readonly cluster: Cluster;
-  settle<T>(promise: Promise<T>): Promise<T>;
-  node(id: string): DynamoNode;
-}
-
-async function world(size: number, conditions: Partial<NetworkConditions> = {}): Promise<World> {
-  const scheduler = new Scheduler();
-  const rng = new Rng(7);
-  const network = new Network(scheduler, rng.fork('network'), conditions);
-  const cluster = new Cluster({ scheduler, network, rng, size, node: { requestTimeout: 100 } });
-  const w: World = {
-    scheduler,
-    network,
-    cluster,
-    async settle<T>(promise: Promise<T>): Promise<T> {
-      let done = false;
-      const tracked = promise.finally(() => {
-        done = true;
-      });
-      tracked.catch(() => {});
-      await scheduler.run(() => done);
-      return tracked;
-    },
-    node(id: string): DynamoNode {
-      const n = cluster.node(id);
-      assert.ok(n, `node ${id} is running`);
-      return n;
-    },
-  };
-  await scheduler.run(() => cluster.alive().every((id) => w.node(id).fetchingCount() === 0));
-  return w;
+/** A world of `size` nodes, seed 7, that all hold their partitions: requests time out after 100 virtual ms. */
+function world(size: number, conditions: Partial<NetworkConditions> = {}): Promise<World> {
+  return settledWorld(size, { seed: 7, node: { requestTimeout: 100 }, conditions });
 }
 
 /** Writes `keys` (value: the key) through n0, with W = 3 so that every owner stores each. */
@@ -219,17 +183,10 @@ describe('DynamoNode.keys', () => {
   });
 
   it('lists the keys of a new cluster from its first node as it starts, waiting for its partitions, not refusing', async () => {
-    const scheduler = new Scheduler();
-    const rng = new Rng(11);
-    const network = new Network(scheduler, rng.fork('network'));
-    const cluster = new Cluster({ scheduler, network, rng, size: 1, node: { requestTimeout: 100 } });
-    const node = cluster.node('n0');
-    assert.ok(node);
+    const w = unsettledWorld(1, { seed: 11, node: { requestTimeout: 100 } });
+    const node = w.node('n0');
     assert.notEqual(node.fetchingCount(), 0, 'the node has not marked its partitions held yet');
-    let done = false;
-    const listing = node.keys({ prefix: '' }).finally(() => (done = true));
-    listing.catch(() => {});
-    await scheduler.run(() => done);
-    assert.deepEqual((await listing).keys, []);
+    const listing = await w.settle(node.keys({ prefix: '' }));
+    assert.deepEqual(listing.keys, []);
   });
 });

@@ -7,48 +7,13 @@ import { describe, it } from 'node:test';
 import { hasErrorCode } from '../../worker/errors.ts';
 import { createVersion } from '../../worker/versions/version.ts';
 import { encodeMessage } from '../../worker/wire/codec.ts';
-import type { DynamoNode, WatchNotice } from '../../worker/node.ts';
+import type { WatchNotice } from '../../worker/node.ts';
 import { Ring } from '../../worker/ring/ring.ts';
-import { Cluster } from '../sim/cluster.ts';
-import { Network } from '../sim/network.ts';
-import { Rng } from '../sim/random.ts';
-import { Scheduler } from '../sim/scheduler.ts';
+import { type World, text, utf8, world as settledWorld } from './cluster-world.ts';
 
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
-
-interface World {
-  readonly scheduler: Scheduler;
-  readonly network: Network;
-  readonly cluster: Cluster;
-  settle<T>(promise: Promise<T>): Promise<T>;
-  node(id: string): DynamoNode;
-}
-
-async function world(size: number): Promise<World> {
-  const scheduler = new Scheduler();
-  const rng = new Rng(1);
-  const network = new Network(scheduler, rng.fork('network'), {});
-  const cluster = new Cluster({ scheduler, network, rng, size, node: { requestTimeout: 100 } });
-  const node = (id: string): DynamoNode => {
-    const n = cluster.node(id);
-    assert.ok(n, `node ${id} is running`);
-    return n;
-  };
-  await scheduler.run(() => cluster.alive().every((id) => node(id).fetchingCount() === 0));
-  return {
-    scheduler,
-    network,
-    cluster,
-    node,
-    async settle<T>(promise: Promise<T>): Promise<T> {
-      let done = false;
-      const tracked = promise.finally(() => (done = true));
-      tracked.catch(() => {});
-      await scheduler.run(() => done);
-      return tracked;
-    },
-  };
+/** A world of `size` nodes, seed 1, that all hold their partitions: requests time out after 100 virtual ms. */
+function world(size: number): Promise<World> {
+  return settledWorld(size, { node: { requestTimeout: 100 } });
 }
 
 /** The notices a listener received, as `key=value|value` strings. */

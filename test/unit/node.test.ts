@@ -7,84 +7,34 @@ import { describe, it } from 'node:test';
 import { encodeMessage } from '../../worker/wire/codec.ts';
 import { STRANGER_HOLD_MS } from '../../worker/membership/strangers.ts';
 import { hasErrorCode } from '../../worker/errors.ts';
-import type { DynamoNode, NodeOptions } from '../../worker/node.ts';
+import type { NodeOptions } from '../../worker/node.ts';
 import { type Version, createVersion } from '../../worker/versions/version.ts';
-import { Cluster } from '../sim/cluster.ts';
-import { Network, type NetworkConditions } from '../sim/network.ts';
-import { Rng } from '../sim/random.ts';
-import { Scheduler } from '../sim/scheduler.ts';
+import type { NetworkConditions } from '../sim/network.ts';
+import {
+  type World,
+  placement,
+  rejection,
+  text,
+  unsettledWorld as clusterWorld,
+  utf8,
+  values,
+  world as settledWorld,
+} from './cluster-world.ts';
 
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
+/** What these tests vary of a node; every other option is the node's own default. */
+type Tunables = Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>>;
 
-interface World {
-  readonly scheduler: Scheduler;
-  readonly network: Network;
-  readonly cluster: Cluster;
-  /** Runs virtual time until `promise` settles, and returns its outcome. */
-  settle<T>(promise: Promise<T>): Promise<T>;
-  node(id: string): DynamoNode;
+/** Requests time out after 100 virtual ms unless a test says otherwise: a fallback takes over quickly. */
+const REQUEST_TIMEOUT = 100;
+
+/** A world of `size` nodes, seed 1, that all hold their partitions, spread over `domains` failure domains. */
+function world(size: number, node: Tunables = {}, domains?: number): Promise<World> {
+  return settledWorld(size, { node: { requestTimeout: REQUEST_TIMEOUT, ...node }, domains });
 }
 
-/** A world whose nodes all hold their partitions: a new cluster first learns that nobody holds anything yet. */
-async function world(
-  size: number,
-  node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
-  domains?: number,
-): Promise<World> {
-  const w = unsettledWorld(size, node, {}, domains);
-  await w.scheduler.run(() => w.cluster.alive().every((id) => w.node(id).fetchingCount() === 0));
-  return w;
-}
-
-function unsettledWorld(
-  size: number,
-  node: Partial<Pick<NodeOptions, 'n' | 'r' | 'w' | 'requestTimeout' | 'hintInterval'>> = {},
-  conditions: Partial<NetworkConditions> = {},
-  domains?: number,
-): World {
-  const scheduler = new Scheduler();
-  const rng = new Rng(1);
-  const network = new Network(scheduler, rng.fork('network'), conditions);
-  const cluster = new Cluster({
-    scheduler,
-    network,
-    rng,
-    size,
-    ...(domains === undefined ? {} : { domains }),
-    node: { requestTimeout: 100, ...node },
-  });
-  return {
-    scheduler,
-    network,
-    cluster,
-    async settle<T>(promise: Promise<T>): Promise<T> {
-      let done = false;
-      const tracked = promise.finally(() => {
-        done = true;
-      });
-      tracked.catch(() => {});
-      await scheduler.run(() => done);
-      return tracked;
-    },
-    node(id: string): DynamoNode {
-      const n = cluster.node(id);
-      assert.ok(n, `node ${id} is running`);
-      return n;
-    },
-  };
-}
-
-function values(result: { values: Uint8Array[] }): string[] {
-  return result.values.map((v) => utf8.decode(v)).sort();
-}
-
-/** A key whose preference list (N=3) is [a, b, c], and an id outside it. */
-function placement(w: World, key: string): { owners: readonly string[]; outsider: string } {
-  const owners = w.cluster.preferenceList(text.encode(key), 3);
-  const outsider = w.cluster.ids.find((id) => !owners.includes(id));
-  assert.ok(outsider !== undefined);
-  return { owners, outsider };
+/** A world of `size` nodes, seed 1, as it starts, on a network with `conditions`. */
+function unsettledWorld(size: number, node: Tunables = {}, conditions: Partial<NetworkConditions> = {}): World {
+  return clusterWorld(size, { node: { requestTimeout: REQUEST_TIMEOUT, ...node }, conditions });
 }
 
 /** `count` keys named `${prefix}-…` whose preference lists (N=3) hold every node of `key`'s. */
@@ -116,15 +66,6 @@ function replicateFrame(
     durable: false,
     fresh,
   });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected a rejection');
 }
 
 describe('DynamoNode', () => {

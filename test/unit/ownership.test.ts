@@ -6,18 +6,10 @@ import { describe, it } from 'node:test';
 import { Ownership } from '../../worker/membership/ownership.ts';
 import { MemoryStorage } from '../../worker/storage/memory.ts';
 import { Scheduler } from '../sim/scheduler.ts';
+import { settle } from '../sim/settle.ts';
 
 /** Lets every pending microtask chain finish. */
 const drain = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Runs virtual time until `promise` settles (or nothing is left to run) and returns its value. */
-async function settle<T>(scheduler: Scheduler, promise: Promise<T>): Promise<T> {
-  let done = false;
-  void promise.finally(() => (done = true)).catch(() => {});
-  await scheduler.run(() => done);
-  assert.ok(done, 'the promise never settled');
-  return promise;
-}
 
 describe('Ownership', () => {
   it('keeps the held partitions across a reopen of its storage', async () => {

@@ -9,9 +9,7 @@ import { Ring } from '../../worker/ring/ring.ts';
 import { createVersion } from '../../worker/versions/version.ts';
 import type { Cluster } from '../sim/cluster.ts';
 import { N, Q, T, type World, dots, world } from './sync-world.ts';
-
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
+import { text, utf8 } from './cluster-world.ts';
 
 /** The ring the cluster will have once `extra` joins (its domain is the next free one, as the cluster gives it). */
 function ringWith(cluster: Cluster, extra: string): Ring {

@@ -8,8 +8,7 @@ import { describe, it } from 'node:test';
 import { createVersion } from '../../worker/versions/version.ts';
 import { encodeMessage } from '../../worker/wire/codec.ts';
 import { N, dots, world } from './sync-world.ts';
-
-const text = new TextEncoder();
+import { text } from './cluster-world.ts';
 
 describe('a restarted node', () => {
   it('takes a push from a node that owned the partition moments before the restart', async () => {

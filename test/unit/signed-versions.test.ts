@@ -7,35 +7,21 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeMessage } from '../../worker/wire/codec.ts';
 import type { PeerMessage } from '../../worker/wire/protocol.ts';
-import type { DynamoNode } from '../../worker/node.ts';
 import { validProof } from '../../worker/versions/proof.ts';
 import { type Version, createVersion } from '../../worker/versions/version.ts';
-import { Cluster } from '../sim/cluster.ts';
 import { SimProofs } from '../sim/keys.ts';
-import { Network } from '../sim/network.ts';
-import { Rng } from '../sim/random.ts';
-import { Scheduler } from '../sim/scheduler.ts';
+import { placement, text, utf8, world } from './cluster-world.ts';
 
-const text = new TextEncoder();
-const utf8 = new TextDecoder();
 const KEY = text.encode('k');
 
+/**
+ * A world of `size` settled nodes, seed 1, whose ids derive from their keys (requests time out after 100 virtual
+ * ms), with the owners of the key `k` and a member outside them that tests make misbehave.
+ */
 async function signedWorld(size: number) {
-  const scheduler = new Scheduler();
-  const rng = new Rng(1);
-  const network = new Network(scheduler, rng.fork('network'));
-  const cluster = new Cluster({ scheduler, network, rng, size, keys: true, node: { requestTimeout: 100 } });
-  const node = (id: string): DynamoNode => cluster.node(id)!;
-  await scheduler.run(() => cluster.alive().every((id) => node(id).fetchingCount() === 0));
-  const settle = async <T>(promise: Promise<T>): Promise<T> => {
-    let done = false;
-    const tracked = promise.finally(() => (done = true));
-    tracked.catch(() => {});
-    await scheduler.run(() => done);
-    return tracked;
-  };
-  const owners = cluster.preferenceList(KEY, 3);
-  const rogue = cluster.ids.find((id) => !owners.includes(id))!;
+  const w = await world(size, { keys: true, node: { requestTimeout: 100 } });
+  const { cluster, node } = w;
+  const { owners, outsider: rogue } = placement(w, 'k');
   const stored = (id: string): Promise<Version[]> => cluster.slot(id).data.reopen().get(KEY);
   /** Delivers `message` to `to` as if `rogue` had sent it over its authenticated link. */
   const inject = (to: string, message: PeerMessage): void => node(to).receive(rogue, encodeMessage(message));
@@ -51,7 +37,7 @@ async function signedWorld(size: number) {
       durable: false,
       fresh,
     });
-  return { scheduler, cluster, node, settle, owners, rogue, stored, inject, replicate };
+  return { ...w, owners, rogue, stored, inject, replicate };
 }
 
 const show = (versions: readonly Version[]): string[] =>

@@ -22,6 +22,7 @@ import type { Version } from '../../worker/versions/version.ts';
 import { Network } from '../sim/network.ts';
 import { Rng } from '../sim/random.ts';
 import { Scheduler } from '../sim/scheduler.ts';
+import { settle } from '../sim/settle.ts';
 
 const text = new TextEncoder();
 const Q = 16;
@@ -149,13 +150,7 @@ function world(): World {
     network,
     a: endpoint('a', scheduler, network),
     b: endpoint('b', scheduler, network),
-    async settle<T>(promise: Promise<T>): Promise<T> {
-      let done = false;
-      void promise.finally(() => (done = true)).catch(() => {});
-      await scheduler.run(() => done);
-      assert.ok(done, 'never settled');
-      return promise;
-    },
+    settle: (promise) => settle(scheduler, promise),
     budget: () => new ByteBudget(1024 * 1024, scheduler.clock, scheduler.timersFor({ alive: true })),
   };
 }
