@@ -1174,9 +1174,10 @@ export class DynamoNode {
   }
 
   /**
-   * The live keys under `prefix` of each asked partition this node holds whole, in order, until the reply holds
-   * {@link KEYS_REPLY_BYTES} of keys (the first asked partition is always answered, so every reply makes progress);
-   * partitions it does not hold (it is fetching them, or does not own them) are refused.
+   * The live keys under `prefix` of each asked partition this node owns and holds whole, in order, until the reply
+   * holds {@link KEYS_REPLY_BYTES} of keys (the first asked partition is always answered, so every reply makes
+   * progress); the others are refused: those it is fetching, those it does not own, and those it holds but no longer
+   * owns (it hands them over to their new owners, and the writes made since went to those, not to it).
    */
   async #serveKeys(asks: readonly KeysAsk[], prefix: Uint8Array, limit: number): Promise<KeysAnswer> {
     const pages: KeysPage[] = [];
@@ -1184,7 +1185,7 @@ export class DynamoNode {
     const stored = new Set(await this.#storage.partitionsWithData());
     let room = KEYS_REPLY_BYTES;
     for (const { partition, after } of asks) {
-      if (!this.#ownership.holds(partition)) {
+      if (!this.#servesKeys(partition)) {
         refused.push(partition);
         continue;
       }
@@ -1223,10 +1224,13 @@ export class DynamoNode {
         self: this.id,
         partitions: this.#ring.partitions,
         candidates: (partition) => this.#keysCandidates(partition),
+        // An owner waits for its own copy; another node gives the owners, still fetching, as long once more.
         awaitHeld: (partition) =>
           this.#ring.preferenceList(partition, this.#n).includes(this.id)
             ? this.#ownership.whenHeld(partition, this.#keysTimeout, this.#options.timers)
-            : Promise.resolve(false),
+            : new Promise<boolean>((resolve) =>
+                this.#options.timers.setTimeout(() => resolve(true), this.#keysTimeout),
+              ),
         partitionOf: (key) => this.#ring.partitionOf(key),
         serveLocal: (asks, p, l) => this.#serveKeys(asks, p, l),
         request: (peer, message) => this.#peers.request(peer, message, this.#keysTimeout),
@@ -1249,9 +1253,14 @@ export class DynamoNode {
     };
   }
 
+  /** Whether this node answers a listing of `partition`: it owns it and holds it whole (see #serveKeys). */
+  #servesKeys(partition: number): boolean {
+    return this.#ownership.holds(partition) && this.#ring.preferenceList(partition, this.#n).includes(this.id);
+  }
+
   /**
-   * Who to ask for `partition`: this node when it holds it whole, then its owners, then other members known to hold
-   * it, those suspected last.
+   * Who to ask for `partition`: this node when it owns and holds it, then its owners, then other members known to
+   * hold it (an owner in a view this node has not seen yet), those suspected last.
    */
   #keysCandidates(partition: number): string[] {
     const owners = this.#ring.preferenceList(partition, this.#n);
@@ -1260,7 +1269,7 @@ export class DynamoNode {
     );
     const live = order.filter((id) => !this.#peers.isSuspected(id));
     const suspected = order.filter((id) => this.#peers.isSuspected(id));
-    return this.#ownership.holds(partition) ? [this.id, ...live, ...suspected] : [...live, ...suspected];
+    return this.#servesKeys(partition) ? [this.id, ...live, ...suspected] : [...live, ...suspected];
   }
 
   #prefix(prefix: Uint8Array | string): Uint8Array {

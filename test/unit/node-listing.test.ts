@@ -123,6 +123,40 @@ describe('DynamoNode.keys', () => {
     }
   });
 
+  it('lists a key written after a join from a node still handing its partition over to the new owner', async () => {
+    const w = await world(3, { baseLatency: 40 });
+    await write(
+      w,
+      Array.from({ length: 200 }, (_, i) => `before:${i}`),
+    );
+    const old = w.node('n0').ring;
+    const joined = w.cluster.join();
+    await w.scheduler.run(() => ['n0', 'n1', 'n2', joined].every((id) => w.node(id).ring.has(joined)));
+    const ring = w.node(joined).ring;
+    const releasing = new Map<string, Set<number>>();
+    for (const id of ['n0', 'n1', 'n2']) {
+      const states = await w.settle(w.node(id).partitions());
+      releasing.set(id, new Set(states.filter((p) => p.state === 'releasing').map((p) => p.partition)));
+    }
+    // A key of a partition the new node takes over from a node that no longer owns it, but still holds it.
+    let key = '';
+    let former = '';
+    for (let i = 0; key === ''; i++) {
+      const candidate = `after:${i}`;
+      const partition = ring.partitionOf(text.encode(candidate));
+      const giver = old.preferenceList(partition, 3).find((id) => releasing.get(id)?.has(partition) === true);
+      if (giver !== undefined) [key, former] = [candidate, giver];
+    }
+    const owners = ring.preferenceList(ring.partitionOf(text.encode(key)), 3);
+    assert.ok(owners.includes(joined) && !owners.includes(former));
+    await w.settle(w.node(owners.find((id) => id !== joined)!).put(key, text.encode(key)));
+    const listed = await w.settle(w.node(former).keys({ prefix: 'after:' }));
+    assert.deepEqual(
+      listed.keys.map((k) => utf8.decode(k)),
+      [key],
+    );
+  });
+
   it('refuses to a member that asks the partitions it is still fetching, and answers those it holds', async () => {
     const w = await world(3, { baseLatency: 40 });
     await write(w, ['a', 'b']);

@@ -26,9 +26,10 @@ export interface CoverageDeps {
   /** The nodes to ask for `partition`, in the order to try them. */
   candidates(partition: number): readonly string[];
   /**
-   * Resolves true once this node holds `partition`, false when that is not coming soon: a node of a new cluster marks
-   * its partitions held once its probes answer, so a listing made as it starts waits that long (as a put does) before
-   * it finds no holder.
+   * Called when every candidate of `partition` failed it: resolves true when they are worth asking once more (this
+   * node now holds `partition`, or the owners, still fetching it, had time to finish), false when not. A node of a
+   * new cluster marks its partitions held once its probes answer, so a listing made as it starts waits that long (as
+   * a put does) before it finds no holder.
    */
   awaitHeld(partition: number): Promise<boolean>;
   partitionOf(key: Uint8Array): number;
