@@ -483,8 +483,10 @@ export class DynamoNode {
       n: this.#n,
       storage: this.#storage,
       holds,
-      whenHeld: (partition, patient) =>
-        this.#ownership.whenHeld(partition, patient === true ? forwardTimeout : requestTimeout, options.timers),
+      whenHeld: (partition, patient) => {
+        this.#rebalancer.prioritize(partition);
+        return this.#ownership.whenHeld(partition, patient === true ? forwardTimeout : requestTimeout, options.timers);
+      },
       findHolders,
       probeHolders: (partition) => this.#holders.probe(partition),
       knownHolders: (partition) => this.#holders.known(partition),

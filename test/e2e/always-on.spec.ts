@@ -13,7 +13,7 @@ import { type NodeProcess, spawnNode } from './always-on.ts';
 
 /** Waits until every tab sees every other and the always-on node `nodeId`, connected and linked to each. */
 function waitForMembers(tabs: readonly Tab[], nodeId: string): Promise<void> {
-  return waitForMesh(tabs, 30_000, { settled: false, nodes: [nodeId] });
+  return waitForMesh(tabs, 30_000, { nodes: [nodeId] });
 }
 
 /**

@@ -10,13 +10,7 @@ test('3,000 puts issued at once from one tab of a 3-tab cluster are all acknowle
 }) => {
   // As an app would: the burst starts as soon as the tabs reach each other, while the new cluster's partitions may
   // still be settling among them.
-  const tabs = await openCluster(
-    context,
-    server,
-    3,
-    { cluster: freshCluster('burst'), dataPlane: 'transfer' },
-    { settled: false },
-  );
+  const tabs = await openCluster(context, server, 3, { cluster: freshCluster('burst'), dataPlane: 'transfer' });
   const outcome = await tabs[0]!.call(async (store) => {
     const failures: Record<string, number> = {};
     const results = await Promise.allSettled(

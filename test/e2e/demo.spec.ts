@@ -51,7 +51,7 @@ test('a second tab of the demo shows its partitions fetched until every one is h
   const page = await context.newPage();
   await page.goto(url.href);
   const second = await tabOf(page);
-  await waitForMesh([first, second], 30_000, { settled: false });
+  await waitForMesh([first, second]);
   const q = await second.call((store) => store.config.partitions, null);
 
   const panel = page.getByTestId('transfer-panel');

@@ -12,7 +12,7 @@ function connections(tab: Tab): Promise<number> {
   return tab.call((store) => Object.keys(store.peers()).length, null);
 }
 
-/** Opens `count` tabs one after another and waits until each sees all of them and holds its partitions. */
+/** Opens `count` tabs one after another and waits until each sees all of them (not for links, which are bounded). */
 async function openBounded(
   context: BrowserContext,
   server: SignalingServer,
@@ -24,12 +24,6 @@ async function openBounded(
   const ids = tabs.map((t) => t.nodeId).sort();
   for (const tab of tabs) {
     await expect.poll(async () => (await tab.mesh()).members.sort(), { timeout: 30_000 }).toEqual(ids);
-    await expect
-      .poll(
-        () => tab.call(async (store) => (await store.partitions()).filter((p) => p.state !== 'held').length, null),
-        { timeout: 30_000, message: `tab ${tab.nodeId} never finished its partition transfers` },
-      )
-      .toBe(0);
   }
   return tabs;
 }

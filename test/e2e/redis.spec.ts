@@ -95,7 +95,7 @@ test('tabs on two server processes form one cluster and lose no acknowledged put
   // Two tabs on each process, one at a time (two cores).
   for (const first of [one, two, one, two])
     tabs.push(await openOn(await context.newPage(), first, [one, two], cluster));
-  await waitForMesh(tabs, 60_000, { settled: false });
+  await waitForMesh(tabs, 60_000);
   const [onOneA, onTwoA, onOneB, onTwoB] = tabs as [Tab, Tab, Tab, Tab];
   const ids = tabs.map((tab) => tab.nodeId);
 
@@ -148,7 +148,7 @@ test('tabs on two server processes form one cluster and lose no acknowledged put
   }
 
   // Peers whose join changed connect to them anew (a new join time means a new connection): reads wait for that.
-  await waitForMesh(tabs, 60_000, { settled: false });
+  await waitForMesh(tabs, 60_000);
 
   // Every acknowledged put is still there, read through a tab that moved and one that did not.
   for (const reader of [onOneB, onTwoB]) {

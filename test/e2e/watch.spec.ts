@@ -78,7 +78,7 @@ test('a tab watching a key sees another tab put it within 2 s, through a tab joi
   const latencies = [await putAndSee(writer!, watcher!, key, 'first')];
 
   const joined = await openTab(context, server, { cluster });
-  await waitForMesh([...tabs, joined], 30_000, { settled: false });
+  await waitForMesh([...tabs, joined]);
   latencies.push(await putAndSee(writer!, watcher!, key, 'after a join'));
 
   await doomed!.page.close();
@@ -87,7 +87,7 @@ test('a tab watching a key sees another tab put it within 2 s, through a tab joi
     .poll(() => writer!.call((store, id) => store.members().find((m) => m.id === id)?.state, doomed!.nodeId))
     .toBe('suspect');
   latencies.push(await putAndSee(writer!, watcher!, key, 'with an owner down'));
-  await waitForMesh(alive, 30_000, { settled: false });
+  await waitForMesh(alive);
   latencies.push(await putAndSee(writer!, watcher!, key, 'with the owner gone'));
 
   // Delivered once each, in order, never going back.

@@ -277,6 +277,20 @@ describe('DynamoNode', () => {
     assert.deepEqual(values(read), ['v']);
   });
 
+  it('answers a get with R=1 from an owner busy for two request timeouts, not from the fallbacks that have nothing', async () => {
+    const w = await world(5);
+    const { owners, outsider } = placement(w, 'k');
+    await w.settle(w.node(owners[0]!).put('k', text.encode('v'), { w: 3 }));
+    await w.cluster.crash(owners[1]!);
+    await w.cluster.crash(owners[2]!);
+    // Heard from a moment ago, then busy for two and a half request timeouts (100 ms): not failed.
+    assert.deepEqual(values(await w.settle(w.node(outsider).get('k', { r: 1 }))), ['v']);
+    w.cluster.pause(owners[0]!, 250);
+    const read = await w.settle(w.node(outsider).get('k', { r: 1 }));
+    assert.deepEqual(values(read), ['v']);
+    assert.ok(read.receipt.replied.includes(owners[0]!));
+  });
+
   it('answers a get with R=1 from the owner that has the key, not from a fallback that has nothing', async () => {
     const w = await world(5);
     const { owners } = placement(w, 'k');

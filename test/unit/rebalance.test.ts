@@ -9,7 +9,7 @@ import { Ring } from '../../worker/ring/ring.ts';
 import { createVersion } from '../../worker/versions/version.ts';
 import type { Cluster } from '../sim/cluster.ts';
 import { N, Q, T, type World, dots, world } from './sync-world.ts';
-import { text, utf8 } from './cluster-world.ts';
+import { text, utf8, world as clusterWorld } from './cluster-world.ts';
 
 /** The ring the cluster will have once `extra` joins (its domain is the next free one, as the cluster gives it). */
 function ringWith(cluster: Cluster, extra: string): Ring {
@@ -298,5 +298,28 @@ describe('Rebalancer', () => {
     await w.scheduler.advance(1);
     assert.equal(node.metrics().replicasWritten, 1, 'n2 acknowledged the write');
     assert.deepEqual(await dots(w.cluster, 'n2', fresh), ['n0:1000']);
+  });
+});
+
+describe('Rebalancer: what a request waits for first', () => {
+  it('fetches first the partition a put waits for, so that its new sole owner coordinates it while other transfers go on', async () => {
+    // N = 1 and slow links: the new node is the key's only owner, and its transfers take seconds of virtual time.
+    const w = await clusterWorld(3, {
+      node: { n: 1, r: 1, w: 1, requestTimeout: 100 },
+      conditions: { baseLatency: 40 },
+    });
+    // Keys to move: 4 KiB each, so that the new node's transfers are a stream, not one round trip each.
+    const value = new Uint8Array(4096);
+    await w.settle(Promise.all(Array.from({ length: 1500 }, (_, i) => w.node('n0').put(`load-${i}`, value))));
+    const joined = w.cluster.join();
+    await w.until(() => w.node(joined).ring.has(joined) && w.node(joined).fetchingCount() > 0, 'the join is seen');
+    const ring = w.node(joined).ring;
+    const owned = ring.partitionsOf(joined, 1);
+    // The last partition it would fetch in order, and a key in it.
+    const last = owned[owned.length - 1]!;
+    const [key] = keysIn(ring, last, 1, 'waited') as [string];
+    const put = await w.settle(w.node(joined).put(key, text.encode('v')));
+    assert.equal(put.receipt.coordinator, joined);
+    assert.ok(w.node(joined).fetchingCount() > 0, 'other partitions were still being fetched');
   });
 });

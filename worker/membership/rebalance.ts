@@ -57,6 +57,8 @@ export class Rebalancer {
   #again = false;
   #retry: TimerHandle | undefined;
   #closed = false;
+  /** Partitions being fetched now, by a pass or for a request (see {@link Rebalancer.prioritize}). */
+  readonly #fetching = new Set<number>();
 
   constructor(deps: RebalanceDeps) {
     this.#deps = deps;
@@ -75,6 +77,32 @@ export class Rebalancer {
     }
     this.#running = true;
     void this.#loop();
+  }
+
+  /**
+   * Fetches `partition` at once, beside the pass, unless it is held or being fetched: a put waits for it (an owner
+   * still fetching a partition that no other owner holds coordinates its puts only once it holds it), and a pass at
+   * Q = 4,096 takes seconds to come to it.
+   */
+  prioritize(partition: number): void {
+    const ring = this.#deps.ring();
+    const { self, n, ownership } = this.#deps;
+    if (this.#closed || ring === null || ownership.holds(partition) || this.#fetching.has(partition)) return;
+    if (!ring.preferenceList(partition, n).includes(self)) return;
+    void this.#fetchOnce(ring, partition).catch((error: unknown) =>
+      this.#deps.logger.warn({ error: String(error), partition }, 'fetch for a waiting request failed'),
+    );
+  }
+
+  /** Fetches `partition` unless another fetch of it is under way; true when it is held after. */
+  async #fetchOnce(ring: Ring, partition: number): Promise<boolean> {
+    if (this.#fetching.has(partition)) return false;
+    this.#fetching.add(partition);
+    try {
+      return await this.#fetch(ring, partition);
+    } finally {
+      this.#fetching.delete(partition);
+    }
   }
 
   /** Stops passes; one under way ends at its next step. */
@@ -121,7 +149,8 @@ export class Rebalancer {
     const workers = Array.from({ length: Math.min(FETCH_CONCURRENCY, wanted.length) }, async () => {
       for (let p = wanted.shift(); p !== undefined; p = wanted.shift()) {
         if (this.#again || this.#closed) return;
-        if (!(await this.#fetch(ring, p))) done = false;
+        if (ownership.holds(p)) continue;
+        if (!(await this.#fetchOnce(ring, p))) done = false;
       }
     });
     await Promise.all(workers);

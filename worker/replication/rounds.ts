@@ -11,8 +11,19 @@ import { type Version, resolve } from '../versions/version.ts';
 import { carryingTimeout } from '../wire/fit.ts';
 import type { CoordinatorDeps, GetOutcome, Plan, PutRequest } from './coordinator.ts';
 
-/** Timeouts a put's slot forgives the owner that would bring a failure domain the put still lacks. */
-export const DOMAIN_PATIENCE = 3;
+/**
+ * Timeouts a slot forgives an owner that is busy rather than failed (see {@link busy}): a put's slot, the owner that
+ * would bring a failure domain the put still lacks; a get's slot, any owner, whose versions a fallback lacks.
+ */
+export const BUSY_PATIENCE = 3;
+
+/**
+ * Whether `owner` is busy rather than failed: it spoke within the last {@link BUSY_PATIENCE} request timeouts, and the
+ * view does not have it as suspect (the server stopped hearing its heartbeats).
+ */
+function busy(deps: CoordinatorDeps, owner: string): boolean {
+  return !deps.viewSuspects(owner) && deps.peers.heardWithin(owner, BUSY_PATIENCE * deps.requestTimeout);
+}
 
 /**
  * One put's replication, as state and methods rather than closures: a put makes one, and closures would be made
@@ -21,11 +32,10 @@ export const DOMAIN_PATIENCE = 3;
  * It succeeds once W replicas hold the siblings and those span min(W, D) failure domains, D being the domains the
  * key's owners span: the tabs of one browser profile share a domain and go down together, so W acknowledgements from
  * them alone would not outlive the profile while a replica elsewhere (an always-on node, another profile) had not
- * stored the put yet. So a slot whose owner would bring a domain the put lacks, and that is busy rather than failed
- * (it spoke within the last {@link DOMAIN_PATIENCE} request timeouts, and the view does not have it as suspect), asks
- * that owner even when a timeout made this node suspect it, and asks it again on a timeout, up to
- * {@link DOMAIN_PATIENCE} times, before a fallback stands in: a fallback of a domain already in would not make the
- * put outlive it. A domain that cannot answer does not block the put: once every slot has finished, W
+ * stored the put yet. So a slot whose owner would bring a domain the put lacks, and that is {@link busy} rather than
+ * failed, asks that owner even when a timeout made this node suspect it, and asks it again on a timeout, up to
+ * {@link BUSY_PATIENCE} times, before a fallback stands in: a fallback of a domain already in would not make the put
+ * outlive it. A domain that cannot answer does not block the put: once every slot has finished, W
  * acknowledgements from any domains do.
  */
 export class Replication {
@@ -140,7 +150,7 @@ class ReplicaSlot implements ReplyHandler {
   #hintFor: string | null = null;
   readonly #patience = new Patience();
   /** Timeouts left to forgive the owner while its domain is wanted (see {@link Replication}). */
-  #domainPatience = DOMAIN_PATIENCE;
+  #domainPatience = BUSY_PATIENCE;
   #finished = false;
 
   constructor(replication: Replication, owner: string) {
@@ -194,12 +204,7 @@ class ReplicaSlot implements ReplyHandler {
 
   /** Whether the owner would bring a domain the put lacks, and is busy rather than failed (see Replication). */
   #awaitsDomain(): boolean {
-    const { deps } = this.#replication;
-    return (
-      this.#replication.wantsDomainOf(this.#owner) &&
-      !deps.viewSuspects(this.#owner) &&
-      deps.peers.heardWithin(this.#owner, DOMAIN_PATIENCE * deps.requestTimeout)
-    );
+    return this.#replication.wantsDomainOf(this.#owner) && busy(this.#replication.deps, this.#owner);
   }
 
   #ask(): void {
@@ -308,7 +313,9 @@ export class Read {
   }
 
   #settle(): void {
-    if (this.#open === 0) for (const id of this.#empty.splice(0)) this.#record(id, []);
+    // Only while R is short: an answer built from replicas that have the key does not name those that had nothing.
+    if (this.#open === 0 && this.#replied.length < this.#r)
+      for (const id of this.#empty.splice(0)) this.#record(id, []);
     const count = this.#replied.length;
     if (!this.#settled && count >= this.#r) {
       this.#settled = true;
@@ -324,12 +331,18 @@ export class Read {
   }
 }
 
-/** One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. */
+/**
+ * One owner's part of a get: its siblings, or those of the next fallback each time a node does not answer. An owner
+ * that is {@link busy} rather than failed is asked again on a timeout, up to {@link BUSY_PATIENCE} times, before a
+ * fallback stands in: a fallback most likely has nothing for the key, and an owner slow to answer with the key's
+ * versions (while it takes in transfers, say) would otherwise leave a read of R = 1 empty.
+ */
 class ReadSlot implements ReplyHandler {
   readonly #read: Read;
   readonly #owner: string;
   #target: string | undefined;
   readonly #patience = new Patience();
+  #busyPatience = BUSY_PATIENCE;
   #finished = false;
 
   constructor(read: Read, owner: string) {
@@ -353,6 +366,12 @@ class ReadSlot implements ReplyHandler {
       if (reply?.type === 'read-reply') {
         this.#read.reply(this.#target!, reply.versions, this.#owner);
         this.#finish();
+        return;
+      }
+      const { deps } = this.#read;
+      if (reply === null && this.#target === this.#owner && this.#busyPatience > 0 && busy(deps, this.#owner)) {
+        this.#busyPatience--;
+        this.#ask();
         return;
       }
       this.#target = this.#patience.next(this.#owner, this.#target, reply, this.#read.fallbacks, this.#read.deps.peers);
