@@ -32,14 +32,12 @@ test('concurrent puts from two tabs with the same context give two siblings, and
   const [a, b] = await openCluster(context, server, 2, { cluster: freshCluster('siblings'), dataPlane: 'transfer' });
   const first = await a!.call((store) => store.put('cart', 'milk', { w: 2 }), null);
 
-  const [fromA, fromB] = await Promise.all([
+  await Promise.all([
     a!.call((store, context) => store.put('cart', 'milk, eggs', { context }), first.context),
     b!.call((store, context) => store.put('cart', 'milk, bread', { context }), first.context),
   ]);
-  // Each tab coordinated its own write (both are in the key's preference list), so neither saw the other.
-  expect(fromA.receipt.coordinator).toBe(a!.nodeId);
-  expect(fromB.receipt.coordinator).toBe(b!.nodeId);
-
+  // Both wrote over the same context, whoever coordinated each (a tab still fetching the key's partition hands its put
+  // to one that holds it): neither put saw the other, and both stay.
   const conflicted = await a!.call((store) => store.get('cart', { r: 2 }), null);
   expect([...conflicted.values].sort()).toEqual(['milk, bread', 'milk, eggs']);
 
