@@ -117,7 +117,9 @@ for (const dataPlane of DATA_PLANES) {
     server,
   }) => {
     const cluster = freshCluster('bad-frames');
-    const [victim, witness] = await openCluster(context, server, 2, { cluster, dataPlane });
+    // Formed first: the rogue member answers no holder probe, and would keep a cluster still learning that nobody holds
+    // anything from holding its partitions (see the README's limitations).
+    const [victim, witness] = await openCluster(context, server, 2, { cluster, dataPlane }, { settled: true });
     const rogue = await RoguePeer.connect(context, server, {
       cluster,
       id: '--------rogue',
