@@ -223,7 +223,7 @@ export class Mesh {
 
   /**
    * Opens or asks for connections to planned peers, in order, while under the bound; closes connections the plan
-   * left out once they are older than {@link UNPLANNED_GRACE_MS}, or at once when a planned peer waits for room.
+   * left out once they are older than {@link UNPLANNED_GRACE_MS}.
    */
   #apply(): void {
     clearTimeout(this.#applyTimer);
