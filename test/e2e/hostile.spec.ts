@@ -186,7 +186,15 @@ const evil = utf8.encode('evil');
  */
 async function rogueBeside(context: BrowserContext, server: SignalingServer, name: string) {
   const cluster = freshCluster(name);
-  const [victim, witness] = await openCluster(context, server, 3, { cluster, dataPlane: 'transfer' });
+  // Formed first: the attacks rely on which owners hold which partitions (a tab still fetching one hands its puts on,
+  // so a write would not carry the writer's own dot).
+  const [victim, witness] = await openCluster(
+    context,
+    server,
+    3,
+    { cluster, dataPlane: 'transfer' },
+    { settled: true },
+  );
   const domain = await victim!.call((store) => store.domain, null);
   const rogue = await RoguePeer.connect(context, server, {
     cluster,
