@@ -12,18 +12,30 @@ function connections(tab: Tab): Promise<number> {
   return tab.call((store) => Object.keys(store.peers()).length, null);
 }
 
-/** Opens `count` tabs one after another and waits until each sees all of them (not for links, which are bounded). */
+/**
+ * Opens `count` tabs one after another and waits until each sees all of them (not for links, which are bounded), and,
+ * when `settled`, until their transfers are over: with N = 1 every link is one of use, and while transfers use every
+ * peer the most recently used change by the moment, so a test of the link one request opens needs them done.
+ */
 async function openBounded(
   context: BrowserContext,
   server: SignalingServer,
   count: number,
   options: TabOptions,
+  settled = false,
 ): Promise<Tab[]> {
   const tabs: Tab[] = [];
   for (let i = 0; i < count; i++) tabs.push(await openTab(context, server, options));
   const ids = tabs.map((t) => t.nodeId).sort();
   for (const tab of tabs) {
     await expect.poll(async () => (await tab.mesh()).members.sort(), { timeout: 30_000 }).toEqual(ids);
+    if (!settled) continue;
+    await expect
+      .poll(
+        () => tab.call(async (store) => (await store.partitions()).filter((p) => p.state !== 'held').length, null),
+        { timeout: 30_000, message: `tab ${tab.nodeId} never finished its partition transfers` },
+      )
+      .toBe(0);
   }
   return tabs;
 }
@@ -72,7 +84,7 @@ test('a tab that forwards a put to a peer it has no connection to opens one on f
 }) => {
   const cluster = freshCluster('first-use');
   // N = 1: a node shares no partition with any other, so every connection it holds is one opened on first use.
-  const tabs = await openBounded(context, server, 5, { cluster, maxLinks: 2, n: 1 });
+  const tabs = await openBounded(context, server, 5, { cluster, maxLinks: 2, n: 1 }, true);
   const [from] = tabs;
   const peers = await from!.call((store) => store.peers(), null);
   const target = tabs.find((t) => t !== from && peers[t.nodeId] === undefined);
@@ -110,7 +122,7 @@ test('both tabs close a connection opened on first use once it is idle for linkI
 }) => {
   const cluster = freshCluster('idle');
   // N = 1: no partners, so the connection is kept for use only.
-  const tabs = await openBounded(context, server, 3, { cluster, maxLinks: 1, n: 1, linkIdleMs: 5000 });
+  const tabs = await openBounded(context, server, 3, { cluster, maxLinks: 1, n: 1, linkIdleMs: 5000 }, true);
   const [from] = tabs;
   const view = server.view(cluster)!;
   const ring = await ringOf(
