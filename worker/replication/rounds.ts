@@ -149,8 +149,6 @@ class ReplicaSlot implements ReplyHandler {
   #target: string | undefined;
   #hintFor: string | null = null;
   readonly #patience = new Patience();
-  /** Timeouts left to forgive the owner while its domain is wanted (see {@link Replication}). */
-  #domainPatience = BUSY_PATIENCE;
   #finished = false;
 
   constructor(replication: Replication, owner: string) {
@@ -184,13 +182,14 @@ class ReplicaSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      const { peers } = replication.deps;
-      if (reply === null && this.#target === this.#owner && this.#domainPatience > 0 && this.#awaitsDomain()) {
-        this.#domainPatience--;
-        this.#ask();
-        return;
-      }
-      const next = this.#patience.next(this.#owner, this.#target, reply, replication.fallbacks, peers);
+      const next = this.#patience.next(
+        this.#owner,
+        this.#target,
+        reply,
+        replication.fallbacks,
+        replication.deps.peers,
+        () => this.#awaitsDomain(),
+      );
       if (next !== this.#owner) {
         this.#hintFor = this.#owner;
         if (next !== undefined) replication.deps.metrics.count('fallbacksUsed');
@@ -342,7 +341,6 @@ class ReadSlot implements ReplyHandler {
   readonly #owner: string;
   #target: string | undefined;
   readonly #patience = new Patience();
-  #busyPatience = BUSY_PATIENCE;
   #finished = false;
 
   constructor(read: Read, owner: string) {
@@ -368,13 +366,10 @@ class ReadSlot implements ReplyHandler {
         this.#finish();
         return;
       }
-      const { deps } = this.#read;
-      if (reply === null && this.#target === this.#owner && this.#busyPatience > 0 && busy(deps, this.#owner)) {
-        this.#busyPatience--;
-        this.#ask();
-        return;
-      }
-      this.#target = this.#patience.next(this.#owner, this.#target, reply, this.#read.fallbacks, this.#read.deps.peers);
+      const { deps, fallbacks } = this.#read;
+      this.#target = this.#patience.next(this.#owner, this.#target, reply, fallbacks, deps.peers, () =>
+        busy(deps, this.#owner),
+      );
       this.#ask();
     } catch (error) {
       this.#fail(error);
@@ -426,11 +421,14 @@ class ReadSlot implements ReplyHandler {
 class Patience {
   /** Timeouts the owner is forgiven when no fallback is left to stand in for it. */
   #left = 1;
+  /** Timeouts the owner is forgiven while it is busy rather than failed (see {@link BUSY_PATIENCE}). */
+  #busyLeft = BUSY_PATIENCE;
 
   /**
-   * Who to ask after `target` failed to answer for `owner` (`reply` an error, or null on a timeout): the next
-   * fallback; or, when none is left and the owner itself timed out, the owner again, once (a busy owner is not a
-   * failed one). Undefined when nobody is left.
+   * Who to ask after `target` failed to answer for `owner` (`reply` an error, or null on a timeout). When the owner
+   * itself timed out: the owner again while `busy()` says it is busy rather than failed, up to
+   * {@link BUSY_PATIENCE} times. Else the next fallback; or, when none is left and the owner itself timed out, the
+   * owner again, once (a busy owner is not a failed one). Undefined when nobody is left.
    */
   next(
     owner: string,
@@ -438,9 +436,15 @@ class Patience {
     reply: Reply | null,
     fallbacks: Fallbacks,
     peers: Peers,
+    busy: () => boolean,
   ): string | undefined {
+    const timedOut = reply === null && target === owner;
+    if (timedOut && this.#busyLeft > 0 && busy()) {
+      this.#busyLeft--;
+      return owner;
+    }
     const fallback = fallbacks.take(peers);
-    if (fallback === undefined && reply === null && target === owner && this.#left > 0) {
+    if (fallback === undefined && timedOut && this.#left > 0) {
       this.#left--;
       return owner;
     }
